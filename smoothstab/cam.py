@@ -1,0 +1,76 @@
+"""Class activation maps at a named layer: Grad-CAM and Grad-CAM++.
+
+Both are ``ReLU(sum_k w_k A_k)`` for the activations ``A`` of a layer and differ only in the
+channel weights ``w`` (one small function each). Maps are ``[B, 1, H, W]``: ReLU'd, not min-max
+normalised, upsampled bilinearly (``align_corners=False``) to the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smoothstab._checks import check_input, resolve_layer, warn_if_training
+from smoothstab.methods import logits, resolve_target, select
+
+
+def activations_and_grads(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's output ``A`` and ``d(target logit)/dA``; the hook is removed on any exit."""
+    seen: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)  # keeps A in the graph if weights are frozen
+            score = select(logits(model, xg), target).sum()
+            if not seen:
+                raise ValueError(
+                    f"layer: expected {type(layer).__name__} to run in the forward pass"
+                )
+            act = seen[-1]
+            if not isinstance(act, torch.Tensor) or act.ndim != 4:
+                got = tuple(act.shape) if isinstance(act, torch.Tensor) else type(act).__name__
+                raise ValueError(f"layer: expected a 4-D output [B, K, h, w], got {got}")
+            (g,) = torch.autograd.grad(score, act)
+    finally:
+        handle.remove()
+    return act.detach(), g
+
+
+def gradcam_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, Eq. 1): spatial mean of the gradients, ``[B, K, 1, 1]``."""
+    return g.mean(dim=(2, 3), keepdim=True)
+
+
+def gradcampp_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19, the closed form for an exponential score).
+
+    ``alpha_ij = g^2 / (2 g^2 + sum_ab A_ab g^3)`` and ``w = sum_ij alpha_ij ReLU(g_ij)``;
+    alpha is 0 where the gradient is 0.
+    """
+    g2 = g * g
+    denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g2 * g
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, 1), 0)
+    return (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+
+
+def _cam(model, x, target, layer, weighting) -> torch.Tensor:
+    check_input(x, rank=4)
+    module = resolve_layer(model, layer)
+    warn_if_training(model)
+    target = resolve_target(model, x, target)
+    act, g = activations_and_grads(model, x, target, module)
+    cam = torch.relu((weighting(act, g) * act).sum(dim=1, keepdim=True))
+    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, *, layer) -> torch.Tensor:
+    """Grad-CAM at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``."""
+    return _cam(model, x, target, layer, gradcam_weights)
+
+
+def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, *, layer) -> torch.Tensor:
+    """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``."""
+    return _cam(model, x, target, layer, gradcampp_weights)
