@@ -78,8 +78,12 @@ def _example_names(model: nn.Module, n: int = 3) -> str:
     return ", ".join(repr(name) for name in names) or "(none)"
 
 
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
 def warn_if_training(model: nn.Module) -> None:
-    if model.training:
+    """Warn (never switch modes for the user) if BatchNorm or Dropout is in training mode."""
+    if any(m.training and isinstance(m, _MODE_DEPENDENT) for m in model.modules()):
         warnings.warn(
             "model is in training mode: BatchNorm/Dropout make maps batch-dependent and update "
             "running statistics; call model.eval() first",

@@ -1,0 +1,67 @@
+"""Small models shared by the tests. Everything is tiny so the suite stays fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class ConvNet(nn.Module):
+    """conv-ReLU-conv-ReLU-GAP-linear; ``features.3`` keeps the input's spatial size."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 5, width: int = 6):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+class StridedNet(nn.Module):
+    """Like ConvNet but the CAM layer ``body.2`` is at half resolution, so maps are upsampled."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 4):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, stride=2, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 8, 3, padding=1),
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)
+        )
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def make(model: nn.Module, dtype=torch.float64, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.5)
+    return model.to(dtype).eval()
+
+
+@pytest.fixture
+def convnet():
+    return make(ConvNet())
+
+
+@pytest.fixture
+def images():
+    return torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )

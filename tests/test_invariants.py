@@ -1,0 +1,239 @@
+"""Properties every method and every smoothed method must have (Captum-style meta-tests)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+import smoothstab as ss
+from conftest import ConvNet, hook_count, make
+
+SIGMA = 0.3
+cam = functools.partial(ss.grad_cam, layer="features.3")
+campp = functools.partial(ss.grad_cam_pp, layer="features.3")
+ig = functools.partial(ss.integrated_gradients, steps=5, rule="riemann_middle")
+
+
+def joint_ig(model, x, target=None, *, batch_size=None, seed=0, antithetic=False):
+    return ss.smooth_integrated_gradients(
+        model,
+        x,
+        target,
+        sigma=SIGMA,
+        n_samples=6,
+        estimator="joint",
+        batch_size=batch_size,
+        seed=seed,
+        antithetic=antithetic,
+    )
+
+
+def nested_ig(model, x, target=None, *, batch_size=None, seed=0, antithetic=False):
+    return ss.smooth_integrated_gradients(
+        model,
+        x,
+        target,
+        sigma=SIGMA,
+        n_samples=4,
+        steps=5,
+        rule="riemann_middle",
+        batch_size=batch_size,
+        seed=seed,
+        antithetic=antithetic,
+    )
+
+
+PLAIN = {"grad": ss.grad, "ig": ig, "gradcam": cam, "gradcampp": campp}
+SMOOTHED = {
+    **{f"smooth_{k}": None for k in PLAIN},  # built by _smooth
+    "smooth_ig_nested": lambda **kw: functools.partial(nested_ig, **kw),
+    "smooth_ig_joint": lambda **kw: functools.partial(joint_ig, **kw),
+}
+
+
+def _smooth(name, **kw):
+    return ss.smooth(PLAIN[name.removeprefix("smooth_")], SIGMA, 4, **kw)
+
+
+ALL = list(PLAIN) + list(SMOOTHED)
+
+
+def build(name, **kw):
+    if name in PLAIN:
+        return PLAIN[name]
+    kw.setdefault("seed", 0)
+    if name.startswith("smooth_ig_"):
+        return SMOOTHED[name](**kw)
+    return _smooth(name, **kw)
+
+
+@pytest.fixture
+def setup():
+    model = make(ConvNet())
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return model, x, torch.tensor([0, 4, 2])
+
+
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_batch_equals_per_example(name, setup):
+    model, x, target = setup
+    method = build(name)
+    rows = [method(model, x[i : i + 1], target[i : i + 1]) for i in range(3)]
+    torch.testing.assert_close(method(model, x, target), torch.cat(rows), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_smoothed_batch_is_per_example_mean_over_its_draws(name, setup):
+    """Image i's smoothed map is the mean of the method over x_i + sigma * eps[s, i]."""
+    model, x, target = setup
+    eps = ss.noise_draws(x, 4, seed=0)
+    got = build("smooth_" + name)(model, x, target)
+    for i in range(3):
+        noisy = x[i] + SIGMA * eps[:, i]
+        want = PLAIN[name](model, noisy, target[i].expand(4)).mean(0)
+        torch.testing.assert_close(got[i], want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ig"] + list(SMOOTHED))
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_chunk_size_does_not_change_result(name, batch_size, setup):
+    model, x, target = setup
+    if name == "ig":
+        method, ref = functools.partial(ig, batch_size=batch_size), ig
+    else:
+        method, ref = build(name, batch_size=batch_size), build(name)
+    torch.testing.assert_close(
+        method(model, x, target), ref(model, x, target), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_same_seed_same_draws_common_random_numbers(setup):
+    """Same int seed: same eps for every model and every sigma (scaled); a Generator works too."""
+    model, x, _ = setup
+    identity = lambda _m, xs, _t: xs  # noqa: E731  the smoothed map is x + sigma * mean(eps)
+    eps_mean = ss.noise_draws(x, 6, seed=3).mean(0)
+    for sigma in (0.1, 0.5):
+        got = ss.smooth(identity, sigma, 6, seed=3)(model, x, torch.zeros(3, dtype=torch.long))
+        torch.testing.assert_close(got, x + sigma * eps_mean, rtol=0, atol=1e-12)
+    other = make(ConvNet(), seed=7)
+    gen = torch.Generator().manual_seed(3)
+    got = ss.smooth(identity, 0.1, 6, seed=gen)(other, x, torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(got, x + 0.1 * eps_mean, rtol=0, atol=1e-12)
+
+
+def test_antithetic_draws_are_pairs(setup):
+    _, x, _ = setup
+    eps = ss.noise_draws(x, 6, seed=0, antithetic=True)
+    torch.testing.assert_close(eps[0::2], -eps[1::2])
+
+
+@pytest.mark.parametrize("name", ["smooth_grad", "smooth_gradcam", "smooth_ig_joint"])
+def test_antithetic_keeps_the_mean(name, setup):
+    """Plain and antithetic estimates agree within 4 combined standard errors (per image norm)."""
+    model, x, target = setup
+    n = 400
+
+    def stats(antithetic, seed):
+        if name == "smooth_ig_joint":
+            return ss.smooth_integrated_gradients(
+                model,
+                x,
+                target,
+                sigma=SIGMA,
+                n_samples=n,
+                estimator="joint",
+                seed=seed,
+                antithetic=antithetic,
+                return_stats=True,
+            )
+        return ss.smooth(
+            PLAIN[name.removeprefix("smooth_")], SIGMA, n, antithetic=antithetic, seed=seed
+        ).stats(model, x, target)
+
+    a, b = stats(False, 1), stats(True, 2)
+    diff = (a.mean - b.mean).flatten(1)
+    var = (a.mean_var + b.mean_var).flatten(1)
+    z2 = (diff**2).sum(1) / var.sum(1)  # E[z2] = 1 when the means agree
+    assert (z2 < 4.0).all(), z2
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_side_effects(name, setup):
+    model, x, target = setup
+    x = x.clone().requires_grad_(True)
+    before = x.detach().clone()
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)
+    build(name)(model, x, target)
+    assert torch.equal(x.detach(), before)
+    assert x.grad is None
+    assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight))
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "fc.weight")
+    assert not model.training
+    assert hook_count(model) == 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_hook_left_after_exception(name, setup):
+    model, x, _ = setup
+    with pytest.raises(ValueError, match="target"):
+        build(name)(model, x, torch.tensor([0, 1, 99]))
+    assert hook_count(model) == 0
+
+
+class Exploding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = make(ConvNet())
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("boom")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", [ss.grad_cam, ss.grad_cam_pp])
+def test_no_hook_left_when_model_raises(method):
+    model = Exploding().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="boom"):
+        method(
+            model, x, None, layer="net.features.3"
+        )  # the first call predicts the class, the second raises
+    assert hook_count(model) == 0
+
+
+def test_training_mode_is_kept_and_warned():
+    model = make(
+        nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 3))
+    )
+    model.train()
+    with pytest.warns(UserWarning, match="training mode"):
+        ss.grad(model, torch.randn(2, 3, 6, 6, dtype=torch.float64), torch.tensor([0, 1]))
+    assert model.training
+
+
+def test_target_none_is_predicted_class_at_clean_input(setup):
+    model, x, _ = setup
+    predicted = model(x).argmax(1)
+    torch.testing.assert_close(ss.grad(model, x), ss.grad(model, x, predicted))
+    torch.testing.assert_close(
+        build("smooth_grad")(model, x), build("smooth_grad")(model, x, predicted)
+    )
+
+
+def test_sigma_zero_returns_the_method_itself():
+    assert ss.smooth(ss.grad, 0.0, 10) is ss.grad
+
+
+def test_methods_registry():
+    assert ss.METHODS == {
+        "grad": ss.grad,
+        "ig": ss.integrated_gradients,
+        "gradcam": ss.grad_cam,
+        "gradcampp": ss.grad_cam_pp,
+    }
