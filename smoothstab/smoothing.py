@@ -55,14 +55,14 @@ class SmoothStats:
 
     Attributes:
         mean: the smoothed map, the mean over all samples.
-        mean_sq: the mean of squared per-sample maps.
+        mean_sq: the mean of squared per-sample maps (``None`` if not kept).
         halves: ``[2, B, ...]``, the means of the two independent halves (``None`` if one unit).
         unit_var: unbiased per-element variance of the independent unit means (``None`` if one).
         n_units: number of independent units (samples, or antithetic pairs).
     """
 
     mean: torch.Tensor
-    mean_sq: torch.Tensor
+    mean_sq: torch.Tensor | None
     halves: torch.Tensor | None
     unit_var: torch.Tensor | None
     n_units: int
@@ -86,7 +86,7 @@ class SmoothStats:
 
     def reduce(self, how: str) -> torch.Tensor:
         check_choice(how, "reduce", REDUCTIONS)
-        return {"mean": self.mean, "mean_sq": self.mean_sq, "var": self.var}[how]
+        return self.mean if how == "mean" else self.mean_sq if how == "mean_sq" else self.var
 
 
 def make_generator(seed, device: torch.device) -> torch.Generator | None:
@@ -120,14 +120,19 @@ class _Draws:
             self.next += 1
         return self.cache[j]
 
-    def rows(self, j: torch.Tensor, b: torch.Tensor):
-        """Draws for the (unit, image) rows; forgets units before the chunk's first."""
-        for old in [k for k in self.cache if k < int(j[0])]:
+    def rows(self, start: int, stop: int):
+        """Draws for the unit-major rows ``start..stop-1`` (row = unit * B + image), as slices."""
+        n_images = self.shape[0]
+        first, last = start // n_images, (stop - 1) // n_images
+        for old in [k for k in self.cache if k < first]:
             del self.cache[old]
-        picked = [(self.unit(int(jj)), int(bb)) for jj, bb in zip(j, b, strict=True)]
-        eps = torch.stack([e[bb] for (e, _), bb in picked])
-        u = torch.stack([u[bb] for (_, u), bb in picked]) if self.uniform else None
-        return eps, u
+        eps, u = [], []
+        for j in range(first, last + 1):
+            lo, hi = max(start - j * n_images, 0), min(stop - j * n_images, n_images)
+            e, v = self.unit(j)
+            eps.append(e[lo:hi])
+            u.append(v[lo:hi] if self.uniform else None)
+        return torch.cat(eps), (torch.cat(u) if self.uniform else None)
 
 
 def noise_draws(
@@ -152,23 +157,29 @@ def _units(n_samples: int, antithetic: bool) -> int:
 
 
 class _Accumulator:
-    """Streaming per-image sums (float64 off MPS) for :class:`SmoothStats`."""
+    """Streaming per-image sums for :class:`SmoothStats`.
 
-    def __init__(self, n_images: int, n_units: int, per_unit: int):
+    ``full`` keeps everything the split-half and standard-error estimates need, in float64 (off
+    MPS) because variances come from differences of sums; otherwise only the sum (and, with
+    ``squares``, the sum of squares) in the maps' dtype, which keeps the hot path lean.
+    """
+
+    def __init__(self, n_images: int, n_units: int, per_unit: int, full: bool, squares: bool):
         self.n_images, self.n_units, self.per_unit = n_images, n_units, per_unit
+        self.full, self.squares = full, squares or full
         self.sums: dict[str, torch.Tensor] = {}
 
     def add(self, maps: torch.Tensor, b: torch.Tensor, half: torch.Tensor) -> None:
         """``maps``: ``[per_unit, G, ...]`` for G (unit, image) rows."""
-        acc_dtype = maps.dtype if maps.device.type == "mps" else torch.float64
-        maps = maps.to(acc_dtype)
-        unit = maps.mean(dim=0)
-        parts = {
-            "unit": unit,
-            "unit_sq": unit * unit,
-            "sample_sq": (maps * maps).sum(dim=0),
-            "half0": unit * (half == 0).view((-1,) + (1,) * (unit.ndim - 1)),
-        }
+        if self.full and maps.device.type != "mps":
+            maps = maps.to(torch.float64)
+        unit = maps[0] if self.per_unit == 1 else maps.mean(dim=0)
+        parts = {"unit": unit}
+        if self.squares:
+            parts["sample_sq"] = (maps * maps).sum(dim=0)
+        if self.full:
+            parts["unit_sq"] = unit * unit
+            parts["half0"] = unit * (half == 0).view((-1,) + (1,) * (unit.ndim - 1))
         for key, value in parts.items():
             if key not in self.sums:
                 self.sums[key] = value.new_zeros((self.n_images, *value.shape[1:]))
@@ -177,12 +188,13 @@ class _Accumulator:
     def stats(self, dtype: torch.dtype) -> SmoothStats:
         n, s = self.n_units, self.sums
         mean = s["unit"] / n
-        halves = unit_var = None
-        if n >= 2:
+        halves = unit_var = mean_sq = None
+        if self.full and n >= 2:
             n0 = (n + 1) // 2
             halves = torch.stack([s["half0"] / n0, (s["unit"] - s["half0"]) / (n - n0)])
             unit_var = ((s["unit_sq"] - n * mean * mean) / (n - 1)).clamp(min=0)
-        mean_sq = s["sample_sq"] / (n * self.per_unit)
+        if self.squares:
+            mean_sq = s["sample_sq"] / (n * self.per_unit)
         cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
         return SmoothStats(cast(mean), cast(mean_sq), cast(halves), cast(unit_var), n)
 
@@ -197,21 +209,24 @@ def monte_carlo(
     seed=None,
     antithetic: bool = False,
     uniform: bool = False,
+    full: bool = True,
+    squares: bool = True,
 ) -> SmoothStats:
     """Run ``fn(noisy_rows, image_idx, unit_idx, u)`` over all (unit, image) rows in chunks.
 
     Rows are ordered unit-major; a chunk holds at most ``batch_size`` rows (at least one
     antithetic pair). ``u`` are per-row uniforms on [0, 1) when ``uniform`` (else ``None``).
+    ``full=False`` skips the halves and variances (and ``squares=False`` the mean of squares).
     """
     n_units = _units(n_samples, antithetic)
     per_unit = 2 if antithetic else 1
     n_images = x.shape[0]
     draws = _Draws(x, make_generator(seed, x.device), uniform)
-    acc = _Accumulator(n_images, n_units, per_unit)
+    acc = _Accumulator(n_images, n_units, per_unit, full, squares)
     group = None if batch_size is None else max(1, batch_size // per_unit)
     for rows in chunks(n_units * n_images, group):
         j, b = rows // n_images, rows % n_images
-        eps, u = draws.rows(j, b)
+        eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1)
         if antithetic:
             eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
         bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
@@ -251,14 +266,15 @@ def smooth(
         antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
     Returns:
         A method with the same signature. Its ``.stats(model, x, target)`` returns the full
-        :class:`SmoothStats` of one evaluation.
+        :class:`SmoothStats` of one evaluation (halves and variances for debiased distances and
+        standard errors); the method itself keeps only what ``reduce`` needs.
     """
     sigma = _smooth_checks(sigma, n_samples, batch_size, antithetic)
     check_choice(reduce, "reduce", REDUCTIONS)
     if sigma == 0:
         return method
 
-    def stats(model: nn.Module, x: torch.Tensor, target=None) -> SmoothStats:
+    def stats(model: nn.Module, x: torch.Tensor, target=None, *, full=True) -> SmoothStats:
         check_input(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
@@ -270,11 +286,13 @@ def smooth(
             batch_size=batch_size,
             seed=seed,
             antithetic=antithetic,
+            full=full,
+            squares=full or reduce != "mean",
         )
 
     @functools.wraps(method)
     def smoothed(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
-        return stats(model, x, target).reduce(reduce)
+        return stats(model, x, target, full=False).reduce(reduce)
 
     smoothed.stats = stats
     smoothed.__name__ = f"smoothed_{getattr(method, '__name__', 'method')}"
@@ -346,5 +364,7 @@ def smooth_integrated_gradients(
         seed=seed,
         antithetic=antithetic,
         uniform=estimator == "joint",
+        full=return_stats,
+        squares=return_stats,
     )
     return stats if return_stats else stats.mean

@@ -237,3 +237,27 @@ def test_methods_registry():
         "gradcam": ss.grad_cam,
         "gradcampp": ss.grad_cam_pp,
     }
+
+
+@pytest.mark.parametrize("reduce", ["mean", "mean_sq", "var"])
+def test_reductions_match_their_definitions(reduce, setup):
+    model, x, _ = setup
+    identity = lambda _m, xs, _t: xs  # noqa: E731
+    noisy = x + 0.2 * ss.noise_draws(x, 5, seed=4)
+    want = {
+        "mean": noisy.mean(0),
+        "mean_sq": (noisy**2).mean(0),
+        "var": noisy.var(0, unbiased=False),
+    }
+    got = ss.smooth(identity, 0.2, 5, seed=4, reduce=reduce, batch_size=4)(model, x, 0)
+    torch.testing.assert_close(got, want[reduce], rtol=1e-9, atol=1e-12)
+
+
+def test_stats_halves_and_standard_error(setup):
+    model, x, _ = setup
+    identity = lambda _m, xs, _t: xs  # noqa: E731
+    noisy = x + 0.2 * ss.noise_draws(x, 7, seed=4)
+    stats = ss.smooth(identity, 0.2, 7, seed=4, batch_size=3).stats(model, x, 0)
+    torch.testing.assert_close(stats.halves[0], noisy[0::2].mean(0))  # units alternate halves
+    torch.testing.assert_close(stats.halves[1], noisy[1::2].mean(0))
+    torch.testing.assert_close(stats.mean_var, noisy.var(0) / 7)
