@@ -1,0 +1,159 @@
+"""The attribute stage: every model x method x noise level -> maps in the run directory.
+
+Files: ``test_images.pt`` (the selected test images and labels) and
+``maps/model{k}/{method}/r{r:.4f}.pt`` holding the smoothed map (``mean``) and, when debiased
+distances are asked for, the two half means and the per-element variance of the mean. Work is cut
+into blocks of ``image_batch`` images; each block is written as it finishes (``...block{i}.pt``)
+and the blocks are joined into the final file, so a killed run resumes where it stopped.
+Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.
+
+Noise: block ``i`` uses seed ``derive_seed(seed, i)`` for every model and every r when
+``common_random_numbers`` is on (the same standard-normal draws, scaled by each sigma), and a
+seed that also mixes in the model, method and r when it is off.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import smoothstab as ss
+from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset, test_indices
+from smoothstab.experiments.distributed import DistInfo, barrier
+from smoothstab.experiments.io import save_torch
+from smoothstab.experiments.models import cam_layer
+from smoothstab.experiments.progress import Progress
+
+
+def noise_grid(attr) -> list[float]:
+    """Every r the run needs: both sweeps, 0 and the Table-1 level, sorted."""
+    rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
+    return sorted(round(r, 6) for r in rs)
+
+
+def map_path(run_dir: Path, model: int, method: str, r: float, block: int | None = None) -> Path:
+    suffix = "" if block is None else f".block{block}"
+    return Path(run_dir) / "maps" / f"model{model}" / method / f"r{r:.4f}{suffix}.pt"
+
+
+def load_test_images(cfg, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's test images ``[N, C, H, W]`` and labels, chosen once and kept in the run."""
+    path = Path(run_dir) / "test_images.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["x"], saved["y"]
+    data = cfg.train
+    dataset = load_dataset(data.dataset, root=data.root, train=False, seed=data.seed)
+    idx = test_indices(len(dataset), cfg.attribution.n_images, cfg.attribution.image_seed)
+    items = [dataset[i] for i in idx]
+    x = torch.stack([item[0] for item in items])
+    y = torch.tensor([int(item[1]) for item in items])
+    save_torch(path, {"x": x, "y": y, "indices": idx})
+    return x, y
+
+
+def method_fn(name: str, model: nn.Module, attr):
+    """The method ``name`` with the run's settings (IG quadrature, the model's CAM layer)."""
+    if name == "ig":
+        return functools.partial(
+            ss.integrated_gradients,
+            steps=attr.ig_steps,
+            rule=attr.ig_rule,
+            batch_size=attr.batch_size,
+        )
+    if name in ("gradcam", "gradcampp"):
+        return functools.partial(ss.METHODS[name], layer=cam_layer(model))
+    return ss.METHODS[name]
+
+
+def attribute_block(model, name: str, x, target, r: float, x_range: float, attr, seed, keep):
+    """One block's map file content at noise level r."""
+    fn = method_fn(name, model, attr)
+    if r == 0:
+        return {"mean": fn(model, x, target).cpu(), "r": r, "sigma": 0.0}
+    sigma = r * x_range
+    options = dict(batch_size=attr.batch_size, seed=seed, antithetic=attr.antithetic)
+    if name == "ig":
+        stats = ss.smooth_integrated_gradients(
+            model,
+            x,
+            target,
+            sigma=sigma,
+            n_samples=attr.n_samples,
+            estimator=attr.ig_estimator,
+            steps=attr.ig_steps,
+            rule=attr.ig_rule,
+            return_stats=True,
+            **options,
+        )
+    else:
+        stats = ss.smooth(fn, sigma, attr.n_samples, **options).stats(model, x, target)
+    out = {"mean": stats.mean.cpu(), "r": r, "sigma": sigma, "n_units": stats.n_units}
+    if keep:
+        out["halves"], out["mean_var"] = stats.halves.cpu(), stats.mean_var.cpu()
+    return out
+
+
+def join_blocks(path: Path, n_blocks: int) -> None:
+    """Concatenate the block files of one map into the final file, then drop them."""
+    blocks = [
+        torch.load(path.with_name(f"{path.stem}.block{i}.pt"), weights_only=True)
+        for i in range(n_blocks)
+    ]
+    joined = dict(blocks[0])
+    for key in ("mean", "halves", "mean_var"):
+        if key in joined:
+            joined[key] = torch.cat([b[key] for b in blocks], dim=1 if key == "halves" else 0)
+    save_torch(path, joined)
+    for i in range(n_blocks):
+        path.with_name(f"{path.stem}.block{i}.pt").unlink(missing_ok=True)
+
+
+def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo = DistInfo()):
+    """Compute every missing map; returns the number of blocks this rank computed."""
+    attr = cfg.attribution
+    device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
+    x_all, y_all = load_test_images(cfg, run_dir)
+    x_range = dataset_info(cfg.train.dataset).x_range
+    starts = list(range(0, len(x_all), attr.image_batch))
+    grid = noise_grid(attr)
+    keep = cfg.evaluation.debiased
+    todo = [
+        (k, m, r, b)
+        for k in range(len(models))
+        for m in attr.methods
+        for r in grid
+        if not map_path(run_dir, k, m, r).is_file()
+        for b in range(len(starts))
+        if not map_path(run_dir, k, m, r, b).is_file()
+    ]
+    mine = todo[info.rank :: info.world_size]
+    bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
+    for k, name, r, b in mine:
+        model = models[k].to(device=device, dtype=dtype).eval()
+        x = x_all[starts[b] : starts[b] + attr.image_batch].to(device=device, dtype=dtype)
+        y = y_all[starts[b] : starts[b] + attr.image_batch].to(device)
+        target = y if attr.target == "label" else None
+        seed = _block_seed(attr, b, k, name, r)
+        out = attribute_block(model, name, x, target, r, x_range, attr, seed, keep)
+        save_torch(map_path(run_dir, k, name, r, b), out)
+        bar.update(model=k, r=r)
+    bar.close()
+    barrier(info)
+    if info.is_main:
+        for k in range(len(models)):
+            for name in attr.methods:
+                for r in grid:
+                    if not map_path(run_dir, k, name, r).is_file():
+                        join_blocks(map_path(run_dir, k, name, r), len(starts))
+    barrier(info)
+    return len(mine)
+
+
+def _block_seed(attr, block: int, model: int, method: str, r: float) -> int:
+    if attr.common_random_numbers:
+        return derive_seed(attr.seed, block)
+    return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))
