@@ -1,0 +1,160 @@
+"""Frozen dataclasses from TOML tables, and ``key=value`` overrides, both type-checked.
+
+Every stage's settings are a frozen dataclass; :func:`dataclass_from_dict` fills one from a
+TOML table (unknown keys are errors, values are checked against the field types) and
+:func:`apply_overrides` applies the CLI's ``--set key=value`` on top (dotted keys reach nested
+dataclasses). Problems are one-line :class:`ConfigError` messages naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value; the CLI prints it on one line and exits with 2."""
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML file at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: expected a TOML file, found nothing at {path}")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML ({e})") from None
+
+
+def dataclass_from_dict(cls: type[T], mapping: Mapping[str, Any], *, where: str = "") -> T:
+    """An instance of the dataclass ``cls`` with the fields given in ``mapping`` (others keep
+    their defaults). ``where`` prefixes key names in errors, e.g. ``"train"``."""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{where or cls.__name__}: expected a table, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_key(where, unknown[0])}: unknown key; expected one of {', '.join(fields)}"
+        )
+    values = {k: coerce(v, hints[k], _key(where, k)) for k, v in mapping.items()}
+    return _construct(cls, values, where)
+
+
+def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
+    """``obj`` with each ``"key=value"`` applied; the value is read as a TOML value (bare words
+    are strings, ``none`` clears an optional field) and checked against the field's type."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected key=value, got {item!r}")
+        obj = _override(obj, key.strip().split("."), text.strip(), key.strip())
+    return obj
+
+
+def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
+    fields = {f.name for f in dataclasses.fields(obj) if f.init}
+    if path[0] not in fields:
+        raise ConfigError(f"{full}: unknown key; expected one of {', '.join(sorted(fields))}")
+    if len(path) > 1:
+        inner = getattr(obj, path[0])
+        if not dataclasses.is_dataclass(inner):
+            raise ConfigError(f"{full}: {path[0]} has no sub-keys")
+        value = _override(inner, path[1:], text, full)
+    else:
+        tp = typing.get_type_hints(type(obj))[path[0]]
+        value = coerce(parse_value(text, tp), tp, full)
+    return _construct(type(obj), {**_init_values(obj), path[0]: value}, "")
+
+
+def _init_values(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+def parse_value(text: str, tp: Any) -> Any:
+    """A ``--set`` value: ``none`` for optional fields, raw text for string fields, else TOML."""
+    args = _union_args(tp)
+    if text.lower() in ("none", "null") and type(None) in args:
+        return None
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as digits or /data/cifar
+    return text if str in args and not isinstance(value, str) else value
+
+
+def coerce(value: Any, tp: Any, name: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints are accepted for floats, lists
+    for tuples, tables for nested dataclasses); a :class:`ConfigError` names ``name``."""
+    if tp is Any:
+        return value
+    args = _union_args(tp)
+    if len(args) > 1:
+        for arg in args:
+            try:
+                return coerce(value, arg, name)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
+    return _coerce_one(value, tp, name)
+
+
+def _coerce_one(value: Any, tp: Any, name: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None) and value is None:
+        return None
+    if origin is typing.Literal and value in args:
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return value if isinstance(value, tp) else dataclass_from_dict(tp, value, where=name)
+    if origin in (tuple, list) and isinstance(value, list | tuple):
+        return origin(_coerce_items(value, args, name, fixed=origin is tuple))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    if tp is dict and isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _coerce_items(value: Sequence, args: tuple, name: str, *, fixed: bool) -> list:
+    # tuple[A, B] has one type per position; tuple[A, ...] and list[A] one for all.
+    if fixed and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(args) != len(value):
+            raise ConfigError(f"{name}: expected {len(args)} values, got {len(value)}")
+        kinds = list(args)
+    else:
+        kinds = [args[0] if args else Any] * len(value)
+    return [coerce(v, k, f"{name}[{i}]") for i, (v, k) in enumerate(zip(value, kinds, strict=True))]
+
+
+def _construct(cls: type[T], values: dict[str, Any], where: str) -> T:
+    try:
+        return cls(**values)
+    except ValueError as e:  # a __post_init__ check: still a config problem
+        raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
+
+
+def _union_args(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

@@ -1,0 +1,332 @@
+"""Datasets of the experiments, read from local files only (nothing is ever downloaded).
+
+=============  ==========================================================================
+name           source and preprocessing
+=============  ==========================================================================
+digits         scikit-learn's 8x8 digits (shipped with it), ``[1, 8, 8]``; pixels / 16
+               normalised with DIGITS mean/std; a fixed seeded split: 1297 train, 500 test
+shapes         generated 32x32 RGB images (:mod:`.shapes`), 5000 train / 1000 test
+cifar10        the ``cifar-10-batches-py`` pickle folder; train RandomCrop(32, pad 4) +
+               flip; CIFAR mean/std
+imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
+imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (protocol.md 1.1)
+=============  ==========================================================================
+
+Also here: the input range of normalised inputs and the noise level ``r = sigma / (x_max -
+x_min)`` (SPEC section 1), disjoint training splits, the seeded test subset, and
+:class:`EpochSeeded`, which makes random augmentation a pure function of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from smoothstab.experiments.io import write_json
+from smoothstab.experiments.shapes import CLASSES as SHAPE_CLASSES
+from smoothstab.experiments.shapes import generate_shapes
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+# Statistics of all 1797 digits scaled to [0, 1], rounded: fixed so that the split does not
+# change the normalisation.
+DIGITS_MEAN = (0.3053,)
+DIGITS_STD = (0.3760,)
+# Statistics of the generated train set (seed 0), rounded.
+SHAPES_MEAN = (0.29, 0.29, 0.29)
+SHAPES_STD = (0.23, 0.23, 0.23)
+DIGITS_TEST_SIZE = 500
+SHAPES_SIZES = {True: 5000, False: 1000}
+CIFAR_LAYOUT = "cifar-10-batches-py/{data_batch_1..5, test_batch} (python pickle batches)"
+IMAGEFOLDER_LAYOUT = "an ImageFolder tree ROOT/{train,val}/<class>/<image>"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and the noise level need to know about a dataset."""
+
+    name: str
+    num_classes: int | None  # None: read from the folder (imagefolder)
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def x_range(self) -> float:
+        """``x_max - x_min`` of normalised inputs (see :func:`input_range`)."""
+        lo, hi = input_range(self.mean, self.std)
+        return hi - lo
+
+
+DATASETS = {
+    "digits": DatasetInfo("digits", 10, 1, 8, DIGITS_MEAN, DIGITS_STD),
+    "shapes": DatasetInfo("shapes", len(SHAPE_CLASSES), 3, 32, SHAPES_MEAN, SHAPES_STD),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    "imagefolder": DatasetInfo("imagefolder", None, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a dataset name."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
+    return DATASETS[name]
+
+
+def input_range(mean, std) -> tuple[float, float]:
+    """``(x_min, x_max)``: the smallest and largest value a ``[0, 1]`` pixel can take after
+    ``(x - mean) / std``, over all channels. ImageNet: x_max - x_min = 4.7579."""
+    lo = min(-m / s for m, s in zip(mean, std, strict=True))
+    hi = max((1 - m) / s for m, s in zip(mean, std, strict=True))
+    return lo, hi
+
+
+def r_to_sigma(r: float, x_range: float) -> float:
+    """Absolute noise std of the noise level ``r = sigma / (x_max - x_min)``."""
+    return r * x_range
+
+
+def sigma_to_r(sigma: float, x_range: float) -> float:
+    """Noise level ``r`` of an absolute noise std ``sigma``."""
+    return sigma / x_range
+
+
+def load_dataset(name: str, *, root: str | Path | None = None, train: bool, seed: int = 0):
+    """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
+
+    ``seed`` fixes the generated images (shapes) and the train/test split (digits); folder
+    datasets ignore it. Every dataset has a ``classes`` attribute.
+    """
+    info = dataset_info(name)
+    if name == "digits":
+        return _digits(train, seed)
+    if name == "shapes":
+        images, labels = generate_shapes(SHAPES_SIZES[train], seed, part=0 if train else 1)
+        return _tensor_dataset(images, labels, info, SHAPE_CLASSES)
+    if root is None:
+        raise ValueError(f"{name}: expected root= a local folder with {_layout(name)}")
+    if name == "cifar10":
+        return _cifar10(Path(root), train, info)
+    return _imagefolder(Path(root), train, info)
+
+
+class ArrayDataset(TensorDataset):
+    """An in-memory ``TensorDataset`` of normalised images and labels with ``classes``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes) -> None:
+        super().__init__(images, labels)
+        self.classes = list(classes)
+
+
+def _tensor_dataset(images: np.ndarray, labels: np.ndarray, info: DatasetInfo, classes):
+    x = torch.from_numpy(images)
+    mean = torch.tensor(info.mean).view(-1, 1, 1)
+    std = torch.tensor(info.std).view(-1, 1, 1)
+    return ArrayDataset((x - mean) / std, torch.from_numpy(labels), classes)
+
+
+def _digits(train: bool, seed: int) -> ArrayDataset:
+    from sklearn.datasets import load_digits  # sklearn is slow to import; only digits needs it
+
+    bunch = load_digits()
+    order = np.random.default_rng(seed).permutation(len(bunch.target))
+    rows = order[DIGITS_TEST_SIZE:] if train else order[:DIGITS_TEST_SIZE]
+    images = (bunch.images[rows] / 16.0).astype(np.float32)[:, None]
+    return _tensor_dataset(
+        images, bunch.target[rows].astype(np.int64), DATASETS["digits"], range(10)
+    )
+
+
+def _layout(name: str) -> str:
+    return CIFAR_LAYOUT if name == "cifar10" else IMAGEFOLDER_LAYOUT
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a CIFAR batch runs no other code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with path.open("rb") as f:
+            batch = _NumpyOnly(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except FileNotFoundError:
+        raise ValueError(f"cifar10: expected {CIFAR_LAYOUT}; missing {path}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable batch is the same user error
+        raise ValueError(f"cifar10: expected {CIFAR_LAYOUT}; cannot read {path} ({e})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise ValueError(
+            f"cifar10: expected {CIFAR_LAYOUT}; {path} has data {data.shape} "
+            f"and {len(labels)} labels, not [N, 3072] and N"
+        )
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+class Cifar10(Dataset):
+    """CIFAR-10 from its python-pickle batches, uint8 in memory, transformed per item."""
+
+    def __init__(self, folder: Path, train: bool, transform) -> None:
+        names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        parts = [_cifar_batch(folder / n) for n in names]
+        self.data = np.concatenate([p[0] for p in parts])
+        self.targets = np.concatenate([p[1] for p in parts])
+        self.transform = transform
+        self.classes = [str(i) for i in range(10)]
+        meta = folder / "batches.meta"
+        if meta.is_file():
+            with meta.open("rb") as f:
+                names_ = _NumpyOnly(f, encoding="bytes").load().get(b"label_names", [])
+            self.classes = [n.decode() for n in names_] or self.classes
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(self.data[i]).float().div_(255)
+        return self.transform(x), int(self.targets[i])
+
+
+def _cifar10(root: Path, train: bool, info: DatasetInfo) -> Cifar10:
+    from torchvision import transforms as T
+
+    # root may be the batches folder itself or the folder that holds it
+    is_batches = any((root / n).exists() for n in ("test_batch", "data_batch_1"))
+    folder = root if is_batches else root / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise ValueError(f"cifar10: expected {CIFAR_LAYOUT} at or under {root}; not found")
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    return Cifar10(folder, train, T.Compose([*steps, T.Normalize(info.mean, info.std)]))
+
+
+def _imagefolder(root: Path, train: bool, info: DatasetInfo):
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    folder = root / ("train" if train else "val")
+    if train:
+        steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()]
+    else:
+        steps = [T.Resize(256), T.CenterCrop(224)]
+    transform = T.Compose([*steps, T.ToTensor(), T.Normalize(info.mean, info.std)])
+    try:
+        dataset = datasets.ImageFolder(str(folder), transform=transform)
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(
+            f"{info.name}: expected {IMAGEFOLDER_LAYOUT}; {folder}: {str(e).splitlines()[0]}"
+        ) from None
+    if info.num_classes is not None and len(dataset.classes) != info.num_classes:
+        raise ValueError(
+            f"{info.name}: expected {info.num_classes} class folders in {folder}, "
+            f"found {len(dataset.classes)}"
+        )
+    return dataset
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64), e.g. ``(seed, epoch, index)``."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class EpochSeeded(Dataset):
+    """``dataset`` with each item drawn under torch seed ``derive_seed(seed, epoch, index)``.
+
+    Random augmentation then depends on neither the worker, the rank nor where a resumed run
+    started; call :meth:`set_epoch` before each epoch. The global RNG is left as it was.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.epoch, i))
+            return self.dataset[i]
+
+
+def disjoint_splits(n: int, k: int, size: int | None = None, seed: int = 10007) -> list[list[int]]:
+    """``k`` disjoint parts of ``size`` indices (default ``n // k``) of ``range(n)``: part ``p``
+    is slice ``[p * size, (p + 1) * size)`` of one seeded permutation (no wrap-around)."""
+    size = n // k if size is None else size
+    if k < 1 or size < 1 or k * size > n:
+        raise ValueError(
+            f"splits: expected k >= 1 parts of size >= 1 with k * size <= {n}, got {k} x {size}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    parts = [order[p * size : (p + 1) * size].tolist() for p in range(k)]
+    check_disjoint(parts)
+    return parts
+
+
+def check_disjoint(parts: list[list[int]]) -> None:
+    """Raise ``ValueError`` if any index appears twice across (or within) the parts."""
+    seen: set[int] = set()
+    for p, part in enumerate(parts):
+        clash = seen.intersection(part)
+        if clash or len(set(part)) != len(part):
+            raise ValueError(f"splits: part {p} repeats indices, e.g. {sorted(clash)[:3]}")
+        seen.update(part)
+
+
+def save_splits(path: str | Path, parts: list[list[int]]) -> Path:
+    """Write ``parts`` (a list of index lists) as JSON, atomically."""
+    check_disjoint(parts)
+    return write_json(path, parts)
+
+
+def load_splits(path: str | Path) -> list[list[int]]:
+    """Read and check a ``splits.json`` written by :func:`save_splits`."""
+    try:
+        parts = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"splits: expected a JSON list of index lists at {path} ({e})") from None
+    if not isinstance(parts, list) or not all(
+        isinstance(p, list) and all(isinstance(i, int) for i in p) for p in parts
+    ):
+        raise ValueError(f"splits: expected a JSON list of index lists at {path}")
+    check_disjoint(parts)
+    return parts
+
+
+def test_indices(n: int, count: int, seed: int = 10007) -> list[int]:
+    """The first ``count`` of a seeded permutation of ``range(n)``: the test images. A smaller
+    count gives a prefix of a larger one (the paper's 32 figure images lie in its 512)."""
+    if not 1 <= count <= n:
+        raise ValueError(f"test_indices: expected 1 <= count <= {n}, got {count}")
+    return np.random.default_rng(seed).permutation(n)[:count].tolist()
+
+
+test_indices.__test__ = False  # not a pytest test, though its name says so
