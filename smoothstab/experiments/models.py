@@ -1,0 +1,224 @@
+"""Models of the experiments: a small CNN, CIFAR-style ResNets, and torchvision by name.
+
+Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
+a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
+``module.``, and dicts holding it under ``"state_dict"`` or ``"model"``), or a torchvision
+weight name such as ``IMAGENET1K_V2``, looked up in the local torch hub cache under the file
+name torchvision would download it to. :func:`cam_layer` names the Grad-CAM layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+OUR_MODELS = ("small_cnn", "resnet18_cifar", "resnet34_cifar")
+
+
+class SmallCNN(nn.Module):
+    """Four 3x3 conv + ReLU blocks (the second with stride 2), global average pool, linear.
+
+    No BatchNorm, downsampling by a strided conv: a plain chain of linear maps and ReLUs, as
+    the paper's bounds assume. The receptive field is 13 pixels; ``features.3``, the last conv
+    block, is the Grad-CAM layer (half the input's resolution).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        widths = (in_channels, width, 2 * width, 2 * width, 2 * width)
+        self.features = nn.Sequential(
+            *(
+                nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=1), nn.ReLU())
+                for cin, cout, stride in zip(widths, widths[1:], (1, 2, 1, 1), strict=False)
+            )
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+        for m in self.modules():  # He init: without BatchNorm, torch's default starts too slowly
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN) shortcut (He et al. 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: a 3x3 stride-1 stem and no max-pool, then four stages of
+    BasicBlocks at widths 64-512 (strides 1, 2, 2, 2), global average pool, linear."""
+
+    def __init__(self, blocks: tuple[int, ...], in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        cin, stages = 64, []
+        for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+            layers = []
+            for j in range(n):
+                layers.append(BasicBlock(cin, width, 2 if i > 0 and j == 0 else 1))
+                cin = width
+            stages.append(nn.Sequential(*layers))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's ResNet initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def build_model(
+    name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
+) -> nn.Module:
+    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, or any
+    torchvision classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...).
+
+    Args:
+        weights: ``None`` (random init), a local state-dict file, or a torchvision weight name
+            (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub cache.
+    """
+    if name == "small_cnn":
+        model = SmallCNN(in_channels, num_classes)
+    elif name in ("resnet18_cifar", "resnet34_cifar"):
+        blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
+        model = CifarResNet(blocks, in_channels, num_classes)
+    else:
+        model = _torchvision(name, num_classes, in_channels)
+    if weights is not None:
+        load_weights(model, resolve_weights(name, weights))
+    return model
+
+
+def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(
+            f"model: expected one of {', '.join(OUR_MODELS)} or a torchvision classification "
+            f"model such as resnet50, swin_t, convnext_tiny; got {name!r}"
+        )
+    if in_channels != 3:
+        raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def resolve_weights(name: str, weights: str) -> Path:
+    """The local file for ``weights``: the path itself if it is a file, else the hub-cache file
+    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``).
+    """
+    if Path(weights).is_file():
+        return Path(weights)
+    suffix = Path(weights).suffix.lower()
+    looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
+    if looks_like_path or name in OUR_MODELS:
+        raise ValueError(f"weights: expected a state-dict file, found nothing at {weights}")
+    import torchvision
+
+    try:
+        entry = torchvision.models.get_model_weights(name)[weights.rsplit(".", 1)[-1]]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"weights: expected a file or a torchvision weight name of {name}, got {weights!r}"
+        ) from None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+    if not path.is_file():
+        raise ValueError(
+            f"weights: {name} {weights} expected in the local torch hub cache at {path} "
+            "(nothing is downloaded; copy the file there)"
+        )
+    return path
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict from ``path`` into ``model`` (strict), without running pickled code."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
+        raise ValueError(f"weights: cannot load {path} as a state dict ({e})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"weights: expected a state dict in {path}, got {type(obj).__name__}")
+    # nn.DataParallel checkpoints (the paper's) prefix every key with "module."
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(
+            f"weights: {path} does not fit {type(model).__name__}: {first[1:2]}"
+        ) from None
+    return model
+
+
+# Grad-CAM layer per architecture (class name -> dotted name); the layer must output NCHW.
+CAM_LAYERS = {
+    "SmallCNN": "features.3",
+    "CifarResNet": "layer4",
+    "ResNet": "layer4",
+    "ConvNeXt": "features.7",
+    # Swin's stages output NHWC; its own `permute` module turns the normed last stage to NCHW.
+    "SwinTransformer": "permute",
+    "DenseNet": "features",
+    "VGG": "features",
+    "AlexNet": "features",
+    "SqueezeNet": "features",
+    "EfficientNet": "features",
+    "MobileNetV2": "features",
+    "MobileNetV3": "features",
+    "MNASNet": "layers",
+    "RegNet": "trunk_output",
+    "ShuffleNetV2": "conv5",
+    "GoogLeNet": "inception5b",
+    "Inception3": "Mixed_7c",
+    "MaxVit": "blocks.3",
+}
+
+
+def cam_layer(model: nn.Module | str) -> str:
+    """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
+    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt, ``permute`` for Swin)."""
+    if isinstance(model, str):
+        try:
+            with torch.device("meta"):  # no memory, no init cost: only the class matters
+                model = build_model(model, num_classes=10)
+        except NotImplementedError:  # a builder that computes on tensors (RegNet)
+            model = build_model(model, num_classes=10)
+    kind = type(model).__name__
+    if kind not in CAM_LAYERS:
+        raise ValueError(
+            f"cam_layer: no Grad-CAM layer known for {kind} (a model without a spatial feature "
+            f"map, such as a ViT, has none); pass layer= explicitly"
+        )
+    return CAM_LAYERS[kind]
