@@ -1,0 +1,62 @@
+"""Data-parallel training under ``torchrun``: process group, sharding, reductions.
+
+One process per device; ``torchrun`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``. Without it
+everything here is a no-op for a single process, so the training code has one path. Each
+global batch (the same on every rank, from the seeded per-epoch order) is dealt round-robin,
+``batch[rank::world]``, and the loss is scaled so that DDP's gradient average equals the
+single-process gradient of the whole batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the group (``world_size == 1``: not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA), once."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def shard(batch: list[int], info: DistInfo) -> list[int]:
+    """This rank's share of a global batch: every ``world_size``-th index from ``rank``."""
+    return batch[info.rank :: info.world_size]
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """``values`` summed over ranks (in place; unchanged for one process)."""
+    if info.active:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op for one process)."""
+    if info.active:
+        dist.barrier()

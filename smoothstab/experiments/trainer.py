@@ -1,0 +1,307 @@
+"""The loop that trains one model: SGD (paper Eq. 2) or noisy SGD (Eq. 3), checkpointed.
+
+Every random number is a pure function of seeds and the position in training, never of how
+the run got there: the model starts from ``torch.manual_seed(part seed)``; epoch ``e`` visits
+the part in the order of a permutation seeded by ``(part seed, e)``; step ``s`` reseeds torch's
+global RNG (dropout) and draws the weight noise from ``(part seed, e, s)``; augmentation of
+image ``i`` is seeded by ``(part seed, e, i)`` (:class:`~.data.EpochSeeded`). So a run killed
+mid-epoch resumes from its last checkpoint (weights, optimizer, scheduler, epoch, step) and
+ends with bitwise the same weights as an uninterrupted run on CPU in deterministic mode.
+
+Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`) and the loss
+scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
+process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from smoothstab.experiments import distributed as D
+from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed
+from smoothstab.experiments.io import save_torch
+from smoothstab.experiments.models import build_model
+from smoothstab.experiments.progress import Progress, say
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.train import TrainConfig
+
+
+def device_name(device: str) -> str:
+    """``device``, with ``auto`` meaning CUDA when there is one, else CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@contextlib.contextmanager
+def deterministic_mode(on: bool):
+    """Deterministic kernels inside the block (strict on CPU; CUDA warns where it has none)."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be
+        torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
+    """SGD with momentum and weight decay, and its per-epoch step or cosine schedule."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    if cfg.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+    return optimizer, scheduler
+
+
+class Trainer:
+    """One model's training: model, optimizer and schedule, and where it stands (epoch, step).
+
+    Args:
+        cfg: the resolved :class:`~.train.TrainConfig`.
+        part_indices: the training-set indices of this model's part.
+        part_id: ``p`` of ``model_{p}.pt``; with ``cfg.seed`` it seeds everything.
+        info: this process's :class:`~.distributed.DistInfo`.
+        path: the checkpoint file.
+        train_set: the whole training set.
+        on_step: called with a dict after every optimizer step, or ``None``.
+    """
+
+    def __init__(self, cfg, part_indices, part_id, info, path, train_set, on_step) -> None:
+        self.cfg, self.info, self.path, self.on_step = cfg, info, path, on_step
+        self.part, self.part_id = list(part_indices), part_id
+        self.seed = derive_seed(cfg.seed, part_id)
+        self.device = torch.device(device_name(cfg.device))
+        if self.device.type == "cuda" and info.active:
+            self.device = torch.device("cuda", info.local_rank)
+            torch.cuda.set_device(self.device)
+        # augmentation seeded per (epoch, image); in-memory sets have none and a fast path
+        in_memory = isinstance(train_set, TensorDataset)
+        self.train_set = train_set if in_memory else EpochSeeded(train_set, self.seed)
+        torch.manual_seed(self.seed)
+        channels = dataset_info(cfg.dataset).in_channels
+        self.model = build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels)
+        self.model.to(self.device)
+        self.net = self.model  # what the forward pass goes through: DDP's wrapper if any
+        if info.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
+        self.epoch, self.step = 0, 0
+        self.train_stats: dict[str, float] = {}  # of the last whole epoch
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a partial checkpoint written by :meth:`save`."""
+        self.model.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.epoch, self.step = saved["epoch"], saved["step"]
+        self.train_stats = saved["train_stats"]
+
+    def fit(self, test_set) -> dict[str, Any]:
+        """Train the remaining epochs, evaluate, write the complete checkpoint; the metrics."""
+        start = time.perf_counter()
+        while self.epoch < self.cfg.epochs:
+            self.train_stats = self.train_epoch()
+            self.scheduler.step()
+            self.epoch, self.step = self.epoch + 1, 0
+            self.save(complete=False)
+        cfg = self.cfg
+        test = evaluate(
+            self.model, test_set, cfg.eval_batch_size, self.device, self.info, cfg.num_workers
+        )
+        metrics = {
+            "part": self.part_id,
+            "seed": self.seed,
+            "train_size": len(self.part),
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            **{f"train_{k}": v for k, v in self.train_stats.items()},
+            "epochs": self.cfg.epochs,
+            "device": str(self.device),
+            "world_size": self.info.world_size,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        self.save(complete=True, metrics=metrics)
+        if self.info.is_main:
+            say(
+                f"model {self.part_id}: test accuracy {test['accuracy']:.4f} "
+                f"(loss {test['loss']:.4f}, {len(self.part)} train images, {metrics['seconds']} s)"
+            )
+        return metrics
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's global batches: a seeded permutation of the part, cut in order."""
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        order = [self.part[i] for i in torch.randperm(len(self.part), generator=gen).tolist()]
+        b, world = self.cfg.batch_size, self.info.world_size
+        cuts = [order[i : i + b] for i in range(0, len(order), b)]
+        # a last batch smaller than the world would leave a rank empty: dropped (DDP only)
+        return [c for c in cuts if len(c) >= world]
+
+    def train_epoch(self) -> dict[str, float]:
+        """The rest of this epoch; running loss and accuracy of this rank's share."""
+        batches = self.batches()
+        if isinstance(self.train_set, EpochSeeded):
+            self.train_set.set_epoch(self.epoch)
+        todo = batches[self.step :]  # a resumed epoch skips the batches already done
+        shards = [D.shard(b, self.info) for b in todo]
+        label = f"model {self.part_id} epoch {self.epoch + 1}/{self.cfg.epochs}"
+        loss_sum, correct, seen = 0.0, 0, 0
+        self.model.train()
+        with Progress(len(batches), label, quiet=self.cfg.quiet, start=self.step) as bar:
+            for (x, y), batch in zip(self._tensors(shards), todo, strict=True):
+                step_loss, step_correct = self.sgd_step(x, y, len(batch))
+                loss_sum, correct, seen = (
+                    loss_sum + step_loss,
+                    correct + step_correct,
+                    seen + len(y),
+                )
+                self.step += 1
+                bar.update(loss=loss_sum / seen, acc=correct / seen)
+                self.after_step(len(batches), step_loss / len(y))
+        return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+    def _tensors(self, shards: list[list[int]]):
+        """(x, y) on the device for each shard of indices, in order."""
+        if isinstance(self.train_set, TensorDataset):
+            for s in shards:
+                x, y = self.train_set[torch.tensor(s)]
+                yield x.to(self.device), y.to(self.device)
+            return
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=shards,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, global_count: int) -> tuple[float, int]:
+        """One step of SGD, or of noisy SGD (Eq. 3): the gradient of E_V[loss(W + V)],
+        V ~ N(0, s_w^2 I), averaged over ``noise_draws`` draws, applied to W itself.
+        Returns this rank's loss sum and number correct (at the last draw's weights)."""
+        torch.manual_seed(derive_seed(self.seed, self.epoch, self.step, self.info.rank))
+        # sum over this rank's share, scaled so that DDP's mean over ranks is the batch mean
+        scale = self.info.world_size / global_count
+        noisy = self.cfg.noise_std > 0
+        draws = self.cfg.noise_draws if noisy else 1
+        if noisy:  # the same V on every rank: seeded without the rank
+            gen = torch.Generator(self.device)
+            gen.manual_seed(derive_seed(self.seed, self.epoch, self.step))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        for d in range(draws):
+            sync = d == draws - 1 or not self.info.active  # DDP: all-reduce once, at the end
+            with (
+                perturbed(params, self.cfg.noise_std, gen) if noisy else contextlib.nullcontext(),
+                contextlib.nullcontext() if sync else self.net.no_sync(),
+            ):
+                out = self.net(x)
+                loss = F.cross_entropy(out, y, reduction="sum")
+                (loss * (scale / draws)).backward()
+        self.optimizer.step()
+        return loss.item(), int((out.argmax(1) == y).sum())
+
+    def after_step(self, steps_per_epoch: int, loss: float) -> None:
+        global_step = self.epoch * steps_per_epoch + self.step
+        every = self.cfg.checkpoint_every
+        if every and global_step % every == 0 and self.step < steps_per_epoch:
+            self.save(complete=False)
+        if self.on_step is not None:
+            self.on_step(
+                {
+                    "part": self.part_id,
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "global_step": global_step,
+                    "loss": loss,
+                }
+            )
+
+    def save(self, *, complete: bool, metrics: dict | None = None) -> None:
+        """Write the checkpoint (rank 0); a complete one holds no optimizer/resume state."""
+        if self.info.is_main:
+            state = {
+                "state_dict": self.model.state_dict(),
+                "config": asdict(self.cfg),
+                "metrics": metrics or {},
+                "complete": complete,
+                "part": self.part_id,
+                "seed": self.seed,
+            }
+            if not complete:
+                state.update(
+                    epoch=self.epoch,
+                    step=self.step,
+                    optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(),
+                    train_stats=self.train_stats,
+                )
+            save_torch(self.path, state)
+        D.barrier(self.info)
+
+
+@contextlib.contextmanager
+def perturbed(params: list[nn.Parameter], std: float, generator: torch.Generator):
+    """Inside the block each parameter is ``W + V``, ``V ~ N(0, std^2 I)`` drawn from
+    ``generator``; afterwards it is ``W`` again, bitwise (restored from a copy, not ``- V``)."""
+    clean = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            noise = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+            p.add_(noise, alpha=std)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, w in zip(params, clean, strict=True):
+                p.copy_(w)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, dataset, batch_size: int, device, info=None, num_workers: int = 0
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (sharded over ranks)."""
+    info = info or D.DistInfo()
+    was_training = model.training
+    model.eval()
+    idx = list(range(len(dataset)))[info.rank :: info.world_size]
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    loader = DataLoader(Subset(dataset, idx), batch_size=batch_size, num_workers=num_workers)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        totals += torch.stack(
+            [
+                F.cross_entropy(out, y, reduction="sum"),
+                (out.argmax(1) == y).sum(),
+                torch.tensor(len(y), device=device),
+            ]
+        ).double()
+    D.all_reduce_sum(totals, info)
+    model.train(was_training)
+    loss, correct, count = totals.tolist()
+    return {"loss": loss / count, "accuracy": correct / count}
