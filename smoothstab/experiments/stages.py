@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from smoothstab.experiments import attribute, evaluate, figures, report
+from smoothstab.experiments import attribute, evaluate, figures, report, theory
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.data import dataset_info, load_dataset
 from smoothstab.experiments.distributed import init_distributed
@@ -114,6 +114,10 @@ def figures_stage(cfg: ExperimentConfig, run_dir: Path) -> None:
     figures.make_figures(cfg, run_dir, *_summary_and_advice(cfg, run_dir))
 
 
+def bounds_stage(cfg: ExperimentConfig, run_dir: Path) -> None:
+    theory.bounds_run(cfg, run_dir, models(cfg, run_dir), _summary_and_advice(cfg, run_dir)[0])
+
+
 def report_stage(cfg: ExperimentConfig, run_dir: Path) -> None:
     report.make_report(cfg, run_dir, *_summary_and_advice(cfg, run_dir))
 
@@ -123,6 +127,7 @@ STAGES = {
     "attribute": attribute_stage,
     "evaluate": evaluate_stage,
     "figures": figures_stage,
+    "bounds": bounds_stage,
     "report": report_stage,
 }
 
