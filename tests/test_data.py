@@ -97,6 +97,18 @@ def test_shapes_classes_are_distinct():
     assert len({round(float(f), 3) for f in fill}) == len(CLASSES)
 
 
+@pytest.mark.slow
+def test_small_cnn_learns_shapes(tmp_path):
+    """The classes are learnable from pixels: 2000 images, 10 epochs (about 5 s on 2 cores)."""
+    from smoothstab.experiments.train import TrainConfig, train_run
+
+    config = TrainConfig(
+        dataset="shapes", parts=1, part_size=2000, epochs=10, batch_size=64, lr=0.02, quiet=True
+    )
+    metrics = train_run(config, tmp_path)
+    assert metrics["models"][0]["test_accuracy"] >= 0.9
+
+
 # --- folder datasets ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,10 @@ from smoothstab.experiments.progress import say
 from smoothstab.experiments.trainer import Trainer, deterministic_mode, device_name
 
 SCHEDULES = ("step", "cosine")
+AT_LEAST_ONE = (
+    "num_classes", "part_size", "epochs", "batch_size", "step_size", "noise_draws", "parts",
+    "eval_batch_size",
+)  # fmt: skip
 # Settings that do not change the trained weights: a run may resume with other values.
 NOT_RESULT_KEYS = ("root", "device", "num_workers", "eval_batch_size", "checkpoint_every", "quiet")
 
@@ -78,29 +82,19 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        for name in (
-            "epochs",
-            "batch_size",
-            "step_size",
-            "noise_draws",
-            "parts",
-            "eval_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
-        for name in ("lr", "momentum", "weight_decay", "gamma", "noise_std"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.checkpoint_every < 0:
-            raise ValueError("num_workers, checkpoint_every: expected integers >= 0")
+        for name, choices in (("dataset", DATASETS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
+        checks = [(n, 1, "an integer") for n in AT_LEAST_ONE]
+        checks += [(n, 0, "an integer") for n in ("num_workers", "checkpoint_every")]
+        checks += [(n, 0, "a number") for n in ("lr", "momentum", "weight_decay", "gamma")]
+        checks += [("noise_std", 0, "a number")]
+        for name, low, kind in checks:
+            value = getattr(self, name)
+            if value is not None and not value >= low:  # `not >=` also catches NaN
+                raise ValueError(f"{name}: expected {kind} >= {low}, got {value}")
 
 
 PRESETS: dict[str, TrainConfig] = {
