@@ -240,7 +240,7 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo):
     if info.num_classes is not None and len(dataset.classes) != info.num_classes:
         raise ValueError(
             f"{info.name}: expected {info.num_classes} class folders in {folder}, "
-            f"found {len(dataset.classes)}"
+            f"found {len(dataset.classes)} (dataset=imagefolder takes any number)"
         )
     return dataset
 
