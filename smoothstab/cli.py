@@ -68,13 +68,113 @@ def train_config(source: str | None):
             f"config: expected a TOML file or a preset ({', '.join(PRESETS)}), got {source!r}"
         )
     tables = load_toml(source)
-    unknown = sorted(set(tables) - {"train"})
-    if unknown:
-        raise ConfigError(f"{source}: unknown table [{unknown[0]}]; expected [train]")
+    if set(tables) - {"train"}:  # a whole experiment config: check all of it, train its [train]
+        from smoothstab.experiments.experiment import ExperimentConfig
+
+        return dataclass_from_dict(ExperimentConfig, tables).train
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
-SUBCOMMANDS = [add_train_parser]
+def _common(p, *, run_dir: bool) -> None:
+    if run_dir:
+        p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting by its dotted name, e.g. --set attribution.device=cuda",
+    )
+
+
+def add_run_parser(subparsers) -> None:
+    """``smoothstab run [CONFIG] [--out DIR] [--stages ...]``: the whole experiment."""
+    p = subparsers.add_parser(
+        "run",
+        help="the whole experiment: train, attribute, evaluate, figures, bounds, report",
+        description="Run every stage of an experiment into a run directory; finished work is "
+        "skipped, so a killed run resumes when rerun. No CONFIG: the embedded quickstart.",
+    )
+    p.add_argument("config", nargs="?", help="an experiment TOML file (default: quickstart)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<name>)")
+    p.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages, in order")
+    _common(p, run_dir=False)
+    p.set_defaults(func=run_run)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from smoothstab.experiments.config import ConfigError
+    from smoothstab.experiments.experiment import load_config
+    from smoothstab.experiments.stages import STAGES, run_all
+
+    cfg = load_config(args.config, args.overrides)
+    if args.quiet:
+        cfg = replace(cfg, quiet=True)
+    stages = args.stages or list(STAGES)
+    for stage in stages:
+        if stage not in STAGES:
+            raise ConfigError(f"--stages: expected some of {', '.join(STAGES)}, got {stage!r}")
+    run_all(cfg, args.out or Path("runs") / cfg.name, stages)
+    return 0
+
+
+def _add_stage_parser(subparsers, name: str, help_text: str) -> None:
+    p = subparsers.add_parser(name, help=help_text, description=help_text)
+    _common(p, run_dir=True)
+    p.set_defaults(func=run_stage, stage=name)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    """One stage on an existing run directory, with its saved (resolved) config."""
+    from dataclasses import replace
+
+    from smoothstab.experiments.config import ConfigError
+    from smoothstab.experiments.experiment import load_config
+    from smoothstab.experiments.stages import run_all
+
+    path = args.run_dir / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"{args.run_dir}: expected a run directory with config.toml")
+    cfg = load_config(path, args.overrides)
+    if args.quiet:
+        cfg = replace(cfg, quiet=True)
+    run_all(cfg, args.run_dir, [args.stage])
+    return 0
+
+
+def add_attribute_parser(subparsers) -> None:
+    _add_stage_parser(subparsers, "attribute", "compute the maps of every model, method and r")
+
+
+def add_evaluate_parser(subparsers) -> None:
+    _add_stage_parser(subparsers, "evaluate", "metrics.csv, table1.csv, recommendation.json")
+
+
+def add_figures_parser(subparsers) -> None:
+    _add_stage_parser(subparsers, "figures", "the PNG figures of a run")
+
+
+def add_bounds_parser(subparsers) -> None:
+    _add_stage_parser(subparsers, "bounds", "Theorems 5-6 and Prop. 7 beside the measured errors")
+
+
+def add_report_parser(subparsers) -> None:
+    _add_stage_parser(subparsers, "report", "report.md and a self-contained report.html")
+
+
+SUBCOMMANDS = [
+    add_train_parser,
+    add_attribute_parser,
+    add_evaluate_parser,
+    add_figures_parser,
+    add_report_parser,
+    add_bounds_parser,
+    add_run_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

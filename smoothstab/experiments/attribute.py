@@ -112,8 +112,9 @@ def join_blocks(path: Path, n_blocks: int) -> None:
         path.with_name(f"{path.stem}.block{i}.pt").unlink(missing_ok=True)
 
 
-def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo = DistInfo()):
+def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo | None = None):
     """Compute every missing map; returns the number of blocks this rank computed."""
+    info = info or DistInfo()
     attr = cfg.attribution
     device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
     x_all, y_all = load_test_images(cfg, run_dir)

@@ -103,14 +103,13 @@ def table1(summary: dict, methods, r_smooth: float) -> list[dict]:
     """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU."""
     out = []
     for method in methods:
-        cell = lambda metric, r: summary.get((method, metric, r))  # noqa: E731
         out.append(
             {
                 "method": method,
-                "ssim": cell("ssim", 0.0),
-                "smoothed_ssim": cell("ssim", r_smooth),
-                "topk_miou": cell("topk_iou", 0.0),
-                "smoothed_topk_miou": cell("topk_iou", r_smooth),
+                "ssim": summary.get((method, "ssim", 0.0)),
+                "smoothed_ssim": summary.get((method, "ssim", r_smooth)),
+                "topk_miou": summary.get((method, "topk_iou", 0.0)),
+                "smoothed_topk_miou": summary.get((method, "topk_iou", r_smooth)),
             }
         )
     return out

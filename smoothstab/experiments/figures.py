@@ -83,26 +83,33 @@ def similarity_figure(summary, methods, grid, topk: int, path: Path):
 
 
 def tradeoff_figure(advice: dict, path: Path):
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for method, rec in advice.items():
+    """Fidelity against stability error per method (own axes: their scales differ widely)."""
+    methods = [m for m, rec in advice.items() if rec["curve"]]
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.3), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        rec = advice[method]
         curve = rec["curve"]
-        if not curve:
-            continue
         s, f = [c["stability"] for c in curve], [c["fidelity"] for c in curve]
-        ax.plot(s, f, marker="o", ms=3, label=NAMES[method])
-        for c in curve[:: max(1, len(curve) // 5)]:
+        ax.plot(s, f, marker="o", ms=3)
+        for c in curve:
             ax.annotate(f"{c['r']:g}", (c["stability"], c["fidelity"]), fontsize=7)
-        for key, marker in (("knee_r", "*"), ("budget_r", "s")):
+        for key, marker, label in (("knee_r", "*", "knee"), ("budget_r", "s", "within budget")):
             hit = [c for c in curve if c["r"] == rec[key]]
             if hit:
                 ax.plot(
-                    hit[0]["stability"], hit[0]["fidelity"], marker, ms=11, mfc="none", color="k"
+                    hit[0]["stability"],
+                    hit[0]["fidelity"],
+                    marker,
+                    ms=12,
+                    mfc="none",
+                    color="k",
+                    label=f"{label}: r={rec[key]:g}",
                 )
-    ax.set_xlabel("stability error")
-    ax.set_ylabel("fidelity error")
-    ax.set_title("trade-off (r annotated; * knee, square: best within budget)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.set_title(NAMES[method], fontsize=9)
+        ax.set_xlabel("stability error")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("fidelity error (r annotated)")
     return save(fig, path)
 
 
@@ -118,19 +125,28 @@ def _map(run_dir, k, method, r, images):
     return to_gray(torch.load(map_path(run_dir, k, method, r), weights_only=True)["mean"][images])
 
 
-def grid_figure(cfg, run_dir: Path, x, method: str, pair: tuple[int, int], path: Path):
+def _distinct(labels: torch.Tensor, n: int) -> list[int]:
+    """Up to ``n`` image indices, one per class first (in order), then the rest in order."""
+    first = {}
+    for i, y in enumerate(labels.tolist()):
+        first.setdefault(y, i)
+    picks = sorted(first.values())[:n]
+    return picks + [i for i in range(len(labels)) if i not in picks][: n - len(picks)]
+
+
+def grid_figure(cfg, run_dir: Path, x, labels, method: str, pair: tuple[int, int], path: Path):
     """Rows: images; columns: input, A, B, A smoothed, B smoothed (at the Table-1 r)."""
-    n = min(cfg.evaluation.grid_images, len(x))
-    images = list(range(n))
+    images = _distinct(labels, cfg.evaluation.grid_images)
+    n = len(images)
     r = round(float(cfg.attribution.table_r), 6)
     cols = [(pair[0], 0.0), (pair[1], 0.0), (pair[0], r), (pair[1], r)]
     maps = [_map(run_dir, k, method, rr, images) for k, rr in cols]
     fig, axes = plt.subplots(n, 5, figsize=(7.5, 1.6 * n), squeeze=False)
     titles = ["input"] + [f"model {k}" + (f", r={rr:g}" if rr else "") for k, rr in cols]
-    for i in images:
-        axes[i][0].imshow(_show_input(x[i], cfg.train), cmap="gray")
+    for row, i in enumerate(images):
+        axes[row][0].imshow(_show_input(x[i], cfg.train), cmap="gray")
         for j, m in enumerate(maps, start=1):
-            axes[i][j].imshow(m[i], cmap="gray", vmin=0, vmax=1)
+            axes[row][j].imshow(m[row], cmap="gray", vmin=0, vmax=1)
     for j, title in enumerate(titles):
         axes[0][j].set_title(title, fontsize=8)
     for ax in axes.flat:
@@ -160,7 +176,8 @@ def make_figures(cfg, run_dir: Path, summary: dict, advice: dict) -> list[Path]:
     out = run_dir / "figures"
     a, e = cfg.attribution, cfg.evaluation
     grid = noise_grid(a)
-    x = torch.load(run_dir / "test_images.pt", weights_only=True)["x"]
+    saved = torch.load(run_dir / "test_images.pt", weights_only=True)
+    x, labels = saved["x"], saved["y"]
     paths = [
         error_figure(
             summary, a.methods, grid, "stability", "stability error", e.band, out / "stability.png"
@@ -172,6 +189,8 @@ def make_figures(cfg, run_dir: Path, summary: dict, advice: dict) -> list[Path]:
         tradeoff_figure(advice, out / "tradeoff.png"),
     ]
     for method in a.methods:
-        paths.append(grid_figure(cfg, run_dir, x, method, (0, 1), out / f"grid_{method}.png"))
+        paths.append(
+            grid_figure(cfg, run_dir, x, labels, method, (0, 1), out / f"grid_{method}.png")
+        )
         paths.append(sigma_figure(cfg, run_dir, x, method, out / f"sigma_{method}.png"))
     return paths

@@ -181,7 +181,8 @@ def _advice_items(advice: dict, x_range: float) -> list[str]:
             else f"{NAMES[method]}: too few noise levels for a knee"
         )
         text += (
-            f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x ||unsmoothed map||: "
+            f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x "
+            "||unsmoothed map||: "
             + (f"r = {budget:g} (sigma = {budget * x_range:.4g})" if budget is not None else "none")
         )
         items.append(text)
@@ -215,8 +216,8 @@ def make_report(cfg, run_dir: Path, summary: dict, advice: dict) -> tuple[Path, 
         (
             "ul",
             [
-                f"{NAMES[m]}: stability error {trend(summary, m, 'stability' + suffix)}; fidelity error "
-                f"{trend(summary, m, 'fidelity' + suffix)}."
+                f"{NAMES[m]}: stability error {trend(summary, m, 'stability' + suffix)}; "
+                f"fidelity error {trend(summary, m, 'fidelity' + suffix)}."
                 for m in cfg.attribution.methods
             ],
         ),

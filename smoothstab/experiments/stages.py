@@ -17,7 +17,7 @@ from torch import nn
 from smoothstab.experiments import attribute, evaluate, figures, report, theory
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.data import dataset_info, load_dataset
-from smoothstab.experiments.distributed import init_distributed
+from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
 from smoothstab.experiments.io import atomic_write, write_json
 from smoothstab.experiments.models import build_model
@@ -115,6 +115,9 @@ def figures_stage(cfg: ExperimentConfig, run_dir: Path) -> None:
 
 
 def bounds_stage(cfg: ExperimentConfig, run_dir: Path) -> None:
+    if cfg.models.setting == "DA":
+        say("bounds: skipped, setting DA compares different architectures (one is needed)")
+        return
     theory.bounds_run(cfg, run_dir, models(cfg, run_dir), _summary_and_advice(cfg, run_dir)[0])
 
 
@@ -133,10 +136,19 @@ STAGES = {
 
 
 def run_all(cfg: ExperimentConfig, run_dir: Path, stages=tuple(STAGES)) -> None:
+    """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
+    rank 0 alone writes the config, evaluates, draws and reports."""
     run_dir = Path(run_dir)
-    prepare(cfg, run_dir)
+    info = init_distributed(cfg.attribution.device)
+    if info.is_main:
+        prepare(cfg, run_dir)
+    barrier(info)
     for name in stages:
-        STAGES[name](cfg, run_dir)
+        if name in ("train", "attribute") or info.is_main:
+            STAGES[name](cfg, run_dir)
+        barrier(info)
+    if not info.is_main:
+        return
     say(
         f"{cfg.name}: done -> {run_dir / 'report.html'}"
         if "report" in stages
