@@ -29,15 +29,7 @@ def add_train_parser(subparsers) -> None:
         "(quickstart, cifar10_resnet34, imagenet_resnet50); default: quickstart",
     )
     p.add_argument("--out", required=True, type=Path, help="run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a [train] setting, e.g. --set epochs=5 (repeatable)",
-    )
+    _common(p, run_dir=False, example="a [train] setting, e.g. --set epochs=5")
     p.set_defaults(func=run_train)
 
 
@@ -75,7 +67,8 @@ def train_config(source: str | None):
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
-def _common(p, *, run_dir: bool) -> None:
+def _common(p, *, run_dir: bool, example: str = "") -> None:
+    """``[RUN_DIR]``, ``--quiet`` and the repeatable ``--set KEY=VALUE``."""
     if run_dir:
         p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
@@ -85,7 +78,9 @@ def _common(p, *, run_dir: bool) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting by its dotted name, e.g. --set attribution.device=cuda",
+        help="override "
+        + (example or "a setting by its dotted name, e.g. --set attribution.device=cuda")
+        + " (repeatable)",
     )
 
 

@@ -213,7 +213,7 @@ def test_cli_trains_from_a_toml_file(tmp_path):
         (["--set", "lr=fast"], None, "lr: expected float"),
         (["--set", "colour=red"], None, "colour: unknown key"),
         ([], "[train]\nepochs = 1\nbogus = 2\n", "train.bogus: unknown key"),
-        ([], "[training]\nepochs = 1\n", "unknown table [training]"),
+        ([], "[training]\nepochs = 1\n", "training: unknown key"),
         ([], "[train\n", "not valid TOML"),
         (["missing.toml"], None, "expected a TOML file, found nothing"),
     ],
