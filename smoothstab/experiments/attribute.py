@@ -129,9 +129,11 @@ def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo 
         for r in grid
         if not map_path(run_dir, k, m, r).is_file()
         for b in range(len(starts))
-        if not map_path(run_dir, k, m, r, b).is_file()
     ]
-    mine = todo[info.rank :: info.world_size]
+    # Deal the blocks before looking at block files: other ranks write theirs meanwhile, and a
+    # rank whose list had shrunk would take a shifted share (blocks skipped, others repeated).
+    # Final files appear only after the last barrier, so every rank sees the same ``todo``.
+    mine = [t for t in todo[info.rank :: info.world_size] if not map_path(run_dir, *t).is_file()]
     bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
     for k, name, r, b in mine:
         model = models[k].to(device=device, dtype=dtype).eval()
