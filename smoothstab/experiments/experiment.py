@@ -34,7 +34,8 @@ SECTIONS = ("name", "quiet", "train", "models", "attribution", "evaluation")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A given checkpoint (DR/DA): architecture name and weights (file or torchvision name)."""
+    """A given checkpoint (DR/DA): architecture name and weights (file or torchvision name;
+    ``None``: a random init seeded by ``train.seed`` and the spec's position)."""
 
     name: str
     weights: str | None = None

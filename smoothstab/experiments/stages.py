@@ -12,11 +12,12 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from smoothstab.experiments import attribute, evaluate, figures, report, theory
 from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.data import dataset_info, load_dataset
+from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
 from smoothstab.experiments.io import atomic_write, write_json
@@ -81,12 +82,17 @@ def models(cfg: ExperimentConfig, run_dir: Path) -> list[nn.Module]:
     n_classes = cfg.train.num_classes or info.num_classes
     if n_classes is None:
         n_classes = len(load_dataset(cfg.train.dataset, root=cfg.train.root, train=False).classes)
-    return [
-        build_model(
-            s.name, num_classes=n_classes, in_channels=info.in_channels, weights=s.weights
-        ).eval()
-        for s in cfg.models.specs
-    ]
+    out = []
+    for k, s in enumerate(cfg.models.specs):
+        # A spec without weights is a random init: seed it (train.seed, k), so that every stage
+        # and every rank sees the same model, and leave the global generator as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.train.seed, k))
+            model = build_model(
+                s.name, num_classes=n_classes, in_channels=info.in_channels, weights=s.weights
+            )
+        out.append(model.eval())
+    return out
 
 
 def n_models(cfg: ExperimentConfig) -> int:
