@@ -82,11 +82,19 @@ class AttributionConfig:
     def __post_init__(self):
         import smoothstab as ss
 
+        if not self.methods:
+            raise ValueError("methods: expected at least one method")
         for m in self.methods:
             check_choice(m, "methods", ss.METHODS)
         check_choice(self.ig_rule, "ig_rule", ss.IG_RULES)
-        if any(r < 0 for r in (*self.stability_r, *self.fidelity_r, self.table_r)):
-            raise ValueError("r: expected noise levels >= 0")
+        if not all(r >= 0 for r in (*self.stability_r, *self.fidelity_r, self.table_r)):
+            raise ValueError("r: expected noise levels >= 0")  # `not >=` also catches NaN
+        # Checked here, not when the attribute stage meets them after hours of training.
+        _at_least_one(self, "n_samples", "ig_steps", "n_images", "image_batch", "batch_size")
+        if self.antithetic and self.n_samples % 2:
+            raise ValueError(
+                f"n_samples: expected an even number with antithetic = true, got {self.n_samples}"
+            )
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,17 @@ class EvaluationConfig:
     topk: int = 500
     fidelity_budget: float = 0.2  # relative: fidelity error / ||unsmoothed map||
     grid_images: int = 4
+
+    def __post_init__(self):
+        _at_least_one(self, "topk", "grid_images")
+        if not self.fidelity_budget >= 0:
+            raise ValueError(f"fidelity_budget: expected a number >= 0, got {self.fidelity_budget}")
+
+
+def _at_least_one(obj, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, got {getattr(obj, name)}")
 
 
 @dataclass(frozen=True)
@@ -133,7 +152,17 @@ def load_config(path: str | Path | None, overrides=()) -> ExperimentConfig:
     else:
         table = load_toml(path)
         cfg = dataclass_from_dict(ExperimentConfig, table)
-    return apply_overrides(cfg, list(overrides))
+    cfg = apply_overrides(cfg, list(overrides))
+    # Across tables, so checked once all overrides are in (they come one at a time).
+    a = cfg.attribution
+    units = a.n_samples // 2 if a.antithetic else a.n_samples
+    if cfg.evaluation.debiased and units < 2:
+        raise ConfigError(
+            "evaluation.debiased: split-half distances need 2 independent noise units, got "
+            f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
+            "attribution.n_samples or set evaluation.debiased=false"
+        )
+    return cfg
 
 
 def to_toml(obj, prefix: str = "") -> str:
