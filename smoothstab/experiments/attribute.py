@@ -1,7 +1,7 @@
 """The attribute stage: every model x method x noise level -> maps in the run directory.
 
 Files: ``test_images.pt`` (the selected test images and labels) and
-``maps/model{k}/{method}/r{r:.4f}.pt`` holding the smoothed map (``mean``) and, when debiased
+``maps/model{k}/{method}/r{r:.6f}.pt`` holding the smoothed map (``mean``) and, when debiased
 distances are asked for, the two half means and the per-element variance of the mean. Work is cut
 into blocks of ``image_batch`` images; each block is written as it finishes (``...block{i}.pt``)
 and the blocks are joined into the final file, so a killed run resumes where it stopped.
@@ -35,8 +35,9 @@ def noise_grid(attr) -> list[float]:
 
 
 def map_path(run_dir: Path, model: int, method: str, r: float, block: int | None = None) -> Path:
+    # Six decimals, as noise_grid rounds: every level of a grid gets its own file.
     suffix = "" if block is None else f".block{block}"
-    return Path(run_dir) / "maps" / f"model{model}" / method / f"r{r:.4f}{suffix}.pt"
+    return Path(run_dir) / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
 
 
 def load_test_images(cfg, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
