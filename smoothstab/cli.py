@@ -197,3 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"smoothstab {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except FileNotFoundError as e:  # a stage run before the one that writes its input
+        print(
+            f"smoothstab {args.command}: error: {e.filename} does not exist; run the stages "
+            "before this one first (smoothstab run --stages ...)",
+            file=sys.stderr,
+        )
+        return 1
