@@ -283,6 +283,8 @@ def _models_text(cfg, run_dir: Path) -> str:
     for k, m in enumerate(models):
         acc = m.get("test_acc", m.get("test_accuracy"))
         name = m.get("name") or cfg.train.model
+        if m.get("label"):  # DR/DA: what tells two checkpoints of one architecture apart
+            name = f"{m['label']} ({name}, weights {m.get('weights') or 'random init'})"
         parts.append(
             f"model {k}: {name}" + (f" (test accuracy {acc:.3f})" if isinstance(acc, float) else "")
         )
