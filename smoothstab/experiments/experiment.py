@@ -154,6 +154,11 @@ def load_config(path: str | Path | None, overrides=()) -> ExperimentConfig:
         cfg = dataclass_from_dict(ExperimentConfig, table)
     cfg = apply_overrides(cfg, list(overrides))
     # Across tables, so checked once all overrides are in (they come one at a time).
+    if cfg.models.setting == "DT" and cfg.train.parts < 2:
+        raise ConfigError(
+            "train.parts: setting DT compares models trained on disjoint parts, expected at "
+            f"least 2, got {cfg.train.parts}"
+        )
     a = cfg.attribution
     units = a.n_samples // 2 if a.antithetic else a.n_samples
     if cfg.evaluation.debiased and units < 2:
