@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 
 CONVENTIONS = [
@@ -241,11 +242,15 @@ def make_report(cfg, run_dir: Path, summary: dict, advice: dict) -> tuple[Path, 
             ),
             ("img", fig / f"sigma_{m}.png", f"{NAMES[m]} across noise levels (Figs 10-16)."),
         ]
-    bounds_path = run_dir / "bounds.md"
+    bounds_path = run_dir / "bounds.json"
     if bounds_path.is_file():
+        from smoothstab.experiments import theory
+
+        res = json.loads(bounds_path.read_text())
         blocks += [
             ("h", 2, "Theory: bounds beside the measured errors"),
-            ("p", bounds_path.read_text()),
+            ("p", theory.intro(res)),
+            ("table", *theory.table(res)),
         ]
         if (fig / "bounds.png").is_file():
             blocks += [
@@ -270,8 +275,6 @@ def _relative(block: tuple, run_dir: Path) -> tuple:
 
 
 def _models_text(cfg, run_dir: Path) -> str:
-    import json
-
     setting = {
         "DT": "DT: same architecture trained on disjoint splits of the training set",
         "DR": "DR: same architecture, different training recipe or weights",

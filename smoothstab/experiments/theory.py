@@ -114,7 +114,8 @@ def _sci(log10: float | None) -> str:
     return f"{10 ** (log10 - exp):.2f}e{exp:+d}"
 
 
-def markdown(res: dict) -> str:
+def intro(res: dict) -> str:
+    """What the bounds were computed from, and how to read them (one paragraph)."""
     head = (
         f"Computed from the run's networks: C = max ||x||_2 = {res['C']:.4g}, m = {res['m']}, "
         f"k = {len(res['norms'])} linear layers with spectral norms up to {max(res['norms']):.4g}"
@@ -126,21 +127,36 @@ def markdown(res: dict) -> str:
     if res["heuristic"]:
         head += " HEURISTIC: these networks are outside the chains the theory covers ("
         head += "; ".join(res["reasons"]) + ")."
-    lines = [
-        head,
-        "",
-        "| r | sigma | stability (Simple/Smooth-Grad) | Theorem 6 bound | fidelity "
-        "(Smooth-Grad) | Prop. 7 bound | fidelity (smoothed IG) | Prop. 7 bound (IG) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    return head
+
+
+def table(res: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the bounds-vs-measured table, one row per sigma."""
+    header = [
+        "r", "sigma", "stability (Simple/Smooth-Grad)", "Theorem 6 bound",
+        "fidelity (Smooth-Grad)", "Prop. 7 bound", "fidelity (smoothed IG)", "Prop. 7 bound (IG)",
+    ]  # fmt: skip
     num = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
-    for row in res["rows"]:
-        lines.append(
-            f"| {row['r']:g} | {row['sigma']:.4g} | {num(row['stability_grad'])} | "
-            f"{_sci(row['stability_bound_log10'])} | {num(row['fidelity_grad'])} | "
-            f"{_sci(row['fidelity_bound_grad_log10'])} | {num(row['fidelity_ig'])} | "
-            f"{_sci(row['fidelity_bound_ig_log10'])} |"
-        )
+    rows = [
+        [
+            f"{row['r']:g}",
+            f"{row['sigma']:.4g}",
+            num(row["stability_grad"]),
+            _sci(row["stability_bound_log10"]),
+            num(row["fidelity_grad"]),
+            _sci(row["fidelity_bound_grad_log10"]),
+            num(row["fidelity_ig"]),
+            _sci(row["fidelity_bound_ig_log10"]),
+        ]
+        for row in res["rows"]
+    ]
+    return header, rows
+
+
+def markdown(res: dict) -> str:
+    header, rows = table(res)
+    lines = [intro(res), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
