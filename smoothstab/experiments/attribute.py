@@ -117,7 +117,7 @@ def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo 
     """Compute every missing map; returns the number of blocks this rank computed."""
     info = info or DistInfo()
     attr = cfg.attribution
-    device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
+    device, dtype = rank_device(attr.device, info), getattr(torch, attr.dtype)
     x_all, y_all = load_test_images(cfg, run_dir)
     x_range = dataset_info(cfg.train.dataset).x_range
     starts = list(range(0, len(x_all), attr.image_batch))
@@ -155,6 +155,16 @@ def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo 
                         join_blocks(map_path(run_dir, k, name, r), len(starts))
     barrier(info)
     return len(mine)
+
+
+def rank_device(device: str, info: DistInfo) -> torch.device:
+    """``device``; under torchrun a bare ``cuda`` means this rank's GPU (``LOCAL_RANK``), as in
+    training, so that the ranks share out the GPUs instead of all working on GPU 0."""
+    out = torch.device(device)
+    if out.type == "cuda" and out.index is None and info.active:
+        out = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(out)
+    return out
 
 
 def _block_seed(attr, block: int, model: int, method: str, r: float) -> int:
