@@ -1,0 +1,238 @@
+"""Experiment configs: TOML tables to frozen dataclasses, ``--set`` overrides, the paper configs,
+and the one-line errors (exit 2) the CLI gives for config problems. Nothing here trains or
+attributes: every failure happens before a run directory is made."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import smoothstab as ss
+from smoothstab.cli import main
+from smoothstab.experiments.config import ConfigError, apply_overrides
+from smoothstab.experiments.experiment import (
+    QUICKSTART,
+    ExperimentConfig,
+    ModelsConfig,
+    ModelSpec,
+    load_config,
+    to_toml,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_CONFIGS = sorted((ROOT / "configs" / "paper").glob("*.toml"))
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    """Exit status and stderr of ``smoothstab ARGS``."""
+    status = main([str(a) for a in args])
+    return status, capsys.readouterr().err
+
+
+def assert_one_line(err: str, *words: str) -> None:
+    """A config problem is reported on one line that names what is wrong."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def round_trip(cfg: ExperimentConfig, tmp_path: Path) -> ExperimentConfig:
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(cfg))
+    return load_config(path)
+
+
+# --- the CLI's config errors: exit 2, one line, nothing written ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "toml, words",
+    [
+        ("[attribution]\nn_sample = 5\n", ["attribution.n_sample", "unknown key"]),
+        ("[atribution]\nn_samples = 5\n", ["atribution", "unknown key"]),
+        ("[attribution]\nn_samples = 'many'\n", ["attribution.n_samples", "int"]),
+        ("[models]\nsetting = 'XX'\n", ["models.setting"]),
+        ("[attribution]\nmethods = ['grad', 'lime']\n", ["methods", "lime"]),
+        ("[attribution\n", ["not valid TOML"]),
+    ],
+)
+def test_bad_config_file(tmp_path, capsys, toml, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    out = tmp_path / "run"
+    status, err = run_cli(capsys, "run", path, "--out", out, "--quiet")
+    assert status == 2
+    assert_one_line(err, *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("attribution.n_samples=abc", ["attribution.n_samples", "int", "abc"]),
+        ("attribution.n_samples=2.5", ["attribution.n_samples"]),
+        ("attribution.antithetic=1", ["attribution.antithetic", "bool"]),
+        ("attribution.stability_r=0.1", ["attribution.stability_r"]),
+        ("attribution.stability_r=[0,-0.1]", ["noise levels >= 0"]),
+        ("attribution.ig_estimator=both", ["attribution.ig_estimator"]),
+        ("attribution.ig_rule=simpson", ["ig_rule", "simpson"]),
+        ("nosuch.key=1", ["nosuch", "unknown key"]),
+        ("attribution.nosuch=1", ["attribution.nosuch", "unknown key"]),
+        ("attribution.n_samples.x=1", ["n_samples has no sub-keys"]),
+        ("attribution.n_samples", ["expected key=value"]),
+        ("train.epochs=0", ["epochs"]),
+        # Values the attribute stage could not use are refused before any training.
+        ("attribution.n_samples=0", ["n_samples", ">= 1"]),
+        ("attribution.image_batch=0", ["image_batch", ">= 1"]),
+        ("attribution.ig_steps=0", ["ig_steps", ">= 1"]),
+        ("attribution.methods=[]", ["methods"]),
+        ("attribution.fidelity_r=[0, nan]", ["noise levels >= 0"]),
+        ("evaluation.topk=0", ["topk", ">= 1"]),
+        ("evaluation.fidelity_budget=-0.1", ["fidelity_budget"]),
+        (["attribution.n_samples=5", "attribution.antithetic=true"], ["even", "5"]),
+        ("attribution.n_samples=1", ["evaluation.debiased", "n_samples=1"]),
+        ("train.parts=1", ["train.parts", "DT", "at least 2"]),
+        (["attribution.n_samples=2", "attribution.antithetic=true"], ["evaluation.debiased"]),
+    ],
+)
+def test_bad_override(tmp_path, capsys, override, words):
+    out = tmp_path / "run"
+    overrides = [override] if isinstance(override, str) else override
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    status, err = run_cli(capsys, "run", "--out", out, "--quiet", *sets)
+    assert status == 2
+    assert_one_line(err, *words)
+    assert not out.exists()
+
+
+def test_missing_config_file_and_run_directory(tmp_path, capsys):
+    status, err = run_cli(capsys, "run", tmp_path / "nothing.toml", "--out", tmp_path / "r")
+    assert status == 2
+    assert_one_line(err, "nothing.toml")
+    # A stage subcommand needs a run directory with its saved config.
+    for stage in ("attribute", "evaluate", "figures", "report", "bounds"):
+        status, err = run_cli(capsys, stage, tmp_path)
+        assert status == 2
+        assert_one_line(err, "config.toml")
+
+
+def test_unknown_stage(tmp_path, capsys):
+    status, err = run_cli(capsys, "run", "--out", tmp_path / "r", "--stages", "train", "plot")
+    assert status == 2
+    assert_one_line(err, "--stages", "plot")
+
+
+# --- overrides ------------------------------------------------------------------------------------
+
+
+def test_overrides_are_typed_and_reach_nested_tables():
+    cfg = apply_overrides(
+        QUICKSTART,
+        [
+            "attribution.n_samples=7",
+            "attribution.stability_r=[0, 1, 0.25]",  # ints are accepted for floats
+            'attribution.methods=["grad", "ig"]',
+            "train.dataset=shapes",  # a bare word is a string
+            "attribution.ig_estimator=joint",
+            "evaluation.debiased=false",
+            "train.root=/data/x",
+            "train.root=none",  # none clears an optional field
+            "name=other",
+        ],
+    )
+    assert cfg.attribution.n_samples == 7
+    assert cfg.attribution.stability_r == (0.0, 1.0, 0.25)
+    assert all(type(r) is float for r in cfg.attribution.stability_r)
+    assert cfg.attribution.methods == ("grad", "ig")
+    assert cfg.attribution.ig_estimator == "joint"
+    assert cfg.evaluation.debiased is False
+    assert cfg.train.dataset == "shapes"
+    assert cfg.train.root is None
+    assert cfg.name == "other"
+    # Frozen: the quickstart itself is untouched.
+    assert QUICKSTART.attribution.n_samples == 48
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.attribution.n_samples = 3
+
+
+def test_one_noise_draw_without_debiasing():
+    """Split-half debiasing needs two draws; without it one draw is allowed, in either order."""
+    for overrides in (
+        ["attribution.n_samples=1", "evaluation.debiased=false"],
+        ["evaluation.debiased=false", "attribution.n_samples=1"],
+    ):
+        cfg = load_config(None, overrides)
+        assert (cfg.attribution.n_samples, cfg.evaluation.debiased) == (1, False)
+
+
+def test_settings_are_checked(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[models]\nsetting = 'DT'\nspecs = [{ name = 'small_cnn' }]\n")
+    with pytest.raises(ConfigError, match="setting DT trains its models"):
+        load_config(path)
+    for setting in ("DR", "DA"):
+        path.write_text(f"[models]\nsetting = '{setting}'\nspecs = [{{ name = 'small_cnn' }}]\n")
+        with pytest.raises(ConfigError, match=f"setting {setting} needs at least 2 models"):
+            load_config(path)
+    path.write_text("[models]\nsetting = 'DR'\nspecs = [{ name = 'small_cnn', weight = 'x' }]\n")
+    with pytest.raises(ConfigError, match="weight: unknown key"):
+        load_config(path)
+
+
+# --- the paper configs and the saved config -------------------------------------------------------
+
+
+def test_quickstart_is_the_embedded_default():
+    """No config: generated data, k >= 2 disjoint splits, all four methods, a sigma sweep; and
+    ``make demo`` runs exactly ``smoothstab run``."""
+    cfg = load_config(None)
+    assert cfg == QUICKSTART and cfg.name == "quickstart"
+    assert cfg.train.dataset in ("digits", "shapes") and cfg.train.root is None
+    assert cfg.models.setting == "DT" and cfg.train.parts >= 2
+    assert set(cfg.attribution.methods) == set(ss.METHODS)
+    assert len(cfg.attribution.stability_r) >= 5 and len(cfg.attribution.fidelity_r) >= 5
+    makefile = (ROOT / "Makefile").read_text().splitlines()
+    demo = next(i for i, line in enumerate(makefile) if line.startswith("demo:"))
+    assert makefile[demo + 1].strip() == "$(BIN)/smoothstab run"
+
+
+def test_paper_configs_load():
+    """Every paper config loads, in the setting its file name implies, with known methods."""
+    assert len(PAPER_CONFIGS) >= 4
+    for path in PAPER_CONFIGS:
+        cfg = load_config(path)
+        expected = {"table1_da": "DA", "table1_dr": "DR"}.get(path.stem, "DT")
+        assert cfg.models.setting == expected, path.name
+        assert cfg.name == path.stem
+        assert set(cfg.attribution.methods) <= set(ss.METHODS)
+        if expected != "DT":
+            assert len(cfg.models.specs) >= 2 and all(s.weights for s in cfg.models.specs)
+
+
+@pytest.mark.parametrize("source", ["quickstart", *(p.stem for p in PAPER_CONFIGS)])
+def test_to_toml_round_trips(tmp_path, source):
+    path = ROOT / "configs" / "paper" / f"{source}.toml"
+    cfg = load_config(None if source == "quickstart" else path)
+    assert round_trip(cfg, tmp_path) == cfg
+
+
+def test_to_toml_round_trips_awkward_values(tmp_path):
+    """Small floats, quotes and backslashes in strings, optional fields set and unset, specs."""
+    cfg = apply_overrides(
+        QUICKSTART,
+        [
+            "train.lr=1e-05",
+            "train.weight_decay=0",
+            "train.part_size=123",
+            'name="a \\"quoted\\" name with \\\\ and ü"',
+            "attribution.fidelity_r=[0, 0.000123, 1e-7]",
+        ],
+    )
+    assert cfg.name == 'a "quoted" name with \\ and ü'
+    assert round_trip(cfg, tmp_path) == cfg
+    specs = (ModelSpec("small_cnn", "/w/a b.pt", "A"), ModelSpec("resnet18_cifar", None, ""))
+    da = dataclasses.replace(cfg, models=ModelsConfig(setting="DA", specs=specs))
+    assert round_trip(da, tmp_path) == da
