@@ -536,6 +536,21 @@ def test_close_noise_levels_get_their_own_maps(tiny_run, tmp_path):
     assert values(rows, "fidelity", r=0.1) != values(rows, "fidelity", r=0.10004)
 
 
+def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
+    """8x8 digits: no SSIM (its 11x11 window does not fit), every other metric and stage."""
+    out = tmp_path / "digits"
+    args = ["--set", "train.dataset=digits", "--set", 'attribution.methods=["grad", "gradcam"]']
+    args += ["--stages", "train", "attribute", "evaluate", "figures", "report"]
+    assert run("run", "--out", out, "--quiet", *TINY, *args) == 0
+    rows = evaluate.read_csv(out / "metrics.csv")
+    assert {row["metric"] for row in rows} == {
+        "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm"
+    }  # fmt: skip
+    with open(out / "table1.csv", newline="") as f:
+        assert all(row["ssim"] == "" and row["topk_miou"] for row in csv.DictReader(f))
+    assert "| Simple-Grad | - | - |" in (out / "report.md").read_text()
+
+
 # --- the sigma advice: knee and fidelity budget on curves with known answers ----------------------
 
 # An L-shaped trade-off: stability error drops steeply up to r = 0.1, then barely moves while

@@ -4,8 +4,9 @@
 columns :data:`COLUMNS`. Metric names: ``stability`` (Eq. 12, plain, as the paper computes it),
 ``stability_debiased`` (split-half, see :mod:`smoothstab.debias`), ``fidelity`` (Eq. 13, the
 smoothed map against the same model's unsmoothed map) and ``fidelity_debiased``, ``ssim`` and
-``topk_iou`` (between the two models of a pair, on the Table-1 views), and ``map_norm`` (the
-unsmoothed map's L2 norm, the scale for a relative fidelity budget).
+``topk_iou`` (between the two models of a pair, on the Table-1 views; no ``ssim`` for maps
+smaller than its 11x11 window, such as digits), and ``map_norm`` (the unsmoothed map's L2 norm,
+the scale for a relative fidelity budget).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def pair_rows(base: dict, a, b, *, debiased: bool, topk: int):
     if debiased:
         yield from _rows(base, "stability_debiased", est.value, est.stderr)
     ma, mb = _mean(a), _mean(b)
-    yield from _rows(base, "ssim", metrics.ssim_maps(ma, mb))
+    # scikit-image's SSIM needs the 11x11 Gaussian window inside the map: none for 8x8 digits.
+    if min(ma.shape[-2:]) >= metrics.SSIM_WIN:
+        yield from _rows(base, "ssim", metrics.ssim_maps(ma, mb))
     k = min(topk, ma.shape[-1] * ma.shape[-2])
     yield from _rows(base, "topk_iou", metrics.topk_iou(ma, mb, k=k))
 
