@@ -91,6 +91,7 @@ def test_bad_config_file(tmp_path, capsys, toml, words):
         ("attribution.methods=[]", ["methods"]),
         ("attribution.fidelity_r=[0, nan]", ["noise levels >= 0"]),
         ("evaluation.topk=0", ["topk", ">= 1"]),
+        ("evaluation.topk=1025", ["evaluation.topk", "1024 pixels", "32x32"]),
         ("evaluation.fidelity_budget=-0.1", ["fidelity_budget"]),
         (["attribution.n_samples=5", "attribution.antithetic=true"], ["even", "5"]),
         ("attribution.n_samples=1", ["evaluation.debiased", "n_samples=1"]),

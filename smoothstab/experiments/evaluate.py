@@ -58,8 +58,7 @@ def pair_rows(base: dict, a, b, *, debiased: bool, topk: int):
     # scikit-image's SSIM needs the 11x11 Gaussian window inside the map: none for 8x8 digits.
     if min(ma.shape[-2:]) >= metrics.SSIM_WIN:
         yield from _rows(base, "ssim", metrics.ssim_maps(ma, mb))
-    k = min(topk, ma.shape[-1] * ma.shape[-2])
-    yield from _rows(base, "topk_iou", metrics.topk_iou(ma, mb, k=k))
+    yield from _rows(base, "topk_iou", metrics.topk_iou(ma, mb, k=topk))
 
 
 def model_rows(base: dict, smoothed, unsmoothed: torch.Tensor, *, debiased: bool, r: float):

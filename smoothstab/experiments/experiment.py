@@ -25,6 +25,7 @@ from smoothstab.experiments.config import (
     dataclass_from_dict,
     load_toml,
 )
+from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.train import TrainConfig
 
 FIDELITY_R = tuple(round(0.004 * j * j, 6) for j in range(11))  # the paper's quadratic grid
@@ -166,6 +167,12 @@ def load_config(path: str | Path | None, overrides=()) -> ExperimentConfig:
             "evaluation.debiased: split-half distances need 2 independent noise units, got "
             f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
             "attribution.n_samples or set evaluation.debiased=false"
+        )
+    size = dataset_info(cfg.train.dataset).image_size
+    if cfg.evaluation.topk > size * size:
+        raise ConfigError(
+            f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
+            f"{cfg.train.dataset} image, got {cfg.evaluation.topk}"
         )
     return cfg
 

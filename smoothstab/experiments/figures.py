@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from smoothstab.experiments.attribute import map_path, noise_grid  # noqa: E402
@@ -113,16 +114,18 @@ def tradeoff_figure(advice: dict, path: Path):
     return save(fig, path)
 
 
-def _show_input(x: torch.Tensor, data) -> torch.Tensor:
+def _show_input(x: torch.Tensor, data) -> np.ndarray:
     info = dataset_info(data.dataset)
     mean = torch.tensor(info.mean).view(-1, 1, 1)
     std = torch.tensor(info.std).view(-1, 1, 1)
     img = (x * std + mean).clamp(0, 1)
-    return img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+    return (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).float().numpy()
 
 
-def _map(run_dir, k, method, r, images):
-    return to_gray(torch.load(map_path(run_dir, k, method, r), weights_only=True)["mean"][images])
+def _map(run_dir, k, method, r, images) -> np.ndarray:
+    """The Table-1 grayscale view of the saved maps of these images (numpy for matplotlib)."""
+    saved = torch.load(map_path(run_dir, k, method, r), weights_only=True)["mean"][images]
+    return to_gray(saved).float().numpy()
 
 
 def _distinct(labels: torch.Tensor, n: int) -> list[int]:
