@@ -32,19 +32,25 @@ def resnet18(device):
     return torchvision.models.resnet18(num_classes=10).to(device).eval()
 
 
-def timed(fn, repeats: int, device) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fns: dict, repeats: int, device) -> dict:
+    """Median wall time of each ``fn()``, the functions interleaved round-robin after one
+    warm-up each, so that drifts in machine load hit them alike."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bare_grad(model, xs, target, batch_size):
@@ -68,21 +74,24 @@ def smoothgrad_speed(device, size, n_images, n_samples, batch_size, repeats):
     rows_target = target.repeat(n_samples)
     ours = ss.smooth(ss.grad, sigma, n_samples, batch_size=batch_size, seed=0)
     nt = NoiseTunnel(Saliency(model))
-    t_bare = timed(lambda: bare_grad(model, xs, rows_target, batch_size), repeats, device)
-    t_ours = timed(lambda: ours(model, x, target), repeats, device)
-    t_captum = timed(
-        lambda: nt.attribute(
-            x,
-            target=target,
-            nt_type="smoothgrad",
-            nt_samples=n_samples,
-            stdevs=sigma,
-            nt_samples_batch_size=max(1, batch_size // n_images),
-            abs=False,
-        ),
+    t = timed(
+        {
+            "bare": lambda: bare_grad(model, xs, rows_target, batch_size),
+            "ours": lambda: ours(model, x, target),
+            "captum": lambda: nt.attribute(
+                x,
+                target=target,
+                nt_type="smoothgrad",
+                nt_samples=n_samples,
+                stdevs=sigma,
+                nt_samples_batch_size=max(1, batch_size // n_images),
+                abs=False,
+            ),
+        },
         repeats,
         device,
     )
+    t_bare, t_ours, t_captum = t["bare"], t["ours"], t["captum"]
     return dict(
         size=size,
         images=n_images,
@@ -102,7 +111,7 @@ def peak_memory_child(device: str, n_samples: int, batch_size: int) -> float:
 
     dev = torch.device(device)
     model = resnet18(dev)
-    x = torch.randn(4, 3, 64, 64, device=dev)
+    x = torch.randn(4, 3, 128, 128, device=dev)  # 128 draws at once would be ~100 MiB of input
     target = torch.arange(4, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -169,8 +178,8 @@ def smoothed_ig_equal_error(device, size, n_images, repeats):
         if joint_err <= captum_err or n >= 2000:
             break
         n *= 2
-    t_captum = timed(captum, repeats, device)
-    t_joint = timed(lambda: joint(n, seed=0), repeats, device)
+    t = timed({"captum": captum, "joint": lambda: joint(n, seed=0)}, repeats, device)
+    t_captum, t_joint = t["captum"], t["joint"]
     return dict(
         size=size,
         images=n_images,
@@ -199,7 +208,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     big = device.type == "cuda"
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 15
     speed = [
         smoothgrad_speed(
             device, 32, 16 if big else 8, 64 if big else 16, 256 if big else 64, repeats
@@ -210,9 +219,8 @@ def main(argv=None):
     ]
     memory = peak_memory(device, [8, 32, 128] if not args.quick else [8, 32], 16)
     ig = [smoothed_ig_equal_error(device, 32, 8 if big else 2, repeats)]
-    print(
-        f"device: {device} ({torch.cuda.get_device_name() if big else 'CPU'}), torch {torch.__version__}, threads {torch.get_num_threads()}"
-    )
+    name, threads = torch.cuda.get_device_name() if big else "CPU", torch.get_num_threads()
+    print(f"device: {device} ({name}), torch {torch.__version__}, threads {threads}")
     for name, rows in (
         ("smooth(grad) speed", speed),
         ("peak memory", memory),

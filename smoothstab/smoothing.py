@@ -232,7 +232,7 @@ def monte_carlo(
         bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
         maps = fn(x[bb] + sigma * eps, bb, jj, u)
         acc.add(
-            maps.view(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), (j % 2).to(x.device)
+            maps.reshape(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), (j % 2).to(x.device)
         )
     return acc.stats(x.dtype)
 
