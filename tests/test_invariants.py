@@ -261,3 +261,29 @@ def test_stats_halves_and_standard_error(setup):
     torch.testing.assert_close(stats.halves[0], noisy[0::2].mean(0))  # units alternate halves
     torch.testing.assert_close(stats.halves[1], noisy[1::2].mean(0))
     torch.testing.assert_close(stats.mean_var, noisy.var(0) / 7)
+
+
+@pytest.mark.parametrize(
+    "name,batch_size,calls",
+    [
+        ("smooth_grad", 5, 3 * 4 / 5),  # 12 noisy rows in chunks of 5
+        ("smooth_gradcam", 4, 3 * 4 / 4),
+        ("smooth_ig_nested", 10, 4 * 3 * 5 / 10),  # 4 draws x 3 images x 5 steps
+        ("smooth_ig_joint", 4, 6 * 3 / 4),
+        ("ig", 7, 3 * 5 / 7),
+    ],
+)
+def test_model_inputs_are_bounded_by_batch_size(name, batch_size, calls, setup):
+    """Samples x images (x IG steps) are batched in chunks of at most ``batch_size`` rows."""
+    model, x, target = setup
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    try:
+        if name == "ig":
+            functools.partial(ig, batch_size=batch_size)(model, x, target)
+        else:
+            build(name, batch_size=batch_size)(model, x, target)
+    finally:
+        handle.remove()
+    assert max(sizes) <= batch_size
+    assert len(sizes) == -(-calls // 1)  # ceil: no more passes than the chunks need
