@@ -40,6 +40,8 @@ def init_distributed(device: str) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":  # before any collective: NCCL binds each rank to its current GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
