@@ -120,12 +120,10 @@ def table1(summary: dict, methods, r_smooth: float) -> list[dict]:
 def tradeoff(summary: dict, method: str, debiased: bool) -> list[tuple[float, float, float]]:
     """``[(r, stability, fidelity)]`` over the r values where both were measured."""
     suffix = "_debiased" if debiased else ""
-    stab = {
-        r: b.mean for (m, k, r), b in summary.items() if m == method and k == "stability" + suffix
+    curve = lambda metric: {  # noqa: E731
+        r: b.mean for (m, k, r), b in summary.items() if m == method and k == metric + suffix
     }
-    fid = {
-        r: b.mean for (m, k, r), b in summary.items() if m == method and k == "fidelity" + suffix
-    }
+    stab, fid = curve("stability"), curve("fidelity")
     return [(r, stab[r], fid[r]) for r in sorted(set(stab) & set(fid))]
 
 
@@ -174,8 +172,12 @@ def recommend(summary: dict, methods, *, debiased: bool, budget: float) -> dict:
     return out
 
 
-def _load(run_dir: Path, k: int, method: str, r: float):
-    return as_stats(torch.load(map_path(run_dir, k, method, r), weights_only=True))
+def _load(run_dir: Path, n_models: int, method: str, r: float) -> tuple[list, float]:
+    """Every model's maps of ``method`` at ``r``, and the absolute sigma they were made with."""
+    saved = [
+        torch.load(map_path(run_dir, k, method, r), weights_only=True) for k in range(n_models)
+    ]
+    return [as_stats(s) for s in saved], saved[0]["sigma"]
 
 
 def metric_rows(cfg, run_dir: Path, n_models: int) -> list[dict]:
@@ -183,10 +185,9 @@ def metric_rows(cfg, run_dir: Path, n_models: int) -> list[dict]:
     e = cfg.evaluation
     rows = []
     for method in cfg.attribution.methods:
-        reference = [_load(run_dir, k, method, 0.0) for k in range(n_models)]
+        reference, _ = _load(run_dir, n_models, method, 0.0)
         for r in noise_grid(cfg.attribution):
-            maps = reference if r == 0 else [_load(run_dir, k, method, r) for k in range(n_models)]
-            sigma = torch.load(map_path(run_dir, 0, method, r), weights_only=True)["sigma"]
+            maps, sigma = (reference, 0.0) if r == 0 else _load(run_dir, n_models, method, r)
             base = {"setting": cfg.models.setting, "method": method, "r": r, "sigma": sigma}
             for i, j in model_pairs(n_models):
                 pair = {**base, "pair": f"{i}-{j}", "model": ""}
