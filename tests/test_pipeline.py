@@ -29,7 +29,7 @@ from smoothstab.cli import main
 from smoothstab.experiments import attribute, evaluate, stages
 from smoothstab.experiments.attribute import map_path
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.distributed import DistInfo
+from smoothstab.experiments.distributed import DistInfo, rank_device
 from smoothstab.experiments.experiment import (
     ModelsConfig,
     ModelSpec,
@@ -392,16 +392,16 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
 
 
-def test_each_rank_attributes_on_its_own_gpu(monkeypatch):
-    """Under torchrun ``device = "cuda"`` is the rank's GPU (LOCAL_RANK), as in training;
-    an explicit index, CPU, or a single process keep the device as given."""
+def test_each_rank_works_on_its_own_gpu(monkeypatch):
+    """Under torchrun ``device = "cuda"`` is the rank's GPU (LOCAL_RANK), in training and
+    attribution alike; an explicit index, CPU, or a single process keep the device as given."""
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    assert attribute.rank_device("cuda", DistInfo(3, 4, local_rank=1)) == torch.device("cuda", 1)
+    assert rank_device("cuda", DistInfo(3, 4, local_rank=1)) == torch.device("cuda", 1)
     assert chosen == [torch.device("cuda", 1)]
-    assert attribute.rank_device("cuda:2", DistInfo(3, 4, 1)) == torch.device("cuda", 2)
-    assert attribute.rank_device("cuda", DistInfo()) == torch.device("cuda")
-    assert attribute.rank_device("cpu", DistInfo(1, 2, 1)) == torch.device("cpu")
+    assert rank_device("cuda:2", DistInfo(3, 4, 1)) == torch.device("cuda", 2)
+    assert rank_device("cuda", DistInfo()) == torch.device("cuda")
+    assert rank_device("cpu", DistInfo(1, 2, 1)) == torch.device("cpu")
     assert len(chosen) == 1
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset, test_indices
-from smoothstab.experiments.distributed import DistInfo, barrier
+from smoothstab.experiments.distributed import DistInfo, barrier, rank_device
 from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import cam_layer
 from smoothstab.experiments.progress import Progress
@@ -100,17 +100,15 @@ def attribute_block(model, name: str, x, target, r: float, x_range: float, attr,
 
 def join_blocks(path: Path, n_blocks: int) -> None:
     """Concatenate the block files of one map into the final file, then drop them."""
-    blocks = [
-        torch.load(path.with_name(f"{path.stem}.block{i}.pt"), weights_only=True)
-        for i in range(n_blocks)
-    ]
+    parts = [path.with_name(f"{path.stem}.block{i}.pt") for i in range(n_blocks)]
+    blocks = [torch.load(part, weights_only=True) for part in parts]
     joined = dict(blocks[0])
     for key in ("mean", "halves", "mean_var"):
         if key in joined:
             joined[key] = torch.cat([b[key] for b in blocks], dim=1 if key == "halves" else 0)
     save_torch(path, joined)
-    for i in range(n_blocks):
-        path.with_name(f"{path.stem}.block{i}.pt").unlink(missing_ok=True)
+    for part in parts:
+        part.unlink(missing_ok=True)
 
 
 def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo | None = None):
@@ -155,16 +153,6 @@ def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo 
                         join_blocks(map_path(run_dir, k, name, r), len(starts))
     barrier(info)
     return len(mine)
-
-
-def rank_device(device: str, info: DistInfo) -> torch.device:
-    """``device``; under torchrun a bare ``cuda`` means this rank's GPU (``LOCAL_RANK``), as in
-    training, so that the ranks share out the GPUs instead of all working on GPU 0."""
-    out = torch.device(device)
-    if out.type == "cuda" and out.index is None and info.active:
-        out = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(out)
-    return out
 
 
 def _block_seed(attr, block: int, model: int, method: str, r: float) -> int:

@@ -46,6 +46,16 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def rank_device(device: str, info: DistInfo) -> torch.device:
+    """``device``; under torchrun a bare ``cuda`` means this rank's GPU (``LOCAL_RANK``), so that
+    the ranks share out the GPUs instead of all working on GPU 0 (an explicit index is kept)."""
+    out = torch.device(device)
+    if out.type == "cuda" and out.index is None and info.active:
+        out = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(out)
+    return out
+
+
 def shard(batch: list[int], info: DistInfo) -> list[int]:
     """This rank's share of a global batch: every ``world_size``-th index from ``rank``."""
     return batch[info.rank :: info.world_size]

@@ -91,10 +91,7 @@ class Trainer:
         self.cfg, self.info, self.path, self.on_step = cfg, info, path, on_step
         self.part, self.part_id = list(part_indices), part_id
         self.seed = derive_seed(cfg.seed, part_id)
-        self.device = torch.device(device_name(cfg.device))
-        if self.device.type == "cuda" and info.active:
-            self.device = torch.device("cuda", info.local_rank)
-            torch.cuda.set_device(self.device)
+        self.device = D.rank_device(device_name(cfg.device), info)
         # augmentation seeded per (epoch, image); in-memory sets have none and a fast path
         in_memory = isinstance(train_set, TensorDataset)
         self.train_set = train_set if in_memory else EpochSeeded(train_set, self.seed)
