@@ -65,3 +65,11 @@ def hook_count(model: nn.Module) -> int:
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         for m in model.modules()
     )
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--accept-golden",
+        action="store_true",
+        help="rewrite tests/golden/* from this run (say why in the commit)",
+    )
