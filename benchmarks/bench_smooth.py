@@ -145,15 +145,8 @@ def smoothed_ig_equal_error(device, size, n_images, repeats):
     sigma, batch = 0.15, 200
 
     def joint(n, seed):
-        return ss.smooth_integrated_gradients(
-            model,
-            x,
-            target,
-            sigma=sigma,
-            n_samples=n,
-            estimator="joint",
-            batch_size=batch,
-            seed=seed,
+        return ss.smoothed_ig(sigma, n, estimator="joint", batch_size=batch, seed=seed)(
+            model, x, target
         )
 
     def captum():

@@ -2,23 +2,21 @@
 they are.
 
 The core (this namespace) is pure tensor code: methods ``method(model, x, target) -> Tensor``,
-the smoothing combinator, metrics and bounds. The experiment layer (``smoothstab.experiments``,
-the ``smoothstab`` CLI) builds data, training, sweeps, figures and reports on top of it.
+the smoothing combinator and its Monte-Carlo engine, metrics, debiased distances and bounds.
+The experiment layer (``smoothstab.experiments``, the ``smoothstab`` CLI) builds data, training,
+sweeps, figures and reports on top of it; importing the core never imports it.
 """
 
 from smoothstab import metrics
-from smoothstab.cam import grad_cam, grad_cam_pp
+from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_weights
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
-from smoothstab.smoothing import (
-    SmoothStats,
-    noise_draws,
-    smooth,
-    smooth_integrated_gradients,
-)
+from smoothstab.montecarlo import SmoothStats, noise_draws
+from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
+from smoothstab.types import Method, Seed, Target
 
-METHODS = {
+METHODS: dict[str, Method] = {
     "grad": grad,
     "ig": integrated_gradients,
     "gradcam": grad_cam,
@@ -28,18 +26,25 @@ METHODS = {
 __all__ = [
     "IG_RULES",
     "METHODS",
+    "SAMPLERS",
     "DistanceEstimate",
+    "Method",
+    "Seed",
     "SmoothStats",
+    "Smoothed",
+    "Target",
     "debiased_distance",
     "from_captum",
     "grad",
     "grad_cam",
     "grad_cam_pp",
+    "gradcam_weights",
+    "gradcampp_weights",
     "ig_rule",
     "integrated_gradients",
     "metrics",
     "noise_draws",
     "smooth",
-    "smooth_integrated_gradients",
+    "smoothed_ig",
 ]
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """``python -m smoothstab``: the ``smoothstab`` command."""
 
-from smoothstab.cli import main
+from smoothstab.experiments.cli import main
 
 raise SystemExit(main())

@@ -1,7 +1,9 @@
 """Class activation maps at a named layer: Grad-CAM and Grad-CAM++.
 
 Both are ``ReLU(sum_k w_k A_k)`` for the activations ``A`` of a layer and differ only in the
-channel weights ``w`` (one small function each). Maps are ``[B, 1, H, W]``: ReLU'd, not min-max
+channel weights ``w``: a *weighting* ``weighting(A, dscore/dA) -> [B, K, 1, 1]``, one small public
+function each (:func:`gradcam_weights`, :func:`gradcampp_weights`). A new CAM variant is one
+such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd, not min-max
 normalised, upsampled bilinearly (``align_corners=False``) to the input size.
 """
 
@@ -11,8 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothstab._checks import check_input, resolve_layer, warn_if_training
+from collections.abc import Callable
+
+from smoothstab.checks import check_input, resolve_layer, warn_if_training
 from smoothstab.methods import logits, resolve_target, select
+from smoothstab.types import Target
+
+Weighting = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def activations_and_grads(
@@ -56,7 +63,19 @@ def gradcampp_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
 
 
-def _cam(model, x, target, layer, weighting) -> torch.Tensor:
+def grad_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    layer: nn.Module | str,
+    weighting: Weighting = gradcam_weights,
+) -> torch.Tensor:
+    """A class activation map at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``.
+
+    ``weighting(A, g) -> [B, K, 1, 1]`` turns the layer's activations ``A`` and the gradients
+    ``g`` of the target logit into channel weights; the default is Grad-CAM's.
+    """
     check_input(x, rank=4)
     module = resolve_layer(model, layer)
     warn_if_training(model)
@@ -66,11 +85,8 @@ def _cam(model, x, target, layer, weighting) -> torch.Tensor:
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target=None, *, layer) -> torch.Tensor:
-    """Grad-CAM at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``."""
-    return _cam(model, x, target, layer, gradcam_weights)
-
-
-def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, *, layer) -> torch.Tensor:
+def grad_cam_pp(
+    model: nn.Module, x: torch.Tensor, target: Target = None, *, layer: nn.Module | str
+) -> torch.Tensor:
     """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``."""
-    return _cam(model, x, target, layer, gradcampp_weights)
+    return grad_cam(model, x, target, layer=layer, weighting=gradcampp_weights)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from smoothstab._checks import check_input
-from smoothstab.smoothing import SmoothStats
+from smoothstab.checks import check_input
+from smoothstab.montecarlo import SmoothStats
 from smoothstab.views import check_same_shape, work_dtype
 
 
@@ -78,8 +78,8 @@ def debiased_distance(
     """Split-half debiased ``||a - b||_2`` per image, with its Monte-Carlo standard error.
 
     Args:
-        a, b: a smoothed map as :class:`~smoothstab.SmoothStats` (``smooth(...).stats(...)`` or
-            ``smooth_integrated_gradients(..., return_stats=True)``, no extra model evaluations),
+        a, b: a smoothed map as :class:`~smoothstab.SmoothStats` (``smooth(...).stats(...)``,
+            no extra model evaluations),
             or a deterministic map ``[B, ...]`` such as the unsmoothed reference of Eq. 13.
     Returns:
         A :class:`DistanceEstimate` of ``[B]`` tensors.

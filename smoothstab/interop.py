@@ -7,7 +7,7 @@ import inspect
 import torch
 from torch import nn
 
-from smoothstab._checks import check_input, resolve_layer, warn_if_training
+from smoothstab.checks import check_input, resolve_layer, warn_if_training
 from smoothstab.methods import resolve_target
 
 

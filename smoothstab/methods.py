@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothstab._checks import (
+from smoothstab.checks import (
     check_batch_size,
     check_choice,
     check_count,
@@ -159,6 +159,22 @@ def path_gradient_sum(
         g = input_grad(model, points, target[b])
         acc.index_add_(0, b, weights[k].view(shape) * g)
     return acc
+
+
+def path_point_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    x0: torch.Tensor,
+    target: torch.Tensor,
+    alpha: torch.Tensor,
+) -> torch.Tensor:
+    """One sample of IG's integrand per row: ``(x - x0) * grad f(x0 + alpha (x - x0))``.
+
+    ``alpha``: ``[B]`` path positions in [0, 1]. Averaged over ``alpha ~ U[0, 1]`` this is
+    Integrated-Gradients; the ``joint`` smoothing sampler draws it together with the noise.
+    """
+    alpha = alpha.view((-1,) + (1,) * (x.ndim - 1))
+    return (x - x0) * input_grad(model, x0 + alpha * (x - x0), target)
 
 
 def integrated_gradients(

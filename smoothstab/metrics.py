@@ -9,8 +9,8 @@ Maps are raw signed ``[B, C, H, W]`` (CAMs ``[B, 1, H, W]``); each metric names 
   :class:`~smoothstab.SmoothStats` keeps, at no extra model evaluations.
 * Agreement of 2-D views: :func:`ssim` (scikit-image's ``structural_similarity`` with Wang et
   al.'s settings, batched), :func:`ssim_maps`, :func:`topk_iou`, :func:`topk_overlap`.
-* Aggregation for the experiment layer (:mod:`smoothstab.aggregate`, re-exported here):
-  :func:`mean_over_images`, :func:`band`, :func:`model_pairs`.
+Aggregation over images and model pairs happens in the experiment layer
+(:mod:`smoothstab.experiments.aggregate`).
 """
 
 from __future__ import annotations
@@ -18,22 +18,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from smoothstab._checks import check_input
-from smoothstab.aggregate import Band, band, mean_over_images, model_pairs
+from smoothstab.checks import check_input
 from smoothstab.debias import DistanceEstimate, debiased_distance, debiased_sq_distance
 from smoothstab.views import abs_sum, check_same_shape, to_gray, work_dtype
 
 __all__ = [
-    "Band",
     "DistanceEstimate",
     "abs_sum",
-    "band",
     "debiased_distance",
     "debiased_sq_distance",
     "fidelity_error",
     "l2_distance",
-    "mean_over_images",
-    "model_pairs",
     "ssim",
     "ssim_maps",
     "stability_error",

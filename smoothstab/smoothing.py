@@ -1,247 +1,120 @@
 """Gaussian smoothing of any saliency method: ``E_z[method(x + z)]``, ``z ~ N(0, sigma^2 I)``.
 
-One Monte-Carlo engine serves every smoothed method. How the noise is drawn is part of the
-contract, so that results are reproducible and comparable:
+:func:`smooth` returns a :class:`Smoothed` method: calling it gives the smoothed map, and its
+``.stats(model, x, target)`` the full Monte-Carlo summary (:class:`SmoothStats`: halves and
+variances for debiased distances and standard errors). Both exist at every sigma; at
+``sigma = 0`` the method runs once and the summary is exact. Every smoothed method -- Smooth-Grad
+is ``smooth(grad, ...)``, the paper's smoothed IG is ``smooth(integrated_gradients, ...)`` --
+runs through the one engine of :mod:`smoothstab.montecarlo`, with its canonical draw order.
 
-* Draws come from one generator on x's device (``seed``: an int, a ``torch.Generator``, or
-  ``None`` for torch's global generator). They are taken in a fixed order, one standard-normal
-  tensor ``eps_j`` of x's shape per *unit* ``j = 0, 1, ...`` (a unit is one sample, or an
-  antithetic pair ``(eps_j, -eps_j)``), and the noise is ``z = sigma * eps``. So the same seed
-  gives the same draws whatever ``batch_size`` is (chunks only group rows), and
-  :func:`noise_draws` returns exactly the draws a call uses.
-* Common random numbers: give two models the same int seed (or two generators in the same
-  state) and they see the same ``eps``; give every sigma of a sweep the same seed and each sees
-  the same ``eps`` scaled by its sigma.
-* Units alternate between two halves (``j % 2``), each an independent estimate; together with
-  the per-element variance of unit means this feeds split-half debiased distances and Monte-Carlo
-  standard errors (:class:`SmoothStats`) at no extra model evaluations.
+A *sampler* says what each Monte-Carlo unit draws:
+
+* ``"noise"``: ``z``, and the whole method runs at ``x + z``.
+* ``"joint"`` (Integrated-Gradients only): ``(z, a)`` together, one model evaluation per unit
+  at the path point ``x0 + a (x + z - x0)``. ``a`` is stratified on [0, 1] within each half of
+  the units, so the estimate (and each half) is unbiased for the continuous path integral; the
+  IG's quadrature ``steps``/``rule`` are not used.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from smoothstab._checks import (
+from smoothstab.checks import (
     check_batch_size,
     check_choice,
-    check_count,
     check_input,
     check_sigma,
     warn_if_training,
 )
 from smoothstab.methods import (
-    chunks,
     expand_baseline,
     ig_rule,
-    input_grad,
     integrated_gradients,
-    path_gradient_sum,
+    path_point_gradient,
     resolve_target,
 )
+from smoothstab.montecarlo import REDUCTIONS, RowFn, SmoothStats, monte_carlo, units
+from smoothstab.types import Method, Seed, Target
 
-Method = Callable[..., torch.Tensor]
-REDUCTIONS = ("mean", "mean_sq", "var")
-IG_ESTIMATORS = ("nested", "joint")
+SAMPLERS = ("noise", "joint")
 
 
-@dataclass(frozen=True)
-class SmoothStats:
-    """Monte-Carlo summary of a smoothed map, per image (all ``[B, ...]`` unless said).
+class Smoothed:
+    """``method`` smoothed with Gaussian noise of std ``sigma``; see :func:`smooth`."""
 
-    Attributes:
-        mean: the smoothed map, the mean over all samples.
-        mean_sq: the mean of squared per-sample maps (``None`` if not kept).
-        halves: ``[2, B, ...]``, the means of the two independent halves (``None`` if one unit).
-        unit_var: unbiased per-element variance of the independent unit means (``None`` if one).
-        n_units: number of independent units (samples, or antithetic pairs).
-    """
+    def __init__(
+        self,
+        method: Method,
+        sigma: float,
+        n_samples: int,
+        *,
+        reduce: str = "mean",
+        batch_size: int | None = None,
+        seed: Seed = None,
+        antithetic: bool = False,
+        sampler: str = "noise",
+    ):
+        self.method, self.sigma = method, check_sigma(sigma)
+        self.n_samples, self.n_units = n_samples, units(n_samples, antithetic)
+        self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
+        self.batch_size = check_batch_size(batch_size)
+        self.seed, self.antithetic = seed, antithetic
+        self.sampler = check_choice(sampler, "sampler", SAMPLERS)
+        self.baseline = _ig_baseline(method) if sampler == "joint" else None
+        name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
+        self.__name__ = f"smoothed_{name}"
 
-    mean: torch.Tensor
-    mean_sq: torch.Tensor | None
-    halves: torch.Tensor | None
-    unit_var: torch.Tensor | None
-    n_units: int
-
-    @property
-    def var(self) -> torch.Tensor:
-        """Per-element variance over samples (population form, as Captum's ``vargrad``)."""
-        return (self.mean_sq - self.mean**2).clamp(min=0)
-
-    @property
-    def mean_var(self) -> torch.Tensor | None:
-        """Per-element variance of ``mean`` as an estimator: ``unit_var / n_units``."""
-        return None if self.unit_var is None else self.unit_var / self.n_units
-
-    @classmethod
-    def exact(cls, value: torch.Tensor, n_units: int = 2) -> SmoothStats:
-        """The summary of a map with no Monte-Carlo error (sigma = 0): both halves equal it."""
-        return cls(
-            value, value * value, torch.stack([value, value]), torch.zeros_like(value), n_units
+    def __repr__(self) -> str:
+        return (
+            f"{self.__name__}(sigma={self.sigma:g}, n_samples={self.n_samples}, "
+            f"sampler={self.sampler!r}, antithetic={self.antithetic})"
         )
 
-    def reduce(self, how: str) -> torch.Tensor:
-        check_choice(how, "reduce", REDUCTIONS)
-        return self.mean if how == "mean" else self.mean_sq if how == "mean_sq" else self.var
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
+        """The smoothed map ``[B, ...]`` (or the ``reduce`` of the draws); keeps only what
+        ``reduce`` needs on the hot path."""
+        return self._run(model, x, target, full=False).reduce(self.reduce)
 
+    def stats(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> SmoothStats:
+        """The full Monte-Carlo summary of one evaluation (no extra model evaluations)."""
+        return self._run(model, x, target, full=True)
 
-def make_generator(seed, device: torch.device) -> torch.Generator | None:
-    """A generator on ``device`` from an int seed; a given generator is checked for its device."""
-    if seed is None:
-        return None
-    if isinstance(seed, torch.Generator):
-        if torch.device(seed.device).type != torch.device(device).type:
-            raise ValueError(f"seed: expected a generator on {device}, got one on {seed.device}")
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed: expected an int, a torch.Generator or None, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-class _Draws:
-    """The canonical draw order: unit j gets ``eps_j`` of x's shape, then (if asked) ``u_j [B]``."""
-
-    def __init__(self, x: torch.Tensor, generator, uniform: bool):
-        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
-        self.generator, self.uniform = generator, uniform
-        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        self.next = 0
-
-    def unit(self, j: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        while self.next <= j:
-            kw = dict(generator=self.generator, dtype=self.dtype, device=self.device)
-            eps = torch.randn(self.shape, **kw)
-            u = torch.rand(self.shape[0], **kw) if self.uniform else None
-            self.cache[self.next] = (eps, u)
-            self.next += 1
-        return self.cache[j]
-
-    def rows(self, start: int, stop: int):
-        """Draws for the unit-major rows ``start..stop-1`` (row = unit * B + image), as slices."""
-        n_images = self.shape[0]
-        first, last = start // n_images, (stop - 1) // n_images
-        for old in [k for k in self.cache if k < first]:
-            del self.cache[old]
-        eps, u = [], []
-        for j in range(first, last + 1):
-            lo, hi = max(start - j * n_images, 0), min(stop - j * n_images, n_images)
-            e, v = self.unit(j)
-            eps.append(e[lo:hi])
-            u.append(v[lo:hi] if self.uniform else None)
-        return torch.cat(eps), (torch.cat(u) if self.uniform else None)
-
-
-def noise_draws(
-    x: torch.Tensor, n_samples: int, *, seed=None, antithetic: bool = False
-) -> torch.Tensor:
-    """The standard-normal draws ``[n_samples, *x.shape]`` that smoothing ``x`` uses."""
-    n_units = _units(n_samples, antithetic)
-    draws = _Draws(x, make_generator(seed, x.device), uniform=False)
-    eps = torch.stack([draws.unit(j)[0] for j in range(n_units)])
-    if antithetic:
-        eps = torch.stack([eps, -eps], dim=1).flatten(0, 1)
-    return eps
-
-
-def _units(n_samples: int, antithetic: bool) -> int:
-    check_count(n_samples, "n_samples")
-    if antithetic and n_samples % 2:
-        raise ValueError(
-            f"n_samples: expected an even number with antithetic=True, got {n_samples}"
+    def _run(self, model: nn.Module, x: torch.Tensor, target: Target, full: bool) -> SmoothStats:
+        if self.sigma == 0:
+            return SmoothStats.exact(self.method(model, x, target))
+        check_input(x)
+        warn_if_training(model)
+        target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
+        return monte_carlo(
+            self._row_fn(model, x, target),
+            x,
+            sigma=self.sigma,
+            n_samples=self.n_samples,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            antithetic=self.antithetic,
+            uniform=self.sampler == "joint",
+            full=full,
+            squares=full or self.reduce != "mean",
         )
-    return n_samples // 2 if antithetic else n_samples
 
+    def _row_fn(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> RowFn:
+        """``fn(noisy_rows, image_idx, unit_idx, u)`` for the engine, per sampler."""
+        if self.sampler == "noise":
+            return lambda xs, b, _j, _u: self.method(model, xs, target[b])
+        x0 = expand_baseline(self.baseline, x)
+        n = self.n_units
+        half_sizes = torch.tensor([(n + 1) // 2, max(1, n // 2)], device=x.device)
 
-class _Accumulator:
-    """Streaming per-image sums for :class:`SmoothStats`.
+        def fn(xs, b, j, u):
+            a = (j // 2 + u) / half_sizes[j % 2]  # stratified within the unit's half
+            return path_point_gradient(model, xs, x0[b], target[b], a)
 
-    ``full`` keeps everything the split-half and standard-error estimates need, in float64 (off
-    MPS) because variances come from differences of sums; otherwise only the sum (and, with
-    ``squares``, the sum of squares) in the maps' dtype, which keeps the hot path lean.
-    """
-
-    def __init__(self, n_images: int, n_units: int, per_unit: int, full: bool, squares: bool):
-        self.n_images, self.n_units, self.per_unit = n_images, n_units, per_unit
-        self.full, self.squares = full, squares or full
-        self.sums: dict[str, torch.Tensor] = {}
-
-    def add(self, maps: torch.Tensor, b: torch.Tensor, half: torch.Tensor) -> None:
-        """``maps``: ``[per_unit, G, ...]`` for G (unit, image) rows."""
-        if self.full and maps.device.type != "mps":
-            maps = maps.to(torch.float64)
-        unit = maps[0] if self.per_unit == 1 else maps.mean(dim=0)
-        parts = {"unit": unit}
-        if self.squares:
-            parts["sample_sq"] = (maps * maps).sum(dim=0)
-        if self.full:
-            parts["unit_sq"] = unit * unit
-            parts["half0"] = unit * (half == 0).view((-1,) + (1,) * (unit.ndim - 1))
-        for key, value in parts.items():
-            if key not in self.sums:
-                self.sums[key] = value.new_zeros((self.n_images, *value.shape[1:]))
-            self.sums[key].index_add_(0, b, value)
-
-    def stats(self, dtype: torch.dtype) -> SmoothStats:
-        n, s = self.n_units, self.sums
-        mean = s["unit"] / n
-        halves = unit_var = mean_sq = None
-        if self.full and n >= 2:
-            n0 = (n + 1) // 2
-            halves = torch.stack([s["half0"] / n0, (s["unit"] - s["half0"]) / (n - n0)])
-            unit_var = ((s["unit_sq"] - n * mean * mean) / (n - 1)).clamp(min=0)
-        if self.squares:
-            mean_sq = s["sample_sq"] / (n * self.per_unit)
-        cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-        return SmoothStats(cast(mean), cast(mean_sq), cast(halves), cast(unit_var), n)
-
-
-def monte_carlo(
-    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
-    x: torch.Tensor,
-    *,
-    sigma: float,
-    n_samples: int,
-    batch_size: int | None = None,
-    seed=None,
-    antithetic: bool = False,
-    uniform: bool = False,
-    full: bool = True,
-    squares: bool = True,
-) -> SmoothStats:
-    """Run ``fn(noisy_rows, image_idx, unit_idx, u)`` over all (unit, image) rows in chunks.
-
-    Rows are ordered unit-major; a chunk holds at most ``batch_size`` rows (at least one
-    antithetic pair). ``u`` are per-row uniforms on [0, 1) when ``uniform`` (else ``None``).
-    ``full=False`` skips the halves and variances (and ``squares=False`` the mean of squares).
-    """
-    n_units = _units(n_samples, antithetic)
-    per_unit = 2 if antithetic else 1
-    n_images = x.shape[0]
-    draws = _Draws(x, make_generator(seed, x.device), uniform)
-    acc = _Accumulator(n_images, n_units, per_unit, full, squares)
-    group = None if batch_size is None else max(1, batch_size // per_unit)
-    for rows in chunks(n_units * n_images, group):
-        j, b = rows // n_images, rows % n_images
-        eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1)
-        if antithetic:
-            eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
-        bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
-        maps = fn(x[bb] + sigma * eps, bb, jj, u)
-        acc.add(
-            maps.reshape(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), (j % 2).to(x.device)
-        )
-    return acc.stats(x.dtype)
-
-
-def _smooth_checks(sigma, n_samples, batch_size, antithetic) -> float:
-    sigma = check_sigma(sigma)
-    _units(n_samples, antithetic)
-    check_batch_size(batch_size)
-    return sigma
+        return fn
 
 
 def smooth(
@@ -251,120 +124,88 @@ def smooth(
     *,
     reduce: str = "mean",
     batch_size: int | None = None,
-    seed=None,
+    seed: Seed = None,
     antithetic: bool = False,
-) -> Method:
+    sampler: str = "noise",
+) -> Smoothed:
     """Smooth any method: ``smooth(grad, ...)`` is Smooth-Grad (Eq. 5).
 
     Args:
         method: ``method(model, x, target) -> [B, ...]``.
-        sigma: noise standard deviation in input units; ``0`` returns ``method`` itself.
-        n_samples: number of noise draws per image.
-        reduce: ``mean`` (smoothed map), ``mean_sq`` or ``var`` over the draws.
+        sigma: noise standard deviation in input units; ``0`` runs ``method`` once (exact).
+        n_samples: noise draws per image (model evaluations per image with ``sampler="joint"``).
+        reduce: what calling the result returns: ``mean`` (the smoothed map), ``mean_sq`` or
+            ``var`` over the draws.
         batch_size: at most this many noisy rows per call of ``method``.
         seed: int, ``torch.Generator`` on x's device, or ``None`` (torch's global generator).
         antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
+        sampler: ``noise``, or ``joint`` for Integrated-Gradients (see the module docstring).
     Returns:
-        A method with the same signature. Its ``.stats(model, x, target)`` returns the full
-        :class:`SmoothStats` of one evaluation (halves and variances for debiased distances and
-        standard errors); the method itself keeps only what ``reduce`` needs.
+        A :class:`Smoothed` method with the same signature and a ``.stats`` method.
     """
-    sigma = _smooth_checks(sigma, n_samples, batch_size, antithetic)
-    check_choice(reduce, "reduce", REDUCTIONS)
-    if sigma == 0:
-        return method
-
-    def stats(model: nn.Module, x: torch.Tensor, target=None, *, full=True) -> SmoothStats:
-        check_input(x)
-        warn_if_training(model)
-        target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
-        return monte_carlo(
-            lambda xs, b, _j, _u: method(model, xs, target[b]),
-            x,
-            sigma=sigma,
-            n_samples=n_samples,
-            batch_size=batch_size,
-            seed=seed,
-            antithetic=antithetic,
-            full=full,
-            squares=full or reduce != "mean",
-        )
-
-    @functools.wraps(method)
-    def smoothed(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
-        return stats(model, x, target, full=False).reduce(reduce)
-
-    smoothed.stats = stats
-    smoothed.__name__ = f"smoothed_{getattr(method, '__name__', 'method')}"
-    return smoothed
+    return Smoothed(
+        method,
+        sigma,
+        n_samples,
+        reduce=reduce,
+        batch_size=batch_size,
+        seed=seed,
+        antithetic=antithetic,
+        sampler=sampler,
+    )
 
 
-def smooth_integrated_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    target=None,
-    *,
+def smoothed_ig(
     sigma: float,
     n_samples: int,
+    *,
     estimator: str = "nested",
     steps: int = 20,
     rule: str = "paper",
-    baseline=None,
+    baseline: float | torch.Tensor | None = None,
     batch_size: int | None = None,
-    seed=None,
+    seed: Seed = None,
     antithetic: bool = False,
-    return_stats: bool = False,
-):
-    """Smoothed IG, ``E_z[IG(x + z)]``: the path runs from ``x0`` to ``x + z``.
+) -> Smoothed:
+    """Smoothed IG, ``E_z[IG(x + z)]`` (the path runs from ``x0`` to ``x + z``), as a method.
 
-    Estimators:
-        ``nested``: exactly ``smooth(integrated_gradients)`` as in the paper, ``n_samples`` draws
-            x ``steps`` quadrature points (``rule``) each.
-        ``joint``: samples ``(z, a)`` together, ``n_samples`` model evaluations in all; ``a`` is
-            stratified on [0, 1] within each half of the units, so the estimate (and each half)
-            is unbiased for the continuous integral. ``steps`` and ``rule`` are unused.
-    ``sigma == 0`` gives :func:`integrated_gradients`. With ``return_stats`` the result is a
-    :class:`SmoothStats`; otherwise the mean map ``[B, ...]``.
+    A convenience over :func:`smooth` that also spreads ``batch_size`` sensibly:
+
+    * ``estimator="nested"``: ``smooth(integrated_gradients, ...)`` as in the paper,
+      ``n_samples`` draws x ``steps`` quadrature points; ``batch_size`` bounds the path points
+      per forward pass, so ``batch_size // steps`` noisy inputs go into each IG call.
+    * ``estimator="joint"``: the ``joint`` sampler, ``n_samples`` model evaluations in all.
     """
-    sigma = _smooth_checks(sigma, n_samples, batch_size, antithetic)
-    check_choice(estimator, "estimator", IG_ESTIMATORS)
-    check_input(x)
-    alphas, weights = ig_rule(rule, steps)
-    if sigma == 0:
-        ig = integrated_gradients(
-            model, x, target, baseline=baseline, steps=steps, rule=rule, batch_size=batch_size
-        )
-        return SmoothStats.exact(ig) if return_stats else ig
-    warn_if_training(model)
-    x0 = expand_baseline(baseline, x)
-    target = resolve_target(model, x, target)
-    if estimator == "nested":
-        group = None if batch_size is None else max(1, batch_size // steps)
-
-        def fn(xs, b, _j, _u):
-            grads = path_gradient_sum(model, xs, x0[b], target[b], alphas, weights, batch_size)
-            return (xs - x0[b]) * grads
-
-    else:
-        group = batch_size
-        n_units = _units(n_samples, antithetic)
-        half_sizes = torch.tensor([(n_units + 1) // 2, max(1, n_units // 2)], device=x.device)
-
-        def fn(xs, b, j, u):
-            a = (j // 2 + u) / half_sizes[j % 2]
-            a = a.view((-1,) + (1,) * (xs.ndim - 1))
-            return (xs - x0[b]) * input_grad(model, x0[b] + a * (xs - x0[b]), target[b])
-
-    stats = monte_carlo(
-        fn,
-        x,
-        sigma=sigma,
-        n_samples=n_samples,
-        batch_size=group,
+    check_choice(estimator, "estimator", ("nested", "joint"))
+    check_batch_size(batch_size)
+    ig = functools.partial(
+        integrated_gradients, baseline=baseline, steps=steps, rule=rule, batch_size=batch_size
+    )
+    ig_rule(rule, steps)  # a bad rule or step count fails here, not at the first call
+    rows = batch_size
+    if estimator == "nested" and batch_size is not None:
+        rows = max(1, batch_size // steps)
+    return smooth(
+        ig,
+        sigma,
+        n_samples,
+        batch_size=rows,
         seed=seed,
         antithetic=antithetic,
-        uniform=estimator == "joint",
-        full=return_stats,
-        squares=return_stats,
+        sampler="noise" if estimator == "nested" else "joint",
     )
-    return stats if return_stats else stats.mean
+
+
+def _ig_baseline(method: Method) -> float | torch.Tensor | None:
+    """The baseline of an IG method (``integrated_gradients`` or a ``functools.partial`` of it),
+    which the ``joint`` sampler needs; any other method is refused."""
+    func, keywords = method, {}
+    if isinstance(method, functools.partial):
+        func, keywords = method.func, method.keywords
+    if func is not integrated_gradients:
+        name = getattr(func, "__name__", type(func).__name__)
+        raise ValueError(
+            "sampler: 'joint' draws a point of IG's path with each noise draw; expected "
+            f"integrated_gradients or a functools.partial of it, got {name}"
+        )
+    return keywords.get("baseline")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from smoothstab._checks import check_input
+from smoothstab.checks import check_input
 
 
 def check_rank(x: torch.Tensor, name: str, rank: int, layout: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import smoothstab as ss
-from smoothstab.cli import main
+from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError, apply_overrides
 from smoothstab.experiments.experiment import (
     QUICKSTART,

@@ -97,9 +97,9 @@ def test_smoothgrad_matches_captum_noise_tunnel_statistically(setup):
 def test_nested_and_joint_smoothed_ig_agree_statistically(setup):
     """Nested with accurate quadrature and joint estimate the same E_z[IG(x + z)]."""
     model, x, target = setup
-    smooth_ig = functools.partial(ss.smooth_integrated_gradients, model, x, target, sigma=0.4)
-    nested = smooth_ig(n_samples=200, steps=12, rule="gausslegendre", seed=0, return_stats=True)
-    joint = smooth_ig(n_samples=4000, estimator="joint", seed=1, return_stats=True)
+    nested = ss.smoothed_ig(0.4, 200, steps=12, rule="gausslegendre", seed=0)
+    joint = ss.smoothed_ig(0.4, 4000, estimator="joint", seed=1)
+    nested, joint = nested.stats(model, x, target), joint.stats(model, x, target)
     z = (nested.mean - joint.mean) / (nested.mean_var + joint.mean_var).sqrt()
     assert abs(z.mean()) < 0.1 and 0.75 < (z**2).mean() < 1.3, (z.mean(), (z**2).mean())
 

@@ -55,10 +55,15 @@ CASES = {
     ),
     "unknown reduce": (lambda m: ss.smooth(ss.grad, 0.1, 2, reduce="max"), "reduce: expected"),
     "unknown estimator": (
-        lambda m: ss.smooth_integrated_gradients(m, X, sigma=0.1, n_samples=2, estimator="x"),
+        lambda m: ss.smoothed_ig(0.1, 2, estimator="x"),
         "estimator: expected",
     ),
     "batch_size 0": (lambda m: ss.smooth(ss.grad, 0.1, 2, batch_size=0), "batch_size"),
+    "unknown sampler": (lambda m: ss.smooth(ss.grad, 0.1, 2, sampler="sobol"), "sampler: expected"),
+    "joint sampler on grad": (
+        lambda m: ss.smooth(ss.grad, 0.1, 2, sampler="joint"),
+        "expected integrated_gradients",
+    ),
     "bad seed": (lambda m: ss.smooth(ss.grad, 0.1, 2, seed="a")(m, X), "seed: expected"),
 }
 

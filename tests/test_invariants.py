@@ -18,32 +18,22 @@ ig = functools.partial(ss.integrated_gradients, steps=5, rule="riemann_middle")
 
 
 def joint_ig(model, x, target=None, *, batch_size=None, seed=0, antithetic=False):
-    return ss.smooth_integrated_gradients(
-        model,
-        x,
-        target,
-        sigma=SIGMA,
-        n_samples=6,
-        estimator="joint",
-        batch_size=batch_size,
-        seed=seed,
-        antithetic=antithetic,
-    )
+    return ss.smooth(
+        ig, SIGMA, 6, sampler="joint", batch_size=batch_size, seed=seed, antithetic=antithetic
+    )(model, x, target)
 
 
 def nested_ig(model, x, target=None, *, batch_size=None, seed=0, antithetic=False):
-    return ss.smooth_integrated_gradients(
-        model,
-        x,
-        target,
-        sigma=SIGMA,
-        n_samples=4,
+    """The paper's nested smoothed IG through the convenience (batch_size spread over steps)."""
+    return ss.smoothed_ig(
+        SIGMA,
+        4,
         steps=5,
         rule="riemann_middle",
         batch_size=batch_size,
         seed=seed,
         antithetic=antithetic,
-    )
+    )(model, x, target)
 
 
 PLAIN = {"grad": ss.grad, "ig": ig, "gradcam": cam, "gradcampp": campp}
@@ -110,6 +100,48 @@ def test_chunk_size_does_not_change_result(name, batch_size, setup):
     )
 
 
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_sigma_zero_runs_the_method_once_with_exact_stats(name, setup):
+    """At sigma 0 a smoothed method is the method itself, and ``.stats`` still exists: both
+    halves equal the map and the Monte-Carlo variance is 0 (so distances need no special case)."""
+    model, x, target = setup
+    exact = PLAIN[name](model, x, target)
+    smoothed = ss.smooth(PLAIN[name], 0.0, 4, seed=0)
+    assert torch.equal(smoothed(model, x, target), exact)
+    stats = smoothed.stats(model, x, target)
+    for part in (stats.mean, stats.halves[0], stats.halves[1]):
+        assert torch.equal(part, exact)
+    assert torch.equal(stats.mean_var, torch.zeros_like(exact))
+    assert torch.equal(ss.smooth(PLAIN[name], 0.0, 4, reduce="var")(model, x, target), 0 * exact)
+
+
+def test_nested_smoothed_ig_is_smooth_of_integrated_gradients(setup):
+    """The convenience adds nothing but the batch split: the same draws, the same numbers."""
+    model, x, target = setup
+    direct = ss.smooth(ig, SIGMA, 4, seed=5)(model, x, target)
+    convenience = ss.smoothed_ig(SIGMA, 4, steps=5, rule="riemann_middle", seed=5)
+    torch.testing.assert_close(convenience(model, x, target), direct, rtol=0, atol=0)
+
+
+def test_joint_sampler_is_ig_at_one_stratified_path_point_per_draw(setup):
+    """Unit j of the joint sampler evaluates IG's integrand at x + z_j, at the path position
+    (j // 2 + u_j) / n_half in its half; recomputed here by hand from the canonical draws."""
+    model, x, target = setup
+    n, sigma = 4, SIGMA
+    gen = torch.Generator().manual_seed(9)
+    eps, u = [], []
+    for _ in range(n):  # the canonical order: eps_j of x's shape, then u_j per image
+        eps.append(torch.randn(x.shape, generator=gen, dtype=x.dtype))
+        u.append(torch.rand(x.shape[0], generator=gen, dtype=x.dtype))
+    want = torch.zeros_like(x)
+    for j in range(n):
+        a = (j // 2 + u[j]) / 2  # two units per half
+        xs = x + sigma * eps[j]
+        want += ss.methods.path_point_gradient(model, xs, torch.zeros_like(x), target, a) / n
+    got = ss.smooth(ig, sigma, n, seed=9, sampler="joint")(model, x, target)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_same_seed_same_draws_common_random_numbers(setup):
     """Same int seed: same eps for every model and every sigma (scaled); a Generator works too."""
     model, x, _ = setup
@@ -137,21 +169,10 @@ def test_antithetic_keeps_the_mean(name, setup):
     n = 400
 
     def stats(antithetic, seed):
-        if name == "smooth_ig_joint":
-            return ss.smooth_integrated_gradients(
-                model,
-                x,
-                target,
-                sigma=SIGMA,
-                n_samples=n,
-                estimator="joint",
-                seed=seed,
-                antithetic=antithetic,
-                return_stats=True,
-            )
-        return ss.smooth(
-            PLAIN[name.removeprefix("smooth_")], SIGMA, n, antithetic=antithetic, seed=seed
-        ).stats(model, x, target)
+        method = PLAIN[name.removeprefix("smooth_").removesuffix("_joint")]
+        sampler = "joint" if name.endswith("_joint") else "noise"
+        smoothed = ss.smooth(method, SIGMA, n, antithetic=antithetic, seed=seed, sampler=sampler)
+        return smoothed.stats(model, x, target)
 
     a, b = stats(False, 1), stats(True, 2)
     diff = (a.mean - b.mean).flatten(1)
@@ -224,19 +245,6 @@ def test_target_none_is_predicted_class_at_clean_input(setup):
     torch.testing.assert_close(
         build("smooth_grad")(model, x), build("smooth_grad")(model, x, predicted)
     )
-
-
-def test_sigma_zero_returns_the_method_itself():
-    assert ss.smooth(ss.grad, 0.0, 10) is ss.grad
-
-
-def test_methods_registry():
-    assert ss.METHODS == {
-        "grad": ss.grad,
-        "ig": ss.integrated_gradients,
-        "gradcam": ss.grad_cam,
-        "gradcampp": ss.grad_cam_pp,
-    }
 
 
 @pytest.mark.parametrize("reduce", ["mean", "mean_sq", "var"])

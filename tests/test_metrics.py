@@ -14,7 +14,8 @@ from torch import nn
 
 from smoothstab import SmoothStats, grad, smooth
 from smoothstab import metrics as M
-from smoothstab.smoothing import monte_carlo
+from smoothstab.experiments import aggregate as A
+from smoothstab.montecarlo import monte_carlo
 from smoothstab.views import percentile
 
 F64 = torch.float64
@@ -283,17 +284,17 @@ def test_debiased_value_clips_negative_sq():
 def test_band_and_mean():
     vals = [1.0, 2.0, 3.0, 4.0]
     sd = np.std(vals, ddof=1)
-    mean, lo, hi = M.band(vals, "t95")
+    mean, lo, hi = A.band(vals, "t95")
     assert mean == 2.5 and hi - mean == pytest.approx(3.182446305 * sd / 2, rel=1e-8)
     assert lo == pytest.approx(2 * mean - hi)
-    assert M.band(torch.tensor(vals), "sd") == pytest.approx((2.5, 2.5 - sd, 2.5 + sd))
-    assert M.band([0.7]) == (0.7, 0.7, 0.7)
-    assert M.mean_over_images(torch.tensor([1.0, 2.0, 6.0])) == pytest.approx(3.0)
+    assert A.band(torch.tensor(vals), "sd") == pytest.approx((2.5, 2.5 - sd, 2.5 + sd))
+    assert A.band([0.7]) == (0.7, 0.7, 0.7)
+    assert A.mean_over_images(torch.tensor([1.0, 2.0, 6.0])) == pytest.approx(3.0)
 
 
 def test_model_pairs():
-    assert M.model_pairs(2) == [(0, 1)]
-    assert M.model_pairs(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert A.model_pairs(2) == [(0, 1)]
+    assert A.model_pairs(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -327,12 +328,12 @@ BAD = [
     (lambda: M.debiased_distance(MAP, SMALL), "same shape"),
     (lambda: M.debiased_distance(SmoothStats(MAP, MAP, None, None, 1), MAP), "a: expected Smooth"),
     (lambda: M.debiased_distance(MAP, NAN), "b: expected finite"),
-    (lambda: M.band([1.0, 2.0], kind="ci"), "kind: expected one of"),
-    (lambda: M.band([], kind="sd"), "values: expected at least one"),
-    (lambda: M.band([1.0, float("nan")]), "values: expected finite"),
-    (lambda: M.mean_over_images(torch.ones(2, 2)), "values: expected a 1-D"),
-    (lambda: M.mean_over_images(torch.tensor([1.0, float("inf")])), "values: expected finite"),
-    (lambda: M.model_pairs(1), "k: expected an integer >= 2"),
+    (lambda: A.band([1.0, 2.0], kind="ci"), "kind: expected one of"),
+    (lambda: A.band([], kind="sd"), "values: expected at least one"),
+    (lambda: A.band([1.0, float("nan")]), "values: expected finite"),
+    (lambda: A.mean_over_images(torch.ones(2, 2)), "values: expected a 1-D"),
+    (lambda: A.mean_over_images(torch.tensor([1.0, float("inf")])), "values: expected finite"),
+    (lambda: A.model_pairs(1), "k: expected an integer >= 2"),
 ]
 
 

@@ -24,8 +24,8 @@ import pytest
 import torch
 
 import smoothstab as ss
-from smoothstab.aggregate import band
-from smoothstab.cli import main
+from smoothstab.experiments.aggregate import band
+from smoothstab.experiments.cli import main
 from smoothstab.experiments import attribute, evaluate, stages
 from smoothstab.experiments.attribute import map_path
 from smoothstab.experiments.data import dataset_info

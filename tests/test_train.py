@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothstab.cli import main
+from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError, apply_overrides, dataclass_from_dict
 from smoothstab.experiments.data import load_dataset, load_splits
 from smoothstab.experiments.train import PRESETS, TrainConfig, load_trained, train_run

@@ -56,42 +56,32 @@ def load_test_images(cfg, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def method_fn(name: str, model: nn.Module, attr):
-    """The method ``name`` with the run's settings (IG quadrature, the model's CAM layer)."""
+def smoothed_method(name: str, model: nn.Module, attr, sigma: float, seed) -> ss.Smoothed:
+    """The method ``name`` with the run's settings (IG quadrature and estimator, the model's CAM
+    layer), smoothed at ``sigma`` (at 0 it runs once, exactly)."""
+    options = dict(seed=seed, antithetic=attr.antithetic)
     if name == "ig":
-        return functools.partial(
-            ss.integrated_gradients,
+        return ss.smoothed_ig(
+            sigma,
+            attr.n_samples,
+            estimator=attr.ig_estimator,
             steps=attr.ig_steps,
             rule=attr.ig_rule,
             batch_size=attr.batch_size,
+            **options,
         )
+    method = ss.METHODS[name]
     if name in ("gradcam", "gradcampp"):
-        return functools.partial(ss.METHODS[name], layer=cam_layer(model))
-    return ss.METHODS[name]
+        method = functools.partial(method, layer=cam_layer(model))
+    return ss.smooth(method, sigma, attr.n_samples, batch_size=attr.batch_size, **options)
 
 
 def attribute_block(model, name: str, x, target, r: float, x_range: float, attr, seed, keep):
     """One block's map file content at noise level r."""
-    fn = method_fn(name, model, attr)
-    if r == 0:
-        return {"mean": fn(model, x, target).cpu(), "r": r, "sigma": 0.0}
     sigma = r * x_range
-    options = dict(batch_size=attr.batch_size, seed=seed, antithetic=attr.antithetic)
-    if name == "ig":
-        stats = ss.smooth_integrated_gradients(
-            model,
-            x,
-            target,
-            sigma=sigma,
-            n_samples=attr.n_samples,
-            estimator=attr.ig_estimator,
-            steps=attr.ig_steps,
-            rule=attr.ig_rule,
-            return_stats=True,
-            **options,
-        )
-    else:
-        stats = ss.smooth(fn, sigma, attr.n_samples, **options).stats(model, x, target)
+    stats = smoothed_method(name, model, attr, sigma, seed).stats(model, x, target)
+    if r == 0:
+        return {"mean": stats.mean.cpu(), "r": r, "sigma": 0.0}
     out = {"mean": stats.mean.cpu(), "r": r, "sigma": sigma, "n_units": stats.n_units}
     if keep:
         out["halves"], out["mean_var"] = stats.halves.cpu(), stats.mean_var.cpu()

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from smoothstab import metrics
-from smoothstab.aggregate import band, model_pairs
+from smoothstab.experiments.aggregate import band, model_pairs
 from smoothstab.debias import debiased_distance
 from smoothstab.experiments.attribute import map_path, noise_grid
 from smoothstab.experiments.io import atomic_write, write_json
-from smoothstab.smoothing import SmoothStats
+from smoothstab.montecarlo import SmoothStats
 
 COLUMNS = ("setting", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr")
 

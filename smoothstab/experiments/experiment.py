@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from smoothstab._checks import check_choice
+from smoothstab.checks import check_choice
 from smoothstab.experiments.config import (
     ConfigError,
     apply_overrides,

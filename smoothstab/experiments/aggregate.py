@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from smoothstab._checks import check_choice, check_count, check_input
+from smoothstab.checks import check_choice, check_count, check_input
 
 BANDS = ("t95", "sd")
 
