@@ -3,17 +3,17 @@
 Both are ``ReLU(sum_k w_k A_k)`` for the activations ``A`` of a layer and differ only in the
 channel weights ``w``: a *weighting* ``weighting(A, dscore/dA) -> [B, K, 1, 1]``, one small public
 function each (:func:`gradcam_weights`, :func:`gradcampp_weights`). A new CAM variant is one
-such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd, not min-max
-normalised, upsampled bilinearly (``align_corners=False``) to the input size.
+such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd,
+not min-max normalised, upsampled bilinearly (``align_corners=False``) to the input size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from collections.abc import Callable
 
 from smoothstab.checks import check_input, resolve_layer, warn_if_training
 from smoothstab.methods import logits, resolve_target, select

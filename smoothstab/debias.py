@@ -97,10 +97,3 @@ def debiased_distance(
     spread = (d * d * _diff_var(d0, d1, na, nb, va, vb)).sum(dim=1).sqrt()
     stderr = torch.where(plain > 0, spread / plain.where(plain > 0, 1), 0.0)
     return DistanceEstimate(plain, sq, sq.clamp(min=0).sqrt(), stderr)
-
-
-def debiased_sq_distance(
-    a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor
-) -> torch.Tensor:
-    """The split-half unbiased estimate of ``||a - b||^2`` per image, ``[B]`` (may be < 0)."""
-    return debiased_distance(a, b).sq

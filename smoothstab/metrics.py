@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from smoothstab.checks import check_input
-from smoothstab.debias import DistanceEstimate, debiased_distance, debiased_sq_distance
+from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.views import abs_sum, check_same_shape, to_gray, work_dtype
 
 __all__ = [
     "DistanceEstimate",
     "abs_sum",
     "debiased_distance",
-    "debiased_sq_distance",
     "fidelity_error",
     "l2_distance",
     "ssim",

@@ -18,5 +18,6 @@ Seed: TypeAlias = int | torch.Generator | None
 class Method(Protocol):
     """A saliency method: ``method(model, x, target) -> [B, ...]`` raw signed maps."""
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
-        ...
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, target: Target = None
+    ) -> torch.Tensor: ...

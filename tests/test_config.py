@@ -13,7 +13,6 @@ import smoothstab as ss
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError, apply_overrides
 from smoothstab.experiments.experiment import (
-    QUICKSTART,
     ExperimentConfig,
     ModelsConfig,
     ModelSpec,
@@ -22,7 +21,8 @@ from smoothstab.experiments.experiment import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_CONFIGS = sorted((ROOT / "configs" / "paper").glob("*.toml"))
+PAPER_CONFIGS = sorted((ROOT / "smoothstab" / "configs" / "paper").glob("*.toml"))
+QUICKSTART = load_config(None)
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
@@ -190,7 +190,7 @@ def test_quickstart_is_the_embedded_default():
     """No config: generated data, k >= 2 disjoint splits, all four methods, a sigma sweep; and
     ``make demo`` runs exactly ``smoothstab run``."""
     cfg = load_config(None)
-    assert cfg == QUICKSTART and cfg.name == "quickstart"
+    assert cfg == load_config("quickstart") and cfg.name == "quickstart"
     assert cfg.train.dataset in ("digits", "shapes") and cfg.train.root is None
     assert cfg.models.setting == "DT" and cfg.train.parts >= 2
     assert set(cfg.attribution.methods) == set(ss.METHODS)
@@ -213,11 +213,39 @@ def test_paper_configs_load():
             assert len(cfg.models.specs) >= 2 and all(s.weights for s in cfg.models.specs)
 
 
-@pytest.mark.parametrize("source", ["quickstart", *(p.stem for p in PAPER_CONFIGS)])
+@pytest.mark.parametrize("source", ["quickstart", *(f"paper/{p.stem}" for p in PAPER_CONFIGS)])
 def test_to_toml_round_trips(tmp_path, source):
-    path = ROOT / "configs" / "paper" / f"{source}.toml"
-    cfg = load_config(None if source == "quickstart" else path)
+    cfg = load_config(source)
     assert round_trip(cfg, tmp_path) == cfg
+
+
+def test_presets_by_name_are_the_packaged_files(tmp_path, capsys):
+    """``smoothstab run paper/imagenet_resnet50`` reads the TOML file shipped in the package;
+    an unknown name is a one-line error listing the presets."""
+    for path in PAPER_CONFIGS:
+        assert load_config(f"paper/{path.stem}") == load_config(path)
+    status, err = run_cli(capsys, "run", "paper/no_such_config", "--out", tmp_path / "r")
+    assert status == 2
+    assert_one_line(err, "paper/no_such_config", "paper/imagenet_resnet50", "quickstart")
+    assert not (tmp_path / "r").exists()
+
+
+def test_free_fields_are_marked_in_the_dataclasses():
+    """Which fields change no result is field metadata, not a hand-kept list: devices, worker
+    counts, chunk sizes, checkpoint cadence, data location and verbosity."""
+    from smoothstab.experiments.config import free_keys
+
+    assert free_keys(ExperimentConfig) == {
+        "quiet",
+        "train.quiet",
+        "train.device",
+        "train.num_workers",
+        "train.eval_batch_size",
+        "train.checkpoint_every",
+        "train.root",
+        "attribution.device",
+        "attribution.batch_size",
+    }
 
 
 def test_to_toml_round_trips_awkward_values(tmp_path):

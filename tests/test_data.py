@@ -218,13 +218,6 @@ def test_input_range_imagenet():
     assert data.input_range((0.0,), (1.0,)) == (0.0, 1.0)
 
 
-def test_r_sigma_round_trip():
-    x_range = data.dataset_info("imagenet").x_range
-    assert data.r_to_sigma(0.15, x_range) == pytest.approx(0.7137, abs=1e-4)
-    for r in (0.0, 0.05, 0.4):
-        assert data.sigma_to_r(data.r_to_sigma(r, x_range), x_range) == pytest.approx(r)
-
-
 def test_disjoint_splits():
     parts = data.disjoint_splits(1000, 4, 250, seed=1)
     assert [len(p) for p in parts] == [250] * 4

@@ -105,7 +105,11 @@ def test_quickstart_numbers_are_unchanged(digests, request):
     stored = json.loads(GOLDEN.read_text())["variants"]
     for name, now in digests.items():
         was = stored[name]
-        moved = [k for k in was["sums"].keys() | now["sums"].keys() if was["sums"].get(k) != now["sums"].get(k)]
+        moved = [
+            k
+            for k in was["sums"].keys() | now["sums"].keys()
+            if was["sums"].get(k) != now["sums"].get(k)
+        ]
         assert now == was, (
             f"{name}: metrics.csv changed ({was['rows']} -> {now['rows']} rows); groups whose "
             f"values moved: {sorted(moved) or 'none (formatting or order)'}. If intended, rerun "

@@ -24,10 +24,10 @@ import pytest
 import torch
 
 import smoothstab as ss
+from smoothstab.experiments import advice as sigma_advice
+from smoothstab.experiments import attribute, evaluate, stages
 from smoothstab.experiments.aggregate import band
 from smoothstab.experiments.cli import main
-from smoothstab.experiments import attribute, evaluate, stages
-from smoothstab.experiments.attribute import map_path
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.distributed import DistInfo, rank_device
 from smoothstab.experiments.experiment import (
@@ -37,6 +37,7 @@ from smoothstab.experiments.experiment import (
     to_toml,
 )
 from smoothstab.experiments.models import build_model
+from smoothstab.experiments.rundir import RunDir, Summary, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -72,13 +73,17 @@ def copy_trained(src: Path, dst: Path, names=TRAINED) -> Path:
 
 def mean_curve(rows: list[dict], method: str, metric: str) -> dict[float, float]:
     """``{r: value}``: mean over images, then over pairs (or models), as the paper plots."""
-    summary = evaluate.summarise([row for row in rows if row["method"] == method])
-    return {r: b.mean for (_, k, r), b in sorted(summary.items()) if k == metric}
+    summary = Summary.from_rows([row for row in rows if row["method"] == method])
+    return {r: b.mean for r, b in summary.curve(method, metric)}
 
 
 def leftovers(run_dir: Path) -> list[Path]:
     """Temporary files of atomic writes and unjoined block files: none may outlive a stage."""
     return [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or ".block" in p.name]
+
+
+def map_path(run_dir: Path, model: int, method: str, r: float, block: int | None = None) -> Path:
+    return RunDir(run_dir).map(model, method, r, block)
 
 
 def load_map(run_dir: Path, model: int, method: str, r: float) -> dict:
@@ -109,7 +114,7 @@ def attribute_again(tiny_run: Path, d: Path, *overrides: str, twins: bool = Fals
     args += [a for o in overrides for a in ("--set", o)]
     assert run("run", "--out", d, "--quiet", "--stages", "attribute", "evaluate", *args) == 0
     assert not leftovers(d)
-    return evaluate.read_csv(d / "metrics.csv")
+    return read_csv(d / "metrics.csv")
 
 
 def values(rows: list[dict], metric: str, *, r: float | None = None, method: str | None = None):
@@ -165,7 +170,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_rows(tiny_run) -> list[dict]:
-    return evaluate.read_csv(tiny_run / "metrics.csv")
+    return read_csv(tiny_run / "metrics.csv")
 
 
 # --- the run directory ----------------------------------------------------------------------------
@@ -216,7 +221,7 @@ def test_map_files(tiny_run):
         assert smoothed["mean_var"].shape == (N_IMAGES, channels, 32, 32)
         torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
     # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
-    model = stages.models(load_config(tiny_run / "config.toml"), tiny_run)[1]
+    model = stages.models(load_config(tiny_run / "config.toml"), RunDir(tiny_run))[1]
     y = torch.load(tiny_run / "test_images.pt", weights_only=True)["y"]
     torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
 
@@ -265,7 +270,7 @@ def test_metric_values(tiny_rows):
 
 
 def test_table1_and_recommendation(tiny_run, tiny_rows):
-    summary = evaluate.summarise(tiny_rows)
+    summary = Summary.from_rows(tiny_rows)
     with open(tiny_run / "table1.csv", newline="") as f:
         table = {row["method"]: row for row in csv.DictReader(f)}
     assert set(table) == set(ss.METHODS)
@@ -276,16 +281,18 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
             ("topk_miou", "topk_iou", 0.0),
             ("smoothed_topk_miou", "topk_iou", 0.15),
         ):
-            assert float(row[column]) == pytest.approx(summary[(method, metric, r)].mean, rel=1e-5)
+            assert float(row[column]) == pytest.approx(
+                summary.get(method, metric, r).mean, rel=1e-5
+            )
     advice = json.loads((tiny_run / "recommendation.json").read_text())
     assert set(advice) == set(ss.METHODS)
     for method, rec in advice.items():
         # The advice follows the debiased curve (debiased is on) over the whole grid.
         assert [c["r"] for c in rec["curve"]] == GRID
-        points = evaluate.tradeoff(summary, method, debiased=True)
+        points = sigma_advice.tradeoff(summary, method, debiased=True)
         assert rec["curve"] == [{"r": r, "stability": s, "fidelity": f} for r, s, f in points]
-        assert rec["knee_r"] == evaluate.knee(points)
-        assert rec["map_norm"] == pytest.approx(summary[(method, "map_norm", 0.0)].mean)
+        assert rec["knee_r"] == sigma_advice.knee(points)
+        assert rec["map_norm"] == pytest.approx(summary.get(method, "map_norm", 0.0).mean)
         budget = rec["fidelity_budget"] * rec["map_norm"]
         inside = [c for c in rec["curve"] if c["fidelity"] <= budget]
         best = min(inside, key=lambda c: c["stability"])
@@ -383,12 +390,12 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     Simulated in one process: rank 1 works first, then rank 0 (barriers are no-ops here)."""
     d = copy_trained(tiny_run, tmp_path / "run")
     cfg = load_config(d / "config.toml")
-    models = stages.models(cfg, d)
+    models = stages.models(cfg, RunDir(d))
     monkeypatch.setattr(attribute, "barrier", lambda info: None)
-    done = [attribute.run_attribution(cfg, d, models, DistInfo(rank, 2)) for rank in (1, 0)]
+    done = [attribute.run_attribution(cfg, RunDir(d), models, DistInfo(rank, 2)) for rank in (1, 0)]
     n_blocks = N_MODELS * len(ss.METHODS) * len(GRID) * 2
     assert done == [n_blocks // 2, n_blocks // 2]
-    evaluate.evaluate_run(cfg, d, N_MODELS)
+    evaluate.evaluate_run(cfg, RunDir(d), N_MODELS)
     assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
 
 
@@ -505,7 +512,7 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
     saved = torch.load(d / "test_images.pt", weights_only=True)
     x, y = saved["x"], saved["y"]
     agree = []
-    for k, model in enumerate(stages.models(load_config(d / "config.toml"), d)):
+    for k, model in enumerate(stages.models(load_config(d / "config.toml"), RunDir(d))):
         model = model.double()
         predicted = model(x.double()).argmax(1)
         ours = load_map(d, k, "grad", 0.0)["mean"]
@@ -542,7 +549,7 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     args = ["--set", "train.dataset=digits", "--set", 'attribution.methods=["grad", "gradcam"]']
     args += ["--stages", "train", "attribute", "evaluate", "figures", "report"]
     assert run("run", "--out", out, "--quiet", *TINY, *args) == 0
-    rows = evaluate.read_csv(out / "metrics.csv")
+    rows = read_csv(out / "metrics.csv")
     assert {row["metric"] for row in rows} == {
         "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm"
     }  # fmt: skip
@@ -559,42 +566,43 @@ L_CURVE = [(0.0, 10.0, 0.0), (0.1, 2.0, 0.5), (0.2, 1.5, 3.0), (0.3, 1.2, 6.0), 
 
 
 def test_knee_of_an_l_shaped_curve():
-    assert evaluate.knee(L_CURVE) == 0.1
+    assert sigma_advice.knee(L_CURVE) == 0.1
     # Kneedle scales both errors to [0, 1] first: units do not move the knee.
     scaled = [(r, 1000 * s, f / 1000) for r, s, f in L_CURVE]
-    assert evaluate.knee(scaled) == 0.1
+    assert sigma_advice.knee(scaled) == 0.1
     # A curve that bends late: the knee moves with it.
     late = [(0.0, 10.0, 0.0), (0.1, 9.5, 0.1), (0.2, 9.0, 0.2), (0.3, 1.0, 0.5), (0.4, 0.9, 10.0)]
-    assert evaluate.knee(late) == 0.3
-    assert evaluate.knee(L_CURVE[:2]) is None  # two points have no knee
+    assert sigma_advice.knee(late) == 0.3
+    assert sigma_advice.knee(L_CURVE[:2]) is None  # two points have no knee
 
 
 def test_most_stable_r_within_a_fidelity_budget():
     # norm 10: budget 0.2 allows fidelity <= 2, i.e. r <= 0.1; the most stable of those is 0.1.
-    assert evaluate.within_budget(L_CURVE, norm=10.0, budget=0.2) == 0.1
-    assert evaluate.within_budget(L_CURVE, norm=10.0, budget=0.6) == 0.3
-    assert evaluate.within_budget(L_CURVE, norm=10.0, budget=1.0) == 0.4
-    assert evaluate.within_budget(L_CURVE, norm=10.0, budget=0.0) == 0.0
-    assert evaluate.within_budget(L_CURVE, norm=float("nan"), budget=0.2) is None
-    assert evaluate.within_budget([(0.1, 1.0, 5.0)], norm=1.0, budget=0.2) is None
+    assert sigma_advice.within_budget(L_CURVE, norm=10.0, budget=0.2) == 0.1
+    assert sigma_advice.within_budget(L_CURVE, norm=10.0, budget=0.6) == 0.3
+    assert sigma_advice.within_budget(L_CURVE, norm=10.0, budget=1.0) == 0.4
+    assert sigma_advice.within_budget(L_CURVE, norm=10.0, budget=0.0) == 0.0
+    assert sigma_advice.within_budget(L_CURVE, norm=float("nan"), budget=0.2) is None
+    assert sigma_advice.within_budget([(0.1, 1.0, 5.0)], norm=1.0, budget=0.2) is None
     # Equally stable: the smaller r, which costs less fidelity.
     flat = [(0.0, 2.0, 0.0), (0.1, 1.0, 0.1), (0.2, 1.0, 0.2)]
-    assert evaluate.within_budget(flat, norm=1.0, budget=1.0) == 0.1
+    assert sigma_advice.within_budget(flat, norm=1.0, budget=1.0) == 0.1
 
 
 def test_recommend_reads_the_summary():
     """From a summary of bands: the debiased curve when asked for, knee and budget per method."""
-    summary = {("grad", "map_norm", 0.0): band([10.0, 10.0])}
+    bands = {("grad", "map_norm", 0.0): band([10.0, 10.0])}
     for r, s, f in L_CURVE:
-        summary[("grad", "stability_debiased", r)] = band([s, s])
-        summary[("grad", "fidelity_debiased", r)] = band([f, f])
+        bands[("grad", "stability_debiased", r)] = band([s, s])
+        bands[("grad", "fidelity_debiased", r)] = band([f, f])
         # The plain curve is another one, so the test sees which is read.
-        summary[("grad", "stability", r)] = band([s + 1, s + 1])
-        summary[("grad", "fidelity", r)] = band([0.0, 0.0])
-    rec = evaluate.recommend(summary, ["grad"], debiased=True, budget=0.2)["grad"]
+        bands[("grad", "stability", r)] = band([s + 1, s + 1])
+        bands[("grad", "fidelity", r)] = band([0.0, 0.0])
+    summary = Summary(bands)
+    rec = sigma_advice.recommend(summary, ["grad"], debiased=True, budget=0.2)["grad"]
     assert (rec["knee_r"], rec["budget_r"], rec["map_norm"]) == (0.1, 0.1, 10.0)
     assert [(c["r"], c["stability"], c["fidelity"]) for c in rec["curve"]] == L_CURVE
-    plain = evaluate.recommend(summary, ["grad"], debiased=False, budget=0.2)["grad"]
+    plain = sigma_advice.recommend(summary, ["grad"], debiased=False, budget=0.2)["grad"]
     assert plain["budget_r"] == 0.4  # fidelity 0 everywhere: the most stable r of the grid
 
 
@@ -609,7 +617,7 @@ def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_row
         for k in range(2)
     ]
     out = given_models_run(tiny_run, tmp_path, "DR", specs)
-    rows = evaluate.read_csv(out / "metrics.csv")
+    rows = read_csv(out / "metrics.csv")
     assert {row["setting"] for row in rows} == {"DR"}
     assert [{**row, "setting": "DT"} for row in rows] == tiny_rows
     md = (out / "report.md").read_text()
@@ -632,7 +640,7 @@ def test_setting_da_two_architectures(tiny_run, tmp_path):
         ModelSpec("resnet18_cifar", str((tmp_path / "resnet.pt").resolve()), "ResNet-18"),
     ]
     out = given_models_run(tiny_run, tmp_path, "DA", specs)
-    rows = evaluate.read_csv(out / "metrics.csv")
+    rows = read_csv(out / "metrics.csv")
     assert {row["setting"] for row in rows} == {"DA"}
     assert {row["pair"] for row in rows if row["pair"]} == {"0-1"}
     # Model 0 is the tiny run's model 0: its maps are those of the DT run.
@@ -651,7 +659,7 @@ def test_given_models_without_weights_are_the_same_in_every_stage(tiny_run):
     cfg = load_config(tiny_run / "config.toml")
     specs = (ModelSpec("small_cnn"), ModelSpec("small_cnn"))
     cfg = dataclasses.replace(cfg, models=ModelsConfig("DR", specs))
-    first, second = stages.models(cfg, tiny_run), stages.models(cfg, tiny_run)
+    first, second = stages.models(cfg, RunDir(tiny_run)), stages.models(cfg, RunDir(tiny_run))
     for a, b in zip(first, second, strict=True):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(p, q), name
@@ -677,12 +685,12 @@ def test_bounds_subcommand(tiny_run, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     x_range = dataset_info("shapes").x_range
     assert [row["r"] for row in res["rows"]] == GRID[1:]
-    summary = evaluate.summarise(evaluate.read_csv(d / "metrics.csv"))
+    summary = Summary.from_rows(read_csv(d / "metrics.csv"))
     for row in res["rows"]:
         assert row["sigma"] == pytest.approx(row["r"] * x_range, rel=1e-12)
         # Measured values are the run's (debiased, as the run asks for).
-        assert row["stability_grad"] == summary[("grad", "stability_debiased", row["r"])].mean
-        assert row["fidelity_ig"] == summary[("ig", "fidelity_debiased", row["r"])].mean
+        assert row["stability_grad"] == summary.get("grad", "stability_debiased", row["r"]).mean
+        assert row["fidelity_ig"] == summary.get("ig", "fidelity_debiased", row["r"]).mean
         assert row["stability_bound_log10"] is not None
     # Prop. 7 bounds are linear in sigma: log10(bound) - log10(sigma) is one constant.
     for key in ("fidelity_bound_grad_log10", "fidelity_bound_ig_log10"):
@@ -733,7 +741,7 @@ def test_torchrun_shards_attribution(tiny_run, tiny_rows, tmp_path):
     cmd += ["--stages", "attribute", "evaluate", *TINY]
     done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = evaluate.read_csv(d / "metrics.csv")
+    rows = read_csv(d / "metrics.csv")
     assert len(rows) == len(tiny_rows)
     for a, b in zip(rows, tiny_rows, strict=True):
         assert without_values(a) == without_values(b)
@@ -748,7 +756,7 @@ def test_quickstart_acceptance(tmp_path):
     report says so."""
     out = tmp_path / "quickstart"
     assert run("run", "--out", out, "--quiet") == 0
-    rows = evaluate.read_csv(out / "metrics.csv")
+    rows = read_csv(out / "metrics.csv")
     for method in ("grad", "ig"):
         for suffix in ("", "_debiased"):
             stab = mean_curve(rows, method, "stability" + suffix)

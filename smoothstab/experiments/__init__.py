@@ -1,42 +1,17 @@
-"""The experiment layer: data, models, training, and (later) sweeps, figures and reports.
+"""The experiment layer: configs, data, models, training, the stages of a run, figures, report.
 
-It imports the core (:mod:`smoothstab`); the core never imports it. Stages talk through files
-in a run directory, written atomically, so a killed run resumes where it stopped.
+It imports the core (:mod:`smoothstab`); the core never imports it. Importing this package
+imports nothing else, so loading a config does not pull in training, DDP or plotting:
+
+* :mod:`.experiment` (every config dataclass, presets by name) and :mod:`.config` (TOML and
+  ``--set`` machinery);
+* :mod:`.data`, :mod:`.shapes`, :mod:`.models`; :mod:`.train` and :mod:`.trainer`
+  (:mod:`.distributed` for ``torchrun``);
+* :mod:`.rundir` (the run directory's layout and records) and the stages in :mod:`.stages`:
+  :mod:`.attribute`, :mod:`.evaluate` (with :mod:`.advice`), :mod:`.figures`, :mod:`.theory`,
+  :mod:`.report` (with :mod:`.blocks` and :mod:`.names`);
+* :mod:`.cli`, the ``smoothstab`` command.
+
+Stages talk through files in a run directory, written atomically (:mod:`.io`), so a killed run
+resumes where it stopped.
 """
-
-from smoothstab.experiments.data import (
-    DatasetInfo,
-    dataset_info,
-    derive_seed,
-    disjoint_splits,
-    input_range,
-    load_dataset,
-    load_splits,
-    r_to_sigma,
-    save_splits,
-    sigma_to_r,
-    test_indices,
-)
-from smoothstab.experiments.models import build_model, cam_layer
-from smoothstab.experiments.train import PRESETS, TrainConfig, load_trained, train_model, train_run
-
-__all__ = [
-    "PRESETS",
-    "DatasetInfo",
-    "TrainConfig",
-    "build_model",
-    "cam_layer",
-    "dataset_info",
-    "derive_seed",
-    "disjoint_splits",
-    "input_range",
-    "load_dataset",
-    "load_splits",
-    "load_trained",
-    "r_to_sigma",
-    "save_splits",
-    "sigma_to_r",
-    "test_indices",
-    "train_model",
-    "train_run",
-]

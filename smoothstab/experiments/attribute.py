@@ -1,10 +1,10 @@
 """The attribute stage: every model x method x noise level -> maps in the run directory.
 
-Files: ``test_images.pt`` (the selected test images and labels) and
-``maps/model{k}/{method}/r{r:.6f}.pt`` holding the smoothed map (``mean``) and, when debiased
+Files (:mod:`.rundir`): ``test_images.pt`` (the selected test images and labels) and one
+:class:`~.rundir.MapFile` per model, method and r: the smoothed maps and, when debiased
 distances are asked for, the two half means and the per-element variance of the mean. Work is cut
-into blocks of ``image_batch`` images; each block is written as it finishes (``...block{i}.pt``)
-and the blocks are joined into the final file, so a killed run resumes where it stopped.
+into blocks of ``image_batch`` images; each block is written as it finishes (a block file) and
+the blocks are joined into the final file, so a killed run resumes where it stopped.
 Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.
 
 Noise: block ``i`` uses seed ``derive_seed(seed, i)`` for every model and every r when
@@ -15,7 +15,6 @@ seed that also mixes in the model, method and r when it is off.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,36 +22,22 @@ from torch import nn
 import smoothstab as ss
 from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset, test_indices
 from smoothstab.experiments.distributed import DistInfo, barrier, rank_device
-from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import cam_layer
 from smoothstab.experiments.progress import Progress
+from smoothstab.experiments.rundir import MapFile, RunDir, noise_grid
 
 
-def noise_grid(attr) -> list[float]:
-    """Every r the run needs: both sweeps, 0 and the Table-1 level, sorted."""
-    rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
-    return sorted(round(r, 6) for r in rs)
-
-
-def map_path(run_dir: Path, model: int, method: str, r: float, block: int | None = None) -> Path:
-    # Six decimals, as noise_grid rounds: every level of a grid gets its own file.
-    suffix = "" if block is None else f".block{block}"
-    return Path(run_dir) / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
-
-
-def load_test_images(cfg, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test_images(cfg, run: RunDir) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's test images ``[N, C, H, W]`` and labels, chosen once and kept in the run."""
-    path = Path(run_dir) / "test_images.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return saved["x"], saved["y"]
+    if run.test_images.is_file():
+        return run.load_test_images()
     data = cfg.train
     dataset = load_dataset(data.dataset, root=data.root, train=False, seed=data.seed)
     idx = test_indices(len(dataset), cfg.attribution.n_images, cfg.attribution.image_seed)
     items = [dataset[i] for i in idx]
     x = torch.stack([item[0] for item in items])
     y = torch.tensor([int(item[1]) for item in items])
-    save_torch(path, {"x": x, "y": y, "indices": idx})
+    run.save_test_images(x, y, idx)
     return x, y
 
 
@@ -77,52 +62,26 @@ def smoothed_method(name: str, model: nn.Module, attr, sigma: float, seed) -> ss
 
 
 def attribute_block(model, name: str, x, target, r: float, x_range: float, attr, seed, keep):
-    """One block's map file content at noise level r."""
+    """One block's maps at noise level r."""
     sigma = r * x_range
     stats = smoothed_method(name, model, attr, sigma, seed).stats(model, x, target)
-    if r == 0:
-        return {"mean": stats.mean.cpu(), "r": r, "sigma": 0.0}
-    out = {"mean": stats.mean.cpu(), "r": r, "sigma": sigma, "n_units": stats.n_units}
-    if keep:
-        out["halves"], out["mean_var"] = stats.halves.cpu(), stats.mean_var.cpu()
-    return out
+    return MapFile.from_stats(stats, r, sigma, keep=keep)
 
 
-def join_blocks(path: Path, n_blocks: int) -> None:
-    """Concatenate the block files of one map into the final file, then drop them."""
-    parts = [path.with_name(f"{path.stem}.block{i}.pt") for i in range(n_blocks)]
-    blocks = [torch.load(part, weights_only=True) for part in parts]
-    joined = dict(blocks[0])
-    for key in ("mean", "halves", "mean_var"):
-        if key in joined:
-            joined[key] = torch.cat([b[key] for b in blocks], dim=1 if key == "halves" else 0)
-    save_torch(path, joined)
-    for part in parts:
-        part.unlink(missing_ok=True)
-
-
-def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo | None = None):
+def run_attribution(cfg, run: RunDir, models: list[nn.Module], info: DistInfo | None = None):
     """Compute every missing map; returns the number of blocks this rank computed."""
     info = info or DistInfo()
     attr = cfg.attribution
     device, dtype = rank_device(attr.device, info), getattr(torch, attr.dtype)
-    x_all, y_all = load_test_images(cfg, run_dir)
+    x_all, y_all = load_test_images(cfg, run)
     x_range = dataset_info(cfg.train.dataset).x_range
     starts = list(range(0, len(x_all), attr.image_batch))
-    grid = noise_grid(attr)
-    keep = cfg.evaluation.debiased
-    todo = [
-        (k, m, r, b)
-        for k in range(len(models))
-        for m in attr.methods
-        for r in grid
-        if not map_path(run_dir, k, m, r).is_file()
-        for b in range(len(starts))
-    ]
+    maps = [(k, m, r) for k in range(len(models)) for m in attr.methods for r in noise_grid(attr)]
+    todo = [(*key, b) for key in maps if not run.map(*key).is_file() for b in range(len(starts))]
     # Deal the blocks before looking at block files: other ranks write theirs meanwhile, and a
     # rank whose list had shrunk would take a shifted share (blocks skipped, others repeated).
     # Final files appear only after the last barrier, so every rank sees the same ``todo``.
-    mine = [t for t in todo[info.rank :: info.world_size] if not map_path(run_dir, *t).is_file()]
+    mine = [t for t in todo[info.rank :: info.world_size] if not run.map(*t).is_file()]
     bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
     for k, name, r, b in mine:
         model = models[k].to(device=device, dtype=dtype).eval()
@@ -130,17 +89,17 @@ def run_attribution(cfg, run_dir: Path, models: list[nn.Module], info: DistInfo 
         y = y_all[starts[b] : starts[b] + attr.image_batch].to(device)
         target = y if attr.target == "label" else None
         seed = _block_seed(attr, b, k, name, r)
-        out = attribute_block(model, name, x, target, r, x_range, attr, seed, keep)
-        save_torch(map_path(run_dir, k, name, r, b), out)
+        out = attribute_block(
+            model, name, x, target, r, x_range, attr, seed, cfg.evaluation.debiased
+        )
+        out.save(run.map(k, name, r, b))
         bar.update(model=k, r=r)
     bar.close()
     barrier(info)
     if info.is_main:
-        for k in range(len(models)):
-            for name in attr.methods:
-                for r in grid:
-                    if not map_path(run_dir, k, name, r).is_file():
-                        join_blocks(map_path(run_dir, k, name, r), len(starts))
+        for key in maps:
+            if not run.map(*key).is_file():
+                run.join_map(*key, len(starts))
     barrier(info)
     return len(mine)
 

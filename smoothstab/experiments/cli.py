@@ -25,8 +25,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument(
         "config",
         nargs="?",
-        help="a TOML file with a [train] table, or a preset name "
-        "(quickstart, cifar10_resnet34, imagenet_resnet50); default: quickstart",
+        help="a TOML file with a [train] table, or a preset name such as quickstart or "
+        "paper/imagenet_resnet50; default: quickstart",
     )
     p.add_argument("--out", required=True, type=Path, help="run directory")
     _common(p, run_dir=False, example="a [train] setting, e.g. --set epochs=5")
@@ -47,23 +47,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def train_config(source: str | None):
-    """The TrainConfig of a preset name or a TOML file's ``[train]`` table (default: quickstart)."""
-    from smoothstab.experiments.config import ConfigError, dataclass_from_dict, load_toml
-    from smoothstab.experiments.train import PRESETS, TrainConfig
+    """The TrainConfig of a preset name or a TOML file (default: the quickstart's). A file with
+    other tables than ``[train]`` is checked whole, as ``smoothstab run`` would."""
+    from smoothstab.experiments.config import dataclass_from_dict, load_toml
+    from smoothstab.experiments.experiment import TrainConfig, config_path, load_config
 
-    if source is None:
-        return PRESETS["quickstart"]
-    if source in PRESETS:
-        return PRESETS[source]
-    if not source.endswith(".toml") and not Path(source).exists():
-        raise ConfigError(
-            f"config: expected a TOML file or a preset ({', '.join(PRESETS)}), got {source!r}"
-        )
-    tables = load_toml(source)
-    if set(tables) - {"train"}:  # a whole experiment config: check all of it, train its [train]
-        from smoothstab.experiments.experiment import ExperimentConfig
-
-        return dataclass_from_dict(ExperimentConfig, tables).train
+    path = config_path(source)
+    tables = load_toml(path)
+    if set(tables) - {"train"}:
+        return load_config(path).train
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
@@ -92,7 +84,12 @@ def add_run_parser(subparsers) -> None:
         description="Run every stage of an experiment into a run directory; finished work is "
         "skipped, so a killed run resumes when rerun. No CONFIG: the embedded quickstart.",
     )
-    p.add_argument("config", nargs="?", help="an experiment TOML file (default: quickstart)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="an experiment TOML file or a preset name such as paper/imagenet_resnet50 "
+        "(default: quickstart)",
+    )
     p.add_argument("--out", type=Path, help="run directory (default: runs/<name>)")
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages, in order")
     _common(p, run_dir=False)

@@ -158,3 +158,33 @@ def _type_name(tp: Any) -> str:
 
 def _key(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+FREE = "free"  # field metadata: the value does not change any result
+
+
+def free(default: Any) -> Any:
+    """A dataclass field whose value changes no result (a device, a worker count, a chunk size):
+    a run directory may be resumed with another value."""
+    return dataclasses.field(default=default, metadata={FREE: True})
+
+
+def free_keys(cls: type, prefix: str = "") -> set[str]:
+    """Dotted names of the :func:`free` fields of ``cls`` and its nested config dataclasses."""
+    hints = typing.get_type_hints(cls)
+    out = set()
+    for f in dataclasses.fields(cls):
+        if f.metadata.get(FREE):
+            out.add(prefix + f.name)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out |= free_keys(hints[f.name], f"{prefix}{f.name}.")
+    return out
+
+
+def at_least(obj: Any, minimum: float, *names: str) -> None:
+    """Each named field of ``obj`` is ``None`` or ``>= minimum`` (NaN fails), else ValueError."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not value >= minimum:  # `not >=` also catches NaN
+            kind = "an integer" if isinstance(value, int) else "a number"
+            raise ValueError(f"{name}: expected {kind} >= {minimum}, got {value}")

@@ -91,16 +91,6 @@ def input_range(mean, std) -> tuple[float, float]:
     return lo, hi
 
 
-def r_to_sigma(r: float, x_range: float) -> float:
-    """Absolute noise std of the noise level ``r = sigma / (x_max - x_min)``."""
-    return r * x_range
-
-
-def sigma_to_r(sigma: float, x_range: float) -> float:
-    """Noise level ``r`` of an absolute noise std ``sigma``."""
-    return sigma / x_range
-
-
 def load_dataset(name: str, *, root: str | Path | None = None, train: bool, seed: int = 0):
     """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
 

@@ -1,9 +1,13 @@
-"""One experiment from one config: the config dataclasses and the stages that run it.
+"""One experiment from one config: every config dataclass, and loading a config by file or name.
 
-A config is a TOML file with the tables ``[train]`` (:class:`~.train.TrainConfig`: data,
-models trained on disjoint splits), ``[models]`` (the setting: DT trains ``train.parts`` models
-on disjoint splits; DR and DA compare given checkpoints), ``[attribution]`` and
-``[evaluation]``. Stages talk through files in the run directory and skip what exists::
+A config is a TOML file with the tables ``[train]`` (:class:`TrainConfig`: data, models trained
+on disjoint splits), ``[models]`` (the setting: DT trains ``train.parts`` models on disjoint
+splits; DR and DA compare given checkpoints), ``[attribution]`` and ``[evaluation]``; keys it
+leaves out take the defaults below. Named presets are the TOML files shipped in
+``smoothstab/configs/`` (``quickstart``, ``paper/imagenet_resnet50``, ...): the file is the
+preset. Fields made with :func:`~.config.free` change no result (devices, worker counts, chunk
+sizes), so a run directory may be resumed with other values of them. Stages talk through files
+in the run directory (:mod:`.rundir`) and skip what exists::
 
     config.toml -> train (splits.json, model_{p}.pt, train_metrics.json)
     -> attribute (test_images.pt, maps/...) -> evaluate (metrics.csv, table1.csv,
@@ -15,22 +19,72 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import smoothstab as ss
 from smoothstab.checks import check_choice
 from smoothstab.experiments.config import (
     ConfigError,
     apply_overrides,
+    at_least,
     dataclass_from_dict,
+    free,
     load_toml,
 )
-from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.train import TrainConfig
+from smoothstab.experiments.data import DATASETS, dataset_info
 
 FIDELITY_R = tuple(round(0.004 * j * j, 6) for j in range(11))  # the paper's quadratic grid
 STABILITY_R = tuple(round(0.05 * j, 6) for j in range(9))  # 0, 0.05, ..., 0.40
-SECTIONS = ("name", "quiet", "train", "models", "attribution", "evaluation")
+SCHEDULES = ("step", "cosine")
+PRESETS = resources.files("smoothstab") / "configs"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: ``parts`` models, each on its own disjoint part of the training set.
+
+    Defaults: two small CNNs on digits. ``noise_std`` is the
+    weight-noise std s_w of noisy SGD (0: plain SGD), with ``noise_draws`` draws per step.
+    ``schedule`` steps once per epoch: ``step`` (x ``gamma`` every ``step_size`` epochs) or
+    ``cosine`` (to 0 over ``epochs``). ``checkpoint_every``: also checkpoint every this many
+    steps (0: at epoch ends only). ``num_classes``/``part_size`` ``None``: from the data.
+    """
+
+    dataset: str = "digits"
+    root: str | None = free(None)
+    data_seed: int = 0
+    model: str = "small_cnn"
+    num_classes: int | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    step_size: int = 30
+    gamma: float = 0.1
+    noise_std: float = 0.0
+    noise_draws: int = 1
+    parts: int = 2
+    part_size: int | None = None
+    split_seed: int = 10007
+    seed: int = 0
+    deterministic: bool = True
+    device: str = free("auto")
+    num_workers: int = free(0)
+    eval_batch_size: int = free(500)
+    checkpoint_every: int = free(0)
+    quiet: bool = free(False)
+
+    def __post_init__(self) -> None:
+        check_choice(self.dataset, "dataset", DATASETS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        at_least(self, 1, "num_classes", "part_size", "epochs", "batch_size", "step_size")
+        at_least(self, 1, "noise_draws", "parts", "eval_batch_size")
+        at_least(self, 0, "num_workers", "checkpoint_every", "lr", "momentum", "weight_decay")
+        at_least(self, 0, "gamma", "noise_std")
 
 
 @dataclass(frozen=True)
@@ -74,15 +128,13 @@ class AttributionConfig:
     n_images: int = 32
     image_seed: int = 10007
     image_batch: int = 16
-    batch_size: int = 256
+    batch_size: int = free(256)
     target: Literal["label", "predicted"] = "label"
     seed: int = 0
-    device: str = "cpu"
+    device: str = free("cpu")
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self):
-        import smoothstab as ss
-
         if not self.methods:
             raise ValueError("methods: expected at least one method")
         for m in self.methods:
@@ -91,7 +143,7 @@ class AttributionConfig:
         if not all(r >= 0 for r in (*self.stability_r, *self.fidelity_r, self.table_r)):
             raise ValueError("r: expected noise levels >= 0")  # `not >=` also catches NaN
         # Checked here, not when the attribute stage meets them after hours of training.
-        _at_least_one(self, "n_samples", "ig_steps", "n_images", "image_batch", "batch_size")
+        at_least(self, 1, "n_samples", "ig_steps", "n_images", "image_batch", "batch_size")
         if self.antithetic and self.n_samples % 2:
             raise ValueError(
                 f"n_samples: expected an even number with antithetic = true, got {self.n_samples}"
@@ -107,52 +159,43 @@ class EvaluationConfig:
     grid_images: int = 4
 
     def __post_init__(self):
-        _at_least_one(self, "topk", "grid_images")
+        at_least(self, 1, "topk", "grid_images")
         if not self.fidelity_budget >= 0:
             raise ValueError(f"fidelity_budget: expected a number >= 0, got {self.fidelity_budget}")
-
-
-def _at_least_one(obj, *names: str) -> None:
-    for name in names:
-        if getattr(obj, name) < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {getattr(obj, name)}")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
-    quiet: bool = False
+    quiet: bool = free(False)
     train: TrainConfig = field(default_factory=TrainConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
-# The embedded default: generated 32x32 shapes, three small CNNs on disjoint thirds, all four
-# methods, one noise grid for both sweeps. A few minutes on 2 CPU cores.
-QUICK_R = FIDELITY_R
-QUICKSTART = ExperimentConfig(
-    name="quickstart",
-    train=TrainConfig(dataset="shapes", model="small_cnn", parts=3, epochs=6, batch_size=32),
-    attribution=AttributionConfig(
-        stability_r=QUICK_R,
-        fidelity_r=QUICK_R,
-        n_samples=48,
-        ig_steps=10,
-        n_images=32,
-        image_batch=16,
-    ),
-    evaluation=EvaluationConfig(topk=100),
-)
+def preset_names() -> list[str]:
+    """The configs shipped in the package: ``quickstart``, ``paper/imagenet_resnet50``, ..."""
+    root = Path(str(PRESETS))
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.toml"))
 
 
-def load_config(path: str | Path | None, overrides=()) -> ExperimentConfig:
-    """The config at ``path`` (``None``: the quickstart) with ``--set`` overrides applied."""
-    if path is None:
-        cfg = QUICKSTART
-    else:
-        table = load_toml(path)
-        cfg = dataclass_from_dict(ExperimentConfig, table)
+def config_path(source: str | Path | None) -> Path:
+    """The TOML file of ``source``: a path, or a preset name (``None``: ``quickstart``)."""
+    text = "quickstart" if source is None else str(source)
+    if text.endswith(".toml") or Path(text).exists():
+        return Path(text)
+    if text not in preset_names():
+        raise ConfigError(
+            f"config: expected a TOML file or a preset ({', '.join(preset_names())}), got {text!r}"
+        )
+    return Path(str(PRESETS)) / f"{text}.toml"
+
+
+def load_config(source: str | Path | None, overrides=()) -> ExperimentConfig:
+    """The config of a TOML file or preset name (``None``: the quickstart), with ``--set``
+    overrides applied, checked across tables."""
+    cfg = dataclass_from_dict(ExperimentConfig, load_toml(config_path(source)))
     cfg = apply_overrides(cfg, list(overrides))
     # Across tables, so checked once all overrides are in (they come one at a time).
     if cfg.models.setting == "DT" and cfg.train.parts < 2:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -20,23 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from smoothstab.experiments.attribute import map_path, noise_grid  # noqa: E402
 from smoothstab.experiments.data import dataset_info  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
+from smoothstab.experiments.names import NAMES, SMOOTHED  # noqa: E402
+from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
 from smoothstab.views import to_gray  # noqa: E402
-
-NAMES = {
-    "grad": "Simple-Grad",
-    "ig": "Integrated-Gradients",
-    "gradcam": "Grad-CAM",
-    "gradcampp": "Grad-CAM++",
-}
-SMOOTHED = {
-    "grad": "Smooth-Grad",
-    "ig": "smoothed IG",
-    "gradcam": "smoothed Grad-CAM",
-    "gradcampp": "smoothed Grad-CAM++",
-}
 
 
 def save(fig, path: Path) -> Path:
@@ -46,19 +35,20 @@ def save(fig, path: Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
-def _curve(summary, method, metric, grid):
-    pts = [(r, summary[(method, metric, r)]) for r in grid if (method, metric, r) in summary]
+def _curve(summary: Summary, method: str, metric: Metric):
+    pts = summary.curve(method, metric)
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def error_figure(summary, methods, grid, metric: str, ylabel: str, band: str, path: Path):
+def error_figure(summary: Summary, methods, metric: str, ylabel: str, band: str, path: Path):
+    """``metric``: ``stability`` or ``fidelity``; plain and debiased curves with their bands."""
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
-        for suffix, style in (("", "--"), ("_debiased", "-")):
-            rs, bands = _curve(summary, method, metric + suffix, grid)
+        for debiased, style in ((False, "--"), (True, "-")):
+            rs, bands = _curve(summary, method, getattr(Metric, metric)(debiased))
             if not rs:
                 continue
-            label = "debiased" if suffix else "plain (paper)"
+            label = "debiased" if debiased else "plain (paper)"
             ax.plot(rs, [b.mean for b in bands], style, marker="o", ms=3, label=label)
             ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], alpha=0.2)
         ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
@@ -69,11 +59,12 @@ def error_figure(summary, methods, grid, metric: str, ylabel: str, band: str, pa
     return save(fig, path)
 
 
-def similarity_figure(summary, methods, grid, topk: int, path: Path):
+def similarity_figure(summary: Summary, methods, topk: int, path: Path):
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    for ax, metric, title in ((axes[0], "ssim", "SSIM"), (axes[1], "topk_iou", f"top-{topk} mIoU")):
+    panels = ((axes[0], Metric.SSIM, "SSIM"), (axes[1], Metric.TOPK_IOU, f"top-{topk} mIoU"))
+    for ax, metric, title in panels:
         for method in methods:
-            rs, bands = _curve(summary, method, metric, grid)
+            rs, bands = _curve(summary, method, metric)
             ax.plot(rs, [b.mean for b in bands], marker="o", ms=3, label=NAMES[method])
             ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], alpha=0.15)
         ax.set_title(f"{title} between the models of a pair", fontsize=9)
@@ -122,10 +113,9 @@ def _show_input(x: torch.Tensor, data) -> np.ndarray:
     return (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).float().numpy()
 
 
-def _map(run_dir, k, method, r, images) -> np.ndarray:
+def _map(run: RunDir, k, method, r, images) -> np.ndarray:
     """The Table-1 grayscale view of the saved maps of these images (numpy for matplotlib)."""
-    saved = torch.load(map_path(run_dir, k, method, r), weights_only=True)["mean"][images]
-    return to_gray(saved).float().numpy()
+    return to_gray(run.load_map(k, method, r).mean[images]).float().numpy()
 
 
 def _distinct(labels: torch.Tensor, n: int) -> list[int]:
@@ -137,13 +127,13 @@ def _distinct(labels: torch.Tensor, n: int) -> list[int]:
     return picks + [i for i in range(len(labels)) if i not in picks][: n - len(picks)]
 
 
-def grid_figure(cfg, run_dir: Path, x, labels, method: str, pair: tuple[int, int], path: Path):
+def grid_figure(cfg, run: RunDir, x, labels, method: str, pair: tuple[int, int], path: Path):
     """Rows: images; columns: input, A, B, A smoothed, B smoothed (at the Table-1 r)."""
     images = _distinct(labels, cfg.evaluation.grid_images)
     n = len(images)
     r = round(float(cfg.attribution.table_r), 6)
     cols = [(pair[0], 0.0), (pair[1], 0.0), (pair[0], r), (pair[1], r)]
-    maps = [_map(run_dir, k, method, rr, images) for k, rr in cols]
+    maps = [_map(run, k, method, rr, images) for k, rr in cols]
     fig, axes = plt.subplots(n, 5, figsize=(7.5, 1.6 * n), squeeze=False)
     titles = ["input"] + [f"model {k}" + (f", r={rr:g}" if rr else "") for k, rr in cols]
     for row, i in enumerate(images):
@@ -158,14 +148,14 @@ def grid_figure(cfg, run_dir: Path, x, labels, method: str, pair: tuple[int, int
     return save(fig, path)
 
 
-def sigma_figure(cfg, run_dir: Path, x, method: str, path: Path, image: int = 0):
+def sigma_figure(cfg, run: RunDir, x, method: str, path: Path, image: int = 0):
     grid = noise_grid(cfg.attribution)
     picks = grid[:: max(1, len(grid) // 6)][:7]
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(1.6 * (len(picks) + 1), 1.9))
     axes[0].imshow(_show_input(x[image], cfg.train), cmap="gray")
     axes[0].set_title("input", fontsize=8)
     for ax, r in zip(axes[1:], picks, strict=True):
-        ax.imshow(_map(run_dir, 0, method, r, [image])[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(_map(run, 0, method, r, [image])[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"r={r:g}", fontsize=8)
     for ax in axes:
         ax.axis("off")
@@ -173,27 +163,45 @@ def sigma_figure(cfg, run_dir: Path, x, method: str, path: Path, image: int = 0)
     return save(fig, path)
 
 
-def make_figures(cfg, run_dir: Path, summary: dict, advice: dict) -> list[Path]:
-    """Every figure of the run into ``run_dir/figures`` (existing ones are redrawn: cheap)."""
-    run_dir = Path(run_dir)
-    out = run_dir / "figures"
+def make_figures(cfg, run: RunDir, summary: Summary, advice: dict) -> list[Path]:
+    """Every figure of the run into ``run.figures`` (existing ones are redrawn: cheap)."""
     a, e = cfg.attribution, cfg.evaluation
-    grid = noise_grid(a)
-    saved = torch.load(run_dir / "test_images.pt", weights_only=True)
-    x, labels = saved["x"], saved["y"]
+    x, labels = run.load_test_images()
     paths = [
         error_figure(
-            summary, a.methods, grid, "stability", "stability error", e.band, out / "stability.png"
+            summary, a.methods, "stability", "stability error", e.band, run.figure("stability")
         ),
         error_figure(
-            summary, a.methods, grid, "fidelity", "fidelity error", e.band, out / "fidelity.png"
+            summary, a.methods, "fidelity", "fidelity error", e.band, run.figure("fidelity")
         ),
-        similarity_figure(summary, a.methods, grid, e.topk, out / "ssim_topk.png"),
-        tradeoff_figure(advice, out / "tradeoff.png"),
+        similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
+        tradeoff_figure(advice, run.figure("tradeoff")),
     ]
     for method in a.methods:
-        paths.append(
-            grid_figure(cfg, run_dir, x, labels, method, (0, 1), out / f"grid_{method}.png")
-        )
-        paths.append(sigma_figure(cfg, run_dir, x, method, out / f"sigma_{method}.png"))
+        paths.append(grid_figure(cfg, run, x, labels, method, (0, 1), run.figure(f"grid_{method}")))
+        paths.append(sigma_figure(cfg, run, x, method, run.figure(f"sigma_{method}")))
     return paths
+
+
+def bounds_figure(res: dict, path: Path) -> Path:
+    """Bounds of Theorem 6 and Proposition 7 beside the measured errors, log scale."""
+    log = lambda v: None if v is None or v <= 0 else math.log10(v)  # noqa: E731
+    rows = res["rows"]
+    r = [row["r"] for row in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    pairs = [
+        (axes[0], "stability_grad", "stability_bound_log10", "Smooth-Grad stability", "Theorem 6"),
+        (axes[1], "fidelity_grad", "fidelity_bound_grad_log10", "Smooth-Grad fidelity", "Prop. 7"),
+        (axes[1], "fidelity_ig", "fidelity_bound_ig_log10", "smoothed-IG fidelity", "Prop. 7 (IG)"),
+    ]
+    for ax, meas, bound, label, blabel in pairs:
+        if rows[0][bound] is not None:
+            ax.plot(r, [row[bound] for row in rows], "--", label=f"{blabel} bound")
+        ax.plot(r, [log(row[meas]) for row in rows], "o-", ms=3, label=f"measured {label}")
+    for ax, title in zip(axes, ("stability", "fidelity"), strict=True):
+        ax.set_xlabel("noise level r")
+        ax.set_ylabel("log10 error")
+        ax.set_title(title + (" (heuristic)" if res["heuristic"] else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save(fig, path)

@@ -14,17 +14,14 @@ fidelity bounds are given. Networks outside the theory's chains are flagged heur
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from smoothstab import bounds
-from smoothstab.experiments.attribute import noise_grid
+from smoothstab.experiments.blocks import Block, Paragraph, Table, render_markdown
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.io import atomic_write, write_json
+from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
 
 
 def step_constant(train, n: int) -> tuple[int, float]:
@@ -46,9 +43,9 @@ def max_norms(all_norms: list[bounds.LayerNorms]) -> list[float]:
     return [max(vals) for vals in zip(*(ln.norms for ln in all_norms), strict=True)]
 
 
-def compute(cfg, run_dir: Path, models, summary: dict) -> dict:
+def compute(cfg, run: RunDir, models, summary: Summary) -> dict:
     """Bounds and measured errors per sigma, as a JSON-able dict (log10 of every bound)."""
-    x = torch.load(Path(run_dir) / "test_images.pt", weights_only=True)["x"].double()
+    x = run.load_test_images()[0].double()
     # Power iteration approaches the norm from below, slowly where the top singular values are
     # close: a tight tolerance keeps the underestimate far below the bounds' own looseness.
     shape = tuple(x.shape[1:])
@@ -61,8 +58,12 @@ def compute(cfg, run_dir: Path, models, summary: dict) -> dict:
     x_range = dataset_info(cfg.train.dataset).x_range
     rs = [r for r in noise_grid(cfg.attribution) if r > 0]
     sigmas = np.array([r * x_range for r in rs])
-    suffix = "_debiased" if cfg.evaluation.debiased else ""
-    measured = lambda method, metric, r: (summary.get((method, metric + suffix, r)) or (None,))[0]  # noqa: E731
+    debiased = cfg.evaluation.debiased
+
+    def measured(method: str, metric: str, r: float) -> float | None:
+        found = summary.get(method, getattr(Metric, metric)(debiased), r)
+        return None if found is None else found.mean
+
     out = {
         "C": C,
         "m": m,
@@ -76,7 +77,7 @@ def compute(cfg, run_dir: Path, models, summary: dict) -> dict:
     fid_ig = bounds.fidelity_bound_smoothed_ig(norms, sigma=sigmas, m=m, C=C, log10=True)
     stab = None
     if cfg.models.setting == "DT" and len(norms) >= 2:
-        n = _part_size(run_dir, cfg)
+        n = int(run.read_json(run.train_metrics)["config"]["part_size"])
         T, c = step_constant(cfg.train, n)
         beta = (
             bounds.smoothness_noisy(norms, C, cfg.train.noise_std)
@@ -101,13 +102,6 @@ def compute(cfg, run_dir: Path, models, summary: dict) -> dict:
             }
         )
     return out
-
-
-def _part_size(run_dir: Path, cfg) -> int:
-    import json
-
-    resolved = json.loads((Path(run_dir) / "train_metrics.json").read_text())["config"]
-    return int(resolved["part_size"])
 
 
 def _sci(log10: float | None) -> str:
@@ -135,7 +129,7 @@ def intro(res: dict) -> str:
     return head
 
 
-def table(res: dict) -> tuple[list[str], list[list[str]]]:
+def table(res: dict) -> Table:
     """Header and rows of the bounds-vs-measured table, one row per sigma."""
     header = [
         "r", "sigma", "stability (Simple/Smooth-Grad)", "Theorem 6 bound",
@@ -155,50 +149,20 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         ]
         for row in res["rows"]
     ]
-    return header, rows
+    return Table(header, rows)
 
 
-def markdown(res: dict) -> str:
-    header, rows = table(res)
-    lines = [intro(res), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def blocks(res: dict) -> list[Block]:
+    """What the bounds page (``bounds.md``) and the report's bounds section show."""
+    return [Paragraph(intro(res)), table(res)]
 
 
-def figure(res: dict, path: Path) -> Path:
-    import matplotlib
+def bounds_run(cfg, run: RunDir, models, summary: Summary) -> dict:
+    """Write ``bounds.json``, ``bounds.md`` and ``figures/bounds.png``."""
+    from smoothstab.experiments.figures import bounds_figure  # matplotlib only when drawing
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = res["rows"]
-    r = [row["r"] for row in rows]
-    log = lambda v: None if v is None or v <= 0 else math.log10(v)  # noqa: E731
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    pairs = [
-        (axes[0], "stability_grad", "stability_bound_log10", "Smooth-Grad stability", "Theorem 6"),
-        (axes[1], "fidelity_grad", "fidelity_bound_grad_log10", "Smooth-Grad fidelity", "Prop. 7"),
-        (axes[1], "fidelity_ig", "fidelity_bound_ig_log10", "smoothed-IG fidelity", "Prop. 7 (IG)"),
-    ]
-    for ax, meas, bound, label, blabel in pairs:
-        if rows[0][bound] is not None:
-            ax.plot(r, [row[bound] for row in rows], "--", label=f"{blabel} bound")
-        ax.plot(r, [log(row[meas]) for row in rows], "o-", ms=3, label=f"measured {label}")
-    for ax, title in zip(axes, ("stability", "fidelity"), strict=True):
-        ax.set_xlabel("noise level r")
-        ax.set_ylabel("log10 error")
-        ax.set_title(title + (" (heuristic)" if res["heuristic"] else ""), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
-
-
-def bounds_run(cfg, run_dir: Path, models, summary: dict) -> dict:
-    res = compute(cfg, run_dir, models, summary)
-    write_json(Path(run_dir) / "bounds.json", res)
-    atomic_write(Path(run_dir) / "bounds.md", lambda tmp: tmp.write_text(markdown(res)))
-    figure(res, Path(run_dir) / "figures" / "bounds.png")
+    res = compute(cfg, run, models, summary)
+    run.write_json(run.bounds_json, res)
+    run.write_text(run.bounds_md, render_markdown(blocks(res)))
+    bounds_figure(res, run.figure("bounds"))
     return res

@@ -33,7 +33,7 @@ from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.train import TrainConfig
+    from smoothstab.experiments.experiment import TrainConfig
 
 
 def device_name(device: str) -> str:

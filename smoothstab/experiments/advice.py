@@ -1,0 +1,60 @@
+"""Choosing sigma: the trade-off curve (fidelity against stability error, one point per r), its
+knee, and the most stable r within a relative fidelity budget (``recommendation.json``)."""
+
+from __future__ import annotations
+
+import math
+
+from smoothstab.experiments.rundir import Metric, Summary
+
+
+def tradeoff(summary: Summary, method: str, debiased: bool) -> list[tuple[float, float, float]]:
+    """``[(r, stability, fidelity)]`` over the r values where both were measured."""
+    stab = {r: b.mean for r, b in summary.curve(method, Metric.stability(debiased))}
+    fid = {r: b.mean for r, b in summary.curve(method, Metric.fidelity(debiased))}
+    return [(r, stab[r], fid[r]) for r in sorted(set(stab) & set(fid))]
+
+
+def knee(points: list[tuple[float, float, float]]) -> float | None:
+    """The r of the knee of the trade-off curve (fidelity against stability).
+
+    Both errors are scaled to [0, 1] over the curve; the knee is the point farthest from the
+    chord between the curve's ends (Kneedle, Satopaa et al. 2011), i.e. where extra smoothing
+    stops buying stability cheaply.
+    """
+    if len(points) < 3:
+        return None
+    s = [p[1] for p in points]
+    f = [p[2] for p in points]
+    scale = lambda v: [(x - min(v)) / ((max(v) - min(v)) or 1) for x in v]  # noqa: E731
+    s, f = scale(s), scale(f)
+    (s0, f0), (s1, f1) = (s[0], f[0]), (s[-1], f[-1])
+    norm = math.hypot(s1 - s0, f1 - f0) or 1
+    dist = [
+        abs((f1 - f0) * si - (s1 - s0) * fi + s1 * f0 - f1 * s0) / norm
+        for si, fi in zip(s, f, strict=True)
+    ]
+    return points[max(range(len(points)), key=dist.__getitem__)][0]
+
+
+def within_budget(points, norm: float, budget: float) -> float | None:
+    """The most stable r whose relative fidelity error (fidelity / ||unsmoothed map||) <= budget."""
+    ok = [p for p in points if p[2] <= budget * norm]
+    return min(ok, key=lambda p: (p[1], p[0]))[0] if ok else None
+
+
+def recommend(summary: Summary, methods, *, debiased: bool, budget: float) -> dict:
+    """Per method: the knee r, the most stable r within the fidelity budget, and the curve."""
+    out = {}
+    for method in methods:
+        points = tradeoff(summary, method, debiased)
+        norm_band = summary.get(method, Metric.MAP_NORM, 0.0)
+        norm = norm_band.mean if norm_band else float("nan")
+        out[method] = {
+            "knee_r": knee(points),
+            "budget_r": within_budget(points, norm, budget),
+            "fidelity_budget": budget,
+            "map_norm": norm,
+            "curve": [{"r": r, "stability": s, "fidelity": f} for r, s, f in points],
+        }
+    return out

@@ -1,0 +1,246 @@
+"""The run directory: where each stage's files live, and the typed records inside them.
+
+Every stage reads and writes through this module, so the layout is written down once::
+
+    config.toml                              the resolved config (prepare)
+    splits.json, model_{p}.pt, train_metrics.json            (train)
+    test_images.pt, maps/model{k}/{method}/r{r:.6f}.pt       (attribute; :class:`MapFile`)
+    metrics.csv, table1.csv, recommendation.json             (evaluate; :class:`Metric`)
+    figures/*.png                                            (figures)
+    bounds.json, bounds.md, figures/bounds.png               (bounds)
+    report.md, report.html                                   (report)
+
+Every file is written atomically (:mod:`.io`). ``metrics.csv`` is tidy: one row per (method,
+r, metric, model pair or model, image) with the columns :data:`COLUMNS`; :class:`Summary` is its
+mean over images per pair/model, then a band over pairs/models.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import torch
+
+from smoothstab.experiments.aggregate import Band, band
+from smoothstab.experiments.io import atomic_write, save_torch, write_json
+from smoothstab.montecarlo import SmoothStats
+
+COLUMNS = ("setting", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr")
+
+
+class Metric(StrEnum):
+    """The names of the metrics in ``metrics.csv``.
+
+    ``stability`` (Eq. 12, plain, as the paper computes it) and ``fidelity`` (Eq. 13, a model's
+    smoothed map against its unsmoothed one) with their split-half ``_debiased`` versions;
+    ``ssim`` and ``topk_iou`` between the two models of a pair; ``map_norm``, the unsmoothed
+    map's L2 norm (the scale of a relative fidelity budget).
+    """
+
+    STABILITY = "stability"
+    STABILITY_DEBIASED = "stability_debiased"
+    FIDELITY = "fidelity"
+    FIDELITY_DEBIASED = "fidelity_debiased"
+    SSIM = "ssim"
+    TOPK_IOU = "topk_iou"
+    MAP_NORM = "map_norm"
+
+    @classmethod
+    def stability(cls, debiased: bool) -> Metric:
+        return cls.STABILITY_DEBIASED if debiased else cls.STABILITY
+
+    @classmethod
+    def fidelity(cls, debiased: bool) -> Metric:
+        return cls.FIDELITY_DEBIASED if debiased else cls.FIDELITY
+
+    @property
+    def debiased(self) -> bool:
+        return self.value.endswith("_debiased")
+
+
+def noise_grid(attr) -> list[float]:
+    """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals, sorted."""
+    rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
+    return sorted(round(r, 6) for r in rs)
+
+
+@dataclass(frozen=True)
+class MapFile:
+    """One model's maps of one method at one noise level, for the run's test images.
+
+    Attributes:
+        mean: the (smoothed) maps ``[N, ...]``.
+        r, sigma: the noise level and its absolute std (0 for the unsmoothed maps).
+        n_units: independent Monte-Carlo units (``None`` at r = 0).
+        halves: ``[2, N, ...]`` means of the two halves of the draws, and ``mean_var`` the
+            per-element variance of ``mean``; kept only when debiased distances are asked for.
+    """
+
+    mean: torch.Tensor
+    r: float
+    sigma: float
+    n_units: int | None = None
+    halves: torch.Tensor | None = None
+    mean_var: torch.Tensor | None = None
+
+    @classmethod
+    def from_stats(cls, stats: SmoothStats, r: float, sigma: float, *, keep: bool) -> MapFile:
+        """The file of a smoothed method's stats; unsmoothed (r = 0) maps keep only the mean."""
+        if r == 0:
+            return cls(stats.mean.cpu(), r, 0.0)
+        if not keep:
+            return cls(stats.mean.cpu(), r, sigma, stats.n_units)
+        return cls(
+            stats.mean.cpu(), r, sigma, stats.n_units, stats.halves.cpu(), stats.mean_var.cpu()
+        )
+
+    def estimate(self) -> SmoothStats | torch.Tensor:
+        """What distances take: SmoothStats when halves were kept, else the plain maps."""
+        if self.halves is None:
+            return self.mean
+        unit_var = self.mean_var * self.n_units
+        return SmoothStats(self.mean, None, self.halves, unit_var, self.n_units)
+
+    def save(self, path: Path) -> Path:
+        fields = {"mean": self.mean, "r": self.r, "sigma": self.sigma, "n_units": self.n_units}
+        fields.update(halves=self.halves, mean_var=self.mean_var)
+        return save_torch(path, {k: v for k, v in fields.items() if v is not None})
+
+    @classmethod
+    def load(cls, path: Path) -> MapFile:
+        return cls(**torch.load(path, weights_only=True))
+
+    @classmethod
+    def join(cls, blocks: list[MapFile]) -> MapFile:
+        """Blocks of consecutive test images, as one file."""
+        cat = lambda name, dim=0: (  # noqa: E731
+            None
+            if getattr(blocks[0], name) is None
+            else torch.cat([getattr(b, name) for b in blocks], dim=dim)
+        )
+        head = blocks[0]
+        return cls(cat("mean"), head.r, head.sigma, head.n_units, cat("halves", 1), cat("mean_var"))
+
+
+class Summary:
+    """``metrics.csv`` summarised: per (method, metric, r) the mean over images for each pair or
+    model, then their mean and band (:func:`~.aggregate.band`)."""
+
+    def __init__(self, bands: dict[tuple[str, str, float], Band]):
+        self.bands = bands
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], kind: str = "t95") -> Summary:
+        per_unit = defaultdict(list)
+        for row in rows:
+            unit = row["pair"] or row["model"]
+            per_unit[(row["method"], row["metric"], row["r"], unit)].append(row["value"])
+        groups = defaultdict(list)
+        for (method, metric, r, _unit), values in per_unit.items():
+            groups[(method, metric, r)].append(math.fsum(values) / len(values))
+        return cls({key: band(values, kind) for key, values in groups.items()})
+
+    def get(self, method: str, metric: Metric, r: float) -> Band | None:
+        return self.bands.get((method, str(metric), r))
+
+    def curve(self, method: str, metric: Metric) -> list[tuple[float, Band]]:
+        """``[(r, band)]`` of one method and metric, by increasing r."""
+        return sorted(
+            (r, b) for (m, k, r), b in self.bands.items() if m == method and k == str(metric)
+        )
+
+
+def csv_text(rows: list[dict], columns=COLUMNS) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("r", "sigma", "value"):
+            row[key] = float(row[key])
+    return rows
+
+
+class RunDir:
+    """The paths of one run directory, and reading and writing its records."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
+    config = property(lambda self: self.root / "config.toml")
+    splits = property(lambda self: self.root / "splits.json")
+    train_metrics = property(lambda self: self.root / "train_metrics.json")
+    test_images = property(lambda self: self.root / "test_images.pt")
+    metrics = property(lambda self: self.root / "metrics.csv")
+    table1 = property(lambda self: self.root / "table1.csv")
+    recommendation = property(lambda self: self.root / "recommendation.json")
+    bounds_json = property(lambda self: self.root / "bounds.json")
+    bounds_md = property(lambda self: self.root / "bounds.md")
+    figures = property(lambda self: self.root / "figures")
+    report_md = property(lambda self: self.root / "report.md")
+    report_html = property(lambda self: self.root / "report.html")
+
+    def model(self, part: int) -> Path:
+        """The checkpoint of the model trained on part ``part``."""
+        return self.root / f"model_{part}.pt"
+
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+
+    def map(self, model: int, method: str, r: float, block: int | None = None) -> Path:
+        # Six decimals, as noise_grid rounds: every level of a grid gets its own file.
+        suffix = "" if block is None else f".block{block}"
+        return self.root / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
+
+    def load_map(self, model: int, method: str, r: float) -> MapFile:
+        return MapFile.load(self.map(model, method, r))
+
+    def join_map(self, model: int, method: str, r: float, n_blocks: int) -> None:
+        """Join a map's block files into its final file, then drop them."""
+        parts = [self.map(model, method, r, b) for b in range(n_blocks)]
+        MapFile.join([MapFile.load(p) for p in parts]).save(self.map(model, method, r))
+        for part in parts:
+            part.unlink(missing_ok=True)
+
+    def save_test_images(self, x: torch.Tensor, y: torch.Tensor, indices: list[int]) -> None:
+        save_torch(self.test_images, {"x": x, "y": y, "indices": indices})
+
+    def load_test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
+        saved = torch.load(self.test_images, weights_only=True)
+        return saved["x"], saved["y"]
+
+    def write_text(self, path: Path, text: str) -> Path:
+        return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def write_json(self, path: Path, obj) -> Path:
+        return write_json(path, obj)
+
+    def read_json(self, path: Path):
+        return json.loads(path.read_text())
+
+    def rows(self) -> list[dict]:
+        return read_csv(self.metrics)
+
+    def summary(self, kind: str = "t95") -> Summary:
+        return Summary.from_rows(self.rows(), kind)
+
+    def advice(self) -> dict:
+        return self.read_json(self.recommendation)
