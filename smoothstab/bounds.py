@@ -30,7 +30,8 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from smoothstab.spectral import LayerNorms, _positive, layer_norms, spectral_norm
+from smoothstab.checks import check_int, check_positive
+from smoothstab.spectral import LayerNorms, layer_norms, spectral_norm
 
 __all__ = [
     "LayerNorms",
@@ -113,9 +114,8 @@ def gamma(norms: Norms, t: int, i: int) -> float:
     """``Gamma_{t,i}``: the elementary symmetric polynomial of degree ``t - i`` in
     ``B_1..B_t`` (the paper's section 3.2). ``Gamma_{t,0} = prod B_j``, ``Gamma_{t,t} = 1``."""
     b = _norms(norms)
-    for value, name in ((t, "t"), (i, "i")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    check_int(t, "t")
+    check_int(i, "i")
     if not 0 <= i <= t <= len(b):
         raise ValueError(
             f"t, i: expected 0 <= i <= t <= {len(b)} (the number of norms), got {t}, {i}"
@@ -142,21 +142,21 @@ def lipschitz_constant(norms: Norms, C: float) -> float:
     """Remark 4: ``L <= Gamma_{k,1} C``, the training loss's Lipschitz constant in ``W``
     (vanilla and noisy SGD; ``C >= ||x||_2`` over the data, loss 1-Lipschitz in the logits)."""
     b = _norms(norms)
-    return _exp(_log_gamma(b, len(b), 1) + math.log(_positive(C, "C")))
+    return _exp(_log_gamma(b, len(b), 1) + math.log(check_positive(C, "C")))
 
 
 def smoothness_vanilla(norms: Norms, C: float) -> float:
     """Remark 4(2): ``beta <= (3k + 1) Gamma_{k,1}^2 C^2`` for vanilla SGD (needs a 1-smooth
     activation and loss)."""
     b = _norms(norms)
-    log_l = _log_gamma(b, len(b), 1) + math.log(_positive(C, "C"))
+    log_l = _log_gamma(b, len(b), 1) + math.log(check_positive(C, "C"))
     return _exp(math.log(3 * len(b) + 1) + 2 * log_l)
 
 
 def smoothness_noisy(norms: Norms, C: float, noise_std: float) -> float:
     """Remark 4(1) with Prop. 1: ``beta <= L / s_w`` for noisy SGD with weight-noise std
     ``s_w`` (Eq. 3)."""
-    return lipschitz_constant(norms, C) / _positive(noise_std, "noise_std")
+    return lipschitz_constant(norms, C) / check_positive(noise_std, "noise_std")
 
 
 # ---------------------------------------------------------------------------- Theorems 5, 6
@@ -169,13 +169,16 @@ def _log_up_simplegrad(
     b = _norms(norms, positive=True)
     if len(b) < 2:
         raise ValueError("norms: Theorems 5 and 6 need k >= 2 layers, got 1")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n: expected an integer >= 2 (training-set size), got {n!r}")
-    C, c, T = _positive(C, "C"), _positive(c, "c"), _positive(T, "T")
+    check_int(n, "n", low=2, what="training-set size")
+    C, c, T = check_positive(C, "C"), check_positive(c, "c"), check_positive(T, "T")
     if T < 1:
         raise ValueError(f"T: expected a number of SGD steps >= 1, got {T}")
-    beta = math.inf if beta == math.inf else _positive(beta, "beta")
-    log_l = math.log(_positive(L, "L")) if L is not None else _log_gamma(b, len(b), 1) + math.log(C)
+    beta = math.inf if beta == math.inf else check_positive(beta, "beta")
+    log_l = (
+        math.log(check_positive(L, "L"))
+        if L is not None
+        else _log_gamma(b, len(b), 1) + math.log(C)
+    )
     q = beta * c
     a = 1 / (1 + q)  # 1 / (beta c + 1); the other exponent is 1 - a = q / (q + 1)
     log_g0 = _log_gamma(b, len(b), 0)
@@ -275,9 +278,7 @@ def _log_kappa(norms: Norms) -> float:
 
 
 def _check_m(m: int) -> int:
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"m: expected the input dimension, an integer >= 1, got {m!r}")
-    return m
+    return check_int(m, "m", low=1, what="the input dimension")
 
 
 def fidelity_bound_smoothgrad(
@@ -312,7 +313,7 @@ def fidelity_bound_smoothed_ig(
     s = _sigmas(sigma)
     log_b = (
         _log_kappa(norms)
-        + math.log(3 * _positive(C, "C") + 1)
+        + math.log(3 * check_positive(C, "C") + 1)
         + np.log(s)
         + 0.5 * math.log(_check_m(m))
     )

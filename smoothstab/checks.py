@@ -1,5 +1,6 @@
-"""Input checks shared by the core: each failure is one ``ValueError`` line saying what was
-expected and what came."""
+"""The validators of smoothstab, shared by the core and the experiment layer: each failure is
+one ``ValueError`` line naming the argument, what was expected and what came. Integers refuse
+bools; numbers refuse NaN and infinities."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import torch
 from torch import nn
 
 
-def check_input(x: torch.Tensor, *, name: str = "x", rank: int | None = None) -> None:
-    """A batch ``[B, ...]`` of finite floating-point values (exactly ``rank`` dims if given)."""
+def check_input(
+    x: torch.Tensor, *, name: str = "x", rank: int | None = None, layout: str = "[B, C, H, W]"
+) -> None:
+    """A batch ``[B, ...]`` of finite floating-point values (exactly ``rank`` dims if given,
+    laid out as ``layout``)."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if rank is not None and x.ndim != rank:
-        raise ValueError(
-            f"{name}: expected a {rank}-D tensor [B, C, H, W], got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected a {rank}-D tensor {layout}, got shape {tuple(x.shape)}")
     if x.ndim < 2:
         raise ValueError(
             f"{name}: expected a batch [B, ...] with at least 2 dims, got shape {tuple(x.shape)}"
@@ -30,22 +32,70 @@ def check_input(x: torch.Tensor, *, name: str = "x", rank: int | None = None) ->
         raise ValueError(f"{name}: expected finite values, got NaN or Inf")
 
 
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str = "a, b") -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{names}: expected the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def _range(low: float | None, high: float | None, open_low: bool) -> str:
+    if high is None:
+        return "" if low is None else f" {'>' if open_low else '>='} {low:g}"
+    return f" in {'(' if open_low else '['}{low:g}, {high:g}]"
+
+
+def check_number(
+    value: float,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+) -> float:
+    """A finite real number (bools refused) ``>= low`` (``> low`` if ``open_low``) and
+    ``<= high``; returned as a float."""
+    rng = _range(low, high, open_low)
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a number{rng}, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number{rng}, got {value!r}") from None
+    inside = (low is None or (v > low if open_low else v >= low)) and (high is None or v <= high)
+    if not (math.isfinite(v) and inside):
+        kind = "a number" if high is not None else "a finite number"
+        raise ValueError(f"{name}: expected {kind}{rng}, got {v}")
+    return v
+
+
 def check_sigma(sigma: float) -> float:
     """A finite noise standard deviation ``>= 0`` in input units."""
-    try:
-        value = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma: expected a number >= 0, got {sigma!r}") from None
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(f"sigma: expected a finite number >= 0, got {value}")
-    return value
+    return check_number(sigma, "sigma", low=0)
+
+
+def check_positive(value: float, name: str) -> float:
+    """A finite number ``> 0``."""
+    return check_number(value, name, low=0, open_low=True)
+
+
+def check_int(
+    n: int, name: str, *, low: int | None = None, high: int | None = None, what: str = ""
+) -> int:
+    """An integer (bools refused) in ``[low, high]``; ``what`` says what it counts."""
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, int)
+        or not ((low is None or n >= low) and (high is None or n <= high))
+    ):
+        note = f" ({what})" if what else ""
+        raise ValueError(f"{name}: expected an integer{_range(low, high, False)}{note}, got {n!r}")
+    return n
 
 
 def check_count(n: int, name: str, minimum: int = 1) -> int:
-    """An integer ``>= minimum`` (bools are refused)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {n!r}")
-    return n
+    """An integer ``>= minimum`` (bools refused)."""
+    return check_int(n, name, low=minimum)
 
 
 def check_batch_size(batch_size: int | None) -> int | None:

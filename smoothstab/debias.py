@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from smoothstab.checks import check_input
+from smoothstab.checks import check_input, check_same_shape
 from smoothstab.montecarlo import SmoothStats
-from smoothstab.views import check_same_shape, work_dtype
+from smoothstab.views import work_dtype
 
 
 @dataclass(frozen=True)

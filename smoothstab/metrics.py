@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from smoothstab.checks import check_input
+from smoothstab.checks import check_input, check_int, check_number, check_same_shape
 from smoothstab.debias import DistanceEstimate, debiased_distance
-from smoothstab.views import abs_sum, check_same_shape, to_gray, work_dtype
+from smoothstab.views import abs_sum, to_gray, work_dtype
 
 __all__ = [
     "DistanceEstimate",
@@ -148,12 +148,6 @@ def _top_mask(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(values, dtype=torch.bool).scatter_(1, order, True)
 
 
-def _check_k(k: int, n: int, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"{name}: expected an integer in [1, {n}] (the pixel count), got {k!r}")
-    return k
-
-
 def topk_iou(a: torch.Tensor, b: torch.Tensor, k: int = 500) -> torch.Tensor:
     """IoU of the k most salient pixels of two raw maps ``[B, C, H, W]`` -> ``[B]``.
 
@@ -162,7 +156,7 @@ def topk_iou(a: torch.Tensor, b: torch.Tensor, k: int = 500) -> torch.Tensor:
     """
     va, vb = abs_sum(a, name="a").flatten(1), abs_sum(b, name="b").flatten(1)
     check_same_shape(a, b)
-    k = _check_k(k, va.shape[1])
+    k = check_int(k, "k", low=1, high=va.shape[1], what="the pixel count")
     inter = (_top_mask(va, k) & _top_mask(vb, k)).sum(dim=1).to(work_dtype(a))
     return inter / (2 * k - inter)
 
@@ -176,8 +170,7 @@ def topk_overlap(a: torch.Tensor, b: torch.Tensor, frac: float = 0.1) -> torch.T
     check_input(a, name="a")
     check_input(b, name="b")
     check_same_shape(a, b)
-    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac <= 1:
-        raise ValueError(f"frac: expected a number in (0, 1], got {frac!r}")
+    check_number(frac, "frac", low=0, high=1, open_low=True)
     va, vb = a.flatten(1), b.flatten(1)
     k = int(frac * va.shape[1])
     if k < 1:

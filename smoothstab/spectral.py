@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from smoothstab.checks import check_count
+from smoothstab.checks import check_count, check_positive
 
 __all__ = ["Layer", "LayerKind", "LayerNorms", "Scope", "layer_norms", "spectral_norm"]
 
@@ -69,17 +69,6 @@ class Scope(Enum):
     STABILITY = "Theorems 5-6 and Remark 4"
     FIDELITY = "Proposition 7"
     ALL = "all"
-
-
-def _positive(value: float, name: str) -> float:
-    """``value`` as a finite float > 0, else a one-line ``ValueError`` naming ``name``."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"{name}: expected a finite number > 0, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------------------- one layer
@@ -149,7 +138,7 @@ def spectral_norm(
     Returns:
         The estimate, a lower bound of ``||A||_2`` that converges to it.
     """
-    tol = _positive(tol, "tol")
+    tol = check_positive(tol, "tol")
     check_count(n_iter, "n_iter")
     device = layer.weight.device if isinstance(layer, _LINEAR) else torch.device("cpu")
     dtype = torch.float32 if device.type == "mps" else torch.float64

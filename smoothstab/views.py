@@ -11,21 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from smoothstab.checks import check_input
-
-
-def check_rank(x: torch.Tensor, name: str, rank: int, layout: str) -> None:
-    """``x`` a finite float batch with exactly ``rank`` dims, laid out as ``layout``."""
-    if isinstance(x, torch.Tensor) and x.ndim != rank:
-        raise ValueError(f"{name}: expected a {rank}-D tensor {layout}, got shape {tuple(x.shape)}")
-    check_input(x, name=name)
-
-
-def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str = "a, b") -> None:
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{names}: expected the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+from smoothstab.checks import check_input, check_number
 
 
 def work_dtype(x: torch.Tensor) -> torch.dtype:
@@ -35,7 +21,7 @@ def work_dtype(x: torch.Tensor) -> torch.dtype:
 
 def abs_sum(maps: torch.Tensor, *, name: str = "maps") -> torch.Tensor:
     """Sum of ``|values|`` over channels: ``[B, C, H, W] -> [B, H, W]`` (maps' dtype)."""
-    check_rank(maps, name, 4, "[B, C, H, W]")
+    check_input(maps, name=name, rank=4)
     return maps.abs().sum(dim=1)
 
 
@@ -55,16 +41,6 @@ def percentile(values: torch.Tensor, q: float) -> torch.Tensor:
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
-def check_percentile(q: float, name: str = "clip_percentile") -> float:
-    try:
-        value = float(q)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number in (0, 100], got {q!r}") from None
-    if not 0 < value <= 100:
-        raise ValueError(f"{name}: expected a number in (0, 100], got {value}")
-    return value
-
-
 def to_gray(maps: torch.Tensor, clip_percentile: float = 99) -> torch.Tensor:
     """The paper's SSIM view: ``[B, C, H, W] -> [B, H, W]`` in [0, 1] (maps' dtype).
 
@@ -73,7 +49,7 @@ def to_gray(maps: torch.Tensor, clip_percentile: float = 99) -> torch.Tensor:
     ``VisualizeImageGrayscale``. Where ``P == min`` (e.g. a constant map), PAIR divides by zero;
     here the view is the limit instead: 1 above the minimum, 0 at it (a constant map is all 0).
     """
-    q = check_percentile(clip_percentile)
+    q = check_number(clip_percentile, "clip_percentile", low=0, high=100, open_low=True)
     v = abs_sum(maps)
     flat = v.flatten(1).to(work_dtype(v))
     vmin = flat.min(dim=1).values
