@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -102,7 +103,7 @@ def check_batch_size(batch_size: int | None) -> int | None:
     return None if batch_size is None else check_count(batch_size, "batch_size")
 
 
-def check_choice(value: str, name: str, choices) -> str:
+def check_choice(value: str, name: str, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(sorted(choices))}, got {value!r}")
     return value

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
 from torch import nn
 
 from smoothstab.checks import check_input, resolve_layer, warn_if_training
 from smoothstab.methods import resolve_target
+from smoothstab.types import Method, Target
 
 
-def from_captum(attribution_class, **kwargs):
+def from_captum(attribution_class: type, **kwargs: Any) -> Method:
     """Wrap a Captum class, e.g. ``from_captum(LayerGradCam, layer="layer4")``, as a method.
 
     Keyword arguments that the class's constructor takes go to it (a ``layer`` may be a dotted
@@ -22,7 +24,7 @@ def from_captum(attribution_class, **kwargs):
     init_kw = {k: v for k, v in kwargs.items() if k in params and k != "self"}
     attribute_kw = {k: v for k, v in kwargs.items() if k not in init_kw}
 
-    def method(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    def method(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         check_input(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)

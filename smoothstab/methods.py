@@ -22,7 +22,9 @@ from smoothstab.checks import (
     check_input,
     warn_if_training,
 )
+from smoothstab.types import Target
 
+Baseline = float | torch.Tensor | None  # IG's x0: None is 0 in input space
 IG_RULES = (
     "paper",
     "riemann_left",
@@ -42,7 +44,7 @@ def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def resolve_target(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+def resolve_target(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
     """``target`` as a LongTensor ``[B]`` on x's device; ``None`` means the predicted class."""
     if target is None:
         with torch.no_grad():
@@ -86,7 +88,7 @@ def chunks(n_rows: int, batch_size: int | None) -> Iterator[torch.Tensor]:
         yield torch.arange(start, min(start + size, n_rows))
 
 
-def grad(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+def grad(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """Simple-Grad (Eq. 4): the gradient of the target logit w.r.t. ``x``; ``[B, ...]``."""
     check_input(x)
     warn_if_training(model)
@@ -120,7 +122,7 @@ def ig_rule(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linspace(lo, hi, n, dtype=torch.float64), weights
 
 
-def expand_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+def expand_baseline(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
     """The IG baseline broadcast to ``x``'s shape; ``None`` is zero in input space."""
     if baseline is None:
         return torch.zeros_like(x)
@@ -180,9 +182,9 @@ def path_point_gradient(
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
-    target=None,
+    target: Target = None,
     *,
-    baseline=None,
+    baseline: Baseline = None,
     steps: int = 20,
     rule: str = "paper",
     batch_size: int | None = None,

@@ -31,6 +31,7 @@ from smoothstab.checks import (
     warn_if_training,
 )
 from smoothstab.methods import (
+    Baseline,
     expand_baseline,
     ig_rule,
     integrated_gradients,
@@ -162,7 +163,7 @@ def smoothed_ig(
     estimator: str = "nested",
     steps: int = 20,
     rule: str = "paper",
-    baseline: float | torch.Tensor | None = None,
+    baseline: Baseline = None,
     batch_size: int | None = None,
     seed: Seed = None,
     antithetic: bool = False,
@@ -196,7 +197,7 @@ def smoothed_ig(
     )
 
 
-def _ig_baseline(method: Method) -> float | torch.Tensor | None:
+def _ig_baseline(method: Method) -> Baseline:
     """The baseline of an IG method (``integrated_gradients`` or a ``functools.partial`` of it),
     which the ``joint`` sampler needs; any other method is refused."""
     func, keywords = method, {}

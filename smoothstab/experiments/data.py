@@ -9,11 +9,12 @@ shapes         generated 32x32 RGB images (:mod:`.shapes`), 5000 train / 1000 te
 cifar10        the ``cifar-10-batches-py`` pickle folder; train RandomCrop(32, pad 4) +
                flip; CIFAR mean/std
 imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
-imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (protocol.md 1.1)
+imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's)
 =============  ==========================================================================
 
-Also here: the input range of normalised inputs and the noise level ``r = sigma / (x_max -
-x_min)`` (SPEC section 1), disjoint training splits, the seeded test subset, and
+Also here: the input range of normalised inputs, which defines the noise level
+``r = sigma / (x_max - x_min)`` (``x_max``, ``x_min``: the largest and smallest value a
+normalised input can take over all channels; see docs/conventions.md), disjoint training splits, the seeded test subset, and
 :class:`EpochSeeded`, which makes random augmentation a pure function of (seed, epoch, index).
 """
 
