@@ -45,7 +45,22 @@ SAMPLERS = ("noise", "joint")
 
 
 class Smoothed:
-    """``method`` smoothed with Gaussian noise of std ``sigma``; see :func:`smooth`."""
+    """Any method smoothed: ``E_z[method(model, x + z, target)]``, ``z ~ N(0, sigma^2 I)``.
+
+    Made by :func:`smooth` (the same class): ``smooth(grad, ...)`` is Smooth-Grad (Eq. 5).
+
+    Args:
+        method: ``method(model, x, target) -> [B, ...]``.
+        sigma: noise standard deviation in input units; ``0`` runs ``method`` once (exact).
+        n_samples: noise draws per image (model evaluations per image with ``sampler="joint"``).
+        reduce: what calling it returns: ``mean`` (the smoothed map), ``mean_sq`` or ``var``
+            over the draws.
+        batch_size: at most this many noisy rows per call of ``method``.
+        seed: int, ``torch.Generator`` on x's device, or ``None`` (torch's global generator).
+        antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
+        sampler: ``noise``, or ``joint`` for Integrated-Gradients (see the module docstring).
+    Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
+    """
 
     def __init__(
         self,
@@ -118,42 +133,9 @@ class Smoothed:
         return fn
 
 
-def smooth(
-    method: Method,
-    sigma: float,
-    n_samples: int,
-    *,
-    reduce: str = "mean",
-    batch_size: int | None = None,
-    seed: Seed = None,
-    antithetic: bool = False,
-    sampler: str = "noise",
-) -> Smoothed:
-    """Smooth any method: ``smooth(grad, ...)`` is Smooth-Grad (Eq. 5).
-
-    Args:
-        method: ``method(model, x, target) -> [B, ...]``.
-        sigma: noise standard deviation in input units; ``0`` runs ``method`` once (exact).
-        n_samples: noise draws per image (model evaluations per image with ``sampler="joint"``).
-        reduce: what calling the result returns: ``mean`` (the smoothed map), ``mean_sq`` or
-            ``var`` over the draws.
-        batch_size: at most this many noisy rows per call of ``method``.
-        seed: int, ``torch.Generator`` on x's device, or ``None`` (torch's global generator).
-        antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
-        sampler: ``noise``, or ``joint`` for Integrated-Gradients (see the module docstring).
-    Returns:
-        A :class:`Smoothed` method with the same signature and a ``.stats`` method.
-    """
-    return Smoothed(
-        method,
-        sigma,
-        n_samples,
-        reduce=reduce,
-        batch_size=batch_size,
-        seed=seed,
-        antithetic=antithetic,
-        sampler=sampler,
-    )
+smooth = Smoothed
+"""``smooth(method, sigma, n_samples, ...)``: the :class:`Smoothed` method (Smooth-Grad is
+``smooth(grad, ...)``)."""
 
 
 def smoothed_ig(
