@@ -4,6 +4,7 @@ knee, and the most stable r within a relative fidelity budget (``recommendation.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from smoothstab.experiments.rundir import Metric, Summary
 
@@ -37,13 +38,15 @@ def knee(points: list[tuple[float, float, float]]) -> float | None:
     return points[max(range(len(points)), key=dist.__getitem__)][0]
 
 
-def within_budget(points, norm: float, budget: float) -> float | None:
+def within_budget(
+    points: list[tuple[float, float, float]], norm: float, budget: float
+) -> float | None:
     """The most stable r whose relative fidelity error (fidelity / ||unsmoothed map||) <= budget."""
     ok = [p for p in points if p[2] <= budget * norm]
     return min(ok, key=lambda p: (p[1], p[0]))[0] if ok else None
 
 
-def recommend(summary: Summary, methods, *, debiased: bool, budget: float) -> dict:
+def recommend(summary: Summary, methods: Sequence[str], *, debiased: bool, budget: float) -> dict:
     """Per method: the knee r, the most stable r within the fidelity budget, and the curve."""
     out = {}
     for method in methods:

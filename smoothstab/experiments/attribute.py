@@ -15,6 +15,7 @@ seed that also mixes in the model, method and r when it is off.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,8 +27,11 @@ from smoothstab.experiments.models import cam_layer
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import MapFile, RunDir, noise_grid
 
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
 
-def load_test_images(cfg, run: RunDir) -> tuple[torch.Tensor, torch.Tensor]:
+
+def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's test images ``[N, C, H, W]`` and labels, chosen once and kept in the run."""
     if run.test_images.is_file():
         return run.load_test_images()
@@ -41,7 +45,9 @@ def load_test_images(cfg, run: RunDir) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def smoothed_method(name: str, model: nn.Module, attr, sigma: float, seed) -> ss.Smoothed:
+def smoothed_method(
+    name: str, model: nn.Module, attr: AttributionConfig, sigma: float, seed: ss.Seed
+) -> ss.Smoothed:
     """The method ``name`` with the run's settings (IG quadrature and estimator, the model's CAM
     layer), smoothed at ``sigma`` (at 0 it runs once, exactly)."""
     options = dict(seed=seed, antithetic=attr.antithetic)
@@ -61,14 +67,26 @@ def smoothed_method(name: str, model: nn.Module, attr, sigma: float, seed) -> ss
     return ss.smooth(method, sigma, attr.n_samples, batch_size=attr.batch_size, **options)
 
 
-def attribute_block(model, name: str, x, target, r: float, x_range: float, attr, seed, keep):
+def attribute_block(
+    model: nn.Module,
+    name: str,
+    x: torch.Tensor,
+    target: ss.Target,
+    r: float,
+    x_range: float,
+    attr: AttributionConfig,
+    seed: ss.Seed,
+    keep: bool,
+) -> MapFile:
     """One block's maps at noise level r."""
     sigma = r * x_range
     stats = smoothed_method(name, model, attr, sigma, seed).stats(model, x, target)
     return MapFile.from_stats(stats, r, sigma, keep=keep)
 
 
-def run_attribution(cfg, run: RunDir, models: list[nn.Module], info: DistInfo | None = None):
+def run_attribution(
+    cfg: ExperimentConfig, run: RunDir, models: list[nn.Module], info: DistInfo | None = None
+) -> int:
     """Compute every missing map; returns the number of blocks this rank computed."""
     info = info or DistInfo()
     attr = cfg.attribution
@@ -104,7 +122,7 @@ def run_attribution(cfg, run: RunDir, models: list[nn.Module], info: DistInfo | 
     return len(mine)
 
 
-def _block_seed(attr, block: int, model: int, method: str, r: float) -> int:
+def _block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: float) -> int:
     if attr.common_random_numbers:
         return derive_seed(attr.seed, block)
     return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))

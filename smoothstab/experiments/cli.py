@@ -12,9 +12,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import TrainConfig
 
 
-def add_train_parser(subparsers) -> None:
+def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``smoothstab train [CONFIG] --out DIR [--quiet] [--set key=value ...]``."""
     p = subparsers.add_parser(
         "train",
@@ -46,7 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_config(source: str | None):
+def train_config(source: str | None) -> TrainConfig:
     """The TrainConfig of a preset name or a TOML file (default: the quickstart's). A file with
     other tables than ``[train]`` is checked whole, as ``smoothstab run`` would."""
     from smoothstab.experiments.config import dataclass_from_dict, load_toml
@@ -59,7 +63,7 @@ def train_config(source: str | None):
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
-def _common(p, *, run_dir: bool, example: str = "") -> None:
+def _common(p: argparse.ArgumentParser, *, run_dir: bool, example: str = "") -> None:
     """``[RUN_DIR]``, ``--quiet`` and the repeatable ``--set KEY=VALUE``."""
     if run_dir:
         p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
@@ -76,7 +80,7 @@ def _common(p, *, run_dir: bool, example: str = "") -> None:
     )
 
 
-def add_run_parser(subparsers) -> None:
+def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``smoothstab run [CONFIG] [--out DIR] [--stages ...]``: the whole experiment."""
     p = subparsers.add_parser(
         "run",
@@ -114,7 +118,9 @@ def run_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_stage_parser(subparsers, name: str, help_text: str) -> None:
+def _add_stage_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> None:
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     _common(p, run_dir=True)
     p.set_defaults(func=run_stage, stage=name)
@@ -138,23 +144,23 @@ def run_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_attribute_parser(subparsers) -> None:
+def add_attribute_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "attribute", "compute the maps of every model, method and r")
 
 
-def add_evaluate_parser(subparsers) -> None:
+def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "evaluate", "metrics.csv, table1.csv, recommendation.json")
 
 
-def add_figures_parser(subparsers) -> None:
+def add_figures_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "figures", "the PNG figures of a run")
 
 
-def add_bounds_parser(subparsers) -> None:
+def add_bounds_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "bounds", "Theorems 5-6 and Prop. 7 beside the measured errors")
 
 
-def add_report_parser(subparsers) -> None:
+def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "report", "report.md and a self-contained report.html")
 
 

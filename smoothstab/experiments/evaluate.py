@@ -11,6 +11,9 @@ most stable r within the budget) is :mod:`.advice`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from smoothstab import metrics
@@ -20,18 +23,30 @@ from smoothstab.experiments.aggregate import model_pairs
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, csv_text, noise_grid
 from smoothstab.montecarlo import SmoothStats
 
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import ExperimentConfig
+
 
 def _mean(x: SmoothStats | torch.Tensor) -> torch.Tensor:
     return x.mean if isinstance(x, SmoothStats) else x
 
 
-def _rows(base: dict, metric: Metric, values: torch.Tensor, stderr: torch.Tensor | None = None):
+def _rows(
+    base: dict, metric: Metric, values: torch.Tensor, stderr: torch.Tensor | None = None
+) -> Iterator[dict]:
     for i, v in enumerate(values.tolist()):
         se = "" if stderr is None else float(stderr[i])
         yield {**base, "metric": str(metric), "image": i, "value": float(v), "stderr": se}
 
 
-def pair_rows(base: dict, a, b, *, debiased: bool, topk: int):
+def pair_rows(
+    base: dict,
+    a: SmoothStats | torch.Tensor,
+    b: SmoothStats | torch.Tensor,
+    *,
+    debiased: bool,
+    topk: int,
+) -> Iterator[dict]:
     """Stability, SSIM and top-k IoU rows for one model pair at one r."""
     est = debiased_distance(a, b)
     yield from _rows(base, Metric.STABILITY, est.plain, est.stderr)
@@ -44,7 +59,14 @@ def pair_rows(base: dict, a, b, *, debiased: bool, topk: int):
     yield from _rows(base, Metric.TOPK_IOU, metrics.topk_iou(ma, mb, k=topk))
 
 
-def model_rows(base: dict, smoothed, unsmoothed: torch.Tensor, *, debiased: bool, r: float):
+def model_rows(
+    base: dict,
+    smoothed: SmoothStats | torch.Tensor,
+    unsmoothed: torch.Tensor,
+    *,
+    debiased: bool,
+    r: float,
+) -> Iterator[dict]:
     """Fidelity rows for one model at one r (and its unsmoothed map norm at r = 0)."""
     if r == 0:
         yield from _rows(base, Metric.MAP_NORM, unsmoothed.flatten(1).norm(dim=1))
@@ -54,7 +76,7 @@ def model_rows(base: dict, smoothed, unsmoothed: torch.Tensor, *, debiased: bool
         yield from _rows(base, Metric.FIDELITY_DEBIASED, est.value, est.stderr)
 
 
-def table1(summary: Summary, methods, r_smooth: float) -> list[dict]:
+def table1(summary: Summary, methods: Sequence[str], r_smooth: float) -> list[dict]:
     """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU."""
     return [
         {
@@ -74,7 +96,7 @@ def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, floa
     return [f.estimate() for f in files], files[0].sigma
 
 
-def metric_rows(cfg, run: RunDir, n_models: int) -> list[dict]:
+def metric_rows(cfg: ExperimentConfig, run: RunDir, n_models: int) -> list[dict]:
     """Every per-image metric of the run (stability and similarity per pair, fidelity per model)."""
     e = cfg.evaluation
     rows = []
@@ -92,7 +114,7 @@ def metric_rows(cfg, run: RunDir, n_models: int) -> list[dict]:
     return rows
 
 
-def evaluate_run(cfg, run: RunDir, n_models: int) -> None:
+def evaluate_run(cfg: ExperimentConfig, run: RunDir, n_models: int) -> None:
     """Write ``metrics.csv`` (skipped if present), ``table1.csv`` and ``recommendation.json``."""
     if not run.metrics.is_file():
         run.write_text(run.metrics, csv_text(metric_rows(cfg, run, n_models)))

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import smoothstab as ss
 from smoothstab.checks import check_choice
@@ -34,6 +35,9 @@ from smoothstab.experiments.config import (
     load_toml,
 )
 from smoothstab.experiments.data import DATASETS, dataset_info
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 FIDELITY_R = tuple(round(0.004 * j * j, 6) for j in range(11))  # the paper's quadratic grid
 STABILITY_R = tuple(round(0.05 * j, 6) for j in range(9))  # 0, 0.05, ..., 0.40
@@ -104,7 +108,7 @@ class ModelsConfig:
     setting: Literal["DT", "DR", "DA"] = "DT"
     specs: tuple[ModelSpec, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.setting == "DT" and self.specs:
             raise ValueError("specs: setting DT trains its models; give specs only for DR/DA")
         if self.setting != "DT" and len(self.specs) < 2:
@@ -134,7 +138,7 @@ class AttributionConfig:
     device: str = free("cpu")
     dtype: Literal["float32", "float64"] = "float32"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.methods:
             raise ValueError("methods: expected at least one method")
         for m in self.methods:
@@ -158,7 +162,7 @@ class EvaluationConfig:
     fidelity_budget: float = 0.2  # relative: fidelity error / ||unsmoothed map||
     grid_images: int = 4
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         at_least(self, 1, "topk", "grid_images")
         if not self.fidelity_budget >= 0:
             raise ValueError(f"fidelity_budget: expected a number >= 0, got {self.fidelity_budget}")
@@ -192,7 +196,7 @@ def config_path(source: str | Path | None) -> Path:
     return Path(str(PRESETS)) / f"{text}.toml"
 
 
-def load_config(source: str | Path | None, overrides=()) -> ExperimentConfig:
+def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The config of a TOML file or preset name (``None``: the quickstart), with ``--set``
     overrides applied, checked across tables."""
     cfg = dataclass_from_dict(ExperimentConfig, load_toml(config_path(source)))
@@ -220,7 +224,7 @@ def load_config(source: str | Path | None, overrides=()) -> ExperimentConfig:
     return cfg
 
 
-def to_toml(obj, prefix: str = "") -> str:
+def to_toml(obj: DataclassInstance, prefix: str = "") -> str:
     """A config dataclass as TOML (scalars, lists, nested tables, arrays of tables)."""
     scalars, tables = [], []
     for f in dataclasses.fields(obj):
@@ -239,7 +243,7 @@ def to_toml(obj, prefix: str = "") -> str:
     )
 
 
-def _toml_value(value) -> str:
+def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

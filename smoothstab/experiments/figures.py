@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -27,20 +29,28 @@ from smoothstab.experiments.names import NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
 from smoothstab.views import to_gray  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def save(fig, path: Path) -> Path:
+    from smoothstab.experiments.aggregate import Band
+    from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
+
+
+def save(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
-def _curve(summary: Summary, method: str, metric: Metric):
+def _curve(summary: Summary, method: str, metric: Metric) -> tuple[list[float], list[Band]]:
     pts = summary.curve(method, metric)
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def error_figure(summary: Summary, methods, metric: str, ylabel: str, band: str, path: Path):
+def error_figure(
+    summary: Summary, methods: Sequence[str], metric: str, ylabel: str, band: str, path: Path
+) -> Path:
     """``metric``: ``stability`` or ``fidelity``; plain and debiased curves with their bands."""
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
@@ -59,7 +69,7 @@ def error_figure(summary: Summary, methods, metric: str, ylabel: str, band: str,
     return save(fig, path)
 
 
-def similarity_figure(summary: Summary, methods, topk: int, path: Path):
+def similarity_figure(summary: Summary, methods: Sequence[str], topk: int, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     panels = ((axes[0], Metric.SSIM, "SSIM"), (axes[1], Metric.TOPK_IOU, f"top-{topk} mIoU"))
     for ax, metric, title in panels:
@@ -74,7 +84,7 @@ def similarity_figure(summary: Summary, methods, topk: int, path: Path):
     return save(fig, path)
 
 
-def tradeoff_figure(advice: dict, path: Path):
+def tradeoff_figure(advice: dict, path: Path) -> Path:
     """Fidelity against stability error per method (own axes: their scales differ widely)."""
     methods = [m for m, rec in advice.items() if rec["curve"]]
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.3), squeeze=False)
@@ -105,7 +115,7 @@ def tradeoff_figure(advice: dict, path: Path):
     return save(fig, path)
 
 
-def _show_input(x: torch.Tensor, data) -> np.ndarray:
+def _show_input(x: torch.Tensor, data: TrainConfig) -> np.ndarray:
     info = dataset_info(data.dataset)
     mean = torch.tensor(info.mean).view(-1, 1, 1)
     std = torch.tensor(info.std).view(-1, 1, 1)
@@ -113,7 +123,7 @@ def _show_input(x: torch.Tensor, data) -> np.ndarray:
     return (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).float().numpy()
 
 
-def _map(run: RunDir, k, method, r, images) -> np.ndarray:
+def _map(run: RunDir, k: int, method: str, r: float, images: list[int]) -> np.ndarray:
     """The Table-1 grayscale view of the saved maps of these images (numpy for matplotlib)."""
     return to_gray(run.load_map(k, method, r).mean[images]).float().numpy()
 
@@ -127,7 +137,15 @@ def _distinct(labels: torch.Tensor, n: int) -> list[int]:
     return picks + [i for i in range(len(labels)) if i not in picks][: n - len(picks)]
 
 
-def grid_figure(cfg, run: RunDir, x, labels, method: str, pair: tuple[int, int], path: Path):
+def grid_figure(
+    cfg: ExperimentConfig,
+    run: RunDir,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    method: str,
+    pair: tuple[int, int],
+    path: Path,
+) -> Path:
     """Rows: images; columns: input, A, B, A smoothed, B smoothed (at the Table-1 r)."""
     images = _distinct(labels, cfg.evaluation.grid_images)
     n = len(images)
@@ -148,7 +166,9 @@ def grid_figure(cfg, run: RunDir, x, labels, method: str, pair: tuple[int, int],
     return save(fig, path)
 
 
-def sigma_figure(cfg, run: RunDir, x, method: str, path: Path, image: int = 0):
+def sigma_figure(
+    cfg: ExperimentConfig, run: RunDir, x: torch.Tensor, method: str, path: Path, image: int = 0
+) -> Path:
     grid = noise_grid(cfg.attribution)
     picks = grid[:: max(1, len(grid) // 6)][:7]
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(1.6 * (len(picks) + 1), 1.9))
@@ -163,7 +183,7 @@ def sigma_figure(cfg, run: RunDir, x, method: str, path: Path, image: int = 0):
     return save(fig, path)
 
 
-def make_figures(cfg, run: RunDir, summary: Summary, advice: dict) -> list[Path]:
+def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> list[Path]:
     """Every figure of the run into ``run.figures`` (existing ones are redrawn: cheap)."""
     a, e = cfg.attribution, cfg.evaluation
     x, labels = run.load_test_images()

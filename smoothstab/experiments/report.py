@@ -6,6 +6,8 @@ to Markdown and once to HTML. Building it imports no plotting library.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smoothstab.experiments.blocks import (
     Block,
     Bullets,
@@ -21,6 +23,10 @@ from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.evaluate import table1
 from smoothstab.experiments.names import BANDS, NAMES, SETTINGS
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.aggregate import Band
+    from smoothstab.experiments.experiment import ExperimentConfig
 
 CONVENTIONS = [
     "Maps are computed in the model's input space (after normalisation), signed, full "
@@ -41,7 +47,7 @@ CONVENTIONS = [
 ]
 
 
-def conventions(cfg, x_range: float) -> list[str]:
+def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
     a, e = cfg.attribution, cfg.evaluation
     fields = dict(
         target="ground-truth label" if a.target == "label" else "predicted class",
@@ -61,7 +67,7 @@ def conventions(cfg, x_range: float) -> list[str]:
     return [line.format(**fields) for line in CONVENTIONS]
 
 
-def fmt(band) -> str:
+def fmt(band: Band | None) -> str:
     """``mean [lo, hi]`` of a Band, or a dash when missing."""
     if band is None:
         return "-"
@@ -84,7 +90,7 @@ def trend(summary: Summary, method: str, metric: Metric) -> str:
     )
 
 
-def table1_block(summary: Summary, cfg) -> Table:
+def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
     r = round(float(cfg.attribution.table_r), 6)
     header = ["method", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU", "smoothed top-k mIoU"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
@@ -125,7 +131,7 @@ def advice_items(advice: dict, x_range: float) -> list[str]:
     return items
 
 
-def models_text(cfg, run: RunDir) -> str:
+def models_text(cfg: ExperimentConfig, run: RunDir) -> str:
     models = (
         run.read_json(run.train_metrics).get("models", []) if run.train_metrics.is_file() else []
     )
@@ -141,7 +147,9 @@ def models_text(cfg, run: RunDir) -> str:
     return f"{SETTINGS[cfg.models.setting]}. " + "; ".join(parts) + "."
 
 
-def overview(cfg, run: RunDir, summary: Summary, advice: dict, x_range: float) -> list[Block]:
+def overview(
+    cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict, x_range: float
+) -> list[Block]:
     """Conventions, models, the recommended noise level and what the sweep shows."""
     debiased = cfg.evaluation.debiased
     trends = [
@@ -165,7 +173,7 @@ def overview(cfg, run: RunDir, summary: Summary, advice: dict, x_range: float) -
     ]
 
 
-def sweeps(cfg, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
+def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
     """Table 1, the error curves (Figs 2-6) and a table per method."""
     out: list[Block] = [
         Heading(2, "Table 1: similarity of the two models' maps"),
@@ -180,7 +188,7 @@ def sweeps(cfg, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
     return out
 
 
-def map_grids(cfg, run: RunDir) -> list[Block]:
+def map_grids(cfg: ExperimentConfig, run: RunDir) -> list[Block]:
     out: list[Block] = [Heading(2, "Maps")]
     for m in cfg.attribution.methods:
         out += [
@@ -207,7 +215,7 @@ def bounds_section(run: RunDir) -> list[Block]:
     return out
 
 
-def make_report(cfg, run: RunDir, summary: Summary, advice: dict) -> None:
+def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
     x_range = dataset_info(cfg.train.dataset).x_range
     title = f"smoothstab report: {cfg.name}"

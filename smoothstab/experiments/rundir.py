@@ -22,15 +22,20 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.io import atomic_write, save_torch, write_json
 from smoothstab.montecarlo import SmoothStats
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import AttributionConfig
 
 COLUMNS = ("setting", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr")
 
@@ -65,7 +70,7 @@ class Metric(StrEnum):
         return self.value.endswith("_debiased")
 
 
-def noise_grid(attr) -> list[float]:
+def noise_grid(attr: AttributionConfig) -> list[float]:
     """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals, sorted."""
     rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
     return sorted(round(r, 6) for r in rs)
@@ -133,7 +138,7 @@ class Summary:
     """``metrics.csv`` summarised: per (method, metric, r) the mean over images for each pair or
     model, then their mean and band (:func:`~.aggregate.band`)."""
 
-    def __init__(self, bands: dict[tuple[str, str, float], Band]):
+    def __init__(self, bands: dict[tuple[str, str, float], Band]) -> None:
         self.bands = bands
 
     @classmethod
@@ -157,7 +162,7 @@ class Summary:
         )
 
 
-def csv_text(rows: list[dict], columns=COLUMNS) -> str:
+def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -178,7 +183,7 @@ def read_csv(path: str | Path) -> list[dict]:
 class RunDir:
     """The paths of one run directory, and reading and writing its records."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def __truediv__(self, name: str) -> Path:
@@ -230,10 +235,10 @@ class RunDir:
     def write_text(self, path: Path, text: str) -> Path:
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 
-    def write_json(self, path: Path, obj) -> Path:
+    def write_json(self, path: Path, obj: Any) -> Path:
         return write_json(path, obj)
 
-    def read_json(self, path: Path):
+    def read_json(self, path: Path) -> Any:
         return json.loads(path.read_text())
 
     def rows(self) -> list[dict]:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,7 +125,7 @@ STAGES = {
 }
 
 
-def run_all(cfg: ExperimentConfig, run_dir: Path, stages=tuple(STAGES)) -> None:
+def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(STAGES)) -> None:
     """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
     rank 0 alone writes the config, evaluates, draws and reports."""
     run = RunDir(run_dir)

@@ -15,6 +15,8 @@ fidelity bounds are given. Networks outside the theory's chains are flagged heur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,8 +25,13 @@ from smoothstab.experiments.blocks import Block, Paragraph, Table, render_markdo
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def step_constant(train, n: int) -> tuple[int, float]:
+    from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
+
+
+def step_constant(train: TrainConfig, n: int) -> tuple[int, float]:
     """``(T, c)``: SGD steps and the smallest ``c`` with ``eta_t <= c / t`` (t from 1)."""
     per_epoch = math.ceil(n / train.batch_size)
     c = 0.0
@@ -43,7 +50,9 @@ def max_norms(all_norms: list[bounds.LayerNorms]) -> list[float]:
     return [max(vals) for vals in zip(*(ln.norms for ln in all_norms), strict=True)]
 
 
-def compute(cfg, run: RunDir, models, summary: Summary) -> dict:
+def compute(
+    cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
+) -> dict:
     """Bounds and measured errors per sigma, as a JSON-able dict (log10 of every bound)."""
     x = run.load_test_images()[0].double()
     # Power iteration approaches the norm from below, slowly where the top singular values are
@@ -157,7 +166,9 @@ def blocks(res: dict) -> list[Block]:
     return [Paragraph(intro(res)), table(res)]
 
 
-def bounds_run(cfg, run: RunDir, models, summary: Summary) -> dict:
+def bounds_run(
+    cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
+) -> dict:
     """Write ``bounds.json``, ``bounds.md`` and ``figures/bounds.png``."""
     from smoothstab.experiments.figures import bounds_figure  # matplotlib only when drawing
 

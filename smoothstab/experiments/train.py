@@ -15,9 +15,10 @@ and time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,8 +38,11 @@ from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.trainer import Trainer, deterministic_mode, device_name
 
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
-def resolve_config(config: TrainConfig, train_set) -> TrainConfig:
+
+def resolve_config(config: TrainConfig, train_set: Dataset) -> TrainConfig:
     """``config`` with ``num_classes`` and ``part_size`` filled in from the training set."""
     num_classes = config.num_classes or dataset_info(config.dataset).num_classes
     num_classes = num_classes or len(train_set.classes)
@@ -46,7 +50,12 @@ def resolve_config(config: TrainConfig, train_set) -> TrainConfig:
     return replace(config, num_classes=num_classes, part_size=part_size)
 
 
-def train_run(config: TrainConfig, out_dir: str | Path, *, on_step=None) -> dict[str, Any]:
+def train_run(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train ``config.parts`` models on disjoint parts; write splits, checkpoints and metrics.
 
     Models whose checkpoint is complete are skipped, a partial one is resumed. ``on_step`` is
@@ -86,9 +95,9 @@ def train_model(
     out_dir: str | Path | RunDir,
     part_id: int,
     *,
-    train_set=None,
-    test_set=None,
-    on_step=None,
+    train_set: Dataset | None = None,
+    test_set: Dataset | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one model on ``part_indices`` of the training set; checkpoint to
     ``out_dir/model_{part_id}.pt``; return its metrics (test accuracy, loss, seed, ...)."""
@@ -109,7 +118,7 @@ def train_model(
         return run.fit(test_set)
 
 
-def _load(config: TrainConfig, *, train: bool):
+def _load(config: TrainConfig, *, train: bool) -> Dataset:
     return load_dataset(config.dataset, root=config.root, train=train, seed=config.data_seed)
 
 

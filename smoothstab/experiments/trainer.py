@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from smoothstab.experiments import distributed as D
 from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed
@@ -33,6 +34,8 @@ from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from smoothstab.experiments.experiment import TrainConfig
 
 
@@ -44,7 +47,7 @@ def device_name(device: str) -> str:
 
 
 @contextlib.contextmanager
-def deterministic_mode(on: bool):
+def deterministic_mode(on: bool) -> Iterator[None]:
     """Deterministic kernels inside the block (strict on CPU; CUDA warns where it has none)."""
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -62,7 +65,9 @@ def deterministic_mode(on: bool):
         torch.backends.cudnn.benchmark = before[2]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig):
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
     """SGD with momentum and weight decay, and its per-epoch step or cosine schedule."""
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -78,16 +83,25 @@ class Trainer:
     """One model's training: model, optimizer and schedule, and where it stands (epoch, step).
 
     Args:
-        cfg: the resolved :class:`~.train.TrainConfig`.
+        cfg: the resolved config (``num_classes`` and ``part_size`` filled in).
         part_indices: the training-set indices of this model's part.
         part_id: ``p`` of ``model_{p}.pt``; with ``cfg.seed`` it seeds everything.
-        info: this process's :class:`~.distributed.DistInfo`.
+        info: this process's place in the group.
         path: the checkpoint file.
         train_set: the whole training set.
         on_step: called with a dict after every optimizer step, or ``None``.
     """
 
-    def __init__(self, cfg, part_indices, part_id, info, path, train_set, on_step) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        part_indices: Sequence[int],
+        part_id: int,
+        info: D.DistInfo,
+        path: Path,
+        train_set: Dataset,
+        on_step: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
         self.cfg, self.info, self.path, self.on_step = cfg, info, path, on_step
         self.part, self.part_id = list(part_indices), part_id
         self.seed = derive_seed(cfg.seed, part_id)
@@ -115,7 +129,7 @@ class Trainer:
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.train_stats = saved["train_stats"]
 
-    def fit(self, test_set) -> dict[str, Any]:
+    def fit(self, test_set: Dataset) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write the complete checkpoint; the metrics."""
         start = time.perf_counter()
         while self.epoch < self.cfg.epochs:
@@ -179,7 +193,7 @@ class Trainer:
                 self.after_step(len(batches), step_loss / len(y))
         return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
 
-    def _tensors(self, shards: list[list[int]]):
+    def _tensors(self, shards: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) on the device for each shard of indices, in order."""
         if isinstance(self.train_set, TensorDataset):
             for s in shards:
@@ -261,7 +275,7 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def perturbed(params: list[nn.Parameter], std: float, generator: torch.Generator):
+def perturbed(params: list[nn.Parameter], std: float, generator: torch.Generator) -> Iterator[None]:
     """Inside the block each parameter is ``W + V``, ``V ~ N(0, std^2 I)`` drawn from
     ``generator``; afterwards it is ``W`` again, bitwise (restored from a copy, not ``- V``)."""
     clean = [p.detach().clone() for p in params]
@@ -279,7 +293,12 @@ def perturbed(params: list[nn.Parameter], std: float, generator: torch.Generator
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset, batch_size: int, device, info=None, num_workers: int = 0
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device | str,
+    info: D.DistInfo | None = None,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (sharded over ranks)."""
     info = info or D.DistInfo()
