@@ -14,16 +14,19 @@ imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (th
 
 Also here: the input range of normalised inputs, which defines the noise level
 ``r = sigma / (x_max - x_min)`` (``x_max``, ``x_min``: the largest and smallest value a
-normalised input can take over all channels; see docs/conventions.md), disjoint training splits, the seeded test subset, and
-:class:`EpochSeeded`, which makes random augmentation a pure function of (seed, epoch, index).
+normalised input can take over all channels; see docs/conventions.md), disjoint training
+splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
+pure function of (seed, epoch, index).
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +87,7 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def input_range(mean, std) -> tuple[float, float]:
+def input_range(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
     """``(x_min, x_max)``: the smallest and largest value a ``[0, 1]`` pixel can take after
     ``(x - mean) / std``, over all channels. ImageNet: x_max - x_min = 4.7579."""
     lo = min(-m / s for m, s in zip(mean, std, strict=True))
@@ -92,7 +95,9 @@ def input_range(mean, std) -> tuple[float, float]:
     return lo, hi
 
 
-def load_dataset(name: str, *, root: str | Path | None = None, train: bool, seed: int = 0):
+def load_dataset(
+    name: str, *, root: str | Path | None = None, train: bool, seed: int = 0
+) -> Dataset:
     """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
 
     ``seed`` fixes the generated images (shapes) and the train/test split (digits); folder
@@ -114,12 +119,16 @@ def load_dataset(name: str, *, root: str | Path | None = None, train: bool, seed
 class ArrayDataset(TensorDataset):
     """An in-memory ``TensorDataset`` of normalised images and labels with ``classes``."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, classes: Iterable[str | int]
+    ) -> None:
         super().__init__(images, labels)
         self.classes = list(classes)
 
 
-def _tensor_dataset(images: np.ndarray, labels: np.ndarray, info: DatasetInfo, classes):
+def _tensor_dataset(
+    images: np.ndarray, labels: np.ndarray, info: DatasetInfo, classes: Iterable[str | int]
+) -> ArrayDataset:
     x = torch.from_numpy(images)
     mean = torch.tensor(info.mean).view(-1, 1, 1)
     std = torch.tensor(info.std).view(-1, 1, 1)
@@ -152,7 +161,7 @@ class _NumpyOnly(pickle.Unpickler):
         ("numpy", "dtype"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
@@ -179,7 +188,9 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class Cifar10(Dataset):
     """CIFAR-10 from its python-pickle batches, uint8 in memory, transformed per item."""
 
-    def __init__(self, folder: Path, train: bool, transform) -> None:
+    def __init__(
+        self, folder: Path, train: bool, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
         names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
         parts = [_cifar_batch(folder / n) for n in names]
         self.data = np.concatenate([p[0] for p in parts])
@@ -195,7 +206,7 @@ class Cifar10(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = torch.from_numpy(self.data[i]).float().div_(255)
         return self.transform(x), int(self.targets[i])
 
@@ -212,7 +223,7 @@ def _cifar10(root: Path, train: bool, info: DatasetInfo) -> Cifar10:
     return Cifar10(folder, train, T.Compose([*steps, T.Normalize(info.mean, info.std)]))
 
 
-def _imagefolder(root: Path, train: bool, info: DatasetInfo):
+def _imagefolder(root: Path, train: bool, info: DatasetInfo) -> Dataset:
     from torchvision import datasets
     from torchvision import transforms as T
 
@@ -262,7 +273,7 @@ class EpochSeeded(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Any:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, self.epoch, i))
             return self.dataset[i]
