@@ -186,21 +186,53 @@ class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def __truediv__(self, name: str) -> Path:
-        return self.root / name
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
 
-    config = property(lambda self: self.root / "config.toml")
-    splits = property(lambda self: self.root / "splits.json")
-    train_metrics = property(lambda self: self.root / "train_metrics.json")
-    test_images = property(lambda self: self.root / "test_images.pt")
-    metrics = property(lambda self: self.root / "metrics.csv")
-    table1 = property(lambda self: self.root / "table1.csv")
-    recommendation = property(lambda self: self.root / "recommendation.json")
-    bounds_json = property(lambda self: self.root / "bounds.json")
-    bounds_md = property(lambda self: self.root / "bounds.md")
-    figures = property(lambda self: self.root / "figures")
-    report_md = property(lambda self: self.root / "report.md")
-    report_html = property(lambda self: self.root / "report.html")
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.root / "train_metrics.json"
+
+    @property
+    def test_images(self) -> Path:
+        return self.root / "test_images.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def table1(self) -> Path:
+        return self.root / "table1.csv"
+
+    @property
+    def recommendation(self) -> Path:
+        return self.root / "recommendation.json"
+
+    @property
+    def bounds_json(self) -> Path:
+        return self.root / "bounds.json"
+
+    @property
+    def bounds_md(self) -> Path:
+        return self.root / "bounds.md"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
 
     def model(self, part: int) -> Path:
         """The checkpoint of the model trained on part ``part``."""
