@@ -73,3 +73,20 @@ def pytest_addoption(parser):
         action="store_true",
         help="rewrite tests/golden/* from this run (say why in the commit)",
     )
+
+
+# Fixtures that train models or run the pipeline end to end: a test that uses one belongs to the
+# slow tier (``make test-fast`` runs ``-m "not slow"``). An unmarked user is a collection error,
+# so a new test cannot drag minutes of training into the fast tier unnoticed.
+SLOW_FIXTURES = {"tiny_run", "tiny_rows", "quickstart", "digests"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        f"{item.nodeid} (uses {', '.join(sorted(SLOW_FIXTURES & set(item.fixturenames)))})"
+        for item in items
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.slow: " + "; ".join(unmarked))

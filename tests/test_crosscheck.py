@@ -1,24 +1,24 @@
-"""Cross-checks against trusted implementations: Captum and pytorch-grad-cam."""
+"""Cross-checks against trusted implementations: Captum and pytorch-grad-cam.
+
+Both are optional test extras: a test that needs one is skipped when it is missing (the
+``captum`` fixture, ``pytest.importorskip`` in the pytorch-grad-cam test); the rest still run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from captum.attr import (
-    IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
-    NoiseTunnel,
-    Saliency,
-)
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import smoothstab as ss
 from conftest import ConvNet, StridedNet, make
 
 CAPTUM_RULES = [r for r in ss.IG_RULES if r != "paper"]
+
+
+@pytest.fixture
+def captum():
+    """``captum.attr``, or a skip when Captum is not installed."""
+    return pytest.importorskip("captum.attr")
 
 
 @pytest.fixture
@@ -28,17 +28,17 @@ def setup():
     return model, x, torch.tensor([0, 4, 2, 1])
 
 
-def test_grad_matches_captum_saliency(setup):
+def test_grad_matches_captum_saliency(setup, captum):
     model, x, target = setup
-    want = Saliency(model).attribute(x, target=target, abs=False)
+    want = captum.Saliency(model).attribute(x, target=target, abs=False)
     torch.testing.assert_close(ss.grad(model, x, target), want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("rule", CAPTUM_RULES)
-def test_ig_matches_captum(rule, setup):
+def test_ig_matches_captum(rule, setup, captum):
     model, x, target = setup
     baseline = torch.full_like(x, 0.2)
-    want = IntegratedGradients(model).attribute(
+    want = captum.IntegratedGradients(model).attribute(
         x, baselines=baseline, target=target, n_steps=16, method=rule
     )
     got = ss.integrated_gradients(model, x, target, baseline=baseline, steps=16, rule=rule)
@@ -47,14 +47,14 @@ def test_ig_matches_captum(rule, setup):
 
 
 @pytest.mark.parametrize("net,layer", [(ConvNet, "features.3"), (StridedNet, "body.2")])
-def test_gradcam_matches_captum_layergradcam_upsampled(net, layer, setup):
+def test_gradcam_matches_captum_layergradcam_upsampled(net, layer, setup, captum):
     model = make(net())
     _, x, _ = setup
     target = torch.tensor([0, 3, 2, 1])
-    attr = LayerGradCam(model, model.get_submodule(layer)).attribute(
+    attr = captum.LayerGradCam(model, model.get_submodule(layer)).attribute(
         x, target=target, relu_attributions=True
     )
-    want = LayerAttribution.interpolate(attr, x.shape[-2:], interpolate_mode="bilinear")
+    want = captum.LayerAttribution.interpolate(attr, x.shape[-2:], interpolate_mode="bilinear")
     got = ss.grad_cam(model, x, target, layer=layer)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
@@ -65,27 +65,32 @@ def minmax(m: torch.Tensor) -> np.ndarray:
     return m / (1e-7 + m.max(axis=(1, 2), keepdims=True))
 
 
-@pytest.mark.parametrize("ours,theirs", [(ss.grad_cam, GradCAM), (ss.grad_cam_pp, GradCAMPlusPlus)])
+@pytest.mark.parametrize(
+    "ours,theirs", [(ss.grad_cam, "GradCAM"), (ss.grad_cam_pp, "GradCAMPlusPlus")]
+)
 def test_cams_match_pytorch_grad_cam_after_its_normalisation(ours, theirs):
+    grad_cam_lib = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     model = make(ConvNet(), dtype=torch.float32)
     with torch.no_grad():  # large gradients so pytorch-grad-cam's eps=1e-6 is negligible
         model.fc.weight.mul_(40)
     x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     target = [0, 4, 2, 1]
     layer = model.features[3]  # same spatial size as the input: no resize on either side
-    with theirs(model=model, target_layers=[layer]) as cam:
+    with getattr(grad_cam_lib, theirs)(model=model, target_layers=[layer]) as cam:
         want = cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in target])
     got = minmax(ours(model, x, torch.tensor(target), layer=layer))
     np.testing.assert_allclose(got, want, atol=2e-4)
 
 
-def test_smoothgrad_matches_captum_noise_tunnel_statistically(setup):
+def test_smoothgrad_matches_captum_noise_tunnel_statistically(setup, captum):
     """Both are unbiased for the same Smooth-Grad: per-entry z-scores behave like N(0, 1)."""
     model, x, target = setup
     n, sigma = 200, 0.4
     ours = ss.smooth(ss.grad, sigma, n, seed=0).stats(model, x, target)
     torch.manual_seed(1)
-    theirs = NoiseTunnel(Saliency(model)).attribute(
+    theirs = captum.NoiseTunnel(captum.Saliency(model)).attribute(
         x, target=target, nt_type="smoothgrad", nt_samples=n, stdevs=sigma, abs=False
     )
     z = (ours.mean - theirs) / (2 * ours.mean_var).sqrt()
@@ -102,11 +107,11 @@ def test_nested_and_joint_smoothed_ig_agree_statistically(setup):
     assert abs(z.mean()) < 0.1 and 0.75 < (z**2).mean() < 1.3, (z.mean(), (z**2).mean())
 
 
-def test_from_captum_wraps_any_attribution_class(setup):
+def test_from_captum_wraps_any_attribution_class(setup, captum):
     model, x, target = setup
-    sal = ss.from_captum(Saliency, abs=False)
+    sal = ss.from_captum(captum.Saliency, abs=False)
     torch.testing.assert_close(sal(model, x, target), ss.grad(model, x, target))
-    lgc = ss.from_captum(LayerGradCam, layer="features.3", relu_attributions=True)
+    lgc = ss.from_captum(captum.LayerGradCam, layer="features.3", relu_attributions=True)
     torch.testing.assert_close(
         lgc(model, x, target)[:, :, :, :],
         ss.grad_cam(model, x, target, layer="features.3"),

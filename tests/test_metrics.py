@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
 from torch import nn
 
 from smoothstab import SmoothStats, grad, smooth
@@ -27,6 +26,7 @@ def rand(*shape, seed=0, dtype=F64):
 
 def sk_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """scikit-image with the paper's settings, image by image."""
+    structural_similarity = pytest.importorskip("skimage.metrics").structural_similarity
     kw = dict(data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     vals = [
         structural_similarity(x.double().numpy(), y.double().numpy(), **kw)

@@ -176,6 +176,7 @@ def tiny_rows(tiny_run) -> list[dict]:
 # --- the run directory ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_writes_every_output(tiny_run):
     for name in (
         *TRAINED,
@@ -199,12 +200,14 @@ def test_run_writes_every_output(tiny_run):
     assert not leftovers(tiny_run)
 
 
+@pytest.mark.slow
 def test_resolved_config_is_saved(tiny_run):
     saved = load_config(tiny_run / "config.toml")
     assert saved == dataclasses.replace(load_config(None, TINY[1::2]), quiet=True)
     assert saved.attribution.n_samples == 6 and saved.train.parts == 2
 
 
+@pytest.mark.slow
 def test_map_files(tiny_run):
     x = torch.load(tiny_run / "test_images.pt", weights_only=True)["x"]
     assert x.shape == (N_IMAGES, 3, 32, 32)
@@ -226,6 +229,7 @@ def test_map_files(tiny_run):
     torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
 
 
+@pytest.mark.slow
 def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
     with open(tiny_run / "metrics.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -253,6 +257,7 @@ def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
     assert {row["pair"] for row in tiny_rows if row["pair"]} == {"0-1"}
 
 
+@pytest.mark.slow
 def test_metric_values(tiny_rows):
     by = lambda metric, r: [  # noqa: E731
         row["value"] for row in tiny_rows if row["metric"] == metric and row["r"] == r
@@ -269,6 +274,7 @@ def test_metric_values(tiny_rows):
         assert sum(by("fidelity_debiased", r)) < sum(by("fidelity", r))
 
 
+@pytest.mark.slow
 def test_table1_and_recommendation(tiny_run, tiny_rows):
     summary = Summary.from_rows(tiny_rows)
     with open(tiny_run / "table1.csv", newline="") as f:
@@ -299,6 +305,7 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
         assert rec["budget_r"] == best["r"]
 
 
+@pytest.mark.slow
 def test_report(tiny_run):
     md = (tiny_run / "report.md").read_text()
     page = (tiny_run / "report.html").read_text()
@@ -325,6 +332,7 @@ def test_report(tiny_run):
 # --- resume: stages skip finished work and end with the same numbers ------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     """Deleted outputs come back byte-identical; a map with one block done is completed."""
     d = tmp_path / "run"
@@ -358,6 +366,7 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     assert not leftovers(d)
 
 
+@pytest.mark.slow
 def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monkeypatch):
     d = copy_trained(tiny_run, tmp_path / "run")
     real, calls = attribute.attribute_block, []
@@ -384,6 +393,7 @@ def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monk
     assert not leftovers(d)
 
 
+@pytest.mark.slow
 def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monkeypatch):
     """Ranks deal the blocks among themselves; one that lists the work after another has
     already written blocks must still take its own share, or blocks are skipped or repeated.
@@ -412,6 +422,7 @@ def test_each_rank_works_on_its_own_gpu(monkeypatch):
     assert len(chosen) == 1
 
 
+@pytest.mark.slow
 def test_a_changed_config_is_refused(tiny_run, tmp_path, capsys):
     """A result-changing setting may not resume another config's run: exit 2, one line, and
     nothing in the run directory changes. Settings that change no result are accepted."""
@@ -437,6 +448,7 @@ def test_a_changed_config_is_refused(tiny_run, tmp_path, capsys):
     assert "batch_size = 64" in (d / "config.toml").read_text()
 
 
+@pytest.mark.slow
 def test_a_stage_before_its_inputs_is_one_line(tiny_run, tmp_path, capsys):
     """A stage subcommand run before the stage that writes its inputs: exit 1, one line."""
     d = copy_trained(tiny_run, tmp_path / "run")
@@ -449,6 +461,7 @@ def test_a_stage_before_its_inputs_is_one_line(tiny_run, tmp_path, capsys):
 # --- estimation options ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crn", [True, False])
 def test_common_random_numbers(tiny_run, tmp_path, crn):
     """Two copies of one model: with common random numbers they see the same noise, so their
@@ -468,6 +481,7 @@ def test_common_random_numbers(tiny_run, tmp_path, crn):
             assert min(stab) > 0
 
 
+@pytest.mark.slow
 def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
     d = tmp_path / "run"
     rows = attribute_again(
@@ -484,6 +498,7 @@ def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
     assert [row for row in rows if row["r"] == 0.0] == same
 
 
+@pytest.mark.slow
 def test_without_debiasing(tiny_run, tiny_rows, tmp_path):
     """Debiasing off: map files hold no halves and metrics.csv no debiased rows; the plain
     numbers are those of the debiased run (the same draws, the same means)."""
@@ -503,6 +518,7 @@ def test_without_debiasing(tiny_run, tiny_rows, tmp_path):
         assert a["value"] == pytest.approx(b["value"], rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_predicted_class_in_float64(tiny_run, tmp_path):
     """target = predicted explains each model's own top class; dtype = float64 computes in
     double and agrees with the float32 run where the targets agree."""
@@ -526,6 +542,7 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
     assert any(agree) and not all(agree)
 
 
+@pytest.mark.slow
 def test_close_noise_levels_get_their_own_maps(tiny_run, tmp_path):
     """Noise levels that agree to 4 decimals (and r = 2e-5 against r = 0) are different levels:
     each has its own map file, so r = 0 stays unsmoothed and r = 2e-5 is smoothed."""
@@ -543,6 +560,7 @@ def test_close_noise_levels_get_their_own_maps(tiny_run, tmp_path):
     assert values(rows, "fidelity", r=0.1) != values(rows, "fidelity", r=0.10004)
 
 
+@pytest.mark.slow
 def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     """8x8 digits: no SSIM (its 11x11 window does not fit), every other metric and stage."""
     out = tmp_path / "digits"
@@ -609,6 +627,7 @@ def test_recommend_reads_the_summary():
 # --- settings DR and DA: given checkpoints --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_rows, tmp_path):
     """DR with the two DT checkpoints as given weights: the same maps and, apart from the
     setting column, the same metrics.csv; bounds without the DT-only stability bound."""
@@ -631,6 +650,7 @@ def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_row
     assert (out / "figures" / "bounds.png").is_file()
 
 
+@pytest.mark.slow
 def test_setting_da_two_architectures(tiny_run, tmp_path):
     torch.manual_seed(0)
     resnet = build_model("resnet18_cifar", num_classes=dataset_info("shapes").num_classes)
@@ -654,6 +674,7 @@ def test_setting_da_two_architectures(tiny_run, tmp_path):
     assert (out / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_given_models_without_weights_are_the_same_in_every_stage(tiny_run):
     """A spec without weights is a random init; every stage (and rank) must see the same one."""
     cfg = load_config(tiny_run / "config.toml")
@@ -670,6 +691,7 @@ def test_given_models_without_weights_are_the_same_in_every_stage(tiny_run):
 # --- bounds ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bounds_subcommand(tiny_run, tmp_path):
     d = tmp_path / "run"
     shutil.copytree(tiny_run, d)

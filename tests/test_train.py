@@ -15,7 +15,7 @@ import torch
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError, apply_overrides, dataclass_from_dict
 from smoothstab.experiments.data import load_dataset, load_splits
-from smoothstab.experiments.experiment import TrainConfig, load_config
+from smoothstab.experiments.experiment import TrainConfig
 from smoothstab.experiments.train import load_trained, train_run
 from smoothstab.experiments.trainer import evaluate, perturbed
 
@@ -42,23 +42,6 @@ class Killed(Exception):
 
 
 # --- config --------------------------------------------------------------------------------------
-
-
-def test_paper_presets_are_the_packaged_toml_files():
-    """Presets are loaded by name from the TOML files shipped in the package, and hold the
-    paper's recipe (ImageNet) and our documented CIFAR recipe."""
-    imagenet = load_config("paper/imagenet_resnet50").train
-    assert (imagenet.lr, imagenet.momentum, imagenet.weight_decay) == (0.1, 0.9, 1e-4)
-    assert (imagenet.batch_size, imagenet.epochs, imagenet.schedule) == (128, 80, "step")
-    assert (imagenet.step_size, imagenet.gamma, imagenet.model) == (30, 0.1, "resnet50")
-    assert imagenet.part_size == 50_000  # the paper's smallest size; others by --set
-    cifar = load_config("paper/cifar10_resnet34").train
-    assert (cifar.model, cifar.lr, cifar.weight_decay, cifar.epochs) == (
-        "resnet34_cifar",
-        0.1,
-        5e-4,
-        200,
-    )
 
 
 @pytest.mark.parametrize(
@@ -118,6 +101,7 @@ def test_apply_overrides():
 # --- training ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     a = train_run(tiny(), tmp_path / "a")
     train_run(tiny(), tmp_path / "b")
@@ -128,6 +112,7 @@ def test_same_seed_same_weights(tmp_path):
     assert a["config"]["seed"] == 0 and a["models"][0]["seed"] > 0  # seeds recorded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise_std", [0.0, 0.02])
 def test_resume_after_kill_is_exact(tmp_path, noise_std):
     config = tiny(epochs=3, checkpoint_every=2, noise_std=noise_std, noise_draws=2)
@@ -145,6 +130,7 @@ def test_resume_after_kill_is_exact(tmp_path, noise_std):
     assert_same(weights(tmp_path / "whole"), weights(tmp_path / "killed"))
 
 
+@pytest.mark.slow
 def test_finished_models_are_skipped_and_configs_checked(tmp_path):
     first = train_run(tiny(), tmp_path)
 
@@ -156,6 +142,7 @@ def test_finished_models_are_skipped_and_configs_checked(tmp_path):
         train_run(tiny(lr=0.1), tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoint_contents(tmp_path):
     metrics = train_run(tiny(), tmp_path)
     saved = torch.load(tmp_path / "model_0.pt", weights_only=True)
@@ -169,6 +156,7 @@ def test_checkpoint_contents(tmp_path):
     assert [len(p) for p in load_splits(tmp_path / "splits.json")] == [100]
 
 
+@pytest.mark.slow
 def test_noisy_sgd(tmp_path):
     train_run(tiny(), tmp_path / "plain")
     train_run(tiny(noise_std=0.05, noise_draws=2), tmp_path / "noisy")
@@ -187,6 +175,7 @@ def test_perturbed_draws_and_restores():
     assert torch.equal(p, before)
 
 
+@pytest.mark.slow
 def test_progress_quiet_under_ci(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CI", "true")
     train_run(tiny(quiet=False), tmp_path / "ci")
@@ -201,6 +190,7 @@ def test_progress_quiet_under_ci(tmp_path, capsys, monkeypatch):
 # --- CLI -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_trains_from_a_toml_file(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text('[train]\nparts = 2\npart_size = 50\nepochs = 1\nmodel = "small_cnn"\n')
