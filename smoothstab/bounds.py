@@ -42,9 +42,12 @@ __all__ = [
     "lipschitz_constant",
     "smoothness_noisy",
     "smoothness_vanilla",
+    "smoothgrad_sigma_star",
     "spectral_norm",
     "stability_bound_simplegrad",
     "stability_bound_smoothgrad",
+    "trivial_bound_grad",
+    "trivial_bound_smoothed_ig",
 ]
 
 Norms: TypeAlias = Sequence[float] | LayerNorms
@@ -266,6 +269,58 @@ def stability_bound_smoothgrad(
     if clip:
         log_factor = np.minimum(log_factor, 0.0)
     return _out(log_up + a * log_factor, sigma, log10)
+
+
+def smoothgrad_sigma_star(norms: Norms, *, log10: bool = False) -> float:
+    """``sigma* = Gamma_{k,1} / (2 Gamma_{k,0} sum_{i<k} Gamma_{i,1})``: the noise std past which
+    Theorem 6's factor ``(sigma* / sigma)^{1/(q+1)}`` is below 1 (below it, the factor exceeds 1
+    and :func:`stability_bound_smoothgrad` with ``clip=True`` is Theorem 5's bound).
+
+    Computed in log space (the Gammas overflow floats for deep networks); ``log10=True`` returns
+    ``log10 sigma*``. Needs ``k >= 2`` and every norm > 0, as Theorems 5-6 do.
+    """
+    b = _norms(norms, positive=True)
+    if len(b) < 2:
+        raise ValueError("norms: Theorem 6 needs k >= 2 layers, got 1")
+    k = len(b)
+    log_s = _log_gamma(b, k, 1) - math.log(2) - _log_gamma(b, k, 0) - _log_sum_gamma(b, 1)
+    return _out(log_s, None, log10)
+
+
+# ---------------------------------------------------------------------------- trivial bounds
+
+
+def trivial_bound_grad(norms: Norms, *, log10: bool = False) -> float:
+    """``2 Gamma_{k,0}``: what any distance between two Simple-Grad or Smooth-Grad maps of chains
+    with these norms is at most, whatever the weights and the data.
+
+    The input gradient of a logit of a chain with 1-Lipschitz activations has norm at most
+    ``prod B_j = Gamma_{k,0}`` (biases do not matter); a Smooth-Grad map is an average of such
+    gradients, so the same holds. Hence ``||Sal_A(x) - Sal_B(x)|| <= 2 Gamma_{k,0}`` bounds the
+    stability error (Theorems 5-6) and Smooth-Grad's fidelity error (Proposition 7): a bound above
+    it is vacuous.
+    """
+    b = _norms(norms)
+    return _out(math.log(2) + _log_gamma(b, len(b), 0), None, log10)
+
+
+def trivial_bound_smoothed_ig(
+    norms: Norms, *, sigma: Sigma, m: int, C: float, log10: bool = False
+) -> float | np.ndarray:
+    """``Gamma_{k,0} (2C + sigma sqrt(m))``: what smoothed IG's fidelity error is at most for any
+    weights, for inputs with ``||x||_2 <= C`` and a zero baseline.
+
+    ``IG(x) = x * avg_a grad f(a x)`` (elementwise; quadrature weights >= 0 summing to at most
+    1) has norm ``<= ||x||_2 ||avg grad||_inf <= ||x||_2 Gamma_{k,0}``; so ``||E_z IG(x + z)||
+    <= Gamma_{k,0} E||x + z|| <= Gamma_{k,0} (C + sigma sqrt(m))`` (Jensen: ``E||z|| <= sigma
+    sqrt(m)``), and ``||E_z IG(x + z) - IG(x)|| <= Gamma_{k,0} (2C + sigma sqrt(m))``. A fidelity
+    bound above it is vacuous.
+    """
+    b = _norms(norms)
+    s = _sigmas(sigma)
+    C = check_positive(C, "C")
+    log_b = _log_gamma(b, len(b), 0) + np.log(2 * C + s * math.sqrt(_check_m(m)))
+    return _out(log_b, sigma, log10)
 
 
 # ---------------------------------------------------------------------------- Proposition 7

@@ -4,7 +4,9 @@ Both are ``ReLU(sum_k w_k A_k)`` for the activations ``A`` of a layer and differ
 channel weights ``w``: a *weighting* ``weighting(A, dscore/dA) -> [B, K, 1, 1]``, one small public
 function each (:func:`gradcam_weights`, :func:`gradcampp_weights`). A new CAM variant is one
 such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd,
-not min-max normalised, upsampled bilinearly (``align_corners=False``) to the input size.
+upsampled bilinearly (``align_corners=False``) to the input size, and not min-max normalised
+unless asked: ``normalize="minmax"`` (or :func:`minmax_normalize` on a map) scales each map to
+[0, 1] as pytorch-grad-cam does by default.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothstab.checks import check_input, resolve_layer, warn_if_training
+from smoothstab.checks import check_choice, check_input, resolve_layer, warn_if_training
 from smoothstab.methods import logits, resolve_target, select
 from smoothstab.types import Target
 
 Weighting = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NORMALIZATIONS = ("none", "minmax")
+MINMAX_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image: (cam - min) / (1e-7 + max(cam - min))
 
 
 def activations_and_grads(
@@ -63,6 +67,21 @@ def gradcampp_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (alpha * g.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
 
 
+def minmax_normalize(cam: torch.Tensor) -> torch.Tensor:
+    """Each map of ``cam`` ``[B, ...]`` scaled to [0, 1] as pytorch-grad-cam's
+    ``scale_cam_image`` does: ``(cam - min) / (1e-7 + max(cam - min))``, min and max per map.
+
+    pytorch-grad-cam applies it before and after upsampling; both are affine per map and
+    bilinear upsampling keeps affine maps affine, so once after upsampling is the same map up to
+    the 1e-7. An all-zero map stays zero.
+    """
+    flat = cam.flatten(1)
+    low = flat.min(dim=1).values.view(-1, *[1] * (cam.ndim - 1))
+    shifted = cam - low
+    high = shifted.flatten(1).max(dim=1).values.view_as(low)
+    return shifted / (MINMAX_EPS + high)
+
+
 def grad_cam(
     model: nn.Module,
     x: torch.Tensor,
@@ -70,23 +89,34 @@ def grad_cam(
     *,
     layer: nn.Module | str,
     weighting: Weighting = gradcam_weights,
+    normalize: str = "none",
 ) -> torch.Tensor:
     """A class activation map at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``.
 
     ``weighting(A, g) -> [B, K, 1, 1]`` turns the layer's activations ``A`` and the gradients
-    ``g`` of the target logit into channel weights; the default is Grad-CAM's.
+    ``g`` of the target logit into channel weights; the default is Grad-CAM's. ``normalize``:
+    ``none`` (the raw ReLU'd map) or ``minmax`` (each map to [0, 1] after upsampling,
+    :func:`minmax_normalize`, as pytorch-grad-cam returns it).
     """
+    check_choice(normalize, "normalize", NORMALIZATIONS)
     check_input(x, rank=4)
     module = resolve_layer(model, layer)
     warn_if_training(model)
     target = resolve_target(model, x, target)
     act, g = activations_and_grads(model, x, target, module)
     cam = torch.relu((weighting(act, g) * act).sum(dim=1, keepdim=True))
-    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return minmax_normalize(cam) if normalize == "minmax" else cam
 
 
 def grad_cam_pp(
-    model: nn.Module, x: torch.Tensor, target: Target = None, *, layer: nn.Module | str
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    layer: nn.Module | str,
+    normalize: str = "none",
 ) -> torch.Tensor:
-    """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``."""
-    return grad_cam(model, x, target, layer=layer, weighting=gradcampp_weights)
+    """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``; ``normalize``
+    as in :func:`grad_cam`."""
+    return grad_cam(model, x, target, layer=layer, weighting=gradcampp_weights, normalize=normalize)

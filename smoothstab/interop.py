@@ -20,6 +20,14 @@ def from_captum(attribution_class: type, **kwargs: Any) -> Method:
     name, resolved against the model); the rest go to ``.attribute``. The returned
     ``method(model, x, target)`` can be smoothed and evaluated like the built-in ones.
     """
+    if not (
+        inspect.isclass(attribution_class)
+        and callable(getattr(attribution_class, "attribute", None))
+    ):
+        raise TypeError(
+            "attribution_class: expected a Captum attribution class such as "
+            f"captum.attr.Saliency (a class with .attribute), got {attribution_class!r}"
+        )
     params = inspect.signature(attribution_class.__init__).parameters
     init_kw = {k: v for k, v in kwargs.items() if k in params and k != "self"}
     attribute_kw = {k: v for k, v in kwargs.items() if k not in init_kw}

@@ -20,6 +20,7 @@ from smoothstab.checks import (
     check_choice,
     check_count,
     check_input,
+    check_number,
     warn_if_training,
 )
 from smoothstab.types import Target
@@ -127,7 +128,7 @@ def expand_baseline(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
     if baseline is None:
         return torch.zeros_like(x)
     if not isinstance(baseline, torch.Tensor):
-        return torch.full_like(x, float(baseline))
+        return torch.full_like(x, check_number(baseline, "baseline"))
     try:
         out = baseline.to(device=x.device, dtype=x.dtype).expand_as(x)
     except RuntimeError:

@@ -37,7 +37,7 @@ from smoothstab.experiments.experiment import (
     to_toml,
 )
 from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir, Summary, read_csv
+from smoothstab.experiments.rundir import COLUMNS, RunDir, Summary, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -195,7 +195,8 @@ def test_run_writes_every_output(tiny_run):
             for r in GRID:
                 assert map_path(tiny_run, k, method, r).is_file(), (k, method, r)
     figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
-    expected = {*FIGURES, *(f"grid_{m}" for m in ss.METHODS), *(f"sigma_{m}" for m in ss.METHODS)}
+    expected = {*FIGURES, *(f"grid_{m}_0-1" for m in ss.METHODS)}
+    expected |= {f"sigma_{m}" for m in ss.METHODS}
     assert figures == expected
     assert not leftovers(tiny_run)
 
@@ -233,7 +234,9 @@ def test_map_files(tiny_run):
 def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
     with open(tiny_run / "metrics.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert {"method", "r", "sigma", "metric", "value", "pair", "model", "image"} <= set(header)
+    assert header == list(COLUMNS)
+    assert {"method", "r", "sigma", "metric", "value", "pair", "model", "image", "n"} <= set(header)
+    assert {row["n"] for row in tiny_rows} == {"400"}  # the models' training-set size
     metrics = {row["metric"] for row in tiny_rows}
     assert {"stability", "fidelity", "ssim", "topk_iou"} <= metrics
     assert {"stability_debiased", "fidelity_debiased"} <= metrics
@@ -280,6 +283,7 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
     with open(tiny_run / "table1.csv", newline="") as f:
         table = {row["method"]: row for row in csv.DictReader(f)}
     assert set(table) == set(ss.METHODS)
+    assert {row["pair"] for row in table.values()} == {"mean over pairs"}
     for method, row in table.items():
         for column, metric, r in (
             ("ssim", "ssim", 0.0),
@@ -405,7 +409,7 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     done = [attribute.run_attribution(cfg, RunDir(d), models, DistInfo(rank, 2)) for rank in (1, 0)]
     n_blocks = N_MODELS * len(ss.METHODS) * len(GRID) * 2
     assert done == [n_blocks // 2, n_blocks // 2]
-    evaluate.evaluate_run(cfg, RunDir(d), N_MODELS)
+    evaluate.evaluate_run(cfg, RunDir(d), stages.model_sizes(cfg, RunDir(d)))
     assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
 
 
@@ -573,7 +577,48 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     }  # fmt: skip
     with open(out / "table1.csv", newline="") as f:
         assert all(row["ssim"] == "" and row["topk_miou"] for row in csv.DictReader(f))
-    assert "| Simple-Grad | - | - |" in (out / "report.md").read_text()
+    assert "| Simple-Grad | mean over pairs | - | - |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_training_set_sizes(tmp_path):
+    """part_size as a list: parts models per size, disjoint within a size and nested across
+    sizes; only models of one size are compared; n in metrics.csv, a curve per n, and the
+    report's statement of how stability changes with n."""
+    out = tmp_path / "sizes"
+    args = ["--set", "train.part_size=[200, 400]", "--set", 'attribution.methods=["grad"]']
+    args += ["--stages", "train", "attribute", "evaluate", "figures", "report"]
+    assert run("run", "--out", out, "--quiet", *TINY, *args) == 0
+    models = json.loads((out / "train_metrics.json").read_text())["models"]
+    assert [m["train_size"] for m in models] == [200, 200, 400, 400]
+    parts = json.loads((out / "splits.json").read_text())
+    assert not set(parts[0]) & set(parts[1]) and not set(parts[2]) & set(parts[3])
+    assert parts[0] == parts[2][:200] and parts[1] == parts[3][:200]  # nested across sizes
+    rows = read_csv(out / "metrics.csv")
+    assert {row["pair"] for row in rows if row["pair"]} == {"0-1", "2-3"}
+    assert {(row["pair"], row["n"]) for row in rows if row["pair"]} == {
+        ("0-1", "200"),
+        ("2-3", "400"),
+    }
+    assert {(row["model"], row["n"]) for row in rows if row["model"]} == {
+        ("0", "200"),
+        ("1", "200"),
+        ("2", "400"),
+        ("3", "400"),
+    }
+    summary = Summary.from_rows(rows)
+    assert summary.sizes == [200, 400] and summary.default_n == 400
+    md = (out / "report.md").read_text()
+    section = md[md.index("## Stability and the training-set size") :]
+    assert "| r | n = 200 | n = 400 | with more training data |" in section
+    assert "with n" in section or "no monotone change" in section
+    assert "### Simple-Grad, n = 200" in md and "### Simple-Grad, n = 400" in md
+    with open(out / "table1.csv", newline="") as f:  # Table 1 at the largest n
+        (row,) = list(csv.DictReader(f))
+    assert float(row["topk_miou"]) == pytest.approx(
+        summary.get("grad", "topk_iou", 0.0, n=400).mean, rel=1e-5
+    )
+    assert (out / "figures" / "grid_grad_2-3.png").is_file()
 
 
 # --- the sigma advice: knee and fidelity budget on curves with known answers ----------------------
@@ -609,13 +654,13 @@ def test_most_stable_r_within_a_fidelity_budget():
 
 def test_recommend_reads_the_summary():
     """From a summary of bands: the debiased curve when asked for, knee and budget per method."""
-    bands = {("grad", "map_norm", 0.0): band([10.0, 10.0])}
+    bands = {("grad", "map_norm", 0.0, None): band([10.0, 10.0])}
     for r, s, f in L_CURVE:
-        bands[("grad", "stability_debiased", r)] = band([s, s])
-        bands[("grad", "fidelity_debiased", r)] = band([f, f])
+        bands[("grad", "stability_debiased", r, None)] = band([s, s])
+        bands[("grad", "fidelity_debiased", r, None)] = band([f, f])
         # The plain curve is another one, so the test sees which is read.
-        bands[("grad", "stability", r)] = band([s + 1, s + 1])
-        bands[("grad", "fidelity", r)] = band([0.0, 0.0])
+        bands[("grad", "stability", r, None)] = band([s + 1, s + 1])
+        bands[("grad", "fidelity", r, None)] = band([0.0, 0.0])
     summary = Summary(bands)
     rec = sigma_advice.recommend(summary, ["grad"], debiased=True, budget=0.2)["grad"]
     assert (rec["knee_r"], rec["budget_r"], rec["map_norm"]) == (0.1, 0.1, 10.0)
@@ -638,7 +683,8 @@ def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_row
     out = given_models_run(tiny_run, tmp_path, "DR", specs)
     rows = read_csv(out / "metrics.csv")
     assert {row["setting"] for row in rows} == {"DR"}
-    assert [{**row, "setting": "DT"} for row in rows] == tiny_rows
+    assert [{**row, "setting": "DT", "n": "400"} for row in rows] == tiny_rows
+    assert {row["n"] for row in rows} == {""}  # given checkpoints: no training-set size
     md = (out / "report.md").read_text()
     assert "DR: same architecture" in md
     assert "model 0: recipe 0 (small_cnn, weights /" in md and "model 1: recipe 1 (" in md
@@ -651,27 +697,39 @@ def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_row
 
 
 @pytest.mark.slow
-def test_setting_da_two_architectures(tiny_run, tmp_path):
-    torch.manual_seed(0)
-    resnet = build_model("resnet18_cifar", num_classes=dataset_info("shapes").num_classes)
-    torch.save(resnet.state_dict(), tmp_path / "resnet.pt")
-    specs = [
-        ModelSpec("small_cnn", state_dict_file(tiny_run, 0, tmp_path / "cnn.pt"), "CNN"),
-        ModelSpec("resnet18_cifar", str((tmp_path / "resnet.pt").resolve()), "ResNet-18"),
-    ]
+def test_setting_da_three_architectures(tiny_run, tmp_path):
+    """DA: a Table 1 row per pair of architectures (labelled by both models), the mean over
+    pairs, and the map grids of every pair; bounds are skipped (they need one architecture)."""
+    n_classes = dataset_info("shapes").num_classes
+    specs = [ModelSpec("small_cnn", state_dict_file(tiny_run, 0, tmp_path / "cnn.pt"), "CNN")]
+    for name, label in (("resnet18_cifar", "ResNet-18"), ("mobilenet_v3_small", "MobileNet")):
+        torch.manual_seed(0)
+        torch.save(build_model(name, num_classes=n_classes).state_dict(), tmp_path / f"{name}.pt")
+        specs.append(ModelSpec(name, str((tmp_path / f"{name}.pt").resolve()), label))
     out = given_models_run(tiny_run, tmp_path, "DA", specs)
     rows = read_csv(out / "metrics.csv")
     assert {row["setting"] for row in rows} == {"DA"}
-    assert {row["pair"] for row in rows if row["pair"]} == {"0-1"}
+    assert {row["pair"] for row in rows if row["pair"]} == {"0-1", "0-2", "1-2"}
     # Model 0 is the tiny run's model 0: its maps are those of the DT run.
     for method in ss.METHODS:
         for r in (0.0, 0.4):
             assert same_map(out, tiny_run, 0, method, r)
+    with open(out / "table1.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    pairs = ["CNN vs ResNet-18", "CNN vs MobileNet", "ResNet-18 vs MobileNet", "mean over pairs"]
+    for method in ss.METHODS:
+        got = [row for row in table if row["method"] == method]
+        assert [row["pair"] for row in got] == pairs
+        per_pair = [float(row["smoothed_topk_miou"]) for row in got]
+        assert per_pair[-1] == pytest.approx(sum(per_pair[:3]) / 3, rel=1e-4)
+        for pair in ("0-1", "0-2", "1-2"):
+            assert (out / "figures" / f"grid_{method}_{pair}.png").is_file()
     # The bounds need one architecture: skipped, not failed, and absent from the report.
     assert not (out / "bounds.json").exists() and not (out / "figures" / "bounds.png").exists()
     md = (out / "report.md").read_text()
     assert "DA: different architectures" in md and "Theory" not in md
-    assert (out / "report.html").is_file()
+    assert "| Simple-Grad | ResNet-18 vs MobileNet |" in md
+    assert "figures/grid_grad_1-2.png" in md
 
 
 @pytest.mark.slow
@@ -724,6 +782,15 @@ def test_bounds_subcommand(tiny_run, tmp_path):
     stab = [row["stability_bound_log10"] for row in res["rows"]]
     assert all(b <= a + 1e-9 for a, b in itertools.pairwise(stab))
     assert max(stab) <= res["simplegrad_log10"] + 1e-9
+    # T in single-example steps (2 epochs x 400), every bound flagged against 2 Gamma_{k,0},
+    # and Theorem 5 with the measured Simple-Grad stability (r = 0) per training-set size.
+    assert (res["step_unit"], res["n"], res["T"]) == ("examples", 400, 2 * 400)
+    for row in res["rows"]:
+        vacuous = row["stability_bound_log10"] > res["trivial_log10"]
+        assert row["stability_bound_vacuous"] == vacuous
+    (by_n,) = res["by_n"]
+    assert (by_n["n"], by_n["simplegrad_log10"]) == (400, res["simplegrad_log10"])
+    assert by_n["stability_grad"] == summary.get("grad", "stability", 0.0, n=400).mean
     # The report's bounds section holds the bounds table, per sigma.
     assert run("report", d, "--quiet") == 0
     md = (d / "report.md").read_text()
@@ -733,7 +800,7 @@ def test_bounds_subcommand(tiny_run, tmp_path):
     # ... and in HTML as a table, one row per sigma, not Markdown pipes in a paragraph.
     page = (d / "report.html").read_text()
     section = page[page.index("<h2>Theory: bounds") :]
-    assert "<th>Theorem 6 bound</th>" in section and "| r | sigma |" not in page
+    assert "<th>Theorem 6 bound on eps_stab" in section and "| r | sigma |" not in page
     assert all(f"<tr><td>{r:g}</td><td>{r * x_range:.4g}</td>" in section for r in GRID[1:])
 
 
@@ -789,7 +856,11 @@ def test_quickstart_acceptance(tmp_path):
             assert rises([fid[r] for r in rs]), (method, suffix, fid)
     md = (out / "report.md").read_text()
     for name in ("Simple-Grad", "Integrated-Gradients"):
-        line = next(line for line in md.splitlines() if line.startswith(f"- {name}: stability"))
-        assert "stability error falls" in line and "fidelity error rises" in line, line
+        for n in (800, 1600):
+            for estimate in ("paper's plain estimate", "our debiased estimate"):
+                start = f"- {name} (n = {n}), {estimate}: stability"
+                line = next(line for line in md.splitlines() if line.startswith(start))
+                assert "stability error falls" in line and "fidelity error rises" in line, line
+    assert "## Stability and the training-set size" in md
     for name in ("config.toml", "metrics.csv", "table1.csv", "report.html", "bounds.json"):
         assert (out / name).is_file()

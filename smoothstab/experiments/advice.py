@@ -47,7 +47,9 @@ def within_budget(
 
 
 def recommend(summary: Summary, methods: Sequence[str], *, debiased: bool, budget: float) -> dict:
-    """Per method: the knee r, the most stable r within the fidelity budget, and the curve."""
+    """Per method: the knee r, the most stable r within the fidelity budget, and the curve,
+    from the debiased (else plain) curves of the largest training-set size; both depend on the
+    range of r swept."""
     out = {}
     for method in methods:
         points = tradeoff(summary, method, debiased)
@@ -59,5 +61,7 @@ def recommend(summary: Summary, methods: Sequence[str], *, debiased: bool, budge
             "fidelity_budget": budget,
             "map_norm": norm,
             "curve": [{"r": r, "stability": s, "fidelity": f} for r, s, f in points],
+            "estimate": "debiased" if debiased else "plain",
+            "n": summary.default_n,
         }
     return out

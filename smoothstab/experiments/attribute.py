@@ -36,8 +36,10 @@ def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, 
     if run.test_images.is_file():
         return run.load_test_images()
     data = cfg.train
-    dataset = load_dataset(data.dataset, root=data.root, train=False, seed=data.seed)
-    idx = test_indices(len(dataset), cfg.attribution.n_images, cfg.attribution.image_seed)
+    # data_seed fixes the train/test split (digits): the same seed as training, not train.seed
+    dataset = load_dataset(data.dataset, root=data.root, train=False, seed=data.data_seed)
+    a = cfg.attribution
+    idx = test_indices(len(dataset), a.n_images, a.image_seed, a.image_order)
     items = [dataset[i] for i in idx]
     x = torch.stack([item[0] for item in items])
     y = torch.tensor([int(item[1]) for item in items])
@@ -49,22 +51,36 @@ def smoothed_method(
     name: str, model: nn.Module, attr: AttributionConfig, sigma: float, seed: ss.Seed
 ) -> ss.Smoothed:
     """The method ``name`` with the run's settings (IG quadrature and estimator, the model's CAM
-    layer), smoothed at ``sigma`` (at 0 it runs once, exactly)."""
+    layer and normalisation), smoothed at ``sigma`` (at 0 it runs once, exactly).
+
+    With the joint IG estimator the r = 0 IG map (the fidelity reference) uses
+    :func:`ig_reference_quadrature`, not the run's quadrature."""
     options = dict(seed=seed, antithetic=attr.antithetic)
     if name == "ig":
+        steps, rule = ig_reference_quadrature(attr) if sigma == 0 else (attr.ig_steps, attr.ig_rule)
         return ss.smoothed_ig(
             sigma,
             attr.n_samples,
             estimator=attr.ig_estimator,
-            steps=attr.ig_steps,
-            rule=attr.ig_rule,
+            steps=steps,
+            rule=rule,
             batch_size=attr.batch_size,
             **options,
         )
     method = ss.METHODS[name]
     if name in ("gradcam", "gradcampp"):
-        method = functools.partial(method, layer=cam_layer(model))
+        method = functools.partial(method, layer=cam_layer(model), normalize=attr.cam_normalize)
     return ss.smooth(method, sigma, attr.n_samples, batch_size=attr.batch_size, **options)
+
+
+def ig_reference_quadrature(attr: AttributionConfig) -> tuple[int, str]:
+    """``(steps, rule)`` of the r = 0 IG map. The joint estimator integrates the path exactly in
+    expectation, so against a coarse r = 0 map its fidelity error would keep the quadrature error
+    as a floor; it gets ``ig_reference_steps`` Gauss-Legendre points (0: the run's quadrature).
+    The nested estimator smooths the run's quadrature itself and keeps it at r = 0."""
+    if attr.ig_estimator == "joint" and attr.ig_reference_steps > 0:
+        return attr.ig_reference_steps, "gausslegendre"
+    return attr.ig_steps, attr.ig_rule
 
 
 def attribute_block(

@@ -2,8 +2,10 @@
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that registers its options
 and its handler (``args.func(args) -> int``); :data:`SUBCOMMANDS` lists them in help order.
-Errors the user can fix (a missing file, a bad key or value) are one line on stderr: exit 2
-for config problems, 1 for the rest.
+Errors the user can fix -- a bad key or value, a missing or damaged file, bad data, a device
+this machine lacks, an output path that cannot be written, a full disk -- are one line on stderr
+and exit 2; Ctrl-C is one line and exit 130 (rerun the same command to resume). Anything else is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from smoothstab.experiments.guards import (
+    check_device,
+    check_output_dir,
+    check_slug,
+    read_config_text,
+)
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import TrainConfig
@@ -46,7 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = apply_overrides(train_config(args.config), args.overrides)
     if args.quiet:
         config = replace(config, quiet=True)
-    train_run(config, args.out)
+    check_device(config.device, "device", allow_auto=True)
+    train_run(config, check_output_dir(args.out))
     return 0
 
 
@@ -57,6 +67,8 @@ def train_config(source: str | None) -> TrainConfig:
     from smoothstab.experiments.experiment import TrainConfig, config_path, load_config
 
     path = config_path(source)
+    if path.is_file():
+        read_config_text(path)  # not UTF-8: one line naming the file
     tables = load_toml(path)
     if set(tables) - {"train"}:
         return load_config(path).train
@@ -104,9 +116,12 @@ def run_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.experiment import load_config
+    from smoothstab.experiments.experiment import config_path, load_config
     from smoothstab.experiments.stages import STAGES, run_all
 
+    path = config_path(args.config)
+    if path.is_file():
+        read_config_text(path)  # not UTF-8: one line naming the file
     cfg = load_config(args.config, args.overrides)
     if args.quiet:
         cfg = replace(cfg, quiet=True)
@@ -114,7 +129,9 @@ def run_run(args: argparse.Namespace) -> int:
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"--stages: expected some of {', '.join(STAGES)}, got {stage!r}")
-    run_all(cfg, args.out or Path("runs") / cfg.name, stages)
+    # The name becomes a path only without --out: a plain name keeps the run inside runs/.
+    out = args.out or Path("runs") / check_slug(cfg.name, "name")
+    run_all(cfg, check_output_dir(out), stages)
     return 0
 
 
@@ -137,6 +154,7 @@ def run_stage(args: argparse.Namespace) -> int:
     path = args.run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{args.run_dir}: expected a run directory with config.toml")
+    read_config_text(path)
     cfg = load_config(path, args.overrides)
     if args.quiet:
         cfg = replace(cfg, quiet=True)
@@ -190,20 +208,62 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    from smoothstab.experiments.config import ConfigError
-
     try:
         return args.func(args)
-    except ConfigError as e:
-        print(f"smoothstab {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"smoothstab {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted; rerun the same command to resume", INTERRUPTED)
+    except ValueError as e:  # ConfigError, DamagedFile, bad data, devices, ...
+        return _fail(args, one_line(e))
     except FileNotFoundError as e:  # a stage run before the one that writes its input
-        print(
-            f"smoothstab {args.command}: error: {e.filename} does not exist; run the stages "
-            "before this one first (smoothstab run --stages ...)",
-            file=sys.stderr,
+        return _fail(args, _missing(args, e))
+    except OSError as e:  # a full disk, a read-only place, a path that is a file, ...
+        return _fail(args, _os_error(e))
+
+
+USER_ERROR, INTERRUPTED = 2, 130
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = USER_ERROR) -> int:
+    print(f"smoothstab {args.command}: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def one_line(e: BaseException) -> str:
+    """An error's message on one line. An error raised in a DataLoader worker arrives with the
+    worker's traceback in its message: its last line is the original message."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    if len(lines) > 1 and "Original Traceback" in str(e):
+        last = lines[-1]
+        name, sep, rest = last.partition(": ")
+        return rest if sep and name.isidentifier() else last
+    return lines[0]
+
+
+def _missing(args: argparse.Namespace, e: FileNotFoundError) -> str:
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    name = e.filename or one_line(e)
+    outside = run_dir is not None and not Path(str(name)).resolve().is_relative_to(
+        Path(run_dir).resolve()
+    )
+    if not outside:
+        return (
+            f"{name} does not exist; run the stages before this one first "
+            "(smoothstab run --stages ...)"
         )
-        return 1
+    return f"{name} does not exist"
+
+
+def _os_error(e: OSError) -> str:
+    import errno
+
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on the device{where}; free some space and rerun the same command "
+            "(finished work is kept)"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied{where}; use another --out or fix the permissions"
+    return f"{e.strerror or one_line(e)}{where}"

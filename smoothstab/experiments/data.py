@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +97,22 @@ def input_range(mean: Sequence[float], std: Sequence[float]) -> tuple[float, flo
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, train: bool, seed: int = 0
+    name: str,
+    *,
+    root: str | Path | None = None,
+    train: bool,
+    seed: int = 0,
+    augment: bool | None = None,
 ) -> Dataset:
     """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
 
     ``seed`` fixes the generated images (shapes) and the train/test split (digits); folder
-    datasets ignore it. Every dataset has a ``classes`` attribute.
+    datasets ignore it. Every dataset has a ``classes`` attribute. ``augment`` (default:
+    ``train``): the training transforms; ``train=True, augment=False`` gives the training images
+    under the test transforms (a validation split). In-memory datasets have no augmentation.
     """
     info = dataset_info(name)
+    augment = train if augment is None else augment
     if name == "digits":
         return _digits(train, seed)
     if name == "shapes":
@@ -112,8 +121,8 @@ def load_dataset(
     if root is None:
         raise ValueError(f"{name}: expected root= a local folder with {_layout(name)}")
     if name == "cifar10":
-        return _cifar10(Path(root), train, info)
-    return _imagefolder(Path(root), train, info)
+        return _cifar10(Path(root), train, info, augment)
+    return _imagefolder(Path(root), train, info, augment)
 
 
 class ArrayDataset(TensorDataset):
@@ -211,7 +220,7 @@ class Cifar10(Dataset):
         return self.transform(x), int(self.targets[i])
 
 
-def _cifar10(root: Path, train: bool, info: DatasetInfo) -> Cifar10:
+def _cifar10(root: Path, train: bool, info: DatasetInfo, augment: bool) -> Cifar10:
     from torchvision import transforms as T
 
     # root may be the batches folder itself or the folder that holds it
@@ -219,16 +228,16 @@ def _cifar10(root: Path, train: bool, info: DatasetInfo) -> Cifar10:
     folder = root if is_batches else root / "cifar-10-batches-py"
     if not folder.is_dir():
         raise ValueError(f"cifar10: expected {CIFAR_LAYOUT} at or under {root}; not found")
-    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
     return Cifar10(folder, train, T.Compose([*steps, T.Normalize(info.mean, info.std)]))
 
 
-def _imagefolder(root: Path, train: bool, info: DatasetInfo) -> Dataset:
+def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> Dataset:
     from torchvision import datasets
     from torchvision import transforms as T
 
     folder = root / ("train" if train else "val")
-    if train:
+    if augment:
         steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()]
     else:
         steps = [T.Resize(256), T.CenterCrop(224)]
@@ -283,14 +292,51 @@ def disjoint_splits(n: int, k: int, size: int | None = None, seed: int = 10007) 
     """``k`` disjoint parts of ``size`` indices (default ``n // k``) of ``range(n)``: part ``p``
     is slice ``[p * size, (p + 1) * size)`` of one seeded permutation (no wrap-around)."""
     size = n // k if size is None else size
-    if k < 1 or size < 1 or k * size > n:
+    return size_splits(n, k, [size], seed)
+
+
+def size_splits(n: int, k: int, sizes: Sequence[int], seed: int = 10007) -> list[list[int]]:
+    """``k`` parts for each training-set size, size by size (``k * len(sizes)`` lists).
+
+    With ``S`` the largest size, part ``p`` of size ``s`` is slice ``[p * S, p * S + s)`` of one
+    seeded permutation: parts of one size are disjoint, and a part of a smaller size is the
+    start of the same-numbered part of a larger one (nested across sizes, never shared between
+    part numbers). With one size this is :func:`disjoint_splits`.
+    """
+    big = max(sizes)
+    if k < 1 or min(sizes) < 1 or k * big > n:
         raise ValueError(
-            f"splits: expected k >= 1 parts of size >= 1 with k * size <= {n}, got {k} x {size}"
+            f"splits: expected k >= 1 parts of size >= 1 with k * size <= {n}, got {k} x {big}"
         )
     order = np.random.default_rng(seed).permutation(n)
-    parts = [order[p * size : (p + 1) * size].tolist() for p in range(k)]
-    check_disjoint(parts)
-    return parts
+    groups = [[order[p * big : p * big + s].tolist() for p in range(k)] for s in sizes]
+    for parts in groups:
+        check_disjoint(parts)
+    return [part for parts in groups for part in parts]
+
+
+def validation_split(
+    n: int, parts: Sequence[Sequence[int]], size: int, seed: int = 10007
+) -> list[int]:
+    """``size`` training-set indices that no part uses, for choosing an epoch (``keep="best"``).
+
+    The parts are slices of one permutation seeded by ``seed`` (:func:`size_splits`); the
+    validation split is the next ``size`` positions after the last position any part uses, so
+    it is disjoint from every part (of every training-set size) and fixed by the splits alone.
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    used = [i for part in parts for i in part]
+    start = int(position[used].max()) + 1 if used else 0
+    if size < 1 or start + size > n:
+        raise ValueError(
+            f"train.val_size: expected 1 <= val_size <= {n - start} (parts x part_size + "
+            f"val_size <= the {n} training images, the parts use {start}), got {size}"
+        )
+    split = order[start : start + size].tolist()
+    check_disjoint([sorted(set(used)), split])
+    return split
 
 
 def check_disjoint(parts: list[list[int]]) -> None:
@@ -303,14 +349,23 @@ def check_disjoint(parts: list[list[int]]) -> None:
         seen.update(part)
 
 
-def save_splits(path: str | Path, parts: list[list[int]]) -> Path:
-    """Write ``parts`` (a list of index lists) as JSON, atomically."""
-    check_disjoint(parts)
+def _check_groups(parts: list[list[int]], k: int) -> None:
+    """Each consecutive group of ``k`` parts (one training-set size) is disjoint."""
+    if k < 1 or len(parts) % k:
+        raise ValueError(f"splits: expected groups of {k} parts, got {len(parts)} parts")
+    for g in range(0, len(parts), k):
+        check_disjoint(parts[g : g + k])
+
+
+def save_splits(path: str | Path, parts: list[list[int]], k: int | None = None) -> Path:
+    """Write ``parts`` (one index list per model; disjoint in groups of ``k``, default all) as
+    JSON, atomically."""
+    _check_groups(parts, k or len(parts))
     return write_json(path, parts)
 
 
-def load_splits(path: str | Path) -> list[list[int]]:
-    """Read and check a ``splits.json`` written by :func:`save_splits`."""
+def load_splits(path: str | Path, k: int | None = None) -> list[list[int]]:
+    """Read and check a ``splits.json`` written by :func:`save_splits` (groups of ``k``)."""
     try:
         parts = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -319,15 +374,30 @@ def load_splits(path: str | Path) -> list[list[int]]:
         isinstance(p, list) and all(isinstance(i, int) for i in p) for p in parts
     ):
         raise ValueError(f"splits: expected a JSON list of index lists at {path}")
-    check_disjoint(parts)
+    _check_groups(parts, k or len(parts))
     return parts
 
 
-def test_indices(n: int, count: int, seed: int = 10007) -> list[int]:
+IMAGE_ORDERS = ("numpy", "paper")
+
+
+def test_indices(n: int, count: int, seed: int = 10007, order: str = "numpy") -> list[int]:
     """The first ``count`` of a seeded permutation of ``range(n)``: the test images. A smaller
-    count gives a prefix of a larger one (the paper's 32 figure images lie in its 512)."""
+    count gives a prefix of a larger one (the paper's 32 figure images lie in its 512).
+
+    ``order``: ``numpy``, ``np.random.default_rng(seed).permutation(n)``; or ``paper``, what the
+    paper's code did, ``random.seed(seed); random.shuffle(indices)`` on ``list(range(n))``
+    (Python's Mersenne Twister; ``random.Random(seed)`` is the same generator, so the global
+    one is left alone).
+    """
+    if order not in IMAGE_ORDERS:
+        raise ValueError(f"image_order: expected one of {', '.join(IMAGE_ORDERS)}, got {order!r}")
     if not 1 <= count <= n:
         raise ValueError(f"test_indices: expected 1 <= count <= {n}, got {count}")
+    if order == "paper":
+        idx = list(range(n))
+        random.Random(seed).shuffle(idx)
+        return idx[:count]
     return np.random.default_rng(seed).permutation(n)[:count].tolist()
 
 

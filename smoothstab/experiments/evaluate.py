@@ -19,8 +19,10 @@ import torch
 from smoothstab import metrics
 from smoothstab.debias import debiased_distance
 from smoothstab.experiments.advice import recommend
-from smoothstab.experiments.aggregate import model_pairs
-from smoothstab.experiments.rundir import Metric, RunDir, Summary, csv_text, noise_grid
+from smoothstab.experiments.aggregate import Band, model_pairs
+from smoothstab.experiments.io import DamagedFile
+from smoothstab.experiments.progress import Progress, say
+from smoothstab.experiments.rundir import Metric, RunDir, Summary, csv_text, noise_grid, read_csv
 from smoothstab.montecarlo import SmoothStats
 
 if TYPE_CHECKING:
@@ -76,18 +78,54 @@ def model_rows(
         yield from _rows(base, Metric.FIDELITY_DEBIASED, est.value, est.stderr)
 
 
-def table1(summary: Summary, methods: Sequence[str], r_smooth: float) -> list[dict]:
-    """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU."""
-    return [
-        {
-            "method": method,
-            "ssim": summary.get(method, Metric.SSIM, 0.0),
-            "smoothed_ssim": summary.get(method, Metric.SSIM, r_smooth),
-            "topk_miou": summary.get(method, Metric.TOPK_IOU, 0.0),
-            "smoothed_topk_miou": summary.get(method, Metric.TOPK_IOU, r_smooth),
+TABLE1 = {  # column: (metric, smoothed?)
+    "ssim": (Metric.SSIM, False),
+    "smoothed_ssim": (Metric.SSIM, True),
+    "topk_miou": (Metric.TOPK_IOU, False),
+    "smoothed_topk_miou": (Metric.TOPK_IOU, True),
+}
+MEAN = "mean over pairs"
+
+
+def pair_labels(cfg: ExperimentConfig) -> dict[str, str]:
+    """``{"i-j": "A vs B"}`` for the given checkpoints of a DR/DA run (the paper's Table 1 has a
+    row per pair there); empty for DT."""
+    specs = cfg.models.specs
+    if cfg.models.setting == "DT":
+        return {}
+    name = lambda k: specs[k].label or f"{specs[k].name} (model {k})"  # noqa: E731
+    return {f"{i}-{j}": f"{name(i)} vs {name(j)}" for i, j in model_pairs(len(specs))}
+
+
+def table1(
+    summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
+) -> list[dict]:
+    """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
+    largest training-set size; a row per labelled pair (floats) and, unless there is only one,
+    the mean over pairs (a Band)."""
+    rows = []
+    for method in methods:
+        for pair, label in labels.items() if len(labels) > 1 else ():
+            cells = {
+                col: summary.per_unit(method, metric, r_smooth if smoothed else 0.0).get(pair)
+                for col, (metric, smoothed) in TABLE1.items()
+            }
+            rows.append({"method": method, "pair": label, **cells})
+        cells = {
+            col: summary.get(method, metric, r_smooth if smoothed else 0.0)
+            for col, (metric, smoothed) in TABLE1.items()
         }
-        for method in methods
-    ]
+        only = next(iter(labels.values())) if len(labels) == 1 else MEAN
+        rows.append({"method": method, "pair": only, **cells})
+    return rows
+
+
+def table1_csv(rows: list[dict]) -> str:
+    def cell(v: Band | float | None) -> str:
+        return "" if v is None else f"{getattr(v, 'mean', v):.6g}"
+
+    flat = [{k: v if k in ("method", "pair") else cell(v) for k, v in row.items()} for row in rows]
+    return csv_text(flat, columns=list(flat[0]))
 
 
 def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, float]:
@@ -96,38 +134,61 @@ def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, floa
     return [f.estimate() for f in files], files[0].sigma
 
 
-def metric_rows(cfg: ExperimentConfig, run: RunDir, n_models: int) -> list[dict]:
-    """Every per-image metric of the run (stability and similarity per pair, fidelity per model)."""
+def grid_pairs(cfg: ExperimentConfig, summary: Summary) -> list[tuple[int, int]]:
+    """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every pair
+    of a DA run (each is a different pair of architectures), else the first pair compared at
+    the largest training-set size."""
+    named = cfg.evaluation.grid_pairs
+    compared = summary.per_unit(cfg.attribution.methods[0], Metric.STABILITY, 0.0)
+    pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
+    return pairs if named or cfg.models.setting == "DA" else pairs[:1]
+
+
+def size_pairs(sizes: Sequence[int | None]) -> list[tuple[int, int]]:
+    """The model pairs compared: every pair of models with the same training-set size."""
+    return [(i, j) for i, j in model_pairs(len(sizes)) if sizes[i] == sizes[j]]
+
+
+def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]) -> list[dict]:
+    """Every per-image metric of the run: stability and similarity per pair of models of one
+    training-set size, fidelity per model; ``n`` is that size (empty for given checkpoints)."""
     e = cfg.evaluation
+    n_models = len(sizes)
+    size = ["" if n is None else n for n in sizes]
     rows = []
+    grid = noise_grid(cfg.attribution)
+    bar = Progress(len(cfg.attribution.methods) * len(grid), "evaluate", quiet=cfg.quiet)
     for method in cfg.attribution.methods:
         reference, _ = _load(run, n_models, method, 0.0)
-        for r in noise_grid(cfg.attribution):
+        for r in grid:
             maps, sigma = (reference, 0.0) if r == 0 else _load(run, n_models, method, r)
             base = {"setting": cfg.models.setting, "method": method, "r": r, "sigma": sigma}
-            for i, j in model_pairs(n_models):
-                pair = {**base, "pair": f"{i}-{j}", "model": ""}
+            for i, j in size_pairs(sizes):
+                pair = {**base, "n": size[i], "pair": f"{i}-{j}", "model": ""}
                 rows += pair_rows(pair, maps[i], maps[j], debiased=e.debiased, topk=e.topk)
             for k in range(n_models):
-                one = {**base, "pair": "", "model": str(k)}
+                one = {**base, "n": size[k], "pair": "", "model": str(k)}
                 rows += model_rows(one, maps[k], reference[k], debiased=e.debiased, r=r)
+            bar.update()
+    bar.close()
     return rows
 
 
-def evaluate_run(cfg: ExperimentConfig, run: RunDir, n_models: int) -> None:
-    """Write ``metrics.csv`` (skipped if present), ``table1.csv`` and ``recommendation.json``."""
+def evaluate_run(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]) -> None:
+    """Write ``metrics.csv`` (skipped if present and readable), ``table1.csv`` and
+    ``recommendation.json``."""
+    if run.metrics.is_file():
+        try:
+            read_csv(run.metrics)
+        except DamagedFile:  # cut short or edited: recomputed from the maps
+            say(f"{run.metrics}: damaged, recomputing it from the maps")
+            run.metrics.unlink()
     if not run.metrics.is_file():
-        run.write_text(run.metrics, csv_text(metric_rows(cfg, run, n_models)))
+        run.write_text(run.metrics, csv_text(metric_rows(cfg, run, sizes)))
     summary = run.summary(cfg.evaluation.band)
-    rows = table1(summary, cfg.attribution.methods, round(float(cfg.attribution.table_r), 6))
-    flat = [
-        {
-            "method": row["method"],
-            **{k: "" if v is None else f"{v.mean:.6g}" for k, v in row.items() if k != "method"},
-        }
-        for row in rows
-    ]
-    run.write_text(run.table1, csv_text(flat, columns=list(flat[0])))
+    r_smooth = round(float(cfg.attribution.table_r), 6)
+    rows = table1(summary, cfg.attribution.methods, r_smooth, pair_labels(cfg))
+    run.write_text(run.table1, table1_csv(rows))
     advice = recommend(
         summary,
         cfg.attribution.methods,

@@ -47,13 +47,24 @@ PRESETS = resources.files("smoothstab") / "configs"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run: ``parts`` models, each on its own disjoint part of the training set.
+    """One training run: ``parts`` models per training-set size, each on its own part.
 
-    Defaults: two small CNNs on digits. ``noise_std`` is the
+    ``part_size``: one size, or a list of sizes (the paper's curves over n); ``None``: the
+    training set split evenly. Parts of one size are disjoint. Across sizes they are nested:
+    part ``p`` of size ``s`` is the first ``s`` images of part ``p`` of the largest size, so
+    models with the same part index share data and models with different ones never do.
+    Models are numbered size by size: model ``g * parts + p`` is part ``p`` of the ``g``-th
+    smallest size. Defaults: two small CNNs on digits. ``noise_std`` is the
     weight-noise std s_w of noisy SGD (0: plain SGD), with ``noise_draws`` draws per step.
     ``schedule`` steps once per epoch: ``step`` (x ``gamma`` every ``step_size`` epochs) or
     ``cosine`` (to 0 over ``epochs``). ``checkpoint_every``: also checkpoint every this many
     steps (0: at epoch ends only). ``num_classes``/``part_size`` ``None``: from the data.
+    ``keep``: which weights a model keeps, ``last`` (the last epoch's, the paper's) or ``best``
+    (the epoch with the best accuracy on a validation split of ``val_size`` training images,
+    needed >= 1 then; ignored with ``last``). The validation split is the slice of the split
+    permutation right after every part's images, so it is disjoint from all of them and from the
+    test set; ``parts x largest part_size + val_size`` must fit in the training set (checked
+    when training starts), and ``part_size`` ``None`` splits what the validation split leaves.
     """
 
     dataset: str = "digits"
@@ -72,10 +83,12 @@ class TrainConfig:
     noise_std: float = 0.0
     noise_draws: int = 1
     parts: int = 2
-    part_size: int | None = None
+    part_size: int | tuple[int, ...] | None = None
     split_seed: int = 10007
     seed: int = 0
     deterministic: bool = True
+    keep: Literal["last", "best"] = "last"
+    val_size: int = 0
     device: str = free("auto")
     num_workers: int = free(0)
     eval_batch_size: int = free(500)
@@ -85,10 +98,37 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice(self.dataset, "dataset", DATASETS)
         check_choice(self.schedule, "schedule", SCHEDULES)
-        at_least(self, 1, "num_classes", "part_size", "epochs", "batch_size", "step_size")
+        at_least(self, 1, "num_classes", "epochs", "batch_size", "step_size")
+        if isinstance(self.part_size, tuple):
+            if not self.part_size or len(set(self.part_size)) != len(self.part_size):
+                raise ValueError(
+                    f"part_size: expected distinct training-set sizes, got {list(self.part_size)}"
+                )
+            if not all(s >= 1 for s in self.part_size):
+                raise ValueError(f"part_size: expected sizes >= 1, got {list(self.part_size)}")
+        else:
+            at_least(self, 1, "part_size")
         at_least(self, 1, "noise_draws", "parts", "eval_batch_size")
         at_least(self, 0, "num_workers", "checkpoint_every", "lr", "momentum", "weight_decay")
         at_least(self, 0, "gamma", "noise_std")
+        check_choice(self.keep, "keep", ("last", "best"))
+        at_least(self, 0, "val_size")
+        if self.keep == "best" and not self.val_size >= 1:
+            raise ValueError(  # --set applies one key at a time: val_size must come first
+                f"val_size: expected an integer >= 1 with keep = 'best', got {self.val_size} "
+                "(with --set, give train.val_size before train.keep)"
+            )
+
+    @property
+    def sizes(self) -> tuple[int | None, ...]:
+        """The training-set sizes, smallest first (``(None,)``: the data split evenly)."""
+        if isinstance(self.part_size, tuple):
+            return tuple(sorted(self.part_size))
+        return (self.part_size,)
+
+    @property
+    def n_models(self) -> int:
+        return self.parts * len(self.sizes)
 
 
 @dataclass(frozen=True)
@@ -117,7 +157,19 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Which maps to compute and how (the paper's values by default)."""
+    """Which maps to compute and how (the paper's values by default).
+
+    ``cam_normalize``: ``none`` (raw ReLU'd CAMs) or ``minmax`` (each Grad-CAM/Grad-CAM++ map
+    scaled to [0, 1] per image as pytorch-grad-cam does, before smoothing averages them: a
+    smoothed CAM is then the mean of normalised CAMs). ``image_order``: how the test images are
+    chosen, the first ``n_images`` of a permutation seeded by ``image_seed``: ``numpy``
+    (``np.random.default_rng(seed).permutation``) or ``paper`` (Python's
+    ``random.Random(seed).shuffle`` of ``list(range(N))``, what the paper's code did).
+    ``ig_reference_steps``: with ``ig_estimator = "joint"``, the r = 0 IG map (the fidelity
+    reference) uses a Gauss-Legendre rule of this many points instead of ``ig_steps``/``ig_rule``,
+    since the joint estimator has no quadrature error; 0 keeps the run's quadrature. Ignored
+    with ``nested``.
+    """
 
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcampp")
     stability_r: tuple[float, ...] = STABILITY_R
@@ -137,6 +189,9 @@ class AttributionConfig:
     seed: int = 0
     device: str = free("cpu")
     dtype: Literal["float32", "float64"] = "float32"
+    cam_normalize: Literal["none", "minmax"] = "none"
+    image_order: Literal["numpy", "paper"] = "numpy"
+    ig_reference_steps: int = 64
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -152,18 +207,36 @@ class AttributionConfig:
             raise ValueError(
                 f"n_samples: expected an even number with antithetic = true, got {self.n_samples}"
             )
+        check_choice(self.cam_normalize, "cam_normalize", ("none", "minmax"))
+        check_choice(self.image_order, "image_order", ("numpy", "paper"))
+        at_least(self, 0, "ig_reference_steps")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
+    """How maps are compared and reported.
+
+    ``debiased``: also the split-half debiased distances (ours) beside the plain ones (the
+    paper's). ``band``: ``t95`` or ``sd`` over model pairs/models. ``topk``: k of top-k mIoU.
+    ``fidelity_budget``: relative, fidelity error / ||unsmoothed map||, for the recommended r.
+    ``grid_images``: images per map grid. ``grid_pairs``: the model pairs (``"i-j"``) whose maps
+    are drawn side by side; empty: every pair of a DA run, else the first pair compared.
+    """
+
     debiased: bool = True
     band: Literal["t95", "sd"] = "t95"
     topk: int = 500
-    fidelity_budget: float = 0.2  # relative: fidelity error / ||unsmoothed map||
+    fidelity_budget: float = 0.2
     grid_images: int = 4
+    grid_pairs: tuple[str, ...] = ()
+    bound_steps: Literal["examples", "minibatches"] = "examples"  # T's unit: docs/bounds.md
 
     def __post_init__(self) -> None:
         at_least(self, 1, "topk", "grid_images")
+        for pair in self.grid_pairs:
+            i, sep, j = pair.partition("-")
+            if not (sep and i.isdigit() and j.isdigit() and int(i) != int(j)):
+                raise ValueError(f'grid_pairs: expected pairs like "0-1", got {pair!r}')
         if not self.fidelity_budget >= 0:
             raise ValueError(f"fidelity_budget: expected a number >= 0, got {self.fidelity_budget}")
 
@@ -221,7 +294,25 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
             f"{cfg.train.dataset} image, got {cfg.evaluation.topk}"
         )
+    _check_grid_pairs(cfg)
     return cfg
+
+
+def _check_grid_pairs(cfg: ExperimentConfig) -> None:
+    """Drawn pairs name models of the run, of one training-set size (only those are compared)."""
+    dt = cfg.models.setting == "DT"
+    n_models = cfg.train.n_models if dt else len(cfg.models.specs)
+    for pair in cfg.evaluation.grid_pairs:
+        i, j = (int(k) for k in pair.split("-"))
+        if max(i, j) >= n_models:
+            raise ConfigError(
+                f"evaluation.grid_pairs: expected models 0..{n_models - 1}, got {pair!r}"
+            )
+        if dt and i // cfg.train.parts != j // cfg.train.parts:
+            raise ConfigError(
+                f"evaluation.grid_pairs: {pair!r} pairs models of different training-set sizes, "
+                "which are not compared; pick two of the same size"
+            )
 
 
 def to_toml(obj: DataclassInstance, prefix: str = "") -> str:

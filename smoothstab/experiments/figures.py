@@ -1,11 +1,13 @@
 """The figures stage: PNGs of the paper's figures from ``metrics.csv`` and the map files.
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
-  (models) with the configured band (Figs 2-5).
+  (models) with the configured band, one curve per training-set size n (Figs 2-5): the paper's
+  plain estimate dashed, our debiased one solid.
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
 * ``tradeoff.png``: fidelity vs stability error, one point per r, the recommended r marked.
-* ``grid_{method}.png``: input, two models' maps, unsmoothed and smoothed (Figs 7-9).
-* ``sigma_{method}.png``: one image's map as the noise level grows (Figs 10-16).
+* ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
+  drawn (Figs 7 and 10-16).
+* ``sigma_{method}.png``: one image's map as the noise level grows (Figs 8-9).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from smoothstab.experiments.data import dataset_info  # noqa: E402
+from smoothstab.experiments.evaluate import grid_pairs  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
 from smoothstab.experiments.names import NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
@@ -43,24 +46,33 @@ def save(fig: Figure, path: Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
-def _curve(summary: Summary, method: str, metric: Metric) -> tuple[list[float], list[Band]]:
-    pts = summary.curve(method, metric)
+def _curve(
+    summary: Summary, method: str, metric: Metric, n: int | None = None
+) -> tuple[list[float], list[Band]]:
+    pts = summary.curve(method, metric, n)
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def error_figure(
     summary: Summary, methods: Sequence[str], metric: str, ylabel: str, band: str, path: Path
 ) -> Path:
-    """``metric``: ``stability`` or ``fidelity``; plain and debiased curves with their bands."""
+    """``metric``: ``stability`` or ``fidelity``; per training-set size n (one colour each), the
+    paper's plain curve (dashed) and our debiased one (solid), each with its band."""
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, method in zip(axes[0], methods, strict=True):
-        for debiased, style in ((False, "--"), (True, "-")):
-            rs, bands = _curve(summary, method, getattr(Metric, metric)(debiased))
-            if not rs:
-                continue
-            label = "debiased" if debiased else "plain (paper)"
-            ax.plot(rs, [b.mean for b in bands], style, marker="o", ms=3, label=label)
-            ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], alpha=0.2)
+        for c, n in enumerate(summary.sizes):
+            size = "" if n is None else f"n={n}, "
+            for debiased, style in ((False, "--"), (True, "-")):
+                rs, bands = _curve(summary, method, getattr(Metric, metric)(debiased), n)
+                if not rs:
+                    continue
+                label = size + ("ours (debiased)" if debiased else "paper (plain)")
+                colour = colours[c % len(colours)]
+                means = [b.mean for b in bands]
+                ax.plot(rs, means, style, color=colour, marker="o", ms=3, label=label)
+                lo, hi = [b.lo for b in bands], [b.hi for b in bands]
+                ax.fill_between(rs, lo, hi, color=colour, alpha=0.12 if debiased else 0.06)
         ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
         ax.set_xlabel("noise level r = sigma / (x_max - x_min)")
         ax.grid(alpha=0.3)
@@ -162,12 +174,22 @@ def grid_figure(
         axes[0][j].set_title(title, fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{NAMES[method]} (left) and {SMOOTHED[method]} (right)", fontsize=9)
+    fig.suptitle(
+        f"{NAMES[method]} (left) and {SMOOTHED[method]} (right), models {pair[0]} and {pair[1]}",
+        fontsize=9,
+    )
     return save(fig, path)
 
 
 def sigma_figure(
-    cfg: ExperimentConfig, run: RunDir, x: torch.Tensor, method: str, path: Path, image: int = 0
+    cfg: ExperimentConfig,
+    run: RunDir,
+    x: torch.Tensor,
+    method: str,
+    path: Path,
+    *,
+    model: int = 0,
+    image: int = 0,
 ) -> Path:
     grid = noise_grid(cfg.attribution)
     picks = grid[:: max(1, len(grid) // 6)][:7]
@@ -175,11 +197,11 @@ def sigma_figure(
     axes[0].imshow(_show_input(x[image], cfg.train), cmap="gray")
     axes[0].set_title("input", fontsize=8)
     for ax, r in zip(axes[1:], picks, strict=True):
-        ax.imshow(_map(run, 0, method, r, [image])[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(_map(run, model, method, r, [image])[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"r={r:g}", fontsize=8)
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(f"{NAMES[method]} of model 0 as the noise level grows", fontsize=9)
+    fig.suptitle(f"{NAMES[method]} of model {model} as the noise level grows", fontsize=9)
     return save(fig, path)
 
 
@@ -197,31 +219,66 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
         similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
         tradeoff_figure(advice, run.figure("tradeoff")),
     ]
+    pairs = grid_pairs(cfg, summary)
     for method in a.methods:
-        paths.append(grid_figure(cfg, run, x, labels, method, (0, 1), run.figure(f"grid_{method}")))
-        paths.append(sigma_figure(cfg, run, x, method, run.figure(f"sigma_{method}")))
+        for i, j in pairs:
+            path = run.figure(f"grid_{method}_{i}-{j}")
+            paths.append(grid_figure(cfg, run, x, labels, method, (i, j), path))
+        path = run.figure(f"sigma_{method}")
+        paths.append(sigma_figure(cfg, run, x, method, path, model=pairs[0][0]))
     return paths
 
 
 def bounds_figure(res: dict, path: Path) -> Path:
-    """Bounds of Theorem 6 and Proposition 7 beside the measured errors, log scale."""
+    """Bounds of Theorem 6 and Proposition 7 beside the measured errors, log scale, with the
+    trivial bounds (a bound above its trivial one is vacuous) and Theorem 6's r* when in view.
+    The measured stability error (two models on disjoint splits) is not what Theorem 6 bounds
+    (one changed example): the legend says so."""
     log = lambda v: None if v is None or v <= 0 else math.log10(v)  # noqa: E731
     rows = res["rows"]
     r = [row["r"] for row in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    kind = res.get("measured", "debiased")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     pairs = [
-        (axes[0], "stability_grad", "stability_bound_log10", "Smooth-Grad stability", "Theorem 6"),
-        (axes[1], "fidelity_grad", "fidelity_bound_grad_log10", "Smooth-Grad fidelity", "Prop. 7"),
-        (axes[1], "fidelity_ig", "fidelity_bound_ig_log10", "smoothed-IG fidelity", "Prop. 7 (IG)"),
+        (
+            axes[0],
+            "stability_grad",
+            "stability_bound_log10",
+            f"measured: Smooth-Grad distance, 2 models on disjoint splits ({kind})",
+            "Theorem 6 bound on eps_stab (one changed example)",
+        ),
+        (
+            axes[1],
+            "fidelity_grad",
+            "fidelity_bound_grad_log10",
+            f"measured: Smooth-Grad fidelity error ({kind})",
+            "Prop. 7 bound (Smooth-Grad)",
+        ),
+        (
+            axes[1],
+            "fidelity_ig",
+            "fidelity_bound_ig_log10",
+            f"measured: smoothed-IG fidelity error ({kind})",
+            "Prop. 7 bound (smoothed IG)",
+        ),
     ]
     for ax, meas, bound, label, blabel in pairs:
-        if rows[0][bound] is not None:
-            ax.plot(r, [row[bound] for row in rows], "--", label=f"{blabel} bound")
-        ax.plot(r, [log(row[meas]) for row in rows], "o-", ms=3, label=f"measured {label}")
-    for ax, title in zip(axes, ("stability", "fidelity"), strict=True):
+        if rows and rows[0][bound] is not None:
+            ax.plot(r, [row[bound] for row in rows], "--", label=blabel)
+        ax.plot(r, [log(row[meas]) for row in rows], "o-", ms=3, label=label)
+    if "trivial_log10" in res:
+        for ax in axes:
+            ax.axhline(res["trivial_log10"], color="grey", ls=":", label="trivial: 2 Gamma_{k,0}")
+        ig = [row["trivial_ig_log10"] for row in rows]
+        axes[1].plot(r, ig, ":", color="k", label="trivial (IG): Gamma_{k,0} (2C + sigma sqrt(m))")
+        r_star = res.get("theorem6", {}).get("r_star_log10")
+        if r_star is not None and r and r[0] <= 10**r_star <= r[-1]:
+            axes[0].axvline(10**r_star, color="grey", ls="-.", label="r*: Theorem 6 bends")
+    stab_title = "stability: bound and measurement are different quantities"
+    for ax, title in zip(axes, (stab_title, "fidelity"), strict=True):
         ax.set_xlabel("noise level r")
-        ax.set_ylabel("log10 error")
+        ax.set_ylabel("log10 error (above trivial: vacuous)")
         ax.set_title(title + (" (heuristic)" if res["heuristic"] else ""), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return save(fig, path)

@@ -1,5 +1,16 @@
-"""Atomic file writes for run directories: write to a temporary name beside the target, then
-``os.replace``, so a killed process leaves either the old file or the new one, never half."""
+"""File access for run directories.
+
+Writes are atomic: the content goes to a temporary name beside the target (``.NAME.*.tmp``),
+then ``os.replace`` puts it in place, so a killed process leaves either the old file or the new
+one, never half; a write that fails (a full disk) removes its temporary file and leaves the old
+file as it was. A kill (SIGKILL) can leave a temporary file behind: :func:`remove_temporaries`
+clears them when the run resumes. ``torch.save`` output is byte-identical for identical
+content (the archive is written through a file object, so its internal name does not depend on
+the temporary file's random name).
+
+Reads turn every way a file can be unreadable -- truncated, corrupt, another format, a pickle
+that would run code -- into one :class:`DamagedFile` line naming the file and what to do.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +23,33 @@ from typing import Any
 
 import torch
 
+TMP_SUFFIX = ".tmp"
+
+
+class DamagedFile(ValueError):
+    """A file of a run directory that cannot be read as what it should be."""
+
+
+def _commit(tmp: str | Path, path: str | Path) -> None:
+    """The rename that publishes a finished temporary file (a seam for tests)."""
+    os.replace(tmp, path)
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and rename the result to ``path`` (same directory, one rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        _commit(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno is None:
+            raise
+        # name the file being written, not its temporary (same subclass: OSError maps errno)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -37,4 +65,63 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def save_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save(obj)``, atomically; keep ``obj`` to tensors and plain Python values so that
     it loads with ``weights_only=True``."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: the archive's name is fixed, not tmp's
+            torch.save(obj, f)
+
+    return atomic_write(path, write)
+
+
+def load_torch(path: str | Path, what: str = "a file written by smoothstab", **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True)``; an unreadable file is one :class:`DamagedFile`
+    line (a missing one stays ``FileNotFoundError``)."""
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt, code in the pickle: one message
+        raise DamagedFile(
+            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
+            "recompute it"
+        ) from None
+
+
+def read_json(path: str | Path, what: str = "JSON") -> Any:
+    """The JSON value in ``path``; an unreadable file is one :class:`DamagedFile` line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DamagedFile(
+            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
+            "recompute it"
+        ) from None
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first sentence of the first non-empty line of an exception's message, at most
+    ``limit`` characters (its type name if it has none)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    line = lines[0].split(". ", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of :func:`atomic_write` (``.NAME.*.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(TMP_SUFFIX)
+
+
+def remove_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left under ``root``; the deleted paths.
+    Call it only while no other process writes into ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = sorted(p for p in root.rglob(f".*{TMP_SUFFIX}") if p.is_file() and is_temporary(p))
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found

@@ -164,21 +164,26 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
-        raise ValueError(f"weights: cannot load {path} as a state dict ({e})") from None
+        from smoothstab.experiments.io import first_line
+
+        raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not isinstance(obj, dict):
-        raise ValueError(f"weights: expected a state dict in {path}, got {type(obj).__name__}")
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ValueError(
+            f"weights: expected a state dict (parameter names -> tensors) in {path}, "
+            f"got {type(obj).__name__}"
+        )
     # nn.DataParallel checkpoints (the paper's) prefix every key with "module."
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise ValueError(
-            f"weights: {path} does not fit {type(model).__name__}: {first[1:2]}"
-        ) from None
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        detail = (lines[1:] or lines or ["?"])[0]
+        detail = detail if len(detail) <= 240 else detail[:237] + "..."
+        raise ValueError(f"weights: {path} does not fit {type(model).__name__}: {detail}") from None
     return model
 
 

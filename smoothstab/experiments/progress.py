@@ -1,8 +1,11 @@
-"""A small progress bar on stderr: ``model 0 epoch 3/30  12/21 [#####-----] loss 0.312 acc 0.914``.
+"""A small progress bar on stderr, with rate and time left::
+
+    model 0 epoch 3/30 12/21 [###########---------] loss 0.3120 acc 0.9140  8.4/s ETA 0:01
 
 On a terminal the bar redraws in place (at most ten times a second); elsewhere (a log file, CI)
-it writes one line when it closes. Quiet mode -- ``quiet=True`` or the environment variable
-``CI=true`` -- writes nothing; callers print their one final line with :func:`say`.
+it writes one line when it closes, with the rate and the time taken. Quiet mode -- ``quiet=True``
+or the environment variable ``CI=true`` -- writes nothing; callers print their one final line
+with :func:`say`. (Hand-written rather than tqdm, which is not a dependency of the package.)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Progress:
         self.live = not self.quiet and self.stream.isatty()
         self.metrics: dict[str, float] = {}
         self._last_draw = 0.0
+        self._start, self._first = time.monotonic(), start  # the rate counts this run's steps
 
     def update(self, n: int = 1, **metrics: float) -> None:
         self.done += n
@@ -57,7 +61,17 @@ class Progress:
         filled = self.width * self.done // max(self.total, 1)
         bar = "#" * filled + "-" * (self.width - filled)
         stats = " ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
-        return f"{self.label} {self.done:>{len(str(self.total))}}/{self.total} [{bar}] {stats}"
+        line = f"{self.label} {self.done:>{len(str(self.total))}}/{self.total} [{bar}] {stats}"
+        return f"{line}  {self.timing()}"
+
+    def timing(self) -> str:
+        """``8.4/s ETA 0:01`` while running, ``8.4/s in 0:02`` when done (steps per second)."""
+        elapsed = time.monotonic() - self._start
+        steps = self.done - self._first
+        rate = steps / elapsed if elapsed > 0 else 0.0
+        if self.done >= self.total or rate <= 0:
+            return f"{rate:.1f}/s in {_clock(elapsed)}"
+        return f"{rate:.1f}/s ETA {_clock((self.total - self.done) / rate)}"
 
     def close(self) -> None:
         if self.quiet:
@@ -70,3 +84,11 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    total = int(round(seconds))
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

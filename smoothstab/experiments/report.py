@@ -20,12 +20,12 @@ from smoothstab.experiments.blocks import (
     render_markdown,
 )
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.evaluate import table1
+from smoothstab.experiments.evaluate import grid_pairs, pair_labels, table1
+from smoothstab.experiments.findings import best_levels, fmt, size_table, trends
 from smoothstab.experiments.names import BANDS, NAMES, SETTINGS
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.aggregate import Band
     from smoothstab.experiments.experiment import ExperimentConfig
 
 CONVENTIONS = [
@@ -43,7 +43,11 @@ CONVENTIONS = [
     "pixels of the abs-sum maps, IoU = |A n B| / |A u B|, ties broken by lower pixel index.",
     "Smoothing: {n_samples} noise draws{antithetic}, {crn}; IG: {ig_steps} points, rule "
     "'{ig_rule}', smoothed-IG estimator '{ig_estimator}', baseline 0 in input space.",
-    "Debiased distances (split-half, Monte-Carlo noise removed from ||a - b||) are {debiased}.",
+    "Estimates: curves and columns labelled 'paper' are the plain Monte-Carlo estimate, as the "
+    "paper computes it; 'ours' (debiased) removes the Monte-Carlo noise from ||a - b|| with the "
+    "split-half estimator and gives its Monte-Carlo standard error (MC s.e.). Debiased "
+    "distances are {debiased}. {noise_note}",
+    "{sizes}",
 ]
 
 
@@ -63,58 +67,67 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         ig_rule=a.ig_rule,
         ig_estimator=a.ig_estimator,
         debiased="reported beside the plain ones" if e.debiased else "off",
+        noise_note="Noise is common to all models here, our variance reduction: the paper drew "
+        "it independently for each network."
+        if a.common_random_numbers
+        else "Noise is drawn independently for each model and noise level, as in the paper.",
+        sizes=_sizes_text(cfg),
     )
-    return [line.format(**fields) for line in CONVENTIONS]
+    return [line for line in (t.format(**fields) for t in CONVENTIONS) if line]
 
 
-def fmt(band: Band | None) -> str:
-    """``mean [lo, hi]`` of a Band, or a dash when missing."""
-    if band is None:
-        return "-"
-    if band.lo == band.hi:
-        return f"{band.mean:.4g}"
-    return f"{band.mean:.4g} [{band.lo:.4g}, {band.hi:.4g}]"
-
-
-def trend(summary: Summary, method: str, metric: Metric) -> str:
-    """Whether the mean of ``metric`` falls or rises with r (first vs last, and step by step)."""
-    pts = [(r, b.mean) for r, b in summary.curve(method, metric)]
-    if len(pts) < 2:
-        return "not measured"
-    steps = [b - a for (_, a), (_, b) in zip(pts, pts[1:], strict=False)]
-    direction = "falls" if pts[-1][1] < pts[0][1] else "rises"
-    mono = all(s < 0 for s in steps) if direction == "falls" else all(s > 0 for s in steps)
+def _sizes_text(cfg: ExperimentConfig) -> str:
+    t = cfg.train
+    if cfg.models.setting != "DT" or len(t.sizes) < 2:
+        return ""
     return (
-        f"{direction} from {pts[0][1]:.4g} (r={pts[0][0]:g}) to {pts[-1][1]:.4g} "
-        f"(r={pts[-1][0]:g}){', monotonically' if mono else ', not monotonically'}"
+        f"Training-set sizes n = {', '.join(str(n) for n in t.sizes)}, {t.parts} models each: "
+        "models are compared only with models of the same n; parts of one size are disjoint, "
+        "and part p of a smaller size is the start of part p of a larger one. Table 1, the "
+        "similarity curves and the advice use the largest n."
     )
 
 
 def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
     r = round(float(cfg.attribution.table_r), 6)
-    header = ["method", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU", "smoothed top-k mIoU"]
+    header = ["method", "models", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU"]
+    header += ["smoothed top-k mIoU"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
-    rows = table1(summary, cfg.attribution.methods, r)
-    return Table(header, [[NAMES[row["method"]], *(fmt(row[k]) for k in keys)] for row in rows])
+    rows = table1(summary, cfg.attribution.methods, r, pair_labels(cfg))
+    body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
+    return Table(header, body)
 
 
-def sweep_block(summary: Summary, method: str, debiased: bool, x_range: float) -> Table:
-    """Per r: sigma, stability and fidelity (and their debiased versions)."""
-    metrics = [Metric.STABILITY, Metric.FIDELITY]
+def sweep_block(
+    summary: Summary, method: str, debiased: bool, x_range: float, n: int | None = None
+) -> Table:
+    """Per r: sigma, the paper's plain stability and fidelity errors and, when asked, ours
+    (debiased) with their Monte-Carlo standard errors."""
+    header = ["r", "sigma", "stability (paper)", "fidelity (paper)"]
     if debiased:
-        metrics += [Metric.STABILITY_DEBIASED, Metric.FIDELITY_DEBIASED]
-    header = ["r", "sigma", "stability", "fidelity"]
-    header += ["stability (debiased)", "fidelity (debiased)"] if debiased else []
-    rs = [r for r, _ in summary.curve(method, Metric.STABILITY)]
-    rows = [
-        [f"{r:g}", f"{r * x_range:.4g}", *(fmt(summary.get(method, m, r)) for m in metrics)]
-        for r in rs
-    ]
+        header += ["stability (ours)", "MC s.e.", "fidelity (ours)", "MC s.e."]
+    rows = []
+    for r, _ in summary.curve(method, Metric.STABILITY, n):
+        row = [f"{r:g}", f"{r * x_range:.4g}"]
+        row += [fmt(summary.get(method, m, r, n)) for m in (Metric.STABILITY, Metric.FIDELITY)]
+        for m in (Metric.STABILITY_DEBIASED, Metric.FIDELITY_DEBIASED) if debiased else ():
+            se = summary.mc_stderr(method, m, r, n)
+            row += [fmt(summary.get(method, m, r, n)), "-" if se is None else f"{se:.2g}"]
+        rows.append(row)
     return Table(header, rows)
 
 
 def advice_items(advice: dict, x_range: float) -> list[str]:
     items = []
+    first = next(iter(advice.values()), None)
+    if first and first["curve"]:
+        rs = [c["r"] for c in first["curve"]]
+        size = "" if first.get("n") is None else f" at n = {first['n']}"
+        items.append(
+            f"From the {first.get('estimate', 'plain')} stability and fidelity curves{size}, "
+            f"over the swept r = {min(rs):g} to {max(rs):g}: the knee depends on that range "
+            "(a wider sweep can move it)."
+        )
     for method, rec in advice.items():
         knee, budget = rec["knee_r"], rec["budget_r"]
         text = (
@@ -151,12 +164,7 @@ def overview(
     cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict, x_range: float
 ) -> list[Block]:
     """Conventions, models, the recommended noise level and what the sweep shows."""
-    debiased = cfg.evaluation.debiased
-    trends = [
-        f"{NAMES[m]}: stability error {trend(summary, m, Metric.stability(debiased))}; "
-        f"fidelity error {trend(summary, m, Metric.fidelity(debiased))}."
-        for m in cfg.attribution.methods
-    ]
+    methods, e = list(cfg.attribution.methods), cfg.evaluation
     return [
         Heading(2, "Conventions"),
         Bullets(conventions(cfg, x_range)),
@@ -169,8 +177,30 @@ def overview(
             "Trade-off: fidelity error against stability error, one point per r.",
         ),
         Heading(2, "What the sweep shows"),
-        Bullets(trends),
+        Bullets(trends(summary, methods, e.debiased)),
+        Heading(3, "Where the models' maps agree most (Fig 6)"),
+        Bullets(best_levels(summary, methods, e.topk, e.band) or ["SSIM and top-k not measured"]),
     ]
+
+
+def sizes_section(cfg: ExperimentConfig, summary: Summary) -> list[Block]:
+    """Stability error against the training-set size, per method and r (when there are two)."""
+    if len(summary.sizes) < 2:
+        return []
+    out: list[Block] = [
+        Heading(2, "Stability and the training-set size"),
+        Paragraph(
+            "The paper's claim: stability error falls as the models see more training data. "
+            "Per r, the paper's plain stability error at each n with its interval over model "
+            "pairs, and whether it falls with n (intervals apart: the drop exceeds the spread "
+            "over pairs)."
+        ),
+    ]
+    for m in cfg.attribution.methods:
+        table = size_table(summary, m, Metric.STABILITY)
+        if table is not None:
+            out += [Heading(3, NAMES[m]), table]
+    return out
 
 
 def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
@@ -179,25 +209,31 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float)
         Heading(2, "Table 1: similarity of the two models' maps"),
         table1_block(summary, cfg),
         Heading(2, "Stability and fidelity against the noise level"),
-        Figure(run.figure("stability"), "Stability error vs r (Figs 2-3)."),
-        Figure(run.figure("fidelity"), "Fidelity error vs r (Figs 4-5)."),
+        Figure(
+            run.figure("stability"),
+            "Stability error vs r, one colour per training-set size n (Figs 2-3): the paper's "
+            "plain estimate dashed, ours (debiased) solid.",
+        ),
+        Figure(run.figure("fidelity"), "Fidelity error vs r (Figs 4-5), as above."),
         Figure(run.figure("ssim_topk"), "SSIM and top-k mIoU vs r (Fig 6)."),
     ]
     for m in cfg.attribution.methods:
-        out += [Heading(3, NAMES[m]), sweep_block(summary, m, cfg.evaluation.debiased, x_range)]
+        for n in summary.sizes:
+            at = f", n = {n}" if len(summary.sizes) > 1 else ""
+            table = sweep_block(summary, m, cfg.evaluation.debiased, x_range, n)
+            out += [Heading(3, NAMES[m] + at), table]
     return out
 
 
-def map_grids(cfg: ExperimentConfig, run: RunDir) -> list[Block]:
+def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
     out: list[Block] = [Heading(2, "Maps")]
+    labels = pair_labels(cfg)
     for m in cfg.attribution.methods:
-        out += [
-            Figure(
-                run.figure(f"grid_{m}"),
-                f"{NAMES[m]}: two models, unsmoothed and smoothed (Figs 7-9).",
-            ),
-            Figure(run.figure(f"sigma_{m}"), f"{NAMES[m]} across noise levels (Figs 10-16)."),
-        ]
+        for i, j in grid_pairs(cfg, summary):
+            who = labels.get(f"{i}-{j}", f"models {i} and {j}")
+            caption = f"{NAMES[m]}: {who}, unsmoothed and smoothed (Figs 7 and 10-16)."
+            out.append(Figure(run.figure(f"grid_{m}_{i}-{j}"), caption))
+        out.append(Figure(run.figure(f"sigma_{m}"), f"{NAMES[m]} across noise levels (Figs 8-9)."))
     return out
 
 
@@ -210,7 +246,10 @@ def bounds_section(run: RunDir) -> list[Block]:
     out = [Heading(2, "Theory: bounds beside the measured errors")]
     out += theory.blocks(run.read_json(run.bounds_json))
     if run.figure("bounds").is_file():
-        caption = "Bounds of Theorem 6 and Proposition 7 vs measured errors (log scale)."
+        caption = (
+            "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
+            "measured stability error is a different quantity from the one bounded."
+        )
         out.append(Figure(run.figure("bounds"), caption))
     return out
 
@@ -222,7 +261,8 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: di
     blocks: list[Block] = [Heading(1, title)]
     blocks += overview(cfg, run, summary, advice, x_range)
     blocks += sweeps(cfg, run, summary, x_range)
-    blocks += map_grids(cfg, run)
+    blocks += sizes_section(cfg, summary)
+    blocks += map_grids(cfg, run, summary)
     blocks += bounds_section(run)
     blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
     run.write_text(run.report_md, render_markdown(blocks, run.root))

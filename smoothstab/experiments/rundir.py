@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,13 +30,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.io import atomic_write, save_torch, write_json
+from smoothstab.experiments.io import DamagedFile, atomic_write, load_torch, save_torch, write_json
+from smoothstab.experiments.io import read_json as _read_json
 from smoothstab.montecarlo import SmoothStats
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig
 
-COLUMNS = ("setting", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr")
+COLUMNS = (
+    "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
+)  # fmt: skip
 
 
 class Metric(StrEnum):
@@ -120,7 +122,13 @@ class MapFile:
 
     @classmethod
     def load(cls, path: Path) -> MapFile:
-        return cls(**torch.load(path, weights_only=True))
+        saved = load_torch(path, "a map file")
+        try:
+            return cls(**saved)
+        except TypeError:
+            raise DamagedFile(
+                f"{path}: not a map file of this version; delete it and rerun to recompute it"
+            ) from None
 
     @classmethod
     def join(cls, blocks: list[MapFile]) -> MapFile:
@@ -134,32 +142,75 @@ class MapFile:
         return cls(cat("mean"), head.r, head.sigma, head.n_units, cat("halves", 1), cat("mean_var"))
 
 
-class Summary:
-    """``metrics.csv`` summarised: per (method, metric, r) the mean over images for each pair or
-    model, then their mean and band (:func:`~.aggregate.band`)."""
+Key = tuple[str, str, float, int | None]  # (method, metric, r, training-set size n)
 
-    def __init__(self, bands: dict[tuple[str, str, float], Band]) -> None:
-        self.bands = bands
+
+class Summary:
+    """``metrics.csv`` summarised: per (method, metric, r, n) the mean over images for each pair
+    or model (a *unit*), then their mean and band (:func:`~.aggregate.band`), and the
+    Monte-Carlo standard error of that mean where the rows carry one.
+
+    ``n`` is the models' training-set size (``None`` for given checkpoints). Lookups without
+    ``n`` use :attr:`default_n`, the largest size: the models trained on the most data.
+    """
+
+    def __init__(
+        self,
+        bands: dict[Key, Band],
+        units: dict[Key, dict[str, float]] | None = None,
+        stderr: dict[Key, float] | None = None,
+    ) -> None:
+        self.bands, self.units, self.stderr = bands, units or {}, stderr or {}
+        sizes = {key[3] for key in bands}
+        self.sizes: list[int | None] = sorted(n for n in sizes if n is not None) or [None]
+        self.default_n = self.sizes[-1]
 
     @classmethod
     def from_rows(cls, rows: list[dict], kind: str = "t95") -> Summary:
-        per_unit = defaultdict(list)
+        values, ses = defaultdict(list), defaultdict(list)
         for row in rows:
+            n = row.get("n", "")
+            key = (row["method"], row["metric"], row["r"], int(n) if n != "" else None)
             unit = row["pair"] or row["model"]
-            per_unit[(row["method"], row["metric"], row["r"], unit)].append(row["value"])
-        groups = defaultdict(list)
-        for (method, metric, r, _unit), values in per_unit.items():
-            groups[(method, metric, r)].append(math.fsum(values) / len(values))
-        return cls({key: band(values, kind) for key, values in groups.items()})
+            values[key + (unit,)].append(row["value"])
+            if row.get("stderr", "") != "":
+                ses[key + (unit,)].append(float(row["stderr"]))
+        units: dict[Key, dict[str, float]] = defaultdict(dict)
+        unit_se: dict[Key, list[float]] = defaultdict(list)
+        for (*key, unit), vals in values.items():
+            units[tuple(key)][unit] = math.fsum(vals) / len(vals)
+            if (*key, unit) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
+                se = ses[(*key, unit)]
+                unit_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
+        bands = {key: band(list(u.values()), kind) for key, u in units.items()}
+        stderr = {  # s.e. of the mean over units, Monte-Carlo noise only
+            key: math.sqrt(math.fsum(v * v for v in se)) / len(se) for key, se in unit_se.items()
+        }
+        return cls(bands, dict(units), stderr)
 
-    def get(self, method: str, metric: Metric, r: float) -> Band | None:
-        return self.bands.get((method, str(metric), r))
+    def _key(self, method: str, metric: Metric | str, r: float, n: int | None) -> Key:
+        return (method, str(metric), r, self.default_n if n is None else n)
 
-    def curve(self, method: str, metric: Metric) -> list[tuple[float, Band]]:
-        """``[(r, band)]`` of one method and metric, by increasing r."""
-        return sorted(
-            (r, b) for (m, k, r), b in self.bands.items() if m == method and k == str(metric)
-        )
+    def get(self, method: str, metric: Metric | str, r: float, n: int | None = None) -> Band | None:
+        return self.bands.get(self._key(method, metric, r, n))
+
+    def per_unit(
+        self, method: str, metric: Metric | str, r: float, n: int | None = None
+    ) -> dict[str, float]:
+        """The mean over images of each pair (``"i-j"``) or model (``"k"``)."""
+        return self.units.get(self._key(method, metric, r, n), {})
+
+    def mc_stderr(
+        self, method: str, metric: Metric | str, r: float, n: int | None = None
+    ) -> float | None:
+        return self.stderr.get(self._key(method, metric, r, n))
+
+    def curve(
+        self, method: str, metric: Metric | str, n: int | None = None
+    ) -> list[tuple[float, Band]]:
+        """``[(r, band)]`` of one method, metric and training-set size, by increasing r."""
+        want = (method, str(metric), self.default_n if n is None else n)
+        return sorted((k[2], b) for k, b in self.bands.items() if (k[0], k[1], k[3]) == want)
 
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
@@ -171,12 +222,26 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for key in ("r", "sigma", "value"):
-            row[key] = float(row[key])
+    """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
+    short, a missing or extra cell, a value that is no number) is one :class:`~.io.DamagedFile`
+    line."""
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+        if text and not text.endswith("\n"):  # csv_text ends every row with one
+            raise ValueError("the last row is cut short")
+        for row in csv.DictReader(io.StringIO(text)):
+            if None in row or None in row.values():
+                raise ValueError(f"expected {len(COLUMNS)} cells")
+            for key in ("r", "sigma", "value"):
+                row[key] = float(row[key])
+            rows.append(row)
+    except (ValueError, KeyError, csv.Error) as e:
+        raise DamagedFile(
+            f"{path}: damaged near line {len(rows) + 2} ({e}); delete it and rerun the "
+            "evaluate stage to recompute it"
+        ) from None
     return rows
 
 
@@ -261,7 +326,9 @@ class RunDir:
 
     def load_test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
-        saved = torch.load(self.test_images, weights_only=True)
+        saved = load_torch(self.test_images, "the run's test images")
+        if not isinstance(saved, dict) or not {"x", "y"} <= saved.keys():
+            raise DamagedFile(f"{self.test_images}: not the run's test images; delete it and rerun")
         return saved["x"], saved["y"]
 
     def write_text(self, path: Path, text: str) -> Path:
@@ -271,7 +338,7 @@ class RunDir:
         return write_json(path, obj)
 
     def read_json(self, path: Path) -> Any:
-        return json.loads(path.read_text())
+        return _read_json(path)
 
     def rows(self) -> list[dict]:
         return read_csv(self.metrics)

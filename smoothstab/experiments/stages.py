@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from smoothstab.experiments import attribute, evaluate, report, theory
+from smoothstab.experiments import attribute, evaluate, manifest, report, theory
 from smoothstab.experiments.config import ConfigError, free_keys
 from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
+from smoothstab.experiments.guards import check_device
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
@@ -39,7 +40,11 @@ def prepare(cfg: ExperimentConfig, run: RunDir) -> None:
     that change no result may differ)."""
     text = to_toml(cfg)
     if run.config.is_file():
-        old, new = _flat(tomllib.loads(run.config.read_text())), _flat(tomllib.loads(text))
+        try:
+            old = _flat(tomllib.loads(run.config.read_text(encoding="utf-8")))
+        except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
+            raise ConfigError(f"{run.config}: damaged ({e}); use another --out") from None
+        new = _flat(tomllib.loads(text))
         free = free_keys(ExperimentConfig)
         diff = sorted(
             k for k in old.keys() | new.keys() if k not in free and old.get(k) != new.get(k)
@@ -63,7 +68,7 @@ def train(cfg: ExperimentConfig, run: RunDir) -> None:
 def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
     """The run's models: trained checkpoints (DT) or the given specs (DR/DA), in eval mode."""
     if cfg.models.setting == "DT":
-        return [load_trained(run.model(p)) for p in range(cfg.train.parts)]
+        return [load_trained(run.model(m)) for m in range(cfg.train.n_models)]
     info = dataset_info(cfg.train.dataset)
     n_classes = cfg.train.num_classes or info.num_classes
     if n_classes is None:
@@ -81,8 +86,11 @@ def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
     return out
 
 
-def n_models(cfg: ExperimentConfig) -> int:
-    return cfg.train.parts if cfg.models.setting == "DT" else len(cfg.models.specs)
+def model_sizes(cfg: ExperimentConfig, run: RunDir) -> list[int | None]:
+    """Each model's training-set size n (DT, as trained); ``None`` for given checkpoints."""
+    if cfg.models.setting != "DT":
+        return [None] * len(cfg.models.specs)
+    return [int(m["train_size"]) for m in run.read_json(run.train_metrics)["models"]]
 
 
 def attribute_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -91,7 +99,7 @@ def attribute_stage(cfg: ExperimentConfig, run: RunDir) -> None:
 
 
 def evaluate_stage(cfg: ExperimentConfig, run: RunDir) -> None:
-    evaluate.evaluate_run(cfg, run, n_models(cfg))
+    evaluate.evaluate_run(cfg, run, model_sizes(cfg, run))
 
 
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -129,14 +137,22 @@ def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(
     """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
     rank 0 alone writes the config, evaluates, draws and reports."""
     run = RunDir(run_dir)
+    check_device(cfg.train.device, "train.device", allow_auto=True)
+    check_device(cfg.attribution.device, "attribution.device")
     info = init_distributed(cfg.attribution.device)
     if info.is_main:
         prepare(cfg, run)
+        manifest.clean(run.root)  # what killed writers left: temporaries, joined blocks
     barrier(info)
     for name in stages:
+        if info.is_main:  # damaged files: this stage's are recomputed, earlier ones refused
+            manifest.check(run.root, name, list(STAGES))
+        barrier(info)
         if name in ("train", "attribute") or info.is_main:
             STAGES[name](cfg, run)
         barrier(info)
+        if info.is_main:
+            manifest.record(run.root, name)
     if not info.is_main:
         return
     say(f"{cfg.name}: done -> {run.report_html}" if "report" in stages else f"{cfg.name}: done")

@@ -6,6 +6,7 @@ part with :func:`train_model`, and writes to the run directory::
     splits.json         a list of index lists, one per part
     model_{p}.pt        weights + resolved config + metrics (+ resume state until complete)
     train_metrics.json  the resolved config and each model's test accuracy
+    val_split.json      keep = "best" only: the validation indices (a list) that chose the epoch
 
 The loop itself, and how it makes runs reproducible and resumable, is in :mod:`.trainer`; the
 config is :class:`~.experiment.TrainConfig`. A model's metrics: test loss and accuracy, the last
@@ -15,6 +16,7 @@ and time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,17 +24,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset, TensorDataset
 
 from smoothstab.experiments import distributed as D
 from smoothstab.experiments.config import free_keys
 from smoothstab.experiments.data import (
+    check_disjoint,
     dataset_info,
-    disjoint_splits,
     load_dataset,
     load_splits,
     save_splits,
+    size_splits,
+    validation_split,
 )
 from smoothstab.experiments.experiment import TrainConfig
+from smoothstab.experiments.io import write_json
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
@@ -46,7 +52,13 @@ def resolve_config(config: TrainConfig, train_set: Dataset) -> TrainConfig:
     """``config`` with ``num_classes`` and ``part_size`` filled in from the training set."""
     num_classes = config.num_classes or dataset_info(config.dataset).num_classes
     num_classes = num_classes or len(train_set.classes)
-    part_size = config.part_size or len(train_set) // config.parts
+    val_size = config.val_size if config.keep == "best" else 0  # room left for validation
+    if val_size >= len(train_set):
+        raise ValueError(
+            f"train.val_size: expected fewer than the {len(train_set)} training images, "
+            f"got {val_size}"
+        )
+    part_size = config.part_size or (len(train_set) - val_size) // config.parts
     return replace(config, num_classes=num_classes, part_size=part_size)
 
 
@@ -56,7 +68,8 @@ def train_run(
     *,
     on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``config.parts`` models on disjoint parts; write splits, checkpoints and metrics.
+    """Train ``config.parts`` models per training-set size on their parts (disjoint within a
+    size, nested across sizes: :func:`~.data.size_splits`); write splits, checkpoints, metrics.
 
     Models whose checkpoint is complete are skipped, a partial one is resumed. ``on_step`` is
     called with a dict (part, epoch, step, global_step, loss) after every optimizer step.
@@ -66,13 +79,25 @@ def train_run(
     info = D.init_distributed(device_name(config.device))
     train_set, test_set = _load(config, train=True), _load(config, train=False)
     cfg = resolve_config(config, train_set)
-    splits = disjoint_splits(len(train_set), cfg.parts, cfg.part_size, cfg.split_seed)
+    sizes = cfg.sizes
+    splits = size_splits(len(train_set), cfg.parts, sizes, cfg.split_seed)
+    val = _validation(cfg, len(train_set), splits)
     if info.is_main:
-        _save_or_check_splits(run.splits, splits)
+        _save_or_check_splits(run.splits, splits, cfg.parts)
+        _save_or_check_val_split(run.root / VAL_SPLIT, val)
     D.barrier(info)
     models = [
-        train_model(cfg, part, run, p, train_set=train_set, test_set=test_set, on_step=on_step)
-        for p, part in enumerate(splits)
+        train_model(
+            replace(cfg, part_size=sizes[m // cfg.parts]),
+            part,
+            run,
+            m,
+            train_set=train_set,
+            test_set=test_set,
+            on_step=on_step,
+            val_indices=val,
+        )
+        for m, part in enumerate(splits)
     ]
     metrics = {"config": asdict(cfg), "models": models}
     if info.is_main:
@@ -82,11 +107,32 @@ def train_run(
     return metrics
 
 
-def _save_or_check_splits(path: Path, splits: list[list[int]]) -> None:
-    if path.exists() and load_splits(path) != splits:
+def _save_or_check_splits(path: Path, splits: list[list[int]], k: int) -> None:
+    if path.exists() and load_splits(path, k) != splits:
         raise ValueError(f"{path} holds other splits than this config's; use a new --out")
     if not path.exists():
-        save_splits(path, splits)
+        save_splits(path, splits, k)
+
+
+VAL_SPLIT = "val_split.json"
+
+
+def _validation(cfg: TrainConfig, n: int, splits: list[list[int]]) -> list[int] | None:
+    """keep = "best": the validation indices, right after every part in the split permutation."""
+    if cfg.keep != "best":
+        return None
+    return validation_split(n, splits, cfg.val_size, cfg.split_seed)
+
+
+def _save_or_check_val_split(path: Path, val: list[int] | None) -> None:
+    if val is None:
+        return
+    if path.exists() and json.loads(path.read_text()) != val:
+        raise ValueError(
+            f"{path} holds another validation split than this config's; use a new --out"
+        )
+    if not path.exists():
+        write_json(path, val)
 
 
 def train_model(
@@ -98,9 +144,14 @@ def train_model(
     train_set: Dataset | None = None,
     test_set: Dataset | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    val_indices: list[int] | None = None,
 ) -> dict[str, Any]:
     """Train one model on ``part_indices`` of the training set; checkpoint to
-    ``out_dir/model_{part_id}.pt``; return its metrics (test accuracy, loss, seed, ...)."""
+    ``out_dir/model_{part_id}.pt``; return its metrics (test accuracy, loss, seed, ...).
+
+    With ``keep = "best"``, ``val_indices`` (default: :func:`~.data.validation_split` of this
+    config's splits) are the training-set images, under the test transforms, that choose the
+    epoch; they must not meet ``part_indices``."""
     if train_set is None:
         train_set = _load(config, train=True)
     if test_set is None:
@@ -111,15 +162,34 @@ def train_model(
     if saved is not None and saved["complete"]:
         return saved["metrics"]
     info = D.init_distributed(device_name(cfg.device))
+    val_set = _val_set(cfg, train_set, part_indices, val_indices)
     with deterministic_mode(cfg.deterministic):
-        run = Trainer(cfg, part_indices, part_id, info, path, train_set, on_step)
+        run = Trainer(cfg, part_indices, part_id, info, path, train_set, on_step, val_set)
         if saved is not None:
             run.restore(saved)
         return run.fit(test_set)
 
 
-def _load(config: TrainConfig, *, train: bool) -> Dataset:
-    return load_dataset(config.dataset, root=config.root, train=train, seed=config.data_seed)
+def _load(config: TrainConfig, *, train: bool, augment: bool | None = None) -> Dataset:
+    return load_dataset(
+        config.dataset, root=config.root, train=train, seed=config.data_seed, augment=augment
+    )
+
+
+def _val_set(
+    cfg: TrainConfig, train_set: Dataset, part: list[int], val: list[int] | None
+) -> Dataset | None:
+    """keep = "best": the validation images of the training set, without augmentation."""
+    if cfg.keep != "best":
+        return None
+    if val is None:
+        splits = size_splits(len(train_set), cfg.parts, cfg.sizes, cfg.split_seed)
+        val = validation_split(len(train_set), splits, cfg.val_size, cfg.split_seed)
+    check_disjoint([list(part), list(val)])
+    plain = (
+        train_set if isinstance(train_set, TensorDataset) else _load(cfg, train=True, augment=False)
+    )
+    return Subset(plain, val)
 
 
 def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
@@ -127,7 +197,8 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)
     ours, theirs, free = asdict(cfg), saved["config"], free_keys(TrainConfig)
-    diff = [k for k in ours if k not in free and ours[k] != theirs.get(k)]
+    defaults = asdict(TrainConfig())  # a key newer than the checkpoint: it had the default
+    diff = [k for k in ours if k not in free and ours[k] != theirs.get(k, defaults[k])]
     if diff:
         k = diff[0]
         raise ValueError(

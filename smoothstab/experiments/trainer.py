@@ -8,6 +8,10 @@ image ``i`` is seeded by ``(part seed, e, i)`` (:class:`~.data.EpochSeeded`). So
 mid-epoch resumes from its last checkpoint (weights, optimizer, scheduler, epoch, step) and
 ends with bitwise the same weights as an uninterrupted run on CPU in deterministic mode.
 
+With ``keep="best"`` the model is evaluated on a validation split after every epoch (in eval
+mode, so training itself is unchanged) and the checkpoint also carries the best epoch's weights
+so far; the complete checkpoint holds those weights. Ties keep the earliest epoch.
+
 Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`) and the loss
 scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
 process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
@@ -90,6 +94,8 @@ class Trainer:
         path: the checkpoint file.
         train_set: the whole training set.
         on_step: called with a dict after every optimizer step, or ``None``.
+        val_set: with ``cfg.keep == "best"``, the validation images (never test images) that
+            choose the epoch whose weights are kept.
     """
 
     def __init__(
@@ -101,8 +107,14 @@ class Trainer:
         path: Path,
         train_set: Dataset,
         on_step: Callable[[dict[str, Any]], None] | None,
+        val_set: Dataset | None = None,
     ) -> None:
         self.cfg, self.info, self.path, self.on_step = cfg, info, path, on_step
+        if (cfg.keep == "best") != (val_set is not None):
+            raise ValueError(
+                f"val_set: expected one exactly when keep = 'best' (keep={cfg.keep!r})"
+            )
+        self.val_set = val_set
         self.part, self.part_id = list(part_indices), part_id
         self.seed = derive_seed(cfg.seed, part_id)
         self.device = D.rank_device(device_name(cfg.device), info)
@@ -120,6 +132,8 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.epoch, self.step = 0, 0
         self.train_stats: dict[str, float] = {}  # of the last whole epoch
+        self.val_accuracies: list[float] = []  # keep="best": after each epoch
+        self.best: dict[str, Any] | None = None  # keep="best": epoch, val scores, state_dict
 
     def restore(self, saved: dict) -> None:
         """Continue from a partial checkpoint written by :meth:`save`."""
@@ -128,6 +142,7 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.train_stats = saved["train_stats"]
+        self.val_accuracies, self.best = saved.get("val_accuracies", []), saved.get("best")
 
     def fit(self, test_set: Dataset) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write the complete checkpoint; the metrics."""
@@ -136,8 +151,12 @@ class Trainer:
             self.train_stats = self.train_epoch()
             self.scheduler.step()
             self.epoch, self.step = self.epoch + 1, 0
+            if self.val_set is not None:
+                self.validate()
             self.save(complete=False)
         cfg = self.cfg
+        if self.best is not None:
+            self.model.load_state_dict(self.best["state_dict"])
         test = evaluate(
             self.model, test_set, cfg.eval_batch_size, self.device, self.info, cfg.num_workers
         )
@@ -149,6 +168,7 @@ class Trainer:
             "test_loss": test["loss"],
             **{f"train_{k}": v for k, v in self.train_stats.items()},
             "epochs": self.cfg.epochs,
+            **self.best_metrics(),
             "device": str(self.device),
             "world_size": self.info.world_size,
             "seconds": round(time.perf_counter() - start, 2),
@@ -160,6 +180,35 @@ class Trainer:
                 f"(loss {test['loss']:.4f}, {len(self.part)} train images, {metrics['seconds']} s)"
             )
         return metrics
+
+    def validate(self) -> None:
+        """Score the epoch just finished on the validation split; keep its weights if best."""
+        cfg = self.cfg
+        val = evaluate(
+            self.model, self.val_set, cfg.eval_batch_size, self.device, self.info, cfg.num_workers
+        )
+        self.val_accuracies.append(val["accuracy"])
+        if self.best is None or val["accuracy"] > self.best["val_accuracy"]:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best = {
+                "epoch": self.epoch,
+                "val_accuracy": val["accuracy"],
+                "val_loss": val["loss"],
+                "state_dict": state,
+            }
+
+    def best_metrics(self) -> dict[str, Any]:
+        """keep="best": the kept epoch (1-based) and its validation scores; else nothing."""
+        if self.best is None:
+            return {}
+        return {
+            "keep": "best",
+            "kept_epoch": self.best["epoch"],
+            "val_accuracy": self.best["val_accuracy"],
+            "val_loss": self.best["val_loss"],
+            "val_size": len(self.val_set),
+            "val_accuracies": list(self.val_accuracies),
+        }
 
     def batches(self) -> list[list[int]]:
         """This epoch's global batches: a seeded permutation of the part, cut in order."""
@@ -270,6 +319,8 @@ class Trainer:
                     scheduler=self.scheduler.state_dict(),
                     train_stats=self.train_stats,
                 )
+                if self.best is not None:
+                    state.update(best=self.best, val_accuracies=self.val_accuracies)
             save_torch(self.path, state)
         D.barrier(self.info)
 
