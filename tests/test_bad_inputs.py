@@ -290,6 +290,16 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"n_samples: expected an even number with antithetic",
         (),
     ),
+    "training diverges": (
+        run("--set", "train.lr=1e30"),
+        r"model 0: training diverged, the loss is (nan|inf) at epoch 1, step \d+; lower train\.lr",
+        (),
+    ),
+    "noisy training diverges": (
+        run("--set", "train.noise_std=1e30"),
+        r"model 0: training diverged, .* at epoch 1, step 1; .*or train\.noise_std",
+        (),
+    ),
     "lr inf": (run("--set", "train.lr=inf"), r"lr: expected a finite number >= 0, got inf", ()),
     "noise_std inf": (
         run("--set", "train.noise_std=inf"),
@@ -324,7 +334,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "unknown stage": (run("--stages", "train", "plot"), r"--stages: expected some of", ()),
     "bad device string": (
         run("--set", "attribution.device=gpu"),
-        r"attribution\.device: expected a device such as cpu",
+        r"device: expected a device such as cpu, cuda, cuda:0 or mps, got 'gpu'",
         (),
     ),
     "absent gpu": (
@@ -418,7 +428,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
             "--set",
             "train.part_size=2",
         )(imagefolder(t, corrupt=True)),
-        r"images/train/cat/0\.png.*(cannot identify|not an image)",
+        r"images/train/\w+/\d\.png: not a readable image \(UnidentifiedImageError\)",
         (),
     ),  # fmt: skip
     # run directories and checkpoints
