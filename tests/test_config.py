@@ -256,11 +256,11 @@ def test_to_toml_round_trips_awkward_values(tmp_path):
             "train.lr=1e-05",
             "train.weight_decay=0",
             "train.part_size=123",
-            'name="a \\"quoted\\" name with \\\\ and ü"',
+            'train.root="a \\"quoted\\" name with \\\\ and ü"',
             "attribution.fidelity_r=[0, 0.000123, 1e-7]",
         ],
     )
-    assert cfg.name == 'a "quoted" name with \\ and ü'
+    assert cfg.train.root == 'a "quoted" name with \\ and ü'
     assert round_trip(cfg, tmp_path) == cfg
     specs = (ModelSpec("small_cnn", "/w/a b.pt", "A"), ModelSpec("resnet18_cifar", None, ""))
     da = dataclasses.replace(cfg, models=ModelsConfig(setting="DA", specs=specs))

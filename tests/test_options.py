@@ -39,6 +39,15 @@ def test_defaults_keep_todays_behaviour():
     assert ig_reference_quadrature(a) == (a.ig_steps, a.ig_rule)  # nested: the run's quadrature
 
 
+def test_keep_best_and_val_size_in_either_order():
+    for overrides in (
+        ["train.keep=best", "train.val_size=50"],
+        ["train.val_size=50", "train.keep=best"],
+    ):
+        cfg = load_config(None, overrides)
+        assert (cfg.train.keep, cfg.train.val_size) == ("best", 50)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
@@ -47,7 +56,7 @@ def test_defaults_keep_todays_behaviour():
         ("attribution.ig_reference_steps=-1", "ig_reference_steps"),
         ("attribution.ig_reference_steps=1.5", "attribution.ig_reference_steps"),
         ("train.keep=first", "train.keep"),
-        ("train.keep=best", "val_size"),  # keep = "best" needs a validation split
+        ("train.keep=best", "train.val_size"),  # keep = "best" needs a validation split
         ("train.val_size=-1", "val_size"),
     ],
 )
@@ -72,6 +81,8 @@ def test_attribution_checks_without_the_loader(change, key):
 
 
 def test_keep_best_with_a_validation_split_loads(tmp_path):
+    from smoothstab.experiments.train import train_run
+
     cfg = load_config(None, ["train.val_size=50", "train.keep=best"])
     assert (cfg.train.keep, cfg.train.val_size) == ("best", 50)
     path = tmp_path / "c.toml"
@@ -85,8 +96,10 @@ def test_keep_best_with_a_validation_split_loads(tmp_path):
         20,
         "minmax",
     )
-    with pytest.raises(ValueError, match="^val_size"):
-        TrainConfig(keep="best")
+    # Through the API the check comes when training starts, before anything is written.
+    with pytest.raises(ValueError, match=r"^train\.val_size: expected 1 <= val_size"):
+        train_run(TrainConfig(keep="best", quiet=True), tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
     assert TrainConfig(keep="last", val_size=30).val_size == 30  # ignored with keep = "last"
 
 

@@ -208,9 +208,15 @@ class Cifar10(Dataset):
         self.classes = [str(i) for i in range(10)]
         meta = folder / "batches.meta"
         if meta.is_file():
-            with meta.open("rb") as f:
-                names_ = _NumpyOnly(f, encoding="bytes").load().get(b"label_names", [])
-            self.classes = [n.decode() for n in names_] or self.classes
+            try:
+                with meta.open("rb") as f:
+                    names_ = _NumpyOnly(f, encoding="bytes").load().get(b"label_names", [])
+                self.classes = [n.decode() for n in names_] or self.classes
+            except Exception as e:  # noqa: BLE001 - code in the pickle, a list, ...: one line
+                raise ValueError(
+                    f"cifar10: cannot read {meta} ({e}); expected a pickled dict with "
+                    "label_names (or no such file)"
+                ) from None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -243,7 +249,7 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
         steps = [T.Resize(256), T.CenterCrop(224)]
     transform = T.Compose([*steps, T.ToTensor(), T.Normalize(info.mean, info.std)])
     try:
-        dataset = datasets.ImageFolder(str(folder), transform=transform)
+        dataset = datasets.ImageFolder(str(folder), transform=transform, loader=_load_image)
     except (FileNotFoundError, OSError) as e:
         raise ValueError(
             f"{info.name}: expected {IMAGEFOLDER_LAYOUT}; {folder}: {str(e).splitlines()[0]}"
@@ -254,6 +260,18 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
             f"found {len(dataset.classes)} (dataset=imagefolder takes any number)"
         )
     return dataset
+
+
+def _load_image(path: str) -> Any:
+    """torchvision's PIL loader (RGB), with an unreadable image as one line naming the file."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Exception as e:  # noqa: BLE001 - not an image, truncated, a decompression bomb
+        why = type(e).__name__  # its message repeats the path
+        raise ValueError(f"{path}: not a readable image ({why}); remove or replace it") from None
 
 
 def derive_seed(*parts: int) -> int:

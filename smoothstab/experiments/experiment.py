@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import smoothstab as ss
-from smoothstab.checks import check_choice
+from smoothstab.checks import check_choice, check_number
 from smoothstab.experiments.config import (
     ConfigError,
     apply_overrides,
@@ -35,6 +36,7 @@ from smoothstab.experiments.config import (
     load_toml,
 )
 from smoothstab.experiments.data import DATASETS, dataset_info
+from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -111,13 +113,11 @@ class TrainConfig:
         at_least(self, 1, "noise_draws", "parts", "eval_batch_size")
         at_least(self, 0, "num_workers", "checkpoint_every", "lr", "momentum", "weight_decay")
         at_least(self, 0, "gamma", "noise_std")
+        for key in ("lr", "momentum", "weight_decay", "gamma", "noise_std"):  # inf diverges
+            check_number(getattr(self, key), key, low=0)
+        check_device_name(self.device, "device", allow_auto=True)
         check_choice(self.keep, "keep", ("last", "best"))
         at_least(self, 0, "val_size")
-        if self.keep == "best" and not self.val_size >= 1:
-            raise ValueError(  # --set applies one key at a time: val_size must come first
-                f"val_size: expected an integer >= 1 with keep = 'best', got {self.val_size} "
-                "(with --set, give train.val_size before train.keep)"
-            )
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -198,9 +198,16 @@ class AttributionConfig:
             raise ValueError("methods: expected at least one method")
         for m in self.methods:
             check_choice(m, "methods", ss.METHODS)
+        twice = [m for i, m in enumerate(self.methods) if m in self.methods[:i]]
+        if twice:
+            raise ValueError(f"methods: expected each method once, got {twice[0]!r} twice")
         check_choice(self.ig_rule, "ig_rule", ss.IG_RULES)
-        if not all(r >= 0 for r in (*self.stability_r, *self.fidelity_r, self.table_r)):
-            raise ValueError("r: expected noise levels >= 0")  # `not >=` also catches NaN
+        for key in ("stability_r", "fidelity_r"):
+            rs = getattr(self, key)
+            if not all(math.isfinite(r) and r >= 0 for r in rs):
+                raise ValueError(f"{key}: expected finite noise levels >= 0, got {list(rs)}")
+        check_number(self.table_r, "table_r", low=0)
+        check_device_name(self.device, "device")
         # Checked here, not when the attribute stage meets them after hours of training.
         at_least(self, 1, "n_samples", "ig_steps", "n_images", "image_batch", "batch_size")
         if self.antithetic and self.n_samples % 2:
@@ -250,6 +257,9 @@ class ExperimentConfig:
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
+    def __post_init__(self) -> None:
+        check_slug(self.name, "name")  # runs/<name> without --out: no "..", no separators
+
 
 def preset_names() -> list[str]:
     """The configs shipped in the package: ``quickstart``, ``paper/imagenet_resnet50``, ..."""
@@ -272,7 +282,10 @@ def config_path(source: str | Path | None) -> Path:
 def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The config of a TOML file or preset name (``None``: the quickstart), with ``--set``
     overrides applied, checked across tables."""
-    cfg = dataclass_from_dict(ExperimentConfig, load_toml(config_path(source)))
+    path = config_path(source)
+    if path.is_file():
+        read_config_text(path)  # not UTF-8: one line naming the file
+    cfg = dataclass_from_dict(ExperimentConfig, load_toml(path))
     cfg = apply_overrides(cfg, list(overrides))
     # Across tables, so checked once all overrides are in (they come one at a time).
     if cfg.models.setting == "DT" and cfg.train.parts < 2:
@@ -295,6 +308,11 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"{cfg.train.dataset} image, got {cfg.evaluation.topk}"
         )
     _check_grid_pairs(cfg)
+    if cfg.train.keep == "best" and cfg.train.val_size < 1:  # across keys: any --set order
+        raise ConfigError(
+            f"train.val_size: expected an integer >= 1 with train.keep = 'best', got "
+            f"{cfg.train.val_size}"
+        )
     return cfg
 
 

@@ -48,6 +48,8 @@ CONVENTIONS = [
     "split-half estimator and gives its Monte-Carlo standard error (MC s.e.). Debiased "
     "distances are {debiased}. {noise_note}",
     "{sizes}",
+    "CAMs are {cams}. Test images: the first {n_images} of {order}. Each model keeps {keep}.",
+    "{ig_reference}",
 ]
 
 
@@ -72,6 +74,25 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         if a.common_random_numbers
         else "Noise is drawn independently for each model and noise level, as in the paper.",
         sizes=_sizes_text(cfg),
+        cams="raw ReLU'd maps, not min-max normalised (attribution.cam_normalize = none)"
+        if a.cam_normalize == "none"
+        else "min-max normalised to [0, 1] per image as pytorch-grad-cam does, "
+        "(cam - min) / (1e-7 + max), before smoothing averages them",
+        n_images=a.n_images,
+        order=f"NumPy's permutation seeded {a.image_seed}"
+        if a.image_order == "numpy"
+        else f"Python's random.Random({a.image_seed}).shuffle of the indices, the paper's "
+        "code's order",
+        keep="its last epoch's weights"
+        if cfg.train.keep == "last"
+        else f"the weights of its epoch with the best accuracy on {cfg.train.val_size} held-out "
+        "training images, disjoint from every part and from the test images (val_split.json)",
+        ig_reference=f"With the joint smoothed-IG estimator, the unsmoothed IG map (the fidelity "
+        f"reference) uses {a.ig_reference_steps}-point Gauss-Legendre quadrature instead of the "
+        f"run's {a.ig_steps}-point '{a.ig_rule}' rule, so the fidelity curve has no quadrature "
+        "floor."
+        if a.ig_estimator == "joint" and a.ig_reference_steps
+        else "",
     )
     return [line for line in (t.format(**fields) for t in CONVENTIONS) if line]
 

@@ -260,6 +260,10 @@ class RunDir:
         return self.root / "splits.json"
 
     @property
+    def val_split(self) -> Path:
+        return self.root / "val_split.json"
+
+    @property
     def train_metrics(self) -> Path:
         return self.root / "train_metrics.json"
 

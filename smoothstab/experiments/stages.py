@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from smoothstab.experiments import attribute, evaluate, manifest, report, theory
-from smoothstab.experiments.config import ConfigError, free_keys
+from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
@@ -41,9 +41,14 @@ def prepare(cfg: ExperimentConfig, run: RunDir) -> None:
     text = to_toml(cfg)
     if run.config.is_file():
         try:
-            old = _flat(tomllib.loads(run.config.read_text(encoding="utf-8")))
+            table = tomllib.loads(run.config.read_text(encoding="utf-8"))
         except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
             raise ConfigError(f"{run.config}: damaged ({e}); use another --out") from None
+        try:  # keys added since the run was made compare as their defaults
+            table = tomllib.loads(to_toml(dataclass_from_dict(ExperimentConfig, table)))
+        except ConfigError:
+            pass  # a key we no longer know: compared as written, so it shows in the diff
+        old = _flat(table)
         new = _flat(tomllib.loads(text))
         free = free_keys(ExperimentConfig)
         diff = sorted(

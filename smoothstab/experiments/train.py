@@ -22,7 +22,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
@@ -38,7 +37,7 @@ from smoothstab.experiments.data import (
     validation_split,
 )
 from smoothstab.experiments.experiment import TrainConfig
-from smoothstab.experiments.io import write_json
+from smoothstab.experiments.io import DamagedFile, load_torch, write_json
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
@@ -50,8 +49,13 @@ if TYPE_CHECKING:
 
 def resolve_config(config: TrainConfig, train_set: Dataset) -> TrainConfig:
     """``config`` with ``num_classes`` and ``part_size`` filled in from the training set."""
-    num_classes = config.num_classes or dataset_info(config.dataset).num_classes
-    num_classes = num_classes or len(train_set.classes)
+    data_classes = dataset_info(config.dataset).num_classes or len(train_set.classes)
+    if config.num_classes is not None and config.num_classes < data_classes:
+        raise ValueError(  # else cross_entropy fails mid-epoch: "Target 6 is out of bounds"
+            f"train.num_classes: expected at least the {data_classes} classes of the "
+            f"{config.dataset} data, got {config.num_classes}"
+        )
+    num_classes = config.num_classes or data_classes
     val_size = config.val_size if config.keep == "best" else 0  # room left for validation
     if val_size >= len(train_set):
         raise ValueError(
@@ -84,7 +88,7 @@ def train_run(
     val = _validation(cfg, len(train_set), splits)
     if info.is_main:
         _save_or_check_splits(run.splits, splits, cfg.parts)
-        _save_or_check_val_split(run.root / VAL_SPLIT, val)
+        _save_or_check_val_split(run.val_split, val)
     D.barrier(info)
     models = [
         train_model(
@@ -114,7 +118,6 @@ def _save_or_check_splits(path: Path, splits: list[list[int]], k: int) -> None:
         save_splits(path, splits, k)
 
 
-VAL_SPLIT = "val_split.json"
 
 
 def _validation(cfg: TrainConfig, n: int, splits: list[list[int]]) -> list[int] | None:
@@ -195,7 +198,7 @@ def _val_set(
 def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
     if not path.exists():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = read_checkpoint(path)
     ours, theirs, free = asdict(cfg), saved["config"], free_keys(TrainConfig)
     defaults = asdict(TrainConfig())  # a key newer than the checkpoint: it had the default
     diff = [k for k in ours if k not in free and ours[k] != theirs.get(k, defaults[k])]
@@ -210,12 +213,36 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     """The model saved in a ``model_{p}.pt`` checkpoint, in eval mode on ``device``."""
-    saved = torch.load(path, map_location=device, weights_only=True)
+    saved = read_checkpoint(path, device)
     cfg = saved["config"]
     model = build_model(
         cfg["model"],
         num_classes=cfg["num_classes"],
         in_channels=dataset_info(cfg["dataset"]).in_channels,
     )
-    model.load_state_dict(saved["state_dict"])
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError:
+        raise DamagedFile(
+            f"{path}: its weights do not fit its own config (model {cfg['model']}, "
+            f"{cfg['num_classes']} classes); delete it and rerun to retrain"
+        ) from None
     return model.to(device).eval()
+
+
+def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
+    """A ``model_{p}.pt`` checkpoint as :meth:`.Trainer.save` writes it; anything else -- cut
+    short, corrupt, a bare state dict, a pickle that would run code -- is one line."""
+    saved = load_torch(path, "a checkpoint of smoothstab train", map_location=device)
+    ok = (
+        isinstance(saved, dict)
+        and isinstance(saved.get("state_dict"), dict)
+        and isinstance(saved.get("config"), dict)
+        and {"model", "num_classes", "dataset"} <= saved["config"].keys()
+    )
+    if not ok:
+        raise DamagedFile(
+            f"{path}: not a checkpoint written by smoothstab train (a bare state dict belongs "
+            "in models.specs weights of a DR/DA run); delete it and rerun to retrain"
+        )
+    return saved

@@ -272,6 +272,7 @@ class Trainer:
             gen.manual_seed(derive_seed(self.seed, self.epoch, self.step))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer.zero_grad(set_to_none=True)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
         for d in range(draws):
             sync = d == draws - 1 or not self.info.active  # DDP: all-reduce once, at the end
             with (
@@ -280,7 +281,14 @@ class Trainer:
             ):
                 out = self.net(x)
                 loss = F.cross_entropy(out, y, reduction="sum")
+                finite &= torch.isfinite(loss)
                 (loss * (scale / draws)).backward()
+        if not bool(finite):  # stop before the step: no NaN weights are ever saved
+            raise ValueError(
+                f"model {self.part_id}: training diverged, the loss is {loss.item()} at epoch "
+                f"{self.epoch + 1}, step {self.step + 1}; lower train.lr (now {self.cfg.lr:g})"
+                + (f" or train.noise_std (now {self.cfg.noise_std:g})" if noisy else "")
+            )
         self.optimizer.step()
         return loss.item(), int((out.argmax(1) == y).sum())
 
@@ -301,8 +309,15 @@ class Trainer:
             )
 
     def save(self, *, complete: bool, metrics: dict | None = None) -> None:
-        """Write the checkpoint (rank 0); a complete one holds no optimizer/resume state."""
+        """Write the checkpoint (rank 0); a complete one holds no optimizer/resume state.
+        Weights that are no longer finite (the last step diverged) are never written."""
         if self.info.is_main:
+            weights = self.model.state_dict().values()
+            if not all(bool(torch.isfinite(w).all()) for w in weights if w.is_floating_point()):
+                raise ValueError(
+                    f"model {self.part_id}: training diverged, the weights are not finite after "
+                    f"epoch {self.epoch}; lower train.lr (now {self.cfg.lr:g})"
+                )
             state = {
                 "state_dict": self.model.state_dict(),
                 "config": asdict(self.cfg),
