@@ -166,7 +166,13 @@ def cuda_count() -> int:
 def unwritable(tmp: Path) -> Path:
     """A directory path that cannot be created or written, also for root."""
     if os.geteuid() == 0:
-        return Path("/sys/smoothstab-test/run")  # sysfs refuses new entries, even to root
+        probe = Path("/sys/smoothstab-test")  # sysfs refuses new entries, even to root
+        try:
+            probe.mkdir()
+        except OSError:
+            return probe / "run"
+        probe.rmdir()
+        pytest.skip("running as root with a writable /sys: no unwritable place to try")
     locked = tmp / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -244,6 +250,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "config missing": (
         lambda t: ["run", str(t / "missing.toml"), "--out", str(t / "o")],
         r"found nothing at .*missing\.toml",
+        (),
+    ),
+    "preset name with ..": (
+        lambda t: ["run", "paper/../../../secret", "--out", str(t / "o")],
+        r"expected a TOML file or a preset .*got 'paper/\.\./\.\./\.\./secret'",
         (),
     ),
     "preset unknown": (
