@@ -442,6 +442,20 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"images/train/\w+/\d\.png: not a readable image \(UnidentifiedImageError\)",
         (),
     ),  # fmt: skip
+    "corrupt image in a loader worker": (
+        lambda t: run(
+            "--set",
+            "train.dataset=imagefolder",
+            "--set",
+            f"train.root={t}/images",
+            "--set",
+            "train.part_size=2",
+            "--set",
+            "train.num_workers=1",
+        )(imagefolder(t, corrupt=True)),
+        r"images/train/\w+/\d\.png: not a readable image \(UnidentifiedImageError\)",
+        (),
+    ),  # fmt: skip
     # run directories and checkpoints
     "no run directory": (
         lambda t: ["evaluate", str(t)],
@@ -630,7 +644,12 @@ def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 30 and len(cli) >= 30, (len(CASES), len(cli))
 
 
-@pytest.mark.parametrize("case", list(CASES))
+SLOW = {"corrupt image in a loader worker"}  # starts a DataLoader worker process: ~5 s
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES]
+)
 def test_bad_input(case, tmp_path, capsys, monkeypatch):
     setup, pattern, types = CASES[case]
     work = tmp_path / "work"
