@@ -226,7 +226,7 @@ def test_cli_data_error_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--out", str(out), "--set", "dataset=cifar10", "--set", f"root={out}"])
     err = capsys.readouterr().err
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "cifar-10-batches-py" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cifar-10-batches-py" in err
 
 
 @pytest.fixture(scope="module")
