@@ -53,11 +53,11 @@ def test_keep_best_and_val_size_in_either_order():
     [
         ("attribution.cam_normalize=max", "attribution.cam_normalize"),
         ("attribution.image_order=python", "attribution.image_order"),
-        ("attribution.ig_reference_steps=-1", "ig_reference_steps"),
+        ("attribution.ig_reference_steps=-1", "attribution.ig_reference_steps"),
         ("attribution.ig_reference_steps=1.5", "attribution.ig_reference_steps"),
         ("train.keep=first", "train.keep"),
         ("train.keep=best", "train.val_size"),  # keep = "best" needs a validation split
-        ("train.val_size=-1", "val_size"),
+        ("train.val_size=-1", "train.val_size"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(override, key):

@@ -74,7 +74,8 @@ def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     else:
         tp = typing.get_type_hints(type(obj))[path[0]]
         value = coerce(parse_value(text, tp), tp, full)
-    return _construct(type(obj), {**_init_values(obj), path[0]: value}, "")
+    where = ".".join(full.split(".")[: -len(path)])  # the table holding this key, if any
+    return _construct(type(obj), {**_init_values(obj), path[0]: value}, where)
 
 
 def _init_values(obj: Any) -> dict[str, Any]:
@@ -142,8 +143,12 @@ def _coerce_items(value: Sequence, args: tuple, name: str, *, fixed: bool) -> li
 def _construct(cls: type[T], values: dict[str, Any], where: str) -> T:
     try:
         return cls(**values)
-    except ValueError as e:  # a __post_init__ check: still a config problem
-        raise ConfigError(f"{where + ': ' if where else ''}{e}") from None
+    except ValueError as e:  # a __post_init__ check: still a config problem, named in full
+        message = str(e)
+        field = message.split(":", 1)[0]
+        if where and field in {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"{where}.{message}") from None  # e.g. attribution.n_samples: ...
+        raise ConfigError(f"{where + ': ' if where else ''}{message}") from None
 
 
 def _union_args(tp: Any) -> tuple[Any, ...]:
