@@ -118,8 +118,6 @@ def _save_or_check_splits(path: Path, splits: list[list[int]], k: int) -> None:
         save_splits(path, splits, k)
 
 
-
-
 def _validation(cfg: TrainConfig, n: int, splits: list[list[int]]) -> list[int] | None:
     """keep = "best": the validation indices, right after every part in the split permutation."""
     if cfg.keep != "best":
