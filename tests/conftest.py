@@ -6,6 +6,21 @@ import pytest
 import torch
 from torch import nn
 
+# The tiny quickstart the end-to-end tests run (as `--set` values): 2 small CNNs on 400 shapes
+# each, 2 epochs, 4 images, 6 noise draws, 4 IG points, r in {0, 0.1, 0.15, 0.2, 0.4}.
+TINY_SETTINGS = [
+    "train.epochs=2",
+    "train.parts=2",
+    "train.part_size=400",
+    "attribution.n_images=4",
+    "attribution.n_samples=6",
+    "attribution.ig_steps=4",
+    "attribution.stability_r=[0, 0.2]",
+    "attribution.fidelity_r=[0, 0.1, 0.4]",
+    "attribution.image_batch=2",
+    "evaluation.topk=20",
+]
+
 
 class ConvNet(nn.Module):
     """conv-ReLU-conv-ReLU-GAP-linear; ``features.3`` keeps the input's spatial size."""

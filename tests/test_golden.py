@@ -25,20 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "quickstart_tiny.json"
-TINY = [
-    "train.epochs=2",
-    "train.parts=2",
-    "train.part_size=400",
-    "attribution.n_images=4",
-    "attribution.n_samples=6",
-    "attribution.ig_steps=4",
-    "attribution.stability_r=[0, 0.2]",
-    "attribution.fidelity_r=[0, 0.1, 0.4]",
-    "attribution.image_batch=2",
-    "evaluation.topk=20",
-]
+TINY = TINY_SETTINGS
 VARIANTS = {
     "default": [],
     "antithetic_joint_independent": [

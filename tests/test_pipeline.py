@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import smoothstab as ss
+from conftest import TINY_SETTINGS
 from smoothstab.experiments import advice as sigma_advice
 from smoothstab.experiments import attribute, evaluate, stages
 from smoothstab.experiments.aggregate import band
@@ -40,18 +41,7 @@ from smoothstab.experiments.models import build_model
 from smoothstab.experiments.rundir import COLUMNS, RunDir, Summary, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--set", "train.epochs=2",
-    "--set", "train.parts=2",
-    "--set", "train.part_size=400",
-    "--set", "attribution.n_images=4",
-    "--set", "attribution.n_samples=6",
-    "--set", "attribution.ig_steps=4",
-    "--set", "attribution.stability_r=[0, 0.2]",
-    "--set", "attribution.fidelity_r=[0, 0.1, 0.4]",
-    "--set", "attribution.image_batch=2",
-    "--set", "evaluation.topk=20",
-]  # fmt: skip
+TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
 GRID = [0.0, 0.1, 0.15, 0.2, 0.4]  # both sweeps, 0 and the Table-1 level
 N_IMAGES, N_MODELS = 4, 2
 TRAINED = ("config.toml", "splits.json", "model_0.pt", "model_1.pt", "train_metrics.json")

@@ -36,23 +36,12 @@ import pytest
 import torch
 
 import smoothstab as ss
-from conftest import ConvNet, hook_count, make
+from conftest import TINY_SETTINGS, ConvNet, hook_count, make
 from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--set", "train.epochs=2",
-    "--set", "train.parts=2",
-    "--set", "train.part_size=400",
-    "--set", "attribution.n_images=4",
-    "--set", "attribution.n_samples=6",
-    "--set", "attribution.ig_steps=4",
-    "--set", "attribution.stability_r=[0, 0.2]",
-    "--set", "attribution.fidelity_r=[0, 0.1, 0.4]",
-    "--set", "attribution.image_batch=2",
-    "--set", "evaluation.topk=20",
-]  # fmt: skip
+TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
 # Files that legitimately differ between two runs: wall-clock seconds in the training metrics
 # (also inside the checkpoints, compared by their weights) and modification times in the manifest.
 TIMED = {"train_metrics.json", "manifest.json"}
