@@ -1,7 +1,10 @@
 """Bounds (Remark 4, Theorems 5-6, Proposition 7) and spectral norms: spectral norms against dense
 SVDs, Gamma against brute force, the bounds against hand-computed closed forms, the fidelity
 bound against dense Hessians and measured Smooth-Grad / smoothed-IG errors, the theory check of
-a network, and bad input."""
+a network, and bad input.
+
+Long because each bound has its own known-answer and brute-force checks.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@
 stage with a small sweep (4 images, 6 noise draws, r in {0, 0.1, 0.15, 0.2, 0.4}); the tests read
 its files, or copy its trained models to try resumes, estimation options, the DR/DA settings
 and ``torchrun`` without training again. Unit tests of the sigma advice use synthetic curves.
+
+Long because every test shares one tiny run (a module-scoped fixture): splitting the file
+would train it once per file.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ The slow tests share one uninterrupted tiny run (``reference``, a subprocess lik
 The fast ones: the API's memory over 1,000 images, hooks and graphs after a call and after an
 exception, orphan clean-up and damaged-file detection of the manifest, and the CLI's one-line
 Ctrl-C and full-disk messages.
+
+Long because the kill, Ctrl-C and full-disk tests share one reference run (a module-scoped
+fixture).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Also here: the input range of normalised inputs, which defines the noise level
 normalised input can take over all channels; see docs/conventions.md), disjoint training
 splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
 pure function of (seed, epoch, index).
+
+Long (about 420 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
+with a safe unpickler, ImageFolder) with its one-line errors, plus the splits, which must
+agree with each other.
 """
 
 from __future__ import annotations

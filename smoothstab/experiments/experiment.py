@@ -12,6 +12,9 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     config.toml -> train (splits.json, model_{p}.pt, train_metrics.json)
     -> attribute (test_images.pt, maps/...) -> evaluate (metrics.csv, table1.csv,
     recommendation.json) -> figures (figures/*.png) -> report (report.md, report.html)
+
+Long (about 360 lines) because every config dataclass and its checks live here, so that a
+config is validated whole before any stage runs.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ so far; the complete checkpoint holds those weights. Ties keep the earliest epoc
 Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`) and the loss
 scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
 process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
+
+Long (about 390 lines) because exact resume needs the whole loop's state in one place:
+seeding, checkpoints, the best-epoch record and the stop at a non-finite loss.
 """
 
 from __future__ import annotations
