@@ -212,6 +212,20 @@ def run(*args: str) -> Setup:
     return lambda tmp: ["run", config(tmp), "--out", str(tmp / "out"), "--quiet", *args]
 
 
+def cifar_run(**files: object) -> Setup:
+    """``run`` on a fake CIFAR-10 folder in TMP whose named batches are replaced (a callable
+    value is called with TMP); no files: TMP itself is the root, without the batches."""
+    sets = ("--set", "train.dataset=cifar10")
+    if not files:
+        return lambda t: run(*sets, "--set", f"train.root={t}")(t)
+
+    def setup(t: Path) -> list[str]:
+        made = {k: v(t) if callable(v) else v for k, v in files.items()}
+        return run(*sets, "--set", f"train.root={t}")(cifar(t, **made))
+
+    return setup
+
+
 def with_value(x: torch.Tensor, index, value) -> torch.Tensor:
     x = x.clone()
     x[index] = value
@@ -393,35 +407,27 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         (),
     ),
     "cifar wrong layout": (
-        lambda t: run("--set", "train.dataset=cifar10", "--set", f"train.root={t}")(t),
+        cifar_run(),
         r"cifar10: expected cifar-10-batches-py",
         (),
     ),
     "cifar pickle runs code": (
-        lambda t: run("--set", "train.dataset=cifar10", "--set", f"train.root={t}")(
-            cifar(t, data_batch=pickle.dumps(Hostile(t)))
-        ),
+        cifar_run(data_batch=lambda t: pickle.dumps(Hostile(t))),
         r"refusing to load posix\.system",
         (),
     ),
     "cifar batch is a list": (
-        lambda t: run("--set", "train.dataset=cifar10", "--set", f"train.root={t}")(
-            cifar(t, test_batch=[1, 2, 3])
-        ),
+        cifar_run(test_batch=[1, 2, 3]),
         r"cifar10: .*cannot read .*test_batch",
         (),
     ),
     "cifar meta runs code": (
-        lambda t: run("--set", "train.dataset=cifar10", "--set", f"train.root={t}")(
-            cifar(t, meta=pickle.dumps(Hostile(t)))
-        ),
+        cifar_run(meta=lambda t: pickle.dumps(Hostile(t))),
         r"batches\.meta.*refusing to load posix\.system",
         (),
     ),
     "cifar meta is a list": (
-        lambda t: run("--set", "train.dataset=cifar10", "--set", f"train.root={t}")(
-            cifar(t, meta=pickle.dumps([b"cat"]))
-        ),
+        cifar_run(meta=pickle.dumps([b"cat"])),
         r"batches\.meta",
         (),
     ),
