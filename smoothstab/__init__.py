@@ -15,6 +15,7 @@ from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, noise_draws
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
 from smoothstab.types import Method, Seed, Target
+from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
 
 METHODS: dict[str, Method] = {
     "grad": grad,
@@ -33,6 +34,7 @@ __all__ = [
     "SmoothStats",
     "Smoothed",
     "Target",
+    "WeightSmoothed",
     "debiased_distance",
     "from_captum",
     "grad",
@@ -46,5 +48,6 @@ __all__ = [
     "noise_draws",
     "smooth",
     "smoothed_ig",
+    "weight_smooth",
 ]
 __version__ = "0.1.0"
