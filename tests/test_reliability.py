@@ -7,6 +7,8 @@ The slow tests share one uninterrupted tiny run (``reference``, a subprocess lik
   injected into the atomic writer) -- each chosen by watching the run's own files appear, then
   resumed; the end result is byte-identical to the reference, and no temporary or block file
   is left.
+* ``test_a_really_full_disk_keeps_every_earlier_file``: a real full disk (a small tmpfs; skipped
+  where mounting one is not allowed).
 * ``test_two_fresh_runs_are_byte_identical``: determinism on CPU.
 * ``test_names_and_labels_stay_inside_the_run_directory``: ``../`` and absolute paths.
 * ``test_attribute_stage_memory_is_flat``: 1,000 images through the attribute stage.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
-import itertools
 import os
 import re
 import shutil
@@ -250,6 +251,59 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(monkeypatch, tmp_path, c
     assert len(err) == 1 and f"no space left on the device ({target})" in err[0], err
     assert target.read_text() == "old\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def mount_tmpfs(where: Path, size: int) -> bool:
+    """A tmpfs of ``size`` bytes at ``where``; False where mounting is not allowed (not root,
+    or a container without the capability)."""
+    where.mkdir(parents=True)
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
+    return done.returncode == 0
+
+
+def disk_usage(root: Path, globs: tuple[str, ...]) -> int:
+    """Bytes the files matching ``globs`` take on a tmpfs (whole 4 KiB pages)."""
+    files = {p for g in globs for p in root.glob(g) if p.is_file()}
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in files)
+
+
+@pytest.mark.slow
+def test_a_really_full_disk_keeps_every_earlier_file(reference, tmp_path):
+    """A real full disk, not an injected error: the run goes on a tmpfs with room for training
+    and about half of the maps. It stops with exit 2 and one line; every file it wrote before is
+    intact (byte-identical to the reference run's); no temporary file is left; moved to a disk
+    with room, the run resumes to the reference's outputs."""
+    earlier = ("config.toml", "splits.json", "model_*.pt", "train_metrics.json", "test_images.pt")
+    maps = disk_usage(reference, ("maps/**/*.pt",))
+    size = disk_usage(reference, earlier) + 4 * 4096 + maps // 2
+    mnt = tmp_path / "small"
+    if not mount_tmpfs(mnt, size):
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        proc = smoothstab(*run_args(mnt / "run"))
+        _, err = proc.communicate(timeout=600)
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2, (proc.returncode, err)
+        assert "Traceback" not in err, err
+        assert re.fullmatch(r"smoothstab run: error: no space left on the device .*", lines[-1])
+        assert not list((mnt / "run").rglob("*.tmp"))
+        ours, ref = digests(mnt / "run", TIMED), digests(reference, TIMED)
+        kept = [k for k in ours if ".block" not in k and not re.fullmatch(r"model_\d+\.pt", k)]
+        assert "test_images.pt" in kept and any(k.startswith("maps/") for k in ours), sorted(ours)
+        assert {k: ours[k] for k in kept} == {k: ref[k] for k in kept}
+        moved = tmp_path / "big" / "run"
+        shutil.copytree(mnt / "run", moved)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    proc = smoothstab(*run_args(moved))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert not leftovers(moved)
+    assert_same_outputs(reference, moved)
 
 
 # --- the manifest and clean-up -------------------------------------------------------------------
@@ -541,14 +595,22 @@ def test_progress_shows_rate_and_eta_and_is_quiet_under_ci(monkeypatch):
 
     from smoothstab.experiments import progress
 
-    # start, the update, drawing the line; then a constant clock
-    clock = itertools.chain([100.0, 102.0, 104.0], itertools.repeat(200.0))
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     monkeypatch.delenv("CI", raising=False)
     stream = stdio.StringIO()
     bar = progress.Progress(10, "attribute", stream=stream)
     bar.update(2, loss=0.5)
-    assert bar.line().endswith("loss 0.5000  0.5/s ETA 0:16")  # 2 steps in 4 s, 8 to go
+    now[0] = 104.0
+    line = bar.line()  # 2 steps in 4 s: 2.00 s a step, 8 to go
+    assert line.startswith("attribute:  20%") and "2/10 [00:04<00:16,  2.00s/it" in line, line
+    assert line.endswith("loss=0.5000]"), line
+    bar.close()  # not a terminal: one line when it closes
+    assert stream.getvalue().count("\n") == 1 and "\r" not in stream.getvalue()
+    resumed = progress.Progress(10, "train", stream=stdio.StringIO(), start=6)
+    resumed.update(2)
+    now[0] = 105.0  # the rate counts this run's 2 steps in 1 s, not the 6 done before
+    assert "8/10 [00:01<00:01,  2.00it/s]" in resumed.line(), resumed.line()
     monkeypatch.setenv("CI", "true")
     quiet = stdio.StringIO()
     with progress.Progress(10, "attribute", stream=quiet) as q:

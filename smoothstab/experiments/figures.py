@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from smoothstab.experiments.data import dataset_info  # noqa: E402
 from smoothstab.experiments.evaluate import grid_pairs  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
 from smoothstab.experiments.names import NAMES, SMOOTHED  # noqa: E402
+from smoothstab.experiments.progress import Progress  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
 from smoothstab.views import to_gray  # noqa: E402
 
@@ -209,23 +211,28 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
     """Every figure of the run into ``run.figures`` (existing ones are redrawn: cheap)."""
     a, e = cfg.attribution, cfg.evaluation
     x, labels = run.load_test_images()
-    paths = [
-        error_figure(
+    jobs: list[Callable[[], Path]] = [
+        lambda: error_figure(
             summary, a.methods, "stability", "stability error", e.band, run.figure("stability")
         ),
-        error_figure(
+        lambda: error_figure(
             summary, a.methods, "fidelity", "fidelity error", e.band, run.figure("fidelity")
         ),
-        similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
-        tradeoff_figure(advice, run.figure("tradeoff")),
+        lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
+        lambda: tradeoff_figure(advice, run.figure("tradeoff")),
     ]
     pairs = grid_pairs(cfg, summary)
     for method in a.methods:
-        for i, j in pairs:
-            path = run.figure(f"grid_{method}_{i}-{j}")
-            paths.append(grid_figure(cfg, run, x, labels, method, (i, j), path))
+        for pair in pairs:
+            path = run.figure(f"grid_{method}_{pair[0]}-{pair[1]}")
+            jobs.append(functools.partial(grid_figure, cfg, run, x, labels, method, pair, path))
         path = run.figure(f"sigma_{method}")
-        paths.append(sigma_figure(cfg, run, x, method, path, model=pairs[0][0]))
+        jobs.append(functools.partial(sigma_figure, cfg, run, x, method, path, model=pairs[0][0]))
+    paths = []
+    with Progress(len(jobs), "figures", quiet=cfg.quiet) as bar:
+        for job in jobs:
+            paths.append(job())
+            bar.update()
     return paths
 
 

@@ -5,8 +5,8 @@ then ``os.replace`` puts it in place, so a killed process leaves either the old 
 one, never half; a write that fails (a full disk) removes its temporary file and leaves the old
 file as it was. A kill (SIGKILL) can leave a temporary file behind: :func:`remove_temporaries`
 clears them when the run resumes. ``torch.save`` output is byte-identical for identical
-content (the archive is written through a file object, so its internal name does not depend on
-the temporary file's random name).
+content (the archive is built in memory, so its internal name does not depend on the temporary
+file's random name, and a full disk surfaces as ``OSError(ENOSPC)`` from the plain write).
 
 Reads turn every way a file can be unreadable -- truncated, corrupt, another format, a pickle
 that would run code -- into one :class:`DamagedFile` line naming the file and what to do.
@@ -14,6 +14,7 @@ that would run code -- into one :class:`DamagedFile` line naming the file and wh
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -67,8 +68,12 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     it loads with ``weights_only=True``."""
 
     def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:  # a file object: the archive's name is fixed, not tmp's
-            torch.save(obj, f)
+        # Serialised in memory first: torch's archive writer reports a full disk as a
+        # RuntimeError ("unexpected pos"), the plain write below as OSError(ENOSPC). A buffer
+        # also fixes the archive's internal name (not tmp's random one).
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        tmp.write_bytes(buffer.getbuffer())
 
     return atomic_write(path, write)
 

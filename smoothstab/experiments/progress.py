@@ -1,11 +1,12 @@
-"""A small progress bar on stderr, with rate and time left::
+"""Progress bars on stderr with rate and time left, drawn by tqdm::
 
-    model 0 epoch 3/30 12/21 [###########---------] loss 0.3120 acc 0.9140  8.4/s ETA 0:01
+    model 0 epoch 3/30:  57%|#####7    | 12/21 [00:01<00:01,  8.40it/s, loss=0.3120, acc=0.9140]
 
-On a terminal the bar redraws in place (at most ten times a second); elsewhere (a log file, CI)
-it writes one line when it closes, with the rate and the time taken. Quiet mode -- ``quiet=True``
-or the environment variable ``CI=true`` -- writes nothing; callers print their one final line
-with :func:`say`. (Hand-written rather than tqdm, which is not a dependency of the package.)
+On a terminal the bar redraws in place (tqdm, at most ten times a second); elsewhere (a log
+file, a pipe) it writes one line of the same format when it closes, so logs get the rate and
+the time taken without a stream of carriage returns. Quiet mode -- ``quiet=True`` or the
+environment variable ``CI=true`` -- writes nothing; callers print their one final line with
+:func:`say`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import sys
 import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 
 def is_quiet(quiet: bool = False) -> bool:
@@ -27,7 +30,10 @@ def say(line: str, stream: TextIO | None = None) -> None:
 
 
 class Progress:
-    """A bar for ``total`` steps; ``update(loss=..., acc=...)`` after each step."""
+    """A bar for ``total`` steps; ``update(loss=..., acc=...)`` after each step.
+
+    ``start``: steps already done by an earlier (resumed) run; the rate counts this run's only.
+    """
 
     def __init__(
         self,
@@ -37,58 +43,58 @@ class Progress:
         quiet: bool = False,
         stream: TextIO | None = None,
         start: int = 0,
-        width: int = 20,
     ) -> None:
-        self.total, self.label, self.done, self.width = total, label, start, width
+        self.total, self.label, self.done = total, label, start
         self.stream = stream or sys.stderr
         self.quiet = is_quiet(quiet)
-        self.live = not self.quiet and self.stream.isatty()
         self.metrics: dict[str, float] = {}
-        self._last_draw = 0.0
-        self._start, self._first = time.monotonic(), start  # the rate counts this run's steps
+        self._start, self._first = time.monotonic(), start
+        self._bar = None
+        if not self.quiet and self.stream.isatty():
+            self._bar = tqdm(
+                total=total,
+                initial=start,
+                desc=label,
+                file=self.stream,
+                mininterval=0.1,
+                dynamic_ncols=True,
+                ascii=True,
+            )
 
     def update(self, n: int = 1, **metrics: float) -> None:
         self.done += n
         self.metrics.update(metrics)
-        now = time.monotonic()
-        if self.live and (now - self._last_draw >= 0.1 or self.done >= self.total):
-            self._last_draw = now
-            self.stream.write("\r" + self.line())
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
+            self._bar.update(n)
+
+    def _postfix(self) -> str:
+        return ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
 
     def line(self) -> str:
-        """The bar as text."""
-        filled = self.width * self.done // max(self.total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        stats = " ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
-        line = f"{self.label} {self.done:>{len(str(self.total))}}/{self.total} [{bar}] {stats}"
-        return f"{line}  {self.timing()}"
-
-    def timing(self) -> str:
-        """``8.4/s ETA 0:01`` while running, ``8.4/s in 0:02`` when done (steps per second)."""
-        elapsed = time.monotonic() - self._start
-        steps = self.done - self._first
-        rate = steps / elapsed if elapsed > 0 else 0.0
-        if self.done >= self.total or rate <= 0:
-            return f"{rate:.1f}/s in {_clock(elapsed)}"
-        return f"{rate:.1f}/s ETA {_clock((self.total - self.done) / rate)}"
+        """The bar as one line of text (tqdm's format: steps, elapsed<left, rate, metrics)."""
+        return tqdm.format_meter(
+            self.done,
+            self.total,
+            time.monotonic() - self._start,
+            prefix=self.label,
+            postfix=self._postfix() or None,
+            initial=self._first,
+            ascii=True,
+            ncols=100,
+        )
 
     def close(self) -> None:
         if self.quiet:
             return
-        self.stream.write(("\r" if self.live else "") + self.line() + "\n")
-        self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _clock(seconds: float) -> str:
-    """``m:ss``, or ``h:mm:ss`` from an hour on."""
-    total = int(round(seconds))
-    h, rest = divmod(total, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

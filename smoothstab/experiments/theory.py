@@ -35,6 +35,7 @@ import numpy as np
 from smoothstab import bounds
 from smoothstab.experiments.blocks import Block, Paragraph, Table, render_markdown
 from smoothstab.experiments.data import dataset_info
+from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
 
 if TYPE_CHECKING:
@@ -124,9 +125,11 @@ def compute(
     # Power iteration approaches the norm from below, slowly where the top singular values are
     # close: a tight tolerance keeps the underestimate far below the bounds' own looseness.
     shape = tuple(x.shape[1:])
-    layer_norms = [
-        bounds.layer_norms(m.double().cpu(), shape, n_iter=5000, tol=1e-8) for m in models
-    ]
+    layer_norms = []
+    with Progress(len(models), "bounds: layer norms", quiet=cfg.quiet) as bar:
+        for m in models:
+            layer_norms.append(bounds.layer_norms(m.double().cpu(), shape, n_iter=5000, tol=1e-8))
+            bar.update()
     dt = cfg.models.setting == "DT"
     return assemble(
         max_norms(layer_norms),
