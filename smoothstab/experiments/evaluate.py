@@ -89,9 +89,9 @@ MEAN = "mean over pairs"
 
 def pair_labels(cfg: ExperimentConfig) -> dict[str, str]:
     """``{"i-j": "A vs B"}`` for the given checkpoints of a DR/DA run (the paper's Table 1 has a
-    row per pair there); empty for DT."""
+    row per pair there); empty for DT and FT."""
     specs = cfg.models.specs
-    if cfg.models.setting == "DT":
+    if cfg.models.setting in ("DT", "FT"):  # FT: replicas of one model, no labels of their own
         return {}
     name = lambda k: specs[k].label or f"{specs[k].name} (model {k})"  # noqa: E731
     return {f"{i}-{j}": f"{name(i)} vs {name(j)}" for i, j in model_pairs(len(specs))}

@@ -2,7 +2,8 @@
 
 A config is a TOML file with the tables ``[train]`` (:class:`TrainConfig`: data, models trained
 on disjoint splits), ``[models]`` (the setting: DT trains ``train.parts`` models on disjoint
-splits; DR and DA compare given checkpoints), ``[attribution]`` and ``[evaluation]``; keys it
+splits; DR and DA compare given checkpoints; FT makes cheap replicas of one given model),
+``[attribution]`` and ``[evaluation]``; keys it
 leaves out take the defaults below. Named presets are the TOML files shipped in
 ``smoothstab/configs/`` (``quickstart``, ``paper/imagenet_resnet50``, ...): the file is the
 preset. Fields made with :func:`~.config.free` change no result (devices, worker counts, chunk
@@ -136,26 +137,61 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A given checkpoint (DR/DA): architecture name and weights (file or torchvision name;
-    ``None``: a random init seeded by ``train.seed`` and the spec's position)."""
+    """A given checkpoint (DR/DA, or FT's one base model): architecture name and weights (file
+    or torchvision name; ``None``: a random init seeded by ``train.seed`` and the spec's
+    position). A checkpoint written by ``smoothstab train`` is a weights file too."""
 
     name: str
     weights: str | None = None
     label: str = ""
 
 
+PROXIES = ("finetune", "swag", "noisy_sgd")
+FT_LAYERS = ("all", "last_block", "classifier")
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
-    """DT: models trained on disjoint splits ([train]); DR/DA: the ``specs`` given here."""
+    """DT: models trained on disjoint splits ([train]); DR/DA: the ``specs`` given here; FT:
+    ``replicas`` cheap stand-ins for retraining made from the one model in ``specs``.
 
-    setting: Literal["DT", "DR", "DA"] = "DT"
+    FT keys (ignored otherwise; :mod:`.proxies` says exactly what each proxy does): ``proxy``
+    ``finetune`` (each replica fine-tuned on its own disjoint part of [train]'s data, its own
+    seed), ``swag`` (one short SGD run from the model, replicas drawn from the diagonal Gaussian
+    of its weight snapshots, spread scaled by ``swag_scale``; ``swag_snapshots`` snapshots) or
+    ``noisy_sgd`` (each replica a short noisy-SGD continuation, weight noise std ``noise_std``,
+    on the same data, its own seed); ``epochs`` and ``lr`` of those runs (batch size, momentum,
+    weight decay and data from [train]); ``layers`` trained: ``all``, ``last_block`` (the last
+    block of the Grad-CAM stage and the classifier) or ``classifier`` (the last linear layer);
+    ``part_size`` images per run (``None``: the training set split evenly over the replicas);
+    ``seed`` seeds the replicas.
+    """
+
+    setting: Literal["DT", "DR", "DA", "FT"] = "DT"
     specs: tuple[ModelSpec, ...] = ()
+    proxy: Literal["finetune", "swag", "noisy_sgd"] = "finetune"
+    replicas: int = 4
+    epochs: int = 2
+    lr: float = 0.01
+    layers: Literal["all", "last_block", "classifier"] = "all"
+    part_size: int | None = None
+    noise_std: float = 0.01
+    swag_snapshots: int = 20
+    swag_scale: float = 1.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        check_choice(self.setting, "setting", ("DT", "DR", "DA", "FT"))
         if self.setting == "DT" and self.specs:
-            raise ValueError("specs: setting DT trains its models; give specs only for DR/DA")
-        if self.setting != "DT" and len(self.specs) < 2:
+            raise ValueError("specs: setting DT trains its models; give specs only for DR/DA/FT")
+        if self.setting in ("DR", "DA") and len(self.specs) < 2:
             raise ValueError(f"specs: setting {self.setting} needs at least 2 models")
+        check_choice(self.proxy, "proxy", PROXIES)
+        check_choice(self.layers, "layers", FT_LAYERS)
+        at_least(self, 2, "replicas", "swag_snapshots")
+        at_least(self, 1, "epochs", "part_size")
+        for key in ("lr", "noise_std", "swag_scale"):
+            check_number(getattr(self, key), key, low=0)
 
 
 @dataclass(frozen=True)
@@ -310,6 +346,7 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
             f"{cfg.train.dataset} image, got {cfg.evaluation.topk}"
         )
+    _check_ft(cfg.models)
     _check_grid_pairs(cfg)
     if cfg.train.keep == "best" and cfg.train.val_size < 1:  # across keys: any --set order
         raise ConfigError(
@@ -319,10 +356,24 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
     return cfg
 
 
+def _check_ft(m: ModelsConfig) -> None:
+    """Setting FT across keys (checked once all ``--set`` overrides are in)."""
+    if m.setting != "FT":
+        return
+    if len(m.specs) != 1:
+        raise ConfigError(
+            f"models.specs: setting FT starts from exactly one model, got {len(m.specs)}"
+        )
+    if m.proxy == "noisy_sgd" and m.noise_std == 0:
+        raise ConfigError("models.noise_std: proxy noisy_sgd expected a weight noise > 0, got 0")
+
+
 def _check_grid_pairs(cfg: ExperimentConfig) -> None:
     """Drawn pairs name models of the run, of one training-set size (only those are compared)."""
     dt = cfg.models.setting == "DT"
     n_models = cfg.train.n_models if dt else len(cfg.models.specs)
+    if cfg.models.setting == "FT":
+        n_models = cfg.models.replicas
     for pair in cfg.evaluation.grid_pairs:
         i, j = (int(k) for k in pair.split("-"))
         if max(i, j) >= n_models:

@@ -19,4 +19,5 @@ SETTINGS = {
     "DT": "DT: same architecture trained on disjoint splits of the training set",
     "DR": "DR: same architecture, different training recipe or weights",
     "DA": "DA: different architectures",
+    "FT": "FT: replicas of one given model made by a cheap proxy for retraining",
 }

@@ -1,7 +1,8 @@
 """The stages of an experiment over one run directory, each skipping finished work.
 
 ``prepare`` saves the resolved config (and refuses a run directory made with another one);
-``train`` trains the DT models or records the DR/DA checkpoints; ``attribute``, ``evaluate``,
+``train`` trains the DT models, records the DR/DA checkpoints or makes the FT replicas
+(:mod:`.proxies`); ``attribute``, ``evaluate``,
 ``figures`` and ``report`` follow. :func:`run_all` runs them in order.
 """
 
@@ -12,16 +13,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from smoothstab.experiments import attribute, evaluate, manifest, report, theory
+from smoothstab.experiments import attribute, evaluate, manifest, proxies, report, theory
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
-from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
 from smoothstab.experiments.guards import check_device
-from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.train import load_trained, train_run
@@ -65,34 +63,29 @@ def prepare(cfg: ExperimentConfig, run: RunDir) -> None:
 def train(cfg: ExperimentConfig, run: RunDir) -> None:
     if cfg.models.setting == "DT":
         train_run(replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet), run.root)
+    elif cfg.models.setting == "FT":
+        proxies.make_replicas(cfg, run)
     elif not run.train_metrics.is_file():
         specs = [{"name": s.name, "weights": s.weights, "label": s.label} for s in cfg.models.specs]
         run.write_json(run.train_metrics, {"setting": cfg.models.setting, "models": specs})
 
 
 def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
-    """The run's models: trained checkpoints (DT) or the given specs (DR/DA), in eval mode."""
+    """The run's models: trained checkpoints (DT), replicas (FT) or the given specs (DR/DA), in
+    eval mode."""
     if cfg.models.setting == "DT":
         return [load_trained(run.model(m)) for m in range(cfg.train.n_models)]
-    info = dataset_info(cfg.train.dataset)
-    n_classes = cfg.train.num_classes or info.num_classes
-    if n_classes is None:
-        n_classes = len(load_dataset(cfg.train.dataset, root=cfg.train.root, train=False).classes)
-    out = []
-    for k, s in enumerate(cfg.models.specs):
-        # A spec without weights is a random init: seed it (train.seed, k), so that every stage
-        # and every rank sees the same model, and leave the global generator as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(cfg.train.seed, k))
-            model = build_model(
-                s.name, num_classes=n_classes, in_channels=info.in_channels, weights=s.weights
-            )
-        out.append(model.eval())
-    return out
+    if cfg.models.setting == "FT":
+        return [load_trained(run.model(k)) for k in range(cfg.models.replicas)]
+    classes = proxies.n_classes(cfg)
+    return [proxies.given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
 
 
 def model_sizes(cfg: ExperimentConfig, run: RunDir) -> list[int | None]:
-    """Each model's training-set size n (DT, as trained); ``None`` for given checkpoints."""
+    """Each model's training-set size n (DT, as trained); ``None`` for given checkpoints and
+    FT replicas (every pair of them is compared)."""
+    if cfg.models.setting == "FT":
+        return [None] * cfg.models.replicas
     if cfg.models.setting != "DT":
         return [None] * len(cfg.models.specs)
     return [int(m["train_size"]) for m in run.read_json(run.train_metrics)["models"]]

@@ -1,0 +1,197 @@
+"""Setting FT: replicas of one model by fine-tuning, SWAG-diagonal or noisy SGD, saved like
+trained models, resumable, checked at load; one tiny run end to end (slow)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_SETTINGS
+from smoothstab.experiments import stages
+from smoothstab.experiments.cli import main
+from smoothstab.experiments.config import ConfigError
+from smoothstab.experiments.data import load_splits
+from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.models import build_model
+from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
+from smoothstab.experiments.rundir import RunDir, read_csv
+from smoothstab.experiments.train import load_trained, read_checkpoint
+
+BASE = 'models.specs=[{name="small_cnn"}]'
+# Small CNNs on the 8x8 digits: each proxy run takes about a second on one core.
+FT = ["train.dataset=digits", "models.setting=FT", BASE, "models.replicas=3", "quiet=true"]
+FT += ["models.epochs=2", "models.part_size=150", "models.lr=0.05", "evaluation.topk=20"]
+
+
+def ft_run(tmp_path: Path, *overrides: str, name: str = "ft") -> tuple:
+    cfg = load_config("quickstart", [*FT, *overrides])
+    run = RunDir(tmp_path / name)
+    stages.prepare(cfg, run)
+    stages.train(cfg, run)
+    return cfg, run
+
+
+def base_model(cfg):
+    from smoothstab.experiments.proxies import given_model
+
+    return given_model(cfg, 0, cfg.models.specs[0], 10)
+
+
+def states(cfg, run):
+    return [m.state_dict() for m in stages.models(cfg, run)]
+
+
+def differs(a: dict, b: dict) -> set[str]:
+    return {k for k in a if not torch.equal(a[k], b[k])}
+
+
+@pytest.mark.parametrize("proxy", ["finetune", "swag", "noisy_sgd"])
+def test_replicas_are_saved_like_trained_models(tmp_path, proxy):
+    cfg, run = ft_run(tmp_path, f"models.proxy={proxy}")
+    base = base_model(cfg).state_dict()
+    got = states(cfg, run)
+    assert len(got) == 3
+    for k, s in enumerate(got):
+        saved = read_checkpoint(run.model(k))
+        assert saved["complete"] and saved["config"]["model"] == "small_cnn"
+        assert differs(s, base), f"replica {k} is the base model"
+        assert all(torch.isfinite(v).all() for v in s.values())
+    assert differs(got[0], got[1]) and differs(got[1], got[2])
+    info = run.read_json(run.train_metrics)
+    assert info["setting"] == "FT" and info["proxy"] == proxy and len(info["models"]) == 3
+    steps = 2 * -(-150 // cfg.train.batch_size)  # 2 epochs of ceil(150 / 32) batches
+    assert info["cost"]["steps"] == steps * (1 if proxy == "swag" else 3)
+    assert all(0 <= m["test_accuracy"] <= 1 for m in info["models"])
+
+
+def test_finetune_parts_are_disjoint(tmp_path):
+    cfg, run = ft_run(tmp_path)
+    parts = load_splits(run.splits)
+    assert len(parts) == 3 and all(len(p) == 150 for p in parts)
+    assert not set(parts[0]) & set(parts[1]) and not set(parts[1]) & set(parts[2])
+
+
+@pytest.mark.parametrize("layers", ["classifier", "last_block"])
+def test_only_the_chosen_layers_are_trained(tmp_path, layers):
+    cfg, run = ft_run(tmp_path, f"models.layers={layers}")
+    base = base_model(cfg)
+    trained = trained_names(base, layers)
+    expected = {"fc.weight", "fc.bias"}
+    if layers == "last_block":
+        expected |= {"features.3.0.weight", "features.3.0.bias"}
+    assert trained == expected
+    for s in states(cfg, run):
+        moved = differs(s, base.state_dict())
+        assert moved and moved <= trained
+
+
+def test_swag_scale_zero_gives_the_swa_mean(tmp_path):
+    """With no spread every replica is the mean of the snapshots: all equal, not the base."""
+    cfg, run = ft_run(tmp_path, "models.proxy=swag", "models.swag_scale=0")
+    got = states(cfg, run)
+    assert not differs(got[0], got[1]) and not differs(got[0], got[2])
+    assert differs(got[0], base_model(cfg).state_dict())
+    moments = torch.load(run.root / SWAG_MOMENTS, weights_only=True)
+    assert moments["count"] >= 2 and moments["steps"] == 10
+    assert all(float(v.min()) >= 0 for v in moments["var"].values())
+
+
+def test_swag_replicas_spread_as_the_moments_say(tmp_path):
+    cfg, run = ft_run(tmp_path, "models.proxy=swag", "models.replicas=8")
+    moments = torch.load(run.root / SWAG_MOMENTS, weights_only=True)
+    w = torch.stack([s["features.1.0.weight"] for s in states(cfg, run)]).double()
+    mean, var = (
+        moments["mean"]["features.1.0.weight"].double(),
+        moments["var"]["features.1.0.weight"],
+    )
+    z = (w - mean) / var.double().sqrt().clamp(min=1e-30)
+    z = z[:, var > 0]
+    assert abs(float(z.mean())) < 0.05 and float(z.std()) == pytest.approx(1.0, abs=0.05)
+
+
+def test_rerun_skips_finished_replicas_and_redoes_a_missing_one(tmp_path):
+    cfg, run = ft_run(tmp_path)
+    before = states(cfg, run)
+    stamp = run.model(1).stat().st_mtime_ns
+    run.model(2).unlink()
+    stages.train(cfg, run)
+    assert run.model(1).stat().st_mtime_ns == stamp
+    after = states(cfg, run)
+    for a, b in zip(before, after, strict=True):
+        assert not differs(a, b)  # replica 2 again, bitwise (deterministic mode on CPU)
+
+
+def test_a_smoothstab_checkpoint_is_a_base_model(tmp_path):
+    """A ``model_{p}.pt`` written by training (here: by a finished FT run) is a valid base."""
+    cfg, run = ft_run(tmp_path)
+    ckpt = str(run.model(0))
+    cfg2, run2 = ft_run(
+        tmp_path, f'models.specs=[{{name="small_cnn", weights="{ckpt}"}}]', name="again"
+    )
+    base = load_trained(ckpt).state_dict()
+    assert not differs(base_model(cfg2).state_dict(), base)
+    assert all(differs(s, base) for s in states(cfg2, run2))
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["models.specs=[]"], "models.specs: setting FT starts from exactly one model, got 0"),
+        ([BASE.replace("}]", '}, {name="small_cnn"}]')], "exactly one model, got 2"),
+        (["models.proxy=laplace"], "models.proxy"),
+        (["models.layers=head"], "models.layers"),
+        (["models.replicas=1"], "models.replicas"),
+        (["models.epochs=0"], "models.epochs"),
+        (["models.lr=-1"], "models.lr"),
+        (["models.swag_scale=nan"], "models.swag_scale"),
+        (["models.part_size=0"], "models.part_size"),
+        (["models.proxy=noisy_sgd", "models.noise_std=0"], "models.noise_std"),
+        (["models.setting=XX"], "models.setting"),
+    ],
+)
+def test_bad_ft_keys_are_one_line_at_load(overrides, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config("quickstart", [*FT, *overrides])
+    assert "\n" not in str(e.value)
+
+
+def test_bad_ft_config_exits_2(tmp_path, capsys):
+    args = [a for o in [*FT, "models.replicas=1"] for a in ("--set", o)]
+    assert main(["run", "--out", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "models.replicas" in err[0]
+
+
+def test_too_large_parts_are_one_line(tmp_path):
+    with pytest.raises(ValueError, match="models.part_size: expected replicas x part_size") as e:
+        ft_run(tmp_path, "models.part_size=100000")
+    assert "\n" not in str(e.value)
+
+
+def test_trained_names_on_a_torchvision_resnet():
+    model = build_model("resnet18", num_classes=3)
+    assert trained_names(model, "classifier") == {"fc.weight", "fc.bias"}
+    block = trained_names(model, "last_block") - {"fc.weight", "fc.bias"}
+    assert block and all(n.startswith("layer4.1.") for n in block)
+
+
+@pytest.mark.slow
+def test_ft_run_end_to_end(tmp_path):
+    """Every stage on three fine-tuned replicas of a random-init model: every pair compared."""
+    out = tmp_path / "run"
+    args = [*TINY_SETTINGS, "models.setting=FT", BASE, "models.replicas=3", "models.epochs=1"]
+    args += ["models.part_size=100", 'attribution.methods=["grad", "gradcam"]']
+    argv = ["run", "--out", str(out), "--quiet", *(a for o in args for a in ("--set", o))]
+    assert main(argv) == 0
+    rows = read_csv(out / "metrics.csv")
+    pairs = {r["pair"] for r in rows if r["pair"]}
+    assert pairs == {"0-1", "0-2", "1-2"}
+    assert (out / "report.html").is_file()
+    assert "FT: replicas" in (out / "report.md").read_text()
+    shutil.rmtree(out / "maps")
+    (out / "metrics.csv").unlink()
+    assert main([*argv, "--stages", "attribute", "evaluate"]) == 0  # replicas reused as saved
+    assert read_csv(out / "metrics.csv") == rows
