@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 FIDELITY_R = tuple(round(0.004 * j * j, 6) for j in range(11))  # the paper's quadratic grid
 STABILITY_R = tuple(round(0.05 * j, 6) for j in range(9))  # 0, 0.05, ..., 0.40
 SCHEDULES = ("step", "cosine")
+AMP_MODES = ("none", "bf16", "fp16")
 PRESETS = resources.files("smoothstab") / "configs"
 
 
@@ -71,6 +72,15 @@ class TrainConfig:
     permutation right after every part's images, so it is disjoint from all of them and from the
     test set; ``parts x largest part_size + val_size`` must fit in the training set (checked
     when training starts), and ``part_size`` ``None`` splits what the validation split leaves.
+
+    Speed options (:mod:`.trainer`): ``amp`` mixed precision, ``none``, ``bf16`` or ``fp16``
+    (autocast, with a gradient scaler for fp16); ``channels_last`` memory format for weights and
+    inputs; ``compile``: ``torch.compile`` the training forward pass. Each changes the floating
+    point of the result a little (other kernels, other rounding), so none is free; ``none`` /
+    ``false`` are bitwise the plain loop. ``drop_last``: drop an epoch's last, smaller batch
+    (``false`` keeps it, as the paper's training code, PyTorch's ImageNet example, did). With
+    ``num_workers > 0`` the loader's workers persist across epochs, and batches go through
+    pinned memory on CUDA; that changes nothing but speed.
     """
 
     dataset: str = "digits"
@@ -95,6 +105,10 @@ class TrainConfig:
     deterministic: bool = True
     keep: Literal["last", "best"] = "last"
     val_size: int = 0
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    compile: bool = False
+    drop_last: bool = False
     device: str = free("auto")
     num_workers: int = free(0)
     eval_batch_size: int = free(500)
@@ -122,6 +136,7 @@ class TrainConfig:
         check_device_name(self.device, "device", allow_auto=True)
         check_choice(self.keep, "keep", ("last", "best"))
         at_least(self, 0, "val_size")
+        check_choice(self.amp, "amp", AMP_MODES)
 
     @property
     def sizes(self) -> tuple[int | None, ...]:

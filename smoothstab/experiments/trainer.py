@@ -12,11 +12,15 @@ With ``keep="best"`` the model is evaluated on a validation split after every ep
 mode, so training itself is unchanged) and the checkpoint also carries the best epoch's weights
 so far; the complete checkpoint holds those weights. Ties keep the earliest epoch.
 
+Speed options (``amp``, ``channels_last``, ``compile``; see :class:`~.experiment.TrainConfig`)
+act only on the forward and backward pass: the draw order above, checkpoints and resume are the
+same with them. With fp16 the gradient scaler's state is checkpointed too.
+
 Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`) and the loss
 scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
 process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
 
-Long (about 390 lines) because exact resume needs the whole loop's state in one place:
+Long (about 470 lines) because exact resume needs the whole loop's state in one place:
 seeding, checkpoints, the best-epoch record and the stop at a non-finite loss.
 """
 
@@ -127,12 +131,17 @@ class Trainer:
         torch.manual_seed(self.seed)
         channels = dataset_info(cfg.dataset).in_channels
         self.model = build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels)
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=memory_format(cfg))
         self.net = self.model  # what the forward pass goes through: DDP's wrapper if any
         if info.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
+        # fp16 needs loss scaling (its range is small); bf16 has float32's range and needs none
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.amp == "fp16" else None
+        self._loader: _EpochLoader | None = None  # num_workers > 0: one loader, workers persist
         self.epoch, self.step = 0, 0
         self.train_stats: dict[str, float] = {}  # of the last whole epoch
         self.val_accuracies: list[float] = []  # keep="best": after each epoch
@@ -146,6 +155,8 @@ class Trainer:
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.train_stats = saved["train_stats"]
         self.val_accuracies, self.best = saved.get("val_accuracies", []), saved.get("best")
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
 
     def fit(self, test_set: Dataset) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write the complete checkpoint; the metrics."""
@@ -219,6 +230,8 @@ class Trainer:
         order = [self.part[i] for i in torch.randperm(len(self.part), generator=gen).tolist()]
         b, world = self.cfg.batch_size, self.info.world_size
         cuts = [order[i : i + b] for i in range(0, len(order), b)]
+        if self.cfg.drop_last and len(cuts[-1]) < b:
+            cuts.pop()
         # a last batch smaller than the world would leave a rank empty: dropped (DDP only)
         return [c for c in cuts if len(c) >= world]
 
@@ -247,19 +260,21 @@ class Trainer:
 
     def _tensors(self, shards: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) on the device for each shard of indices, in order."""
+        fmt = memory_format(self.cfg)
         if isinstance(self.train_set, TensorDataset):
             for s in shards:
                 x, y = self.train_set[torch.tensor(s)]
-                yield x.to(self.device), y.to(self.device)
+                yield _to(x, self.device, fmt), y.to(self.device)
             return
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=shards,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        pin = self.device.type == "cuda"
+        if self.cfg.num_workers == 0:
+            loader = DataLoader(self.train_set, batch_sampler=shards, pin_memory=pin)
+        else:
+            if self._loader is None:
+                self._loader = _EpochLoader(self.train_set, self.cfg.num_workers, pin)
+            loader = self._loader.epoch(self.epoch, shards)
         for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield _to(x, self.device, fmt, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def sgd_step(self, x: torch.Tensor, y: torch.Tensor, global_count: int) -> tuple[float, int]:
         """One step of SGD, or of noisy SGD (Eq. 3): the gradient of E_V[loss(W + V)],
@@ -282,17 +297,23 @@ class Trainer:
                 perturbed(params, self.cfg.noise_std, gen) if noisy else contextlib.nullcontext(),
                 contextlib.nullcontext() if sync else self.net.no_sync(),
             ):
-                out = self.net(x)
-                loss = F.cross_entropy(out, y, reduction="sum")
+                with autocast(self.cfg.amp, self.device):
+                    out = self.net(x)
+                loss = F.cross_entropy(out.float(), y, reduction="sum")
                 finite &= torch.isfinite(loss)
-                (loss * (scale / draws)).backward()
+                scaled = loss * (scale / draws)
+                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
         if not bool(finite):  # stop before the step: no NaN weights are ever saved
             raise ValueError(
                 f"model {self.part_id}: training diverged, the loss is {loss.item()} at epoch "
                 f"{self.epoch + 1}, step {self.step + 1}; lower train.lr (now {self.cfg.lr:g})"
                 + (f" or train.noise_std (now {self.cfg.noise_std:g})" if noisy else "")
             )
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the step when the scaled gradients overflowed, then adapts the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss.item(), int((out.argmax(1) == y).sum())
 
     def after_step(self, steps_per_epoch: int, loss: float) -> None:
@@ -339,8 +360,84 @@ class Trainer:
                 )
                 if self.best is not None:
                     state.update(best=self.best, val_accuracies=self.val_accuracies)
+                if self.scaler is not None:
+                    state.update(scaler=self.scaler.state_dict())
             save_torch(self.path, state)
         D.barrier(self.info)
+
+
+def memory_format(cfg: TrainConfig) -> torch.memory_format:
+    """``channels_last`` or the default contiguous format, for weights and 4-d inputs."""
+    return torch.channels_last if cfg.channels_last else torch.preserve_format
+
+
+def _to(
+    x: torch.Tensor, device: torch.device, fmt: torch.memory_format, non_blocking: bool = False
+) -> torch.Tensor:
+    """``x`` on ``device``; a 4-d batch also in ``fmt`` (channels_last applies to NCHW only)."""
+    if x.ndim != 4:
+        fmt = torch.preserve_format
+    return x.to(device, non_blocking=non_blocking, memory_format=fmt)
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to ``amp``'s dtype on ``device``'s type; ``none``: nothing at all (the plain,
+    bitwise float32 path)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+class _Batches:
+    """A batch sampler whose batches are set before each epoch (the loader keeps this object)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _ByEpoch(Dataset):
+    """Items addressed as ``(epoch, index)``: a worker's copy of an :class:`EpochSeeded` set
+    learns the epoch from the index, so workers can outlive an epoch (persistent workers)."""
+
+    def __init__(self, dataset: EpochSeeded) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, i = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[i]
+
+
+class _EpochLoader:
+    """One DataLoader for the whole run, with persistent workers (and pinned memory on CUDA):
+    the workers start once, not once per epoch. Each item is still drawn under the seed of its
+    (epoch, index), so batches are bitwise those of a fresh loader per epoch."""
+
+    def __init__(self, dataset: EpochSeeded, workers: int, pin: bool) -> None:
+        self.sampler = _Batches()
+        self.loader = DataLoader(
+            _ByEpoch(dataset),
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=True,
+        )
+
+    def epoch(self, epoch: int, shards: list[list[int]]) -> DataLoader:
+        self.sampler.batches = [[(epoch, i) for i in s] for s in shards]
+        return self.loader
 
 
 @contextlib.contextmanager
