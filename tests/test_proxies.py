@@ -195,3 +195,60 @@ def test_ft_run_end_to_end(tmp_path):
     (out / "metrics.csv").unlink()
     assert main([*argv, "--stages", "attribute", "evaluate"]) == 0  # replicas reused as saved
     assert read_csv(out / "metrics.csv") == rows
+
+
+def fake_imagefolder(root: Path, per_class: dict[str, int]) -> None:
+    """``root/{train,val}/<class>/<i>.png``: small random RGB images."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, count in per_class.items():
+        for cls in ("ant", "bee"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+
+
+def test_hub_preset_loads_and_names_a_local_resnet50():
+    cfg = load_config("hub_resnet50_ft")
+    assert cfg.models.setting == "FT" and cfg.models.specs[0].name == "resnet50"
+    assert cfg.train.dataset == "imagefolder" and cfg.train.num_classes == 1000
+
+
+@pytest.mark.slow
+def test_hub_preset_on_a_fake_imagefolder(tmp_path):
+    """The hub preset end to end, with a random-weight ResNet-18 saved as a local weights file
+    in place of ResNet-50 and a 2-class ImageFolder of random images, on the CPU."""
+    fake_imagefolder(tmp_path / "data", {"train": 4, "val": 2})
+    weights = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(build_model("resnet18", num_classes=1000).state_dict(), weights)
+    out = tmp_path / "run"
+    sets = [
+        f"train.root={tmp_path / 'data'}",
+        f'models.specs=[{{name="resnet18", weights="{weights}"}}]',
+        "train.device=cpu",
+        "train.num_workers=0",
+        "train.batch_size=2",
+        "models.replicas=2",
+        "models.part_size=4",
+        "attribution.device=cpu",
+        "attribution.n_images=2",
+        "attribution.n_samples=2",
+        "attribution.ig_steps=2",
+        "attribution.stability_r=[0, 0.1]",
+        "attribution.fidelity_r=[0, 0.1]",
+        "attribution.batch_size=8",
+    ]
+    argv = ["run", "hub_resnet50_ft", "--out", str(out), "--quiet"]
+    argv += ["--stages", "train", "attribute", "evaluate"]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
+    base = load_trained(out / "model_0.pt")
+    assert type(base).__name__ == "ResNet"
+    rows = read_csv(out / "metrics.csv")
+    methods = {r["method"] for r in rows if r["metric"] == "stability" and r["pair"] == "0-1"}
+    assert methods == {"grad", "ig", "gradcam", "gradcampp"}
+    moved = [n for n, v in base.state_dict().items() if not torch.equal(v, torch.load(weights)[n])]
+    assert moved and all(n.startswith(("layer4.1.", "fc.")) for n in moved)

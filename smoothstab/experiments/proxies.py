@@ -117,7 +117,8 @@ def trained_names(model: nn.Module, layers: str) -> set[str]:
 
 def freeze(model: nn.Module, layers: str) -> set[str]:
     """Leave only ``layers`` trainable; frozen BatchNorm layers stop updating their running
-    statistics (momentum 0). Returns the trained parameter names."""
+    statistics (in training mode they normalise with the batch's, as usual for BatchNorm).
+    Returns the trained parameter names."""
     keep = trained_names(model, layers)
     for n, p in model.named_parameters():
         p.requires_grad_(n in keep)
@@ -126,7 +127,7 @@ def freeze(model: nn.Module, layers: str) -> set[str]:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
             p.requires_grad for p in params
         ):
-            m.momentum = 0.0
+            m.track_running_stats = False  # no update, num_batches_tracked included
     return keep
 
 
