@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from smoothstab.checks import check_input, check_same_shape
+from smoothstab.checks import check_input, check_number, check_same_shape
 from smoothstab.montecarlo import SmoothStats
 from smoothstab.views import work_dtype
 
@@ -32,16 +32,35 @@ class DistanceEstimate:
         value: ``sqrt(max(sq, 0))``, the debiased distance.
         stderr: first-order (delta-method) Monte-Carlo standard error of ``plain``, and to first
             order of ``value``; unreliable where the distance is near 0 against the noise.
+        dof: its degrees of freedom: ``G - 1`` when both maps kept ``G`` groups of units
+            (``smooth(..., groups=G)``), whose spread gives the variance of the distance along
+            its own direction, correlations between elements included; ``None`` otherwise,
+            where it is pooled per element from the halves, which leaves those correlations out
+            (it then understates the error when the elements' errors are positively correlated).
     """
 
     plain: torch.Tensor
     sq: torch.Tensor
     value: torch.Tensor
     stderr: torch.Tensor
+    dof: int | None = None
+
+    def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+        """``value -+ q * stderr`` (clamped at 0), ``q`` the two-sided ``level`` quantile of
+        Student's t with ``dof`` degrees of freedom (the normal one when ``dof`` is ``None``)."""
+        from scipy import stats  # only here: the core imports no scipy otherwise
+
+        check_number(level, "level", low=0, high=1, open_low=True)
+        if level >= 1:
+            raise ValueError(f"level: expected a number in (0, 1), got {level}")
+        p = 0.5 + level / 2
+        q = float(stats.norm.ppf(p) if self.dof is None else stats.t.ppf(p, self.dof))
+        return (self.value - q * self.stderr).clamp(min=0), self.value + q * self.stderr
 
 
 def _parts(x: SmoothStats | torch.Tensor, name: str):
-    """``(mean, halves, n_units, mean_var)``; a plain tensor is exact: both halves, no variance."""
+    """``(mean, halves, n_units, mean_var, groups)``; a plain tensor is exact: both halves, no
+    variance, no groups (every group would equal it)."""
     if isinstance(x, SmoothStats):
         if x.halves is None:
             raise ValueError(
@@ -50,9 +69,10 @@ def _parts(x: SmoothStats | torch.Tensor, name: str):
             )
         check_input(x.mean, name=f"{name}.mean")
         check_input(x.halves.flatten(0, 1), name=f"{name}.halves")
-        return x.mean, x.halves, x.n_units, x.mean_var
+        n = x.n_units if x.units is None else x.units
+        return x.mean, x.halves, n, x.mean_var, x.groups
     check_input(x, name=name)
-    return x, (x, x), None, torch.zeros_like(x)
+    return x, (x, x), None, torch.zeros_like(x), None
 
 
 def _diff_var(d0, d1, na, nb, va, vb) -> torch.Tensor:
@@ -62,12 +82,19 @@ def _diff_var(d0, d1, na, nb, va, vb) -> torch.Tensor:
     ``E (d_0 - d_1)^2 = v (1/n_0 + 1/n_1)`` and ``Var(a^ - b^) = v / n`` for per-unit variance
     ``v``, which covers common random numbers (the covariance of ``a^`` and ``b^``) and
     stratified units; one degree of freedom per element, pooled over elements by the caller.
-    Otherwise the draws must be independent and it is ``mean_var(a) + mean_var(b)``.
+    Counts are per image when a tolerance set them (``[B]`` tensors). Otherwise the draws are
+    taken as independent and it is ``mean_var(a) + mean_var(b)``; with common random numbers
+    this leaves out their covariance (positive for similar maps, so the error is overstated).
     """
-    counts = {n for n in (na, nb) if n is not None}
-    if len(counts) == 1:
-        n = counts.pop()
+    counts = [n for n in (na, nb) if n is not None]
+    if all(isinstance(n, int) for n in counts) and len(set(counts)) == 1:
+        n = counts[0]
         n0, n1 = (n + 1) // 2, n // 2
+        return (d0 - d1) ** 2 * (n0 * n1 / n**2)
+    tensors = [torch.as_tensor(n, device=d0.device).expand(len(d0)) for n in counts]
+    if tensors and (len(tensors) == 1 or torch.equal(tensors[0], tensors[1])):
+        n = tensors[0].to(d0.dtype).view(-1, 1)
+        n0, n1 = torch.div(n + 1, 2, rounding_mode="floor"), torch.div(n, 2, rounding_mode="floor")
         return (d0 - d1) ** 2 * (n0 * n1 / n**2)
     return (va + vb).flatten(1).to(d0.dtype)
 
@@ -84,8 +111,8 @@ def debiased_distance(
     Returns:
         A :class:`DistanceEstimate` of ``[B]`` tensors.
     """
-    ma, ha, na, va = _parts(a, "a")
-    mb, hb, nb, vb = _parts(b, "b")
+    ma, ha, na, va, ga = _parts(a, "a")
+    mb, hb, nb, vb, gb = _parts(b, "b")
     check_same_shape(ma, mb)
     dtype = work_dtype(ma)
     flat = lambda t: t.to(dtype).flatten(1)  # noqa: E731
@@ -94,6 +121,43 @@ def debiased_distance(
     plain = d.norm(dim=1)
     sq = (d0 * d1).sum(dim=1)
     # delta method: D = ||d||, dD/dd_i = d_i / D, so Var D ~ sum_i d_i^2 Var(d_i) / D^2
+    groups = _group_diffs(ga, gb, na, nb, ma, mb)
+    if groups is not None:
+        return _from_groups(groups.to(dtype).flatten(2), plain)
     spread = (d * d * _diff_var(d0, d1, na, nb, va, vb)).sum(dim=1).sqrt()
     stderr = torch.where(plain > 0, spread / plain.where(plain > 0, 1), 0.0)
     return DistanceEstimate(plain, sq, sq.clamp(min=0).sqrt(), stderr)
+
+
+def _from_groups(dg: torch.Tensor, plain: torch.Tensor) -> DistanceEstimate:
+    """The estimate from ``G`` independent group-wise differences ``dg`` ``[G, B, N]``.
+
+    ``sq`` is the mean of ``<d_g, d_h>`` over all pairs of distinct groups (unbiased, the
+    split-half product being its ``G = 2`` case), and its variance the jackknife over groups
+    (leave one group out), which keeps the correlations between elements and the second-order
+    term; ``stderr`` is then that of ``value = sqrt(sq)`` by the delta method.
+    """
+    g = len(dg)
+    total = dg.sum(dim=0)
+    tot, each = total.square().sum(dim=1), dg.square().sum(dim=2)  # [B], [G, B]
+    sq = (tot - each.sum(dim=0)) / (g * (g - 1))
+    cross = (dg * total).sum(dim=2)  # [G, B]
+    left_out = (tot - 2 * cross + each - (each.sum(dim=0) - each)) / ((g - 1) * (g - 2))
+    var = (g - 1) / g * (left_out - left_out.mean(dim=0)).square().sum(dim=0)
+    value = sq.clamp(min=0).sqrt()
+    stderr = torch.where(value > 0, var.sqrt() / (2 * value.where(value > 0, 1)), var.sqrt().sqrt())
+    return DistanceEstimate(plain, sq, value, stderr, g - 1)
+
+
+def _group_diffs(ga, gb, na, nb, ma, mb) -> torch.Tensor | None:
+    """``[G, B, ...]`` group-wise ``a - b`` when the groups pair up: both sides kept ``G`` groups
+    of the same units per image (or one side is exact), else ``None``."""
+    if ga is None and gb is None:
+        return None
+    if ga is None or gb is None:
+        exact = ma if ga is None else mb
+        if (na if ga is None else nb) is not None:  # a Monte-Carlo side without groups
+            return None
+        return ga - exact if gb is None else exact - gb
+    same = torch.equal(torch.as_tensor(na).cpu(), torch.as_tensor(nb).cpu())
+    return ga - gb if len(ga) == len(gb) and same else None

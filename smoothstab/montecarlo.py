@@ -22,12 +22,14 @@ How the noise is drawn is part of the contract, so that results are reproducible
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from smoothstab.checks import check_choice, check_count
+from smoothstab.checks import check_choice, check_count, check_number
 from smoothstab.methods import chunks
 from smoothstab.types import Seed
 
@@ -44,7 +46,16 @@ class SmoothStats:
         mean_sq: the mean of squared per-sample maps (``None`` if not kept).
         halves: ``[2, B, ...]``, the means of the two independent halves (``None`` if one unit).
         unit_var: unbiased per-element variance of the independent unit means (``None`` if one).
-        n_units: number of independent units (samples, or antithetic pairs).
+        n_units: number of independent units (samples, or antithetic pairs); with a tolerance,
+            the most any image used.
+        units: ``[B]`` units each image used, when they differ between images (a tolerance);
+            ``None`` when every image used ``n_units``.
+        converged: ``[B]`` bool, whether each image met the tolerance (``None`` without one).
+        per_unit: samples per unit (2 for antithetic pairs, else 1).
+        groups: ``[G, B, ...]`` means of ``G`` interleaved groups of units (unit ``j`` in group
+            ``j % G``), kept when asked for more than the two halves (``None`` otherwise): with
+            ``G - 1`` degrees of freedom they give standard errors of any function of the maps
+            that account for the correlation between elements.
     """
 
     mean: torch.Tensor
@@ -52,6 +63,10 @@ class SmoothStats:
     halves: torch.Tensor | None
     unit_var: torch.Tensor | None
     n_units: int
+    units: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
+    per_unit: int = 1
+    groups: torch.Tensor | None = None
 
     @property
     def var(self) -> torch.Tensor:
@@ -59,9 +74,43 @@ class SmoothStats:
         return (self.mean_sq - self.mean**2).clamp(min=0)
 
     @property
+    def units_per_image(self) -> torch.Tensor:
+        """``[B]`` independent units each image used (long, on the maps' device)."""
+        if self.units is not None:
+            return self.units
+        return torch.full((self.mean.shape[0],), self.n_units, device=self.mean.device)
+
+    @property
+    def samples(self) -> torch.Tensor:
+        """``[B]`` samples (draws of the noise) each image used: units times ``per_unit``."""
+        return self.units_per_image * self.per_unit
+
+    @property
     def mean_var(self) -> torch.Tensor | None:
-        """Per-element variance of ``mean`` as an estimator: ``unit_var / n_units``."""
-        return None if self.unit_var is None else self.unit_var / self.n_units
+        """Per-element variance of ``mean`` as an estimator: ``unit_var / n_units``, with each
+        image's own unit count when they differ."""
+        if self.unit_var is None:
+            return None
+        if self.units is None:
+            return self.unit_var / self.n_units
+        return self.unit_var / _per_image(self.units, self.unit_var)
+
+    @property
+    def se(self) -> torch.Tensor | None:
+        """Per-element Monte-Carlo standard error of ``mean``, ``sqrt(mean_var)`` (``[B, ...]``;
+        ``None`` with one unit)."""
+        v = self.mean_var
+        return None if v is None else v.sqrt()
+
+    @property
+    def rel_se(self) -> torch.Tensor | None:
+        """``[B]`` relative standard error ``||se||_2 / ||mean||_2`` of each image's map: the
+        root-mean-square Monte-Carlo error of the map relative to its size. 0 where the map has
+        no Monte-Carlo error, ``inf`` where the mean map is 0 but the error is not."""
+        v = self.mean_var
+        if v is None:
+            return None
+        return relative_error(v.flatten(1).sum(dim=1), self.mean.flatten(1).norm(dim=1) ** 2)
 
     @classmethod
     def exact(cls, value: torch.Tensor, n_units: int = 2) -> SmoothStats:
@@ -73,6 +122,67 @@ class SmoothStats:
     def reduce(self, how: str) -> torch.Tensor:
         check_choice(how, "reduce", REDUCTIONS)
         return self.mean if how == "mean" else self.mean_sq if how == "mean_sq" else self.var
+
+
+def relative_error(err_sq: torch.Tensor, norm_sq: torch.Tensor) -> torch.Tensor:
+    """``sqrt(err_sq / norm_sq)`` per image: 0 where ``err_sq`` is 0, ``inf`` where only the
+    norm is 0."""
+    rel = (err_sq / norm_sq.where(norm_sq > 0, 1)).sqrt()
+    return torch.where(norm_sq > 0, rel, torch.where(err_sq > 0, torch.inf, 0.0))
+
+
+def _per_image(counts: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``[B]`` counts as ``[B, 1, ...]`` in ``like``'s dtype and device, to divide maps by."""
+    return counts.to(device=like.device, dtype=like.dtype).view((-1,) + (1,) * (like.ndim - 1))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Draw units in rounds until every image's relative standard error (``rel_se``) is at
+    most ``tol``, or it has used ``max_samples`` samples; at least ``min_samples`` each.
+
+    Samples count draws of the noise (an antithetic pair is two samples). The first round
+    draws ``min_samples``; every later one goes on only for the images not yet within ``tol``,
+    to the fewest units predicted (the standard error falling as ``1/sqrt(n)``) to bring the
+    closest of them within ``tol``, at least ``1.25x`` and at most ``growth`` times the units so
+    far, rounded up to an even number so that every round splits evenly into the two halves.
+    """
+
+    tol: float
+    min_samples: int = 16
+    max_samples: int = 1000
+    growth: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_number(self.tol, "tol", low=0, open_low=True)
+        check_count(self.min_samples, "min_samples")
+        check_count(self.max_samples, "max_samples")
+        check_number(self.growth, "growth", low=1.25)
+        if self.min_samples > self.max_samples:
+            raise ValueError(
+                f"min_samples: expected at most max_samples={self.max_samples}, "
+                f"got {self.min_samples}"
+            )
+
+    def unit_range(self, antithetic: bool) -> tuple[int, int]:
+        """``(first round, most)`` in units; both at least 2 (two halves), the first even."""
+        per_unit = 2 if antithetic else 1
+        most = self.max_samples // per_unit
+        if most < 2:
+            raise ValueError(
+                f"max_samples: expected at least {2 * per_unit} (two independent units"
+                f"{', antithetic pairs' if antithetic else ''}), got {self.max_samples}"
+            )
+        first = max(2, -(-self.min_samples // per_unit))
+        return min(first + first % 2, most), most
+
+    def next_stop(self, n: int, rel_se: torch.Tensor, most: int) -> int:
+        """Where the next round stops, for the unconverged images' ``rel_se`` at ``n`` units."""
+        need = n * (rel_se.min().item() / self.tol) ** 2 if rel_se.numel() else n
+        low, high = math.ceil(1.25 * n), math.floor(self.growth * n)
+        stop = min(max(math.ceil(need * 1.05) if math.isfinite(need) else high, low), high)
+        stop = max(stop + stop % 2, n + 2)
+        return min(stop, most)
 
 
 def make_generator(seed: Seed, device: torch.device) -> torch.Generator | None:
@@ -89,7 +199,10 @@ def make_generator(seed: Seed, device: torch.device) -> torch.Generator | None:
 
 
 class _Draws:
-    """The canonical draw order: unit j gets ``eps_j`` of x's shape, then (if asked) ``u_j [B]``."""
+    """The canonical draw order: unit j gets ``eps_j`` of x's shape, then (if asked) ``u_j [B]``.
+
+    Every unit draws for the whole batch, also in a round that runs only some images, so that
+    each image's draws never depend on which others are still running."""
 
     def __init__(self, x: torch.Tensor, generator, uniform: bool):
         self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
@@ -106,18 +219,20 @@ class _Draws:
             self.next += 1
         return self.cache[j]
 
-    def rows(self, start: int, stop: int):
-        """Draws for the unit-major rows ``start..stop-1`` (row = unit * B + image), as slices."""
-        n_images = self.shape[0]
-        first, last = start // n_images, (stop - 1) // n_images
-        for old in [k for k in self.cache if k < first]:
+    def rows(self, start: int, stop: int, first_unit: int = 0, images: torch.Tensor | None = None):
+        """Draws for the unit-major rows ``start..stop-1`` of a round from unit ``first_unit``
+        over ``images`` (all when ``None``): row = (unit - first_unit) * width + slot."""
+        width = self.shape[0] if images is None else len(images)
+        first, last = start // width, (stop - 1) // width
+        for old in [k for k in self.cache if k < first_unit + first]:
             del self.cache[old]
         eps, u = [], []
         for j in range(first, last + 1):
-            lo, hi = max(start - j * n_images, 0), min(stop - j * n_images, n_images)
-            e, v = self.unit(j)
-            eps.append(e[lo:hi])
-            u.append(v[lo:hi] if self.uniform else None)
+            lo, hi = max(start - j * width, 0), min(stop - j * width, width)
+            e, v = self.unit(first_unit + j)
+            pick = slice(lo, hi) if images is None else images[lo:hi]
+            eps.append(e[pick])
+            u.append(v[pick] if self.uniform else None)
         return torch.cat(eps), (torch.cat(u) if self.uniform else None)
 
 
@@ -150,13 +265,24 @@ class _Accumulator:
     ``squares``, the sum of squares) in the maps' dtype, which keeps the hot path lean.
     """
 
-    def __init__(self, n_images: int, n_units: int, per_unit: int, full: bool, squares: bool):
+    def __init__(
+        self,
+        n_images: int,
+        n_units: int,
+        per_unit: int,
+        full: bool,
+        squares: bool,
+        groups: int = 2,
+    ):
         self.n_images, self.n_units, self.per_unit = n_images, n_units, per_unit
         self.full, self.squares = full, squares or full
+        self.groups = groups if full else 2
         self.sums: dict[str, torch.Tensor] = {}
 
-    def add(self, maps: torch.Tensor, b: torch.Tensor, half: torch.Tensor) -> None:
-        """``maps``: ``[per_unit, G, ...]`` for G (unit, image) rows."""
+    def add(
+        self, maps: torch.Tensor, b: torch.Tensor, half: torch.Tensor, j: torch.Tensor | None = None
+    ) -> None:
+        """``maps``: ``[per_unit, G, ...]`` for G (unit ``j``, image ``b``) rows."""
         if self.full and maps.device.type != "mps":
             maps = maps.to(torch.float64)
         unit = maps[0] if self.per_unit == 1 else maps.mean(dim=0)
@@ -170,19 +296,52 @@ class _Accumulator:
             if key not in self.sums:
                 self.sums[key] = value.new_zeros((self.n_images, *value.shape[1:]))
             self.sums[key].index_add_(0, b, value)
+        if self.groups > 2:
+            slot = (j % self.groups) * self.n_images + b
+            if "groups" not in self.sums:
+                self.sums["groups"] = unit.new_zeros((self.groups * self.n_images, *unit.shape[1:]))
+            self.sums["groups"].index_add_(0, slot, unit)
 
-    def stats(self, dtype: torch.dtype) -> SmoothStats:
-        n, s = self.n_units, self.sums
+    def stats(
+        self,
+        dtype: torch.dtype,
+        counts: torch.Tensor | None = None,
+        converged: torch.Tensor | None = None,
+    ) -> SmoothStats:
+        """The summary; ``counts`` ``[B]``: the units each image used, if not all ``n_units``."""
+        s = self.sums
+        n: int | torch.Tensor = self.n_units
+        if counts is not None:
+            n = _per_image(counts, s["unit"])
         mean = s["unit"] / n
         halves = unit_var = mean_sq = None
-        if self.full and n >= 2:
+        if self.full and self.n_units >= 2:
             n0 = (n + 1) // 2
             halves = torch.stack([s["half0"] / n0, (s["unit"] - s["half0"]) / (n - n0)])
             unit_var = ((s["unit_sq"] - n * mean * mean) / (n - 1)).clamp(min=0)
         if self.squares:
             mean_sq = s["sample_sq"] / (n * self.per_unit)
+        groups = None
+        if self.groups > 2:
+            g, shape = self.groups, s["unit"].shape[1:]
+            k = torch.arange(g, device=s["unit"].device).view(-1, 1)
+            total = self.n_units if counts is None else counts.view(1, -1).to(k.device)
+            per_group = torch.div(total - k + g - 1, g, rounding_mode="floor")
+            per_group = per_group.expand(g, self.n_images).to(s["unit"].dtype)
+            sums = s["groups"].view(g, self.n_images, *shape)
+            groups = sums / per_group.view(g, self.n_images, *([1] * len(shape)))
         cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-        return SmoothStats(cast(mean), cast(mean_sq), cast(halves), cast(unit_var), n)
+        return SmoothStats(
+            cast(mean),
+            cast(mean_sq),
+            cast(halves),
+            cast(unit_var),
+            self.n_units,
+            counts,
+            converged,
+            self.per_unit,
+            cast(groups),
+        )
 
 
 def monte_carlo(
@@ -190,34 +349,105 @@ def monte_carlo(
     x: torch.Tensor,
     *,
     sigma: float,
-    n_samples: int,
+    n_samples: int | None = None,
     batch_size: int | None = None,
     seed: Seed = None,
     antithetic: bool = False,
     uniform: bool = False,
+    stratify: bool = False,
     full: bool = True,
     squares: bool = True,
+    tolerance: Tolerance | None = None,
+    groups: int = 2,
 ) -> SmoothStats:
     """Run ``fn(noisy_rows, image_idx, unit_idx, u)`` over all (unit, image) rows in chunks.
 
     Rows are ordered unit-major; a chunk holds at most ``batch_size`` rows (at least one
-    antithetic pair). ``u`` are per-row uniforms on [0, 1) when ``uniform`` (else ``None``).
+    antithetic pair). ``u`` are per-row uniforms on [0, 1) when ``uniform`` (else ``None``);
+    with ``stratify`` each becomes the point ``(k + u) / m`` of its stratum: the unit is the
+    ``k``-th of the ``m`` units of its half in its round, so the ``u`` of each half of a round
+    are stratified on [0, 1] (a fixed ``n_samples`` is one round).
     ``full=False`` skips the halves and variances (and ``squares=False`` the mean of squares).
+    ``groups``: an even number of interleaved groups of units whose means to keep beside the
+    halves (:attr:`SmoothStats.groups`; 2: the halves only), at most the number of units.
+
+    With a :class:`Tolerance` instead of ``n_samples``, units are drawn in rounds (always in
+    the canonical order, so the first ``n`` units are the draws of a call with ``n`` units) and
+    each round runs only the images whose ``rel_se`` is still above ``tol``; the result records
+    the units of each image and whether it converged. Stopping when the estimated error is
+    small makes the mean depend slightly on its own draws (a bias small against the
+    tolerance); ``min_samples`` keeps the first estimate of the error from resting on a few
+    draws.
     """
-    n_units = units(n_samples, antithetic)
+    if (n_samples is None) == (tolerance is None):
+        raise ValueError("n_samples: expected either n_samples or a tolerance, not both or neither")
     per_unit = 2 if antithetic else 1
     n_images = x.shape[0]
+    check_count(groups, "groups", 2)
+    if groups % 2:
+        raise ValueError(f"groups: expected an even number (each half splits evenly), got {groups}")
     draws = _Draws(x, make_generator(seed, x.device), uniform)
-    acc = _Accumulator(n_images, n_units, per_unit, full, squares)
     group = None if batch_size is None else max(1, batch_size // per_unit)
-    for rows in chunks(n_units * n_images, group):
-        j, b = rows // n_images, rows % n_images
-        eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1)
+    run = functools.partial(
+        _round, fn, x, sigma, draws, group=group, antithetic=antithetic, stratify=stratify
+    )
+    if tolerance is None:
+        n_units = units(n_samples, antithetic)
+        if full and groups > n_units:
+            raise ValueError(f"groups: expected at most the {n_units} units drawn, got {groups}")
+        acc = _Accumulator(n_images, n_units, per_unit, full, squares, groups)
+        run(acc, 0, n_units, None)
+        return acc.stats(x.dtype)
+    stop, most = tolerance.unit_range(antithetic)
+    stop = min(max(stop, groups), most)
+    if groups > most:
+        raise ValueError(f"groups: expected at most the {most} units of max_samples, got {groups}")
+    acc = _Accumulator(n_images, most, per_unit, True, True, groups)
+    counts = torch.zeros(n_images, dtype=torch.long, device=x.device)
+    active = torch.arange(n_images, device=x.device)
+    done_at = 0
+    while True:
+        run(acc, done_at, stop, None if len(active) == n_images else active)
+        counts[active] = stop
+        rel = acc.stats(torch.float64, counts).rel_se
+        still = active[(rel[active] > tolerance.tol) & (counts[active] < most)]
+        if not len(still):
+            break
+        done_at, active = stop, still
+        stop = tolerance.next_stop(stop, rel[active], most)
+    acc.n_units = int(counts.max())
+    return acc.stats(x.dtype, counts, rel <= tolerance.tol)
+
+
+def _round(
+    fn: RowFn,
+    x: torch.Tensor,
+    sigma: float,
+    draws: _Draws,
+    acc: _Accumulator,
+    first: int,
+    stop: int,
+    images: torch.Tensor | None,
+    *,
+    group: int | None,
+    antithetic: bool,
+    stratify: bool,
+) -> None:
+    """Units ``first..stop-1`` of ``images`` (all when ``None``) into ``acc``."""
+    per_unit = 2 if antithetic else 1
+    width = x.shape[0] if images is None else len(images)
+    n = stop - first
+    half_sizes = torch.tensor([(n + 1) // 2, max(1, n // 2)], device=x.device)
+    for rows in chunks(n * width, group):
+        j, slot = rows // width + first, rows % width
+        b = slot if images is None else images[slot.to(images.device)].cpu()
+        eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1, first, images)
+        if stratify:
+            k = (j - first).to(x.device)
+            u = (k // 2 + u) / half_sizes[k % 2]
         if antithetic:
             eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
         bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
         maps = fn(x[bb] + sigma * eps, bb, jj, u)
-        acc.add(
-            maps.reshape(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), (j % 2).to(x.device)
-        )
-    return acc.stats(x.dtype)
+        j = j.to(x.device)
+        acc.add(maps.reshape(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), j % 2, j)

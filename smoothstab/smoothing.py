@@ -13,11 +13,22 @@ A *sampler* says what each Monte-Carlo unit draws:
 * ``"joint"`` (Integrated-Gradients only): ``(z, a)`` together, one model evaluation per unit
   at the path point ``x0 + a (x + z - x0)``. ``a`` is stratified on [0, 1] within each half of
   the units, so the estimate (and each half) is unbiased for the continuous path integral; the
-  IG's quadrature ``steps``/``rule`` are not used.
+  IG's quadrature ``steps``/``rule`` are not used. With a tolerance the units come in rounds and
+  ``a`` is stratified within each half of each round: every round is then an unbiased estimate
+  on its own, so their unit-weighted mean is too; a single round (an image that met the
+  tolerance in the first one) is exactly the fixed-``n_samples`` estimate.
+
+Instead of ``n_samples``, ``tol=`` asks for a relative Monte-Carlo standard error: units are
+drawn in rounds until every image's ``||se||_2 / ||mean||_2`` (:attr:`SmoothStats.rel_se`) is at
+most ``tol`` or it has used ``max_samples``; images within ``tol`` leave the later rounds, so
+they cost no more model evaluations. Draws keep the canonical order: an image that stopped
+after ``n`` samples has exactly the map of a call with ``n_samples=n`` and the same seed (for
+the ``noise`` sampler; for ``joint`` when it stopped in the first round).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -38,7 +49,14 @@ from smoothstab.methods import (
     path_point_gradient,
     resolve_target,
 )
-from smoothstab.montecarlo import REDUCTIONS, RowFn, SmoothStats, monte_carlo, units
+from smoothstab.montecarlo import (
+    REDUCTIONS,
+    RowFn,
+    SmoothStats,
+    Tolerance,
+    monte_carlo,
+    units,
+)
 from smoothstab.types import Method, Seed, Target
 
 SAMPLERS = ("noise", "joint")
@@ -53,12 +71,19 @@ class Smoothed:
         method: ``method(model, x, target) -> [B, ...]``.
         sigma: noise standard deviation in input units; ``0`` runs ``method`` once (exact).
         n_samples: noise draws per image (model evaluations per image with ``sampler="joint"``).
+            Give either it or ``tol``.
         reduce: what calling it returns: ``mean`` (the smoothed map), ``mean_sq`` or ``var``
             over the draws.
         batch_size: at most this many noisy rows per call of ``method``.
         seed: int, ``torch.Generator`` on x's device, or ``None`` (torch's global generator).
         antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
         sampler: ``noise``, or ``joint`` for Integrated-Gradients (see the module docstring).
+        tol: instead of ``n_samples``, draw until each image's relative standard error
+            ``||se|| / ||mean||`` is at most this (> 0), between ``min_samples`` (default 16)
+            and ``max_samples`` (default 1000) draws per image.
+        groups: an even number of interleaved groups of units whose means ``.stats`` keeps
+            (:attr:`SmoothStats.groups`), for standard errors of distances that account for
+            the correlation between a map's elements; 2 keeps the halves only.
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -66,16 +91,23 @@ class Smoothed:
         self,
         method: Method,
         sigma: float,
-        n_samples: int,
+        n_samples: int | None = None,
         *,
         reduce: str = "mean",
         batch_size: int | None = None,
         seed: Seed = None,
         antithetic: bool = False,
         sampler: str = "noise",
+        tol: float | None = None,
+        max_samples: int | None = None,
+        min_samples: int | None = None,
+        groups: int = 2,
     ):
         self.method, self.sigma = method, check_sigma(sigma)
-        self.n_samples, self.n_units = n_samples, units(n_samples, antithetic)
+        self.groups = groups
+        self.tolerance = _tolerance(n_samples, tol, min_samples, max_samples, antithetic)
+        self.n_samples = n_samples
+        self.n_units = None if n_samples is None else units(n_samples, antithetic)
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         self.batch_size = check_batch_size(batch_size)
         self.seed, self.antithetic = seed, antithetic
@@ -85,8 +117,14 @@ class Smoothed:
         self.__name__ = f"smoothed_{name}"
 
     def __repr__(self) -> str:
+        count = (
+            f"n_samples={self.n_samples}"
+            if self.tolerance is None
+            else f"tol={self.tolerance.tol:g}, min_samples={self.tolerance.min_samples}, "
+            f"max_samples={self.tolerance.max_samples}"
+        )
         return (
-            f"{self.__name__}(sigma={self.sigma:g}, n_samples={self.n_samples}, "
+            f"{self.__name__}(sigma={self.sigma:g}, {count}, "
             f"sampler={self.sampler!r}, antithetic={self.antithetic})"
         )
 
@@ -101,10 +139,15 @@ class Smoothed:
 
     def _run(self, model: nn.Module, x: torch.Tensor, target: Target, full: bool) -> SmoothStats:
         if self.sigma == 0:
-            return SmoothStats.exact(self.method(model, x, target))
+            exact = SmoothStats.exact(self.method(model, x, target))
+            if self.tolerance is None:
+                return exact
+            ones = torch.ones(x.shape[0], dtype=torch.bool, device=exact.mean.device)
+            return dataclasses.replace(exact, converged=ones)
         check_input(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
+        joint = self.sampler == "joint"
         return monte_carlo(
             self._row_fn(model, x, target),
             x,
@@ -113,24 +156,46 @@ class Smoothed:
             batch_size=self.batch_size,
             seed=self.seed,
             antithetic=self.antithetic,
-            uniform=self.sampler == "joint",
+            uniform=joint,
+            stratify=joint,
             full=full,
             squares=full or self.reduce != "mean",
+            tolerance=self.tolerance,
+            groups=self.groups,
         )
 
     def _row_fn(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> RowFn:
-        """``fn(noisy_rows, image_idx, unit_idx, u)`` for the engine, per sampler."""
+        """``fn(noisy_rows, image_idx, unit_idx, u)`` for the engine, per sampler; for
+        ``joint`` the engine gives ``u`` already stratified, the path position ``a``."""
         if self.sampler == "noise":
             return lambda xs, b, _j, _u: self.method(model, xs, target[b])
         x0 = expand_baseline(self.baseline, x)
-        n = self.n_units
-        half_sizes = torch.tensor([(n + 1) // 2, max(1, n // 2)], device=x.device)
+        return lambda xs, b, _j, a: path_point_gradient(model, xs, x0[b], target[b], a)
 
-        def fn(xs, b, j, u):
-            a = (j // 2 + u) / half_sizes[j % 2]  # stratified within the unit's half
-            return path_point_gradient(model, xs, x0[b], target[b], a)
 
-        return fn
+def _tolerance(
+    n_samples: int | None,
+    tol: float | None,
+    min_samples: int | None,
+    max_samples: int | None,
+    antithetic: bool,
+) -> Tolerance | None:
+    """The :class:`Tolerance` of ``tol=`` (checked now, not at the first call), or ``None``."""
+    if tol is None:
+        if n_samples is None:
+            raise ValueError("n_samples: expected a number of samples or a tolerance tol=")
+        for name, value in (("min_samples", min_samples), ("max_samples", max_samples)):
+            if value is not None:
+                raise ValueError(f"{name}: only with tol=, got {value!r} with n_samples")
+        return None
+    if n_samples is not None:
+        raise ValueError(
+            f"n_samples: expected either n_samples or tol=, got both ({n_samples!r}, {tol!r})"
+        )
+    bounds = {"min_samples": min_samples, "max_samples": max_samples}
+    tolerance = Tolerance(tol, **{k: v for k, v in bounds.items() if v is not None})
+    tolerance.unit_range(antithetic)  # too few samples for two units fails here
+    return tolerance
 
 
 smooth = Smoothed
@@ -140,7 +205,7 @@ smooth = Smoothed
 
 def smoothed_ig(
     sigma: float,
-    n_samples: int,
+    n_samples: int | None = None,
     *,
     estimator: str = "nested",
     steps: int = 20,
@@ -149,6 +214,10 @@ def smoothed_ig(
     batch_size: int | None = None,
     seed: Seed = None,
     antithetic: bool = False,
+    tol: float | None = None,
+    max_samples: int | None = None,
+    min_samples: int | None = None,
+    groups: int = 2,
 ) -> Smoothed:
     """Smoothed IG, ``E_z[IG(x + z)]`` (the path runs from ``x0`` to ``x + z``), as a method.
 
@@ -158,6 +227,10 @@ def smoothed_ig(
       ``n_samples`` draws x ``steps`` quadrature points; ``batch_size`` bounds the path points
       per forward pass, so ``batch_size // steps`` noisy inputs go into each IG call.
     * ``estimator="joint"``: the ``joint`` sampler, ``n_samples`` model evaluations in all.
+
+    ``groups``, and ``tol``, ``min_samples``, ``max_samples`` (a tolerance instead of
+    ``n_samples``): as for :class:`Smoothed`; samples are noise draws, ``steps`` model
+    evaluations each when nested.
     """
     check_choice(estimator, "estimator", ("nested", "joint"))
     check_batch_size(batch_size)
@@ -176,6 +249,10 @@ def smoothed_ig(
         seed=seed,
         antithetic=antithetic,
         sampler="noise" if estimator == "nested" else "joint",
+        tol=tol,
+        max_samples=max_samples,
+        min_samples=min_samples,
+        groups=groups,
     )
 
 

@@ -1,0 +1,220 @@
+"""Error-controlled smoothing: standard errors of smoothed maps, a tolerance instead of a sample
+count, and interval estimates of distances that hold their nominal coverage."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import smoothstab as ss
+from conftest import ConvNet, make
+from smoothstab.montecarlo import SmoothStats, Tolerance
+
+CAM = functools.partial(ss.grad_cam, layer="features.3")
+
+
+@pytest.fixture
+def x():
+    return torch.randn(6, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+
+def test_rel_se_is_the_norm_of_the_standard_error_map(convnet, x):
+    st = ss.smooth(ss.grad, 0.4, 12, seed=0).stats(convnet, x)
+    se = (st.unit_var / 12).sqrt()
+    torch.testing.assert_close(st.se, se)
+    want = se.flatten(1).norm(dim=1) / st.mean.flatten(1).norm(dim=1)
+    torch.testing.assert_close(st.rel_se, want)
+    exact = SmoothStats.exact(st.mean)
+    assert exact.rel_se.eq(0).all()
+    assert torch.equal(st.samples, torch.full((6,), 12))
+
+
+def test_rel_se_of_a_zero_map():
+    zero = torch.zeros(2, 1, 2, 2)
+    var = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)
+    st = SmoothStats(zero, None, None, var.clone(), 4)
+    assert st.rel_se.tolist() == [0.0, float("inf")]
+
+
+CASES = {  # (the smoothed method, a tolerance at which the six images stop apart)
+    "grad": (lambda **kw: ss.smooth(ss.grad, 0.5, **kw), 0.2),
+    "gradcam": (lambda **kw: ss.smooth(CAM, 0.5, **kw), 0.1),
+    "ig_nested": (lambda **kw: ss.smoothed_ig(0.5, steps=3, **kw), 0.2),
+    "grad_antithetic": (lambda **kw: ss.smooth(ss.grad, 0.5, antithetic=True, **kw), 0.2),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, name):
+    """Canonical draws: an image that stopped after n samples has exactly the map (halves and
+    variances too) of a fixed n-sample call with the same seed, whatever batch_size is."""
+    make_it, tol = CASES[name]
+    adaptive = make_it(tol=tol, min_samples=8, max_samples=200, seed=3, batch_size=7)
+    st = adaptive.stats(convnet, x)
+    assert st.converged.all() and len(set(st.units.tolist())) > 1  # images stopped apart
+    for n in set(st.samples.tolist()):
+        fixed = make_it(n_samples=n, seed=3).stats(convnet, x)
+        rows = st.samples == n
+        assert torch.equal(fixed.mean[rows], st.mean[rows])
+        assert torch.equal(fixed.halves[:, rows], st.halves[:, rows])
+        torch.testing.assert_close(fixed.unit_var[rows], st.unit_var[rows], rtol=1e-9, atol=0)
+    assert (st.rel_se <= tol).all()
+    torch.testing.assert_close(adaptive(convnet, x), st.mean)
+
+
+def test_joint_ig_first_round_is_the_fixed_n_estimate(convnet, x):
+    """The joint sampler stratifies the path position within each round; an image that stops in
+    the first round has the fixed-n estimate exactly."""
+    st = ss.smoothed_ig(0.5, tol=10.0, min_samples=10, estimator="joint", seed=1).stats(convnet, x)
+    assert st.units.eq(10).all() and st.converged.all()
+    fixed = ss.smoothed_ig(0.5, 10, estimator="joint", seed=1).stats(convnet, x)
+    assert torch.equal(fixed.mean, st.mean)
+
+
+def test_converged_images_cost_no_more_evaluations(convnet, x):
+    seen = torch.zeros(len(x), dtype=torch.long)
+
+    def counting(model, xs, target):
+        seen.index_add_(0, counting.b, torch.ones_like(counting.b))
+        return ss.grad(model, xs, target)
+
+    def rows(model, xs, target):  # the engine calls with rows of images; find which ones
+        counting.b = torch.cdist(xs.flatten(1), x.flatten(1)).argmin(dim=1)
+        return counting(model, xs, target)
+
+    sm = ss.smooth(rows, 0.5, tol=0.2, min_samples=8, max_samples=400, seed=0)
+    st = sm.stats(convnet, x)
+    assert torch.equal(seen, st.samples)  # each image's rows are exactly its own units
+    assert st.samples.min() < st.samples.max()
+
+
+def test_unconverged_images_stop_at_max_samples(convnet, x):
+    st = ss.smooth(ss.grad, 0.5, tol=1e-6, min_samples=4, max_samples=30, seed=0).stats(convnet, x)
+    assert st.units.eq(30).all() and not st.converged.any() and st.n_units == 30
+    fixed = ss.smooth(ss.grad, 0.5, 30, seed=0).stats(convnet, x)
+    assert torch.equal(fixed.mean, st.mean)
+
+
+def test_adaptive_joint_ig_is_unbiased():
+    """Rounds stratified each on their own estimate what one stratified round does: over 1000
+    independent copies of an image, the mean of 64-unit joint-IG maps drawn in rounds (tol is
+    never met, so every copy runs 16, 20, 26, ..., 64 units) and of fixed 64-unit maps (one
+    round, unbiased) agree within 4 standard errors, on the map's sum and on one element."""
+    model = make(ConvNet(1, 5, 4))
+    one = torch.randn(1, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    copies = one.expand(1000, -1, -1, -1).clone()
+    kw = dict(estimator="joint", batch_size=8192)
+    rounds = ss.smoothed_ig(0.5, tol=1e-9, min_samples=16, max_samples=64, seed=0, **kw)
+    st = rounds.stats(model, copies)
+    assert st.units.eq(64).all()
+    fixed = ss.smoothed_ig(0.5, 64, seed=1, **kw).stats(model, copies)
+    for stat in (lambda m: m.flatten(1).sum(1), lambda m: m.flatten(1)[:, 20]):
+        a, b = stat(st.mean), stat(fixed.mean)
+        se = ((a.var() + b.var()) / len(a)).sqrt()
+        assert abs(a.mean() - b.mean()) < 4 * se
+
+
+def test_debiased_distance_with_per_image_counts(convnet, x):
+    """Maps that stopped at different counts: the split-half variance uses each image's own
+    count, and two maps with different counts fall back to independent variances."""
+    a = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=3).stats(convnet, x)
+    ref = ss.grad(convnet, x)
+    est = ss.debiased_distance(a, ref)
+    for n in set(a.units.tolist()):
+        rows = a.units == n
+        fixed = ss.debiased_distance(ss.smooth(ss.grad, 0.5, n, seed=3).stats(convnet, x), ref)
+        torch.testing.assert_close(est.stderr[rows], fixed.stderr[rows])
+    assert len(set(a.units.tolist())) > 1
+    b = ss.smooth(ss.grad, 0.5, tol=0.3, min_samples=8, seed=4).stats(convnet, x)
+    assert torch.isfinite(ss.debiased_distance(a, b).stderr).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(tol=0.0), "tol: expected a finite number > 0"),
+        (dict(tol=-1.0), "tol: expected"),
+        (dict(tol=float("nan")), "tol: expected"),
+        (dict(tol=float("inf")), "tol: expected"),
+        (dict(tol=True), "tol: expected"),
+        (dict(tol=0.1, min_samples=50, max_samples=20), "min_samples: expected at most"),
+        (dict(tol=0.1, min_samples=0), "min_samples: expected"),
+        (dict(tol=0.1, min_samples=1, max_samples=1), "max_samples: expected at least 2"),
+        (
+            dict(tol=0.1, min_samples=2, max_samples=3, antithetic=True),
+            "max_samples: expected at least 4",
+        ),
+        (dict(n_samples=8, tol=0.1), "n_samples: expected either"),
+        (dict(), "n_samples: expected a number of samples or a tolerance"),
+        (dict(n_samples=8, max_samples=20), "max_samples: only with tol="),
+        (dict(n_samples=8, groups=3), None),
+    ],
+)
+def test_bad_tolerances_fail_at_once(kwargs, message):
+    if message is None:  # groups are checked when the engine runs
+        sm = ss.smooth(ss.grad, 0.5, **kwargs)
+        with pytest.raises(ValueError, match="groups: expected an even number"):
+            sm.stats(make(ConvNet()), torch.zeros(1, 3, 8, 8, dtype=torch.float64))
+        return
+    with pytest.raises(ValueError, match=message):
+        ss.smooth(ss.grad, 0.5, **kwargs)
+
+
+def test_tolerance_schedule():
+    t = Tolerance(0.02, min_samples=10, max_samples=101)
+    assert t.unit_range(False) == (10, 101) and t.unit_range(True) == (6, 50)
+    # the closest needs (0.03 / 0.02)^2 = 2.25x the units: 22.5, +5% margin, even: 24
+    assert t.next_stop(10, torch.tensor([0.03, 0.1]), 101) == 24
+    assert t.next_stop(10, torch.tensor([0.1]), 101) == 40  # at most growth = 4x
+    assert t.next_stop(10, torch.tensor([0.021]), 101) == 14  # at least 1.25x
+    assert t.next_stop(80, torch.tensor([float("inf")]), 101) == 101  # capped at the most
+
+
+def _coverage(est, truth) -> float:
+    lo, hi = est.interval(0.95)
+    return ((lo <= truth) & (truth <= hi)).double().mean().item()
+
+
+COVERAGE_CASES = {
+    "smooth_grad": (lambda n, s: ss.smooth(ss.grad, 0.5, n, seed=s, groups=16), ss.grad),
+    "ig_nested": (
+        lambda n, s: ss.smoothed_ig(0.5, n, steps=3, seed=s, groups=16),
+        functools.partial(ss.integrated_gradients, steps=3),
+    ),
+    "ig_joint": (
+        lambda n, s: ss.smoothed_ig(0.5, n, estimator="joint", seed=s, groups=16),
+        functools.partial(ss.integrated_gradients, steps=64, rule="gausslegendre"),
+    ),
+    "grad_cam": (lambda n, s: ss.smooth(CAM, 0.5, n, seed=s, groups=16), CAM),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COVERAGE_CASES)
+def test_nominal_95_percent_intervals_cover_the_truth(name):
+    """Coverage over 2000 independent trials (4 images x 500 copies, each copy with its own
+    draws; float64, 64 samples in 16 groups): the 95% interval of (a) the distance of a smoothed
+    map to the model's unsmoothed map and (b) the debiased stability distance between two models
+    (common random numbers) covers the truth, the same distance between 2000-sample maps, in at
+    least 93% of trials. And the standard-error map is honest: the mean over trials of
+    ``||mean - reference||^2 / ||se||^2`` is near 1 (the reference's own noise adds 3%; for
+    the joint sampler, whose strata the per-unit variance ignores, at most 1)."""
+    make_it, unsmoothed = COVERAGE_CASES[name]
+    ma, mb = make(ConvNet(1, 5, 4), seed=0), make(ConvNet(1, 5, 4), seed=1)
+    x = torch.randn(4, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(4)
+    ra, rb = make_it(2000, 100).stats(ma, x, y), make_it(2000, 101).stats(mb, x, y)
+    u = unsmoothed(ma, x, y)
+    true_fid = ss.debiased_distance(ra, u).value
+    true_stab = ss.debiased_distance(ra, rb).value
+    rep = lambda t: t.repeat(500, *([1] * (t.ndim - 1)))  # noqa: E731
+    sa, sb = make_it(64, 7).stats(ma, rep(x), rep(y)), make_it(64, 7).stats(mb, rep(x), rep(y))
+    fidelity, stability = ss.debiased_distance(sa, rep(u)), ss.debiased_distance(sa, sb)
+    assert fidelity.dof == stability.dof == 15
+    assert _coverage(fidelity, rep(true_fid)) >= 0.93
+    assert _coverage(stability, rep(true_stab)) >= 0.93
+    err2 = (sa.mean - rep(ra.mean)).flatten(1).square().sum(1)
+    ratio = (err2 / sa.mean_var.flatten(1).sum(1)).mean().item()
+    assert (0.5 if name == "ig_joint" else 0.9) <= ratio <= 1.15
