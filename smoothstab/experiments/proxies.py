@@ -18,8 +18,11 @@ a checkpoint of ``smoothstab train`` or a random init) the train stage makes
   weight noise ``models.noise_std`` of ``train.noise_std``, ``train.noise_draws`` draws) and
   its own seed.
 
-"One part" is the first ``part_size`` images of the split permutation (``models.part_size``;
-``None``: the training set divided by the number of replicas). ``models.layers`` chooses what
+Parts (``models.part_size`` images; ``None``: the training set divided by the number of
+replicas) are consecutive slices of the proxy's own permutation of the training set, seeded by
+``(train.split_seed, models.seed)``: random samples of the training set, not the slices a DT run
+with the same split seed trains on (a continuation on exactly the data a model has fitted barely
+moves it). "One part" is the first. ``models.layers`` chooses what
 is trained (``all``, ``last_block``, ``classifier``); frozen BatchNorm layers keep their running
 statistics. Batch size, momentum, weight decay, data and device come from ``[train]``.
 
@@ -195,7 +198,10 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     pcfg = proxy_config(cfg, train_set)
     info = D.init_distributed(device_name(pcfg.device))
     base = given_model(cfg, 0, m.specs[0], pcfg.num_classes).state_dict()
-    parts = size_splits(len(train_set), pcfg.parts, [pcfg.part_size], pcfg.split_seed)
+    # The proxy's own permutation, not the one [train] splits by: a part is a random sample of
+    # the training set, not the data a model of a DT run on the same data was trained on.
+    seed = derive_seed(pcfg.split_seed, m.seed, 1)
+    parts = size_splits(len(train_set), pcfg.parts, [pcfg.part_size], seed)
     if info.is_main and m.proxy == "finetune" and not run.splits.is_file():
         save_splits(run.splits, parts, pcfg.parts)
     D.barrier(info)
@@ -248,12 +254,25 @@ def _fit(
     if saved is not None:
         trainer.restore(saved)
     steps = trainer.steps()
-    metrics = trainer.fit(test_set)
+    metrics = _fit_or_explain(trainer, test_set)
     metrics.update(steps=steps, examples=pcfg.epochs * len(part), replica=k, name=pcfg.model)
     if info.is_main:  # the complete checkpoint again, with the cost in its metrics
         saved = read_checkpoint(path)
         save_torch(path, {**saved, "metrics": metrics})
     return metrics
+
+
+def _fit_or_explain(trainer: ProxyTrainer, test_set: Dataset) -> dict[str, Any]:
+    """``trainer.fit``; a diverged run names the [models] keys that set its rate and noise."""
+    try:
+        return trainer.fit(test_set)
+    except ValueError as e:
+        text = str(e)
+        if "diverged" not in text:
+            raise
+        raise ValueError(
+            text.replace("train.lr", "models.lr").replace("train.noise_std", "models.noise_std")
+        ) from None
 
 
 def _swag(
@@ -278,6 +297,7 @@ def _swag(
     moments = load_torch(moments_path, "SWAG moments")
     device = D.rank_device(device_name(pcfg.device), info)
     models = []
+    start = time.perf_counter()
     for k in range(m.replicas):
         path = run.model(k)
         if path.is_file() and read_checkpoint(path).get("complete"):
@@ -324,7 +344,7 @@ def _swag(
         "runs": 1,
         "steps": moments["steps"],
         "examples": pcfg.epochs * len(part),
-        "seconds": moments["seconds"],
+        "seconds": moments["seconds"] + time.perf_counter() - start,  # + drawing, evaluating
     }
     return models, cost
 
@@ -361,7 +381,7 @@ def _swag_moments(
     trainer = ProxyTrainer(pcfg, part, 0, info, path, train_set, base, m.layers, collect)
     steps = trainer.steps()
     holder.update(trainer=trainer, every=max(1, steps // m.swag_snapshots))
-    metrics = trainer.fit(test_set)
+    metrics = _fit_or_explain(trainer, test_set)
     c = max(holder["count"], 1)
     if holder["count"] < 2:
         raise ValueError(
