@@ -182,7 +182,46 @@ def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     _add_stage_parser(subparsers, "report", "report.md and a self-contained report.html")
 
 
+def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``smoothstab plan [CONFIG] [--set ...] [--no-timing]``: a config's cost, before it runs."""
+    p = subparsers.add_parser(
+        "plan",
+        help="what a config will cost: steps, model evaluations, map files, time estimate",
+        description="Count a config's training steps, model evaluations of attribution and map "
+        "files, and estimate its time on this machine by timing a few real training steps and "
+        "attribution chunks on random inputs (an extrapolation; no data is read). Runs nothing.",
+    )
+    p.add_argument("config", nargs="?", help="an experiment TOML file or a preset name")
+    p.add_argument("--no-timing", action="store_true", help="counts only, no time estimate")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="about how long each timed measurement may take (default 1)",
+    )
+    _common(p, run_dir=False)
+    p.set_defaults(func=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from smoothstab.experiments.config import ConfigError
+    from smoothstab.experiments.experiment import config_path, load_config
+    from smoothstab.experiments.plan import format_plan, make_plan
+
+    path = config_path(args.config)
+    if path.is_file():
+        read_config_text(path)
+    cfg = load_config(args.config, args.overrides)
+    if not args.budget > 0:
+        raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget}")
+    plan = make_plan(cfg, timing=not args.no_timing, budget=args.budget)
+    print(format_plan(plan, cfg), flush=True)
+    return 0
+
+
 SUBCOMMANDS = [
+    add_plan_parser,
     add_train_parser,
     add_attribute_parser,
     add_evaluate_parser,

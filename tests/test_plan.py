@@ -1,0 +1,149 @@
+"""``smoothstab plan``: exact counts on a small config, map bytes against files really written,
+and (slow) the time estimate against a real run of a tiny config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_SETTINGS
+from smoothstab.experiments import plan as P
+from smoothstab.experiments.cli import main
+from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.rundir import MapFile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(*extra: str):
+    return load_config("quickstart", [*TINY_SETTINGS, *extra])
+
+
+def test_training_counts_are_exact():
+    # 400 images per part, batch 32: 12 full batches and one of 16, kept (as the paper did)
+    (c,) = P.training_costs(tiny())
+    assert (c.size, c.models, c.steps_per_epoch, c.steps, c.images_seen) == (400, 2, 13, 26, 800)
+    (c,) = P.training_costs(tiny("train.drop_last=true"))
+    assert (c.steps_per_epoch, c.steps, c.images_seen) == (12, 24, 768)
+    noisy = tiny("train.noise_std=0.01", "train.noise_draws=3", "train.part_size=[100, 400]")
+    small, large = P.training_costs(noisy)
+    assert (small.size, small.steps, small.images_seen, small.passes) == (100, 8, 200, 600)
+    assert (large.size, large.passes) == (400, 2400)
+    # part_size none: the training set (5000 shapes) split evenly
+    (c,) = P.training_costs(tiny("train.part_size=none"))
+    assert c.size == 2500 and c.steps_per_epoch == 79
+
+
+def test_attribution_counts_are_exact():
+    cfg = tiny()  # 2 models, 4 images, 6 samples, 4 IG steps; r in {0, 0.1, 0.15, 0.2, 0.4}
+    costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
+    assert sorted({r for _, r in costs}) == [0, 0.1, 0.15, 0.2, 0.4]
+    assert len(costs) == 4 * 5
+    for m in ("grad", "gradcam", "gradcampp"):
+        assert (costs[m, 0.0].per_image, costs[m, 0.0].total) == (1, 8)  # once, exactly
+        assert (costs[m, 0.2].per_image, costs[m, 0.2].total) == (6, 48)
+        assert costs[m, 0.2].other_per_image is None
+    ig0, ig = costs["ig", 0.0], costs["ig", 0.2]
+    assert (ig0.per_image, ig0.total, ig0.other_per_image) == (4, 32, 64)  # joint: 64-pt reference
+    assert (ig.per_image, ig.total, ig.other_per_image, ig.other_total) == (24, 192, 6, 48)
+    joint = {
+        (c.method, c.r): c for c in P.attribution_costs(tiny("attribution.ig_estimator=joint"))
+    }
+    assert (joint["ig", 0.2].per_image, joint["ig", 0.2].other_per_image) == (6, 24)
+    assert joint["ig", 0.0].per_image == 64
+    refs = tiny("attribution.ig_estimator=joint", "attribution.ig_reference_steps=0")
+    assert {(c.method, c.r): c for c in P.attribution_costs(refs)}["ig", 0.0].per_image == 4
+
+
+def test_given_checkpoints_train_nothing():
+    cfg = load_config("paper/table1_dr")
+    assert P.training_costs(cfg) == [] and P.n_models(cfg) == 2
+    costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
+    assert costs["ig", 0.15].total == 2 * 512 * 100 * 20  # the paper's 2,000 passes per map
+
+
+def test_map_bytes_match_files_written(tmp_path):
+    cfg = tiny()
+    files, total, _ = P.storage(cfg)
+    assert files == 2 * 4 * 5
+    for method, r in (("grad", 0.0), ("ig", 0.2), ("gradcam", 0.4)):
+        shape = (cfg.attribution.n_images, *P.map_shape(cfg, method))
+        mean = torch.randn(shape)
+        stats_file = (
+            MapFile(mean, r, 0.0)
+            if r == 0
+            else MapFile(mean, r, 0.3, 3, torch.randn(2, *shape), torch.rand(shape))
+        )
+        written = stats_file.save(tmp_path / f"{method}{r}.pt").stat().st_size
+        assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64  # zip alignment at most
+    assert P.map_shape(cfg, "gradcam") == (1, 32, 32) and P.map_shape(cfg, "ig") == (3, 32, 32)
+
+
+def test_cli_counts_only(capsys):
+    assert main(["plan", "quickstart", "--no-timing", "--set", "attribution.n_samples=8"]) == 0
+    out = capsys.readouterr().out
+    assert "steps/epoch" in out and "all models: 72,000 images seen" in out
+    assert "maps: 288 files" in out and "time on this machine" not in out
+
+
+def test_cli_bad_input_is_one_line(capsys):
+    assert main(["plan", "quickstart", "--set", "attribution.n_samples=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("smoothstab plan: error: attribution.n_samples") and "\n" not in err
+    assert main(["plan", "quickstart", "--no-timing", "--budget", "0"]) == 2
+
+
+def test_cli_times_a_tiny_config_in_seconds(capsys):
+    start = time.perf_counter()
+    assert main(["plan", "quickstart", "--budget", "0.2", *_sets(TINY_SETTINGS)]) == 0
+    assert time.perf_counter() - start < 30
+    out = capsys.readouterr().out
+    assert "an extrapolation" in out and "attribute" in out and "total" in out
+
+
+def _sets(settings: list[str]) -> list[str]:
+    return [a for s in settings for a in ("--set", s)]
+
+
+# A config big enough that compute, not start-up, dominates (about 30 s on 2 busy cores): the
+# tiny run with 16 noise draws, 8 images and 8 epochs.
+MEASURED = [
+    *TINY_SETTINGS,
+    "train.epochs=8",
+    "attribution.n_samples=16",
+    "attribution.n_images=8",
+    "attribution.image_batch=8",
+    "attribution.ig_steps=8",
+]
+
+
+@pytest.mark.slow
+def test_estimate_within_a_factor_two_of_a_real_run(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CI": "true"}
+    cmd = [sys.executable, "-m", "smoothstab"]
+    sets = _sets(MEASURED)
+    out = subprocess.run(
+        [*cmd, "plan", "quickstart", *sets], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.strip().startswith("total"))
+    estimate = _parse_seconds(line.split()[1], line.split()[2])
+    start = time.perf_counter()
+    run = subprocess.run(
+        [*cmd, "run", "quickstart", "--out", str(tmp_path / "run"), *sets,
+         "--stages", "train", "attribute", "evaluate"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    real = time.perf_counter() - start
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert real / 2 <= estimate <= 2 * real, (estimate, real)
+
+
+def _parse_seconds(value: str, unit: str) -> float:
+    return float(value) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
