@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import smoothstab as ss
+from smoothstab.experiments import accel
 from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset, test_indices
 from smoothstab.experiments.distributed import DistInfo, barrier, rank_device
 from smoothstab.experiments.models import cam_layer
@@ -55,12 +56,18 @@ def smoothed_method(
 
     With the joint IG estimator the r = 0 IG map (the fidelity reference) uses
     :func:`ig_reference_quadrature`, not the run's quadrature."""
-    options = dict(seed=seed, antithetic=attr.antithetic)
+    options: dict = dict(seed=seed, antithetic=attr.antithetic)
+    count = attr.n_samples
+    if attr.tolerance is not None:
+        count = None
+        options.update(
+            tol=attr.tolerance, min_samples=attr.min_samples, max_samples=attr.max_samples
+        )
     if name == "ig":
         steps, rule = ig_reference_quadrature(attr) if sigma == 0 else (attr.ig_steps, attr.ig_rule)
         return ss.smoothed_ig(
             sigma,
-            attr.n_samples,
+            count,
             estimator=attr.ig_estimator,
             steps=steps,
             rule=rule,
@@ -70,7 +77,15 @@ def smoothed_method(
     method = ss.METHODS[name]
     if name in ("gradcam", "gradcampp"):
         method = functools.partial(method, layer=cam_layer(model), normalize=attr.cam_normalize)
-    return ss.smooth(method, sigma, attr.n_samples, batch_size=attr.batch_size, **options)
+    return ss.smooth(method, sigma, count, batch_size=attr.batch_size, **options)
+
+
+def evals_per_sample(name: str, attr: AttributionConfig, r: float) -> int:
+    """Model evaluations (forward and backward passes) one draw of ``name`` costs at ``r``:
+    one, or one per quadrature point for IG (nested, or the unsmoothed map)."""
+    if name != "ig" or (r > 0 and attr.ig_estimator == "joint"):
+        return 1
+    return ig_reference_quadrature(attr)[0] if r == 0 else attr.ig_steps
 
 
 def ig_reference_quadrature(attr: AttributionConfig) -> tuple[int, str]:
@@ -97,7 +112,8 @@ def attribute_block(
     """One block's maps at noise level r."""
     sigma = r * x_range
     stats = smoothed_method(name, model, attr, sigma, seed).stats(model, x, target)
-    return MapFile.from_stats(stats, r, sigma, keep=keep)
+    per_sample = evals_per_sample(name, attr, r)
+    return MapFile.from_stats(stats, r, sigma, keep=keep, per_sample=per_sample)
 
 
 def run_attribution(
@@ -118,15 +134,16 @@ def run_attribution(
     mine = [t for t in todo[info.rank :: info.world_size] if not run.map(*t).is_file()]
     bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
     for k, name, r, b in mine:
-        model = models[k].to(device=device, dtype=dtype).eval()
+        model = accel.prepare_model(models[k].to(device=device, dtype=dtype).eval(), attr)
         x = x_all[starts[b] : starts[b] + attr.image_batch].to(device=device, dtype=dtype)
         y = y_all[starts[b] : starts[b] + attr.image_batch].to(device)
         target = y if attr.target == "label" else None
         seed = _block_seed(attr, b, k, name, r)
-        out = attribute_block(
-            model, name, x, target, r, x_range, attr, seed, cfg.evaluation.debiased
-        )
-        out.save(run.map(k, name, r, b))
+        with accel.autocast(attr, device):
+            out = attribute_block(
+                model, name, x, target, r, x_range, attr, seed, cfg.evaluation.debiased
+            )
+        accel.in_dtype(out, attr).save(run.map(k, name, r, b))
         bar.update(model=k, r=r)
     bar.close()
     barrier(info)
