@@ -218,3 +218,70 @@ def test_nominal_95_percent_intervals_cover_the_truth(name):
     err2 = (sa.mean - rep(ra.mean)).flatten(1).square().sum(1)
     ratio = (err2 / sa.mean_var.flatten(1).sum(1)).mean().item()
     assert (0.5 if name == "ig_joint" else 0.9) <= ratio <= 1.15
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+
+
+def test_attribution_tolerance_is_checked_at_config_load():
+    from smoothstab.experiments.experiment import AttributionConfig
+
+    assert AttributionConfig(tolerance=0.05).tolerance == 0.05
+    for kwargs, message in [
+        (dict(tolerance=0.0), "tolerance: expected a finite number > 0"),
+        (dict(tolerance=float("nan")), "tolerance: expected"),
+        (dict(tolerance=0.1, min_samples=50, max_samples=20), "min_samples: expected at most"),
+        (dict(tolerance=0.1, min_samples=0), "min_samples: expected an integer >= 1"),
+        (dict(tolerance=0.1, max_samples=3, min_samples=2, antithetic=True), "max_samples"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            AttributionConfig(**kwargs)
+
+
+def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
+    from smoothstab.experiments.evaluate import cost_rows
+    from smoothstab.experiments.rundir import MapFile, Metric
+
+    st = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x)
+    blocks = []
+    for i, rows in enumerate((slice(0, 4), slice(4, 6))):
+        part = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x[rows])
+        f = MapFile.from_stats(part, 0.1, 0.5, keep=True, per_sample=3)
+        blocks.append(MapFile.load(f.save(tmp_path / f"b{i}.pt")))
+    joined = MapFile.join(blocks)
+    torch.testing.assert_close(joined.rel_se, torch.cat([b.rel_se for b in blocks]))
+    assert torch.equal(joined.evals, joined.units * 3) and joined.converged.all()
+    est = joined.estimate()
+    torch.testing.assert_close(est.mean_var, joined.mean_var)  # per-image counts round-trip
+    torch.testing.assert_close(est.rel_se, joined.rel_se)
+    rows = list(cost_rows({"model": "0"}, joined))
+    assert [r["metric"] for r in rows] == [Metric.REL_SE] * 6 + [Metric.MODEL_EVALS] * 6
+    assert rows[6]["value"] == 3 * float(joined.units[0])
+    exact = MapFile.from_stats(SmoothStats.exact(st.mean), 0.0, 0.0, keep=True, per_sample=3)
+    assert exact.rel_se.eq(0).all() and exact.evals.eq(3).all()
+
+
+@pytest.mark.slow
+def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
+    """A tiny quickstart with ``attribution.tolerance``: metrics.csv has a relative standard
+    error and a cost per model and image, the maps that met the tolerance are within it, and
+    the report gives the evaluations spent per method and r."""
+    from conftest import TINY_SETTINGS
+    from smoothstab.experiments.cli import main
+    from smoothstab.experiments.rundir import Metric, read_csv
+
+    sets = [*TINY_SETTINGS, "attribution.methods=['grad']", "attribution.tolerance=0.2"]
+    sets += ["attribution.min_samples=8", "attribution.max_samples=64"]
+    args = ["run", "--out", str(tmp_path), "--quiet", "--stages", "train", "attribute"]
+    assert (
+        main([*args, "evaluate", "figures", "report", *(a for s in sets for a in ("--set", s))])
+        == 0
+    )
+    rows = read_csv(tmp_path / "metrics.csv")
+    rel = [r for r in rows if r["metric"] == Metric.REL_SE and r["r"] > 0]
+    evals = [r for r in rows if r["metric"] == Metric.MODEL_EVALS and r["r"] > 0]
+    assert len(rel) == len(evals) == 2 * 4 * 4  # models x images x r > 0 (table_r too)
+    for a, e in zip(rel, evals, strict=True):
+        assert 8 <= e["value"] <= 64 and (a["value"] <= 0.2 or e["value"] == 64)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Monte-Carlo error and cost" in report and "maps within 0.2" in report

@@ -341,7 +341,7 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     map_path(d, 1, "ig", 0.1).unlink()
     # A map killed after its first block of 2 images: that block's file, no final file.
     full = load_map(d, 0, "grad", 0.2)
-    block0 = {**full, "mean": full["mean"][:2], "mean_var": full["mean_var"][:2]}
+    block0 = {k: v[:2] if torch.is_tensor(v) else v for k, v in full.items()}  # per image
     block0["halves"] = full["halves"][:, :2]
     torch.save(block0, map_path(d, 0, "grad", 0.2, block=0))
     map_path(d, 0, "grad", 0.2).unlink()
@@ -568,7 +568,8 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     assert run("run", "--out", out, "--quiet", *TINY, *args) == 0
     rows = read_csv(out / "metrics.csv")
     assert {row["metric"] for row in rows} == {
-        "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm"
+        "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm",
+        "rel_se", "model_evals",
     }  # fmt: skip
     with open(out / "table1.csv", newline="") as f:
         assert all(row["ssim"] == "" and row["topk_miou"] for row in csv.DictReader(f))

@@ -5,7 +5,9 @@ stability, SSIM and top-k IoU per model pair, fidelity per model, each stability
 row plain (as the paper computes it) and, when asked, debiased (split-half, see
 :mod:`smoothstab.debias`), with the Monte-Carlo standard error in ``stderr``. No SSIM for maps
 smaller than its 11x11 window (such as digits). ``map_norm`` (the unsmoothed map's L2 norm) is the
-scale for a relative fidelity budget. The sigma advice (the knee of the trade-off curve and the
+scale for a relative fidelity budget. Per model and image, ``rel_se`` (the map's relative
+Monte-Carlo standard error) and ``model_evals`` (what it cost), from map files that record them.
+The sigma advice (the knee of the trade-off curve and the
 most stable r within the budget) is :mod:`.advice`.
 """
 
@@ -22,7 +24,15 @@ from smoothstab.experiments.advice import recommend
 from smoothstab.experiments.aggregate import Band, model_pairs
 from smoothstab.experiments.io import DamagedFile
 from smoothstab.experiments.progress import Progress, say
-from smoothstab.experiments.rundir import Metric, RunDir, Summary, csv_text, noise_grid, read_csv
+from smoothstab.experiments.rundir import (
+    MapFile,
+    Metric,
+    RunDir,
+    Summary,
+    csv_text,
+    noise_grid,
+    read_csv,
+)
 from smoothstab.montecarlo import SmoothStats
 
 if TYPE_CHECKING:
@@ -78,6 +88,15 @@ def model_rows(
         yield from _rows(base, Metric.FIDELITY_DEBIASED, est.value, est.stderr)
 
 
+def cost_rows(base: dict, file: MapFile) -> Iterator[dict]:
+    """The Monte-Carlo error and the cost of one model's maps at one r (none from map files
+    made before these were recorded)."""
+    if file.rel_se is not None:
+        yield from _rows(base, Metric.REL_SE, file.rel_se)
+    if file.evals is not None:
+        yield from _rows(base, Metric.MODEL_EVALS, file.evals.round())
+
+
 TABLE1 = {  # column: (metric, smoothed?)
     "ssim": (Metric.SSIM, False),
     "smoothed_ssim": (Metric.SSIM, True),
@@ -128,10 +147,11 @@ def table1_csv(rows: list[dict]) -> str:
     return csv_text(flat, columns=list(flat[0]))
 
 
-def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, float]:
-    """Every model's maps of ``method`` at ``r``, and the absolute sigma they were made with."""
+def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, float, list[MapFile]]:
+    """Every model's maps of ``method`` at ``r``, the absolute sigma they were made with, and
+    the files."""
     files = [run.load_map(k, method, r) for k in range(n_models)]
-    return [f.estimate() for f in files], files[0].sigma
+    return [f.estimate() for f in files], files[0].sigma, files
 
 
 def grid_pairs(cfg: ExperimentConfig, summary: Summary) -> list[tuple[int, int]]:
@@ -159,9 +179,11 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
     grid = noise_grid(cfg.attribution)
     bar = Progress(len(cfg.attribution.methods) * len(grid), "evaluate", quiet=cfg.quiet)
     for method in cfg.attribution.methods:
-        reference, _ = _load(run, n_models, method, 0.0)
+        reference, _, ref_files = _load(run, n_models, method, 0.0)
         for r in grid:
-            maps, sigma = (reference, 0.0) if r == 0 else _load(run, n_models, method, r)
+            maps, sigma, files = (
+                (reference, 0.0, ref_files) if r == 0 else _load(run, n_models, method, r)
+            )
             base = {"setting": cfg.models.setting, "method": method, "r": r, "sigma": sigma}
             for i, j in size_pairs(sizes):
                 pair = {**base, "n": size[i], "pair": f"{i}-{j}", "model": ""}
@@ -169,6 +191,7 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
             for k in range(n_models):
                 one = {**base, "n": size[k], "pair": "", "model": str(k)}
                 rows += model_rows(one, maps[k], reference[k], debiased=e.debiased, r=r)
+                rows += cost_rows(one, files[k])
             bar.update()
     bar.close()
     return rows

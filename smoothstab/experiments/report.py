@@ -41,7 +41,7 @@ CONVENTIONS = [
     "SSIM: on 2-D views (sum of |values| over channels, scaled by min and 99th percentile, "
     "clipped), scikit-image settings of Wang et al. 2004. Top-k mIoU: k = {topk} most salient "
     "pixels of the abs-sum maps, IoU = |A n B| / |A u B|, ties broken by lower pixel index.",
-    "Smoothing: {n_samples} noise draws{antithetic}, {crn}; IG: {ig_steps} points, rule "
+    "Smoothing: {draws}{antithetic}, {crn}; IG: {ig_steps} points, rule "
     "'{ig_rule}', smoothed-IG estimator '{ig_estimator}', baseline 0 in input space.",
     "Estimates: curves and columns labelled 'paper' are the plain Monte-Carlo estimate, as the "
     "paper computes it; 'ours' (debiased) removes the Monte-Carlo noise from ||a - b|| with the "
@@ -60,7 +60,10 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         x_range=x_range,
         band_name=BANDS[e.band],
         topk=e.topk,
-        n_samples=a.n_samples,
+        draws=f"{a.n_samples} noise draws"
+        if a.tolerance is None
+        else f"noise draws until each map's relative Monte-Carlo standard error is at most "
+        f"{a.tolerance:g} (at least {a.min_samples}, at most {a.max_samples} draws per image)",
         antithetic=" in antithetic pairs" if a.antithetic else "",
         crn="common random numbers across models and noise levels"
         if a.common_random_numbers
@@ -136,6 +139,51 @@ def sweep_block(
             row += [fmt(summary.get(method, m, r, n)), "-" if se is None else f"{se:.2g}"]
         rows.append(row)
     return Table(header, rows)
+
+
+def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
+    """Per method and r: draws and model evaluations spent, and the relative Monte-Carlo
+    standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows."""
+    a = cfg.attribution
+    per: dict[tuple[str, float], dict[str, list[float]]] = {}
+    for row in rows:
+        if row["metric"] in (Metric.REL_SE, Metric.MODEL_EVALS):
+            per.setdefault((row["method"], row["r"]), {}).setdefault(row["metric"], [])
+            per[(row["method"], row["r"])][row["metric"]].append(row["value"])
+    if not per:
+        return []
+    tol = a.tolerance
+    header = ["method", "r", "model evaluations", "per map (mean, min-max)", "rel. s.e. (mean)"]
+    header += ["rel. s.e. (worst image)"] + ([f"maps within {tol:g}"] if tol else [])
+    body, totals = [], {}
+    for (method, r), found in per.items():
+        evals, rel = found.get(Metric.MODEL_EVALS, []), found.get(Metric.REL_SE, [])
+        totals[method] = totals.get(method, 0) + sum(evals)
+        row = [NAMES[method], f"{r:g}", f"{sum(evals):.0f}"]
+        row.append(
+            f"{sum(evals) / len(evals):.1f} ({min(evals):.0f}-{max(evals):.0f})" if evals else "-"
+        )
+        row += [f"{sum(rel) / len(rel):.3g}", f"{max(rel):.3g}"] if rel else ["-", "-"]
+        if tol:
+            row.append(f"{sum(v <= tol for v in rel)}/{len(rel)}" if r > 0 else "exact")
+        body.append(row)
+    spent = "; ".join(f"{NAMES[m]} {v:.0f}" for m, v in totals.items())
+    how = (
+        f"draws until each map's relative standard error ||se||_2 / ||map||_2 is at most {tol:g}"
+        if tol
+        else f"a fixed {a.n_samples} draws per map"
+    )
+    return [
+        Heading(2, "Monte-Carlo error and cost"),
+        Paragraph(
+            f"Every smoothed map is a Monte-Carlo mean ({how}); its relative standard error "
+            "estimates its root-mean-square distance from the exact smoothed map, relative to "
+            "the map's norm. Model evaluations are forward and backward passes (one per draw, "
+            "one per quadrature point for nested IG), summed over models and images; the "
+            f"unsmoothed maps (r = 0) are exact. In all: {spent} model evaluations."
+        ),
+        Table(header, body),
+    ]
 
 
 def advice_items(advice: dict, x_range: float) -> list[str]:
@@ -282,6 +330,7 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: di
     blocks: list[Block] = [Heading(1, title)]
     blocks += overview(cfg, run, summary, advice, x_range)
     blocks += sweeps(cfg, run, summary, x_range)
+    blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary)
     blocks += map_grids(cfg, run, summary)
     blocks += bounds_section(run)

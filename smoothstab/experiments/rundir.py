@@ -48,7 +48,10 @@ class Metric(StrEnum):
     ``stability`` (Eq. 12, plain, as the paper computes it) and ``fidelity`` (Eq. 13, a model's
     smoothed map against its unsmoothed one) with their split-half ``_debiased`` versions;
     ``ssim`` and ``topk_iou`` between the two models of a pair; ``map_norm``, the unsmoothed
-    map's L2 norm (the scale of a relative fidelity budget).
+    map's L2 norm (the scale of a relative fidelity budget). Per model and image, the cost and
+    the Monte-Carlo error of each map: ``rel_se``, its relative standard error
+    ``||se||_2 / ||map||_2`` (0 for the unsmoothed maps), and ``model_evals``, the model
+    evaluations (forward and backward passes) it took.
     """
 
     STABILITY = "stability"
@@ -58,6 +61,8 @@ class Metric(StrEnum):
     SSIM = "ssim"
     TOPK_IOU = "topk_iou"
     MAP_NORM = "map_norm"
+    REL_SE = "rel_se"
+    MODEL_EVALS = "model_evals"
 
     @classmethod
     def stability(cls, debiased: bool) -> Metric:
@@ -88,6 +93,11 @@ class MapFile:
         n_units: independent Monte-Carlo units (``None`` at r = 0).
         halves: ``[2, N, ...]`` means of the two halves of the draws, and ``mean_var`` the
             per-element variance of ``mean``; kept only when debiased distances are asked for.
+        rel_se: ``[N]`` each map's relative Monte-Carlo standard error (0 at r = 0).
+        evals: ``[N]`` model evaluations each map took.
+        units: ``[N]`` the units each image used, when a tolerance set them (else ``None``:
+            ``n_units`` each); ``converged`` ``[N]``: whether each image met the tolerance.
+    Files from before ``rel_se``/``evals`` existed load with them ``None``.
     """
 
     mean: torch.Tensor
@@ -96,28 +106,55 @@ class MapFile:
     n_units: int | None = None
     halves: torch.Tensor | None = None
     mean_var: torch.Tensor | None = None
+    rel_se: torch.Tensor | None = None
+    evals: torch.Tensor | None = None
+    units: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
 
     @classmethod
-    def from_stats(cls, stats: SmoothStats, r: float, sigma: float, *, keep: bool) -> MapFile:
-        """The file of a smoothed method's stats; unsmoothed (r = 0) maps keep only the mean."""
+    def from_stats(
+        cls, stats: SmoothStats, r: float, sigma: float, *, keep: bool, per_sample: int = 1
+    ) -> MapFile:
+        """The file of a smoothed method's stats; unsmoothed (r = 0) maps keep only the mean,
+        their cost (``per_sample`` evaluations) and a zero error. ``per_sample``: model
+        evaluations per draw (IG's quadrature points when nested)."""
+        n = len(stats.mean)
         if r == 0:
-            return cls(stats.mean.cpu(), r, 0.0)
+            return cls(
+                stats.mean.cpu(), r, 0.0, rel_se=torch.zeros(n), evals=torch.full((n,), per_sample)
+            )
+        cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
+        extra = dict(
+            rel_se=stats.rel_se.cpu(),
+            evals=(stats.samples * per_sample).cpu(),
+            units=cpu(stats.units),
+            converged=cpu(stats.converged),
+        )
         if not keep:
-            return cls(stats.mean.cpu(), r, sigma, stats.n_units)
+            return cls(stats.mean.cpu(), r, sigma, stats.n_units, **extra)
         return cls(
-            stats.mean.cpu(), r, sigma, stats.n_units, stats.halves.cpu(), stats.mean_var.cpu()
+            stats.mean.cpu(),
+            r,
+            sigma,
+            stats.n_units,
+            stats.halves.cpu(),
+            stats.mean_var.cpu(),
+            **extra,
         )
 
     def estimate(self) -> SmoothStats | torch.Tensor:
         """What distances take: SmoothStats when halves were kept, else the plain maps."""
         if self.halves is None:
             return self.mean
-        unit_var = self.mean_var * self.n_units
-        return SmoothStats(self.mean, None, self.halves, unit_var, self.n_units)
+        units = None if self.units is None else self.units.round().long()
+        n = self.n_units if units is None else _per_unit_view(units, self.mean_var)
+        unit_var = self.mean_var * n
+        return SmoothStats(self.mean, None, self.halves, unit_var, self.n_units, units)
 
     def save(self, path: Path) -> Path:
         fields = {"mean": self.mean, "r": self.r, "sigma": self.sigma, "n_units": self.n_units}
-        fields.update(halves=self.halves, mean_var=self.mean_var)
+        fields.update(halves=self.halves, mean_var=self.mean_var, rel_se=self.rel_se)
+        fields.update(evals=self.evals, units=self.units, converged=self.converged)
         return save_torch(path, {k: v for k, v in fields.items() if v is not None})
 
     @classmethod
@@ -139,7 +176,14 @@ class MapFile:
             else torch.cat([getattr(b, name) for b in blocks], dim=dim)
         )
         head = blocks[0]
-        return cls(cat("mean"), head.r, head.sigma, head.n_units, cat("halves", 1), cat("mean_var"))
+        n_units = head.n_units if head.n_units is None else max(b.n_units for b in blocks)
+        rest = {k: cat(k) for k in ("rel_se", "evals", "units", "converged")}
+        halves, mean_var = cat("halves", 1), cat("mean_var")
+        return cls(cat("mean"), head.r, head.sigma, n_units, halves, mean_var, **rest)
+
+
+def _per_unit_view(units: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return units.to(like.dtype).view((-1,) + (1,) * (like.ndim - 1))
 
 
 Key = tuple[str, str, float, int | None]  # (method, metric, r, training-set size n)
