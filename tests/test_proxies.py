@@ -253,3 +253,28 @@ def test_hub_preset_on_a_fake_imagefolder(tmp_path):
     given = torch.load(weights)
     moved = {n.split(".")[0] for n, v in base.state_dict().items() if not torch.equal(v, given[n])}
     assert {"conv1", "layer1", "layer4", "fc"} <= moved  # the preset fine-tunes every layer
+
+
+def test_a_killed_replica_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Killed in its second epoch, replica 1 resumes from its epoch-1 checkpoint and ends with
+    bitwise the weights of an uninterrupted run."""
+    from smoothstab.experiments import proxies
+
+    cfg, whole = ft_run(tmp_path, name="whole")
+    original = proxies.ProxyTrainer.after_step
+
+    def kill(self, steps_per_epoch, loss):
+        original(self, steps_per_epoch, loss)
+        if self.part_id == 1 and self.epoch == 1 and self.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(proxies.ProxyTrainer, "after_step", kill)
+    run = RunDir(tmp_path / "killed")
+    stages.prepare(cfg, run)
+    with pytest.raises(KeyboardInterrupt):
+        stages.train(cfg, run)
+    assert not read_checkpoint(run.model(1))["complete"]
+    monkeypatch.setattr(proxies.ProxyTrainer, "after_step", original)
+    stages.train(cfg, run)
+    for a, b in zip(states(cfg, whole), states(cfg, run), strict=True):
+        assert not differs(a, b)
