@@ -12,7 +12,10 @@ score them) the pipeline runs (``stages.run_all`` with config overrides; nothing
    replicas of it; the same images, methods, r grid and attribution seeds.
 3. Scores: Spearman's rank correlation between truth and proxy over the (method, r) points, and
    within each method over r (the pooled one also reflects the methods' different map scales);
-   the ratio proxy / truth (geometric mean over r > 0, and its range); 95% intervals by
+   the ratio proxy / truth (geometric mean over r > 0, and its range); beside them a zero-cost
+   baseline from the given model alone, ``sqrt(2) x`` the norm of its own smoothed map (what two
+   uncorrelated maps of that size would differ by), scored the same way;
+   95% intervals by
    bootstrapping the test images (the same resampled images for truth and proxy, 1000 draws).
    Cost: optimizer steps and examples of the proxy's runs over those of training the ``k``
    truth models, and wall time of the train stage likewise.
@@ -118,8 +121,26 @@ def per_image(run: RunDir) -> dict[tuple[str, float], np.ndarray]:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rho (ties get their mean rank)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def own_norm(truth: RunDir) -> dict[tuple[str, float], np.ndarray]:
+    """A zero-cost baseline from the given model alone: ``sqrt(2) x ||its smoothed map||`` per
+    image at each (method, r) -- the distance between two maps of that norm that were
+    uncorrelated. Model 0 of the truth is the given model; its maps are read from the run."""
+    rs = sorted({float(r) for r in R_GRID} | {0.15})
+    return {
+        (m, r): math.sqrt(2) * run_map(truth, m, r).flatten(1).norm(dim=1).double().numpy()
+        for m in METHODS
+        for r in rs
+    }
+
+
+def run_map(run: RunDir, method: str, r: float):
+    return run.load_map(0, method, r).mean
 
 
 def scores(truth: dict, proxy: dict, idx: np.ndarray | None = None) -> dict[str, float]:
@@ -189,12 +210,17 @@ def main() -> None:
     values: dict[str, dict] = {}  # shapes: name -> (method, r) -> mean stability
     chosen: dict[str, list[dict]] = {}  # per proxy, the digits grid ranked best first
     failed: list[tuple] = []
+    baselines: dict[str, tuple] = {}
     for data in ("digits", "shapes"):
         base = [*COMMON, *DATA[data]]
         truth, truth_s = run(base, args.out / data / "truth")
         t_maps = per_image(truth)
+        own = own_norm(truth)
         if data == "shapes":
             values["truth"] = {k: float(v.mean()) for k, v in t_maps.items()}
+            values["own norm"] = {k: float(v.mean()) for k, v in own.items()}
+        baselines[data] = (scores(t_maps, own), bootstrap(t_maps, own))
+        print(json.dumps({"data": data, "baseline": "own norm", **baselines[data][0]}), flush=True)
         weights = str((args.out / data / "truth" / "model_0.pt").resolve())
         spec = f'models.specs=[{{name="small_cnn", weights="{weights}"}}]'
         for proxy, grid in GRID.items():
@@ -271,6 +297,14 @@ def main() -> None:
         print(
             f"| {data} | {'tuning' if data == 'digits' else 'scored'} | {proxy} | {hp} | "
             f"failed: {why} |"
+        )
+    for data, (b, ci) in baselines.items():
+        print(
+            f"| {data} | baseline | sqrt(2) x own smoothed-map norm (no replicas) | - | "
+            f"{b['spearman']:.3f} [{ci['spearman'][0]:.2f}, {ci['spearman'][1]:.2f}] | "
+            f"{b['within']:.3f} [{ci['within'][0]:.2f}, {ci['within'][1]:.2f}] | {b['ratio']:.2f} "
+            f"[{ci['ratio'][0]:.2f}, {ci['ratio'][1]:.2f}] ({b['ratio_min']:.2f}-"
+            f"{b['ratio_max']:.2f}) | 0 | 0 | 0 | 0 |"
         )
     print("\nStability error on shapes (mean over images and pairs), truth and each proxy:\n")
     names = list(values)
