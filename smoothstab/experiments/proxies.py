@@ -37,6 +37,7 @@ seconds, to compare with training the models from scratch.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
@@ -248,8 +249,9 @@ def _fit(
     """One fine-tuning or noisy-SGD replica, resumed or skipped as its checkpoint says."""
     path = run.model(k)
     saved = read_checkpoint(path) if path.is_file() else None
-    if saved is not None and saved.get("complete"):
-        return saved["metrics"]
+    if saved is not None and saved.get("complete"):  # (killed before its cost was added: added)
+        steps = pcfg.epochs * math.ceil(len(part) / pcfg.batch_size)
+        return {"steps": steps, "examples": pcfg.epochs * len(part), **saved["metrics"]}
     trainer = ProxyTrainer(pcfg, part, k, info, path, train_set, base, layers)
     if saved is not None:
         trainer.restore(saved)
