@@ -177,3 +177,15 @@ def test_bad_calls_are_one_line(linear):
         with pytest.raises(ValueError, match=match) as e:
             fn()
         assert "\n" not in str(e.value)
+
+
+def test_reductions_over_weight_draws(linear):
+    """``var`` is the per-element variance over draws (population form), ``mean_sq`` the mean
+    of squares: on a linear model var ~ s^2 and mean_sq = var + mean^2 exactly."""
+    x, t = _x(), 0
+    kw = dict(seed=9)
+    mean = weight_smooth(ss.grad, 0.4, 300, **kw)(linear, x, t)
+    var = weight_smooth(ss.grad, 0.4, 300, reduce="var", **kw)(linear, x, t)
+    sq = weight_smooth(ss.grad, 0.4, 300, reduce="mean_sq", **kw)(linear, x, t)
+    torch.testing.assert_close(sq, var + mean**2, rtol=1e-9, atol=1e-12)
+    assert float(var.mean()) == pytest.approx((0.4 * _std(linear)) ** 2, rel=0.1)
