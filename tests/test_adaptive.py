@@ -285,3 +285,27 @@ def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
         assert 8 <= e["value"] <= 64 and (a["value"] <= 0.2 or e["value"] == 64)
     report = (tmp_path / "report.md").read_text()
     assert "## Monte-Carlo error and cost" in report and "maps within 0.2" in report
+
+
+def test_groups_split_the_units_and_give_t_intervals(convnet, x):
+    st = ss.smooth(ss.grad, 0.5, 16, seed=0, groups=4).stats(convnet, x)
+    assert st.groups.shape == (4, *x.shape)
+    torch.testing.assert_close(st.groups.mean(0), st.mean)  # 4 units in each group
+    torch.testing.assert_close(st.groups[0::2].mean(0), st.halves[0])  # even units: half 0
+    est = ss.debiased_distance(st, ss.grad(convnet, x))
+    assert est.dof == 3
+    lo, hi = est.interval(0.95)
+    wide = 3.182446  # Student's t, 3 degrees of freedom, 97.5%
+    torch.testing.assert_close(hi - est.value, wide * est.stderr)
+    assert (lo >= 0).all() and (lo <= est.value).all()
+    halves = ss.debiased_distance(ss.smooth(ss.grad, 0.5, 16, seed=0).stats(convnet, x), st.mean)
+    assert halves.dof is None
+    with pytest.raises(ValueError, match="groups: expected at most the 16 units"):
+        ss.smooth(ss.grad, 0.5, 16, groups=32).stats(convnet, x)
+    with pytest.raises(ValueError, match="level: expected"):
+        est.interval(1.0)
+    adaptive = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, groups=4, seed=3).stats(convnet, x)
+    for n in set(adaptive.units.tolist()):  # per-image group counts
+        rows = adaptive.units == n
+        fixed = ss.smooth(ss.grad, 0.5, n, groups=4, seed=3).stats(convnet, x)
+        torch.testing.assert_close(fixed.groups[:, rows], adaptive.groups[:, rows])
