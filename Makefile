@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench bench-paper bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_smooth.py
+
+# The paper's attribution loop against our stages, and the attribute stage's scaling (add
+# DEVICE=cuda on a GPU machine).
+DEVICE ?= cpu
+bench-paper: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_paper_loop.py --device $(DEVICE)
+
+bench-scaling: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_scaling.py --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) runs

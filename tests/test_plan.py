@@ -59,6 +59,10 @@ def test_attribution_counts_are_exact():
     assert joint["ig", 0.0].per_image == 64
     refs = tiny("attribution.ig_estimator=joint", "attribution.ig_reference_steps=0")
     assert {(c.method, c.r): c for c in P.attribution_costs(refs)}["ig", 0.0].per_image == 4
+    # a tolerance: counted at max_samples, the most an image may draw
+    tol = tiny("attribution.tolerance=0.05", "attribution.max_samples=50")
+    capped = {(c.method, c.r): c for c in P.attribution_costs(tol)}
+    assert (capped["grad", 0.2].per_image, capped["ig", 0.2].per_image) == (50, 200)
 
 
 def test_given_checkpoints_train_nothing():

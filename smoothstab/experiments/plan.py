@@ -141,15 +141,24 @@ def n_models(cfg: ExperimentConfig) -> int:
     return cfg.train.n_models if cfg.models.setting == "DT" else len(cfg.models.specs)
 
 
+def draws(attr: AttributionConfig) -> int:
+    """Noise draws per image and map: ``n_samples``, or with a tolerance its ``max_samples``
+    (an upper bound: an image stops drawing once its standard error is within the tolerance)."""
+    if getattr(attr, "tolerance", None) is not None:
+        return attr.max_samples
+    return attr.n_samples
+
+
 def evaluations(attr: AttributionConfig, method: str, r: float, estimator: str) -> int:
     """Model evaluations per image of one method at noise level r (one map of one model)."""
+    n = draws(attr)
     if method != "ig":
-        return 1 if r == 0 else attr.n_samples
+        return 1 if r == 0 else n
     if r == 0:  # the unsmoothed IG: one quadrature; the joint run's reference may be finer
         if estimator == "joint" and attr.ig_reference_steps > 0:
             return attr.ig_reference_steps
         return attr.ig_steps
-    return attr.n_samples * attr.ig_steps if estimator == "nested" else attr.n_samples
+    return n * attr.ig_steps if estimator == "nested" else n
 
 
 def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
@@ -251,15 +260,20 @@ def _linear(
     measure: Callable[[int], float], small: int, target: int, budget: float
 ) -> tuple[float, float]:
     """``(fixed, per_item)`` seconds of a call on ``n`` items, from timing ``small`` items and the
-    largest size up to ``target`` that fits ``budget`` seconds."""
+    largest size up to ``target`` that fits ``budget`` seconds. When that size reaches
+    ``target``, the line through both points (exact at ``target``); when it falls short (a big
+    model on a slow device), proportional to the larger one, with no fixed part: two nearby
+    small sizes give too noisy a slope to extrapolate far."""
     t_small = measure(small)
     if target <= small:
         return t_small, 0.0
     per = t_small / small
     big = int(min(target, max(small + 1, budget / max(per, 1e-9))))
     t_big = measure(big)
+    if big < target:
+        return 0.0, t_big / big
     slope = max((t_big - t_small) / (big - small), 0.0)
-    return max(t_small - slope * small, 0.0), slope
+    return max(t_big - slope * big, 0.0), slope
 
 
 def num_classes(cfg: ExperimentConfig) -> int:
@@ -337,6 +351,8 @@ def time_attribution(
     out = {}
     for method in a.methods:
         timing_attr = replace(a, ig_estimator="joint", antithetic=False)
+        if getattr(a, "tolerance", None) is not None:  # fixed draws: rows are what is timed
+            timing_attr = replace(timing_attr, tolerance=None)
 
         def rows(n: int, method: str = method, attr: AttributionConfig = timing_attr) -> float:
             """Seconds for ``n`` rows, from a call on about ``n`` rows (two draws at least)."""
@@ -427,7 +443,7 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     pairs, models = pairs_and_models(cfg)
     evaluate_s = time_evaluation(cfg, pairs, models)
     first = per_row[names[0]]
-    note = "; ".join(n for n in notes if n)
+    note = "; ".join(dict.fromkeys(n for n in notes if n))
     return Timing(
         str(device),
         note,
@@ -511,8 +527,15 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     else:
         lines += ["training: none (given checkpoints)", ""]
     other = "joint" if a.ig_estimator == "nested" else "nested"
+    tolerance = getattr(a, "tolerance", None)
+    samples = (
+        f"tolerance {tolerance:g}: {a.min_samples} to {a.max_samples} samples, counted at "
+        f"{a.max_samples}, an upper bound"
+        if tolerance is not None
+        else f"{a.n_samples} samples"
+    )
     lines.append(
-        f"attribution ({a.n_images} images, {a.n_samples} samples, IG {a.ig_steps} steps "
+        f"attribution ({a.n_images} images, {samples}, IG {a.ig_steps} steps "
         f"{a.ig_estimator}): model evaluations (forward+backward of one row)"
     )
     rows, by_method = [], {}
