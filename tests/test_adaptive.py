@@ -233,6 +233,10 @@ def test_attribution_tolerance_is_checked_at_config_load():
         (dict(tolerance=0.1, min_samples=50, max_samples=20), "min_samples: expected at most"),
         (dict(tolerance=0.1, min_samples=0), "min_samples: expected an integer >= 1"),
         (dict(tolerance=0.1, max_samples=3, min_samples=2, antithetic=True), "max_samples"),
+        (dict(groups=3), "groups: expected an even number"),
+        (dict(groups=0), "groups: expected an integer >= 2"),
+        (dict(n_samples=10, groups=12), "at most the 10 units of n_samples, got 12"),
+        (dict(tolerance=0.1, max_samples=40, antithetic=True, groups=32), "at most the 20"),
     ]:
         with pytest.raises(ValueError, match=message):
             AttributionConfig(**kwargs)
@@ -271,7 +275,7 @@ def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
     from smoothstab.experiments.rundir import Metric, read_csv
 
     sets = [*TINY_SETTINGS, "attribution.methods=['grad']", "attribution.tolerance=0.2"]
-    sets += ["attribution.min_samples=8", "attribution.max_samples=64"]
+    sets += ["attribution.min_samples=8", "attribution.max_samples=64", "attribution.groups=4"]
     args = ["run", "--out", str(tmp_path), "--quiet", "--stages", "train", "attribute"]
     assert (
         main([*args, "evaluate", "figures", "report", *(a for s in sets for a in ("--set", s))])
@@ -309,3 +313,17 @@ def test_groups_split_the_units_and_give_t_intervals(convnet, x):
         rows = adaptive.units == n
         fixed = ss.smooth(ss.grad, 0.5, n, groups=4, seed=3).stats(convnet, x)
         torch.testing.assert_close(fixed.groups[:, rows], adaptive.groups[:, rows])
+
+
+def test_map_files_keep_groups_for_the_distances(convnet, x, tmp_path):
+    """With groups, a map file's estimate gives distances the group standard errors."""
+    from smoothstab.experiments.rundir import MapFile
+
+    st = ss.smooth(ss.grad, 0.5, 16, seed=0, groups=4).stats(convnet, x)
+    f = MapFile.from_stats(st, 0.1, 0.5, keep=True)
+    joined = MapFile.join([MapFile.load(f.save(tmp_path / "m.pt"))])
+    assert joined.groups.shape == (4, *x.shape)
+    est = ss.debiased_distance(joined.estimate(), ss.grad(convnet, x))
+    want = ss.debiased_distance(st, ss.grad(convnet, x))
+    assert est.dof == want.dof == 3
+    torch.testing.assert_close(est.stderr, want.stderr)

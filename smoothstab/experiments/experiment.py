@@ -217,7 +217,11 @@ class AttributionConfig:
     Monte-Carlo standard error ``||se|| / ||map||`` is at most this, with at least
     ``min_samples`` and at most ``max_samples`` draws (``smooth(..., tol=)``); ``n_samples``
     is then unused. Every map file records each image's relative standard error and model
-    evaluations either way.
+    evaluations either way. ``groups``: an even number of interleaved groups of draws whose
+    means the map files keep (with debiased distances), so that the standard errors of the
+    distances in ``metrics.csv`` account for the correlation between a map's elements (``G - 1``
+    degrees of freedom; ``smooth(..., groups=G)``); 2, the default, keeps the halves only, whose
+    standard errors pool per element and understate the error of correlated maps.
 
     ``cam_normalize``: ``none`` (raw ReLU'd CAMs) or ``minmax`` (each Grad-CAM/Grad-CAM++ map
     scaled to [0, 1] per image as pytorch-grad-cam does, before smoothing averages them: a
@@ -242,6 +246,7 @@ class AttributionConfig:
     tolerance: float | None = None
     min_samples: int = 16
     max_samples: int = 1000
+    groups: int = 2
     antithetic: bool = False
     common_random_numbers: bool = True
     ig_steps: int = 20
@@ -292,6 +297,14 @@ class AttributionConfig:
                 min_samples=self.min_samples,
                 max_samples=self.max_samples,
                 antithetic=self.antithetic,
+            )
+        at_least(self, 2, "groups")
+        units = self.n_samples if self.tolerance is None else self.max_samples
+        units //= 2 if self.antithetic else 1
+        if self.groups % 2 or units < self.groups > 2:  # 2: the halves, checked at load
+            raise ValueError(
+                f"groups: expected an even number of groups of draws, at most the {units} units "
+                f"of {'max_samples' if self.tolerance else 'n_samples'}, got {self.groups}"
             )
         check_choice(self.cam_normalize, "cam_normalize", ("none", "minmax"))
         check_choice(self.image_order, "image_order", ("numpy", "paper"))

@@ -97,6 +97,8 @@ class MapFile:
         evals: ``[N]`` model evaluations each map took.
         units: ``[N]`` the units each image used, when a tolerance set them (else ``None``:
             ``n_units`` each); ``converged`` ``[N]``: whether each image met the tolerance.
+        groups: ``[G, N, ...]`` means of ``G`` interleaved groups of draws, kept with the halves
+            when the run asks for more than two groups.
     Files from before ``rel_se``/``evals`` existed load with them ``None``.
     """
 
@@ -110,6 +112,7 @@ class MapFile:
     evals: torch.Tensor | None = None
     units: torch.Tensor | None = None
     converged: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
     @classmethod
     def from_stats(
@@ -140,6 +143,7 @@ class MapFile:
             stats.halves.cpu(),
             stats.mean_var.cpu(),
             **extra,
+            groups=cpu(stats.groups),
         )
 
     def estimate(self) -> SmoothStats | torch.Tensor:
@@ -149,12 +153,15 @@ class MapFile:
         units = None if self.units is None else self.units.round().long()
         n = self.n_units if units is None else _per_unit_view(units, self.mean_var)
         unit_var = self.mean_var * n
-        return SmoothStats(self.mean, None, self.halves, unit_var, self.n_units, units)
+        return SmoothStats(
+            self.mean, None, self.halves, unit_var, self.n_units, units, groups=self.groups
+        )
 
     def save(self, path: Path) -> Path:
         fields = {"mean": self.mean, "r": self.r, "sigma": self.sigma, "n_units": self.n_units}
         fields.update(halves=self.halves, mean_var=self.mean_var, rel_se=self.rel_se)
         fields.update(evals=self.evals, units=self.units, converged=self.converged)
+        fields.update(groups=self.groups)
         return save_torch(path, {k: v for k, v in fields.items() if v is not None})
 
     @classmethod
@@ -178,7 +185,7 @@ class MapFile:
         head = blocks[0]
         n_units = head.n_units if head.n_units is None else max(b.n_units for b in blocks)
         rest = {k: cat(k) for k in ("rel_se", "evals", "units", "converged")}
-        halves, mean_var = cat("halves", 1), cat("mean_var")
+        halves, mean_var, rest["groups"] = cat("halves", 1), cat("mean_var"), cat("groups", 1)
         return cls(cat("mean"), head.r, head.sigma, n_units, halves, mean_var, **rest)
 
 
