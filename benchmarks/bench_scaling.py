@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,7 @@ def point(images: int, samples: int, size: int, models: int, device: str, model:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     wall = time.perf_counter() - start
+    shutil.rmtree(run.root, ignore_errors=True)
     peak = (
         torch.cuda.max_memory_allocated(dev) / 2**20
         if dev.type == "cuda"
