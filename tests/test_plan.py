@@ -151,3 +151,24 @@ def test_estimate_within_a_factor_two_of_a_real_run(tmp_path):
 
 def _parse_seconds(value: str, unit: str) -> float:
     return float(value) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
+
+
+def test_ft_counts_its_proxy_runs_and_replicas():
+    """Setting FT trains the proxy's short runs (one per replica; one for SWAG) and compares
+    its replicas, not the one given model."""
+    ft = [
+        "models.setting=FT",
+        'models.specs=[{name="small_cnn"}]',
+        "models.replicas=3",
+        "models.epochs=2",
+        "models.part_size=100",
+    ]
+    cfg = tiny(*ft)
+    (c,) = P.training_costs(cfg)  # batch 32: 3 full batches and one of 4, kept
+    assert (c.size, c.models, c.steps_per_epoch, c.steps, c.images_seen) == (100, 3, 4, 8, 200)
+    (swag,) = P.training_costs(tiny(*ft, "models.proxy=swag"))
+    assert swag.models == 1 and swag.steps == 8
+    assert P.n_models(cfg) == 3 and P.model_names(cfg) == ["small_cnn"] * 3
+    costs = {(a.method, a.r): a for a in P.attribution_costs(cfg)}
+    assert costs["grad", 0.2].total == 6 * 4 * 3  # samples x images x replicas
+    assert P.pairs_and_models(cfg) == (3, 3)

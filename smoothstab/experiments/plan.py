@@ -32,7 +32,7 @@ from smoothstab.experiments.rundir import noise_grid
 if TYPE_CHECKING:
     from torch import nn
 
-    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
+    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig, TrainConfig
 
 # Training and test set sizes of the datasets with a fixed size (an ImageFolder's is its own).
 TRAIN_SIZES = {
@@ -111,11 +111,33 @@ def train_set_size(cfg: ExperimentConfig) -> int | None:
     return TRAIN_SIZES.get(cfg.train.dataset)
 
 
+def training_config(cfg: ExperimentConfig) -> tuple[TrainConfig, int] | None:
+    """What the train stage trains and how many runs per size: ``[train]`` and its parts (DT),
+    the proxy's runs (FT), nothing (DR/DA, which train nothing)."""
+    if cfg.models.setting == "DT":
+        return cfg.train, cfg.train.parts
+    if cfg.models.setting != "FT":
+        return None
+    from smoothstab.experiments.proxies import proxy_runs, proxy_train_config
+
+    n = train_set_size(cfg)
+    if n is None:
+        if cfg.models.part_size is None:
+            raise ValueError(
+                f"models.part_size: the size of the {cfg.train.dataset} training set is known "
+                "only once it is read; give models.part_size to plan this config"
+            )
+        n = cfg.models.part_size * cfg.models.replicas
+    return proxy_train_config(cfg, n, num_classes(cfg)), proxy_runs(cfg)
+
+
 def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
-    """Per training-set size: steps and images per model (DT only; DR/DA train nothing)."""
-    t = cfg.train
-    if cfg.models.setting != "DT":
+    """Per training-set size: steps and images per model (DT, or FT's proxy runs; DR/DA
+    train nothing)."""
+    found = training_config(cfg)
+    if found is None:
         return []
+    t, runs = found
     out = []
     for size in t.sizes:
         if size is None:
@@ -131,14 +153,26 @@ def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
         images = (full * t.batch_size if t.drop_last else size) * t.epochs
         out.append(
             TrainingCost(
-                size, t.parts, per_epoch, per_epoch * t.epochs, images, images * t.noise_draws
+                size, runs, per_epoch, per_epoch * t.epochs, images, images * t.noise_draws
             )
         )
     return out
 
 
 def n_models(cfg: ExperimentConfig) -> int:
-    return cfg.train.n_models if cfg.models.setting == "DT" else len(cfg.models.specs)
+    """Models the later stages compare: trained (DT), replicas (FT) or given (DR/DA)."""
+    if cfg.models.setting == "DT":
+        return cfg.train.n_models
+    return cfg.models.replicas if cfg.models.setting == "FT" else len(cfg.models.specs)
+
+
+def model_names(cfg: ExperimentConfig) -> list[str]:
+    """The architecture of each model the later stages compare."""
+    if cfg.models.setting == "DT":
+        return [cfg.train.model] * n_models(cfg)
+    if cfg.models.setting == "FT":
+        return [cfg.models.specs[0].name] * n_models(cfg)
+    return [s.name for s in cfg.models.specs]
 
 
 def draws(attr: AttributionConfig) -> int:
@@ -412,9 +446,9 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     train_s = eval_s = step_s = 0.0
     costs = training_costs(cfg)
     if costs:
-        fixed, per, fwd, note = time_training(cfg, budget)
+        t = training_config(cfg)[0]
+        fixed, per, fwd, note = time_training(replace(cfg, train=t), budget)
         notes.append(note)
-        t = cfg.train
         step_s = fixed + per * t.batch_size
         for c in costs:
             steps_full = c.steps
@@ -424,11 +458,7 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
             eval_s += c.models * (test + val) * fwd
     device, note = _device(cfg.attribution.device)
     notes.append(note)
-    names = (
-        [cfg.train.model] * n_models(cfg)
-        if cfg.models.setting == "DT"
-        else [s.name for s in cfg.models.specs]
-    )
+    names = model_names(cfg)
     per_row: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(names):
         with torch.random.fork_rng(devices=[]):
@@ -510,11 +540,12 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     a = cfg.attribution
     lines = [f"plan for {plan.name}: {plan.n_models} models ({cfg.models.setting})", ""]
     if plan.training:
-        t = cfg.train
+        t = training_config(cfg)[0]
+        what = f"proxy {cfg.models.proxy} runs" if cfg.models.setting == "FT" else "training"
         lines.append(
-            f"training ({t.model}, {t.epochs} epochs, batch {t.batch_size}, amp {t.amp}"
+            f"{what} ({t.model}, {t.epochs} epochs, batch {t.batch_size}, amp {t.amp}"
             + (f", {t.noise_draws} weight-noise draws per step" if t.noise_std > 0 else "")
-            + "), per model:"
+            + "), per run:"
         )
         rows = [
             [_n(c.size), str(c.models), _n(c.steps_per_epoch), _n(c.steps), _n(c.images_seen)]

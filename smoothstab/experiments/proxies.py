@@ -163,30 +163,42 @@ class ProxyTrainer(Trainer):
 def proxy_config(cfg: ExperimentConfig, train_set: Dataset) -> TrainConfig:
     """The training config of the proxy's runs: [train]'s data and optimizer with the FT
     model, epochs, lr, schedule (constant for SWAG) and weight noise."""
+    t = proxy_train_config(cfg, len(train_set), n_classes(cfg))
+    return resolve_config(t, train_set)
+
+
+def proxy_runs(cfg: ExperimentConfig) -> int:
+    """Training runs the proxy makes: one per replica, or one SGD run for SWAG."""
+    return 1 if cfg.models.proxy == "swag" else cfg.models.replicas
+
+
+def proxy_train_config(cfg: ExperimentConfig, n_train: int, num_classes: int) -> TrainConfig:
+    """:func:`proxy_config` from the training set's size alone (for planning); its ``parts``
+    are the disjoint parts (one but for ``finetune``), see :func:`proxy_runs` for the runs."""
     m, spec = cfg.models, cfg.models.specs[0]
     swag, noisy = m.proxy == "swag", m.proxy == "noisy_sgd"
     t = replace(
         cfg.train,
         model=spec.name,
-        num_classes=n_classes(cfg),
+        num_classes=num_classes,
         epochs=m.epochs,
         lr=m.lr,
         schedule="step" if swag else "cosine",
         step_size=m.epochs + 1,  # SWAG: a constant rate
         noise_std=m.noise_std if noisy else 0.0,
         parts=m.replicas if m.proxy == "finetune" else 1,
-        part_size=m.part_size or len(train_set) // m.replicas,
+        part_size=m.part_size or n_train // m.replicas,
         seed=m.seed,
         keep="last",
         val_size=0,
         quiet=cfg.quiet or cfg.train.quiet,
     )
-    if t.parts * t.part_size > len(train_set):
+    if t.parts * t.part_size > n_train:
         raise ValueError(
-            f"models.part_size: expected replicas x part_size <= the {len(train_set)} training "
+            f"models.part_size: expected replicas x part_size <= the {n_train} training "
             f"images, got {m.replicas} x {t.part_size}"
         )
-    return resolve_config(t, train_set)
+    return t
 
 
 def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
