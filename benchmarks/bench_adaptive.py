@@ -1,6 +1,7 @@
 """A tolerance instead of a sample count: model evaluations and wall time to a given accuracy.
 
     python benchmarks/bench_adaptive.py [--device cpu|cuda] [--quick] [--work DIR]
+    python benchmarks/bench_adaptive.py --sweep-antithetic [--work DIR]   (part 2, tol + pairs)
 
 Prints markdown tables (copied into benchmarks/RESULTS.md with the command and machine).
 
@@ -152,8 +153,9 @@ def per_model(
     return rows
 
 
-def sweep(models, x, y, x_range, batch, n_fixed=100) -> list[list[str]]:
-    """The quickstart sweep: fixed ``n_fixed`` draws vs a tolerance at the same precision."""
+def sweep(models, x, y, x_range, batch, n_fixed=100, antithetic=False) -> list[list[str]]:
+    """The quickstart sweep: fixed ``n_fixed`` draws vs a tolerance at the same precision
+    (the tolerance runs with antithetic pairs when asked; the fixed run never)."""
     methods = {
         "grad": lambda m: ss.grad,
         "ig": lambda m: functools.partial(ss.integrated_gradients, steps=QS_IG_STEPS),
@@ -179,7 +181,10 @@ def sweep(models, x, y, x_range, batch, n_fixed=100) -> list[list[str]]:
                 spent["fixed"] += n_fixed * len(x) * per_sample[name]
                 level_tol = max(float(fixed[(name, kk, r)].max()) for kk in range(len(models)))
                 for key, tol in (("one", one_tol), ("per", level_tol)):
-                    sm = ss.smooth(make(model), r * x_range, tol=tol, seed=k, batch_size=batch)
+                    sm = ss.smooth(
+                        make(model), r * x_range, tol=tol, seed=k, batch_size=batch,
+                        antithetic=antithetic,
+                    )  # fmt: skip
                     st = sm.stats(model, x, y)
                     spent[key] += int(st.samples.sum()) * per_sample[name]
                     worst[key] = max(worst[key], float(st.rel_se.max()))
@@ -263,12 +268,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="fewer images, smaller caps")
     parser.add_argument("--work", default="runs/bench_adaptive", help="trained CNNs go here")
+    parser.add_argument(
+        "--sweep-antithetic", action="store_true", help="only the sweep, tolerance + antithetic"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     x_range = dataset_info("shapes").x_range
     sigma = R * x_range
     cnns = [m.to(device) for m in quickstart_models(Path(args.work))]
+    if args.sweep_antithetic:
+        xs, ys = (t.to(device) for t in shapes_images(8))
+        out = sweep(cnns, xs, ys, x_range, 256, antithetic=True)
+        header = ["method", "fixed 100 draws", "one tolerance", "tolerance per method and r"]
+        header += ["worst rel. s.e. (one / per r)"]
+        print("## Quickstart sweep, tolerance + antithetic pairs\n\n" + table(header, out))
+        return
     rows = []
     q = args.quick
     x32, y32 = (t.to(device) for t in shapes_images(8 if q else 16))
