@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -439,15 +439,105 @@ def _round(
     n = stop - first
     half_sizes = torch.tensor([(n + 1) // 2, max(1, n // 2)], device=x.device)
     for rows in chunks(n * width, group):
-        j, slot = rows // width + first, rows % width
-        b = slot if images is None else images[slot.to(images.device)].cpu()
-        eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1, first, images)
-        if stratify:
-            k = (j - first).to(x.device)
-            u = (k // 2 + u) / half_sizes[k % 2]
-        if antithetic:
-            eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
-        bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
-        maps = fn(x[bb] + sigma * eps, bb, jj, u)
-        j = j.to(x.device)
-        acc.add(maps.reshape(per_unit, len(rows), *maps.shape[1:]), b.to(x.device), j % 2, j)
+        noisy, bb, jj, u, b, j = _rows(
+            x, sigma, draws, rows, first, images, half_sizes, antithetic, stratify
+        )
+        maps = fn(noisy, bb, jj, u)
+        acc.add(maps.reshape(per_unit, len(rows), *maps.shape[1:]), b, j % 2, j)
+
+
+def _rows(
+    x: torch.Tensor,
+    sigma: float,
+    draws: _Draws,
+    rows: torch.Tensor,
+    first: int,
+    images: torch.Tensor | None,
+    half_sizes: torch.Tensor,
+    antithetic: bool,
+    stratify: bool,
+):
+    """The noisy inputs of the unit-major ``rows`` of a round (from unit ``first`` over
+    ``images``), as ``fn`` takes them (``noisy, image_idx, unit_idx, u``; both halves of an
+    antithetic pair), then each row's image and unit for the accumulator."""
+    per_unit = 2 if antithetic else 1
+    width = x.shape[0] if images is None else len(images)
+    j, slot = rows // width + first, rows % width
+    b = slot if images is None else images[slot.to(images.device)].cpu()
+    eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1, first, images)
+    if stratify:
+        k = (j - first).to(x.device)
+        u = (k // 2 + u) / half_sizes[k % 2]
+    if antithetic:
+        eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
+    bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
+    return x[bb] + sigma * eps, bb, jj, u, b.to(x.device), j.to(x.device)
+
+
+def monte_carlo_packed(
+    fn: RowFn,
+    x: torch.Tensor,
+    *,
+    levels: Sequence[tuple[float, Seed]],
+    n_samples: int,
+    batch_size: int | None = None,
+    antithetic: bool = False,
+    uniform: bool = False,
+    stratify: bool = False,
+    full: bool = True,
+    squares: bool = True,
+    groups: int = 2,
+) -> list[SmoothStats]:
+    """:func:`monte_carlo` at several noise levels ``(sigma, seed)`` of one image batch, with
+    the rows of all levels packed into shared calls of ``fn`` (a chunk that one level leaves
+    part-empty is filled with the next level's rows).
+
+    Each level draws exactly what ``monte_carlo(fn, x, sigma=sigma, seed=seed, ...)`` draws
+    (its own generator, the canonical order), so the results equal separate calls up to the
+    floating point of ``fn`` on differently composed batches. Levels therefore need an int
+    seed each, or a ``torch.Generator`` each: one generator shared by several levels (or
+    ``None``, torch's global one) would hand out the draws in another order. A fixed
+    ``n_samples`` only (a tolerance decides per level when to stop).
+    """
+    gens = [make_generator(seed, x.device) for _, seed in levels]
+    given = [g for g in gens if g is not None]
+    if len(given) < len(gens) or len({id(g) for g in given}) < len(given):
+        raise ValueError(
+            "seed: packed noise levels need an int seed or a torch.Generator of their own each "
+            "(a shared generator would hand out the draws in another order than separate calls)"
+        )
+    n_units = units(n_samples, antithetic)
+    per_unit, n_images = (2 if antithetic else 1), x.shape[0]
+    check_count(groups, "groups", 2)
+    if groups % 2:
+        raise ValueError(f"groups: expected an even number (each half splits evenly), got {groups}")
+    if full and groups > n_units:
+        raise ValueError(f"groups: expected at most the {n_units} units drawn, got {groups}")
+    draws = [_Draws(x, g, uniform) for g in gens]
+    accs = [_Accumulator(n_images, n_units, per_unit, full, squares, groups) for _ in levels]
+    half_sizes = torch.tensor([(n_units + 1) // 2, max(1, n_units // 2)], device=x.device)
+    per_level = n_units * n_images
+    group = None if batch_size is None else max(1, batch_size // per_unit)
+    for rows in chunks(len(levels) * per_level, group):
+        parts = []
+        for k in range(int(rows[0]) // per_level, int(rows[-1]) // per_level + 1):
+            own = rows[rows // per_level == k] - k * per_level
+            sigma = levels[k][0]
+            parts.append(
+                (
+                    k,
+                    len(own),
+                    _rows(x, sigma, draws[k], own, 0, None, half_sizes, antithetic, stratify),
+                )
+            )
+        noisy, bb, jj, u = (
+            torch.cat(col) if col[0] is not None else None
+            for col in list(zip(*(p[2][:4] for p in parts), strict=True))
+        )
+        maps = fn(noisy, bb, jj, u)
+        start = 0
+        for k, count, (*_, b, j) in parts:
+            piece = maps[start : start + count * per_unit]
+            start += count * per_unit
+            accs[k].add(piece.reshape(per_unit, count, *maps.shape[1:]), b, j % 2, j)
+    return [acc.stats(x.dtype) for acc in accs]

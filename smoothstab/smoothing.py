@@ -28,8 +28,10 @@ the ``noise`` sampler; for ``joint`` when it stopped in the first round).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -55,6 +57,7 @@ from smoothstab.montecarlo import (
     SmoothStats,
     Tolerance,
     monte_carlo,
+    monte_carlo_packed,
     units,
 )
 from smoothstab.types import Method, Seed, Target
@@ -136,6 +139,56 @@ class Smoothed:
     def stats(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> SmoothStats:
         """The full Monte-Carlo summary of one evaluation (no extra model evaluations)."""
         return self._run(model, x, target, full=True)
+
+    def stats_at(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: Target = None,
+        levels: Sequence[tuple[float, Seed]] = (),
+    ) -> list[SmoothStats]:
+        """``.stats`` at several noise levels ``(sigma, seed)`` at once: what this method made
+        with that sigma and seed (everything else the same) would give, with the rows of all
+        levels packed into shared calls of the method, each at most ``batch_size`` rows. A
+        level's draws are its own (the canonical order of its seed), so packing changes no
+        draw, only how rows are grouped into calls: results equal separate calls up to the
+        floating point of differently sized batches. Levels need an int seed or a generator
+        each. Sigma 0 runs the method once, shared by every such level; with ``tol=`` the
+        levels run one after another (each stops on its own)."""
+        levels = [(check_sigma(sigma), seed) for sigma, seed in levels]
+        noisy = [i for i, (sigma, _) in enumerate(levels) if sigma > 0]
+        out: list[SmoothStats | None] = [None] * len(levels)
+        if len(noisy) < len(levels):
+            exact = self._at(0.0, None).stats(model, x, target)
+            out = [exact if sigma == 0 else None for sigma, _ in levels]
+        if self.tolerance is not None or len(noisy) < 2:
+            for i in noisy:
+                out[i] = self._at(*levels[i]).stats(model, x, target)
+            return out
+        check_input(x)
+        warn_if_training(model)
+        target = resolve_target(model, x, target)
+        joint = self.sampler == "joint"
+        packed = monte_carlo_packed(
+            self._row_fn(model, x, target),
+            x,
+            levels=[levels[i] for i in noisy],
+            n_samples=self.n_samples,
+            batch_size=self.batch_size,
+            antithetic=self.antithetic,
+            uniform=joint,
+            stratify=joint,
+            groups=self.groups,
+        )
+        for i, stats in zip(noisy, packed, strict=True):
+            out[i] = stats
+        return out
+
+    def _at(self, sigma: float, seed: Seed) -> Smoothed:
+        """This method at another sigma and seed."""
+        other = copy.copy(self)
+        other.sigma, other.seed = check_sigma(sigma), seed
+        return other
 
     def _run(self, model: nn.Module, x: torch.Tensor, target: Target, full: bool) -> SmoothStats:
         if self.sigma == 0:

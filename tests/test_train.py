@@ -184,7 +184,8 @@ def test_progress_quiet_under_ci(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CI")
     train_run(tiny(quiet=False), tmp_path / "bars")
     err = capsys.readouterr().err
-    assert "model 0 epoch 2/2 4/4 [" in err and "loss" in err and "acc" in err
+    assert "model 0 epoch 2/2: 100%|" in err and "4/4 [" in err, err
+    assert "it/s, loss=" in err and "acc=" in err, err
 
 
 # --- CLI -----------------------------------------------------------------------------------------

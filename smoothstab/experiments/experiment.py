@@ -235,7 +235,12 @@ class AttributionConfig:
     with ``nested``. Speed options (:mod:`.accel`): ``amp = "bf16"`` runs the model calls under
     bf16 autocast (gradient maps within about 12% of float32 ones unsmoothed, 4% smoothed, CAMs
     1%; needs ``dtype = "float32"``) and
-    ``channels_last`` stores the model's weights in that order; neither is free.
+    ``channels_last`` stores the model's weights in that order; neither is free. ``pack``:
+    put the rows of every noise level of a (model, method, image block) into shared model
+    calls of at most ``batch_size`` rows (fewer, fuller calls where one level's rows leave a
+    chunk part-empty); every level keeps its own draws, so maps equal unpacked ones up to the
+    floating point of differently composed batches (not free for that reason). A fixed
+    ``n_samples`` only: with a tolerance the levels run one after another.
     """
 
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcampp")
@@ -265,6 +270,7 @@ class AttributionConfig:
     ig_reference_steps: int = 64
     amp: Literal["none", "bf16"] = "none"
     channels_last: bool = False
+    pack: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods:
