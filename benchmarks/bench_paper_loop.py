@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -54,6 +53,7 @@ import time
 from pathlib import Path
 
 import torch
+from memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 import smoothstab as ss
 from smoothstab import metrics
@@ -215,33 +215,6 @@ def count_rows(models) -> list[int]:
     for m in models:
         m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(0, seen[0] + len(inp[0])))
     return seen
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def reset_peak_rss() -> None:
-    """Start the peak-RSS count afresh (Linux: ``clear_refs`` 5 resets VmHWM), so that the peak
-    of importing torch and loading models is not taken for the work's."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mib() -> float:
-    """VmHWM (peak RSS since the last reset), else ru_maxrss (peak since the start)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load_models(base: Path, device: str):

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 BASE = {"images": 16, "samples": 32, "size": 32, "models": 2}
 SWEEPS = {
@@ -72,8 +71,8 @@ def point(images: int, samples: int, size: int, models: int, device: str, model:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    _reset_peak_rss()
-    before = _rss_mib()
+    reset_peak_rss()
+    before = rss_mib()
     start = time.perf_counter()
     attribute.run_attribution(cfg, run, nets)
     if dev.type == "cuda":
@@ -83,36 +82,10 @@ def point(images: int, samples: int, size: int, models: int, device: str, model:
     peak = (
         torch.cuda.max_memory_allocated(dev) / 2**20
         if dev.type == "cuda"
-        else _peak_rss_mib() - before
+        else peak_rss_mib() - before
     )
     maps = models * 2 * 2 * images  # models x methods x noise levels x images
     return {"wall_s": wall, "peak_mib": peak, "rows": seen[0], "maps": maps}
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _reset_peak_rss() -> None:
-    """Linux: ``clear_refs`` 5 resets VmHWM, so that the peak counts the stage only."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mib() -> float:
-    """VmHWM (peak RSS since the reset), else ru_maxrss (since the process started)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
