@@ -383,9 +383,7 @@ def monte_carlo(
         raise ValueError("n_samples: expected either n_samples or a tolerance, not both or neither")
     per_unit = 2 if antithetic else 1
     n_images = x.shape[0]
-    check_count(groups, "groups", 2)
-    if groups % 2:
-        raise ValueError(f"groups: expected an even number (each half splits evenly), got {groups}")
+    _check_groups(groups)
     draws = _Draws(x, make_generator(seed, x.device), uniform)
     group = None if batch_size is None else max(1, batch_size // per_unit)
     run = functools.partial(
@@ -393,15 +391,13 @@ def monte_carlo(
     )
     if tolerance is None:
         n_units = units(n_samples, antithetic)
-        if full and groups > n_units:
-            raise ValueError(f"groups: expected at most the {n_units} units drawn, got {groups}")
+        _check_groups(groups, n_units if full else None, "drawn")
         acc = _Accumulator(n_images, n_units, per_unit, full, squares, groups)
         run(acc, 0, n_units, None)
         return acc.stats(x.dtype)
     stop, most = tolerance.unit_range(antithetic)
     stop = min(max(stop, groups), most)
-    if groups > most:
-        raise ValueError(f"groups: expected at most the {most} units of max_samples, got {groups}")
+    _check_groups(groups, most, "of max_samples")
     acc = _Accumulator(n_images, most, per_unit, True, True, groups)
     counts = torch.zeros(n_images, dtype=torch.long, device=x.device)
     active = torch.arange(n_images, device=x.device)
@@ -417,6 +413,16 @@ def monte_carlo(
         stop = tolerance.next_stop(stop, rel[active], most)
     acc.n_units = int(counts.max())
     return acc.stats(x.dtype, counts, rel <= tolerance.tol)
+
+
+def _check_groups(groups: int, n_units: int | None = None, which: str = "drawn") -> None:
+    """``groups``: an even number >= 2 (each half splits evenly), at most ``n_units`` (the units
+    ``which``) when given."""
+    check_count(groups, "groups", 2)
+    if groups % 2:
+        raise ValueError(f"groups: expected an even number (each half splits evenly), got {groups}")
+    if n_units is not None and groups > n_units:
+        raise ValueError(f"groups: expected at most the {n_units} units {which}, got {groups}")
 
 
 def _round(
@@ -508,11 +514,7 @@ def monte_carlo_packed(
         )
     n_units = units(n_samples, antithetic)
     per_unit, n_images = (2 if antithetic else 1), x.shape[0]
-    check_count(groups, "groups", 2)
-    if groups % 2:
-        raise ValueError(f"groups: expected an even number (each half splits evenly), got {groups}")
-    if full and groups > n_units:
-        raise ValueError(f"groups: expected at most the {n_units} units drawn, got {groups}")
+    _check_groups(groups, n_units if full else None, "drawn")
     draws = [_Draws(x, g, uniform) for g in gens]
     accs = [_Accumulator(n_images, n_units, per_unit, full, squares, groups) for _ in levels]
     half_sizes = torch.tensor([(n_units + 1) // 2, max(1, n_units // 2)], device=x.device)

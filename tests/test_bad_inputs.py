@@ -212,6 +212,14 @@ def run(*args: str) -> Setup:
     return lambda tmp: ["run", config(tmp), "--out", str(tmp / "out"), "--quiet", *args]
 
 
+def imagefolder_run(*sets: str, **tree: bool) -> Setup:
+    """``run`` on a fake ImageFolder in TMP (``imagefolder(TMP, **tree)``), with more
+    ``--set`` overrides ``sets``."""
+    more = [a for s in sets for a in ("--set", s)]
+    args = ("--set", "train.dataset=imagefolder")
+    return lambda t: run(*args, "--set", f"train.root={t}/images", *more)(imagefolder(t, **tree))
+
+
 def cifar_run(**files: object) -> Setup:
     """``run`` on a fake CIFAR-10 folder in TMP whose named batches are replaced (a callable
     value is called with TMP); no files: TMP itself is the root, without the batches."""
@@ -432,38 +440,20 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         (),
     ),
     "imagefolder empty": (
-        lambda t: run("--set", "train.dataset=imagefolder", "--set", f"train.root={t}/images")(
-            imagefolder(t, empty=True)
-        ),
+        imagefolder_run(empty=True),
         r"imagefolder: expected an ImageFolder tree",
         (),
     ),
     "imagefolder corrupt image": (
-        lambda t: run(
-            "--set",
-            "train.dataset=imagefolder",
-            "--set",
-            f"train.root={t}/images",
-            "--set",
-            "train.part_size=2",
-        )(imagefolder(t, corrupt=True)),
+        imagefolder_run("train.part_size=2", corrupt=True),
         r"images/train/\w+/\d\.png: not a readable image \(UnidentifiedImageError\)",
         (),
-    ),  # fmt: skip
+    ),
     "corrupt image in a loader worker": (
-        lambda t: run(
-            "--set",
-            "train.dataset=imagefolder",
-            "--set",
-            f"train.root={t}/images",
-            "--set",
-            "train.part_size=2",
-            "--set",
-            "train.num_workers=1",
-        )(imagefolder(t, corrupt=True)),
+        imagefolder_run("train.part_size=2", "train.num_workers=1", corrupt=True),
         r"images/train/\w+/\d\.png: not a readable image \(UnidentifiedImageError\)",
         (),
-    ),  # fmt: skip
+    ),
     # run directories and checkpoints
     "no run directory": (
         lambda t: ["evaluate", str(t)],

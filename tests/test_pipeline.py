@@ -366,7 +366,7 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monkeypatch):
     d = copy_trained(tiny_run, tmp_path / "run")
-    real, calls = attribute.attribute_block, []
+    real, calls = attribute.attribute_blocks, []
 
     def dies_on_the_eighth_block(*args, **kwargs):
         calls.append(args[1:3])
@@ -374,7 +374,7 @@ def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monk
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attribute, "attribute_block", dies_on_the_eighth_block)
+    monkeypatch.setattr(attribute, "attribute_blocks", dies_on_the_eighth_block)
     with pytest.raises(Killed):
         run("run", "--out", d, "--quiet", "--stages", "attribute", *TINY)
     # Blocks are visited model, method, r, then block: 7 blocks of model 0's grad were saved,

@@ -568,14 +568,14 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     cfg = load_config(cfg_path)
     run = RunDir(tmp_path / "run")
     models = stages.models(cfg, run)
-    real, seen = attribute.attribute_block, []
+    real, seen = attribute.attribute_blocks, []
 
     def measured(*args, **kwargs):
         out = real(*args, **kwargs)
         seen.append(rss())
         return out
 
-    monkeypatch.setattr(attribute, "attribute_block", measured)
+    monkeypatch.setattr(attribute, "attribute_blocks", measured)
     attribute.run_attribution(cfg, run, models)
     per_map = N_IMAGES // 50
     assert len(seen) == 2 * len(noise_grid(cfg.attribution)) * per_map  # models x r x blocks

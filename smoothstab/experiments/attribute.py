@@ -161,7 +161,7 @@ def run_attribution(
     # Final files appear only after the last barrier, so every rank sees the same ``todo``.
     mine = [t for t in todo[info.rank :: info.world_size] if not run.map(*t).is_file()]
     bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
-    for k, name, b, rs in _work(mine, pack=attr.pack and attr.tolerance is None):
+    for k, name, b, rs in _work(mine, pack=attr.pack):
         model = accel.prepare_model(models[k].to(device=device, dtype=dtype).eval(), attr)
         x = x_all[starts[b] : starts[b] + attr.image_batch].to(device=device, dtype=dtype)
         y = y_all[starts[b] : starts[b] + attr.image_batch].to(device)
@@ -169,12 +169,7 @@ def run_attribution(
         seeds = [_block_seed(attr, b, k, name, r) for r in rs]
         keep = cfg.evaluation.debiased
         with accel.autocast(attr, device):
-            if len(rs) == 1:  # the seam tests count calls at
-                outs = [
-                    attribute_block(model, name, x, target, rs[0], x_range, attr, seeds[0], keep)
-                ]
-            else:
-                outs = attribute_blocks(model, name, x, target, rs, x_range, attr, seeds, keep)
+            outs = attribute_blocks(model, name, x, target, rs, x_range, attr, seeds, keep)
         for r, out in zip(rs, outs, strict=True):
             accel.in_dtype(out, attr).save(run.map(k, name, r, b))
             bar.update(model=k, r=r)
