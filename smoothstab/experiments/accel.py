@@ -41,15 +41,17 @@ def autocast(attr: AttributionConfig, device: torch.device) -> contextlib.Abstra
 
 
 def in_dtype(out: MapFile, attr: AttributionConfig) -> MapFile:
-    """``out`` with every tensor in ``attr.dtype`` (an unsmoothed map made under autocast comes
-    out in bf16) and contiguous, so that saved maps look the same whatever the options; without
-    options, ``out`` itself."""
+    """``out`` with every floating-point tensor in ``attr.dtype`` (an unsmoothed map made under
+    autocast comes out in bf16) and every tensor contiguous, so that saved maps look the same
+    whatever the options (counts and flags keep their integer and bool types); without options,
+    ``out`` itself."""
     if attr.amp == "none" and not attr.channels_last:
         return out
     dtype = getattr(torch, attr.dtype)
-    cast = {
-        f.name: getattr(out, f.name).to(dtype).contiguous()
-        for f in dataclasses.fields(out)
-        if isinstance(getattr(out, f.name), torch.Tensor)
-    }
+    cast = {}
+    for f in dataclasses.fields(out):
+        value = getattr(out, f.name)
+        if isinstance(value, torch.Tensor):
+            value = value.to(dtype) if value.is_floating_point() else value
+            cast[f.name] = value.contiguous()
     return dataclasses.replace(out, **cast)
