@@ -294,3 +294,30 @@ def test_torchrun_two_processes_match_one(tmp_path, noise_std):
     single = weights(tmp_path / "single")
     for k, v in saved["state_dict"].items():
         torch.testing.assert_close(v, single[k], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("outcome", ["done", "user error", "interrupted", "bug"])
+def test_every_exit_leaves_the_process_group(outcome, tmp_path, monkeypatch):
+    """A rank must not reach interpreter exit with its gloo group alive (its threads are then
+    aborted: SIGABRT, and torchrun kills the other ranks). ``main`` leaves the group however the
+    command ends; a group of one process on a file store stands in for torchrun's."""
+    import torch.distributed as dist
+
+    from smoothstab.experiments import cli
+
+    def command(args):
+        store = f"file://{tmp_path / 'store'}"
+        dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+        if outcome == "bug":
+            raise RuntimeError("a bug keeps its traceback")
+        return {"done": 0, "user error": 2, "interrupted": 130}[outcome]
+
+    monkeypatch.setattr(cli, "_dispatch", command)
+    if outcome == "bug":
+        with pytest.raises(RuntimeError):
+            main(["train", "--out", str(tmp_path / "out")])
+    else:
+        assert main(["train", "--out", str(tmp_path / "out")]) == (
+            {"done": 0, "user error": 2, "interrupted": 130}[outcome]
+        )
+    assert not dist.is_initialized()

@@ -247,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
+    code = None
+    try:
+        code = _dispatch(args)
+    finally:  # every rank under torchrun leaves its process group before the interpreter exits
+        if "torch.distributed" in sys.modules:
+            from smoothstab.experiments.distributed import leave
+
+            leave(clean=code == 0)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:

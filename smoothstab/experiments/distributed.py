@@ -68,6 +68,23 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def leave(clean: bool) -> None:
+    """Leave the process group, if this process joined one; called once, on every exit path.
+
+    A rank that exits with the group alive leaves gloo's threads running into interpreter
+    shutdown, where the C++ runtime aborts them (``terminate called without an active
+    exception``, SIGABRT) and torchrun then kills the other ranks. After a clean finish every
+    rank first waits for the others, so all of them exit the same way; after an error the
+    others may never arrive, so the group is destroyed without waiting."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if clean:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op for one process)."""
     if info.active:
