@@ -317,7 +317,8 @@ def test_every_exit_leaves_the_process_group(outcome, tmp_path, monkeypatch):
         with pytest.raises(RuntimeError):
             main(["train", "--out", str(tmp_path / "out")])
     else:
-        assert main(["train", "--out", str(tmp_path / "out")]) == (
-            {"done": 0, "user error": 2, "interrupted": 130}[outcome]
+        assert (
+            main(["train", "--out", str(tmp_path / "out")])
+            == ({"done": 0, "user error": 2, "interrupted": 130}[outcome])
         )
     assert not dist.is_initialized()
