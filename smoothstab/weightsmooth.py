@@ -9,7 +9,11 @@ tensor's size: a parameter ``W_l`` (each weight and each bias is its own tensor)
     s_l = sigma * ||W_l||_F / sqrt(numel(W_l))     (sigma times the RMS of W_l's entries)
 
 so ``sigma`` is a noise-to-signal ratio, the same for every layer whatever its scale; a tensor
-that is all zeros gets no noise. Buffers (BatchNorm running statistics) are never perturbed.
+that is all zeros gets no noise. This additive noise is isotropic within each tensor.
+``noise="multiplicative"`` is NoiseGrad's (Bykov et al. 2022) instead: every weight is multiplied
+by its own ``N(1, sigma^2)`` factor, ``W * (1 + sigma * eps)``, so the noise on a weight is
+proportional to that weight (NoiseGrad's default is ``sigma = 0.2``). Buffers (BatchNorm running
+statistics) are never perturbed.
 
 The model is never changed: the perturbed weights go through ``torch.func.functional_call``,
 which runs the model's own modules (so hooks a method registers, e.g. Grad-CAM's, fire as
@@ -46,6 +50,8 @@ from smoothstab.checks import (
 from smoothstab.methods import chunks, resolve_target
 from smoothstab.montecarlo import REDUCTIONS, SmoothStats, make_generator, units
 from smoothstab.types import Method, Seed, Target
+
+NOISES = ("additive", "multiplicative")
 
 
 class _WithWeights(nn.Module):
@@ -119,6 +125,8 @@ class WeightSmoothed:
         seed: int, ``torch.Generator`` on the parameters' device, or ``None``.
         antithetic: draw pairs ``(V, -V)``; needs an even ``n_samples``.
         layers: names of the parameters or modules to perturb (``None``: all parameters).
+        noise: ``additive`` (``W + s_l * eps``, the module docstring's ``s_l``) or
+            ``multiplicative`` (NoiseGrad's ``W * (1 + sigma * eps)``).
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -133,6 +141,7 @@ class WeightSmoothed:
         seed: Seed = None,
         antithetic: bool = False,
         layers: Sequence[str] | None = None,
+        noise: str = "additive",
     ) -> None:
         if not callable(method):
             raise ValueError(
@@ -145,6 +154,7 @@ class WeightSmoothed:
         if seed is not None and not isinstance(seed, torch.Generator):
             make_generator(seed, torch.device("cpu"))  # a bad seed fails here, not at the call
         self.seed, self.antithetic = seed, antithetic
+        self.noise = check_choice(noise, "noise", NOISES)
         self.layers = (
             None if layers is None else tuple(layers) if not isinstance(layers, str) else layers
         )
@@ -178,7 +188,7 @@ class WeightSmoothed:
         for j in range(self.n_units):
             noise = {
                 n: torch.randn(params[n].shape, generator=gen, device=device, dtype=params[n].dtype)
-                * (self.sigma * s)
+                * (self.sigma * (s if self.noise == "additive" else params[n].detach()))
                 for n, s in scales.items()
             }
             signs = (1.0, -1.0) if self.antithetic else (1.0,)

@@ -157,6 +157,7 @@ def test_gradcam_moves_with_weight_noise(convnet, images):
         ({"batch_size": 0}, "batch_size"),
         ({"seed": "a"}, "seed"),
         ({"method": 3}, "method"),
+        ({"noise": "gaussian"}, "noise: expected one of"),
     ],
 )
 def test_bad_arguments_are_one_line(kwargs, match):
@@ -189,3 +190,29 @@ def test_reductions_over_weight_draws(linear):
     sq = weight_smooth(ss.grad, 0.4, 300, reduce="mean_sq", **kw)(linear, x, t)
     torch.testing.assert_close(sq, var + mean**2, rtol=1e-9, atol=1e-12)
     assert float(var.mean()) == pytest.approx((0.4 * _std(linear)) ** 2, rel=0.1)
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_multiplicative_noise_is_noisegrad(convnet, images, antithetic):
+    """``noise="multiplicative"`` equals a direct NoiseGrad: for each draw, a copy of the model
+    whose every weight is multiplied by its own ``1 + sigma * eps`` factor (eps drawn in the
+    documented order), the method run on the copy, the maps averaged (1e-12, float64)."""
+    import copy
+
+    sigma, n = 0.2, 4
+    got = weight_smooth(ss.grad, sigma, n, seed=5, noise="multiplicative", antithetic=antithetic)
+    got = got(convnet, images, 1)
+    gen = torch.Generator().manual_seed(5)
+    maps = []
+    for _ in range(n // 2 if antithetic else n):
+        eps = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype)
+               for k, p in convnet.named_parameters()}  # fmt: skip
+        for sign in (1.0, -1.0) if antithetic else (1.0,):
+            noisy = copy.deepcopy(convnet)
+            with torch.no_grad():
+                for k, p in noisy.named_parameters():
+                    p.mul_(1 + sign * sigma * eps[k])
+            maps.append(ss.grad(noisy, images, 1))
+    torch.testing.assert_close(got, torch.stack(maps).mean(dim=0), rtol=1e-12, atol=1e-12)
+    additive = weight_smooth(ss.grad, sigma, n, seed=5, antithetic=antithetic)(convnet, images, 1)
+    assert not torch.allclose(got, additive)
