@@ -12,7 +12,7 @@ from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_wei
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
-from smoothstab.montecarlo import SmoothStats, noise_draws
+from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
 from smoothstab.types import Method, Seed, Target
 from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
@@ -46,6 +46,7 @@ __all__ = [
     "integrated_gradients",
     "metrics",
     "noise_draws",
+    "default_groups",
     "smooth",
     "smoothed_ig",
     "weight_smooth",

@@ -104,13 +104,20 @@ class SmoothStats:
 
     @property
     def rel_se(self) -> torch.Tensor | None:
-        """``[B]`` relative standard error ``||se||_2 / ||mean||_2`` of each image's map: the
-        root-mean-square Monte-Carlo error of the map relative to its size. 0 where the map has
-        no Monte-Carlo error, ``inf`` where the mean map is 0 but the error is not."""
+        """``[B]`` relative standard error of each image's map: the root-mean-square
+        Monte-Carlo error ``||se||_2`` relative to the size of the exact map ``||E mean||_2``.
+
+        ``||mean||^2`` overstates ``||E mean||^2`` by ``||se||^2`` on average, so the size is
+        estimated as ``sqrt(max(||mean||^2 - ||se||^2, 0))``: the ratio then reads the true
+        relative error ``t`` (``||se|| / ||mean||`` read ``t / sqrt(1 + t^2)``, under 1 however
+        noisy the map). 0 where the map has no Monte-Carlo error, ``inf`` where the estimated
+        size is 0 but the error is not (a map indistinguishable from 0 at these draws)."""
         v = self.mean_var
         if v is None:
             return None
-        return relative_error(v.flatten(1).sum(dim=1), self.mean.flatten(1).norm(dim=1) ** 2)
+        err_sq = v.flatten(1).sum(dim=1)
+        size_sq = self.mean.flatten(1).norm(dim=1) ** 2 - err_sq
+        return relative_error(err_sq, size_sq.clamp(min=0))
 
     @classmethod
     def exact(cls, value: torch.Tensor, n_units: int = 2) -> SmoothStats:
@@ -248,6 +255,18 @@ def noise_draws(
     return eps
 
 
+def default_groups(n_units: int) -> int:
+    """The groups of units to keep when none are asked for: 16 from 32 units on (two or more
+    units a group, a jackknife with 15 degrees of freedom), below that the most groups of at
+    least two units each, an even number, and at least 2 (the halves).
+
+    Standard errors from 16 groups covered 93.9-96.6% of true distances in a 2000-trial
+    calibration; the halves' per-element pooled ones 76-93%, since they leave out the
+    correlation between a map's elements."""
+    check_count(n_units, "n_units", 1)
+    return max(2, min(16, n_units // 4 * 2))
+
+
 def units(n_samples: int, antithetic: bool) -> int:
     check_count(n_samples, "n_samples")
     if antithetic and n_samples % 2:
@@ -365,8 +384,10 @@ def monte_carlo(
     Rows are ordered unit-major; a chunk holds at most ``batch_size`` rows (at least one
     antithetic pair). ``u`` are per-row uniforms on [0, 1) when ``uniform`` (else ``None``);
     with ``stratify`` each becomes the point ``(k + u) / m`` of its stratum: the unit is the
-    ``k``-th of the ``m`` units of its half in its round, so the ``u`` of each half of a round
-    are stratified on [0, 1] (a fixed ``n_samples`` is one round).
+    ``k``-th of the ``m`` units of its group (``j % groups``; the halves when ``groups`` is 2)
+    in its round, so the ``u`` of each group of a round are stratified on [0, 1] and every
+    group -- hence every half -- is an unbiased estimate on its own (a fixed ``n_samples`` is
+    one round). More groups mean fewer units per stratum set, so less variance reduction.
     ``full=False`` skips the halves and variances (and ``squares=False`` the mean of squares).
     ``groups``: an even number of interleaved groups of units whose means to keep beside the
     halves (:attr:`SmoothStats.groups`; 2: the halves only), at most the number of units.
@@ -386,8 +407,9 @@ def monte_carlo(
     _check_groups(groups)
     draws = _Draws(x, make_generator(seed, x.device), uniform)
     group = None if batch_size is None else max(1, batch_size // per_unit)
+    strata = groups if stratify else None
     run = functools.partial(
-        _round, fn, x, sigma, draws, group=group, antithetic=antithetic, stratify=stratify
+        _round, fn, x, sigma, draws, group=group, antithetic=antithetic, strata=strata
     )
     if tolerance is None:
         n_units = units(n_samples, antithetic)
@@ -437,17 +459,14 @@ def _round(
     *,
     group: int | None,
     antithetic: bool,
-    stratify: bool,
+    strata: int | None,
 ) -> None:
     """Units ``first..stop-1`` of ``images`` (all when ``None``) into ``acc``."""
     per_unit = 2 if antithetic else 1
     width = x.shape[0] if images is None else len(images)
     n = stop - first
-    half_sizes = torch.tensor([(n + 1) // 2, max(1, n // 2)], device=x.device)
     for rows in chunks(n * width, group):
-        noisy, bb, jj, u, b, j = _rows(
-            x, sigma, draws, rows, first, images, half_sizes, antithetic, stratify
-        )
+        noisy, bb, jj, u, b, j = _rows(x, sigma, draws, rows, first, n, images, antithetic, strata)
         maps = fn(noisy, bb, jj, u)
         acc.add(maps.reshape(per_unit, len(rows), *maps.shape[1:]), b, j % 2, j)
 
@@ -458,26 +477,36 @@ def _rows(
     draws: _Draws,
     rows: torch.Tensor,
     first: int,
+    n: int,
     images: torch.Tensor | None,
-    half_sizes: torch.Tensor,
     antithetic: bool,
-    stratify: bool,
+    strata: int | None,
 ):
-    """The noisy inputs of the unit-major ``rows`` of a round (from unit ``first`` over
-    ``images``), as ``fn`` takes them (``noisy, image_idx, unit_idx, u``; both halves of an
-    antithetic pair), then each row's image and unit for the accumulator."""
+    """The noisy inputs of the unit-major ``rows`` of a round (``n`` units from unit ``first``
+    over ``images``), as ``fn`` takes them (``noisy, image_idx, unit_idx, u``; both halves of an
+    antithetic pair), then each row's image and unit for the accumulator. With ``strata`` (the
+    number of groups) each ``u`` moves into its stratum among its own group's units of the
+    round."""
     per_unit = 2 if antithetic else 1
     width = x.shape[0] if images is None else len(images)
     j, slot = rows // width + first, rows % width
     b = slot if images is None else images[slot.to(images.device)].cpu()
     eps, u = draws.rows(int(rows[0]), int(rows[-1]) + 1, first, images)
-    if stratify:
-        k = (j - first).to(x.device)
-        u = (k // 2 + u) / half_sizes[k % 2]
+    if strata is not None:
+        u = _stratified(u, (j - first).to(x.device), n, strata)
     if antithetic:
         eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
     bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
     return x[bb] + sigma * eps, bb, jj, u, b.to(x.device), j.to(x.device)
+
+
+def _stratified(u: torch.Tensor, k: torch.Tensor, n: int, strata: int) -> torch.Tensor:
+    """``u`` of the ``k``-th units of a round of ``n`` as points of their strata. The units of a
+    round with the same ``k % strata`` are exactly those of one group (``j % strata``, with
+    ``j = first + k``); unit ``k`` is the ``k // strata``-th of the ``m`` of them, so it lands in
+    ``[(k // strata) / m, (k // strata + 1) / m)``."""
+    m = (n - k % strata + strata - 1) // strata
+    return (k // strata + u) / m
 
 
 def monte_carlo_packed(
@@ -517,7 +546,7 @@ def monte_carlo_packed(
     _check_groups(groups, n_units if full else None, "drawn")
     draws = [_Draws(x, g, uniform) for g in gens]
     accs = [_Accumulator(n_images, n_units, per_unit, full, squares, groups) for _ in levels]
-    half_sizes = torch.tensor([(n_units + 1) // 2, max(1, n_units // 2)], device=x.device)
+    strata = groups if stratify else None
     per_level = n_units * n_images
     group = None if batch_size is None else max(1, batch_size // per_unit)
     for rows in chunks(len(levels) * per_level, group):
@@ -529,7 +558,7 @@ def monte_carlo_packed(
                 (
                     k,
                     len(own),
-                    _rows(x, sigma, draws[k], own, 0, None, half_sizes, antithetic, stratify),
+                    _rows(x, sigma, draws[k], own, 0, n_units, None, antithetic, strata),
                 )
             )
         noisy, bb, jj, u = (

@@ -11,19 +11,31 @@ A *sampler* says what each Monte-Carlo unit draws:
 
 * ``"noise"``: ``z``, and the whole method runs at ``x + z``.
 * ``"joint"`` (Integrated-Gradients only): ``(z, a)`` together, one model evaluation per unit
-  at the path point ``x0 + a (x + z - x0)``. ``a`` is stratified on [0, 1] within each half of
-  the units, so the estimate (and each half) is unbiased for the continuous path integral; the
-  IG's quadrature ``steps``/``rule`` are not used. With a tolerance the units come in rounds and
-  ``a`` is stratified within each half of each round: every round is then an unbiased estimate
-  on its own, so their unit-weighted mean is too; a single round (an image that met the
+  at the path point ``x0 + a (x + z - x0)``. ``a`` is stratified on [0, 1] within each group
+  of units (``groups``; the two halves by default), so the estimate, each half and each group
+  are unbiased for the continuous path integral; the IG's quadrature ``steps``/``rule`` are not
+  used. More groups leave fewer units to each stratified set, so less variance reduction (at
+  ``groups = n_units`` none). With a tolerance the units come in rounds and ``a`` is stratified
+  within each group of each round: every round is then an unbiased estimate on its own, so
+  their unit-weighted mean is too; a single round (an image that met the
   tolerance in the first one) is exactly the fixed-``n_samples`` estimate.
 
 Instead of ``n_samples``, ``tol=`` asks for a relative Monte-Carlo standard error: units are
-drawn in rounds until every image's ``||se||_2 / ||mean||_2`` (:attr:`SmoothStats.rel_se`) is at
-most ``tol`` or it has used ``max_samples``; images within ``tol`` leave the later rounds, so
-they cost no more model evaluations. Draws keep the canonical order: an image that stopped
-after ``n`` samples has exactly the map of a call with ``n_samples=n`` and the same seed (for
-the ``noise`` sampler; for ``joint`` when it stopped in the first round).
+drawn in rounds until every image's ``||se||_2`` relative to its map's estimated size
+(:attr:`SmoothStats.rel_se`) is at most ``tol`` or it has used ``max_samples``; images within
+``tol`` leave the later rounds, so they cost no more model evaluations. Draws keep the
+canonical order: for the ``noise`` sampler an image that stopped after ``n`` samples has the
+map of a call with ``n_samples=n`` and the same seed, equal up to floating point (the sums may
+run in another order); for ``joint`` only when it stopped in the first round
+(later rounds stratify the path positions of their own units, so the maps differ).
+
+``tol`` bounds each *map's* error, not that of a distance between maps: two close maps
+without common noise have a distance whose relative error is about ``||a|| / ||a - b||`` times
+larger. For a distance, keep ``groups`` and use
+:meth:`~smoothstab.debias.DistanceEstimate.interval`. Stopping on an estimated error biases
+the map slightly: small against ``tol`` when the noise spreads over many directions of the map,
+a sizeable fraction of ``tol`` when it is effectively one-dimensional (a CAM over a few cells):
+there raise ``min_samples`` (64 or more) so that the first estimate of the error is sound.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from conftest import TINY_SETTINGS
 from smoothstab.experiments import plan as P
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.rundir import MapFile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,20 +71,43 @@ def test_given_checkpoints_train_nothing():
     assert costs["ig", 0.15].total == 2 * 512 * 100 * 20  # the paper's 2,000 passes per map
 
 
-def test_map_bytes_match_files_written(tmp_path):
-    cfg = tiny()
-    files, total, _ = P.storage(cfg)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],  # 6 draws: the halves only
+        ["attribution.n_samples=32"],  # default groups: 16
+        ["attribution.n_samples=32", "attribution.groups=16", "attribution.antithetic=true"],
+        ["attribution.tolerance=0.5", "attribution.min_samples=32", "attribution.max_samples=64"],
+    ],
+)
+def test_map_bytes_match_files_written(tmp_path, extra):
+    """Map files made the way the attribute stage makes them (its own smoothing of a random
+    model on images of the run's shape, with the run's groups and tolerance) have the sizes
+    ``plan`` counts, up to the zip format's alignment."""
+    from smoothstab.experiments.attribute import attribute_blocks
+    from smoothstab.experiments.data import dataset_info
+    from smoothstab.experiments.models import build_model
+
+    cfg = tiny(*extra)
+    files, _, _ = P.storage(cfg)
     assert files == 2 * 4 * 5
-    for method, r in (("grad", 0.0), ("ig", 0.2), ("gradcam", 0.4)):
-        shape = (cfg.attribution.n_images, *P.map_shape(cfg, method))
-        mean = torch.randn(shape)
-        stats_file = (
-            MapFile(mean, r, 0.0)
-            if r == 0
-            else MapFile(mean, r, 0.3, 3, torch.randn(2, *shape), torch.rand(shape))
-        )
-        written = stats_file.save(tmp_path / f"{method}{r}.pt").stat().st_size
-        assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64  # zip alignment at most
+    info = dataset_info(cfg.train.dataset)
+    torch.manual_seed(0)
+    model = build_model(cfg.train.model, num_classes=info.num_classes, in_channels=info.in_channels)
+    x = torch.randn(cfg.attribution.n_images, info.in_channels, info.image_size, info.image_size)
+    for method in cfg.attribution.methods:
+        rs = [0.0, 0.2]
+        maps = attribute_blocks(model.eval(), method, x, None, rs, 1.0, cfg.attribution, [0, 1],
+                                keep=cfg.evaluation.debiased)  # fmt: skip
+        for r, f in zip(rs, maps, strict=True):
+            if r > 0:
+                assert (
+                    f.groups is None
+                    if cfg.attribution.n_groups == 2
+                    else (f.groups.shape[0] == cfg.attribution.n_groups)
+                )
+            written = f.save(tmp_path / f"{method}{r}.pt").stat().st_size
+            assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64, (method, r)
     assert P.map_shape(cfg, "gradcam") == (1, 32, 32) and P.map_shape(cfg, "ig") == (3, 32, 32)
 
 

@@ -56,7 +56,7 @@ def smoothed_method(
 
     With the joint IG estimator the r = 0 IG map (the fidelity reference) uses
     :func:`ig_reference_quadrature`, not the run's quadrature."""
-    options: dict = dict(seed=seed, antithetic=attr.antithetic, groups=attr.groups)
+    options: dict = dict(seed=seed, antithetic=attr.antithetic, groups=attr.n_groups)
     count = attr.n_samples
     if attr.tolerance is not None:
         count = None

@@ -220,8 +220,10 @@ class AttributionConfig:
     evaluations either way. ``groups``: an even number of interleaved groups of draws whose
     means the map files keep (with debiased distances), so that the standard errors of the
     distances in ``metrics.csv`` account for the correlation between a map's elements (``G - 1``
-    degrees of freedom; ``smooth(..., groups=G)``); 2, the default, keeps the halves only, whose
-    standard errors pool per element and understate the error of correlated maps.
+    degrees of freedom; ``smooth(..., groups=G)``). Unset, :attr:`n_groups` follows
+    :func:`smoothstab.montecarlo.default_groups`: 16 from 32 units (draws, or antithetic pairs,
+    of ``n_samples``; of ``min_samples`` with a tolerance) on, fewer below; 2 keeps the halves
+    only, whose standard errors pool per element and understate the error of correlated maps.
 
     ``cam_normalize``: ``none`` (raw ReLU'd CAMs) or ``minmax`` (each Grad-CAM/Grad-CAM++ map
     scaled to [0, 1] per image as pytorch-grad-cam does, before smoothing averages them: a
@@ -251,7 +253,7 @@ class AttributionConfig:
     tolerance: float | None = None
     min_samples: int = 16
     max_samples: int = 1000
-    groups: int = 2
+    groups: int | None = None
     antithetic: bool = False
     common_random_numbers: bool = True
     ig_steps: int = 20
@@ -304,14 +306,16 @@ class AttributionConfig:
                 max_samples=self.max_samples,
                 antithetic=self.antithetic,
             )
-        at_least(self, 2, "groups")
-        units = self.n_samples if self.tolerance is None else self.max_samples
-        units //= 2 if self.antithetic else 1
-        if self.groups % 2 or units < self.groups > 2:  # 2: the halves, checked at load
-            raise ValueError(
-                f"groups: expected an even number of groups of draws, at most the {units} units "
-                f"of {'max_samples' if self.tolerance else 'n_samples'}, got {self.groups}"
-            )
+        if self.groups is not None:
+            at_least(self, 2, "groups")
+            units = self.n_samples if self.tolerance is None else self.max_samples
+            units //= 2 if self.antithetic else 1
+            if self.groups % 2 or units < self.groups > 2:  # 2: the halves, checked at load
+                raise ValueError(
+                    f"groups: expected an even number of groups of draws, at most the {units} "
+                    f"units of {'max_samples' if self.tolerance else 'n_samples'}, "
+                    f"got {self.groups}"
+                )
         check_choice(self.cam_normalize, "cam_normalize", ("none", "minmax"))
         check_choice(self.image_order, "image_order", ("numpy", "paper"))
         at_least(self, 0, "ig_reference_steps")
@@ -321,6 +325,16 @@ class AttributionConfig:
                 f"amp: {self.amp!r} autocasts float32 computations; with dtype = {self.dtype!r} "
                 "it would do nothing, use dtype = 'float32' or amp = 'none'"
             )
+
+    @property
+    def n_groups(self) -> int:
+        """The groups of draws each smoothed map keeps: ``groups``, or when unset the engine's
+        default for the units of ``n_samples`` (of ``min_samples`` with a tolerance: the first
+        round must hold every group)."""
+        if self.groups is not None:
+            return self.groups
+        draws = self.n_samples if self.tolerance is None else self.min_samples
+        return ss.default_groups(max(1, draws // (2 if self.antithetic else 1)))
 
 
 @dataclass(frozen=True)

@@ -226,24 +226,33 @@ def map_shape(cfg: ExperimentConfig, method: str) -> tuple[int, ...]:
 
 def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
     """The size of one map file: what :class:`~.rundir.MapFile` saves for the run's images,
-    from two small files actually serialised (their sizes fit ``a + b x images`` exactly up to
-    the zip format's alignment)."""
+    made by the code that writes them (the engine's stats of zero maps of the run's shape, with
+    its groups and tolerance, through ``MapFile.from_stats``) for one and two images; the
+    sizes fit ``a + b x images`` exactly up to the zip format's alignment."""
     from smoothstab.experiments.rundir import MapFile
+    from smoothstab.montecarlo import SmoothStats, Tolerance, monte_carlo
 
-    dtype = getattr(torch, cfg.attribution.dtype)
+    a = cfg.attribution
+    dtype = getattr(torch, a.dtype)
     keep = cfg.evaluation.debiased and r > 0
 
     def size(n: int) -> int:
-        mean = torch.zeros((n, *map_shape(cfg, method)), dtype=dtype)
-        halves = torch.zeros((2, *mean.shape), dtype=dtype) if keep else None
-        f = MapFile(mean, r, 0.1, 2 if r > 0 else None, halves, mean.clone() if keep else None)
-        fields = {k: v for k, v in vars(f).items() if v is not None}
+        zeros = torch.zeros((n, *map_shape(cfg, method)), dtype=dtype)
+        if r == 0:
+            stats = SmoothStats.exact(zeros)
+        else:  # sigma 0: the draws leave the zeros as they are; the records have their shapes
+            draws = dict(n_samples=a.n_groups * (2 if a.antithetic else 1))
+            if a.tolerance is not None:
+                draws = dict(tolerance=Tolerance(a.tolerance, a.min_samples, a.max_samples))
+            stats = monte_carlo(lambda xs, b, j, u: xs, zeros, sigma=0.0, antithetic=a.antithetic,
+                                groups=a.n_groups, **draws)  # fmt: skip
+        f = MapFile.from_stats(stats, r, 0.1 if r > 0 else 0.0, keep=keep)
         buf = io.BytesIO()
-        torch.save(fields, buf)
+        torch.save(f.record(), buf)
         return buf.getbuffer().nbytes
 
     one, two = size(1), size(2)
-    return one + (two - one) * (cfg.attribution.n_images - 1)
+    return one + (two - one) * (a.n_images - 1)
 
 
 def storage(cfg: ExperimentConfig) -> tuple[int, int, int]:
@@ -587,7 +596,10 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     lines += _table(header, rows)
     total = sum(v[0] for v in by_method.values())
     alt = sum(v[1] for v in by_method.values())
-    lines.append(f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)}")
+    lines.append(
+        f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)} (at the same draws per "
+        "map, not at the same Monte-Carlo error)"
+    )
     lines += [
         "",
         f"maps: {plan.map_files} files, {human_bytes(plan.map_bytes)} "

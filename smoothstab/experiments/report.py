@@ -26,7 +26,7 @@ from smoothstab.experiments.names import BANDS, NAMES, SETTINGS
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.experiment import ExperimentConfig
+    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
 
 CONVENTIONS = [
     "Maps are computed in the model's input space (after normalisation), signed, full "
@@ -46,11 +46,30 @@ CONVENTIONS = [
     "Estimates: curves and columns labelled 'paper' are the plain Monte-Carlo estimate, as the "
     "paper computes it; 'ours' (debiased) removes the Monte-Carlo noise from ||a - b|| with the "
     "split-half estimator and gives its Monte-Carlo standard error (MC s.e.). Debiased "
-    "distances are {debiased}. {noise_note}",
+    "distances are {debiased}. {noise_note} {se_note}",
     "{sizes}",
     "CAMs are {cams}. Test images: the first {n_images} of {order}. Each model keeps {keep}.",
     "{ig_reference}",
 ]
+
+
+def _se_text(a: AttributionConfig) -> str:
+    """Which Monte-Carlo standard error the MC s.e. columns and metrics.csv's stderr are."""
+    g = a.n_groups
+    per_pair = (
+        f"from the spread of {g} interleaved groups of draws (a jackknife with {g - 1} degrees "
+        "of freedom, which accounts for the correlation between a map's elements)"
+        if g > 2
+        else "pooled per element from the two halves of the draws (it leaves out the "
+        "correlation between a map's elements and so understates the error; set "
+        "attribution.groups = 16 with at least 32 draws for standard errors that cover)"
+    )
+    return (
+        f"The MC s.e. of one pair's or model's distance per image is {per_pair}; over images "
+        "they combine as independent (each image has its own draws), and over pairs or models "
+        "as the mean of their standard errors, an upper bound whatever their correlation "
+        "(pairs share models)."
+    )
 
 
 def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
@@ -76,6 +95,7 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         "it independently for each network."
         if a.common_random_numbers
         else "Noise is drawn independently for each model and noise level, as in the paper.",
+        se_note=_se_text(a),
         sizes=_sizes_text(cfg),
         cams="raw ReLU'd maps, not min-max normalised (attribution.cam_normalize = none)"
         if a.cam_normalize == "none"
@@ -169,7 +189,7 @@ def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
         body.append(row)
     spent = "; ".join(f"{NAMES[m]} {v:.0f}" for m, v in totals.items())
     how = (
-        f"draws until each map's relative standard error ||se||_2 / ||map||_2 is at most {tol:g}"
+        f"draws until each map's relative standard error is at most {tol:g}"
         if tol
         else f"a fixed {a.n_samples} draws per map"
     )
@@ -178,8 +198,9 @@ def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
         Paragraph(
             f"Every smoothed map is a Monte-Carlo mean ({how}); its relative standard error "
             "estimates its root-mean-square distance from the exact smoothed map, relative to "
-            "the map's norm. Model evaluations are forward and backward passes (one per draw, "
-            "one per quadrature point for nested IG), summed over models and images; the "
+            "the exact map's norm (estimated as sqrt(||map||^2 - ||se||^2)). Model "
+            "evaluations are forward and backward passes (one per draw, one per quadrature "
+            "point for nested IG), summed over models and images; the "
             f"unsmoothed maps (r = 0) are exact. In all: {spent} model evaluations."
         ),
         Table(header, body),
