@@ -10,7 +10,10 @@ the stages before it:
 * a damaged file of the stage itself is deleted (one line says so) and the stage recomputes it;
 * a damaged file of an earlier stage is refused with one line naming the stage that rewrites it.
 
-A file whose size and modification time are those recorded is not hashed again. Files no stage
+Every path in the manifest must name an output file of its stage inside the run directory (no
+absolute path, no ``..``, nothing a link leads out of): a manifest naming anything else is refused
+as damaged, so that the manifest never makes a stage delete a file the run did not write. A
+file whose size and modification time are those recorded is not hashed again. Files no stage
 has recorded (a run killed before its manifest, or made by an older version) are not checked.
 :func:`clean` removes what killed writers leave: temporary files, and block files whose map
 was joined.
@@ -18,10 +21,11 @@ was joined.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from smoothstab.experiments.io import (
     DamagedFile,
@@ -46,6 +50,8 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 # Files a glob above matches that belong to another stage.
 NOT_OWNED: dict[str, tuple[str, ...]] = {"figures": ("figures/bounds.png",)}
 BLOCK = re.compile(r"\.block\d+(?=\.pt$)")
+# What to do when the run's own record cannot be trusted: start over beside it.
+NEW_RUN = "start a new run directory (smoothstab run {root}/config.toml --out NEW_DIR)"
 
 
 def outputs(root: str | Path, stage: str) -> list[str]:
@@ -58,6 +64,24 @@ def outputs(root: str | Path, stage: str) -> list[str]:
             if p.is_file() and not is_temporary(p) and not BLOCK.search(p.name):
                 found.add(p.relative_to(root).as_posix())
     return sorted(found - set(NOT_OWNED.get(stage, ())))
+
+
+def owned(root: Path, stage: str, rel: object) -> bool:
+    """``rel`` names an output file of ``stage`` inside ``root``: a relative POSIX path without
+    ``..`` that one of the stage's globs matches part by part, and that stays inside ``root``
+    once links are resolved."""
+    if not isinstance(rel, str) or not rel or rel in NOT_OWNED.get(stage, ()):
+        return False
+    path = PurePosixPath(rel)
+    if path.is_absolute() or ".." in path.parts or path.as_posix() != rel:
+        return False
+    if BLOCK.search(path.name) or is_temporary(Path(rel)):
+        return False
+    matched = any(
+        len(glob.parts) == len(path.parts) and all(map(fnmatch.fnmatchcase, path.parts, glob.parts))
+        for glob in map(PurePosixPath, OUTPUTS.get(stage, ()))
+    )
+    return matched and (root / rel).resolve().is_relative_to(root.resolve())
 
 
 def sha256(path: Path) -> str:
@@ -86,7 +110,16 @@ def load(root: str | Path) -> dict[str, dict[str, dict]]:
     if not isinstance(data, dict) or data.get("version") != VERSION:
         return {}
     stages = data.get("stages")
-    return stages if isinstance(stages, dict) else {}
+    if not isinstance(stages, dict):
+        return {}
+    for stage, entries in stages.items():
+        for rel in entries if isinstance(entries, dict) else ():
+            if not owned(Path(root), stage, rel):
+                raise DamagedFile(
+                    f"{path}: damaged (the {stage} stage lists {rel!r}, which is none of its "
+                    f"files in the run directory); {NEW_RUN.format(root=Path(root))}"
+                )
+    return stages
 
 
 def _save(root: Path, stages: dict[str, dict[str, dict]]) -> None:

@@ -1,0 +1,54 @@
+"""What a run directory refuses to trust: the paths its manifest names, links inside it, a second
+run into it, an edited config, damage the size and time of a file do not show.
+
+Each test hands a run directory (made by hand, as ``test_bad_inputs.fake_run`` makes one: no
+training) something a user, a tool or an attacker could have put there, and checks that the
+command refuses it with one line and exit 2 and that nothing outside the run directory changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_bad_inputs import digests, fake_run
+
+from smoothstab.experiments import manifest
+from smoothstab.experiments.cli import main
+
+
+def one_error(capsys, command: str) -> str:
+    """The single stderr line of a refused ``smoothstab COMMAND``."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"smoothstab {command}: error: "), lines
+    return lines[0]
+
+
+def plant(run_dir: Path, stage: str, rel: str) -> None:
+    """A manifest entry for ``rel`` under ``stage``, as a hand-edited manifest would hold."""
+    path = run_dir / manifest.MANIFEST
+    data = json.loads(path.read_text())
+    data["stages"].setdefault(stage, {})[rel] = {"size": 1, "mtime_ns": 0, "sha256": "0" * 64}
+    path.write_text(json.dumps(data))
+
+
+def test_manifest_paths_outside_the_run_directory_are_refused(tmp_path, capsys, monkeypatch):
+    """Entries naming a file outside the run directory (absolute, with ``..``) or no output of
+    their stage: the stage refuses the manifest and deletes nothing (it used to say "damaged;
+    recomputing it" and unlink the file)."""
+    monkeypatch.setenv("CI", "true")
+    d = fake_run(tmp_path)
+    manifest.record(d, "train")
+    (tmp_path / "outside.txt").write_text("not the run's\n")
+    (d / "notes.txt").write_text("the user's, not an output\n")
+    planted = [str(tmp_path / "outside.txt"), "../outside.txt", "maps/../../outside.txt"]
+    for rel in [*planted, "notes.txt"]:
+        for stage in ("evaluate", "train"):
+            clean = json.loads((d / manifest.MANIFEST).read_text())
+            plant(d, stage, rel)
+            before = digests(tmp_path)
+            assert main(["evaluate", str(d)]) == 2, (rel, stage)
+            line = one_error(capsys, "evaluate")
+            assert "manifest.json: damaged" in line and repr(rel) in line, line
+            assert digests(tmp_path) == before, (rel, stage)
+            (d / manifest.MANIFEST).write_text(json.dumps(clean))
