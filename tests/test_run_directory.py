@@ -52,3 +52,34 @@ def test_manifest_paths_outside_the_run_directory_are_refused(tmp_path, capsys, 
             assert "manifest.json: damaged" in line and repr(rel) in line, line
             assert digests(tmp_path) == before, (rel, stage)
             (d / manifest.MANIFEST).write_text(json.dumps(clean))
+
+
+def test_links_inside_the_run_directory_are_refused(tmp_path, capsys, monkeypatch):
+    """A link inside the run directory (``maps``, ``figures``, ``maps/model0/grad``, a file)
+    that leads elsewhere: the stage refuses it with one line before it writes or deletes
+    anything; the target is unchanged (a resume used to delete the block files there, and the
+    stage to write its maps there)."""
+    monkeypatch.setenv("CI", "true")
+    d = fake_run(tmp_path)
+    manifest.record(d, "train")
+    target = tmp_path / "target"
+    grad = target / "model0" / "grad"
+    grad.mkdir(parents=True)
+    for name in ("r0.100000.pt", "r0.100000.block0.pt", "r0.200000.block0.pt"):
+        (grad / name).write_bytes(b"theirs")
+    (target / "stability.png").write_bytes(b"theirs")
+    links = {"maps": target, "figures": target, "maps/model0/grad": grad, "report.md": grad}
+    for rel, to in links.items():
+        link = d / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(to, target_is_directory=to.is_dir())
+        before = digests(target)
+        for command in (["attribute", str(d)], ["run", str(d / "config.toml"), "--out", str(d)]):
+            assert main(command) == 2, (rel, command)
+            line = one_error(capsys, command[0])
+            assert f"{link}: a symbolic link" in line, line
+            assert digests(target) == before, (rel, command)
+        link.unlink()
+        if rel == "maps/model0/grad":
+            (d / "maps" / "model0").rmdir()
+            (d / "maps").rmdir()

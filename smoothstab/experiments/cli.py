@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from smoothstab.experiments.guards import (
     check_device,
+    check_no_links,
     check_output_dir,
     check_slug,
     read_config_text,
@@ -56,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.quiet:
         config = replace(config, quiet=True)
     check_device(config.device, "device", allow_auto=True)
-    train_run(config, check_output_dir(args.out))
+    train_run(config, check_no_links(check_output_dir(args.out)))
     return 0
 
 

@@ -19,7 +19,7 @@ from smoothstab.experiments import attribute, evaluate, manifest, proxies, repor
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
-from smoothstab.experiments.guards import check_device
+from smoothstab.experiments.guards import check_device, check_no_links
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.train import load_trained, train_run
@@ -134,7 +134,7 @@ STAGES = {
 def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(STAGES)) -> None:
     """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
     rank 0 alone writes the config, evaluates, draws and reports."""
-    run = RunDir(run_dir)
+    run = RunDir(check_no_links(run_dir))
     check_device(cfg.train.device, "train.device", allow_auto=True)
     check_device(cfg.attribution.device, "attribution.device")
     info = init_distributed(cfg.attribution.device)
