@@ -9,11 +9,14 @@ command refuses it with one line and exit 2 and that nothing outside the run dir
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from test_bad_inputs import digests, fake_run
 
-from smoothstab.experiments import manifest
+from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
 
 
@@ -39,6 +42,7 @@ def test_manifest_paths_outside_the_run_directory_are_refused(tmp_path, capsys, 
     monkeypatch.setenv("CI", "true")
     d = fake_run(tmp_path)
     manifest.record(d, "train")
+    (d / io.LOCK).touch()  # as a run leaves it
     (tmp_path / "outside.txt").write_text("not the run's\n")
     (d / "notes.txt").write_text("the user's, not an output\n")
     planted = [str(tmp_path / "outside.txt"), "../outside.txt", "maps/../../outside.txt"]
@@ -83,3 +87,40 @@ def test_links_inside_the_run_directory_are_refused(tmp_path, capsys, monkeypatc
         if rel == "maps/model0/grad":
             (d / "maps" / "model0").rmdir()
             (d / "maps").rmdir()
+
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_into_one_directory_is_refused(tmp_path, capsys, monkeypatch):
+    """While another process holds the run directory's lock, a stage and ``smoothstab train``
+    refuse with one line naming its PID and change nothing; once it dies (SIGKILL: the lock
+    file stays, with its PID), the lock is free again."""
+    monkeypatch.setenv("CI", "true")
+    d = fake_run(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(d / io.LOCK)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        before = digests(tmp_path)
+        train = ["train", str(tmp_path / "run.toml"), "--out", str(d)]
+        for command in (["attribute", str(d)], train):
+            assert main(command) == 2
+            line = one_error(capsys, command[0])
+            assert f"another smoothstab command is writing into it (PID {holder.pid})" in line
+            assert digests(tmp_path) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(holder.pid) in (d / io.LOCK).read_text()  # stale: its holder is gone
+    with io.locked(d):
+        assert (d / io.LOCK).read_text() == f"{os.getpid()}\n"
+    assert (d / io.LOCK).read_text() == ""

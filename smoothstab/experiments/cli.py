@@ -48,16 +48,23 @@ def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
     from dataclasses import replace
 
     from smoothstab.experiments.config import apply_overrides
+    from smoothstab.experiments.distributed import init_distributed
+    from smoothstab.experiments.io import locked
     from smoothstab.experiments.train import train_run
+    from smoothstab.experiments.trainer import device_name
 
     config = apply_overrides(train_config(args.config), args.overrides)
     if args.quiet:
         config = replace(config, quiet=True)
     check_device(config.device, "device", allow_auto=True)
-    train_run(config, check_no_links(check_output_dir(args.out)))
+    out = check_no_links(check_output_dir(args.out))
+    main_rank = init_distributed(device_name(config.device)).is_main  # rank 0 locks
+    with locked(out) if main_rank else nullcontext():
+        train_run(config, out)
     return 0
 
 

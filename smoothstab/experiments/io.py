@@ -8,23 +8,30 @@ clears them when the run resumes. ``torch.save`` output is byte-identical for id
 content (the archive is built in memory, so its internal name does not depend on the temporary
 file's random name, and a full disk surfaces as ``OSError(ENOSPC)`` from the plain write).
 
+One command at a time writes into a run directory: :func:`locked` holds an advisory lock
+(``flock``) on its ``.lock`` file, which the kernel releases when the process ends however it
+ends, so a killed run leaves no stale lock (only its PID in the file).
+
 Reads turn every way a file can be unreadable -- truncated, corrupt, another format, a pickle
 that would run code -- into one :class:`DamagedFile` line naming the file and what to do.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 TMP_SUFFIX = ".tmp"
+LOCK = ".lock"
 
 
 class DamagedFile(ValueError):
@@ -55,6 +62,31 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def locked(root: str | Path) -> Iterator[None]:
+    """Hold the lock of the run directory ``root`` (which must exist) while the block runs; the
+    lock file holds this process's PID meanwhile. A lock another process holds is one
+    ``ValueError`` line naming that process."""
+    fd = os.open(Path(root) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"{root}: another smoothstab command is writing into it (PID {holder}); wait "
+                "for it to finish, or use another run directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # an empty file: no holder (the lock goes with the fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
 from smoothstab.experiments.guards import check_device, check_no_links
+from smoothstab.experiments.io import locked
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.train import load_trained, train_run
@@ -132,12 +134,21 @@ STAGES = {
 
 
 def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(STAGES)) -> None:
-    """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
-    rank 0 alone writes the config, evaluates, draws and reports."""
+    """The stages in order, holding the run directory's lock (:func:`~.io.locked`). Under
+    ``torchrun`` every rank trains and attributes its share; rank 0 alone takes the lock, writes
+    the config, evaluates, draws and reports."""
     run = RunDir(check_no_links(run_dir))
     check_device(cfg.train.device, "train.device", allow_auto=True)
     check_device(cfg.attribution.device, "attribution.device")
     info = init_distributed(cfg.attribution.device)
+    with locked(run.root) if info.is_main else nullcontext():
+        _run_stages(cfg, run, stages, info)
+    if info.is_main:
+        done = f"{cfg.name}: done"
+        say(f"{done} -> {run.report_html}" if "report" in stages else done)
+
+
+def _run_stages(cfg: ExperimentConfig, run: RunDir, stages: Sequence[str], info) -> None:
     if info.is_main:
         prepare(cfg, run)
         manifest.clean(run.root)  # what killed writers left: temporaries, joined blocks
@@ -151,6 +162,3 @@ def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(
         barrier(info)
         if info.is_main:
             manifest.record(run.root, name)
-    if not info.is_main:
-        return
-    say(f"{cfg.name}: done -> {run.report_html}" if "report" in stages else f"{cfg.name}: done")
