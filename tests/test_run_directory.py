@@ -124,3 +124,26 @@ def test_a_second_run_into_one_directory_is_refused(tmp_path, capsys, monkeypatc
     with io.locked(d):
         assert (d / io.LOCK).read_text() == f"{os.getpid()}\n"
     assert (d / io.LOCK).read_text() == ""
+
+
+def test_an_edited_config_toml_is_refused(tmp_path, capsys, monkeypatch):
+    """config.toml edited after the run recorded its files (n_samples 2 -> 50): every stage
+    refuses, naming the key and both values, instead of mixing maps of both configs. A key that
+    changes no result (a device, a batch size) may be edited."""
+    monkeypatch.setenv("CI", "true")
+    d = fake_run(tmp_path)
+    assert main(["evaluate", str(d)]) == 2  # a run whose train stage is done
+    assert "does not exist" in one_error(capsys, "evaluate")
+    text = (d / "config.toml").read_text()
+    (d / "config.toml").write_text(text.replace("n_samples = 2\n", "n_samples = 50\n"))
+    before = digests(tmp_path)
+    for stage in ("attribute", "evaluate", "report"):
+        assert main([stage, str(d)]) == 2
+        line = one_error(capsys, stage)
+        made = "attribution.n_samples is 50, the run's files were made with 2;"
+        assert f"{d}/config.toml: {made}" in line, line
+        assert "smoothstab run" in line, line
+        assert digests(tmp_path) == before
+    (d / "config.toml").write_text(text.replace("batch_size = 256\n", "batch_size = 8\n"))
+    assert main(["evaluate", str(d)]) == 2  # past the config: the maps are missing
+    assert "does not exist; run the stages before this one" in one_error(capsys, "evaluate")

@@ -4,7 +4,9 @@ Stages skip work whose output file exists, and read the files of the stages befo
 are written atomically (:mod:`.io`), so a kill never leaves half a file; but a file can still be
 cut or changed afterwards (a full disk while copying a run, an editor, a bad sync). So when a
 stage finishes, :func:`record` writes ``manifest.json`` last: for that stage, each output file's
-size and SHA-256. Before a stage runs, :func:`check` verifies the files recorded for it and for
+size and SHA-256. The manifest also keeps the text of the config the run is made with
+(:func:`record_config`), so that an edited ``config.toml`` is found (``stages.prepare``). Before
+a stage runs, :func:`check` verifies the files recorded for it and for
 the stages before it:
 
 * a damaged file of the stage itself is deleted (one line says so) and the stage recomputes it;
@@ -100,38 +102,59 @@ def _entry(path: Path) -> dict:
 def load(root: str | Path) -> dict[str, dict[str, dict]]:
     """``{stage: {relative path: {size, mtime_ns, sha256}}}``; a missing or unreadable
     manifest is empty (nothing is checked then)."""
-    path = Path(root) / MANIFEST
+    return _read(Path(root))["stages"]
+
+
+def made_with(root: str | Path) -> str | None:
+    """The text of the config the run's recorded files were made with (``None``: not recorded,
+    a manifest of an older version)."""
+    return _read(Path(root)).get("config")
+
+
+def _read(root: Path) -> dict:
+    path = root / MANIFEST
+    empty = {"stages": {}}
     if not path.is_file():
-        return {}
+        return empty
     try:
         data = read_json(path, "a manifest")
     except DamagedFile:
-        return {}
+        return empty
     if not isinstance(data, dict) or data.get("version") != VERSION:
-        return {}
+        return empty
     stages = data.get("stages")
     if not isinstance(stages, dict):
-        return {}
+        return empty
     for stage, entries in stages.items():
         for rel in entries if isinstance(entries, dict) else ():
-            if not owned(Path(root), stage, rel):
+            if not owned(root, stage, rel):
                 raise DamagedFile(
                     f"{path}: damaged (the {stage} stage lists {rel!r}, which is none of its "
-                    f"files in the run directory); {NEW_RUN.format(root=Path(root))}"
+                    f"files in the run directory); {NEW_RUN.format(root=root)}"
                 )
-    return stages
+    config = data.get("config")
+    return {"stages": stages, **({"config": config} if isinstance(config, str) else {})}
 
 
-def _save(root: Path, stages: dict[str, dict[str, dict]]) -> None:
-    write_json(root / MANIFEST, {"version": VERSION, "stages": stages})
+def _save(root: Path, data: dict) -> None:
+    write_json(root / MANIFEST, {"version": VERSION, **data})
+
+
+def record_config(root: str | Path, text: str) -> None:
+    """Record the config the run is made with, once: before its first stage records a file
+    (``prepare`` refuses another config from then on)."""
+    root = Path(root)
+    data = _read(root)
+    if "config" not in data:
+        _save(root, {**data, "config": text})
 
 
 def record(root: str | Path, stage: str) -> None:
     """Record the output files of ``stage`` as they are now (call it when the stage is done)."""
     root = Path(root)
-    stages = load(root)
-    stages[stage] = {rel: _entry(root / rel) for rel in outputs(root, stage)}
-    _save(root, stages)
+    data = _read(root)
+    data["stages"][stage] = {rel: _entry(root / rel) for rel in outputs(root, stage)}
+    _save(root, data)
 
 
 def damage(path: Path, entry: dict) -> str | None:
@@ -156,7 +179,8 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
     Damaged files of ``stage`` are deleted, so that it recomputes them; their relative paths
     are returned. A damaged file of an earlier stage raises :class:`~.io.DamagedFile`."""
     root = Path(root)
-    stages = load(root)
+    data = _read(root)
+    stages = data["stages"]
     before = list(order)[: list(order).index(stage)] if stage in order else []
     removed, refreshed = [], False
     for name in [*before, stage]:
@@ -175,7 +199,7 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
             (root / rel).unlink()
             removed.append(rel)
     if refreshed:
-        _save(root, stages)  # verified by hash: not hashed again next time
+        _save(root, data)  # verified by hash: not hashed again next time
     return removed
 
 

@@ -36,30 +36,50 @@ def _flat(table: dict, prefix: str = "") -> dict:
 
 
 def prepare(cfg: ExperimentConfig, run: RunDir) -> None:
-    """Write ``config.toml``; a run directory made with a different config is refused (fields
-    that change no result may differ)."""
+    """Write ``config.toml`` and record it in the manifest. A run directory made with a
+    different config is refused, and so is a ``config.toml`` edited since the run recorded it
+    (fields that change no result may differ)."""
     text = to_toml(cfg)
+    made = manifest.made_with(run.root)
     if run.config.is_file():
         try:
-            table = tomllib.loads(run.config.read_text(encoding="utf-8"))
+            saved = _table(run.config.read_text(encoding="utf-8"))
         except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
             raise ConfigError(f"{run.config}: damaged ({e}); use another --out") from None
-        try:  # keys added since the run was made compare as their defaults
-            table = tomllib.loads(to_toml(dataclass_from_dict(ExperimentConfig, table)))
-        except ConfigError:
-            pass  # a key we no longer know: compared as written, so it shows in the diff
-        old = _flat(table)
-        new = _flat(tomllib.loads(text))
-        free = free_keys(ExperimentConfig)
-        diff = sorted(
-            k for k in old.keys() | new.keys() if k not in free and old.get(k) != new.get(k)
-        )
-        if diff:
+        key = _first_difference(_table(made), saved) if made is not None else None
+        if key is not None:
             raise ConfigError(
-                f"{run.root} was made with {diff[0]}={old.get(diff[0])!r}, this config has "
-                f"{new.get(diff[0])!r}; use another --out"
+                f"{run.config}: {key} is {saved.get(key)!r}, the run's files were made with "
+                f"{_table(made).get(key)!r}; set it back, or "
+                + manifest.NEW_RUN.format(root=run.root)
+            )
+        new = _table(text)
+        key = _first_difference(saved, new)
+        if key is not None:
+            raise ConfigError(
+                f"{run.root} was made with {key}={saved.get(key)!r}, this config has "
+                f"{new.get(key)!r}; use another --out"
             )
     run.write_text(run.config, text)
+    manifest.record_config(run.root, text if made is None else made)
+
+
+def _table(text: str) -> dict:
+    """A config's TOML text as flat ``{dotted key: value}``, keys added since it was written
+    as their defaults."""
+    table = tomllib.loads(text)
+    try:
+        table = tomllib.loads(to_toml(dataclass_from_dict(ExperimentConfig, table)))
+    except ConfigError:
+        pass  # a key we no longer know: compared as written, so it shows in the diff
+    return _flat(table)
+
+
+def _first_difference(old: dict, new: dict) -> str | None:
+    """The first key, in sorted order, whose value differs and changes results."""
+    free = free_keys(ExperimentConfig)
+    diff = sorted(k for k in old.keys() | new.keys() if k not in free and old.get(k) != new.get(k))
+    return diff[0] if diff else None
 
 
 def train(cfg: ExperimentConfig, run: RunDir) -> None:
