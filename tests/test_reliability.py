@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -330,6 +331,7 @@ def test_resume_removes_temporaries_and_joined_blocks(tmp_path):
 def test_manifest_finds_damaged_files(tmp_path, capsys):
     """A file cut or changed after its stage recorded it: the stage's own file is deleted (to be
     recomputed, with one line), an earlier stage's file is refused naming that stage."""
+    manifest.record_config(tmp_path, 'name = "x"\n')  # as the run's first stage does
     (tmp_path / "metrics.csv").write_text("a,b\n1,2\n")
     (tmp_path / "report.md").write_text("# report\n")
     manifest.record(tmp_path, "evaluate")
@@ -348,8 +350,9 @@ def test_manifest_finds_damaged_files(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys):
     """``smoothstab evaluate`` on a metrics.csv cut mid-row recomputes it (it used to rewrite
-    table1.csv from the cut file); a later stage alone refuses it; with no manifest the cut is
-    still found (a row without all its cells, no final newline)."""
+    table1.csv from the cut file); a later stage alone refuses it; unrecorded (the evaluate
+    stage killed before its record) the cut is still found (a row without all its cells, no
+    final newline)."""
     d = tmp_path / "run"
     shutil.copytree(reference, d)
     text = (d / "metrics.csv").read_text()
@@ -358,7 +361,9 @@ def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys)
     assert "metrics.csv: damaged" in capsys.readouterr().err
     assert main(["evaluate", str(d), "--quiet"]) == 0
     assert (d / "metrics.csv").read_text() == text
-    (d / "manifest.json").unlink()
+    recorded = json.loads((d / "manifest.json").read_text())
+    del recorded["stages"]["evaluate"]
+    (d / "manifest.json").write_text(json.dumps(recorded))
     (d / "metrics.csv").write_text(text[: len(text) // 2])
     assert main(["evaluate", str(d), "--quiet"]) == 0
     assert (d / "metrics.csv").read_text() == text

@@ -147,3 +147,33 @@ def test_an_edited_config_toml_is_refused(tmp_path, capsys, monkeypatch):
     (d / "config.toml").write_text(text.replace("batch_size = 256\n", "batch_size = 8\n"))
     assert main(["evaluate", str(d)]) == 2  # past the config: the maps are missing
     assert "does not exist; run the stages before this one" in one_error(capsys, "evaluate")
+
+
+def test_damage_that_keeps_size_and_time_and_a_lost_manifest_are_found(tmp_path, capsys):
+    """A checkpoint changed in one byte with its size and modification time kept, a garbled
+    manifest, a missing one (while maps exist): each is refused with one line, where the
+    attribute stage used to go on with them (a changed tensor loads without complaint)."""
+    d = fake_run(tmp_path)
+    manifest.record(d, "train")
+    checkpoint = d / "model_0.pt"
+    data, stat = bytearray(checkpoint.read_bytes()), checkpoint.stat()
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(["attribute", str(d)]) == 2
+    assert "model_0.pt: damaged (its SHA-256 differs" in one_error(capsys, "attribute")
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+    (d / "maps").mkdir()
+    (d / "test_images.pt").write_bytes(b"made by the attribute stage")
+    for garbled in ('{"version": 1, "stag', "[]", '{"version": 1, "stages": {"train": []}}', None):
+        if garbled is None:
+            (d / manifest.MANIFEST).unlink()
+        else:
+            (d / manifest.MANIFEST).write_text(garbled)
+        before = digests(tmp_path)
+        assert main(["attribute", str(d)]) == 2, garbled
+        line = one_error(capsys, "attribute")
+        what = "missing" if garbled is None else "damaged"
+        assert f"{d}/manifest.json: {what}" in line and "--out NEW_DIR" in line, line
+        assert digests(tmp_path) == before
