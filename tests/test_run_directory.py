@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_bad_inputs import digests, fake_run
 
 from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
+from smoothstab.experiments.io import DamagedFile
+from smoothstab.experiments.rundir import COLUMNS, read_csv
 
 
 def one_error(capsys, command: str) -> str:
@@ -177,3 +181,26 @@ def test_damage_that_keeps_size_and_time_and_a_lost_manifest_are_found(tmp_path,
         what = "missing" if garbled is None else "damaged"
         assert f"{d}/manifest.json: {what}" in line and "--out NEW_DIR" in line, line
         assert digests(tmp_path) == before
+
+
+def test_a_metrics_csv_that_is_no_table_is_refused(tmp_path, capsys):
+    """A metrics.csv of one line ("hello"), of another header or of a header and no row is
+    damage: figures and report refuse it with one line (figures used to crash with an
+    IndexError after evaluate wrote an empty Table 1); read_csv names the line."""
+    d = fake_run(tmp_path)
+    header = ",".join(COLUMNS)
+    row = "DT,50,grad,0.0,0.0,stability,0-1,,0,0.5,\n"
+    for text, why in (
+        ("hello\n", "line 1 (its header is not"),
+        (header.replace("value", "score") + "\n" + row, "line 1 (its header is not"),
+        (header + "\n", "line 1 (no rows)"),
+        (header + "\n" + row + row[:12], "line 3 (the last row is cut short)"),
+    ):
+        (d / "metrics.csv").write_text(text)
+        with pytest.raises(DamagedFile, match=re.escape(f"metrics.csv: damaged near {why}")):
+            read_csv(d / "metrics.csv")
+        for stage in ("figures", "report"):
+            assert main([stage, str(d)]) == 2
+            assert f"metrics.csv: damaged near {why}" in one_error(capsys, stage)
+    (d / "metrics.csv").write_text(header + "\n" + row)
+    assert read_csv(d / "metrics.csv")[0]["value"] == 0.5

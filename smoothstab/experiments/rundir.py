@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
+OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
 
 
 class Metric(StrEnum):
@@ -274,24 +275,33 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
 
 def read_csv(path: str | Path) -> list[dict]:
     """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
-    short, a missing or extra cell, a value that is no number) is one :class:`~.io.DamagedFile`
-    line."""
+    short, another header, no row, a missing or extra cell, a value that is no number) is one
+    :class:`~.io.DamagedFile` line."""
     rows: list[dict] = []
+    line = 1
     try:
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
         if text and not text.endswith("\n"):  # csv_text ends every row with one
+            line = text.count("\n") + 1
             raise ValueError("the last row is cut short")
-        for row in csv.DictReader(io.StringIO(text)):
+        reader = csv.DictReader(io.StringIO(text))
+        header = set(reader.fieldnames or ())
+        if header - set(COLUMNS) or set(COLUMNS) - set(OPTIONAL_COLUMNS) - header:
+            raise ValueError(f"its header is not {','.join(COLUMNS)}")
+        for row in reader:
+            line = reader.line_num
             if None in row or None in row.values():
-                raise ValueError(f"expected {len(COLUMNS)} cells")
+                raise ValueError(f"expected {len(header)} cells")
             for key in ("r", "sigma", "value"):
                 row[key] = float(row[key])
             rows.append(row)
+        if not rows:
+            raise ValueError("no rows")
     except (ValueError, KeyError, csv.Error) as e:
         raise DamagedFile(
-            f"{path}: damaged near line {len(rows) + 2} ({e}); delete it and rerun the "
-            "evaluate stage to recompute it"
+            f"{path}: damaged near line {line} ({e}); delete it and rerun the evaluate stage to "
+            "recompute it"
         ) from None
     return rows
 
