@@ -341,6 +341,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"noise_std: expected a finite number >= 0, got inf",
         (),
     ),
+    "drop_last drops every batch": (
+        run("--set", "train.drop_last=true", "--set", "train.batch_size=64"),
+        r"train\.drop_last: true drops every batch of a part of 50 images with batch_size = 64",
+        (),
+    ),
     "topk above pixels": (
         run("--set", "evaluation.topk=65"),
         r"evaluation\.topk: expected at most the 64 pixels",

@@ -137,6 +137,13 @@ class TrainConfig:
         check_choice(self.keep, "keep", ("last", "best"))
         at_least(self, 0, "val_size")
         check_choice(self.amp, "amp", AMP_MODES)
+        small = [s for s in self.sizes if s is not None and s < self.batch_size]
+        if self.drop_last and small:  # every batch would be dropped: 0 optimizer steps
+            raise ValueError(
+                f"drop_last: true drops every batch of a part of {min(small)} images with "
+                f"batch_size = {self.batch_size}, so nothing would train; set drop_last = false "
+                f"or batch_size <= {min(small)}"
+            )
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
