@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_bad_inputs import digests, fake_run
+from test_bad_inputs import config, digests, fake_run, truncate
 
 from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
@@ -204,3 +205,61 @@ def test_a_metrics_csv_that_is_no_table_is_refused(tmp_path, capsys):
             assert f"metrics.csv: damaged near {why}" in one_error(capsys, stage)
     (d / "metrics.csv").write_text(header + "\n" + row)
     assert read_csv(d / "metrics.csv")[0]["value"] == 0.5
+
+
+def follow(line: str, tmp: Path) -> None:
+    """Run the commands a refusal's advice gives (after its last ': '), as a user would paste
+    them: ``rm FILE`` and ``smoothstab ...`` joined by ``&&``; NEW_DIR becomes a new folder."""
+    for part in line.rsplit(": ", 1)[1].replace("NEW_DIR", str(tmp / "new")).split(" && "):
+        words = shlex.split(part)
+        if words[0] == "rm":
+            Path(words[1]).unlink()
+        else:
+            assert words[0] == "smoothstab" and main(words[1:]) == 0, part
+
+
+def unrecord(run_dir: Path, stage: str) -> None:
+    """The manifest as a stage killed before its record leaves it."""
+    data = json.loads((run_dir / manifest.MANIFEST).read_text())
+    del data["stages"][stage]
+    (run_dir / manifest.MANIFEST).write_text(json.dumps(data))
+
+
+@pytest.mark.slow
+def test_every_repair_advice_is_a_command_that_works(tmp_path, capsys, monkeypatch):
+    """Each kind of refusal that advises a repair -- an input not made yet, a damaged recorded
+    file of an earlier stage, an unreadable unrecorded map, checkpoint or metrics.csv, an edited
+    config -- on a finished tiny run: the advised commands succeed, then the refused command
+    does. (The advice used to be ``smoothstab train R``, an argparse error.)"""
+    monkeypatch.setenv("CI", "true")
+    d = tmp_path / "run"
+    assert main(["run", config(tmp_path), "--out", str(d), "--quiet"]) == 0
+    capsys.readouterr()
+    a_map, metrics = next((d / "maps").rglob("r*.pt")), d / "metrics.csv"
+
+    def flip(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    cases = [  # (stage refused, damage, the stage the advice reruns)
+        ("report", lambda: metrics.unlink(), "evaluate"),
+        ("attribute", lambda: flip(d / "model_0.pt"), "train"),
+        ("report", lambda: metrics.write_text("hello\n"), "evaluate"),
+        ("figures", lambda: (unrecord(d, "evaluate"), metrics.write_text("hi\n")), "evaluate"),
+        ("attribute", lambda: (unrecord(d, "train"), truncate(d / "model_1.pt", 900)), "train"),
+        ("evaluate", lambda: (unrecord(d, "attribute"), truncate(a_map, 9), metrics.unlink()), "attribute"),  # noqa: E501
+    ]  # fmt: skip
+    for stage, damage, rerun in cases:
+        damage()
+        assert main([stage, str(d)]) == 2, stage
+        line = one_error(capsys, stage)
+        assert line.endswith(f"smoothstab run {d}/config.toml --out {d} --stages {rerun}"), line
+        follow(line, tmp_path)
+        assert main([stage, str(d)]) == 0, line
+        capsys.readouterr()
+    text = (d / "config.toml").read_text()
+    (d / "config.toml").write_text(text.replace("n_samples = 2\n", "n_samples = 4\n"))
+    assert main(["report", str(d)]) == 2
+    follow(one_error(capsys, "report"), tmp_path)
+    assert "n_samples = 4" in (tmp_path / "new" / "config.toml").read_text()

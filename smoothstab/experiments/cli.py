@@ -289,17 +289,13 @@ def one_line(e: BaseException) -> str:
 
 
 def _missing(args: argparse.Namespace, e: FileNotFoundError) -> str:
-    run_dir = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    from smoothstab.experiments.manifest import rerun, stage_of
+
     name = e.filename or one_line(e)
-    outside = run_dir is not None and not Path(str(name)).resolve().is_relative_to(
-        Path(run_dir).resolve()
-    )
-    if not outside:
-        return (
-            f"{name} does not exist; run the stages before this one first "
-            "(smoothstab run --stages ...)"
-        )
-    return f"{name} does not exist"
+    found = stage_of(name)
+    if found is None:
+        return f"{name} does not exist"
+    return f"{name} does not exist; run the stages before this one first: {rerun(*found)}"
 
 
 def _os_error(e: OSError) -> str:

@@ -118,10 +118,8 @@ def load_torch(path: str | Path, what: str = "a file written by smoothstab", **k
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated, corrupt, code in the pickle: one message
-        raise DamagedFile(
-            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
-            "recompute it"
-        ) from None
+        why = first_line(e)
+        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
 
 
 def read_json(path: str | Path, what: str = "JSON") -> Any:
@@ -131,10 +129,15 @@ def read_json(path: str | Path, what: str = "JSON") -> Any:
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DamagedFile(
-            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
-            "recompute it"
-        ) from None
+        why = first_line(e)
+        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
+
+
+def recompute(path: str | Path) -> str:
+    """The advice for an unreadable file (:func:`.manifest.recompute`: it knows the stages)."""
+    from smoothstab.experiments.manifest import recompute as advice
+
+    return advice(path)
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:

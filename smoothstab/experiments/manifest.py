@@ -42,6 +42,7 @@ from smoothstab.experiments.io import (
 from smoothstab.experiments.progress import say
 
 MANIFEST = "manifest.json"
+CONFIG = "config.toml"  # the resolved config (rundir.RunDir.config)
 VERSION = 1
 # Each stage's output files, as globs relative to the run directory (see :mod:`.rundir`).
 OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -56,7 +57,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 NOT_OWNED: dict[str, tuple[str, ...]] = {"figures": ("figures/bounds.png",)}
 BLOCK = re.compile(r"\.block\d+(?=\.pt$)")
 # What to do when the run's own record cannot be trusted: start over beside it.
-NEW_RUN = "start a new run directory (smoothstab run {root}/config.toml --out NEW_DIR)"
+NEW_RUN = "start a new run directory: smoothstab run {root}/config.toml --out NEW_DIR"
 
 
 def outputs(root: str | Path, stage: str) -> list[str]:
@@ -87,6 +88,32 @@ def owned(root: Path, stage: str, rel: object) -> bool:
         for glob in map(PurePosixPath, OUTPUTS.get(stage, ()))
     )
     return matched and (root / rel).resolve().is_relative_to(root.resolve())
+
+
+def stage_of(path: str | Path) -> tuple[Path, str] | None:
+    """``(run directory, stage)`` of a path that names an output file of a stage of a run
+    directory holding a ``config.toml``; ``None`` for any other path."""
+    parts = Path(path).parts
+    for depth in range(1, min(len(parts), 5)):
+        root, rel = Path(*parts[:-depth]), "/".join(parts[-depth:])
+        for stage in OUTPUTS:
+            if (root / CONFIG).is_file() and owned(root, stage, rel):
+                return root, stage
+    return None
+
+
+def rerun(root: str | Path, stage: str) -> str:
+    """The command that runs ``stage`` (alone) in the run directory ``root``, recomputing its
+    missing files and, once :func:`check` deleted them, its damaged ones."""
+    return f"smoothstab run {root}/{CONFIG} --out {root} --stages {stage}"
+
+
+def recompute(path: str | Path) -> str:
+    """Advice for a file that cannot be read: the commands that delete and recompute it."""
+    found = stage_of(path)
+    if found is None:
+        return "delete it and rerun the same command to recompute it"
+    return f"recompute it: rm {path} && {rerun(*found)}"
 
 
 def sha256(path: Path) -> str:
@@ -200,8 +227,8 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
                 continue
             if name != stage:
                 raise DamagedFile(
-                    f"{root / rel}: damaged ({why}); rerun the {name} stage to recompute it "
-                    f"(smoothstab {name} {root}, or smoothstab run)"
+                    f"{root / rel}: damaged ({why}); rerun the {name} stage to recompute it: "
+                    + rerun(root, name)
                 )
             say(f"{root / rel}: damaged ({why}); recomputing it")
             (root / rel).unlink()

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.io import DamagedFile, atomic_write, load_torch, save_torch, write_json
+from smoothstab.experiments.io import (
+    DamagedFile,
+    atomic_write,
+    load_torch,
+    recompute,
+    save_torch,
+    write_json,
+)
 from smoothstab.experiments.io import read_json as _read_json
 from smoothstab.montecarlo import SmoothStats
 
@@ -172,7 +179,7 @@ class MapFile:
             return cls(**saved)
         except TypeError:
             raise DamagedFile(
-                f"{path}: not a map file of this version; delete it and rerun to recompute it"
+                f"{path}: not a map file of this version; {recompute(path)}"
             ) from None
 
     @classmethod
@@ -300,8 +307,7 @@ def read_csv(path: str | Path) -> list[dict]:
             raise ValueError("no rows")
     except (ValueError, KeyError, csv.Error) as e:
         raise DamagedFile(
-            f"{path}: damaged near line {line} ({e}); delete it and rerun the evaluate stage to "
-            "recompute it"
+            f"{path}: damaged near line {line} ({e}); {recompute(path)}"
         ) from None
     return rows
 
@@ -393,7 +399,9 @@ class RunDir:
         """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
         saved = load_torch(self.test_images, "the run's test images")
         if not isinstance(saved, dict) or not {"x", "y"} <= saved.keys():
-            raise DamagedFile(f"{self.test_images}: not the run's test images; delete it and rerun")
+            raise DamagedFile(
+                f"{self.test_images}: not the run's test images; {recompute(self.test_images)}"
+            )
         return saved["x"], saved["y"]
 
     def write_text(self, path: Path, text: str) -> Path:
