@@ -263,3 +263,19 @@ def test_every_repair_advice_is_a_command_that_works(tmp_path, capsys, monkeypat
     assert main(["report", str(d)]) == 2
     follow(one_error(capsys, "report"), tmp_path)
     assert "n_samples = 4" in (tmp_path / "new" / "config.toml").read_text()
+
+
+def test_files_are_created_with_the_umask(tmp_path):
+    """Every writer honours the umask, as open() would (mkstemp alone made every output 600)."""
+    old = os.umask(0o027)
+    try:
+        for mask, mode in ((0o027, 0o640), (0o002, 0o664)):
+            os.umask(mask)
+            written = [
+                io.atomic_write(tmp_path / f"{mask}.txt", lambda t: t.write_text("x")),
+                io.write_json(tmp_path / f"{mask}.json", {}),
+                io.save_torch(tmp_path / f"{mask}.pt", {"x": 1}),
+            ]
+            assert [oct(p.stat().st_mode & 0o777) for p in written] == [oct(mode)] * 3, mask
+    finally:
+        os.umask(old)

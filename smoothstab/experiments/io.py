@@ -1,7 +1,8 @@
 """File access for run directories.
 
 Writes are atomic: the content goes to a temporary name beside the target (``.NAME.*.tmp``),
-then ``os.replace`` puts it in place, so a killed process leaves either the old file or the new
+then ``os.replace`` puts it in place (with the mode a plain ``open`` would give: 666 less the
+umask), so a killed process leaves either the old file or the new
 one, never half; a write that fails (a full disk) removes its temporary file and leaves the old
 file as it was. A kill (SIGKILL) can leave a temporary file behind: :func:`remove_temporaries`
 clears them when the run resumes. ``torch.save`` output is byte-identical for identical
@@ -48,7 +49,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0o600: the mode open() would give
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
         _commit(tmp, path)
@@ -87,6 +91,13 @@ def locked(root: str | Path) -> Iterator[None]:
             os.ftruncate(fd, 0)  # an empty file: no holder (the lock goes with the fd)
     finally:
         os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask (set back at once: only this thread creates run files)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
