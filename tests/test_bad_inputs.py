@@ -296,6 +296,16 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"attribution\.n_samples: expected int",
         (),
     ),
+    "set a value outside a Literal": (
+        run("--set", "train.amp=fp17"),
+        r"train\.amp: expected one of 'none', 'bf16', 'fp16', got 'fp17'",
+        (),
+    ),
+    "min_samples without a tolerance": (
+        run("--set", "attribution.min_samples=8"),
+        r"attribution\.min_samples: only with attribution\.tolerance, got 8",
+        (),
+    ),
     "set sub-key of scalar": (run("--set", "name.x=1"), r"name\.x: name has no sub-keys", ()),
     # values
     "r nan": (run("--set", "attribution.table_r=nan"), r"table_r: expected a finite .*got nan", ()),
@@ -573,6 +583,16 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "api odd antithetic": (
         api(lambda: ss.smooth(ss.grad, 0.1, 3, antithetic=True)),
         r"even",
+        (),
+    ),
+    "api tolerance as a string": (
+        api(lambda: ss.smooth(ss.grad, 0.1, tol="0.1")),
+        r"tol: expected a number > 0.*got '0\.1'",
+        (),
+    ),
+    "api stats_at of bare sigmas": (
+        api(lambda: ss.smooth(ss.grad, 0.1, 4, seed=0).stats_at(model(), X, T, [0.1, 0.2])),
+        r"levels: expected \(sigma, seed\) pairs, got \[0\.1, 0\.2\]",
         (),
     ),
     "api NaN baseline": (

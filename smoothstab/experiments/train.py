@@ -81,6 +81,11 @@ def train_run(
     """
     run = RunDir(out_dir)
     info = D.init_distributed(device_name(config.device))
+    if config.amp == "fp16" and device_name(config.device) == "cpu" and info.is_main:
+        say(
+            "train.amp: warning: 'fp16' on the CPU is slower than float32 on most CPUs (few "
+            "compute in float16) and rounds more; 'bf16' or 'none' suit a CPU"
+        )
     train_set, test_set = _load(config, train=True), _load(config, train=False)
     cfg = resolve_config(config, train_set)
     sizes = cfg.sizes
