@@ -688,3 +688,18 @@ def test_report_renders_in_headless_chromium(reference, tmp_path):
     assert image.size == (1200, 4000)
     lo, hi = image.getextrema()
     assert hi - lo > 128, "the screenshot is blank"
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_ctrl_c_while_the_command_starts_is_one_line(delay, tmp_path):
+    """Ctrl-C while ``python -m smoothstab`` still imports torch (here 2-3 s; later, during
+    training, is the same line): exit 130 and one line, no traceback (before: a traceback from
+    inside torch's import). Earlier than ~0.1 s Python itself is starting (its ``site``
+    module), before any code of the package could answer."""
+    proc = smoothstab(*run_args(tmp_path / "run"))
+    time.sleep(delay)
+    assert proc.poll() is None, "the command ended before the signal"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err == f"smoothstab run: error: {INTERRUPTED}\n"

@@ -11,11 +11,13 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smoothstab import _startup
 from smoothstab.experiments.guards import (
     check_device,
     check_no_links,
@@ -254,11 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    if signal.getsignal(signal.SIGINT) is _startup.interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from now
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        return _fail(args, "interrupted; rerun the same command to resume", INTERRUPTED)
+        return _fail(args, _startup.MESSAGE, INTERRUPTED)
     except ValueError as e:  # ConfigError, DamagedFile, bad data, devices, ...
         return _fail(args, one_line(e))
     except FileNotFoundError as e:  # a stage run before the one that writes its input
