@@ -48,8 +48,9 @@ from smoothstab.experiments.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
 # Files that legitimately differ between two runs: wall-clock seconds in the training metrics
-# (also inside the checkpoints, compared by their weights) and modification times in the manifest.
-TIMED = {"train_metrics.json", "manifest.json"}
+# (also inside the checkpoints, compared by their weights), hence their hash in the manifest, and
+# the lock file (the PID of a run killed while it held it).
+TIMED = {"train_metrics.json", "manifest.json", io.LOCK}
 
 # A subprocess ``smoothstab`` whose atomic writer fails with ENOSPC on the nth file whose name
 # matches a glob: argv = [pattern, n, *smoothstab arguments].
