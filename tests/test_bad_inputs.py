@@ -14,7 +14,7 @@ file, a wrong value, a path that cannot be used. The promise, checked for each:
 Nothing here trains a model: run directories are made by hand (an untrained checkpoint is a
 checkpoint), so the whole table runs in a few seconds.
 
-Long because it is one table of 80 cases, each a line or two.
+Long because it is one table of 84 cases, each a line or two.
 """
 
 from __future__ import annotations
