@@ -306,9 +306,7 @@ def read_csv(path: str | Path) -> list[dict]:
         if not rows:
             raise ValueError("no rows")
     except (ValueError, KeyError, csv.Error) as e:
-        raise DamagedFile(
-            f"{path}: damaged near line {line} ({e}); {recompute(path)}"
-        ) from None
+        raise DamagedFile(f"{path}: damaged near line {line} ({e}); {recompute(path)}") from None
     return rows
 
 
