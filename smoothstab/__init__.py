@@ -7,7 +7,10 @@ The experiment layer (``smoothstab.experiments``, the ``smoothstab`` CLI) builds
 sweeps, figures and reports on top of it; importing the core never imports it.
 """
 
-from smoothstab import metrics
+from smoothstab import (
+    _startup,  # noqa: F401 - first: a Ctrl-C while torch imports
+    metrics,
+)
 from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_weights
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum

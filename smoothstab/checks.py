@@ -57,7 +57,7 @@ def check_number(
     """A finite real number (bools refused) ``>= low`` (``> low`` if ``open_low``) and
     ``<= high``; returned as a float."""
     rng = _range(low, high, open_low)
-    if isinstance(value, bool):
+    if isinstance(value, bool | str | bytes):  # float("0.1") would pass a string through
         raise ValueError(f"{name}: expected a number{rng}, got {value!r}")
     try:
         v = float(value)

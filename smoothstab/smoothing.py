@@ -167,6 +167,8 @@ class Smoothed:
         floating point of differently sized batches. Levels need an int seed or a generator
         each. Sigma 0 runs the method once, shared by every such level; with ``tol=`` the
         levels run one after another (each stops on its own)."""
+        if not all(isinstance(level, tuple | list) and len(level) == 2 for level in levels):
+            raise ValueError(f"levels: expected (sigma, seed) pairs, got {list(levels)!r}")
         levels = [(check_sigma(sigma), seed) for sigma, seed in levels]
         noisy = [i for i, (sigma, _) in enumerate(levels) if sigma > 0]
         out: list[SmoothStats | None] = [None] * len(levels)

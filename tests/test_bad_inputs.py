@@ -14,7 +14,7 @@ file, a wrong value, a path that cannot be used. The promise, checked for each:
 Nothing here trains a model: run directories are made by hand (an untrained checkpoint is a
 checkpoint), so the whole table runs in a few seconds.
 
-Long because it is one table of 80 cases, each a line or two.
+Long because it is one table of 93 cases, each a line or two.
 """
 
 from __future__ import annotations
@@ -296,6 +296,42 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"attribution\.n_samples: expected int",
         (),
     ),
+    "set a value outside a Literal": (
+        run("--set", "train.amp=fp17"),
+        r"train\.amp: expected one of 'none', 'bf16', 'fp16', got 'fp17'",
+        (),
+    ),
+    "min_samples without a tolerance": (
+        run("--set", "attribution.min_samples=8"),
+        r"attribution\.min_samples: only with attribution\.tolerance, got 8",
+        (),
+    ),
+    "tolerance negative": (
+        run("--set", "attribution.tolerance=-0.5"),
+        r"attribution\.tolerance: expected a finite number > 0, got -0\.5",
+        (),
+    ),
+    "groups odd": (
+        run("--set", "attribution.groups=3"),
+        r"attribution\.groups: expected an even number of groups of draws",
+        (),
+    ),
+    "amp with float64 maps": (
+        run("--set", "attribution.amp=bf16", "--set", "attribution.dtype=float64"),
+        r"attribution\.amp: 'bf16' autocasts float32 computations",
+        (),
+    ),
+    "pack not a bool": (run("--set", "attribution.pack=1"), r"pack: expected bool", ()),
+    "FT without its model": (
+        run("--set", "models.setting=FT"),
+        r"models\.specs: setting FT starts from exactly one model, got 0",
+        (),
+    ),
+    "plan with no time budget": (
+        lambda t: ["plan", config(t), "--no-timing", "--budget", "0"],
+        r"--budget: expected a number of seconds > 0, got 0\.0",
+        (),
+    ),
     "set sub-key of scalar": (run("--set", "name.x=1"), r"name\.x: name has no sub-keys", ()),
     # values
     "r nan": (run("--set", "attribution.table_r=nan"), r"table_r: expected a finite .*got nan", ()),
@@ -339,6 +375,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "noise_std inf": (
         run("--set", "train.noise_std=inf"),
         r"noise_std: expected a finite number >= 0, got inf",
+        (),
+    ),
+    "drop_last drops every batch": (
+        run("--set", "train.drop_last=true", "--set", "train.batch_size=64"),
+        r"train\.drop_last: true drops every batch of a part of 50 images with batch_size = 64",
         (),
     ),
     "topk above pixels": (
@@ -568,6 +609,31 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "api odd antithetic": (
         api(lambda: ss.smooth(ss.grad, 0.1, 3, antithetic=True)),
         r"even",
+        (),
+    ),
+    "api tolerance as a string": (
+        api(lambda: ss.smooth(ss.grad, 0.1, tol="0.1")),
+        r"tol: expected a number > 0.*got '0\.1'",
+        (),
+    ),
+    "api stats_at of bare sigmas": (
+        api(lambda: ss.smooth(ss.grad, 0.1, 4, seed=0).stats_at(model(), X, T, [0.1, 0.2])),
+        r"levels: expected \(sigma, seed\) pairs, got \[0\.1, 0\.2\]",
+        (),
+    ),
+    "api tolerance zero": (
+        api(lambda: ss.smooth(ss.grad, 0.1, tol=0)),
+        r"tol: expected a finite number > 0, got 0\.0",
+        (),
+    ),
+    "api weight_smooth sigma negative": (
+        api(lambda: ss.weight_smooth(ss.grad, -0.1, 4)),
+        r"sigma: expected a finite number >= 0, got -0\.1",
+        (),
+    ),
+    "api weight_smooth odd antithetic": (
+        api(lambda: ss.weight_smooth(ss.grad, 0.1, 3, antithetic=True)),
+        r"n_samples: .*even",
         (),
     ),
     "api NaN baseline": (

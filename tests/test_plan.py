@@ -194,3 +194,14 @@ def test_ft_counts_its_proxy_runs_and_replicas():
     costs = {(a.method, a.r): a for a in P.attribution_costs(cfg)}
     assert costs["grad", 0.2].total == 6 * 4 * 3  # samples x images x replicas
     assert P.pairs_and_models(cfg) == (3, 3)
+
+
+def test_an_empty_config_plans_with_the_defaults(tmp_path, capsys):
+    """An empty TOML is the defaults, which must be a valid config: digits have 64 pixels, so
+    an unset evaluation.topk (500) becomes a quarter of them; a set one is still checked."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["plan", str(empty), "--no-timing"]) == 0, capsys.readouterr().err
+    assert load_config(empty).evaluation.topk == 16
+    assert main(["plan", str(empty), "--no-timing", "--set", "evaluation.topk=500"]) == 2
+    assert "evaluation.topk: expected at most the 64 pixels" in capsys.readouterr().err

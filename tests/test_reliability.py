@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -47,8 +48,9 @@ from smoothstab.experiments.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
 # Files that legitimately differ between two runs: wall-clock seconds in the training metrics
-# (also inside the checkpoints, compared by their weights) and modification times in the manifest.
-TIMED = {"train_metrics.json", "manifest.json"}
+# (also inside the checkpoints, compared by their weights), hence their hash in the manifest, and
+# the lock file (the PID of a run killed while it held it).
+TIMED = {"train_metrics.json", "manifest.json", io.LOCK}
 
 # A subprocess ``smoothstab`` whose atomic writer fails with ENOSPC on the nth file whose name
 # matches a glob: argv = [pattern, n, *smoothstab arguments].
@@ -330,6 +332,7 @@ def test_resume_removes_temporaries_and_joined_blocks(tmp_path):
 def test_manifest_finds_damaged_files(tmp_path, capsys):
     """A file cut or changed after its stage recorded it: the stage's own file is deleted (to be
     recomputed, with one line), an earlier stage's file is refused naming that stage."""
+    manifest.record_config(tmp_path, 'name = "x"\n')  # as the run's first stage does
     (tmp_path / "metrics.csv").write_text("a,b\n1,2\n")
     (tmp_path / "report.md").write_text("# report\n")
     manifest.record(tmp_path, "evaluate")
@@ -348,8 +351,9 @@ def test_manifest_finds_damaged_files(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys):
     """``smoothstab evaluate`` on a metrics.csv cut mid-row recomputes it (it used to rewrite
-    table1.csv from the cut file); a later stage alone refuses it; with no manifest the cut is
-    still found (a row without all its cells, no final newline)."""
+    table1.csv from the cut file); a later stage alone refuses it; unrecorded (the evaluate
+    stage killed before its record) the cut is still found (a row without all its cells, no
+    final newline)."""
     d = tmp_path / "run"
     shutil.copytree(reference, d)
     text = (d / "metrics.csv").read_text()
@@ -358,7 +362,9 @@ def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys)
     assert "metrics.csv: damaged" in capsys.readouterr().err
     assert main(["evaluate", str(d), "--quiet"]) == 0
     assert (d / "metrics.csv").read_text() == text
-    (d / "manifest.json").unlink()
+    recorded = json.loads((d / "manifest.json").read_text())
+    del recorded["stages"]["evaluate"]
+    (d / "manifest.json").write_text(json.dumps(recorded))
     (d / "metrics.csv").write_text(text[: len(text) // 2])
     assert main(["evaluate", str(d), "--quiet"]) == 0
     assert (d / "metrics.csv").read_text() == text
@@ -683,3 +689,18 @@ def test_report_renders_in_headless_chromium(reference, tmp_path):
     assert image.size == (1200, 4000)
     lo, hi = image.getextrema()
     assert hi - lo > 128, "the screenshot is blank"
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_ctrl_c_while_the_command_starts_is_one_line(delay, tmp_path):
+    """Ctrl-C while ``python -m smoothstab`` still imports torch (here 2-3 s; later, during
+    training, is the same line): exit 130 and one line, no traceback (before: a traceback from
+    inside torch's import). Earlier than ~0.1 s Python itself is starting (its ``site``
+    module), before any code of the package could answer."""
+    proc = smoothstab(*run_args(tmp_path / "run"))
+    time.sleep(delay)
+    assert proc.poll() is None, "the command ended before the signal"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err == f"smoothstab run: error: {INTERRUPTED}\n"

@@ -176,3 +176,17 @@ def test_persistent_workers_change_nothing(shapes, tmp_path, monkeypatch):
         states.append(torch.load(out / "model_0.pt", weights_only=True)["state_dict"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert len(made) == 1  # one loader (its workers kept) for both epochs
+
+
+def test_fp16_on_the_cpu_warns(tmp_path, capsys):
+    """train.amp = 'fp16' on the CPU trains, with one warning line that names the key."""
+    from smoothstab.experiments.cli import main
+
+    sets = ["epochs=1", "parts=2", "part_size=8", "batch_size=8", "amp=fp16", "device=cpu"]
+    args = [a for s in sets for a in ("--set", s)]
+    assert main(["train", "--out", str(tmp_path / "run"), "--quiet", *args]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert warnings == [
+        "train.amp: warning: 'fp16' on the CPU is slower than float32 on most CPUs (few "
+        "compute in float16) and rounds more; 'bf16' or 'none' suit a CPU"
+    ]

@@ -11,13 +11,16 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smoothstab import _startup
 from smoothstab.experiments.guards import (
     check_device,
+    check_no_links,
     check_output_dir,
     check_slug,
     read_config_text,
@@ -47,16 +50,23 @@ def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
     from dataclasses import replace
 
     from smoothstab.experiments.config import apply_overrides
+    from smoothstab.experiments.distributed import init_distributed
+    from smoothstab.experiments.io import locked
     from smoothstab.experiments.train import train_run
+    from smoothstab.experiments.trainer import device_name
 
     config = apply_overrides(train_config(args.config), args.overrides)
     if args.quiet:
         config = replace(config, quiet=True)
     check_device(config.device, "device", allow_auto=True)
-    train_run(config, check_output_dir(args.out))
+    out = check_no_links(check_output_dir(args.out))
+    main_rank = init_distributed(device_name(config.device)).is_main  # rank 0 locks
+    with locked(out) if main_rank else nullcontext():
+        train_run(config, out)
     return 0
 
 
@@ -246,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    if signal.getsignal(signal.SIGINT) is _startup.interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from now
     args = build_parser().parse_args(argv)
     code = None
     try:
@@ -262,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        return _fail(args, "interrupted; rerun the same command to resume", INTERRUPTED)
+        return _fail(args, _startup.MESSAGE, INTERRUPTED)
     except ValueError as e:  # ConfigError, DamagedFile, bad data, devices, ...
         return _fail(args, one_line(e))
     except FileNotFoundError as e:  # a stage run before the one that writes its input
@@ -293,17 +305,13 @@ def one_line(e: BaseException) -> str:
 
 
 def _missing(args: argparse.Namespace, e: FileNotFoundError) -> str:
-    run_dir = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    from smoothstab.experiments.manifest import rerun, stage_of
+
     name = e.filename or one_line(e)
-    outside = run_dir is not None and not Path(str(name)).resolve().is_relative_to(
-        Path(run_dir).resolve()
-    )
-    if not outside:
-        return (
-            f"{name} does not exist; run the stages before this one first "
-            "(smoothstab run --stages ...)"
-        )
-    return f"{name} does not exist"
+    found = stage_of(name)
+    if found is None:
+        return f"{name} does not exist"
+    return f"{name} does not exist; run the stages before this one first: {rerun(*found)}"
 
 
 def _os_error(e: OSError) -> str:

@@ -137,6 +137,13 @@ class TrainConfig:
         check_choice(self.keep, "keep", ("last", "best"))
         at_least(self, 0, "val_size")
         check_choice(self.amp, "amp", AMP_MODES)
+        small = [s for s in self.sizes if s is not None and s < self.batch_size]
+        if self.drop_last and small:  # every batch would be dropped: 0 optimizer steps
+            raise ValueError(
+                f"drop_last: true drops every batch of a part of {min(small)} images with "
+                f"batch_size = {self.batch_size}, so nothing would train; set drop_last = false "
+                f"or batch_size <= {min(small)}"
+            )
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -342,7 +349,8 @@ class EvaluationConfig:
     """How maps are compared and reported.
 
     ``debiased``: also the split-half debiased distances (ours) beside the plain ones (the
-    paper's). ``band``: ``t95`` or ``sd`` over model pairs/models. ``topk``: k of top-k mIoU.
+    paper's). ``band``: ``t95`` or ``sd`` over model pairs/models. ``topk``: k of top-k mIoU (left
+    unset, at most a quarter of an image's pixels).
     ``fidelity_budget``: relative, fidelity error / ||unsmoothed map||, for the recommended r.
     ``grid_images``: images per map grid. ``grid_pairs``: the model pairs (``"i-j"``) whose maps
     are drawn side by side; empty: every pair of a DA run, else the first pair compared.
@@ -403,8 +411,9 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
     path = config_path(source)
     if path.is_file():
         read_config_text(path)  # not UTF-8: one line naming the file
-    cfg = dataclass_from_dict(ExperimentConfig, load_toml(path))
-    cfg = apply_overrides(cfg, list(overrides))
+    table = load_toml(path)
+    cfg = apply_overrides(dataclass_from_dict(ExperimentConfig, table), list(overrides))
+    cfg = _fit_topk(cfg, given="topk" in table.get("evaluation", {}) or _set(overrides, "topk"))
     # Across tables, so checked once all overrides are in (they come one at a time).
     if cfg.models.setting == "DT" and cfg.train.parts < 2:
         raise ConfigError(
@@ -412,6 +421,12 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"least 2, got {cfg.train.parts}"
         )
     a = cfg.attribution
+    for key in ("min_samples", "max_samples"):  # as smooth() refuses them without tol=
+        if a.tolerance is None and getattr(a, key) != getattr(AttributionConfig, key):
+            raise ConfigError(
+                f"attribution.{key}: only with attribution.tolerance, got {getattr(a, key)} "
+                "with attribution.n_samples"
+            )
     units = a.n_samples // 2 if a.antithetic else a.n_samples
     if cfg.evaluation.debiased and units < 2:
         raise ConfigError(
@@ -433,6 +448,21 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"{cfg.train.val_size}"
         )
     return cfg
+
+
+def _set(overrides: Sequence[str], key: str) -> bool:
+    return any(o.partition("=")[0].strip() == f"evaluation.{key}" for o in overrides)
+
+
+def _fit_topk(cfg: ExperimentConfig, *, given: bool) -> ExperimentConfig:
+    """An unset ``evaluation.topk`` larger than an image: a quarter of its pixels (the default
+    500 is meant for CIFAR and ImageNet; digits have 64 pixels)."""
+    pixels = dataset_info(cfg.train.dataset).image_size ** 2
+    if given or cfg.evaluation.topk <= pixels:
+        return cfg
+    return dataclasses.replace(
+        cfg, evaluation=dataclasses.replace(cfg.evaluation, topk=max(1, pixels // 4))
+    )
 
 
 def _check_ft(m: ModelsConfig) -> None:

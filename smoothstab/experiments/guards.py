@@ -81,6 +81,22 @@ def check_output_dir(path: str | Path, name: str = "--out") -> Path:
     return path
 
 
+def check_no_links(root: str | Path) -> Path:
+    """``root`` holds no symbolic link below it: every file a run writes, reads or deletes is
+    then inside ``root`` itself (``root`` may be a link: its target is the run directory)."""
+    root = Path(root)
+    for top, dirs, files in os.walk(root):  # does not descend into linked directories
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            if path.is_symlink():
+                raise ValueError(
+                    f"{path}: a symbolic link (to {os.readlink(path)}); a run writes only inside "
+                    "its run directory, replace the link with what it points to, or start a new "
+                    "run directory"
+                )
+    return root
+
+
 def read_config_text(path: str | Path) -> str:
     """The text of a config file, which must be UTF-8 (TOML's encoding)."""
     path = Path(path)

@@ -1,12 +1,17 @@
 """File access for run directories.
 
 Writes are atomic: the content goes to a temporary name beside the target (``.NAME.*.tmp``),
-then ``os.replace`` puts it in place, so a killed process leaves either the old file or the new
+then ``os.replace`` puts it in place (with the mode a plain ``open`` would give: 666 less the
+umask), so a killed process leaves either the old file or the new
 one, never half; a write that fails (a full disk) removes its temporary file and leaves the old
 file as it was. A kill (SIGKILL) can leave a temporary file behind: :func:`remove_temporaries`
 clears them when the run resumes. ``torch.save`` output is byte-identical for identical
 content (the archive is built in memory, so its internal name does not depend on the temporary
 file's random name, and a full disk surfaces as ``OSError(ENOSPC)`` from the plain write).
+
+One command at a time writes into a run directory: :func:`locked` holds an advisory lock
+(``flock``) on its ``.lock`` file, which the kernel releases when the process ends however it
+ends, so a killed run leaves no stale lock (only its PID in the file).
 
 Reads turn every way a file can be unreadable -- truncated, corrupt, another format, a pickle
 that would run code -- into one :class:`DamagedFile` line naming the file and what to do.
@@ -14,17 +19,20 @@ that would run code -- into one :class:`DamagedFile` line naming the file and wh
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 TMP_SUFFIX = ".tmp"
+LOCK = ".lock"
 
 
 class DamagedFile(ValueError):
@@ -41,7 +49,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0o600: the mode open() would give
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
         _commit(tmp, path)
@@ -55,6 +66,38 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def locked(root: str | Path) -> Iterator[None]:
+    """Hold the lock of the run directory ``root`` (which must exist) while the block runs; the
+    lock file holds this process's PID meanwhile. A lock another process holds is one
+    ``ValueError`` line naming that process."""
+    fd = os.open(Path(root) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"{root}: another smoothstab command is writing into it (PID {holder}); wait "
+                "for it to finish, or use another run directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # an empty file: no holder (the lock goes with the fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask (set back at once: only this thread creates run files)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -86,10 +129,8 @@ def load_torch(path: str | Path, what: str = "a file written by smoothstab", **k
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated, corrupt, code in the pickle: one message
-        raise DamagedFile(
-            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
-            "recompute it"
-        ) from None
+        why = first_line(e)
+        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
 
 
 def read_json(path: str | Path, what: str = "JSON") -> Any:
@@ -99,10 +140,15 @@ def read_json(path: str | Path, what: str = "JSON") -> Any:
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DamagedFile(
-            f"{path}: cannot be read as {what} ({first_line(e)}); delete it and rerun to "
-            "recompute it"
-        ) from None
+        why = first_line(e)
+        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
+
+
+def recompute(path: str | Path) -> str:
+    """The advice for an unreadable file (:func:`.manifest.recompute`: it knows the stages)."""
+    from smoothstab.experiments.manifest import recompute as advice
+
+    return advice(path)
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.io import DamagedFile, atomic_write, load_torch, save_torch, write_json
+from smoothstab.experiments.io import (
+    DamagedFile,
+    atomic_write,
+    load_torch,
+    recompute,
+    save_torch,
+    write_json,
+)
 from smoothstab.experiments.io import read_json as _read_json
 from smoothstab.montecarlo import SmoothStats
 
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
+OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
 
 
 class Metric(StrEnum):
@@ -171,7 +179,7 @@ class MapFile:
             return cls(**saved)
         except TypeError:
             raise DamagedFile(
-                f"{path}: not a map file of this version; delete it and rerun to recompute it"
+                f"{path}: not a map file of this version; {recompute(path)}"
             ) from None
 
     @classmethod
@@ -285,25 +293,31 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
 
 def read_csv(path: str | Path) -> list[dict]:
     """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
-    short, a missing or extra cell, a value that is no number) is one :class:`~.io.DamagedFile`
-    line."""
+    short, another header, no row, a missing or extra cell, a value that is no number) is one
+    :class:`~.io.DamagedFile` line."""
     rows: list[dict] = []
+    line = 1
     try:
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
         if text and not text.endswith("\n"):  # csv_text ends every row with one
+            line = text.count("\n") + 1
             raise ValueError("the last row is cut short")
-        for row in csv.DictReader(io.StringIO(text)):
+        reader = csv.DictReader(io.StringIO(text))
+        header = set(reader.fieldnames or ())
+        if header - set(COLUMNS) or set(COLUMNS) - set(OPTIONAL_COLUMNS) - header:
+            raise ValueError(f"its header is not {','.join(COLUMNS)}")
+        for row in reader:
+            line = reader.line_num
             if None in row or None in row.values():
-                raise ValueError(f"expected {len(COLUMNS)} cells")
+                raise ValueError(f"expected {len(header)} cells")
             for key in ("r", "sigma", "value"):
                 row[key] = float(row[key])
             rows.append(row)
+        if not rows:
+            raise ValueError("no rows")
     except (ValueError, KeyError, csv.Error) as e:
-        raise DamagedFile(
-            f"{path}: damaged near line {len(rows) + 2} ({e}); delete it and rerun the "
-            "evaluate stage to recompute it"
-        ) from None
+        raise DamagedFile(f"{path}: damaged near line {line} ({e}); {recompute(path)}") from None
     return rows
 
 
@@ -394,7 +408,9 @@ class RunDir:
         """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
         saved = load_torch(self.test_images, "the run's test images")
         if not isinstance(saved, dict) or not {"x", "y"} <= saved.keys():
-            raise DamagedFile(f"{self.test_images}: not the run's test images; delete it and rerun")
+            raise DamagedFile(
+                f"{self.test_images}: not the run's test images; {recompute(self.test_images)}"
+            )
         return saved["x"], saved["y"]
 
     def write_text(self, path: Path, text: str) -> Path:

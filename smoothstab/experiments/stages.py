@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from smoothstab.experiments import attribute, evaluate, manifest, proxies, repor
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
-from smoothstab.experiments.guards import check_device
+from smoothstab.experiments.guards import check_device, check_no_links
+from smoothstab.experiments.io import locked
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.train import load_trained, train_run
@@ -34,30 +36,50 @@ def _flat(table: dict, prefix: str = "") -> dict:
 
 
 def prepare(cfg: ExperimentConfig, run: RunDir) -> None:
-    """Write ``config.toml``; a run directory made with a different config is refused (fields
-    that change no result may differ)."""
+    """Write ``config.toml`` and record it in the manifest. A run directory made with a
+    different config is refused, and so is a ``config.toml`` edited since the run recorded it
+    (fields that change no result may differ)."""
     text = to_toml(cfg)
+    made = manifest.made_with(run.root)
     if run.config.is_file():
         try:
-            table = tomllib.loads(run.config.read_text(encoding="utf-8"))
+            saved = _table(run.config.read_text(encoding="utf-8"))
         except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
             raise ConfigError(f"{run.config}: damaged ({e}); use another --out") from None
-        try:  # keys added since the run was made compare as their defaults
-            table = tomllib.loads(to_toml(dataclass_from_dict(ExperimentConfig, table)))
-        except ConfigError:
-            pass  # a key we no longer know: compared as written, so it shows in the diff
-        old = _flat(table)
-        new = _flat(tomllib.loads(text))
-        free = free_keys(ExperimentConfig)
-        diff = sorted(
-            k for k in old.keys() | new.keys() if k not in free and old.get(k) != new.get(k)
-        )
-        if diff:
+        key = _first_difference(_table(made), saved) if made is not None else None
+        if key is not None:
             raise ConfigError(
-                f"{run.root} was made with {diff[0]}={old.get(diff[0])!r}, this config has "
-                f"{new.get(diff[0])!r}; use another --out"
+                f"{run.config}: {key} is {saved.get(key)!r}, the run's files were made with "
+                f"{_table(made).get(key)!r}; set it back, or "
+                + manifest.NEW_RUN.format(root=run.root)
+            )
+        new = _table(text)
+        key = _first_difference(saved, new)
+        if key is not None:
+            raise ConfigError(
+                f"{run.root} was made with {key}={saved.get(key)!r}, this config has "
+                f"{new.get(key)!r}; use another --out"
             )
     run.write_text(run.config, text)
+    manifest.record_config(run.root, text if made is None else made)
+
+
+def _table(text: str) -> dict:
+    """A config's TOML text as flat ``{dotted key: value}``, keys added since it was written
+    as their defaults."""
+    table = tomllib.loads(text)
+    try:
+        table = tomllib.loads(to_toml(dataclass_from_dict(ExperimentConfig, table)))
+    except ConfigError:
+        pass  # a key we no longer know: compared as written, so it shows in the diff
+    return _flat(table)
+
+
+def _first_difference(old: dict, new: dict) -> str | None:
+    """The first key, in sorted order, whose value differs and changes results."""
+    free = free_keys(ExperimentConfig)
+    diff = sorted(k for k in old.keys() | new.keys() if k not in free and old.get(k) != new.get(k))
+    return diff[0] if diff else None
 
 
 def train(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -132,12 +154,21 @@ STAGES = {
 
 
 def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(STAGES)) -> None:
-    """The stages in order. Under ``torchrun`` every rank trains and attributes its share;
-    rank 0 alone writes the config, evaluates, draws and reports."""
-    run = RunDir(run_dir)
+    """The stages in order, holding the run directory's lock (:func:`~.io.locked`). Under
+    ``torchrun`` every rank trains and attributes its share; rank 0 alone takes the lock, writes
+    the config, evaluates, draws and reports."""
+    run = RunDir(check_no_links(run_dir))
     check_device(cfg.train.device, "train.device", allow_auto=True)
     check_device(cfg.attribution.device, "attribution.device")
     info = init_distributed(cfg.attribution.device)
+    with locked(run.root) if info.is_main else nullcontext():
+        _run_stages(cfg, run, stages, info)
+    if info.is_main:
+        done = f"{cfg.name}: done"
+        say(f"{done} -> {run.report_html}" if "report" in stages else done)
+
+
+def _run_stages(cfg: ExperimentConfig, run: RunDir, stages: Sequence[str], info) -> None:
     if info.is_main:
         prepare(cfg, run)
         manifest.clean(run.root)  # what killed writers left: temporaries, joined blocks
@@ -151,6 +182,3 @@ def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(
         barrier(info)
         if info.is_main:
             manifest.record(run.root, name)
-    if not info.is_main:
-        return
-    say(f"{cfg.name}: done -> {run.report_html}" if "report" in stages else f"{cfg.name}: done")

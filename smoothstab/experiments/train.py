@@ -37,7 +37,7 @@ from smoothstab.experiments.data import (
     validation_split,
 )
 from smoothstab.experiments.experiment import TrainConfig
-from smoothstab.experiments.io import DamagedFile, load_torch, write_json
+from smoothstab.experiments.io import DamagedFile, load_torch, recompute, write_json
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
@@ -81,6 +81,11 @@ def train_run(
     """
     run = RunDir(out_dir)
     info = D.init_distributed(device_name(config.device))
+    if config.amp == "fp16" and device_name(config.device) == "cpu" and info.is_main:
+        say(
+            "train.amp: warning: 'fp16' on the CPU is slower than float32 on most CPUs (few "
+            "compute in float16) and rounds more; 'bf16' or 'none' suit a CPU"
+        )
     train_set, test_set = _load(config, train=True), _load(config, train=False)
     cfg = resolve_config(config, train_set)
     sizes = cfg.sizes
@@ -223,7 +228,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     except RuntimeError:
         raise DamagedFile(
             f"{path}: its weights do not fit its own config (model {cfg['model']}, "
-            f"{cfg['num_classes']} classes); delete it and rerun to retrain"
+            f"{cfg['num_classes']} classes); {recompute(path)}"
         ) from None
     return model.to(device).eval()
 
@@ -241,6 +246,6 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     if not ok:
         raise DamagedFile(
             f"{path}: not a checkpoint written by smoothstab train (a bare state dict belongs "
-            "in models.specs weights of a DR/DA run); delete it and rerun to retrain"
+            f"in models.specs weights of a DR/DA run); {recompute(path)}"
         )
     return saved
