@@ -43,6 +43,7 @@ from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed
 from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
+from smoothstab.methods import output_logits
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -298,7 +299,7 @@ class Trainer:
                 contextlib.nullcontext() if sync else self.net.no_sync(),
             ):
                 with autocast(self.cfg.amp, self.device):
-                    out = self.net(x)
+                    out = output_logits(self.net(x), len(x))
                 loss = F.cross_entropy(out.float(), y, reduction="sum")
                 finite &= torch.isfinite(loss)
                 scaled = loss * (scale / draws)
@@ -475,7 +476,7 @@ def evaluate(
     loader = DataLoader(Subset(dataset, idx), batch_size=batch_size, num_workers=num_workers)
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        out = model(x)
+        out = output_logits(model(x), len(x))
         totals += torch.stack(
             [
                 F.cross_entropy(out, y, reduction="sum"),
