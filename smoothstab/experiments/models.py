@@ -1,4 +1,5 @@
-"""Models of the experiments: a small CNN, CIFAR-style ResNets, and torchvision by name.
+"""Models of the experiments: a small CNN, CIFAR-style ResNets, torchvision by name, and any
+other model as ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``.
 
 Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
 a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
@@ -9,10 +10,15 @@ name torchvision would download it to. :func:`cam_layer` names the Grad-CAM laye
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from smoothstab.experiments.io import first_line
 
 OUR_MODELS = ("small_cnn", "resnet18_cifar", "resnet34_cifar")
 
@@ -99,14 +105,24 @@ class CifarResNet(nn.Module):
 def build_model(
     name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
 ) -> nn.Module:
-    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, or any
-    torchvision classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...).
+    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
+    classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...), or
+
+    * ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (the ``timm`` extra);
+    * ``hf:LOCAL_DIR``: a Hugging Face image classifier saved in a local folder, read with
+      ``from_pretrained(..., local_files_only=True)`` (the ``hf`` extra), weights included;
+    * ``python:package.module:factory``: ``factory()`` returning an ``nn.Module``, given
+      ``num_classes=`` and ``in_channels=`` when its signature takes them.
 
     Args:
-        weights: ``None`` (random init), a local state-dict file, or a torchvision weight name
-            (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub cache.
+        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, or
+            a torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub
+            cache.
     """
-    if name == "small_cnn":
+    kind, _, rest = name.partition(":") if ":" in name else ("", "", name)
+    if kind in EXTERNAL:
+        model = EXTERNAL[kind](rest, num_classes, in_channels)
+    elif name == "small_cnn":
         model = SmallCNN(in_channels, num_classes)
     elif name in ("resnet18_cifar", "resnet34_cifar"):
         blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
@@ -124,12 +140,80 @@ def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
         raise ValueError(
-            f"model: expected one of {', '.join(OUR_MODELS)} or a torchvision classification "
-            f"model such as resnet50, swin_t, convnext_tiny; got {name!r}"
+            f"model: expected one of {', '.join(OUR_MODELS)}, a torchvision classification "
+            f"model such as resnet50, swin_t, convnext_tiny, or timm:NAME, hf:LOCAL_DIR, "
+            f"python:package.module:factory; got {name!r}"
         )
     if in_channels != 3:
         raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def _extra(module: str, extra: str, name: str) -> Any:
+    """``import module``, or one line naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"model: {name} needs {module}; install the extra: pip install 'smoothstab[{extra}]'"
+        ) from None
+
+
+def _timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    timm = _extra("timm", "timm", f"timm:{name}")
+    try:
+        return timm.create_model(
+            name, pretrained=False, num_classes=num_classes, in_chans=in_channels
+        )
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        raise ValueError(
+            f"model: timm has no model {name!r} (timm.list_models() names them)"
+        ) from None
+
+
+def _hf(folder: str, num_classes: int, in_channels: int) -> nn.Module:
+    transformers = _extra("transformers", "hf", f"hf:{folder}")
+    if not (Path(folder) / "config.json").is_file():
+        raise ValueError(
+            f"model: hf:{folder} expected a local Hugging Face model folder with config.json "
+            f"(save_pretrained's output), found nothing at {Path(folder) / 'config.json'}"
+        )
+    auto = transformers.AutoModelForImageClassification
+    try:
+        model = auto.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"model: cannot load hf:{folder} ({first_line(e)})") from None
+    labels, channels = model.config.num_labels, getattr(model.config, "num_channels", in_channels)
+    if (labels, channels) != (num_classes, in_channels):
+        raise ValueError(
+            f"model: hf:{folder} has {labels} labels and {channels} input channels, the data "
+            f"{num_classes} classes and {in_channels} channels"
+        )
+    return model
+
+
+def _python(spec: str, num_classes: int, in_channels: int) -> nn.Module:
+    module_name, _, attr = spec.rpartition(":")
+    where = f"python:{spec}"
+    if not module_name or not attr:
+        raise ValueError(f"model: expected python:package.module:factory, got {where!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except ImportError as e:
+        raise ValueError(f"model: {where}: cannot import {module_name} ({first_line(e)})") from None
+    except AttributeError:
+        raise ValueError(f"model: {where}: {module_name} has no {attr}") from None
+    params = inspect.signature(factory).parameters
+    given = {"num_classes": num_classes, "in_channels": in_channels}
+    model = factory(**{k: v for k, v in given.items() if k in params})
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: {where} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+EXTERNAL = {"timm": _timm, "hf": _hf, "python": _python}
 
 
 def resolve_weights(name: str, weights: str) -> Path:
@@ -140,7 +224,7 @@ def resolve_weights(name: str, weights: str) -> Path:
         return Path(weights)
     suffix = Path(weights).suffix.lower()
     looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
-    if looks_like_path or name in OUR_MODELS:
+    if looks_like_path or name in OUR_MODELS or ":" in name:
         raise ValueError(f"weights: expected a state-dict file, found nothing at {weights}")
     import torchvision
 
@@ -164,8 +248,6 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
-        from smoothstab.experiments.io import first_line
-
         raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -238,13 +320,17 @@ def model_kind(model: nn.Module) -> str:
 def cam_layer(model: nn.Module | str) -> str:
     """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
     stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt-T, ``permute`` for Swin), or for
-    a ViT the last block's first norm (:data:`CAM_LAYERS`)."""
+    a ViT the last block's first norm (:data:`CAM_LAYERS`). A model may name its own: a string
+    attribute ``cam_layer`` on it wins (how a ``python:`` factory tells the pipeline)."""
     if isinstance(model, str):
         try:
             with torch.device("meta"):  # no memory, no init cost: only the class matters
                 model = build_model(model, num_classes=10)
         except NotImplementedError:  # a builder that computes on tensors (RegNet)
             model = build_model(model, num_classes=10)
+    own = getattr(model, "cam_layer", None)
+    if isinstance(own, str):
+        return own
     kind = model_kind(model)
     for path in CAM_LAYERS.get(kind, ()):
         name = _resolve_path(model, path)
@@ -252,7 +338,7 @@ def cam_layer(model: nn.Module | str) -> str:
             return name
     raise ValueError(
         f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
-        "explicitly (grad_cam(..., layer=...))"
+        "explicitly (grad_cam(..., layer=...)), or in a pipeline set model.cam_layer = NAME"
     )
 
 
