@@ -77,3 +77,26 @@ def test_da_across_python_timm_and_hf_models(tmp_path):
     )
     toml = f'name = "own_da"\n[train]\ndataset = "shapes"\n[models]\nsetting = "DA"\n{specs}'
     check_rows(run_config(tmp_path, toml), "DA", {"0-1", "0-2", "1-2"})
+
+
+@pytest.mark.slow
+def test_dr_on_a_grey_imagefolder_of_your_own_size(tmp_path):
+    """train.dataset = imagefolder with image_size, mean, std and channels, given models."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "images" / split / c).mkdir(parents=True)
+            for i in range(4):
+                pixels = torch.randint(0, 256, (20, 20), generator=gen, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(tmp_path / "images" / split / c / f"{i}.png")
+    specs = f'[[models.specs]]\nname = "{FACTORY}"\n' * 2
+    toml = (
+        f'name = "own_folder"\n[train]\ndataset = "imagefolder"\nroot = "{tmp_path / "images"}"\n'
+        "image_size = 16\nmean = [0.5]\nstd = [0.25]\nchannels = 1\n"
+        f'[models]\nsetting = "DR"\n{specs}'
+    )
+    out = run_config(tmp_path, toml)
+    check_rows(out, "DR", {"0-1"})
+    assert torch.load(out / "test_images.pt", weights_only=True)["x"].shape[1:] == (1, 16, 16)

@@ -81,10 +81,18 @@ class TrainConfig:
     (``false`` keeps it, as the paper's training code, PyTorch's ImageNet example, did). With
     ``num_workers > 0`` the loader's workers persist across epochs, and batches go through
     pinned memory on CUDA; that changes nothing but speed.
+
+    ``image_size``, ``mean``, ``std``, ``channels`` (``dataset = "imagefolder"`` only; ``None``:
+    ImageNet's 224, mean, std, RGB): the crop size, the normalisation and the channels (1 reads
+    the images as grey) of a folder of your own images.
     """
 
     dataset: str = "digits"
     root: str | None = free(None)
+    image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    channels: int | None = None
     data_seed: int = 0
     model: str = "small_cnn"
     num_classes: int | None = None
@@ -137,6 +145,27 @@ class TrainConfig:
         check_choice(self.keep, "keep", ("last", "best"))
         at_least(self, 0, "val_size")
         check_choice(self.amp, "amp", AMP_MODES)
+        self._check_imagefolder()
+
+    def _check_imagefolder(self) -> None:
+        """``image_size``, ``mean``, ``std``, ``channels``: an imagefolder's, consistent."""
+        given = [k for k in ("image_size", "mean", "std", "channels") if getattr(self, k)]
+        if given and self.dataset != "imagefolder":
+            raise ValueError(
+                f"{given[0]}: only with dataset = 'imagefolder' (the others fix it), "
+                f"got dataset = {self.dataset!r}"
+            )
+        at_least(self, 1, "image_size", "channels")
+        info = dataset_info(self)
+        for key in ("mean", "std"):
+            values = getattr(info, key)
+            if len(values) != info.in_channels:
+                raise ValueError(
+                    f"{key}: expected {info.in_channels} values (one per channel), got "
+                    f"{list(values)}"
+                )
+        if not all(math.isfinite(v) and v > 0 for v in info.std):
+            raise ValueError(f"std: expected numbers > 0, got {list(info.std)}")
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -405,7 +434,7 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
             "attribution.n_samples or set evaluation.debiased=false"
         )
-    size = dataset_info(cfg.train.dataset).image_size
+    size = dataset_info(cfg.train).image_size
     if cfg.evaluation.topk > size * size:
         raise ConfigError(
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "

@@ -76,17 +76,19 @@ SWAG_RUN = "swag_sgd.pt"
 
 def n_classes(cfg: ExperimentConfig) -> int:
     """The number of classes the run's models output: ``train.num_classes`` or the data's."""
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     n = cfg.train.num_classes or info.num_classes
     if n is None:
-        n = len(load_dataset(cfg.train.dataset, root=cfg.train.root, train=False).classes)
+        n = len(
+            load_dataset(cfg.train.dataset, root=cfg.train.root, train=False, info=info).classes
+        )
     return n
 
 
 def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
     """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
     ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone)."""
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.train.seed, k))
         model = build_model(
@@ -206,8 +208,9 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     ``train_metrics.json``; returns what the latter holds."""
     m = cfg.models
     t = cfg.train
-    train_set = load_dataset(t.dataset, root=t.root, train=True, seed=t.data_seed)
-    test_set = load_dataset(t.dataset, root=t.root, train=False, seed=t.data_seed)
+    info = dataset_info(t)
+    train_set = load_dataset(t.dataset, root=t.root, train=True, seed=t.data_seed, info=info)
+    test_set = load_dataset(t.dataset, root=t.root, train=False, seed=t.data_seed, info=info)
     pcfg = proxy_config(cfg, train_set)
     info = D.init_distributed(device_name(pcfg.device))
     base = given_model(cfg, 0, m.specs[0], pcfg.num_classes).state_dict()
@@ -326,7 +329,7 @@ def _swag(
         model = build_model(
             pcfg.model,
             num_classes=pcfg.num_classes,
-            in_channels=dataset_info(pcfg.dataset).in_channels,
+            in_channels=dataset_info(pcfg).in_channels,
         )
         model.load_state_dict(state)
         model.to(device)

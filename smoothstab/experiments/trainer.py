@@ -130,7 +130,7 @@ class Trainer:
         in_memory = isinstance(train_set, TensorDataset)
         self.train_set = train_set if in_memory else EpochSeeded(train_set, self.seed)
         torch.manual_seed(self.seed)
-        channels = dataset_info(cfg.dataset).in_channels
+        channels = dataset_info(cfg).in_channels
         self.model = build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels)
         self.model.to(self.device, memory_format=memory_format(cfg))
         self.net = self.model  # what the forward pass goes through: DDP's wrapper if any
