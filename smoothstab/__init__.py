@@ -10,7 +10,7 @@ sweeps, figures and reports on top of it; importing the core never imports it.
 from smoothstab import metrics
 from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_weights
 from smoothstab.debias import DistanceEstimate, debiased_distance
-from smoothstab.interop import from_captum
+from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, noise_draws
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
@@ -48,6 +48,7 @@ __all__ = [
     "noise_draws",
     "smooth",
     "smoothed_ig",
+    "to_quantus",
     "weight_smooth",
 ]
 __version__ = "0.1.0"
