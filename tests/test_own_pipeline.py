@@ -100,3 +100,22 @@ def test_dr_on_a_grey_imagefolder_of_your_own_size(tmp_path):
     out = run_config(tmp_path, toml)
     check_rows(out, "DR", {"0-1"})
     assert torch.load(out / "test_images.pt", weights_only=True)["x"].shape[1:] == (1, 16, 16)
+
+
+@pytest.mark.slow
+def test_k_models_i_trained_myself(tmp_path):
+    """Three checkpoints of one architecture, saved by the user's own training code in the usual
+    formats (a state dict; {"state_dict": ...}; {"model": ...}), as setting DR: attribute,
+    evaluate, figures and report, every pair compared."""
+    from test_own_models import tiny_factory
+
+    specs = ""
+    for k, wrap in enumerate((lambda s: s, lambda s: {"state_dict": s}, lambda s: {"model": s})):
+        torch.manual_seed(k)
+        torch.save(wrap(tiny_factory(10, 3).state_dict()), tmp_path / f"mine_{k}.pt")
+        specs += f'[[models.specs]]\nname = "{FACTORY}"\nweights = "{tmp_path / f"mine_{k}.pt"}"\n'
+    toml = f'name = "mine"\n[train]\ndataset = "shapes"\n[models]\nsetting = "DR"\n{specs}'
+    stages = ["--stages", "attribute", "evaluate", "figures", "report"]
+    out = run_config(tmp_path, toml, *stages)
+    check_rows(out, "DR", {"0-1", "0-2", "1-2"})
+    assert not (out / "model_0.pt").exists()  # nothing trained
