@@ -83,13 +83,18 @@ def test_token_grid_uses_patch_size_and_prefix_count():
     assert token_grid(25, (32, 48), vit) == (1, 4, 6)
 
 
-def test_zero_gradient_layer_warns():
-    """A torchvision ViT reads the class token only: its last block's output patch tokens do
-    not reach the score, so a CAM there is all zero, and we say so."""
+@pytest.mark.parametrize("layer", ["", ".self_attention", ".ln_2", ".mlp"])
+def test_zero_gradient_layer_warns(layer):
+    """A torchvision ViT reads the class token only: what its last block computes at patch
+    positions (attention output, second norm, MLP, the block's output) does not reach the
+    score, so a CAM there is all zero, and we say so. (The attention returns a tuple.)"""
     tv = pytest.importorskip("torchvision.models")
     vit = _tiny_tv_vit(tv).eval()
     with pytest.warns(UserWarning, match="gradient of the score .* is all zero"):
-        ss.grad_cam(vit, torch.randn(2, 3, 32, 32), 0, layer="encoder.layers.encoder_layer_0")
+        cam = ss.grad_cam(
+            vit, torch.randn(2, 3, 32, 32), 0, layer=f"encoder.layers.encoder_layer_0{layer}"
+        )
+    assert not cam.any()
 
 
 def _tiny_tv_vit(tv):

@@ -99,8 +99,9 @@ def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) ->
 
 def trained_names(model: nn.Module, layers: str) -> set[str]:
     """Names of the parameters a proxy trains: all, the last block (the last child with
-    parameters of the Grad-CAM stage) and the classifier, or the classifier (the last linear
-    layer) alone."""
+    parameters of the Grad-CAM stage; where the Grad-CAM layer is a leaf inside a block, as a
+    ViT's first norm, that block) and the classifier, or the classifier (the last linear layer)
+    alone."""
     names = {n for n, _ in model.named_parameters()}
     if layers == "all":
         return names
@@ -117,7 +118,9 @@ def trained_names(model: nn.Module, layers: str) -> set[str]:
             for n, c in model.get_submodule(stage).named_children()
             if next(c.parameters(), None) is not None
         ]
-        prefixes.append(f"{stage}.{kids[-1]}" if kids else stage)
+        leaf = next(model.get_submodule(stage).children(), None) is None
+        block = stage.rpartition(".")[0] if leaf else ""
+        prefixes.append(f"{stage}.{kids[-1]}" if kids else block or stage)
     return {n for n in names if any(n.startswith(p + ".") for p in prefixes)}
 
 
