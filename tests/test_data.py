@@ -6,7 +6,6 @@ Folder loaders are tested on tiny fake folders written here: CIFAR-10 pickle bat
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 
@@ -185,7 +184,7 @@ def test_imagefolder_of_your_own_size_stats_and_channels(tmp_path):
     info = data.dataset_info(cfg)
     assert (info.image_size, info.in_channels, info.mean, info.std) == (16, 1, (0.5,), (0.25,))
     assert info.x_range == pytest.approx(4.0)
-    assert data.dataset_info(dataclasses.asdict(cfg)) == info  # a checkpoint's config dict
+    assert data.dataset_info(cfg.to_dict()) == info  # a checkpoint's config dict
     train = data.load_dataset("imagefolder", root=tmp_path, train=True, info=info)
     val = data.load_dataset("imagefolder", root=tmp_path, train=False, info=info)
     assert train[0][0].shape == (1, 16, 16) and val[3][0].shape == (1, 16, 16)

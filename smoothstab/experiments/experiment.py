@@ -39,7 +39,7 @@ from smoothstab.experiments.config import (
     free,
     load_toml,
 )
-from smoothstab.experiments.data import DATASETS, dataset_info
+from smoothstab.experiments.data import DATASETS, IMAGEFOLDER_KEYS, dataset_info
 from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
 
 if TYPE_CHECKING:
@@ -166,6 +166,15 @@ class TrainConfig:
                 )
         if not all(math.isfinite(v) and v > 0 for v in info.std):
             raise ValueError(f"std: expected numbers > 0, got {list(info.std)}")
+
+    def to_dict(self) -> dict:
+        """The config as checkpoints and ``train_metrics.json`` record it: every field, but the
+        imagefolder keys only when set (so runs without them record what they always did)."""
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if not (k in IMAGEFOLDER_KEYS and v is None)
+        }
 
     @property
     def sizes(self) -> tuple[int | None, ...]:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -241,7 +241,7 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
         "setting": "FT",
         "proxy": m.proxy,
         "base": {"name": m.specs[0].name, "weights": m.specs[0].weights},
-        "config": asdict(pcfg),
+        "config": pcfg.to_dict(),
         "models": models,
         "cost": {**cost, "seconds": round(cost["seconds"], 2)},
         "wall_seconds_this_call": round(time.perf_counter() - start, 2),
@@ -352,7 +352,7 @@ def _swag(
                 path,
                 {
                     "state_dict": model.cpu().state_dict(),
-                    "config": asdict(pcfg),
+                    "config": pcfg.to_dict(),
                     "metrics": metrics,
                     "complete": True,
                     "part": k,

@@ -103,7 +103,7 @@ def train_run(
         )
         for m, part in enumerate(splits)
     ]
-    metrics = {"config": asdict(cfg), "models": models}
+    metrics = {"config": cfg.to_dict(), "models": models}
     if info.is_main:
         run.write_json(run.train_metrics, metrics)
         say(f"trained {len(models)} models -> {run.train_metrics}")

@@ -30,7 +30,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -345,7 +344,7 @@ class Trainer:
                 )
             state = {
                 "state_dict": self.model.state_dict(),
-                "config": asdict(self.cfg),
+                "config": self.cfg.to_dict(),
                 "metrics": metrics or {},
                 "complete": complete,
                 "part": self.part_id,
