@@ -112,3 +112,17 @@ def test_missing_extra_names_the_extra(name, extra, monkeypatch):
 def test_weights_for_an_external_model_must_be_a_file():
     with pytest.raises(ValueError, match="expected a state-dict file, found nothing at V1"):
         build_model("python:test_own_models:tiny_factory", num_classes=3, weights="V1")
+
+
+def test_a_spec_names_its_cam_layer():
+    """[[models.specs]] cam_layer: for an architecture cam_layer does not know (or another
+    layer of one it does), set on the given model where every stage reads it."""
+    from smoothstab.experiments.experiment import ExperimentConfig, ModelSpec
+    from smoothstab.experiments.proxies import given_model
+
+    cfg = ExperimentConfig()
+    spec = ModelSpec("python:test_own_models:no_arguments", cam_layer="0")
+    assert cam_layer(given_model(cfg, 0, spec, 10)) == "0"
+    assert cam_layer(given_model(cfg, 0, ModelSpec("small_cnn"), 10)) == "features.3"
+    other = ModelSpec("small_cnn", cam_layer="features.2")
+    assert cam_layer(given_model(cfg, 0, other, 10)) == "features.2"

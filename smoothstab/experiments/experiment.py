@@ -192,11 +192,15 @@ class TrainConfig:
 class ModelSpec:
     """A given checkpoint (DR/DA, or FT's one base model): architecture name and weights (file
     or torchvision name; ``None``: a random init seeded by ``train.seed`` and the spec's
-    position). A checkpoint written by ``smoothstab train`` is a weights file too."""
+    position). A checkpoint written by ``smoothstab train`` is a weights file too. ``name`` may
+    also be ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``
+    (:func:`~.models.build_model`). ``cam_layer``: the Grad-CAM layer's dotted name, for an
+    architecture :func:`~.models.cam_layer` does not know (empty: its default)."""
 
     name: str
     weights: str | None = None
     label: str = ""
+    cam_layer: str = ""
 
 
 PROXIES = ("finetune", "swag", "noisy_sgd")

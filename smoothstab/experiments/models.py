@@ -338,7 +338,8 @@ def cam_layer(model: nn.Module | str) -> str:
             return name
     raise ValueError(
         f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
-        "explicitly (grad_cam(..., layer=...)), or in a pipeline set model.cam_layer = NAME"
+        "explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] cam_layer = NAME "
+        "or a cam_layer attribute on the model"
     )
 
 

@@ -87,13 +87,16 @@ def n_classes(cfg: ExperimentConfig) -> int:
 
 def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
     """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
-    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone)."""
+    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
     info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.train.seed, k))
         model = build_model(
             spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
         )
+    if spec.cam_layer:
+        model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
     return model.eval()
 
 
