@@ -3,9 +3,10 @@
 Grad-CAM weighs channels of a spatial map; not every architecture's layers give one:
 
 * ``[B, C, h, w]`` (CNNs) is used as is;
-* ``[B, h, w, C]`` (Swin stages, channels-last ConvNeXt blocks) is permuted; a 4-D output is
-  read as channels-first when its last two dims have the input's aspect ratio and fit in it,
-  as channels-last when only its middle two do, and is ambiguous when both do;
+* ``[B, h, w, C]`` (Swin stages, channels-last ConvNeXt blocks) is permuted. A 4-D output is
+  read as channels-last when only its middle two dims have the input's aspect ratio and fit in
+  it, is ambiguous when its last two do too, and is channels-first otherwise (PyTorch's
+  convention, also for maps larger than the input);
 * ``[B, N, C]`` tokens (ViT, DeiT, Swin in Hugging Face) drop their leading class,
   distillation or register tokens and fold the rest into an ``h x w`` grid. The grid has the
   input's aspect ratio; the patch size (``model.patch_size``, ``model.patch_embed.patch_size``
@@ -49,12 +50,12 @@ def to_channels_first(
         return reshape
     if act.ndim == 4:
         first, last = _fits(act.shape[2:], size), _fits(act.shape[1:3], size)
-        if first and not last:
-            return lambda t: t
-        if last and not first:
-            return lambda t: t.permute(0, 3, 1, 2)
-        why = "could be [B, C, h, w] or [B, h, w, C]" if first else "fits neither layout"
-        raise ValueError(f"layer: output {tuple(act.shape)} {why} for input {size}; {ASK}")
+        if first and last:
+            raise ValueError(
+                f"layer: output {tuple(act.shape)} could be [B, C, h, w] or [B, h, w, C] for "
+                f"input {size}; {ASK}"
+            )
+        return (lambda t: t.permute(0, 3, 1, 2)) if last else (lambda t: t)
     if act.ndim == 3:
         prefix, h, w = token_grid(act.shape[1], size, model)
         return lambda t: t[:, prefix:].unflatten(1, (h, w)).permute(0, 3, 1, 2)

@@ -243,3 +243,15 @@ def test_default_cam_layer_gives_a_nonzero_map(arch):
 def test_unknown_architecture_asks_for_layer():
     with pytest.raises(ValueError, match="no Grad-CAM layer known for torch.Sequential.*layer="):
         cam_layer(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_a_map_larger_than_the_input_stays_channels_first():
+    """A padded layer (10x10 on 8x8 inputs) is no grid over the input, but it is NCHW as ever."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 1, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    ).double()
+    cam = ss.grad_cam(net, torch.randn(2, 3, 8, 8, dtype=torch.float64), 0, layer="0")
+    assert cam.shape == (2, 1, 8, 8)
