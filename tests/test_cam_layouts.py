@@ -255,3 +255,27 @@ def test_a_map_larger_than_the_input_stays_channels_first():
     ).double()
     cam = ss.grad_cam(net, torch.randn(2, 3, 8, 8, dtype=torch.float64), 0, layer="0")
     assert cam.shape == (2, 1, 8, 8)
+
+
+def test_timm_resnet_grad_cam_is_the_plain_cam():
+    """timm's ResNet ends conv -> global average pool -> linear, so Grad-CAM at its default
+    layer is CAM (Zhou et al. 2016): ReLU(sum_k W[c, k] A_k) / (h w)."""
+    pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = _timm("resnet").double().eval()
+    x = torch.randn(4, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([1, 4, 0, 2])
+    seen = []
+    handle = model.get_submodule(cam_layer(model)).register_forward_hook(
+        lambda m, i, o: seen.append(o)
+    )
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    act = seen[0]
+    w = model.get_classifier().weight[target][:, :, None, None]
+    plain = torch.relu((w * act).sum(1, keepdim=True)) / (act.shape[2] * act.shape[3])
+    plain = torch.nn.functional.interpolate(plain, size=(64, 64), mode="bilinear")
+    got = ss.grad_cam(model, x, target, layer=cam_layer(model))
+    torch.testing.assert_close(got, plain, rtol=1e-10, atol=1e-12)
+    assert plain.amax() > 0
