@@ -49,11 +49,16 @@ def _hf(folder: str, num_classes: int, in_channels: int) -> nn.Module:
             f"model: hf:{folder} expected a local Hugging Face model folder with config.json "
             f"(save_pretrained's output), found nothing at {Path(folder) / 'config.json'}"
         )
-    auto = transformers.AutoModelForImageClassification
+    auto, bars = transformers.AutoModelForImageClassification, transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # a local folder: no download to watch, once per stage
     try:
         model = auto.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ValueError(f"model: cannot load hf:{folder} ({first_line(e)})") from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
     labels, channels = model.config.num_labels, getattr(model.config, "num_channels", in_channels)
     if (labels, channels) != (num_classes, in_channels):
         raise ValueError(
