@@ -1,6 +1,7 @@
-"""The pipeline with models it does not ship: DT training of a ``python:`` factory, DR with two
-random ``timm:`` models, DA across ``python:``, ``timm:`` and ``hf:`` models, all end to end
-through the CLI on the generated shapes, offline. (Slow: each runs every stage.)"""
+"""The pipeline with models it does not ship: DT training of a ``python:`` factory and of a
+``timm:`` model, DR with two random ``timm:`` models, DA across ``python:``, ``timm:`` and
+``hf:`` models, a grey ImageFolder of its own size, and k checkpoints of one's own, all end to
+end through the CLI, offline. (Slow: each runs every stage.)"""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def test_dt_trains_a_python_factory(tmp_path):
     check_rows(out, "DT", {"0-1"})
     saved = torch.load(out / "model_0.pt", weights_only=True)
     assert saved["config"]["model"] == FACTORY
+
+
+@pytest.mark.slow
+def test_dt_trains_a_timm_model(tmp_path):
+    pytest.importorskip("timm")
+    toml = 'name = "own_dt_timm"\n[train]\ndataset = "shapes"\nmodel = "timm:test_resnet"\n'
+    check_rows(run_config(tmp_path, toml), "DT", {"0-1"})
 
 
 @pytest.mark.slow
