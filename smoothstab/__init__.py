@@ -13,7 +13,7 @@ from smoothstab import (
 )
 from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_weights
 from smoothstab.debias import DistanceEstimate, debiased_distance
-from smoothstab.interop import from_captum
+from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
@@ -52,6 +52,7 @@ __all__ = [
     "default_groups",
     "smooth",
     "smoothed_ig",
+    "to_quantus",
     "weight_smooth",
 ]
 __version__ = "0.1.0"

@@ -6,11 +6,13 @@ function each (:func:`gradcam_weights`, :func:`gradcampp_weights`). A new CAM va
 such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd,
 upsampled bilinearly (``align_corners=False``) to the input size, and not min-max normalised
 unless asked: ``normalize="minmax"`` (or :func:`minmax_normalize` on a map) scales each map to
-[0, 1] as pytorch-grad-cam does by default.
+[0, 1] as pytorch-grad-cam does by default. Layers whose output is channels-last or tokens
+(Swin, ViT) are brought to ``[B, C, h, w]`` by :mod:`smoothstab.layouts`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smoothstab.checks import check_choice, check_input, resolve_layer, warn_if_training
+from smoothstab.layouts import Reshape, layer_tensor, to_channels_first
 from smoothstab.methods import logits, resolve_target, select
 from smoothstab.types import Target
 
@@ -27,11 +30,16 @@ MINMAX_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image: (cam - min) / (1e-7 + m
 
 
 def activations_and_grads(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.Module
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    layer: nn.Module,
+    reshape: Reshape | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's output ``A`` and ``d(target logit)/dA``; the hook is removed on any exit."""
-    seen: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    """The layer's activations ``A`` ``[B, C, h, w]`` and ``d(target logit)/dA``, after
+    :func:`~smoothstab.layouts.to_channels_first`; the hook is removed on any exit."""
+    seen: list[object] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(layer_tensor(out)))
     try:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)  # keeps A in the graph if weights are frozen
@@ -41,13 +49,25 @@ def activations_and_grads(
                     f"layer: expected {type(layer).__name__} to run in the forward pass"
                 )
             act = seen[-1]
-            if not isinstance(act, torch.Tensor) or act.ndim != 4:
-                got = tuple(act.shape) if isinstance(act, torch.Tensor) else type(act).__name__
-                raise ValueError(f"layer: expected a 4-D output [B, K, h, w], got {got}")
-            (g,) = torch.autograd.grad(score, act)
+            if not isinstance(act, torch.Tensor):
+                raise ValueError(f"layer: expected a tensor output, got {type(act).__name__}")
+            to_nchw = to_channels_first(act, tuple(x.shape[-2:]), model, reshape)
+            (g,) = torch.autograd.grad(score, act, allow_unused=True)
     finally:
         handle.remove()
-    return act.detach(), g
+    g = torch.zeros_like(act) if g is None else g
+    act, g = to_nchw(act.detach()), to_nchw(g)
+    if act.ndim != 4 or act.shape != g.shape:
+        raise ValueError(f"reshape: expected [B, C, h, w], got {tuple(act.shape)}")
+    if not g.any():
+        warnings.warn(
+            f"layer: the gradient of the score at {type(layer).__name__} is all zero, so every "
+            "CAM there is zero; choose a layer the score depends on (in a ViT the last block's "
+            "attention and second norm only feed patch tokens the class token no longer reads: "
+            "take its first norm)",
+            stacklevel=3,
+        )
+    return act, g
 
 
 def gradcam_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -90,20 +110,23 @@ def grad_cam(
     layer: nn.Module | str,
     weighting: Weighting = gradcam_weights,
     normalize: str = "none",
+    reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """A class activation map at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``.
 
     ``weighting(A, g) -> [B, K, 1, 1]`` turns the layer's activations ``A`` and the gradients
     ``g`` of the target logit into channel weights; the default is Grad-CAM's. ``normalize``:
     ``none`` (the raw ReLU'd map) or ``minmax`` (each map to [0, 1] after upsampling,
-    :func:`minmax_normalize`, as pytorch-grad-cam returns it).
+    :func:`minmax_normalize`, as pytorch-grad-cam returns it). ``reshape``: the layer's
+    output to ``[B, C, h, w]`` (default: inferred for channels-first, channels-last and token
+    outputs, :mod:`smoothstab.layouts`).
     """
     check_choice(normalize, "normalize", NORMALIZATIONS)
     check_input(x, rank=4)
     module = resolve_layer(model, layer)
     warn_if_training(model)
     target = resolve_target(model, x, target)
-    act, g = activations_and_grads(model, x, target, module)
+    act, g = activations_and_grads(model, x, target, module, reshape)
     cam = torch.relu((weighting(act, g) * act).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
     return minmax_normalize(cam) if normalize == "minmax" else cam
@@ -116,7 +139,16 @@ def grad_cam_pp(
     *,
     layer: nn.Module | str,
     normalize: str = "none",
+    reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``; ``normalize``
-    as in :func:`grad_cam`."""
-    return grad_cam(model, x, target, layer=layer, weighting=gradcampp_weights, normalize=normalize)
+    and ``reshape`` as in :func:`grad_cam`."""
+    return grad_cam(
+        model,
+        x,
+        target,
+        layer=layer,
+        weighting=gradcampp_weights,
+        normalize=normalize,
+        reshape=reshape,
+    )

@@ -2,14 +2,16 @@
 
 A method is a function ``method(model, x, target) -> Tensor`` returning raw, signed maps in the
 model's input space. The explained score is the logit of ``target`` (``None``: the predicted
-class). Methods never change ``model.training``, parameter ``.grad``, the input, or leave hooks.
+class); it is read from the model's output by :func:`output_logits`, whatever form the output
+takes (a tensor, Hugging Face's ``ModelOutput``, a mapping, a tuple). Methods never change
+``model.training``, parameter ``.grad``, the input, or leave hooks.
 Grad-CAM and Grad-CAM++ live in :mod:`smoothstab.cam`; smoothing any of them in
 :mod:`smoothstab.smoothing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -36,13 +38,42 @@ IG_RULES = (
 )
 
 
+def output_logits(out: object, batch: int) -> torch.Tensor:
+    """The logits ``[B, K]`` in a model's output, by one rule for every method and smoothing.
+
+    ``out`` may be the logits tensor itself, an object with a ``.logits`` tensor (a Hugging
+    Face ``ModelOutput``), a mapping with a ``"logits"`` entry, or a tuple or list whose first
+    element is the logits (in that order of precedence). Anything else, or logits that are not
+    ``[batch, K]``, is one ``ValueError`` line naming what came.
+    """
+    found = out
+    if not isinstance(out, torch.Tensor):
+        if isinstance(getattr(out, "logits", None), torch.Tensor):
+            found = out.logits
+        elif isinstance(out, Mapping):
+            found = out.get("logits")
+        elif isinstance(out, tuple | list):
+            found = out[0] if out else None
+        if not isinstance(found, torch.Tensor):
+            raise ValueError(
+                "model output: expected logits [B, K], an object with .logits, a mapping with "
+                f"'logits' or a tuple/list whose first element is the logits; got "
+                f"{type(out).__name__}" + ("" if found is out else f" holding {_kind(found)}")
+            )
+    if found.ndim != 2 or found.shape[0] != batch:
+        raise ValueError(
+            f"model output: expected logits [B, K] with B={batch}, got {tuple(found.shape)}"
+        )
+    return found
+
+
+def _kind(value: object) -> str:
+    return "no logits" if value is None else type(value).__name__
+
+
 def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model(x)``, checked to be logits ``[B, K]``."""
-    out = model(x)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"model output: expected logits [B, K] with B={x.shape[0]}, got {got}")
-    return out
+    """``model(x)``'s logits ``[B, K]``, found by :func:`output_logits`."""
+    return output_logits(model(x), x.shape[0])
 
 
 def resolve_target(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:

@@ -175,6 +175,40 @@ def test_imagefolder_paper_transforms(tmp_path):
     torch.testing.assert_close(x[0].mean().item(), (50 / 255 - mean) / std, atol=1e-3, rtol=0)
 
 
+def test_imagefolder_of_your_own_size_stats_and_channels(tmp_path):
+    """[train] image_size, mean, std, channels describe the folder: grey 16x16 crops here."""
+    from smoothstab.experiments.experiment import TrainConfig
+
+    write_imagefolder(tmp_path)
+    cfg = TrainConfig(dataset="imagefolder", image_size=16, mean=(0.5,), std=(0.25,), channels=1)
+    info = data.dataset_info(cfg)
+    assert (info.image_size, info.in_channels, info.mean, info.std) == (16, 1, (0.5,), (0.25,))
+    assert info.x_range == pytest.approx(4.0)
+    assert data.dataset_info(cfg.to_dict()) == info  # a checkpoint's config dict
+    train = data.load_dataset("imagefolder", root=tmp_path, train=True, info=info)
+    val = data.load_dataset("imagefolder", root=tmp_path, train=False, info=info)
+    assert train[0][0].shape == (1, 16, 16) and val[3][0].shape == (1, 16, 16)
+    grey = 50 / 255  # (50, 50, 50) in L mode
+    torch.testing.assert_close(val[3][0].mean().item(), (grey - 0.5) / 0.25, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"dataset": "digits", "image_size": 16}, "image_size: only with dataset = 'imagefolder'"),
+        ({"dataset": "imagefolder", "channels": 1}, r"mean: expected 1 values .*0.485"),
+        ({"dataset": "imagefolder", "mean": (0.5, 0.5)}, "mean: expected 3 values"),
+        ({"dataset": "imagefolder", "std": (1.0, 0.0, 1.0)}, "std: expected numbers > 0"),
+        ({"dataset": "imagefolder", "image_size": 0}, "image_size"),
+    ],
+)
+def test_imagefolder_keys_are_checked(kwargs, match):
+    from smoothstab.experiments.experiment import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
 def test_imagenet_wants_1000_classes(tmp_path):
     write_imagefolder(tmp_path)
     with pytest.raises(ValueError, match="1000 class folders"):

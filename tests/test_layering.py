@@ -323,6 +323,12 @@ def test_importing_the_core_pulls_in_neither_matplotlib_nor_the_experiment_layer
     assert loaded_after(code, ("matplotlib", EXPERIMENTS, f"{PACKAGE}.cli")) == []
 
 
+def test_importing_the_core_pulls_in_no_optional_extra():
+    """timm, transformers and quantus are extras: the core and interop work without them."""
+    code = "import smoothstab, smoothstab.interop, smoothstab.cam"
+    assert loaded_after(code, ("timm", "transformers", "quantus")) == []
+
+
 def test_loading_a_config_pulls_in_no_training_ddp_or_plotting():
     """``smoothstab.experiments.experiment`` is what reading a config needs; the trainer, the
     torchrun helpers and the stages that train or plot stay unloaded. (``torch.distributed``

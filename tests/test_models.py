@@ -79,9 +79,14 @@ def test_cam_layer_drives_core_grad_cam(name):
     assert cam.shape == (2, 1, 32, 32)
 
 
-def test_cam_layer_refuses_vit():
-    with pytest.raises(ValueError, match="VisionTransformer.*layer="):
-        cam_layer("vit_b_16")
+def test_cam_layer_of_vit_is_the_last_blocks_first_norm():
+    assert cam_layer("vit_b_16") == "encoder.layers.encoder_layer_11.ln_1"
+    assert cam_layer("convnext_tiny") == "features.7"
+
+
+def test_cam_layer_refuses_an_unknown_architecture():
+    with pytest.raises(ValueError, match="no Grad-CAM layer known for torch.Identity.*layer="):
+        cam_layer(torch.nn.Identity())
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -178,6 +178,25 @@ def test_trained_names_on_a_torchvision_resnet():
     assert block and all(n.startswith("layer4.1.") for n in block)
 
 
+def test_last_block_of_a_vit_is_the_block_holding_its_cam_layer():
+    """A ViT's Grad-CAM layer is the last block's first norm: the proxy trains that block."""
+    import torchvision
+
+    model = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=3,
+    )
+    head = {"heads.head.weight", "heads.head.bias"}
+    block = trained_names(model, "last_block") - head
+    assert block and all(n.startswith("encoder.layers.encoder_layer_1.") for n in block)
+    assert "encoder.layers.encoder_layer_1.mlp.0.weight" in block
+
+
 @pytest.mark.slow
 def test_ft_run_end_to_end(tmp_path):
     """Every stage on three fine-tuned replicas of a random-init model: every pair compared."""

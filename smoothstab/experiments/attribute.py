@@ -38,7 +38,9 @@ def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, 
         return run.load_test_images()
     data = cfg.train
     # data_seed fixes the train/test split (digits): the same seed as training, not train.seed
-    dataset = load_dataset(data.dataset, root=data.root, train=False, seed=data.data_seed)
+    dataset = load_dataset(
+        data.dataset, root=data.root, train=False, seed=data.data_seed, info=dataset_info(data)
+    )
     a = cfg.attribution
     idx = test_indices(len(dataset), a.n_images, a.image_seed, a.image_order)
     items = [dataset[i] for i in idx]
@@ -152,7 +154,7 @@ def run_attribution(
     attr = cfg.attribution
     device, dtype = rank_device(attr.device, info), getattr(torch, attr.dtype)
     x_all, y_all = load_test_images(cfg, run)
-    x_range = dataset_info(cfg.train.dataset).x_range
+    x_range = dataset_info(cfg.train).x_range
     starts = list(range(0, len(x_all), attr.image_batch))
     maps = [(k, m, r) for k in range(len(models)) for m in attr.methods for r in noise_grid(attr)]
     todo = [(*key, b) for key in maps if not run.map(*key).is_file() for b in range(len(starts))]

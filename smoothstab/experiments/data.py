@@ -9,7 +9,8 @@ shapes         generated 32x32 RGB images (:mod:`.shapes`), 5000 train / 1000 te
 cifar10        the ``cifar-10-batches-py`` pickle folder; train RandomCrop(32, pad 4) +
                flip; CIFAR mean/std
 imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
-imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's)
+imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's);
+               imagefolder takes ``[train]`` ``image_size``, ``mean``, ``std``, ``channels``
 =============  ==========================================================================
 
 Also here: the input range of normalised inputs, which defines the noise level
@@ -25,11 +26,12 @@ agree with each other.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import random
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +87,29 @@ DATASETS = {
 }
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a dataset name."""
+# [train] keys that describe an imagefolder dataset (DatasetInfo field for each)
+IMAGEFOLDER_KEYS = {
+    "image_size": "image_size",
+    "mean": "mean",
+    "std": "std",
+    "channels": "in_channels",
+}
+
+
+def dataset_info(data: str | Any) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a dataset name, or of a ``[train]`` config (a
+    :class:`~.experiment.TrainConfig` or its dict in a checkpoint), whose ``image_size``,
+    ``mean``, ``std`` and ``channels`` describe an ``imagefolder`` dataset where given."""
+    if isinstance(data, str):
+        name, given = data, {}
+    else:
+        get = data.get if isinstance(data, Mapping) else lambda k: getattr(data, k, None)
+        name = get("dataset")
+        given = {f: get(k) for k, f in IMAGEFOLDER_KEYS.items() if get(k) is not None}
     if name not in DATASETS:
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
-    return DATASETS[name]
+    given = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in given.items()}
+    return replace(DATASETS[name], **given)
 
 
 def input_range(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
@@ -107,6 +127,7 @@ def load_dataset(
     train: bool,
     seed: int = 0,
     augment: bool | None = None,
+    info: DatasetInfo | None = None,
 ) -> Dataset:
     """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
 
@@ -114,8 +135,10 @@ def load_dataset(
     datasets ignore it. Every dataset has a ``classes`` attribute. ``augment`` (default:
     ``train``): the training transforms; ``train=True, augment=False`` gives the training images
     under the test transforms (a validation split). In-memory datasets have no augmentation.
+    ``info``: the dataset's description when a config sets it (:func:`dataset_info` of the
+    ``[train]`` table: an imagefolder's image size, mean, std and channels).
     """
-    info = dataset_info(name)
+    info = info or dataset_info(name)
     augment = train if augment is None else augment
     if name == "digits":
         return _digits(train, seed)
@@ -247,13 +270,17 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
     from torchvision import transforms as T
 
     folder = root / ("train" if train else "val")
+    size = info.image_size
     if augment:
-        steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()]
-    else:
-        steps = [T.Resize(256), T.CenterCrop(224)]
+        steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    else:  # ImageNet's 256 -> 224, scaled
+        steps = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
     transform = T.Compose([*steps, T.ToTensor(), T.Normalize(info.mean, info.std)])
+    mode = "L" if info.in_channels == 1 else "RGB"
     try:
-        dataset = datasets.ImageFolder(str(folder), transform=transform, loader=_load_image)
+        dataset = datasets.ImageFolder(
+            str(folder), transform=transform, loader=functools.partial(_load_image, mode=mode)
+        )
     except (FileNotFoundError, OSError) as e:
         raise ValueError(
             f"{info.name}: expected {IMAGEFOLDER_LAYOUT}; {folder}: {str(e).splitlines()[0]}"
@@ -266,13 +293,14 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
     return dataset
 
 
-def _load_image(path: str) -> Any:
-    """torchvision's PIL loader (RGB), with an unreadable image as one line naming the file."""
+def _load_image(path: str, mode: str = "RGB") -> Any:
+    """torchvision's PIL loader (RGB, or ``L`` for one channel), with an unreadable image as
+    one line naming the file."""
     from PIL import Image
 
     try:
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            return Image.open(f).convert(mode)
     except Exception as e:  # noqa: BLE001 - not an image, truncated, a decompression bomb
         why = type(e).__name__  # its message repeats the path
         raise ValueError(f"{path}: not a readable image ({why}); remove or replace it") from None

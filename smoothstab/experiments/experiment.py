@@ -39,7 +39,7 @@ from smoothstab.experiments.config import (
     free,
     load_toml,
 )
-from smoothstab.experiments.data import DATASETS, dataset_info
+from smoothstab.experiments.data import DATASETS, IMAGEFOLDER_KEYS, dataset_info
 from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
 
 if TYPE_CHECKING:
@@ -81,10 +81,18 @@ class TrainConfig:
     (``false`` keeps it, as the paper's training code, PyTorch's ImageNet example, did). With
     ``num_workers > 0`` the loader's workers persist across epochs, and batches go through
     pinned memory on CUDA; that changes nothing but speed.
+
+    ``image_size``, ``mean``, ``std``, ``channels`` (``dataset = "imagefolder"`` only; ``None``:
+    ImageNet's 224, mean, std, RGB): the crop size, the normalisation and the channels (1 reads
+    the images as grey) of a folder of your own images.
     """
 
     dataset: str = "digits"
     root: str | None = free(None)
+    image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    channels: int | None = None
     data_seed: int = 0
     model: str = "small_cnn"
     num_classes: int | None = None
@@ -144,6 +152,36 @@ class TrainConfig:
                 f"batch_size = {self.batch_size}, so nothing would train; set drop_last = false "
                 f"or batch_size <= {min(small)}"
             )
+        self._check_imagefolder()
+
+    def _check_imagefolder(self) -> None:
+        """``image_size``, ``mean``, ``std``, ``channels``: an imagefolder's, consistent."""
+        given = [k for k in ("image_size", "mean", "std", "channels") if getattr(self, k)]
+        if given and self.dataset != "imagefolder":
+            raise ValueError(
+                f"{given[0]}: only with dataset = 'imagefolder' (the others fix it), "
+                f"got dataset = {self.dataset!r}"
+            )
+        at_least(self, 1, "image_size", "channels")
+        info = dataset_info(self)
+        for key in ("mean", "std"):
+            values = getattr(info, key)
+            if len(values) != info.in_channels:
+                raise ValueError(
+                    f"{key}: expected {info.in_channels} values (one per channel), got "
+                    f"{list(values)}"
+                )
+        if not all(math.isfinite(v) and v > 0 for v in info.std):
+            raise ValueError(f"std: expected numbers > 0, got {list(info.std)}")
+
+    def to_dict(self) -> dict:
+        """The config as checkpoints and ``train_metrics.json`` record it: every field, but the
+        imagefolder keys only when set (so runs without them record what they always did)."""
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if not (k in IMAGEFOLDER_KEYS and v is None)
+        }
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -161,11 +199,15 @@ class TrainConfig:
 class ModelSpec:
     """A given checkpoint (DR/DA, or FT's one base model): architecture name and weights (file
     or torchvision name; ``None``: a random init seeded by ``train.seed`` and the spec's
-    position). A checkpoint written by ``smoothstab train`` is a weights file too."""
+    position). A checkpoint written by ``smoothstab train`` is a weights file too. ``name`` may
+    also be ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``
+    (:func:`~.models.build_model`). ``cam_layer``: the Grad-CAM layer's dotted name, for an
+    architecture :func:`~.models.cam_layer` does not know (empty: its default)."""
 
     name: str
     weights: str | None = None
     label: str = ""
+    cam_layer: str = ""
 
 
 PROXIES = ("finetune", "swag", "noisy_sgd")
@@ -434,7 +476,7 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
             "attribution.n_samples or set evaluation.debiased=false"
         )
-    size = dataset_info(cfg.train.dataset).image_size
+    size = dataset_info(cfg.train).image_size
     if cfg.evaluation.topk > size * size:
         raise ConfigError(
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "

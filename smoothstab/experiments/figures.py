@@ -130,7 +130,7 @@ def tradeoff_figure(advice: dict, path: Path) -> Path:
 
 
 def _show_input(x: torch.Tensor, data: TrainConfig) -> np.ndarray:
-    info = dataset_info(data.dataset)
+    info = dataset_info(data)
     mean = torch.tensor(info.mean).view(-1, 1, 1)
     std = torch.tensor(info.std).view(-1, 1, 1)
     img = (x * std + mean).clamp(0, 1)

@@ -1,4 +1,5 @@
-"""Models of the experiments: a small CNN, CIFAR-style ResNets, and torchvision by name.
+"""Models of the experiments: a small CNN, CIFAR-style ResNets, torchvision by name, and any
+other model as ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``.
 
 Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
 a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from smoothstab.experiments.external import EXTERNAL
+from smoothstab.experiments.io import first_line
 
 OUR_MODELS = ("small_cnn", "resnet18_cifar", "resnet34_cifar")
 
@@ -99,14 +103,24 @@ class CifarResNet(nn.Module):
 def build_model(
     name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
 ) -> nn.Module:
-    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, or any
-    torchvision classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...).
+    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
+    classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...), or
+
+    * ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (the ``timm`` extra);
+    * ``hf:LOCAL_DIR``: a Hugging Face image classifier saved in a local folder, read with
+      ``from_pretrained(..., local_files_only=True)`` (the ``hf`` extra), weights included;
+    * ``python:package.module:factory``: ``factory()`` returning an ``nn.Module``, given
+      ``num_classes=`` and ``in_channels=`` when its signature takes them.
 
     Args:
-        weights: ``None`` (random init), a local state-dict file, or a torchvision weight name
-            (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub cache.
+        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, or
+            a torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub
+            cache.
     """
-    if name == "small_cnn":
+    kind, _, rest = name.partition(":") if ":" in name else ("", "", name)
+    if kind in EXTERNAL:
+        model = EXTERNAL[kind](rest, num_classes, in_channels)
+    elif name == "small_cnn":
         model = SmallCNN(in_channels, num_classes)
     elif name in ("resnet18_cifar", "resnet34_cifar"):
         blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
@@ -124,8 +138,9 @@ def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
         raise ValueError(
-            f"model: expected one of {', '.join(OUR_MODELS)} or a torchvision classification "
-            f"model such as resnet50, swin_t, convnext_tiny; got {name!r}"
+            f"model: expected one of {', '.join(OUR_MODELS)}, a torchvision classification "
+            f"model such as resnet50, swin_t, convnext_tiny, or timm:NAME, hf:LOCAL_DIR, "
+            f"python:package.module:factory; got {name!r}"
         )
     if in_channels != 3:
         raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
@@ -140,7 +155,7 @@ def resolve_weights(name: str, weights: str) -> Path:
         return Path(weights)
     suffix = Path(weights).suffix.lower()
     looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
-    if looks_like_path or name in OUR_MODELS:
+    if looks_like_path or name in OUR_MODELS or ":" in name:
         raise ValueError(f"weights: expected a state-dict file, found nothing at {weights}")
     import torchvision
 
@@ -164,8 +179,6 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
-        from smoothstab.experiments.io import first_line
-
         raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -187,43 +200,90 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-# Grad-CAM layer per architecture (class name -> dotted name); the layer must output NCHW.
-CAM_LAYERS = {
-    "SmallCNN": "features.3",
-    "CifarResNet": "layer4",
-    "ResNet": "layer4",
-    "ConvNeXt": "features.7",
+# Grad-CAM layer per architecture: "library.ClassName" -> dotted names, the first that exists
+# wins ("-1" is a module's last child). Outputs may be NCHW, NHWC or tokens (smoothstab.layouts).
+# ViTs take the last block's first norm: the class token reads nothing after its attention.
+CAM_LAYERS: dict[str, tuple[str, ...]] = {
+    "smoothstab.SmallCNN": ("features.3",),
+    "smoothstab.CifarResNet": ("layer4",),
+    "torchvision.ResNet": ("layer4",),
+    "torchvision.ConvNeXt": ("features.-1",),
     # Swin's stages output NHWC; its own `permute` module turns the normed last stage to NCHW.
-    "SwinTransformer": "permute",
-    "DenseNet": "features",
-    "VGG": "features",
-    "AlexNet": "features",
-    "SqueezeNet": "features",
-    "EfficientNet": "features",
-    "MobileNetV2": "features",
-    "MobileNetV3": "features",
-    "MNASNet": "layers",
-    "RegNet": "trunk_output",
-    "ShuffleNetV2": "conv5",
-    "GoogLeNet": "inception5b",
-    "Inception3": "Mixed_7c",
-    "MaxVit": "blocks.3",
+    "torchvision.SwinTransformer": ("permute",),
+    "torchvision.VisionTransformer": ("encoder.layers.-1.ln_1",),
+    "torchvision.MaxVit": ("blocks.-1",),
+    "torchvision.DenseNet": ("features",),
+    "torchvision.VGG": ("features",),
+    "torchvision.AlexNet": ("features",),
+    "torchvision.SqueezeNet": ("features",),
+    "torchvision.EfficientNet": ("features",),
+    "torchvision.MobileNetV2": ("features",),
+    "torchvision.MobileNetV3": ("features",),
+    "torchvision.MNASNet": ("layers",),
+    "torchvision.RegNet": ("trunk_output",),
+    "torchvision.ShuffleNetV2": ("conv5",),
+    "torchvision.GoogLeNet": ("inception5b",),
+    "torchvision.Inception3": ("Mixed_7c",),
+    "timm.ResNet": ("layer4",),
+    "timm.ConvNeXt": ("stages.-1",),
+    "timm.VisionTransformer": ("blocks.-1.norm1",),
+    "timm.VisionTransformerDistilled": ("blocks.-1.norm1",),
+    "timm.SwinTransformer": ("layers.-1",),
+    "transformers.ViTForImageClassification": (
+        "vit.layers.-1.layernorm_before",
+        "vit.encoder.layer.-1.layernorm_before",
+    ),
+    "transformers.DeiTForImageClassification": (
+        "deit.layers.-1.layernorm_before",
+        "deit.encoder.layer.-1.layernorm_before",
+    ),
+    "transformers.SwinForImageClassification": ("swin.layernorm",),
+    "transformers.ConvNextForImageClassification": ("convnext.encoder.stages.-1",),
 }
+
+
+def model_kind(model: nn.Module) -> str:
+    """``library.ClassName`` of a model: ``torchvision.ResNet``, ``timm.ResNet``, ..."""
+    cls = type(model)
+    return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
 
 
 def cam_layer(model: nn.Module | str) -> str:
     """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
-    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt, ``permute`` for Swin)."""
+    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt-T, ``permute`` for Swin), or for
+    a ViT the last block's first norm (:data:`CAM_LAYERS`). A model may name its own: a string
+    attribute ``cam_layer`` on it wins (how a ``python:`` factory tells the pipeline)."""
     if isinstance(model, str):
         try:
             with torch.device("meta"):  # no memory, no init cost: only the class matters
                 model = build_model(model, num_classes=10)
         except NotImplementedError:  # a builder that computes on tensors (RegNet)
             model = build_model(model, num_classes=10)
-    kind = type(model).__name__
-    if kind not in CAM_LAYERS:
-        raise ValueError(
-            f"cam_layer: no Grad-CAM layer known for {kind} (a model without a spatial feature "
-            f"map, such as a ViT, has none); pass layer= explicitly"
-        )
-    return CAM_LAYERS[kind]
+    own = getattr(model, "cam_layer", None)
+    if isinstance(own, str):
+        return own
+    kind = model_kind(model)
+    for path in CAM_LAYERS.get(kind, ()):
+        name = _resolve_path(model, path)
+        if name is not None:
+            return name
+    raise ValueError(
+        f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
+        "explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] cam_layer = NAME "
+        "or a cam_layer attribute on the model"
+    )
+
+
+def _resolve_path(model: nn.Module, path: str) -> str | None:
+    """``path`` with each ``-1`` replaced by the name of that module's last child; ``None``
+    when a part does not exist."""
+    module, parts = model, []
+    for part in path.split("."):
+        children = dict(module.named_children())
+        if part == "-1":
+            part = next(reversed(children), None)
+        if part is None or part not in children:
+            return None
+        module = children[part]
+        parts.append(part)
+    return ".".join(parts)

@@ -219,7 +219,7 @@ def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
 
 def map_shape(cfg: ExperimentConfig, method: str) -> tuple[int, ...]:
     """One image's map: ``[C, H, W]`` for gradients, ``[1, H, W]`` for CAMs (upsampled)."""
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     channels = 1 if method in CAMS else info.in_channels
     return (channels, info.image_size, info.image_size)
 
@@ -260,7 +260,7 @@ def storage(cfg: ExperimentConfig) -> tuple[int, int, int]:
     rs, models = noise_grid(cfg.attribution), n_models(cfg)
     files = models * len(cfg.attribution.methods) * len(rs)
     total = sum(models * map_file_bytes(cfg, m, r) for m in cfg.attribution.methods for r in rs)
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     images = cfg.attribution.n_images * info.in_channels * info.image_size**2 * 4
     return files, total, images + 8 * cfg.attribution.n_images
 
@@ -320,7 +320,7 @@ def _linear(
 
 
 def num_classes(cfg: ExperimentConfig) -> int:
-    return cfg.train.num_classes or dataset_info(cfg.train.dataset).num_classes or 1000
+    return cfg.train.num_classes or dataset_info(cfg.train).num_classes or 1000
 
 
 def time_training(cfg: ExperimentConfig, budget: float) -> tuple[float, float, float, str]:
@@ -332,7 +332,7 @@ def time_training(cfg: ExperimentConfig, budget: float) -> tuple[float, float, f
     from smoothstab.experiments.trainer import Trainer, deterministic_mode
 
     device, note = _device(cfg.train.device)
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     t = replace(
         cfg.train,
         device=str(device),
@@ -367,7 +367,7 @@ def time_training(cfg: ExperimentConfig, budget: float) -> tuple[float, float, f
 def _attribution_model(cfg: ExperimentConfig, name: str, device: torch.device) -> nn.Module:
     from smoothstab.experiments.models import build_model
 
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         model = build_model(name, num_classes=num_classes(cfg), in_channels=info.in_channels)
     dtype = getattr(torch, cfg.attribution.dtype)
@@ -386,7 +386,7 @@ def time_attribution(
 
     a = cfg.attribution
     model = accel.prepare_model(model, a)
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     dtype = getattr(torch, a.dtype)
     shape = (info.in_channels, info.image_size, info.image_size)
     images = min(a.image_batch, a.n_images)

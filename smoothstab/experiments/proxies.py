@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -76,29 +76,35 @@ SWAG_RUN = "swag_sgd.pt"
 
 def n_classes(cfg: ExperimentConfig) -> int:
     """The number of classes the run's models output: ``train.num_classes`` or the data's."""
-    info = dataset_info(cfg.train.dataset)
+    info = dataset_info(cfg.train)
     n = cfg.train.num_classes or info.num_classes
     if n is None:
-        n = len(load_dataset(cfg.train.dataset, root=cfg.train.root, train=False).classes)
+        n = len(
+            load_dataset(cfg.train.dataset, root=cfg.train.root, train=False, info=info).classes
+        )
     return n
 
 
 def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
     """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
-    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone)."""
-    info = dataset_info(cfg.train.dataset)
+    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
+    info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.train.seed, k))
         model = build_model(
             spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
         )
+    if spec.cam_layer:
+        model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
     return model.eval()
 
 
 def trained_names(model: nn.Module, layers: str) -> set[str]:
     """Names of the parameters a proxy trains: all, the last block (the last child with
-    parameters of the Grad-CAM stage) and the classifier, or the classifier (the last linear
-    layer) alone."""
+    parameters of the Grad-CAM stage; where the Grad-CAM layer is a leaf inside a block, as a
+    ViT's first norm, that block) and the classifier, or the classifier (the last linear layer)
+    alone."""
     names = {n for n, _ in model.named_parameters()}
     if layers == "all":
         return names
@@ -115,7 +121,9 @@ def trained_names(model: nn.Module, layers: str) -> set[str]:
             for n, c in model.get_submodule(stage).named_children()
             if next(c.parameters(), None) is not None
         ]
-        prefixes.append(f"{stage}.{kids[-1]}" if kids else stage)
+        leaf = next(model.get_submodule(stage).children(), None) is None
+        block = stage.rpartition(".")[0] if leaf else ""
+        prefixes.append(f"{stage}.{kids[-1]}" if kids else block or stage)
     return {n for n in names if any(n.startswith(p + ".") for p in prefixes)}
 
 
@@ -206,8 +214,9 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     ``train_metrics.json``; returns what the latter holds."""
     m = cfg.models
     t = cfg.train
-    train_set = load_dataset(t.dataset, root=t.root, train=True, seed=t.data_seed)
-    test_set = load_dataset(t.dataset, root=t.root, train=False, seed=t.data_seed)
+    info = dataset_info(t)
+    train_set = load_dataset(t.dataset, root=t.root, train=True, seed=t.data_seed, info=info)
+    test_set = load_dataset(t.dataset, root=t.root, train=False, seed=t.data_seed, info=info)
     pcfg = proxy_config(cfg, train_set)
     info = D.init_distributed(device_name(pcfg.device))
     base = given_model(cfg, 0, m.specs[0], pcfg.num_classes).state_dict()
@@ -235,7 +244,7 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
         "setting": "FT",
         "proxy": m.proxy,
         "base": {"name": m.specs[0].name, "weights": m.specs[0].weights},
-        "config": asdict(pcfg),
+        "config": pcfg.to_dict(),
         "models": models,
         "cost": {**cost, "seconds": round(cost["seconds"], 2)},
         "wall_seconds_this_call": round(time.perf_counter() - start, 2),
@@ -326,7 +335,7 @@ def _swag(
         model = build_model(
             pcfg.model,
             num_classes=pcfg.num_classes,
-            in_channels=dataset_info(pcfg.dataset).in_channels,
+            in_channels=dataset_info(pcfg).in_channels,
         )
         model.load_state_dict(state)
         model.to(device)
@@ -346,7 +355,7 @@ def _swag(
                 path,
                 {
                     "state_dict": model.cpu().state_dict(),
-                    "config": asdict(pcfg),
+                    "config": pcfg.to_dict(),
                     "metrics": metrics,
                     "complete": True,
                     "part": k,

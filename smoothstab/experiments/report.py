@@ -346,7 +346,7 @@ def bounds_section(run: RunDir) -> list[Block]:
 
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
-    x_range = dataset_info(cfg.train.dataset).x_range
+    x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
     blocks: list[Block] = [Heading(1, title)]
     blocks += overview(cfg, run, summary, advice, x_range)

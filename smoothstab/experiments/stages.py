@@ -98,7 +98,11 @@ def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
     if cfg.models.setting == "DT":
         return [load_trained(run.model(m)) for m in range(cfg.train.n_models)]
     if cfg.models.setting == "FT":
-        return [load_trained(run.model(k)) for k in range(cfg.models.replicas)]
+        replicas = [load_trained(run.model(k)) for k in range(cfg.models.replicas)]
+        layer = cfg.models.specs[0].cam_layer
+        for model in replicas if layer else ():
+            model.cam_layer = layer  # the base model's Grad-CAM layer, as given_model sets it
+        return replicas
     classes = proxies.n_classes(cfg)
     return [proxies.given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
 

@@ -135,7 +135,7 @@ def compute(
         max_norms(layer_norms),
         C=x.flatten(1).norm(dim=1).max().item(),
         m=int(np.prod(x.shape[1:])),
-        x_range=dataset_info(cfg.train.dataset).x_range,
+        x_range=dataset_info(cfg.train).x_range,
         rs=[r for r in noise_grid(cfg.attribution) if r > 0],
         summary=summary,
         debiased=cfg.evaluation.debiased,

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 def resolve_config(config: TrainConfig, train_set: Dataset) -> TrainConfig:
     """``config`` with ``num_classes`` and ``part_size`` filled in from the training set."""
-    data_classes = dataset_info(config.dataset).num_classes or len(train_set.classes)
+    data_classes = dataset_info(config).num_classes or len(train_set.classes)
     if config.num_classes is not None and config.num_classes < data_classes:
         raise ValueError(  # else cross_entropy fails mid-epoch: "Target 6 is out of bounds"
             f"train.num_classes: expected at least the {data_classes} classes of the "
@@ -108,7 +108,7 @@ def train_run(
         )
         for m, part in enumerate(splits)
     ]
-    metrics = {"config": asdict(cfg), "models": models}
+    metrics = {"config": cfg.to_dict(), "models": models}
     if info.is_main:
         run.write_json(run.train_metrics, metrics)
         say(f"trained {len(models)} models -> {run.train_metrics}")
@@ -178,7 +178,12 @@ def train_model(
 
 def _load(config: TrainConfig, *, train: bool, augment: bool | None = None) -> Dataset:
     return load_dataset(
-        config.dataset, root=config.root, train=train, seed=config.data_seed, augment=augment
+        config.dataset,
+        root=config.root,
+        train=train,
+        seed=config.data_seed,
+        augment=augment,
+        info=dataset_info(config),
     )
 
 
@@ -221,7 +226,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     model = build_model(
         cfg["model"],
         num_classes=cfg["num_classes"],
-        in_channels=dataset_info(cfg["dataset"]).in_channels,
+        in_channels=dataset_info(cfg).in_channels,
     )
     try:
         model.load_state_dict(saved["state_dict"])

@@ -30,7 +30,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,6 +42,7 @@ from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed
 from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
+from smoothstab.methods import output_logits
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -129,7 +129,7 @@ class Trainer:
         in_memory = isinstance(train_set, TensorDataset)
         self.train_set = train_set if in_memory else EpochSeeded(train_set, self.seed)
         torch.manual_seed(self.seed)
-        channels = dataset_info(cfg.dataset).in_channels
+        channels = dataset_info(cfg).in_channels
         self.model = build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels)
         self.model.to(self.device, memory_format=memory_format(cfg))
         self.net = self.model  # what the forward pass goes through: DDP's wrapper if any
@@ -298,7 +298,7 @@ class Trainer:
                 contextlib.nullcontext() if sync else self.net.no_sync(),
             ):
                 with autocast(self.cfg.amp, self.device):
-                    out = self.net(x)
+                    out = output_logits(self.net(x), len(x))
                 loss = F.cross_entropy(out.float(), y, reduction="sum")
                 finite &= torch.isfinite(loss)
                 scaled = loss * (scale / draws)
@@ -344,7 +344,7 @@ class Trainer:
                 )
             state = {
                 "state_dict": self.model.state_dict(),
-                "config": asdict(self.cfg),
+                "config": self.cfg.to_dict(),
                 "metrics": metrics or {},
                 "complete": complete,
                 "part": self.part_id,
@@ -475,7 +475,7 @@ def evaluate(
     loader = DataLoader(Subset(dataset, idx), batch_size=batch_size, num_workers=num_workers)
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        out = model(x)
+        out = output_logits(model(x), len(x))
         totals += torch.stack(
             [
                 F.cross_entropy(out, y, reduction="sum"),
