@@ -48,14 +48,20 @@ class DistanceEstimate:
     def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
         """``value -+ q * stderr`` (clamped at 0), ``q`` the two-sided ``level`` quantile of
         Student's t with ``dof`` degrees of freedom (the normal one when ``dof`` is ``None``)."""
-        from scipy import stats  # only here: the core imports no scipy otherwise
-
-        check_number(level, "level", low=0, high=1, open_low=True)
-        if level >= 1:
-            raise ValueError(f"level: expected a number in (0, 1), got {level}")
-        p = 0.5 + level / 2
-        q = float(stats.norm.ppf(p) if self.dof is None else stats.t.ppf(p, self.dof))
+        q = quantile(level, self.dof)
         return (self.value - q * self.stderr).clamp(min=0), self.value + q * self.stderr
+
+
+def quantile(level: float, dof: int | None) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``dof`` degrees of freedom (the
+    normal one when ``dof`` is ``None``): the half-width of an interval in standard errors."""
+    from scipy import stats  # only here: the core imports no scipy otherwise
+
+    check_number(level, "level", low=0, high=1, open_low=True)
+    if level >= 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level}")
+    p = 0.5 + level / 2
+    return float(stats.norm.ppf(p) if dof is None else stats.t.ppf(p, dof))
 
 
 def _parts(x: SmoothStats | torch.Tensor, name: str):
