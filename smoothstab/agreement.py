@@ -36,7 +36,14 @@ from dataclasses import dataclass
 import torch
 
 from smoothstab.checks import check_input, check_same_shape
-from smoothstab.debias import DistanceEstimate, _diff_var, _parts, debiased_distance, quantile
+from smoothstab.debias import (
+    DistanceEstimate,
+    _diff_var,
+    _from_groups,
+    _half_factor,
+    _parts,
+    quantile,
+)
 from smoothstab.montecarlo import SmoothStats, relative_error
 from smoothstab.views import abs_sum, work_dtype
 
@@ -89,11 +96,36 @@ def unit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:
-    """Per-row ranks 1..N of ``[B, N]``, ties given their average rank (scipy's rankdata)."""
-    srt = v.sort(dim=1).values.contiguous()
-    lo = torch.searchsorted(srt, v.contiguous(), right=False)
-    hi = torch.searchsorted(srt, v.contiguous(), right=True)
-    return (lo + hi + 1).to(v.dtype) / 2
+    """Per-row ranks 1..N of ``[B, N]``, ties given their average rank (scipy's rankdata), in
+    float64 (float32 on MPS): one sort, then each run of equal values gets the mean of its
+    first and last place."""
+    srt, order = v.sort(dim=1)
+    n = v.shape[1]
+    pos = torch.arange(n, device=v.device).expand_as(srt)
+    starts = torch.ones_like(srt, dtype=torch.bool)
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, pos, 0).cummax(dim=1).values
+    last = torch.where(ends, pos, n).flip(1).cummin(dim=1).values.flip(1)
+    avg = (first + last).to(work_dtype(v)) / 2 + 1
+    return torch.empty_like(avg).scatter_(1, order, avg)
+
+
+def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """The centred ranks of the pixels of the ``abs_sum`` view of raw maps: ``[B, C, H, W] ->
+    [B, H * W]``, ties ranked by their average (what :func:`rank_agreement` correlates; compute
+    them once per map when it enters several pairs)."""
+    v = abs_sum(maps).flatten(1)
+    r = _ranks(v).to(work_dtype(v))  # ranked in the maps' own dtype: the order of the values
+    return r - r.mean(1, keepdim=True)
+
+
+def rank_correlation(ra: torch.Tensor, rb: torch.Tensor) -> torch.Tensor:
+    """The Pearson correlation of two :func:`pixel_ranks` ``[B, N]`` -> ``[B]``; 0 where either
+    is constant."""
+    check_same_shape(ra, rb, "ra, rb")
+    return _cos((ra * rb).sum(1), ra.square().sum(1), rb.square().sum(1))
 
 
 def rank_agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -102,12 +134,10 @@ def rank_agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     The Pearson correlation of the pixels' ranks, ties ranked by their average
     (``scipy.stats.spearmanr``); 0 when either view is constant (scipy gives NaN there).
     """
-    va, vb = abs_sum(a, name="a"), abs_sum(b, name="b")
+    check_input(a, name="a", rank=4)
+    check_input(b, name="b", rank=4)
     check_same_shape(a, b)
-    dtype = work_dtype(va)
-    ra, rb = (_ranks(v.flatten(1).to(dtype)) for v in (va, vb))
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    return _cos((ra * rb).sum(1), ra.square().sum(1), rb.square().sum(1))
+    return rank_correlation(pixel_ranks(a), pixel_ranks(b))
 
 
 def relative_fidelity(smoothed: torch.Tensor, unsmoothed: torch.Tensor) -> torch.Tensor:
@@ -146,9 +176,19 @@ class Estimate:
 
 
 def debiased_norm(a: SmoothStats | torch.Tensor) -> DistanceEstimate:
-    """``||a||_2`` per image from cross-half (cross-group) products: ``debiased_distance(a, 0)``."""
-    mean = a.mean if isinstance(a, SmoothStats) else a
-    return debiased_distance(a, torch.zeros_like(mean))
+    """``||a||_2`` per image from cross-half (cross-group) products, with its standard error:
+    :func:`~smoothstab.debiased_distance` to the zero map, without carrying the zeros along."""
+    mean, halves, n, var, groups = _parts(a, "a")
+    dtype = work_dtype(mean)
+    m = mean.to(dtype).flatten(1)
+    plain = m.norm(dim=1)
+    if groups is not None:
+        return _from_groups(groups.to(dtype).flatten(2), plain)
+    h0, h1 = (h.to(dtype).flatten(1) for h in halves)
+    sq = (h0 * h1).sum(1)
+    spread = (m * m * _diff_var(h0, h1, n, None, var, var.new_zeros(()))).sum(1).sqrt()
+    stderr = torch.where(plain > 0, spread / plain.where(plain > 0, 1), 0.0)
+    return DistanceEstimate(plain, sq, sq.clamp(min=0).sqrt(), stderr)
 
 
 @dataclass(frozen=True)
@@ -172,7 +212,8 @@ def _paired(a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor) -> _Pa
     check_same_shape(ma, mb)
     dtype = work_dtype(ma)
     flat = lambda t, k=1: t.to(dtype).flatten(k)  # noqa: E731
-    ha, hb = flat(torch.stack(tuple(ha)), 2), flat(torch.stack(tuple(hb)), 2)
+    halves = lambda h: flat(h if isinstance(h, torch.Tensor) else torch.stack(h), 2)  # noqa: E731
+    ha, hb = halves(ha), halves(hb)
     sizes = {len(g) for g in (ga, gb) if g is not None}
     exact_a, exact_b = isinstance(a, torch.Tensor), isinstance(b, torch.Tensor)
     if len(sizes) == 1 and (ga is not None or exact_a) and (gb is not None or exact_b):
@@ -187,43 +228,63 @@ def _paired(a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor) -> _Pa
 def _cross(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean of ``<x_g, y_h>`` over ordered pairs ``g != h`` of ``[G, B, N]`` blocks -> ``[B]``,
     and the same leaving out each group in turn ``[G, B]`` (``None`` for two blocks)."""
-    g = len(x)
+    g, dot = len(x), torch.linalg.vecdot
+    if g == 2:  # the halves: (<x_0, y_1> + <x_1, y_0>) / 2
+        return (dot(x[0], y[1]) + dot(x[1], y[0])) / 2, None
     tx, ty = x.sum(0), y.sum(0)
-    tt, d = (tx * ty).sum(-1), (x * y).sum(-1)
+    tt, d = dot(tx, ty), dot(x, y)
     value = (tt - d.sum(0)) / (g * (g - 1))
-    if g < 3:
-        return value, None
-    loo = tt - (x * ty).sum(-1) - (tx * y).sum(-1) + 2 * d - d.sum(0)
+    loo = tt - dot(x, ty) - dot(tx, y) + 2 * d - d.sum(0)
     return value, loo / ((g - 1) * (g - 2))
 
 
+@dataclass(frozen=True)
+class _Products:
+    """``(<a, b>, ||a||^2, ||b||^2)`` per image: of the mean maps (``plain``), from cross-group
+    products (``cross``), and those leaving out each group (``loo``, ``None`` for halves)."""
+
+    plain: tuple[torch.Tensor, ...]
+    cross: tuple[torch.Tensor, ...]
+    loo: tuple[torch.Tensor, ...] | None
+
+
+def _products(p: _Paired) -> _Products:
+    a, b, dot = p.ma, p.mb, torch.linalg.vecdot
+    plain = (dot(a, b), dot(a, a), dot(b, b))
+    pairs = ((p.blocks_a, p.blocks_b), (p.blocks_a, p.blocks_a), (p.blocks_b, p.blocks_b))
+    found = [_cross(x, y) for x, y in pairs]
+    loo = None if found[0][1] is None else tuple(c[1] for c in found)
+    return _Products(plain, tuple(c[0] for c in found), loo)
+
+
 def _estimate(
-    p: _Paired, f: Stats, partials: Callable, low: float = -math.inf, high: float = math.inf
+    p: _Paired,
+    q: _Products,
+    f: Stats,
+    partials: Callable,
+    low: float = -math.inf,
+    high: float = math.inf,
 ) -> Estimate:
     """``f(<a, b>, ||a||^2, ||b||^2)`` plain and from cross-group products, with its standard
     error: jackknife over groups, or with two halves the delta method via ``partials`` (the
     derivatives of ``f`` in its three arguments, at the mean maps)."""
-    a, b = p.ma, p.mb
-    stats = ((a * b).sum(1), a.square().sum(1), b.square().sum(1))
-    plain = f(*stats)
-    cross = [_cross(x, y) for x, y in ((p.blocks_a, p.blocks_b), (p.blocks_a, p.blocks_a))]
-    cross.append(_cross(p.blocks_b, p.blocks_b))
-    value = f(*(c[0] for c in cross))
-    if cross[0][1] is not None:
-        loo = f(*(c[1] for c in cross))
+    plain, value = f(*q.plain), f(*q.cross)
+    if q.loo is not None:
+        loo = f(*q.loo)
         g = len(loo)
         var = (g - 1) / g * (loo - loo.mean(0)).square().sum(0)
         return Estimate(plain, value, var.sqrt(), g - 1, low, high)
-    d_ab, d_aa, d_bb = (t[:, None] for t in partials(*stats))
+    a, b = p.ma, p.mb
+    d_ab, d_aa, d_bb = (t[:, None] for t in partials(*q.plain))
     grad_a, grad_b = d_ab * b + 2 * d_aa * a, d_ab * a + 2 * d_bb * b
     a0, a1, b0, b1 = p.halves
-    (na, nb), (va, vb) = p.counts, p.mean_vars
-    va, vb = (
-        grad_a.square() * va.to(a.dtype).flatten(1),
-        grad_b.square() * vb.to(a.dtype).flatten(1),
-    )
-    h0, h1 = grad_a * a0 + grad_b * b0, grad_a * a1 + grad_b * b1
-    var = _diff_var(h0, h1, na, nb, va, vb).sum(1)
+    factor = _half_factor(*p.counts, a)
+    if factor is not None:  # the linearised error from the difference of the halves
+        h = grad_a * (a0 - a1) + grad_b * (b0 - b1)
+        var = (h.square() * factor).sum(1)
+    else:  # unequal counts: independent draws, each side's own variance
+        va, vb = (v.to(a.dtype).flatten(1) for v in p.mean_vars)
+        var = (grad_a.square() * va + grad_b.square() * vb).sum(1)
     return Estimate(plain, value, var.sqrt(), None, low, high)
 
 
@@ -251,7 +312,8 @@ def debiased_inner(a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor)
         a, b: smoothed maps as :class:`~smoothstab.SmoothStats` with halves (or groups), or
             exact maps ``[B, ...]`` such as an unsmoothed reference.
     """
-    return _estimate(_paired(a, b), lambda ab, aa, bb: ab, _inner_partials)
+    p = _paired(a, b)
+    return _estimate(p, _products(p), lambda ab, aa, bb: ab, _inner_partials)
 
 
 def debiased_cosine(a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor) -> Estimate:
@@ -262,7 +324,7 @@ def debiased_cosine(a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor
     toward 0 at first order. Clamped to [-1, 1]; 0 where a squared norm comes out <= 0 (the
     map's size is lost in its noise). Args as :func:`debiased_inner`.
     """
-    return _estimate(_paired(a, b), _cos, _cos_partials, -1.0, 1.0)
+    return debiased_agreement(a, b)[0]
 
 
 def debiased_unit_distance(
@@ -270,5 +332,19 @@ def debiased_unit_distance(
 ) -> Estimate:
     """``sqrt(2 - 2 cos)`` of :func:`debiased_cosine`, with its own jackknife (or delta-method)
     standard error; unreliable where it is near 0 against the noise. Args as there."""
-    f = lambda ab, aa, bb: _unit(_cos(ab, aa, bb))  # noqa: E731
-    return _estimate(_paired(a, b), f, _unit_partials, 0.0, 2.0)
+    p = _paired(a, b)
+    return _estimate(p, _products(p), _unit_of, _unit_partials, 0.0, 2.0)
+
+
+def debiased_agreement(
+    a: SmoothStats | torch.Tensor, b: SmoothStats | torch.Tensor
+) -> tuple[Estimate, Estimate]:
+    """:func:`debiased_cosine` and :func:`debiased_unit_distance` from one pass over the maps."""
+    p = _paired(a, b)
+    q = _products(p)
+    cos = _estimate(p, q, _cos, _cos_partials, -1.0, 1.0)
+    return cos, _estimate(p, q, _unit_of, _unit_partials, 0.0, 2.0)
+
+
+def _unit_of(ab: torch.Tensor, aa: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+    return _unit(_cos(ab, aa, bb))

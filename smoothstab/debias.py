@@ -92,17 +92,26 @@ def _diff_var(d0, d1, na, nb, va, vb) -> torch.Tensor:
     taken as independent and it is ``mean_var(a) + mean_var(b)``; with common random numbers
     this leaves out their covariance (positive for similar maps, so the error is overstated).
     """
+    factor = _half_factor(na, nb, d0)
+    if factor is not None:
+        return (d0 - d1) ** 2 * factor
+    return (va + vb).flatten(1).to(d0.dtype)
+
+
+def _half_factor(na, nb, like: torch.Tensor) -> float | torch.Tensor | None:
+    """``n_0 n_1 / n^2`` (a float, or ``[B, 1]`` with per-image counts) that turns the squared
+    difference of the halves into the variance of the mean when both sides drew the same
+    counts (or one side is exact); ``None`` otherwise."""
     counts = [n for n in (na, nb) if n is not None]
     if all(isinstance(n, int) for n in counts) and len(set(counts)) == 1:
         n = counts[0]
-        n0, n1 = (n + 1) // 2, n // 2
-        return (d0 - d1) ** 2 * (n0 * n1 / n**2)
-    tensors = [torch.as_tensor(n, device=d0.device).expand(len(d0)) for n in counts]
+        return ((n + 1) // 2) * (n // 2) / n**2
+    tensors = [torch.as_tensor(n, device=like.device).expand(len(like)) for n in counts]
     if tensors and (len(tensors) == 1 or torch.equal(tensors[0], tensors[1])):
-        n = tensors[0].to(d0.dtype).view(-1, 1)
+        n = tensors[0].to(like.dtype).view(-1, 1)
         n0, n1 = torch.div(n + 1, 2, rounding_mode="floor"), torch.div(n, 2, rounding_mode="floor")
-        return (d0 - d1) ** 2 * (n0 * n1 / n**2)
-    return (va + vb).flatten(1).to(d0.dtype)
+        return n0 * n1 / n**2
+    return None
 
 
 def debiased_distance(

@@ -98,6 +98,12 @@ def test_rank_agreement_is_scipys_spearman(shape, levels):
     assert torch.equal(M.rank_agreement(a, b), M.rank_agreement(b, a))
 
 
+def test_ranks_once_per_map_give_the_same_agreement():
+    ra, rb = M.pixel_ranks(A), M.pixel_ranks(B)
+    assert ra.shape == (3, 64) and ra.sum(1).abs().max() < 1e-9  # centred
+    assert torch.equal(M.rank_correlation(ra, rb), M.rank_agreement(A, B))
+
+
 def test_float32_maps_are_measured_in_float64():
     a, b = A.float(), B.float()
     assert M.cosine(a, b).dtype == F64
@@ -205,6 +211,22 @@ def test_exact_maps_give_the_plain_values():
         close(cos.stderr, 0.0)
         close(M.debiased_inner(a, b).value, (A * B).flatten(1).sum(1), 1e-10)
     close(M.debiased_norm(A).value, M.map_norm(A))
+
+
+def test_debiased_norm_is_the_distance_to_zero():
+    model, x = make(ConvNet()), rand(4, 3, 8, 8, seed=6)
+    cases = [
+        ss.smooth(ss.grad, 0.5, 9, seed=0).stats(model, x),  # halves, unequal
+        ss.smooth(ss.grad, 0.5, 16, seed=0, groups=4).stats(model, x),
+        ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=1).stats(model, x),  # per image
+        x,  # exact
+    ]
+    for a in cases:
+        mean = a.mean if isinstance(a, SmoothStats) else a
+        got, want = M.debiased_norm(a), M.debiased_distance(a, torch.zeros_like(mean))
+        for field in ("plain", "sq", "value", "stderr"):
+            torch.testing.assert_close(getattr(got, field), getattr(want, field))
+        assert got.dof == want.dof
 
 
 def test_groups_against_an_exact_map_and_against_halves():
