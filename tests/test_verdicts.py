@@ -139,6 +139,7 @@ def test_a_split_that_is_shrinkage_only():
 def test_one_pair_uses_the_monte_carlo_interval():
     s = split(summary_of([0.9]), "grad", None, debiased=False)
     assert s.unit.lo == s.unit.hi == pytest.approx(-0.1) and "no interval" in s.how
+    assert s.verdict == "no interval to tell" and s.shrinkage_only  # not "agree more"
     rows = []  # the same with debiased rows, the unit distance's Monte-Carlo s.e. 0.2 at r = 0.4
     for r, u, se in ((0.0, 1.0, 0.0), (0.4, 0.9, 0.2)):
         base = dict(method="grad", r=r, n="", pair="0-1", model="", stderr="")

@@ -134,18 +134,19 @@ def table1(
     summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
 ) -> list[dict]:
     """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
-    largest training-set size, and beside them the unit-map distance of the raw maps (scale-free,
-    lower: more alike); a row
-    per labelled pair (floats) and, unless there is only one, the mean over pairs (a Band)."""
+    largest training-set size, and beside them the scale-free unit-map distance of the raw maps
+    (lower: more alike); a row per labelled pair (floats) and, unless there is only one, the
+    mean over pairs (a Band)."""
 
-    def honest(metric: Metric, r: float) -> Metric:
+    def honest(method: str, metric: Metric, r: float) -> Metric:
+        """The metric's debiased version where the run has one."""
         debiased = f"{metric}_debiased"
         return Metric(debiased) if summary.get(method, debiased, r) is not None else metric
 
     rows = []
     for method in methods:
         cols = {
-            col: (honest(metric, r), r)
+            col: (honest(method, metric, r), r)
             for col, (metric, smoothed) in TABLE1.items()
             for r in [r_smooth if smoothed else 0.0]
         }

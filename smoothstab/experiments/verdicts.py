@@ -42,9 +42,12 @@ class Split:
     norm: float
     unit: Band
     how: str
+    bounded: bool = True  # False: one pair and no Monte-Carlo error, so no interval
 
     @property
     def verdict(self) -> str:
+        if not self.bounded:
+            return "no interval to tell"
         if self.unit.hi < 0:
             return "the maps agree more"
         if self.unit.lo > 0:
@@ -54,7 +57,7 @@ class Split:
     @property
     def shrinkage_only(self) -> bool:
         """The raw distance falls while the maps do not measurably come to agree more."""
-        return self.l2 < 0 and not self.unit.hi < 0
+        return self.l2 < 0 and self.verdict != "the maps agree more"
 
 
 def pct(x: float) -> str:
@@ -91,7 +94,8 @@ def split(
         )
 
     l2, norm = change(Metric.stability(debiased)), change(Metric.of("map_norm", debiased))
-    return Split(method, n, r1, l2, norm, unit, how)
+    bounded = len(per_pair) > 1 or summary.mc_stderr(method, unit_metric, r1, n) is not None
+    return Split(method, n, r1, l2, norm, unit, how, bounded)
 
 
 def splits(summary: Summary, methods: list[str], debiased: bool, kind: str) -> list[Split]:
