@@ -48,14 +48,20 @@ class DistanceEstimate:
     def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
         """``value -+ q * stderr`` (clamped at 0), ``q`` the two-sided ``level`` quantile of
         Student's t with ``dof`` degrees of freedom (the normal one when ``dof`` is ``None``)."""
-        from scipy import stats  # only here: the core imports no scipy otherwise
-
-        check_number(level, "level", low=0, high=1, open_low=True)
-        if level >= 1:
-            raise ValueError(f"level: expected a number in (0, 1), got {level}")
-        p = 0.5 + level / 2
-        q = float(stats.norm.ppf(p) if self.dof is None else stats.t.ppf(p, self.dof))
+        q = quantile(level, self.dof)
         return (self.value - q * self.stderr).clamp(min=0), self.value + q * self.stderr
+
+
+def quantile(level: float, dof: int | None) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``dof`` degrees of freedom (the
+    normal one when ``dof`` is ``None``): the half-width of an interval in standard errors."""
+    from scipy import stats  # only here: the core imports no scipy otherwise
+
+    check_number(level, "level", low=0, high=1, open_low=True)
+    if level >= 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level}")
+    p = 0.5 + level / 2
+    return float(stats.norm.ppf(p) if dof is None else stats.t.ppf(p, dof))
 
 
 def _parts(x: SmoothStats | torch.Tensor, name: str):
@@ -86,17 +92,26 @@ def _diff_var(d0, d1, na, nb, va, vb) -> torch.Tensor:
     taken as independent and it is ``mean_var(a) + mean_var(b)``; with common random numbers
     this leaves out their covariance (positive for similar maps, so the error is overstated).
     """
+    factor = _half_factor(na, nb, d0)
+    if factor is not None:
+        return (d0 - d1) ** 2 * factor
+    return (va + vb).flatten(1).to(d0.dtype)
+
+
+def _half_factor(na, nb, like: torch.Tensor) -> float | torch.Tensor | None:
+    """``n_0 n_1 / n^2`` (a float, or ``[B, 1]`` with per-image counts) that turns the squared
+    difference of the halves into the variance of the mean when both sides drew the same
+    counts (or one side is exact); ``None`` otherwise."""
     counts = [n for n in (na, nb) if n is not None]
     if all(isinstance(n, int) for n in counts) and len(set(counts)) == 1:
         n = counts[0]
-        n0, n1 = (n + 1) // 2, n // 2
-        return (d0 - d1) ** 2 * (n0 * n1 / n**2)
-    tensors = [torch.as_tensor(n, device=d0.device).expand(len(d0)) for n in counts]
+        return ((n + 1) // 2) * (n // 2) / n**2
+    tensors = [torch.as_tensor(n, device=like.device).expand(len(like)) for n in counts]
     if tensors and (len(tensors) == 1 or torch.equal(tensors[0], tensors[1])):
-        n = tensors[0].to(d0.dtype).view(-1, 1)
+        n = tensors[0].to(like.dtype).view(-1, 1)
         n0, n1 = torch.div(n + 1, 2, rounding_mode="floor"), torch.div(n, 2, rounding_mode="floor")
-        return (d0 - d1) ** 2 * (n0 * n1 / n**2)
-    return (va + vb).flatten(1).to(d0.dtype)
+        return n0 * n1 / n**2
+    return None
 
 
 def debiased_distance(

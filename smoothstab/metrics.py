@@ -7,6 +7,9 @@ Maps are raw signed ``[B, C, H, W]`` (CAMs ``[B, 1, H, W]``); each metric names 
   :func:`fidelity_error` (Eq. 13). A finite number of noise draws inflates them;
   :func:`debiased_distance` corrects this from the two independent halves of the draws that
   :class:`~smoothstab.SmoothStats` keeps, at no extra model evaluations.
+* Size and direction apart (:mod:`smoothstab.agreement`): :func:`map_norm`, :func:`cosine`,
+  :func:`unit_distance`, :func:`rank_agreement`, :func:`relative_fidelity`, and their
+  Monte-Carlo debiased versions from cross-half (cross-group) products.
 * Agreement of 2-D views: :func:`ssim` (scikit-image's ``structural_similarity`` with Wang et
   al.'s settings, batched), :func:`ssim_maps`, :func:`topk_iou`, :func:`topk_overlap`.
 Aggregation over images and model pairs happens in the experiment layer
@@ -18,22 +21,50 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from smoothstab.agreement import (
+    Estimate,
+    cosine,
+    debiased_agreement,
+    debiased_cosine,
+    debiased_inner,
+    debiased_norm,
+    debiased_unit_distance,
+    map_norm,
+    pixel_ranks,
+    rank_agreement,
+    rank_correlation,
+    relative_fidelity,
+    unit_distance,
+)
 from smoothstab.checks import check_input, check_int, check_number, check_same_shape
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.views import abs_sum, to_gray, work_dtype
 
 __all__ = [
     "DistanceEstimate",
+    "Estimate",
     "abs_sum",
+    "cosine",
+    "debiased_agreement",
+    "debiased_cosine",
     "debiased_distance",
+    "debiased_inner",
+    "debiased_norm",
+    "debiased_unit_distance",
     "fidelity_error",
     "l2_distance",
+    "map_norm",
+    "pixel_ranks",
+    "rank_agreement",
+    "rank_correlation",
+    "relative_fidelity",
     "ssim",
     "ssim_maps",
     "stability_error",
     "to_gray",
     "topk_iou",
     "topk_overlap",
+    "unit_distance",
 ]
 
 SSIM_SIGMA, SSIM_TRUNCATE, SSIM_K1, SSIM_K2 = 1.5, 3.5, 0.01, 0.03

@@ -246,8 +246,11 @@ def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
         unit = ("pair", row["pair"]) if row["pair"] else ("model", row["model"])
         key = (row["method"], row["r"], row["metric"])
         counts.setdefault(key, set()).add((unit, row["image"]))
+    pair_metrics = {"stability", "ssim", "topk_iou", "unit_distance", "rank_agreement"}
+    pair_metrics |= {f"{m}_debiased" for m in pair_metrics}
+    assert {"unit_distance_debiased", "rank_agreement", "map_norm_debiased"} <= metrics
     for (_, _, metric), units in counts.items():
-        n_units = 1 if metric in ("stability", "stability_debiased", "ssim", "topk_iou") else 2
+        n_units = 1 if metric in pair_metrics else 2
         assert len(units) == n_units * N_IMAGES, metric
     # With two models, exactly one pair.
     assert {row["pair"] for row in tiny_rows if row["pair"]} == {"0-1"}
@@ -283,6 +286,8 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
             ("smoothed_ssim", "ssim", 0.15),
             ("topk_miou", "topk_iou", 0.0),
             ("smoothed_topk_miou", "topk_iou", 0.15),
+            ("unit_distance", "unit_distance_debiased", 0.0),
+            ("smoothed_unit_distance", "unit_distance_debiased", 0.15),
         ):
             assert float(row[column]) == pytest.approx(
                 summary.get(method, metric, r).mean, rel=1e-5
@@ -290,9 +295,11 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
     advice = json.loads((tiny_run / "recommendation.json").read_text())
     assert set(advice) == set(ss.METHODS)
     for method, rec in advice.items():
-        # The advice follows the debiased curve (debiased is on) over the whole grid.
+        # The advice follows the debiased curve (debiased is on) over the whole grid, stability
+        # in the scale-free unit-map distance (the default measure).
         assert [c["r"] for c in rec["curve"]] == GRID
-        points = sigma_advice.tradeoff(summary, method, debiased=True)
+        assert rec["stability_measure"] == "unit_distance"
+        points = sigma_advice.tradeoff(summary, method, debiased=True, measure="unit_distance")
         assert rec["curve"] == [{"r": r, "stability": s, "fidelity": f} for r, s, f in points]
         assert rec["knee_r"] == sigma_advice.knee(points)
         assert rec["map_norm"] == pytest.approx(summary.get(method, "map_norm", 0.0).mean)
@@ -314,6 +321,12 @@ def test_report(tiny_run):
         assert f"knee of the trade-off at r = {advice['grad']['knee_r']:g}" in text
         assert "Theory: bounds beside the measured errors" in text
         assert "stability error falls" in text or "stability error rises" in text
+        # The answer opens the report, before the conventions: a verdict per method.
+        opening = text[: text.index("Conventions")]
+        assert "The answer: more alike, or only smaller?" in opening
+        assert opening.count("unit-map distance") >= len(ss.METHODS)
+        assert sum(v in opening for v in ("agree more", "agree less", "interval can tell")) >= 1
+        assert "Agreement or shrinkage" in text and "raw L2" in text
     # The resolved config, verbatim in Markdown and escaped in HTML.
     assert config.strip() in md
     assert "name = &quot;quickstart&quot;" in page and "n_samples = 6" in page
@@ -571,7 +584,8 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     rows = read_csv(out / "metrics.csv")
     assert {row["metric"] for row in rows} == {
         "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm",
-        "rel_se", "model_evals",
+        "rel_se", "model_evals", "map_norm_debiased", "rank_agreement", "unit_distance",
+        "unit_distance_debiased",
     }  # fmt: skip
     with open(out / "table1.csv", newline="") as f:
         assert all(row["ssim"] == "" and row["topk_miou"] for row in csv.DictReader(f))
@@ -609,6 +623,11 @@ def test_training_set_sizes(tmp_path):
     md = (out / "report.md").read_text()
     section = md[md.index("## Stability and the training-set size") :]
     assert "| r | n = 200 | n = 400 | with more training data |" in section
+    head = "| n | test accuracy | raw L2 (r=0) | unit-map distance (r=0) | norm (r=0) |"
+    assert head in section
+    accuracy = [m["test_accuracy"] for m in models]
+    assert f"| 400 | {(accuracy[2] + accuracy[3]) / 2:.3f} |" in section
+    assert "- Simple-Grad (n = 200): raw L2" in md and "- Simple-Grad (n = 400): raw L2" in md
     assert "with n" in section or "no monotone change" in section
     assert "### Simple-Grad, n = 200" in md and "### Simple-Grad, n = 400" in md
     with open(out / "table1.csv", newline="") as f:  # Table 1 at the largest n
@@ -840,7 +859,7 @@ def test_torchrun_shards_attribution(tiny_run, tiny_rows, tmp_path):
 def test_quickstart_acceptance(tmp_path):
     """The embedded quickstart shows the paper's trade-off for Simple-Grad and IG: stability
     error lower at the largest r than at r = 0, fidelity error rising step by step; and the
-    report says so."""
+    report says so. The maps shrink with r, and Smooth-Grad's agree more all the same."""
     out = tmp_path / "quickstart"
     assert run("run", "--out", out, "--quiet") == 0
     rows = read_csv(out / "metrics.csv")
@@ -860,5 +879,13 @@ def test_quickstart_acceptance(tmp_path):
                 line = next(line for line in md.splitlines() if line.startswith(start))
                 assert "stability error falls" in line and "fidelity error rises" in line, line
     assert "## Stability and the training-set size" in md
+    # Smoothing shrinks every method's maps; by the scale-free measure Smooth-Grad's maps still
+    # come to agree more, and the report opens with that answer.
+    for method in ss.METHODS:
+        norm = mean_curve(rows, method, "map_norm")
+        assert norm[0.4] < 0.95 * norm[0.0], (method, norm)
+    opening = md[: md.index("## Conventions")]
+    row = next(line for line in opening.splitlines() if line.startswith("| Simple-Grad | 1600 |"))
+    assert "the maps agree more" in row and row.endswith("| unit-map distance |"), row
     for name in ("config.toml", "metrics.csv", "table1.csv", "report.html", "bounds.json"):
         assert (out / name).is_file()

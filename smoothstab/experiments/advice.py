@@ -1,5 +1,9 @@
 """Choosing sigma: the trade-off curve (fidelity against stability error, one point per r), its
-knee, and the most stable r within a relative fidelity budget (``recommendation.json``)."""
+knee, and the most stable r within a relative fidelity budget (``recommendation.json``).
+
+Stability is measured as ``evaluation.stability_measure`` says: the scale-free unit-map
+distance by default, since smoothing shrinks maps and the raw distance falls with their size
+(:mod:`smoothstab.agreement`), or the paper's raw L2 distance."""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ from collections.abc import Sequence
 from smoothstab.experiments.rundir import Metric, Summary
 
 
-def tradeoff(summary: Summary, method: str, debiased: bool) -> list[tuple[float, float, float]]:
-    """``[(r, stability, fidelity)]`` over the r values where both were measured."""
-    stab = {r: b.mean for r, b in summary.curve(method, Metric.stability(debiased))}
-    fid = {r: b.mean for r, b in summary.curve(method, Metric.fidelity(debiased))}
+def tradeoff(
+    summary: Summary, method: str, debiased: bool, measure: str = "l2", n: int | None = None
+) -> list[tuple[float, float, float]]:
+    """``[(r, stability, fidelity)]`` over the r values where both were measured; stability in
+    ``measure`` (``evaluation.stability_measure``), at training-set size ``n`` (the largest by
+    default)."""
+    stab = {r: b.mean for r, b in summary.curve(method, Metric.measure(measure, debiased), n)}
+    fid = {r: b.mean for r, b in summary.curve(method, Metric.fidelity(debiased), n)}
     return [(r, stab[r], fid[r]) for r in sorted(set(stab) & set(fid))]
 
 
@@ -46,14 +54,23 @@ def within_budget(
     return min(ok, key=lambda p: (p[1], p[0]))[0] if ok else None
 
 
-def recommend(summary: Summary, methods: Sequence[str], *, debiased: bool, budget: float) -> dict:
+def recommend(
+    summary: Summary,
+    methods: Sequence[str],
+    *,
+    debiased: bool,
+    budget: float,
+    measure: str = "l2",
+    n: int | None = None,
+) -> dict:
     """Per method: the knee r, the most stable r within the fidelity budget, and the curve,
-    from the debiased (else plain) curves of the largest training-set size; both depend on the
-    range of r swept."""
+    from the debiased (else plain) curves of training-set size ``n`` (the largest by default),
+    stability in ``measure``; both depend on the range of r swept."""
     out = {}
+    n = summary.default_n if n is None else n
     for method in methods:
-        points = tradeoff(summary, method, debiased)
-        norm_band = summary.get(method, Metric.MAP_NORM, 0.0)
+        points = tradeoff(summary, method, debiased, measure, n)
+        norm_band = summary.get(method, Metric.MAP_NORM, 0.0, n)
         norm = norm_band.mean if norm_band else float("nan")
         out[method] = {
             "knee_r": knee(points),
@@ -62,6 +79,7 @@ def recommend(summary: Summary, methods: Sequence[str], *, debiased: bool, budge
             "map_norm": norm,
             "curve": [{"r": r, "stability": s, "fidelity": f} for r, s, f in points],
             "estimate": "debiased" if debiased else "plain",
-            "n": summary.default_n,
+            "stability_measure": measure,
+            "n": n,
         }
     return out

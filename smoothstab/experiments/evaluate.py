@@ -1,12 +1,14 @@
 """The evaluate stage: maps in the run directory -> ``metrics.csv``, Table 1 and the sigma advice.
 
 ``metrics.csv`` (:mod:`.rundir`) has one row per (method, r, metric, model pair or model, image):
-stability, SSIM and top-k IoU per model pair, fidelity per model, each stability and fidelity
-row plain (as the paper computes it) and, when asked, debiased (split-half, see
-:mod:`smoothstab.debias`), with the Monte-Carlo standard error in ``stderr``. No SSIM for maps
-smaller than its 11x11 window (such as digits). ``map_norm`` (the unsmoothed map's L2 norm) is the
-scale for a relative fidelity budget. Per model and image, ``rel_se`` (the map's relative
-Monte-Carlo standard error) and ``model_evals`` (what it cost), from map files that record them.
+stability, SSIM, top-k IoU, rank agreement and unit-map distance per model pair; fidelity and
+map norm per model; each distance and norm plain (as the paper computes it) and, when asked,
+debiased (cross-half, see :mod:`smoothstab.debias` and :mod:`smoothstab.agreement`), with the
+Monte-Carlo standard error in ``stderr``. No SSIM for maps smaller than its 11x11 window (such
+as digits). ``map_norm`` at r = 0 (the unsmoothed map's L2 norm) is the scale for a relative
+fidelity budget; a relative fidelity error is ``fidelity / map_norm`` of these rows. Per model
+and image, ``rel_se`` (the map's relative Monte-Carlo standard error) and ``model_evals`` (what
+it cost), from map files that record them. All from the map files: no model evaluations.
 The sigma advice (the knee of the trade-off curve and the
 most stable r within the budget) is :mod:`.advice`.
 """
@@ -58,8 +60,10 @@ def pair_rows(
     *,
     debiased: bool,
     topk: int,
+    ranks: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Iterator[dict]:
-    """Stability, SSIM and top-k IoU rows for one model pair at one r."""
+    """Stability, SSIM, top-k IoU, rank agreement and unit-map distance rows for one model pair
+    at one r; ``ranks``: both maps' :func:`~smoothstab.metrics.pixel_ranks`, if at hand."""
     est = debiased_distance(a, b)
     yield from _rows(base, Metric.STABILITY, est.plain, est.stderr)
     if debiased:
@@ -69,6 +73,12 @@ def pair_rows(
     if min(ma.shape[-2:]) >= metrics.SSIM_WIN:
         yield from _rows(base, Metric.SSIM, metrics.ssim_maps(ma, mb))
     yield from _rows(base, Metric.TOPK_IOU, metrics.topk_iou(ma, mb, k=topk))
+    ra, rb = ranks or (metrics.pixel_ranks(ma), metrics.pixel_ranks(mb))
+    yield from _rows(base, Metric.RANK_AGREEMENT, metrics.rank_correlation(ra, rb))
+    unit = metrics.debiased_unit_distance(a, b)  # the cosine is 1 - unit^2 / 2 of these rows
+    yield from _rows(base, Metric.UNIT_DISTANCE, unit.plain)
+    if debiased:
+        yield from _rows(base, Metric.UNIT_DISTANCE_DEBIASED, unit.value, unit.stderr)
 
 
 def model_rows(
@@ -77,15 +87,17 @@ def model_rows(
     unsmoothed: torch.Tensor,
     *,
     debiased: bool,
-    r: float,
 ) -> Iterator[dict]:
-    """Fidelity rows for one model at one r (and its unsmoothed map norm at r = 0)."""
-    if r == 0:
-        yield from _rows(base, Metric.MAP_NORM, unsmoothed.flatten(1).norm(dim=1))
+    """Fidelity rows for one model at one r, and its map's norm (at r = 0 the unsmoothed map's,
+    the scale of the fidelity budget and of a relative fidelity error)."""
     est = debiased_distance(smoothed, unsmoothed)
     yield from _rows(base, Metric.FIDELITY, est.plain, est.stderr)
     if debiased:
         yield from _rows(base, Metric.FIDELITY_DEBIASED, est.value, est.stderr)
+    norm = metrics.debiased_norm(smoothed)
+    yield from _rows(base, Metric.MAP_NORM, norm.plain)
+    if debiased:
+        yield from _rows(base, Metric.MAP_NORM_DEBIASED, norm.value, norm.stderr)
 
 
 def cost_rows(base: dict, file: MapFile) -> Iterator[dict]:
@@ -97,11 +109,13 @@ def cost_rows(base: dict, file: MapFile) -> Iterator[dict]:
         yield from _rows(base, Metric.MODEL_EVALS, file.evals.round())
 
 
-TABLE1 = {  # column: (metric, smoothed?)
+TABLE1 = {  # column: (metric, smoothed?); the unit-map distance debiased where the run has it
     "ssim": (Metric.SSIM, False),
     "smoothed_ssim": (Metric.SSIM, True),
     "topk_miou": (Metric.TOPK_IOU, False),
     "smoothed_topk_miou": (Metric.TOPK_IOU, True),
+    "unit_distance": (Metric.UNIT_DISTANCE, False),
+    "smoothed_unit_distance": (Metric.UNIT_DISTANCE, True),
 }
 MEAN = "mean over pairs"
 
@@ -120,20 +134,26 @@ def table1(
     summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
 ) -> list[dict]:
     """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
-    largest training-set size; a row per labelled pair (floats) and, unless there is only one,
-    the mean over pairs (a Band)."""
+    largest training-set size, and beside them the scale-free unit-map distance of the raw maps
+    (lower: more alike); a row per labelled pair (floats) and, unless there is only one, the
+    mean over pairs (a Band)."""
+
+    def honest(method: str, metric: Metric, r: float) -> Metric:
+        """The metric's debiased version where the run has one."""
+        debiased = f"{metric}_debiased"
+        return Metric(debiased) if summary.get(method, debiased, r) is not None else metric
+
     rows = []
     for method in methods:
-        for pair, label in labels.items() if len(labels) > 1 else ():
-            cells = {
-                col: summary.per_unit(method, metric, r_smooth if smoothed else 0.0).get(pair)
-                for col, (metric, smoothed) in TABLE1.items()
-            }
-            rows.append({"method": method, "pair": label, **cells})
-        cells = {
-            col: summary.get(method, metric, r_smooth if smoothed else 0.0)
+        cols = {
+            col: (honest(method, metric, r), r)
             for col, (metric, smoothed) in TABLE1.items()
+            for r in [r_smooth if smoothed else 0.0]
         }
+        for pair, label in labels.items() if len(labels) > 1 else ():
+            cells = {col: summary.per_unit(method, m, r).get(pair) for col, (m, r) in cols.items()}
+            rows.append({"method": method, "pair": label, **cells})
+        cells = {col: summary.get(method, m, r) for col, (m, r) in cols.items()}
         only = next(iter(labels.values())) if len(labels) == 1 else MEAN
         rows.append({"method": method, "pair": only, **cells})
     return rows
@@ -185,12 +205,14 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
                 (reference, 0.0, ref_files) if r == 0 else _load(run, n_models, method, r)
             )
             base = {"setting": cfg.models.setting, "method": method, "r": r, "sigma": sigma}
+            ranks = [metrics.pixel_ranks(_mean(m)) for m in maps]  # once per map, not per pair
             for i, j in size_pairs(sizes):
                 pair = {**base, "n": size[i], "pair": f"{i}-{j}", "model": ""}
-                rows += pair_rows(pair, maps[i], maps[j], debiased=e.debiased, topk=e.topk)
+                kw = dict(debiased=e.debiased, topk=e.topk, ranks=(ranks[i], ranks[j]))
+                rows += pair_rows(pair, maps[i], maps[j], **kw)
             for k in range(n_models):
                 one = {**base, "n": size[k], "pair": "", "model": str(k)}
-                rows += model_rows(one, maps[k], reference[k], debiased=e.debiased, r=r)
+                rows += model_rows(one, maps[k], reference[k], debiased=e.debiased)
                 rows += cost_rows(one, files[k])
             bar.update()
     bar.close()
@@ -200,15 +222,19 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
 def evaluate_run(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]) -> None:
     """Write ``metrics.csv`` (skipped if present and readable), ``table1.csv`` and
     ``recommendation.json``."""
+    rows = None
     if run.metrics.is_file():
         try:
-            read_csv(run.metrics)
+            rows = read_csv(run.metrics)
         except DamagedFile:  # cut short or edited: recomputed from the maps
             say(f"{run.metrics}: damaged, recomputing it from the maps")
             run.metrics.unlink()
-    if not run.metrics.is_file():
-        run.write_text(run.metrics, csv_text(metric_rows(cfg, run, sizes)))
-    summary = run.summary(cfg.evaluation.band)
+    if rows is None:
+        rows = metric_rows(cfg, run, sizes)
+        run.write_text(run.metrics, csv_text(rows))
+    # Summarised from the rows in hand, read or just written: floats round-trip through the
+    # file exactly, so this is the summary of metrics.csv without reading it back.
+    summary = Summary.from_rows(rows, cfg.evaluation.band)
     r_smooth = round(float(cfg.attribution.table_r), 6)
     rows = table1(summary, cfg.attribution.methods, r_smooth, pair_labels(cfg))
     run.write_text(run.table1, table1_csv(rows))
@@ -217,5 +243,6 @@ def evaluate_run(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]
         cfg.attribution.methods,
         debiased=cfg.evaluation.debiased,
         budget=cfg.evaluation.fidelity_budget,
+        measure=cfg.evaluation.stability_measure,
     )
     run.write_json(run.recommendation, advice)

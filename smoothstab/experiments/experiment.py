@@ -396,6 +396,10 @@ class EvaluationConfig:
     ``fidelity_budget``: relative, fidelity error / ||unsmoothed map||, for the recommended r.
     ``grid_images``: images per map grid. ``grid_pairs``: the model pairs (``"i-j"``) whose maps
     are drawn side by side; empty: every pair of a DA run, else the first pair compared.
+    ``stability_measure``: what the advice minimises and the findings' verdicts rest on:
+    ``unit_distance``, the scale-free ``||a/||a|| - b/||b|| ||`` (smoothing shrinks maps, so a
+    smaller raw distance can mean smaller maps), or ``l2``, the paper's raw distance (Eq. 12).
+    Figures and tables show both either way.
     """
 
     debiased: bool = True
@@ -405,6 +409,7 @@ class EvaluationConfig:
     grid_images: int = 4
     grid_pairs: tuple[str, ...] = ()
     bound_steps: Literal["examples", "minibatches"] = "examples"  # T's unit: docs/bounds.md
+    stability_measure: Literal["unit_distance", "l2"] = "unit_distance"
 
     def __post_init__(self) -> None:
         at_least(self, 1, "topk", "grid_images")

@@ -2,7 +2,9 @@
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
   (models) with the configured band, one curve per training-set size n (Figs 2-5): the paper's
-  plain estimate dashed, our debiased one solid.
+  plain estimate dashed, our debiased one solid. The stability figure's second and third rows
+  split the raw distance into direction and size: the scale-free unit-map distance and each
+  model's map norm.
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
 * ``tradeoff.png``: fidelity vs stability error, one point per r, the recommended r marked.
 * ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
@@ -29,7 +31,7 @@ import torch  # noqa: E402
 from smoothstab.experiments.data import dataset_info  # noqa: E402
 from smoothstab.experiments.evaluate import grid_pairs  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
-from smoothstab.experiments.names import NAMES, SMOOTHED  # noqa: E402
+from smoothstab.experiments.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.progress import Progress  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
 from smoothstab.views import to_gray  # noqa: E402
@@ -55,32 +57,51 @@ def _curve(
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+STABILITY_ROWS = (  # the stability figure's rows: (measure, y label)
+    ("stability", "raw L2 stability error (Eq. 12)"),
+    ("unit_distance", "unit-map distance ||a/|a| - b/|b| ||"),
+    ("map_norm", "each model's map norm ||a||"),
+)
+
+
 def error_figure(
-    summary: Summary, methods: Sequence[str], metric: str, ylabel: str, band: str, path: Path
+    summary: Summary,
+    methods: Sequence[str],
+    rows: Sequence[tuple[str, str]],
+    band: str,
+    path: Path,
 ) -> Path:
-    """``metric``: ``stability`` or ``fidelity``; per training-set size n (one colour each), the
-    paper's plain curve (dashed) and our debiased one (solid), each with its band."""
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, method in zip(axes[0], methods, strict=True):
-        for c, n in enumerate(summary.sizes):
-            size = "" if n is None else f"n={n}, "
-            for debiased, style in ((False, "--"), (True, "-")):
-                rs, bands = _curve(summary, method, getattr(Metric, metric)(debiased), n)
-                if not rs:
-                    continue
-                label = size + ("ours (debiased)" if debiased else "paper (plain)")
-                colour = colours[c % len(colours)]
-                means = [b.mean for b in bands]
-                ax.plot(rs, means, style, color=colour, marker="o", ms=3, label=label)
-                lo, hi = [b.lo for b in bands], [b.hi for b in bands]
-                ax.fill_between(rs, lo, hi, color=colour, alpha=0.12 if debiased else 0.06)
-        ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
+    """A row per ``(measure, ylabel)`` (``stability``, ``unit_distance``, ``map_norm``,
+    ``fidelity``), a column per method; per training-set size n (one colour each), the paper's
+    plain curve (dashed) and our debiased one (solid), each with its band."""
+    fig, axes = plt.subplots(
+        len(rows), len(methods), figsize=(3.6 * len(methods), 3.2 * len(rows)), squeeze=False
+    )
+    for ax_row, (measure, ylabel) in zip(axes, rows, strict=True):
+        for ax, method in zip(ax_row, methods, strict=True):
+            _error_panel(ax, summary, method, measure)
+            ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
+        ax_row[0].set_ylabel(f"{ylabel}\n(band: {band})", fontsize=8)
+    for ax in axes[-1]:
         ax.set_xlabel("noise level r = sigma / (x_max - x_min)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{ylabel} (band: {band})")
     axes[0][0].legend(fontsize=8)
     return save(fig, path)
+
+
+def _error_panel(ax, summary: Summary, method: str, measure: str) -> None:
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for c, n in enumerate(summary.sizes):
+        size = "" if n is None else f"n={n}, "
+        for debiased, style in ((False, "--"), (True, "-")):
+            rs, bands = _curve(summary, method, Metric.of(measure, debiased), n)
+            if not rs:
+                continue
+            label = size + ("debiased (ours)" if debiased else "plain (as the paper)")
+            colour = colours[c % len(colours)]
+            ax.plot(rs, [b.mean for b in bands], style, color=colour, marker="o", ms=3, label=label)
+            lo, hi = [b.lo for b in bands], [b.hi for b in bands]
+            ax.fill_between(rs, lo, hi, color=colour, alpha=0.12 if debiased else 0.06)
+    ax.grid(alpha=0.3)
 
 
 def similarity_figure(summary: Summary, methods: Sequence[str], topk: int, path: Path) -> Path:
@@ -122,7 +143,7 @@ def tradeoff_figure(advice: dict, path: Path) -> Path:
                     label=f"{label}: r={rec[key]:g}",
                 )
         ax.set_title(NAMES[method], fontsize=9)
-        ax.set_xlabel("stability error")
+        ax.set_xlabel(f"stability: {MEASURES[rec.get('stability_measure', 'l2')]}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("fidelity error (r annotated)")
@@ -212,11 +233,9 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
     a, e = cfg.attribution, cfg.evaluation
     x, labels = run.load_test_images()
     jobs: list[Callable[[], Path]] = [
+        lambda: error_figure(summary, a.methods, STABILITY_ROWS, e.band, run.figure("stability")),
         lambda: error_figure(
-            summary, a.methods, "stability", "stability error", e.band, run.figure("stability")
-        ),
-        lambda: error_figure(
-            summary, a.methods, "fidelity", "fidelity error", e.band, run.figure("fidelity")
+            summary, a.methods, [("fidelity", "fidelity error")], e.band, run.figure("fidelity")
         ),
         lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
         lambda: tradeoff_figure(advice, run.figure("tradeoff")),

@@ -1,5 +1,6 @@
 """What a sweep shows, in words and small tables: trends with the noise level, the effect of the
-training-set size, and the noise level where similarity between models peaks (Fig. 6).
+training-set size, and the noise level where similarity between models peaks (Fig. 6); whether
+a falling raw stability error means maps more alike or only smaller is :mod:`.verdicts`.
 
 Pure functions of a :class:`~.rundir.Summary`; the report lays them out.
 """

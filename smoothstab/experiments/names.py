@@ -21,3 +21,7 @@ SETTINGS = {
     "DA": "DA: different architectures",
     "FT": "FT: replicas of one given model made by a cheap proxy for retraining",
 }
+MEASURES = {  # evaluation.stability_measure
+    "unit_distance": "unit-map distance",
+    "l2": "raw L2 distance",
+}

@@ -432,7 +432,7 @@ def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> flo
         start = time.perf_counter()
         a_, b_ = SmoothStats.exact(maps[0]), SmoothStats.exact(maps[1])
         list(pair_rows({}, a_, b_, debiased=e.debiased, topk=min(e.topk, 16)))
-        list(model_rows({}, SmoothStats.exact(maps[2]), maps[3], debiased=e.debiased, r=0.1))
+        list(model_rows({}, SmoothStats.exact(maps[2]), maps[3], debiased=e.debiased))
         took = (time.perf_counter() - start) / m
         rs = len(noise_grid(a))
         total += took * a.n_images * rs * max(per_pair, per_model)

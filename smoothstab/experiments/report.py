@@ -22,8 +22,16 @@ from smoothstab.experiments.blocks import (
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.evaluate import grid_pairs, pair_labels, table1
 from smoothstab.experiments.findings import best_levels, fmt, size_table, trends
-from smoothstab.experiments.names import BANDS, NAMES, SETTINGS
+from smoothstab.experiments.names import BANDS, MEASURES, NAMES, SETTINGS
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
+from smoothstab.experiments.verdicts import (
+    accuracy_by_size,
+    answer,
+    shrinkage_lines,
+    size_overview,
+    split_sentence,
+    splits,
+)
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
@@ -37,6 +45,11 @@ CONVENTIONS = [
     "Stability error (Eq. 12): per image ||Sal_A(x) - Sal_B(x)||_2 on raw maps, mean over "
     "images, then mean and band over model pairs. Fidelity error (Eq. 13): per image "
     "||Smoothed(x) - Unsmoothed(x)||_2 for the same model, mean over images and models.",
+    "Size and direction apart: the unit-map distance ||a/||a|| - b/||b|| || = sqrt(2 - 2 cos) "
+    "of the raw maps (0: same direction, 1.41: unrelated, 2: opposite) does not change when a "
+    "map is scaled, the map norm ||a|| is each model's own; ||a - b||^2 = (||a|| - ||b||)^2 + "
+    "||a|| ||b|| u^2. Rank agreement: Spearman's rho of the |map| views. The stability measure "
+    "the advice minimises: {measure}.",
     "Bands: {band_name}.",
     "SSIM: on 2-D views (sum of |values| over channels, scaled by min and 99th percentile, "
     "clipped), scikit-image settings of Wang et al. 2004. Top-k mIoU: k = {topk} most salient "
@@ -78,6 +91,7 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         target="ground-truth label" if a.target == "label" else "predicted class",
         x_range=x_range,
         band_name=BANDS[e.band],
+        measure=MEASURES[e.stability_measure],
         topk=e.topk,
         draws=f"{a.n_samples} noise draws"
         if a.tolerance is None
@@ -135,8 +149,9 @@ def _sizes_text(cfg: ExperimentConfig) -> str:
 def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
     r = round(float(cfg.attribution.table_r), 6)
     header = ["method", "models", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU"]
-    header += ["smoothed top-k mIoU"]
+    header += ["smoothed top-k mIoU", "unit-map distance", "smoothed unit-map distance"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
+    keys += ("unit_distance", "smoothed_unit_distance")
     rows = table1(summary, cfg.attribution.methods, r, pair_labels(cfg))
     body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
     return Table(header, body)
@@ -213,10 +228,11 @@ def advice_items(advice: dict, x_range: float) -> list[str]:
     if first and first["curve"]:
         rs = [c["r"] for c in first["curve"]]
         size = "" if first.get("n") is None else f" at n = {first['n']}"
+        measure = MEASURES[first.get("stability_measure", "l2")]
         items.append(
-            f"From the {first.get('estimate', 'plain')} stability and fidelity curves{size}, "
-            f"over the swept r = {min(rs):g} to {max(rs):g}: the knee depends on that range "
-            "(a wider sweep can move it)."
+            f"From the {first.get('estimate', 'plain')} stability ({measure}) and fidelity "
+            f"curves{size}, over the swept r = {min(rs):g} to {max(rs):g}: the knee depends on "
+            "that range (a wider sweep can move it)."
         )
     for method, rec in advice.items():
         knee, budget = rec["knee_r"], rec["budget_r"]
@@ -255,25 +271,28 @@ def overview(
 ) -> list[Block]:
     """Conventions, models, the recommended noise level and what the sweep shows."""
     methods, e = list(cfg.attribution.methods), cfg.evaluation
+    found = splits(summary, methods, e.debiased, e.band)
     return [
         Heading(2, "Conventions"),
         Bullets(conventions(cfg, x_range)),
         Heading(2, "Setting and models"),
         Paragraph(models_text(cfg, run)),
         Heading(2, "Recommended noise level"),
-        Bullets(advice_items(advice, x_range)),
+        Bullets(advice_items(advice, x_range) + shrinkage_lines(found)),
         Figure(
             run.figure("tradeoff"),
             "Trade-off: fidelity error against stability error, one point per r.",
         ),
         Heading(2, "What the sweep shows"),
         Bullets(trends(summary, methods, e.debiased)),
+        Heading(3, "Agreement or shrinkage"),
+        Bullets([split_sentence(s, len(summary.sizes)) for s in found] or ["not measured"]),
         Heading(3, "Where the models' maps agree most (Fig 6)"),
         Bullets(best_levels(summary, methods, e.topk, e.band) or ["SSIM and top-k not measured"]),
     ]
 
 
-def sizes_section(cfg: ExperimentConfig, summary: Summary) -> list[Block]:
+def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[Block]:
     """Stability error against the training-set size, per method and r (when there are two)."""
     if len(summary.sizes) < 2:
         return []
@@ -286,10 +305,21 @@ def sizes_section(cfg: ExperimentConfig, summary: Summary) -> list[Block]:
             "over pairs)."
         ),
     ]
+    rs = [0.0, round(float(cfg.attribution.table_r), 6)]
+    accuracy = accuracy_by_size(run)
     for m in cfg.attribution.methods:
         table = size_table(summary, m, Metric.STABILITY)
         if table is not None:
             out += [Heading(3, NAMES[m]), table]
+        overview_ = size_overview(summary, m, rs, cfg.evaluation.debiased, accuracy)
+        if overview_ is not None:
+            out += [
+                Paragraph(
+                    f"{NAMES[m]} per n: the raw L2 stability error, the scale-free unit-map "
+                    "distance, the map norm, and the models' test accuracy."
+                ),
+                overview_,
+            ]
     return out
 
 
@@ -302,7 +332,8 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float)
         Figure(
             run.figure("stability"),
             "Stability error vs r, one colour per training-set size n (Figs 2-3): the paper's "
-            "plain estimate dashed, ours (debiased) solid.",
+            "plain estimate dashed, ours (debiased) solid. Below it, the same split into "
+            "direction (the scale-free unit-map distance) and size (each model's map norm).",
         ),
         Figure(run.figure("fidelity"), "Fidelity error vs r (Figs 4-5), as above."),
         Figure(run.figure("ssim_topk"), "SSIM and top-k mIoU vs r (Fig 6)."),
@@ -349,10 +380,11 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: di
     x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
     blocks: list[Block] = [Heading(1, title)]
+    blocks += answer(cfg, summary)
     blocks += overview(cfg, run, summary, advice, x_range)
     blocks += sweeps(cfg, run, summary, x_range)
     blocks += cost_section(cfg, run.rows())
-    blocks += sizes_section(cfg, summary)
+    blocks += sizes_section(cfg, summary, run)
     blocks += map_grids(cfg, run, summary)
     blocks += bounds_section(run)
     blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]

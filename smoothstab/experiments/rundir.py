@@ -11,7 +11,8 @@ Every stage reads and writes through this module, so the layout is written down 
     report.md, report.html                                   (report)
 
 Every file is written atomically (:mod:`.io`). ``metrics.csv`` is tidy: one row per (method,
-r, metric, model pair or model, image) with the columns :data:`COLUMNS`; :class:`Summary` is its
+r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric names:
+:class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
 """
 
@@ -23,7 +24,6 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from smoothstab.experiments.io import (
     write_json,
 )
 from smoothstab.experiments.io import read_json as _read_json
+from smoothstab.experiments.measures import Metric as Metric  # the stages import it from here
 from smoothstab.montecarlo import SmoothStats
 
 if TYPE_CHECKING:
@@ -48,41 +49,6 @@ COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
 OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
-
-
-class Metric(StrEnum):
-    """The names of the metrics in ``metrics.csv``.
-
-    ``stability`` (Eq. 12, plain, as the paper computes it) and ``fidelity`` (Eq. 13, a model's
-    smoothed map against its unsmoothed one) with their split-half ``_debiased`` versions;
-    ``ssim`` and ``topk_iou`` between the two models of a pair; ``map_norm``, the unsmoothed
-    map's L2 norm (the scale of a relative fidelity budget). Per model and image, the cost and
-    the Monte-Carlo error of each map: ``rel_se``, its relative standard error
-    ``||se||_2 / ||map||_2`` (0 for the unsmoothed maps), and ``model_evals``, the model
-    evaluations (forward and backward passes) it took.
-    """
-
-    STABILITY = "stability"
-    STABILITY_DEBIASED = "stability_debiased"
-    FIDELITY = "fidelity"
-    FIDELITY_DEBIASED = "fidelity_debiased"
-    SSIM = "ssim"
-    TOPK_IOU = "topk_iou"
-    MAP_NORM = "map_norm"
-    REL_SE = "rel_se"
-    MODEL_EVALS = "model_evals"
-
-    @classmethod
-    def stability(cls, debiased: bool) -> Metric:
-        return cls.STABILITY_DEBIASED if debiased else cls.STABILITY
-
-    @classmethod
-    def fidelity(cls, debiased: bool) -> Metric:
-        return cls.FIDELITY_DEBIASED if debiased else cls.FIDELITY
-
-    @property
-    def debiased(self) -> bool:
-        return self.value.endswith("_debiased")
 
 
 def noise_grid(attr: AttributionConfig) -> list[float]:
@@ -285,9 +251,9 @@ class Summary:
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buf, lineterminator="\n")  # DictWriter's output, without its per-row
+    writer.writerow(columns)  # check for extra keys: rows are made here, with these columns
+    writer.writerows([row.get(c, "") for c in columns] for row in rows)
     return buf.getvalue()
 
 
