@@ -16,6 +16,7 @@ from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
+from smoothstab.randomize import Randomized, randomizable_layers, randomize
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
 from smoothstab.types import Method, Seed, Target
 from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
@@ -33,6 +34,7 @@ __all__ = [
     "SAMPLERS",
     "DistanceEstimate",
     "Method",
+    "Randomized",
     "Seed",
     "SmoothStats",
     "Smoothed",
@@ -49,6 +51,8 @@ __all__ = [
     "integrated_gradients",
     "metrics",
     "noise_draws",
+    "randomizable_layers",
+    "randomize",
     "default_groups",
     "smooth",
     "smoothed_ig",
