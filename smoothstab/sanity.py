@@ -122,6 +122,8 @@ def sanity(
 
     Args:
         method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed.
+            A CAM layer must be given by name (``functools.partial(grad_cam, layer="layer4")``):
+            a module object belongs to the trained model, not to its copies.
         x: ``[B, C, H, W]`` with ``H, W >= 11`` (the SSIM window).
         mode, layers, init_seed: passed to :func:`~smoothstab.randomize.randomize` as ``mode``,
             ``layers``, ``seed``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 from torch import nn
@@ -140,3 +142,11 @@ def test_layer_types_of_the_built_in_and_torchvision_models(name):
             assert torch.equal(module.running_mean, torch.zeros_like(module.running_mean))
             assert torch.equal(module.running_var, torch.ones_like(module.running_var))
             assert torch.equal(module.weight, torch.ones_like(module.weight))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_same_weights_on_every_device(convnet):
+    """Resets are drawn on the CPU, so a model on the GPU gets the same new weights."""
+    cpu = ss.randomize(convnet, seed=2)[-1][1].state_dict()
+    gpu = ss.randomize(deepcopy(convnet).cuda(), seed=2)[-1][1].state_dict()
+    assert all(gpu[k].is_cuda and torch.equal(gpu[k].cpu(), cpu[k]) for k in cpu)
