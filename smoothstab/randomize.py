@@ -8,7 +8,8 @@ for saliency maps" (section 3.1).
 * ``"independent"``: copy ``k`` has only layer ``k`` re-initialised, the others trained.
 
 **Layers.** By default every module with parameters of its own (``recurse=False``) and a
-``reset_parameters()`` method, in ``named_modules()`` order, which is the order the modules
+``reset_parameters()`` method (or ``_reset_parameters()``, which is what
+``nn.MultiheadAttention`` has), in ``named_modules()`` order, which is the order the modules
 were registered in (for the built-in models and torchvision's ResNets, the forward order; a
 shortcut's 1x1 conv comes after the block's main branch). Modules with parameters of their own
 but no ``reset_parameters()`` (e.g. a ViT's class token and position embedding, held on the
@@ -20,14 +21,16 @@ steps explicitly, input side first, in the order they are to count; a name may b
 initialisation (``Conv2d``/``Linear``: weight kaiming-uniform with ``a = sqrt(5)``, bias
 ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; ``BatchNorm``: weight 1, bias 0 *and* running mean 0,
 running variance 1, batch count 0, so that in eval mode a reset BatchNorm is the identity up to
-``1/sqrt(1 + eps)``; ``LayerNorm``: weight 1, bias 0). It runs on a CPU copy of the module, in
-the module's dtype, under torch's CPU generator seeded with a per-layer seed derived from
-``(seed, layer name)`` (:func:`layer_seed`), inside ``torch.random.fork_rng`` so torch's global
-generator is left as it was. The new tensors are then copied into the model's copy on its own
-device. So a layer's new weights depend only on ``seed``, its name and its dtype: not on the
-mode, the device or which other layers are randomised (copy ``k`` of a cascade equals the
-trained model with the new weights of each of its ``k`` layers from the independent copies).
-Resets that draw nothing (BatchNorm, LayerNorm) give the same tensors for every seed.
+``1/sqrt(1 + eps)``; ``LayerNorm``: weight 1, bias 0; ``MultiheadAttention``: xavier-uniform
+in-projection, zero in-projection bias, its ``out_proj`` being a ``Linear`` step of its own). It
+runs on a CPU copy of the module, in the module's dtype, under torch's CPU generator seeded with
+a per-layer seed derived from ``(seed, layer name)`` (:func:`layer_seed`), inside
+``torch.random.fork_rng`` so torch's global generator is left as it was. The new tensors are
+then copied into the model's copy on its own device. So a layer's new weights depend only on
+``seed``, its name and its dtype: not on the mode, the device or which other layers are
+randomised (copy ``k`` of a cascade equals the trained model with the new weights of each of its
+``k`` layers from the independent copies). Resets that draw nothing (BatchNorm, LayerNorm) give
+the same tensors for every seed.
 """
 
 from __future__ import annotations
@@ -56,8 +59,18 @@ def _own_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _reset_fn(module: nn.Module):
+    """``module.reset_parameters``, else ``module._reset_parameters`` (``nn.MultiheadAttention``
+    has only that one), else ``None``."""
+    for attr in ("reset_parameters", "_reset_parameters"):
+        fn = getattr(module, attr, None)
+        if callable(fn):
+            return fn
+    return None
+
+
 def _resettable(module: nn.Module) -> bool:
-    return callable(getattr(module, "reset_parameters", None))
+    return _reset_fn(module) is not None
 
 
 def randomizable_layers(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -103,7 +116,7 @@ def fresh_state(module: nn.Module, seed: int, name: str) -> dict[str, torch.Tens
     clone = copy.deepcopy(module).to("cpu")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.default_generator.manual_seed(layer_seed(seed, name))
-        clone.reset_parameters()
+        _reset_fn(clone)()
     own = dict(clone.named_parameters(recurse=False))
     own.update(clone.named_buffers(recurse=False))
     return {k: v.detach() for k, v in own.items()}
@@ -195,7 +208,8 @@ def randomize(
         raise ValueError(f"layers: expected distinct names, got {list(steps)!r}")
     if not steps:
         raise ValueError(f"model: {type(model).__name__} has no layer to re-initialise")
-    members = [_members(model, s) for s in steps]
+    # a default step is the module alone (its children with parameters are steps of their own)
+    members = [[s] for s in steps] if layers is None else [_members(model, s) for s in steps]
     flat = [m for ms in members for m in ms]
     if len(set(flat)) != len(flat):
         raise ValueError(f"layers: expected steps that do not overlap, got {list(steps)!r}")

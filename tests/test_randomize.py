@@ -150,3 +150,22 @@ def test_same_weights_on_every_device(convnet):
     cpu = ss.randomize(convnet, seed=2)[-1][1].state_dict()
     gpu = ss.randomize(deepcopy(convnet).cuda(), seed=2)[-1][1].state_dict()
     assert all(gpu[k].is_cuda and torch.equal(gpu[k].cpu(), cpu[k]) for k in cpu)
+
+
+def test_vit_attention_is_reset_and_tokens_are_skipped():
+    """torchvision's ViT: MultiheadAttention's in-projection is reset by its _reset_parameters;
+    the class token (on the model) and position embedding (on the encoder) have no reset and
+    are skipped, listed."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16
+    ).eval()
+    attention = "encoder.layers.encoder_layer_0.self_attention"
+    copies = ss.randomize(model, "independent")
+    assert copies.skipped == ["", "encoder"] and attention in copies.names
+    with torch.no_grad():
+        model.get_submodule(attention).in_proj_bias.uniform_(-1, 1)  # 0 at init, as reset
+    _, copy = copies[copies.names.index(attention)]
+    assert changed(model, copy) == {attention}
