@@ -131,7 +131,8 @@ def sanity(
         batch_size: at most this many noisy rows per call of ``method``.
         clip_percentile: of the SSIM view (:func:`~smoothstab.views.to_gray`).
     Returns:
-        :class:`SanityResult`; similarities are float64 (float32 on MPS).
+        :class:`SanityResult`; similarities are float64 (float32 on MPS). Spearman is ``nan``
+        where a map is constant (an all-zero CAM); SSIM's view makes a constant map all 0.
     """
     check_input(x, rank=4)
     sigmas = tuple(check_sigma(s) for s in sigmas)
