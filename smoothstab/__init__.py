@@ -16,6 +16,8 @@ from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
+from smoothstab.randomize import Randomized, randomizable_layers, randomize
+from smoothstab.sanity import SanityResult, edge_map, sanity, spearman, spearman_maps
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
 from smoothstab.types import Method, Seed, Target
 from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
@@ -33,12 +35,15 @@ __all__ = [
     "SAMPLERS",
     "DistanceEstimate",
     "Method",
+    "Randomized",
+    "SanityResult",
     "Seed",
     "SmoothStats",
     "Smoothed",
     "Target",
     "WeightSmoothed",
     "debiased_distance",
+    "edge_map",
     "from_captum",
     "grad",
     "grad_cam",
@@ -49,9 +54,14 @@ __all__ = [
     "integrated_gradients",
     "metrics",
     "noise_draws",
+    "randomizable_layers",
+    "randomize",
+    "sanity",
     "default_groups",
     "smooth",
     "smoothed_ig",
+    "spearman",
+    "spearman_maps",
     "to_quantus",
     "weight_smooth",
 ]

@@ -1,0 +1,159 @@
+"""Model-randomisation sanity checks (Adebayo et al. 2018) across the smoothing level sigma.
+
+A map that explains a model should change when the model's weights are replaced by random ones.
+:func:`sanity` measures, for each sigma, how similar the trained model's smoothed map stays to
+that of each randomised copy (:func:`~smoothstab.randomize.randomize`): similarity near 1 after
+randomisation means the method does not depend on what the model learned. Two views, each per
+image:
+
+* SSIM of the paper's grayscale views (:func:`~smoothstab.metrics.ssim_maps`);
+* Spearman rank correlation of the ``|map|`` views summed over channels
+  (:func:`~smoothstab.views.abs_sum`, no clipping), :func:`spearman`.
+
+:func:`edge_map` is the control that must fail: a Sobel edge detector of the image that never
+reads the model, so it is perfectly "stable" across any two models and has similarity exactly 1
+to every randomised model's map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smoothstab.checks import check_input, check_same_shape, check_sigma
+from smoothstab.methods import resolve_target
+from smoothstab.metrics import ssim_maps
+from smoothstab.randomize import randomize
+from smoothstab.smoothing import smooth
+from smoothstab.types import Method, Target
+from smoothstab.views import abs_sum, work_dtype
+
+SOBEL = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+
+
+def edge_map(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
+    """The image's own Sobel gradient magnitude per channel, ``[B, C, H, W]``, ignoring
+    ``model`` and ``target`` (the edge-detector control of Adebayo et al. 2018).
+
+    ``sqrt(gx^2 + gy^2)`` with the 3x3 Sobel kernels, edges padded by replication.
+    """
+    check_input(x, rank=4)
+    c = x.shape[1]
+    kx = torch.tensor(SOBEL, dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)
+    padded = F.pad(x.detach(), (1, 1, 1, 1), mode="replicate")
+    gx = F.conv2d(padded, kx, groups=c)
+    gy = F.conv2d(padded, kx.transpose(-1, -2), groups=c)
+    return torch.sqrt(gx * gx + gy * gy)
+
+
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    """1-based ranks along dim 1, ties given their average rank (scipy's ``rankdata``)."""
+    srt = v.sort(dim=1).values
+    below = torch.searchsorted(srt, v, right=False)
+    upto = torch.searchsorted(srt, v, right=True)
+    return (below + upto + 1).to(v.dtype) / 2
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation per row: ``[B, ...] x [B, ...] -> [B]`` (float64).
+
+    The Pearson correlation of the average ranks of each row's entries (all but the batch dim),
+    as ``scipy.stats.spearmanr``; ``nan`` where a row is constant. Identical rows give exactly 1.
+    """
+    check_input(a, name="a")
+    check_input(b, name="b")
+    check_same_shape(a, b)
+    dtype = work_dtype(a)
+    ra, rb = (_ranks(v.flatten(1).to(dtype)) for v in (a, b))
+    ra, rb = ra - ra.mean(dim=1, keepdim=True), rb - rb.mean(dim=1, keepdim=True)
+    # sqrt of a product, not a product of norms: sqrt(s * s) == s in IEEE arithmetic
+    return (ra * rb).sum(dim=1) / torch.sqrt((ra * ra).sum(dim=1) * (rb * rb).sum(dim=1))
+
+
+def spearman_maps(map_a: torch.Tensor, map_b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation of two raw maps' ``abs_sum`` views: ``[B, C, H, W] x 2 -> [B]``."""
+    check_same_shape(map_a, map_b, "map_a, map_b")
+    return spearman(abs_sum(map_a, name="map_a"), abs_sum(map_b, name="map_b"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityResult:
+    """Similarities of the trained model's maps to each randomised copy's, per sigma.
+
+    Attributes:
+        names: the copies, in :func:`~smoothstab.randomize.randomize`'s order.
+        sigmas: the noise levels, in the order given.
+        ssim: ``[S, n, B]``: ``ssim[s]`` is ``[n_randomised, B]`` at ``sigmas[s]``.
+        spearman: ``[S, n, B]``, likewise.
+    """
+
+    names: tuple[str, ...]
+    sigmas: tuple[float, ...]
+    ssim: torch.Tensor
+    spearman: torch.Tensor
+
+
+def sanity(
+    method: Method,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    sigmas: Sequence[float],
+    n_samples: int,
+    seed: int = 0,
+    mode: str = "cascading",
+    layers: Sequence[str] | None = None,
+    init_seed: int = 0,
+    randomized: Sequence[tuple[str, nn.Module]] | None = None,
+    batch_size: int | None = None,
+    clip_percentile: float = 99,
+) -> SanityResult:
+    """The model-randomisation check of ``method`` smoothed at each sigma.
+
+    At each sigma the map is ``smooth(method, sigma, n_samples, seed=seed)`` (sigma 0: the
+    method once), the same int seed for every model: common random numbers, so differences
+    between models are not noise draws. The explained class is resolved once, on the trained
+    model (``None``: its predicted class), and kept for every copy.
+
+    Args:
+        method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed.
+            A CAM layer must be given by name (``functools.partial(grad_cam, layer="layer4")``):
+            a module object belongs to the trained model, not to its copies.
+        x: ``[B, C, H, W]`` with ``H, W >= 11`` (the SSIM window).
+        mode, layers, init_seed: passed to :func:`~smoothstab.randomize.randomize` as ``mode``,
+            ``layers``, ``seed``.
+        randomized: instead, the ``(name, model)`` pairs to compare with (e.g. a retrained model).
+        batch_size: at most this many noisy rows per call of ``method``.
+        clip_percentile: of the SSIM view (:func:`~smoothstab.views.to_gray`).
+    Returns:
+        :class:`SanityResult`; similarities are float64 (float32 on MPS). Spearman is ``nan``
+        where a map is constant (an all-zero CAM); SSIM's view makes a constant map all 0.
+    """
+    check_input(x, rank=4)
+    sigmas = tuple(check_sigma(s) for s in sigmas)
+    if not sigmas:
+        raise ValueError("sigmas: expected at least one noise level, got none")
+    if randomized is None:
+        randomized = randomize(model, mode, layers, init_seed)
+    target = resolve_target(model, x, target)
+    methods = [smooth(method, s, n_samples, seed=seed, batch_size=batch_size) for s in sigmas]
+    trained = [m(model, x, target) for m in methods]
+    names, ssims, ranks = [], [], []
+    for name, other in randomized:
+        names.append(name)
+        maps = [m(other, x, target) for m in methods]
+        ssims.append([ssim_maps(a, b, clip_percentile) for a, b in zip(trained, maps, strict=True)])
+        ranks.append([spearman_maps(a, b) for a, b in zip(trained, maps, strict=True)])
+    if not names:
+        raise ValueError("randomized: expected at least one (name, model) pair, got none")
+    return SanityResult(
+        names=tuple(names),
+        sigmas=sigmas,
+        ssim=torch.stack([torch.stack(row) for row in ssims], dim=1),
+        spearman=torch.stack([torch.stack(row) for row in ranks], dim=1),
+    )
