@@ -17,7 +17,7 @@ from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
 from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
 from smoothstab.randomize import Randomized, randomizable_layers, randomize
-from smoothstab.sanity import SanityResult, edge_map, sanity, spearman, spearman_maps
+from smoothstab.sanity import SanityResult, edge_map, sanity
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
 from smoothstab.types import Method, Seed, Target
 from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
@@ -60,8 +60,6 @@ __all__ = [
     "default_groups",
     "smooth",
     "smoothed_ig",
-    "spearman",
-    "spearman_maps",
     "to_quantus",
     "weight_smooth",
 ]

@@ -8,7 +8,8 @@ image:
 
 * SSIM of the paper's grayscale views (:func:`~smoothstab.metrics.ssim_maps`);
 * Spearman rank correlation of the ``|map|`` views summed over channels
-  (:func:`~smoothstab.views.abs_sum`, no clipping), :func:`spearman`.
+  (:func:`~smoothstab.agreement.rank_agreement`, the measure the stability metrics use; 0
+  where a view is constant).
 
 :func:`edge_map` is the control that must fail: a Sobel edge detector of the image that never
 reads the model, so it is perfectly "stable" across any two models and has similarity exactly 1
@@ -24,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothstab.checks import check_input, check_same_shape, check_sigma
+from smoothstab.agreement import rank_agreement
+from smoothstab.checks import check_input, check_sigma
 from smoothstab.methods import resolve_target
 from smoothstab.metrics import ssim_maps
 from smoothstab.randomize import randomize
 from smoothstab.smoothing import smooth
 from smoothstab.types import Method, Target
-from smoothstab.views import abs_sum, work_dtype
 
 SOBEL = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 
@@ -48,36 +49,6 @@ def edge_map(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.
     gx = F.conv2d(padded, kx, groups=c)
     gy = F.conv2d(padded, kx.transpose(-1, -2), groups=c)
     return torch.sqrt(gx * gx + gy * gy)
-
-
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    """1-based ranks along dim 1, ties given their average rank (scipy's ``rankdata``)."""
-    srt = v.sort(dim=1).values
-    below = torch.searchsorted(srt, v, right=False)
-    upto = torch.searchsorted(srt, v, right=True)
-    return (below + upto + 1).to(v.dtype) / 2
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation per row: ``[B, ...] x [B, ...] -> [B]`` (float64).
-
-    The Pearson correlation of the average ranks of each row's entries (all but the batch dim),
-    as ``scipy.stats.spearmanr``; ``nan`` where a row is constant. Identical rows give exactly 1.
-    """
-    check_input(a, name="a")
-    check_input(b, name="b")
-    check_same_shape(a, b)
-    dtype = work_dtype(a)
-    ra, rb = (_ranks(v.flatten(1).to(dtype)) for v in (a, b))
-    ra, rb = ra - ra.mean(dim=1, keepdim=True), rb - rb.mean(dim=1, keepdim=True)
-    # sqrt of a product, not a product of norms: sqrt(s * s) == s in IEEE arithmetic
-    return (ra * rb).sum(dim=1) / torch.sqrt((ra * ra).sum(dim=1) * (rb * rb).sum(dim=1))
-
-
-def spearman_maps(map_a: torch.Tensor, map_b: torch.Tensor) -> torch.Tensor:
-    """Spearman correlation of two raw maps' ``abs_sum`` views: ``[B, C, H, W] x 2 -> [B]``."""
-    check_same_shape(map_a, map_b, "map_a, map_b")
-    return spearman(abs_sum(map_a, name="map_a"), abs_sum(map_b, name="map_b"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +119,7 @@ def sanity(
         names.append(name)
         maps = [m(other, x, target) for m in methods]
         ssims.append([ssim_maps(a, b, clip_percentile) for a, b in zip(trained, maps, strict=True)])
-        ranks.append([spearman_maps(a, b) for a, b in zip(trained, maps, strict=True)])
+        ranks.append([rank_agreement(a, b) for a, b in zip(trained, maps, strict=True)])
     if not names:
         raise ValueError("randomized: expected at least one (name, model) pair, got none")
     return SanityResult(
