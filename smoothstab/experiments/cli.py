@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smoothstab import _startup
+from smoothstab import __version__, _startup
 from smoothstab.experiments.guards import (
     check_device,
     check_no_links,
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smoothstab",
         description="Saliency maps under Gaussian smoothing: stability and fidelity.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)
