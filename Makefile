@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench bench-paper bench-scaling clean
+.PHONY: demo test test-fast lint dist bench bench-paper bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check smoothstab tests benchmarks
 	$(BIN)/ruff format --check smoothstab tests benchmarks
 
+# The sdist and the wheel into dist/ (`twine check dist/*` before an upload).
+dist: $(VENV)/.installed-test
+	$(BIN)/python -m build --no-isolation
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_smooth.py
 
@@ -44,4 +48,4 @@ bench-scaling: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_scaling.py --device $(DEVICE)
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build dist

@@ -63,4 +63,4 @@ __all__ = [
     "to_quantus",
     "weight_smooth",
 ]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml and --version read it

@@ -126,6 +126,70 @@ def test_unknown_stage(tmp_path, capsys):
     assert_one_line(err, "--stages", "plot")
 
 
+# --- one key form for every subcommand -----------------------------------------------------------
+
+
+def subcommand(name: str, tmp_path: Path) -> list:
+    """``smoothstab NAME`` up to its options, on a new output or a run directory."""
+    if name in ("train", "run"):
+        return [name, "--out", tmp_path / "out", "--quiet"]
+    if name == "plan":
+        return [name, "--no-timing"]
+    (tmp_path / "config.toml").write_text(to_toml(QUICKSTART))  # a stage's run directory
+    return [name, tmp_path, "--quiet"]
+
+
+@pytest.mark.parametrize("name", ["train", "run", "plan", "attribute", "evaluate"])
+def test_every_subcommand_takes_the_full_key_form(tmp_path, capsys, name):
+    # train.amp is taken (the error is the next key's); train.epochs=0 is refused by its value.
+    sets = ["--set", "train.amp=bf16", "--set", "train.epochs=0"]
+    status, err = run_cli(capsys, *subcommand(name, tmp_path), *sets)
+    assert status == 2
+    assert_one_line(err, f"smoothstab {name}: error: train.epochs: expected an integer >= 1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_keeps_the_short_key_form(tmp_path, capsys):
+    status, err = run_cli(capsys, *subcommand("train", tmp_path), "--set", "epochs=0")
+    assert status == 2
+    assert_one_line(err, "train: error: epochs: expected an integer >= 1")
+    cfg = apply_overrides(QUICKSTART.train, ["amp=bf16", "train.lr=0.2"], prefix="train")
+    assert (cfg.amp, cfg.lr) == ("bf16", 0.2)
+
+
+@pytest.mark.parametrize(
+    "name, key, message",
+    [
+        (
+            "run",
+            "attribution.n_sample",
+            "attribution.n_sample: unknown key; did you mean attribution.n_samples?",
+        ),
+        ("plan", "atribution.n_samples", "atribution: unknown key; did you mean attribution?"),
+        (
+            "attribute",
+            "evaluation.top_k",
+            "evaluation.top_k: unknown key; did you mean evaluation.topk?",
+        ),
+        ("train", "train.epoch", "train.epoch: unknown key; did you mean train.epochs?"),
+        ("train", "epoch", "epoch: unknown key; did you mean epochs?"),
+        ("run", "train.colour", "train.colour: unknown key; expected one of amp, batch_size,"),
+    ],
+)
+def test_unknown_key_names_the_closest(tmp_path, capsys, name, key, message):
+    status, err = run_cli(capsys, *subcommand(name, tmp_path), "--set", f"{key}=1")
+    assert status == 2
+    assert_one_line(err, f"smoothstab {name}: error: {message}")
+
+
+def test_unknown_key_in_a_file_names_the_closest(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[attribution]\nn_sample = 5\n")
+    status, err = run_cli(capsys, "run", path, "--out", tmp_path / "out")
+    assert status == 2
+    assert_one_line(err, "attribution.n_sample: unknown key; did you mean attribution.n_samples?")
+
+
 # --- overrides ------------------------------------------------------------------------------------
 
 

@@ -75,8 +75,10 @@ class Outer:
 def test_dataclass_from_dict_checks_keys_and_types():
     got = dataclass_from_dict(Outer, {"n": 3, "x": 1, "inner": {"r": [0.2], "name": "a"}})
     assert got == Outer(n=3, x=1.0, inner=Inner(r=(0.2,), name="a"))
-    with pytest.raises(ConfigError, match=r"^outer\.nn: unknown key; expected one of n, x"):
+    with pytest.raises(ConfigError, match=r"^outer\.nn: unknown key; did you mean outer\.n\?$"):
         dataclass_from_dict(Outer, {"nn": 1}, where="outer")
+    with pytest.raises(ConfigError, match=r"^outer\.zzz: unknown key; expected one of n, x"):
+        dataclass_from_dict(Outer, {"zzz": 1}, where="outer")
     with pytest.raises(ConfigError, match="n: expected int, got 1.5"):
         dataclass_from_dict(Outer, {"n": 1.5})
     with pytest.raises(ConfigError, match="on: expected bool"):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smoothstab import _startup
+from smoothstab import __version__, _startup
 from smoothstab.experiments.guards import (
     check_device,
     check_no_links,
@@ -45,7 +45,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "paper/imagenet_resnet50; default: quickstart",
     )
     p.add_argument("--out", required=True, type=Path, help="run directory")
-    _common(p, run_dir=False, example="a [train] setting, e.g. --set epochs=5")
+    _common(p, run_dir=False, example="a [train] setting, e.g. --set train.epochs=5 (or epochs=5)")
     p.set_defaults(func=run_train)
 
 
@@ -59,7 +59,8 @@ def run_train(args: argparse.Namespace) -> int:
     from smoothstab.experiments.train import train_run
     from smoothstab.experiments.trainer import device_name
 
-    config = apply_overrides(train_config(args.config), args.overrides)
+    # The full key form of every subcommand (train.epochs=5), or the short one (epochs=5).
+    config = apply_overrides(train_config(args.config), args.overrides, prefix="train")
     if args.quiet:
         config = replace(config, quiet=True)
     check_device(config.device, "device", allow_auto=True)
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smoothstab",
         description="Saliency maps under Gaussian smoothing: stability and fidelity.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)

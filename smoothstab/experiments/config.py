@@ -3,16 +3,18 @@
 Every stage's settings are a frozen dataclass; :func:`dataclass_from_dict` fills one from a
 TOML table (unknown keys are errors, values are checked against the field types) and
 :func:`apply_overrides` applies the CLI's ``--set key=value`` on top (dotted keys reach nested
-dataclasses). Problems are one-line :class:`ConfigError` messages naming the key.
+dataclasses). Problems are one-line :class:`ConfigError` messages naming the key; an unknown key
+names the closest known one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,27 +47,46 @@ def dataclass_from_dict(cls: type[T], mapping: Mapping[str, Any], *, where: str 
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{_key(where, unknown[0])}: unknown key; expected one of {', '.join(fields)}"
+            unknown_key(_key(where, unknown[0]), fields, f"{where}." if where else "")
         )
     values = {k: coerce(v, hints[k], _key(where, k)) for k, v in mapping.items()}
     return _construct(cls, values, where)
 
 
-def apply_overrides(obj: T, overrides: Sequence[str]) -> T:
+def apply_overrides(obj: T, overrides: Sequence[str], *, prefix: str = "") -> T:
     """``obj`` with each ``"key=value"`` applied; the value is read as a TOML value (bare words
-    are strings, ``none`` clears an optional field) and checked against the field's type."""
+    are strings, ``none`` clears an optional field) and checked against the field's type.
+
+    ``prefix``: the table ``obj`` is in the full config, e.g. ``"train"``; a key may then name
+    it (``train.epochs``, as ``smoothstab run`` spells it) or not (``epochs``). Errors name the
+    key as it was given."""
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--set: expected key=value, got {item!r}")
-        obj = _override(obj, key.strip().split("."), text.strip(), key.strip())
+        path = key.split(".")
+        if prefix and len(path) > 1 and path[0] == prefix:
+            path = path[1:]
+        obj = _override(obj, path, text.strip(), key)
     return obj
+
+
+def unknown_key(name: str, known: Iterable[str], parent: str = "") -> str:
+    """The message for the unknown key ``name``: the closest of ``known`` (spelt with its
+    table, ``parent``) if one is close, else all of them."""
+    known = list(known)
+    close = difflib.get_close_matches(name.rpartition(".")[2], known, n=1)
+    if close:
+        return f"{name}: unknown key; did you mean {parent}{close[0]}?"
+    return f"{name}: unknown key; expected one of {', '.join(known)}"
 
 
 def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     fields = {f.name for f in dataclasses.fields(obj) if f.init}
     if path[0] not in fields:
-        raise ConfigError(f"{full}: unknown key; expected one of {', '.join(sorted(fields))}")
+        given = full[: len(full) - len(".".join(path))]  # the tables before it, as typed
+        raise ConfigError(unknown_key(given + path[0], sorted(fields), given))
     if len(path) > 1:
         inner = getattr(obj, path[0])
         if not dataclasses.is_dataclass(inner):
