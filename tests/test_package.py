@@ -67,8 +67,9 @@ def fresh_venv(path: Path) -> tuple[Path, Path]:
 @pytest.mark.skipif(importlib.util.find_spec("build") is None, reason="needs the build package")
 def test_the_wheel_works_installed(tmp_path):
     sdist, wheel = build(tmp_path)
-    if importlib.util.find_spec("twine") is not None:  # PyPI's checks of the metadata
-        assert "PASSED" in sh(sys.executable, "-m", "twine", "check", sdist, wheel, cwd=tmp_path)
+    assert importlib.util.find_spec("twine") is not None, "the test extra installs twine"
+    # PyPI's checks of the metadata
+    assert "PASSED" in sh(sys.executable, "-m", "twine", "check", sdist, wheel, cwd=tmp_path)
     configs = ROOT / "smoothstab" / "configs"
     presets = {
         f"smoothstab/configs/{p.relative_to(configs).as_posix()}" for p in configs.rglob("*.toml")
