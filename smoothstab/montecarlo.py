@@ -255,6 +255,19 @@ def noise_draws(
     return eps
 
 
+DEFAULT_BATCH_SIZE = 256
+"""Rows per model call when ``batch_size`` is ``None``: a bound on memory (without one a
+tolerance's last round could be one call of hundreds of rows per image) that is also the fast
+choice on a CPU, where the cost per row rises in very large calls (``benchmarks/RESULTS.md``,
+"Rows per call")."""
+
+
+def rows_per_call(batch_size: int | None, per_unit: int = 1) -> int:
+    """Units per chunk of the engine: ``batch_size`` rows (``DEFAULT_BATCH_SIZE`` when
+    ``None``), whole antithetic pairs, at least one."""
+    return max(1, (DEFAULT_BATCH_SIZE if batch_size is None else batch_size) // per_unit)
+
+
 def default_groups(n_units: int) -> int:
     """The groups of units to keep when none are asked for: 16 from 32 units on (two or more
     units a group, a jackknife with 15 degrees of freedom), below that the most groups of at
@@ -406,7 +419,7 @@ def monte_carlo(
     n_images = x.shape[0]
     _check_groups(groups)
     draws = _Draws(x, make_generator(seed, x.device), uniform)
-    group = None if batch_size is None else max(1, batch_size // per_unit)
+    group = rows_per_call(batch_size, per_unit)
     strata = groups if stratify else None
     run = functools.partial(
         _round, fn, x, sigma, draws, group=group, antithetic=antithetic, strata=strata
@@ -548,7 +561,7 @@ def monte_carlo_packed(
     accs = [_Accumulator(n_images, n_units, per_unit, full, squares, groups) for _ in levels]
     strata = groups if stratify else None
     per_level = n_units * n_images
-    group = None if batch_size is None else max(1, batch_size // per_unit)
+    group = rows_per_call(batch_size, per_unit)
     for rows in chunks(len(levels) * per_level, group):
         parts = []
         for k in range(int(rows[0]) // per_level, int(rows[-1]) // per_level + 1):

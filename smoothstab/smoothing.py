@@ -64,6 +64,7 @@ from smoothstab.methods import (
     resolve_target,
 )
 from smoothstab.montecarlo import (
+    DEFAULT_BATCH_SIZE,
     REDUCTIONS,
     RowFn,
     SmoothStats,
@@ -89,7 +90,9 @@ class Smoothed:
             Give either it or ``tol``.
         reduce: what calling it returns: ``mean`` (the smoothed map), ``mean_sq`` or ``var``
             over the draws.
-        batch_size: at most this many noisy rows per call of ``method``.
+        batch_size: at most this many noisy rows per call of ``method``; ``None``:
+            :data:`~smoothstab.montecarlo.DEFAULT_BATCH_SIZE` (256), so memory stays bounded
+            however many images, draws or rounds of a tolerance there are.
         seed: int, ``torch.Generator`` on x's device, or ``None`` (torch's global generator).
         antithetic: draw pairs ``(z, -z)``; needs an even ``n_samples``.
         sampler: ``noise``, or ``joint`` for Integrated-Gradients (see the module docstring).
@@ -291,8 +294,9 @@ def smoothed_ig(
     A convenience over :func:`smooth` that also spreads ``batch_size`` sensibly:
 
     * ``estimator="nested"``: ``smooth(integrated_gradients, ...)`` as in the paper,
-      ``n_samples`` draws x ``steps`` quadrature points; ``batch_size`` bounds the path points
-      per forward pass, so ``batch_size // steps`` noisy inputs go into each IG call.
+      ``n_samples`` draws x ``steps`` quadrature points; ``batch_size`` (default
+      :data:`~smoothstab.montecarlo.DEFAULT_BATCH_SIZE`) bounds the path points per forward
+      pass, so ``batch_size // steps`` noisy inputs go into each IG call.
     * ``estimator="joint"``: the ``joint`` sampler, ``n_samples`` model evaluations in all.
 
     ``groups``, and ``tol``, ``min_samples``, ``max_samples`` (a tolerance instead of
@@ -301,13 +305,12 @@ def smoothed_ig(
     """
     check_choice(estimator, "estimator", ("nested", "joint"))
     check_batch_size(batch_size)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     ig = functools.partial(
         integrated_gradients, baseline=baseline, steps=steps, rule=rule, batch_size=batch_size
     )
     ig_rule(rule, steps)  # a bad rule or step count fails here, not at the first call
-    rows = batch_size
-    if estimator == "nested" and batch_size is not None:
-        rows = max(1, batch_size // steps)
+    rows = max(1, batch_size // steps) if estimator == "nested" else batch_size
     return smooth(
         ig,
         sigma,

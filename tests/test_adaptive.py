@@ -471,3 +471,41 @@ def test_intervals_cover_a_distance_smaller_than_its_standard_error():
     assert (est.interval(0.95)[0] == 0).double().mean() > 0.5  # the clamp at 0 is exercised
     assert _coverage(est, rep(truth)) >= 0.93
     assert min(_coverage_per_image(est, truth)) >= 0.90
+
+
+@pytest.mark.parametrize("sampler", ["noise", "joint"])
+def test_default_batch_size_bounds_every_model_call(sampler):
+    """Without ``batch_size`` no call of the method gets more than ``DEFAULT_BATCH_SIZE`` rows,
+    in a fixed run and in every round of a tolerance (64 images, up to 64 draws each: 4096
+    rows a round at most); before, a round was one call of all its rows (6 GB measured for 64
+    CIFAR-sized images at tol = 0.01). The maps equal an explicit ``batch_size=256`` bitwise."""
+    from smoothstab.montecarlo import DEFAULT_BATCH_SIZE
+
+    sizes = []
+
+    def method(model, xs, target):
+        sizes.append(len(xs))
+        return ss.grad(model, xs, target)
+
+    model = make(ConvNet(1, 3, 4))
+    x = torch.randn(64, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    kw = dict(sampler=sampler, seed=0)
+    if sampler == "joint":
+        method = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0)
+        fn = method._row_fn
+
+        def counting_row_fn(*args):
+            inner = fn(*args)
+            return lambda xs, b, j, u: (sizes.append(len(xs)), inner(xs, b, j, u))[1]
+
+        method._row_fn = counting_row_fn
+        st = method.stats(model, x)
+        again = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0,
+                               batch_size=DEFAULT_BATCH_SIZE).stats(model, x)  # fmt: skip
+    else:
+        st = ss.smooth(method, 0.5, tol=1e-9, max_samples=64, **kw).stats(model, x)
+        again = ss.smooth(ss.grad, 0.5, tol=1e-9, max_samples=64, batch_size=DEFAULT_BATCH_SIZE,
+                          **kw).stats(model, x)  # fmt: skip
+    assert st.units.eq(64).all() and max(sizes) == DEFAULT_BATCH_SIZE
+    assert sum(sizes) == 64 * 64
+    assert torch.equal(st.mean, again.mean)
