@@ -24,6 +24,9 @@ EXPERIMENTS = f"{PACKAGE}.experiments"
 # ``python -m smoothstab`` runs the command line, so it imports the experiment layer; it is not a
 # root of the check, but a core module that imported it would still be caught (it is followed).
 ENTRY_POINTS = {f"{PACKAGE}.__main__"}
+# ``smoothstab.plot`` draws (matplotlib, imported inside its functions): not core, so not a root
+# of the check, and no core module may import it.
+PLOTTING = f"{PACKAGE}.plot"
 
 NO_IMPORT = ("matplotlib", "argparse", "csv", "json", "pickle")  # and the experiment layer
 BANNED_CALLS = {
@@ -56,7 +59,7 @@ DEFAULT_ALIASES = {"np": "numpy"}  # so that ``np.save`` is caught even without 
 
 
 def is_banned(module: str, package: str = PACKAGE) -> bool:
-    banned = (f"{package}.experiments", *NO_IMPORT)
+    banned = (f"{package}.experiments", f"{package}.plot", *NO_IMPORT)
     return any(module == b or module.startswith(b + ".") for b in banned)
 
 
@@ -168,7 +171,8 @@ def check_closure(root: Path, package: str = PACKAGE, entry_points=ENTRY_POINTS)
     problem found through imports names the chain that reaches it."""
     problems: list[str] = []
     seen: set[str] = set()
-    todo = [(m,) for m in core_modules(root, package) if m not in entry_points]
+    plotting = f"{package}.plot"
+    todo = [(m,) for m in core_modules(root, package) if m not in entry_points | {plotting}]
     while todo:
         chain = todo.pop()
         module = chain[-1]
@@ -321,6 +325,16 @@ def test_importing_the_core_pulls_in_neither_matplotlib_nor_the_experiment_layer
     # (argparse is not checked here: torch itself imports it)
     code = "import smoothstab, smoothstab.bounds, smoothstab.metrics, smoothstab.spectral"
     assert loaded_after(code, ("matplotlib", EXPERIMENTS, f"{PACKAGE}.cli")) == []
+
+
+def test_plotting_imports_matplotlib_only_when_it_draws():
+    """``import smoothstab.plot`` loads no matplotlib; drawing does; and the plotting module
+    itself touches no file (it returns figures)."""
+    assert loaded_after(f"import {PLOTTING}", ("matplotlib",)) == []
+    code = f"import torch, {PLOTTING} as p\np.map_grid({{'a': torch.ones(1, 1, 4, 4)}})"
+    assert "matplotlib" in loaded_after(code, ("matplotlib",))
+    path = ROOT / "smoothstab" / "plot.py"
+    assert file_io(ast.parse(path.read_text(), str(path))) == []
 
 
 def test_importing_the_core_pulls_in_no_optional_extra():

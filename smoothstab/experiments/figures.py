@@ -8,8 +8,9 @@
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
 * ``tradeoff.png``: fidelity vs stability error, one point per r, the recommended r marked.
 * ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
-  drawn (Figs 7 and 10-16).
-* ``sigma_{method}.png``: one image's map as the noise level grows (Figs 8-9).
+  drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
+  so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.
+* ``sigma_{method}.png``: one image's map as the noise level grows (Figs 8-9), on one scale.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from smoothstab import plot  # noqa: E402
 from smoothstab.experiments.data import dataset_info  # noqa: E402
 from smoothstab.experiments.evaluate import grid_pairs  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
 from smoothstab.experiments.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.progress import Progress  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
-from smoothstab.views import to_gray  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -150,17 +150,12 @@ def tradeoff_figure(advice: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def _show_input(x: torch.Tensor, data: TrainConfig) -> np.ndarray:
+def _inputs(x: torch.Tensor, data: TrainConfig) -> torch.Tensor:
+    """Test images ``[B, C, H, W]`` back in [0, 1] (the dataset's normalisation undone)."""
     info = dataset_info(data)
-    mean = torch.tensor(info.mean).view(-1, 1, 1)
-    std = torch.tensor(info.std).view(-1, 1, 1)
-    img = (x * std + mean).clamp(0, 1)
-    return (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).float().numpy()
-
-
-def _map(run: RunDir, k: int, method: str, r: float, images: list[int]) -> np.ndarray:
-    """The Table-1 grayscale view of the saved maps of these images (numpy for matplotlib)."""
-    return to_gray(run.load_map(k, method, r).mean[images]).float().numpy()
+    mean = torch.tensor(info.mean, dtype=x.dtype).view(-1, 1, 1)
+    std = torch.tensor(info.std, dtype=x.dtype).view(-1, 1, 1)
+    return (x * std + mean).clamp(0, 1)
 
 
 def _distinct(labels: torch.Tensor, n: int) -> list[int]:
@@ -183,22 +178,16 @@ def grid_figure(
 ) -> Path:
     """Rows: images; columns: input, A, B, A smoothed, B smoothed (at the Table-1 r)."""
     images = _distinct(labels, cfg.evaluation.grid_images)
-    n = len(images)
     r = round(float(cfg.attribution.table_r), 6)
     cols = [(pair[0], 0.0), (pair[1], 0.0), (pair[0], r), (pair[1], r)]
-    maps = [_map(run, k, method, rr, images) for k, rr in cols]
-    fig, axes = plt.subplots(n, 5, figsize=(7.5, 1.6 * n), squeeze=False)
-    titles = ["input"] + [f"model {k}" + (f", r={rr:g}" if rr else "") for k, rr in cols]
-    for row, i in enumerate(images):
-        axes[row][0].imshow(_show_input(x[i], cfg.train), cmap="gray")
-        for j, m in enumerate(maps, start=1):
-            axes[row][j].imshow(m[row], cmap="gray", vmin=0, vmax=1)
-    for j, title in enumerate(titles):
-        axes[0][j].set_title(title, fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
+    maps = {
+        f"model {k}" + (f", r={rr:g}" if rr else ""): run.load_map(k, method, rr).mean[images]
+        for k, rr in cols
+    }
+    fig = plot.map_grid(maps, _inputs(x[images], cfg.train), image_range=(0, 1))
     fig.suptitle(
-        f"{NAMES[method]} (left) and {SMOOTHED[method]} (right), models {pair[0]} and {pair[1]}",
+        f"{NAMES[method]} (left) and {SMOOTHED[method]} (right), models {pair[0]} and {pair[1]}; "
+        "one colour scale per row",
         fontsize=9,
     )
     return save(fig, path)
@@ -216,15 +205,13 @@ def sigma_figure(
 ) -> Path:
     grid = noise_grid(cfg.attribution)
     picks = grid[:: max(1, len(grid) // 6)][:7]
-    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(1.6 * (len(picks) + 1), 1.9))
-    axes[0].imshow(_show_input(x[image], cfg.train), cmap="gray")
-    axes[0].set_title("input", fontsize=8)
-    for ax, r in zip(axes[1:], picks, strict=True):
-        ax.imshow(_map(run, model, method, r, [image])[0], cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"r={r:g}", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(f"{NAMES[method]} of model {model} as the noise level grows", fontsize=9)
+    maps = {f"r={r:g}": run.load_map(model, method, r).mean[[image]] for r in picks}
+    fig = plot.map_grid(maps, _inputs(x[[image]], cfg.train), image_range=(0, 1))
+    fig.suptitle(
+        f"{NAMES[method]} of model {model} as the noise level grows (one colour scale)",
+        fontsize=9,
+        y=1.1,
+    )
     return save(fig, path)
 
 
