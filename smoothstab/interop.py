@@ -66,6 +66,8 @@ def to_quantus(method: Method) -> Callable[..., np.ndarray]:
     passes it) and dtype; the maps come back as a NumPy array (``[B, C, H, W]`` for gradient
     maps, ``[B, 1, H, W]`` for CAMs). Other keyword arguments Quantus passes are ignored.
     """
+    if not callable(method):
+        raise ValueError(f"method: expected a callable method(model, x, target), got {method!r}")
 
     def explain(model: nn.Module, inputs: Any, targets: Any, **kwargs: Any) -> np.ndarray:
         param = next(model.parameters(), None)

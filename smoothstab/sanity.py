@@ -28,7 +28,7 @@ from torch import nn
 from smoothstab.agreement import rank_agreement
 from smoothstab.checks import check_input, check_sigma
 from smoothstab.methods import resolve_target
-from smoothstab.metrics import ssim_maps
+from smoothstab.metrics import SSIM_WIN, ssim_maps
 from smoothstab.randomize import randomize
 from smoothstab.smoothing import smooth
 from smoothstab.types import Method, Target
@@ -106,6 +106,19 @@ def sanity(
         where a map is constant (an all-zero CAM); SSIM's view makes a constant map all 0.
     """
     check_input(x, rank=4)
+    if min(x.shape[-2:]) < SSIM_WIN:
+        raise ValueError(
+            f"x: expected images at least {SSIM_WIN}x{SSIM_WIN} (the SSIM window), got "
+            f"{x.shape[-2]}x{x.shape[-1]}"
+        )
+    if isinstance(sigmas, str) or not isinstance(sigmas, Sequence):
+        raise ValueError(f"sigmas: expected a list of noise levels, got {sigmas!r}")
+    layer = getattr(method, "keywords", {}).get("layer")  # a functools.partial of a CAM
+    if isinstance(layer, nn.Module):
+        raise ValueError(
+            f"layer: expected the CAM layer by name (layer='...'), got a {type(layer).__name__} "
+            "module, which belongs to the trained model and not to its randomised copies"
+        )
     sigmas = tuple(check_sigma(s) for s in sigmas)
     if not sigmas:
         raise ValueError("sigmas: expected at least one noise level, got none")
@@ -115,7 +128,10 @@ def sanity(
     methods = [smooth(method, s, n_samples, seed=seed, batch_size=batch_size) for s in sigmas]
     trained = [m(model, x, target) for m in methods]
     names, ssims, ranks = [], [], []
-    for name, other in randomized:
+    for pair in randomized:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ValueError(f"randomized: expected (name, model) pairs, got {type(pair).__name__}")
+        name, other = pair
         names.append(name)
         maps = [m(other, x, target) for m in methods]
         ssims.append([ssim_maps(a, b, clip_percentile) for a, b in zip(trained, maps, strict=True)])

@@ -69,6 +69,8 @@ from smoothstab.montecarlo import (
     RowFn,
     SmoothStats,
     Tolerance,
+    _check_groups,
+    make_generator,
     monte_carlo,
     monte_carlo_packed,
     units,
@@ -121,11 +123,19 @@ class Smoothed:
         min_samples: int | None = None,
         groups: int = 2,
     ):
+        if not callable(method):
+            raise ValueError(
+                f"method: expected a callable method(model, x, target), got {method!r}"
+            )
         self.method, self.sigma = method, check_sigma(sigma)
         self.groups = groups
         self.tolerance = _tolerance(n_samples, tol, min_samples, max_samples, antithetic)
         self.n_samples = n_samples
         self.n_units = None if n_samples is None else units(n_samples, antithetic)
+        # more than the halves need the units (with a tolerance: checked against max_samples)
+        _check_groups(groups, self.n_units if groups > 2 else None)
+        if seed is not None and not isinstance(seed, torch.Generator):
+            make_generator(seed, torch.device("cpu"))  # a bad seed fails here, not at the call
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         self.batch_size = check_batch_size(batch_size)
         self.seed, self.antithetic = seed, antithetic

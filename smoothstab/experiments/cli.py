@@ -11,6 +11,7 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -206,8 +207,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--no-timing", action="store_true", help="counts only, no time estimate")
     p.add_argument(
         "--budget",
-        type=float,
-        default=1.0,
+        default="1",  # read by run_plan: a bad value is one line there, not argparse's usage
         metavar="SECONDS",
         help="about how long each timed measurement may take (default 1)",
     )
@@ -224,9 +224,13 @@ def run_plan(args: argparse.Namespace) -> int:
     if path.is_file():
         read_config_text(path)
     cfg = load_config(args.config, args.overrides)
-    if not args.budget > 0:
-        raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget}")
-    plan = make_plan(cfg, timing=not args.no_timing, budget=args.budget)
+    try:
+        budget = float(args.budget)
+    except ValueError:
+        budget = math.nan
+    if not 0 < budget < math.inf:
+        raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
+    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
     print(format_plan(plan, cfg), flush=True)
     return 0
 
