@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_proxies.py [--out DIR] [--quick]
 
+(About 6 minutes on the project's 2 shared CPU cores: 359 s for the 2026-11-30 run; the
+scale-free scoring reads rows the evaluate stage already writes, so it adds no model work.)
+
 For each data set (digits to choose the proxies' hyperparameters, the quickstart's shapes to
 score them) the pipeline runs (``stages.run_all`` with config overrides; nothing re-implemented):
 
