@@ -151,7 +151,9 @@ def per_image(
     """(method, r) -> a pair metric per test image (mean over pairs): the first of ``metrics``
     that the run has (plain ``stability`` by default)."""
     rows = [r for r in read_csv(run.metrics) if r["pair"]]
-    metric = next(m for m in metrics if any(r["metric"] == m for r in rows))
+    metric = next((m for m in metrics if any(r["metric"] == m for r in rows)), None)
+    if metric is None:  # a run directory from before these rows: use a fresh --out
+        raise SystemExit(f"{run.metrics}: no {' or '.join(metrics)} rows")
     acc: dict = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["metric"] == metric:
