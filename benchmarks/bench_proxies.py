@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_proxies.py [--out DIR] [--quick]
 
+(About 6 minutes on the project's 2 shared CPU cores: 359 s for the 2026-11-30 run; the
+scale-free scoring reads rows the evaluate stage already writes, so it adds no model work.)
+
 For each data set (digits to choose the proxies' hyperparameters, the quickstart's shapes to
 score them) the pipeline runs (``stages.run_all`` with config overrides; nothing re-implemented):
 
@@ -19,6 +22,16 @@ score them) the pipeline runs (``stages.run_all`` with config overrides; nothing
    bootstrapping the test images (the same resampled images for truth and proxy, 1000 draws).
    Cost: optimizer steps and examples of the proxy's runs over those of training the ``k``
    truth models, and wall time of the train stage likewise.
+4. The same scores against a scale-free truth (Issue 21): the raw L2 error of step 3 is decided
+   by the maps' sizes (the baseline shows it), so per (method, r) the unit-map distance
+   ``||a/||a|| - b/||b|| ||`` between the retrained models' maps is scored against the same
+   distance between each proxy's replicas (``metrics.csv``'s ``unit_distance_debiased`` rows,
+   :func:`smoothstab.agreement.debiased_unit_distance`; the plain ``unit_distance`` where a run
+   has no debiased rows). The baseline has no scale-free analogue: ``sqrt(2) x ||a|| / ||a||``
+   is the constant ``sqrt(2)`` at every (method, r), so its Spearman is undefined (printed as
+   such; NaN in the JSON lines) and only its ratio to the truth is reported. The digits choice
+   of each proxy is still made on step 3's Spearman; the one the unit-map Spearman would make is
+   printed beside it.
 
 The hyperparameter grid of each proxy is run on digits only. A setting fails if its training
 diverges or its replicas' mean test accuracy is more than ``ACCURACY_DROP`` below the base
@@ -29,7 +42,11 @@ before scoring, never a stability score). Cost columns: the proxy's optimizer st
 training examples and training seconds (the trainer's own timing, test evaluation included;
 for SWAG also drawing and evaluating the replicas) over those of the k truth models, and the
 wall time of the whole train stage (data generation and loading included) over the truth's.
-Prints markdown tables for ``benchmarks/RESULTS.md``.
+Prints markdown tables for ``benchmarks/RESULTS.md``: the old (raw L2) table, then both
+scorings side by side, then the errors on shapes (raw L2 and unit-map).
+
+``--quick`` is a smoke test of the script, not a measurement: one grid point per proxy, tiny
+models, data, images, draws and r grid (a minute or two on one core).
 """
 
 from __future__ import annotations
@@ -55,19 +72,35 @@ DATA = {
     "digits": ["train.dataset=digits", "train.epochs=20", "train.part_size=400"],
     "shapes": ["train.dataset=shapes", "train.epochs=10", "train.part_size=800"],
 }
-COMMON = [
-    "quiet=true",
-    "train.lr=0.03",
-    f"train.parts={K}",
-    f"attribution.methods={json.dumps(list(METHODS))}",
-    f"attribution.stability_r={list(R_GRID)}",
-    f"attribution.fidelity_r={list(R_GRID)}",
-    "attribution.n_images=16",
-    "attribution.image_batch=16",
-    "attribution.n_samples=16",
-    "attribution.ig_steps=8",
-    "evaluation.topk=20",
-]
+SIZES = {"n_images": 16, "n_samples": 16, "ig_steps": 8}
+N_BOOT = 1000
+UNIT = ("unit_distance_debiased", "unit_distance")  # the scale-free truth; plain as a fallback
+
+
+def quick() -> None:
+    """--quick: tiny sizes everywhere (a smoke test of the code, not a measurement)."""
+    global R_GRID, SIZES, N_BOOT
+    R_GRID, SIZES, N_BOOT = (0.0, 0.144, 0.4), {"n_images": 4, "n_samples": 4, "ig_steps": 2}, 50
+    DATA["digits"][1:] = ["train.epochs=2", "train.part_size=100"]
+    DATA["shapes"][1:] = ["train.epochs=1", "train.part_size=100"]
+
+
+def common() -> list[str]:
+    return [
+        "quiet=true",
+        "train.lr=0.03",
+        f"train.parts={K}",
+        f"attribution.methods={json.dumps(list(METHODS))}",
+        f"attribution.stability_r={list(R_GRID)}",
+        f"attribution.fidelity_r={list(R_GRID)}",
+        f"attribution.n_images={SIZES['n_images']}",
+        f"attribution.image_batch={SIZES['n_images']}",
+        f"attribution.n_samples={SIZES['n_samples']}",
+        f"attribution.ig_steps={SIZES['ig_steps']}",
+        "evaluation.topk=20",
+    ]
+
+
 # The grid tried on digits, per proxy (each with ~1/10 of the truth's training examples).
 GRID = {
     "finetune": [
@@ -99,11 +132,12 @@ def budget(data: str, proxy: str) -> list[str]:
     epochs = int(DATA[data][1].split("=")[1])
     part = int(DATA[data][2].split("=")[1])
     runs = 1 if proxy == "swag" else K
-    return [f"models.epochs={K * epochs // (10 * runs)}", f"models.part_size={part}"]
+    return [f"models.epochs={max(1, K * epochs // (10 * runs))}", f"models.part_size={part}"]
 
 
 def run(overrides: list[str], out: Path) -> tuple[RunDir, float]:
     cfg = load_config("quickstart", overrides)
+    out.mkdir(parents=True, exist_ok=True)  # the stages lock an existing run directory
     t0 = time.perf_counter()
     stages.run_all(cfg, out, stages=("train",))
     train_s = time.perf_counter() - t0
@@ -111,20 +145,35 @@ def run(overrides: list[str], out: Path) -> tuple[RunDir, float]:
     return RunDir(out), train_s
 
 
-def per_image(run: RunDir) -> dict[tuple[str, float], np.ndarray]:
-    """(method, r) -> stability per test image (mean over pairs)."""
+def per_image(
+    run: RunDir, metrics: tuple[str, ...] = ("stability",)
+) -> dict[tuple[str, float], np.ndarray]:
+    """(method, r) -> a pair metric per test image (mean over pairs): the first of ``metrics``
+    that the run has (plain ``stability`` by default)."""
+    rows = [r for r in read_csv(run.metrics) if r["pair"]]
+    metric = next((m for m in metrics if any(r["metric"] == m for r in rows)), None)
+    if metric is None:  # a run directory from before these rows: use a fresh --out
+        raise SystemExit(f"{run.metrics}: no {' or '.join(metrics)} rows")
     acc: dict = defaultdict(lambda: defaultdict(list))
-    for row in read_csv(run.metrics):
-        if row["metric"] == "stability" and row["pair"]:
+    for row in rows:
+        if row["metric"] == metric:
             acc[(row["method"], float(row["r"]))][int(row["image"])].append(float(row["value"]))
     return {key: np.array([np.mean(v[i]) for i in sorted(v)]) for key, v in acc.items()}
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho (ties get their mean rank)."""
+    """Spearman's rho (ties get their mean rank); NaN where either side is constant (no
+    ranking: the baseline's constant sqrt(2) unit-map distance)."""
     from scipy.stats import spearmanr
 
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
     return float(spearmanr(a, b).statistic)
+
+
+def constant_unit(truth: dict) -> dict[tuple[str, float], np.ndarray]:
+    """The baseline's scale-free analogue: ``sqrt(2) x ||a|| / ||a||`` = sqrt(2) everywhere."""
+    return {k: np.full_like(v, math.sqrt(2)) for k, v in truth.items()}
 
 
 def own_norm(truth: RunDir) -> dict[tuple[str, float], np.ndarray]:
@@ -165,12 +214,17 @@ def scores(truth: dict, proxy: dict, idx: np.ndarray | None = None) -> dict[str,
     }
 
 
-def bootstrap(truth: dict, proxy: dict, n: int = 1000, seed: int = 0) -> dict[str, tuple]:
+def bootstrap(truth: dict, proxy: dict, n: int | None = None, seed: int = 0) -> dict[str, tuple]:
+    n = N_BOOT if n is None else n
     rng = np.random.default_rng(seed)
     n_img = len(next(iter(truth.values())))
     draws = [scores(truth, proxy, rng.integers(0, n_img, n_img)) for _ in range(n)]
     return {
-        k: tuple(np.nanpercentile([d[k] for d in draws], [2.5, 97.5]))
+        k: (
+            tuple(np.nanpercentile(v, [2.5, 97.5]))
+            if not np.isnan(v := [d[k] for d in draws]).all()
+            else (math.nan, math.nan)
+        )
         for k in ("spearman", "within", "ratio")
     }
 
@@ -203,24 +257,41 @@ def cost(truth: RunDir, proxy: RunDir, t_s: float, p_s: float) -> dict[str, floa
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench_proxies"))
-    p.add_argument("--quick", action="store_true", help="one grid point per proxy (the first)")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: one grid point per proxy, tiny sizes"
+    )
     args = p.parse_args()
+    if args.quick:
+        quick()
     start = time.perf_counter()
     table = []
     values: dict[str, dict] = {}  # shapes: name -> (method, r) -> mean stability
     chosen: dict[str, list[dict]] = {}  # per proxy, the digits grid ranked best first
     failed: list[tuple] = []
     baselines: dict[str, tuple] = {}
+    units: dict[str, dict] = {}  # shapes: name -> (method, r) -> mean unit-map distance
+    by_unit: dict[str, list] = defaultdict(list)  # digits: proxy -> (unit Spearman, hp)
     for data in ("digits", "shapes"):
-        base = [*COMMON, *DATA[data]]
+        base = [*common(), *DATA[data]]
         truth, truth_s = run(base, args.out / data / "truth")
         t_maps = per_image(truth)
+        t_unit = per_image(truth, UNIT)
         own = own_norm(truth)
+        const = constant_unit(t_unit)
         if data == "shapes":
             values["truth"] = {k: float(v.mean()) for k, v in t_maps.items()}
             values["own norm"] = {k: float(v.mean()) for k, v in own.items()}
-        baselines[data] = (scores(t_maps, own), bootstrap(t_maps, own))
-        print(json.dumps({"data": data, "baseline": "own norm", **baselines[data][0]}), flush=True)
+            units["truth"] = {k: float(v.mean()) for k, v in t_unit.items()}
+            units["own norm"] = {k: math.sqrt(2) for k in t_unit}
+        baselines[data] = (
+            scores(t_maps, own),
+            bootstrap(t_maps, own),
+            scores(t_unit, const),
+            bootstrap(t_unit, const),
+        )
+        b = {"data": data, "baseline": "own norm", **baselines[data][0]}
+        b["unit"] = baselines[data][2]
+        print(json.dumps(b), flush=True)
         weights = str((args.out / data / "truth" / "model_0.pt").resolve())
         spec = f'models.specs=[{{name="small_cnn", weights="{weights}"}}]'
         for proxy, grid in GRID.items():
@@ -253,8 +324,10 @@ def main() -> None:
                     failed.append((data, proxy, hp, why))
                     continue
                 p_maps = per_image(prun)
+                p_unit = per_image(prun, UNIT)
                 if data == "shapes":
                     values[proxy] = {k: float(v.mean()) for k, v in p_maps.items()}
+                    units[proxy] = {k: float(v.mean()) for k, v in p_unit.items()}
                 s = scores(t_maps, p_maps)
                 results.append((s["spearman"], -abs(math.log(s["ratio"])), g, hp, s, prun, prox_s))
                 row = {
@@ -265,14 +338,23 @@ def main() -> None:
                     **cost(truth, prun, truth_s, prox_s),
                 }
                 row["ci"] = bootstrap(t_maps, p_maps)
+                row["unit"] = scores(t_unit, p_unit)
+                row["unit_ci"] = bootstrap(t_unit, p_unit)
+                if data == "digits":
+                    by_unit[proxy].append((row["unit"]["spearman"], hp))
                 row["role"] = "tuning" if data == "digits" else "scored"
                 table.append(row)
                 print(json.dumps(row, default=str), flush=True)
             if data == "digits":
                 ranked = sorted(results, key=lambda x: (x[0], x[1]), reverse=True)
                 chosen[proxy] = [x[3] for x in ranked]
-    best = {p: c[0] for p, c in chosen.items()}
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; chosen on digits: {json.dumps(best)}\n")
+    best = {p: c[0] for p, c in chosen.items() if c}
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; chosen on digits: {json.dumps(best)}")
+    alt = {
+        p: max(v, key=lambda x: -math.inf if math.isnan(x[0]) else x[0])[1]
+        for p, v in by_unit.items()
+    }
+    print(f"(the unit-map Spearman on digits would choose: {json.dumps(alt)})\n")
     print(
         "| data | role | proxy | hyperparameters | Spearman (method, r) [95% CI] | within-method "
         "Spearman [95% CI] | ratio proxy/truth, geo. mean [95% CI] (range over r>0) | steps "
@@ -298,7 +380,7 @@ def main() -> None:
             f"| {data} | {'tuning' if data == 'digits' else 'scored'} | {proxy} | {hp} | "
             f"failed: {why} |"
         )
-    for data, (b, ci) in baselines.items():
+    for data, (b, ci, _, _) in baselines.items():
         print(
             f"| {data} | baseline | sqrt(2) x own smoothed-map norm (no replicas) | - | "
             f"{b['spearman']:.3f} [{ci['spearman'][0]:.2f}, {ci['spearman'][1]:.2f}] | "
@@ -306,6 +388,7 @@ def main() -> None:
             f"[{ci['ratio'][0]:.2f}, {ci['ratio'][1]:.2f}] ({b['ratio_min']:.2f}-"
             f"{b['ratio_max']:.2f}) | 0 | 0 | 0 | 0 |"
         )
+    print_unit_table(table, baselines)
     print("\nStability error on shapes (mean over images and pairs), truth and each proxy:\n")
     names = list(values)
     print("| method | r | " + " | ".join(names) + " |")
@@ -315,6 +398,46 @@ def main() -> None:
             f"| {key[0]} | {key[1]:g} | "
             + " | ".join(f"{values[n][key]:.4g}" for n in names)
             + " |"
+        )
+    print("\nUnit-map distance on shapes (mean over images and pairs; own norm: the constant):\n")
+    print("| method | r | " + " | ".join(units) + " |")
+    print("|---|---|" + "---|" * len(units))
+    for key in sorted(units["truth"]):
+        print(
+            f"| {key[0]} | {key[1]:g} | " + " | ".join(f"{units[n][key]:.4g}" for n in units) + " |"
+        )
+
+
+def _cell(v: float, ci: tuple, digits: int = 3) -> str:
+    if math.isnan(v):
+        return "undefined (constant)"
+    return f"{v:.{digits}f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def print_unit_table(table: list[dict], baselines: dict[str, tuple]) -> None:
+    """Both scorings side by side: old (raw L2 stability error) and new (unit-map distance)."""
+    print("\nBoth scorings: old = raw L2 stability error; new = unit-map distance\n")
+    print(
+        "| data | role | proxy | hyperparameters | old: Spearman (method, r) [95% CI] | new: "
+        "Spearman (method, r) [95% CI] | new: within-method Spearman [95% CI] | new: ratio "
+        "proxy/truth, geo. mean [95% CI] (range over r>0) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in table:
+        hp = ", ".join(f"{k.split('.')[1]}={v}" for k, v in row["hp"].items())
+        u, uci = row["unit"], row["unit_ci"]
+        print(
+            f"| {row['data']} | {row['role']} | {row['proxy']} | {hp} | "
+            f"{_cell(row['spearman'], row['ci']['spearman'])} | "
+            f"{_cell(u['spearman'], uci['spearman'])} | {_cell(u['within'], uci['within'])} | "
+            f"{_cell(u['ratio'], uci['ratio'], 2)} ({u['ratio_min']:.2f}-{u['ratio_max']:.2f}) |"
+        )
+    for data, (b, ci, u, uci) in baselines.items():
+        print(
+            f"| {data} | baseline | sqrt(2) x own smoothed-map norm; scale-free: the constant "
+            f"sqrt(2) | - | {_cell(b['spearman'], ci['spearman'])} | "
+            f"{_cell(u['spearman'], uci['spearman'])} | {_cell(u['within'], uci['within'])} | "
+            f"{_cell(u['ratio'], uci['ratio'], 2)} ({u['ratio_min']:.2f}-{u['ratio_max']:.2f}) |"
         )
 
 
