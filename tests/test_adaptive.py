@@ -506,3 +506,20 @@ def test_default_batch_size_bounds_every_model_call(sampler):
     assert st.units.eq(64).all() and max(sizes) == DEFAULT_BATCH_SIZE
     assert sum(sizes) == 64 * 64
     assert torch.equal(st.mean, again.mean)
+
+
+def test_a_map_indistinguishable_from_zero_does_not_stop_the_summary():
+    """A constant CAM (mean map 0 up to its noise) has rel_se = inf; the run's summary keeps it
+    as an infinite mean without a band instead of refusing the whole metrics table."""
+    from smoothstab.experiments.rundir import Summary
+
+    rows = [
+        dict(method="gradcam", metric="rel_se", r=0.2, n="", pair="", model=str(k), image=i,
+             value=v, stderr="")
+        for k, vals in ((0, (0.1, 0.2)), (1, (0.3, float("inf"))))
+        for i, v in enumerate(vals)
+    ]  # fmt: skip
+    s = Summary.from_rows(rows)
+    got = s.get("gradcam", "rel_se", 0.2)
+    assert got.mean == got.lo == got.hi == float("inf")
+    assert s.per_unit("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)

@@ -170,6 +170,16 @@ def _per_unit_view(units: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 Key = tuple[str, str, float, int | None]  # (method, metric, r, training-set size n)
 
 
+def _band(values: list[float], kind: str) -> Band:
+    """:func:`~.aggregate.band` of the units' means; where one is not finite (a map whose
+    relative standard error is infinite: indistinguishable from 0 at its draws) the mean is
+    that value and there is no band."""
+    if all(math.isfinite(v) for v in values):
+        return band(values, kind)
+    mean = math.fsum(values) / len(values)
+    return Band(mean, mean, mean)
+
+
 def mean_of_correlated_se(se: list[float]) -> float:
     """The Monte-Carlo standard error of a mean over pairs (or models) with standard errors
     ``se``, bounded for any correlation between them: ``mean(se)`` (the standard deviation of a
@@ -220,7 +230,7 @@ class Summary:
             if (*key, unit) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
                 se = ses[(*key, unit)]
                 unit_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
-        bands = {key: band(list(u.values()), kind) for key, u in units.items()}
+        bands = {key: _band(list(u.values()), kind) for key, u in units.items()}
         stderr = {key: mean_of_correlated_se(se) for key, se in unit_se.items()}
         return cls(bands, dict(units), stderr)
 
