@@ -23,6 +23,17 @@ TINY_SETTINGS = [
     "evaluation.topk=20",
 ]
 
+# A Hugging Face ViT small enough for a test (32 px, 8 px patches, one block): the tests that
+# build one from a config with random weights share it.
+TINY_HF_VIT = dict(
+    image_size=32,
+    patch_size=8,
+    num_hidden_layers=1,
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+)
+
 
 class ConvNet(nn.Module):
     """conv-ReLU-conv-ReLU-GAP-linear; ``features.3`` keeps the input's spatial size."""

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import smoothstab as ss
-from conftest import ConvNet, make
+from conftest import TINY_HF_VIT, ConvNet, make
 from smoothstab.experiments.models import cam_layer
 from smoothstab.layouts import token_grid
 
@@ -181,15 +181,7 @@ def _timm(name):
 
 def _hf(name):
     tr = pytest.importorskip("transformers")
-    vit = dict(
-        image_size=32,
-        patch_size=8,
-        num_hidden_layers=1,
-        hidden_size=32,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=5,
-    )
+    vit = dict(TINY_HF_VIT, num_labels=5)
     if name == "vit":
         return tr.ViTForImageClassification(tr.ViTConfig(**vit))
     if name == "deit":

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import TINY_HF_VIT
 from smoothstab.experiments.models import build_model, cam_layer
 
 
@@ -55,15 +56,7 @@ def test_timm_model_with_weights_from_a_local_file(tmp_path):
 
 def test_hf_model_from_a_local_folder(tmp_path):
     tr = pytest.importorskip("transformers")
-    config = tr.ViTConfig(
-        image_size=32,
-        patch_size=8,
-        num_hidden_layers=1,
-        hidden_size=32,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=5,
-    )
+    config = tr.ViTConfig(**TINY_HF_VIT, num_labels=5)
     tr.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
     model = build_model(f"hf:{tmp_path / 'vit'}", num_classes=5).eval()
     again = build_model(f"hf:{tmp_path / 'vit'}", num_classes=5)

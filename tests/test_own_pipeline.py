@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import smoothstab as ss
-from conftest import TINY_SETTINGS
+from conftest import TINY_HF_VIT, TINY_SETTINGS
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.rundir import read_csv
 
@@ -65,15 +65,7 @@ def test_dr_with_two_random_timm_models(tmp_path):
 def test_da_across_python_timm_and_hf_models(tmp_path):
     pytest.importorskip("timm")
     tr = pytest.importorskip("transformers")
-    vit = tr.ViTConfig(
-        image_size=32,
-        patch_size=8,
-        num_hidden_layers=1,
-        hidden_size=32,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=10,  # the shapes
-    )
+    vit = tr.ViTConfig(**TINY_HF_VIT, num_labels=10)  # the shapes' classes
     tr.ViTForImageClassification(vit).save_pretrained(tmp_path / "vit")
     specs = "".join(
         f'[[models.specs]]\nname = "{name}"\nlabel = "{label}"\n'
