@@ -624,6 +624,27 @@ def test_progress_shows_rate_and_eta_and_is_quiet_under_ci(monkeypatch):
     assert quiet.getvalue() == ""
 
 
+def test_progress_in_a_log_writes_a_line_every_ten_seconds_of_work(monkeypatch):
+    """In a log or a pipe a long stage is not silent until it closes: a line when a step
+    finishes at least ``LOG_EVERY`` (10) s after the last line, none in between, and the
+    closing line."""
+    import io as stdio
+
+    from smoothstab.experiments import progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.delenv("CI", raising=False)
+    stream = stdio.StringIO()
+    with progress.Progress(100, "attribute", stream=stream) as bar:
+        for _ in range(60):  # 60 steps of 0.5 s: lines at 10, 20 and 30 s
+            now[0] += 0.5
+            bar.update()
+        assert stream.getvalue().count("\n") == 3
+        assert "attribute:  20%" in stream.getvalue().splitlines()[0]
+    assert stream.getvalue().count("\n") == 4 and "\r" not in stream.getvalue()
+
+
 # --- the report in a real browser ----------------------------------------------------------------
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")

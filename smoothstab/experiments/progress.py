@@ -29,10 +29,16 @@ def say(line: str, stream: TextIO | None = None) -> None:
     print(line, file=stream or sys.stderr, flush=True)
 
 
+LOG_EVERY = 10.0  # seconds between lines when the stream is a log or a pipe
+
+
 class Progress:
     """A bar for ``total`` steps; ``update(loss=..., acc=...)`` after each step.
 
-    ``start``: steps already done by an earlier (resumed) run; the rate counts this run's only.
+    On a terminal it is tqdm's bar, redrawn in place. In a log or a pipe it writes tqdm's line
+    (no carriage returns) at most every ``LOG_EVERY`` seconds while steps finish, and once when
+    it closes, so a long stage shows it is alive. ``start``: steps already done by an earlier
+    (resumed) run; the rate counts this run's only.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class Progress:
         self.quiet = is_quiet(quiet)
         self.metrics: dict[str, float] = {}
         self._start, self._first = time.monotonic(), start
+        self._logged = self._start
         self._bar = None
         if not self.quiet and self.stream.isatty():
             self._bar = tqdm(
@@ -67,6 +74,12 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(n)
+        elif not self.quiet and self.done < self.total:
+            now = time.monotonic()
+            if now - self._logged >= LOG_EVERY:
+                self._logged = now
+                self.stream.write(self.line() + "\n")
+                self.stream.flush()
 
     def _postfix(self) -> str:
         return ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
