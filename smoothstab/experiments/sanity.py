@@ -74,8 +74,15 @@ def check_rows(
             return smoothed_method(method, model, attr, sigma, seed)
 
         with accel.autocast(attr, xb.device):
-            res = ss.sanity(None, model, xb, target, sigmas=list(sigma_r), randomized=randomized,
-                            smoothed=smoothed)  # fmt: skip
+            res = ss.sanity(
+                None,
+                model,
+                xb,
+                target,
+                sigmas=list(sigma_r),
+                randomized=randomized,
+                smoothed=smoothed,
+            )
         out += _rows(res, method, sigma_r, start)
     return out
 
@@ -86,11 +93,9 @@ def _rows(res: ss.SanityResult, method: str, sigma_r: dict, start: int) -> list[
         for si, sigma in enumerate(res.sigmas):
             for step, name in enumerate(res.names):
                 for i, v in enumerate(values[si, step].tolist()):
-                    rows.append(
-                        {"method": method, "r": sigma_r[sigma], "sigma": sigma,
-                         "metric": str(metric), "step": step, "randomized": name,
-                         "image": start + i, "value": float(v), "stderr": ""}
-                    )  # fmt: skip
+                    row = {"method": method, "r": sigma_r[sigma], "sigma": sigma}
+                    row.update(metric=str(metric), step=step, randomized=name, image=start + i)
+                    rows.append({**row, "value": float(v), "stderr": ""})
     return rows
 
 
