@@ -38,7 +38,7 @@ from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import RunDir, csv_text, read_csv
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.experiment import ExperimentConfig
+    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
 
 COLUMNS = (
     "setting", "n", "model", "method", "r", "sigma", "metric", "step", "randomized", "image",
@@ -54,6 +54,11 @@ def sanity_model(cfg: ExperimentConfig) -> int:
     return 0
 
 
+def levels(attr: AttributionConfig) -> list[float]:
+    """The noise levels checked: the stability sweep's, rounded as the map files' names."""
+    return sorted({round(float(r), 6) for r in attr.stability_r})
+
+
 def check_rows(
     cfg: ExperimentConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str
 ) -> list[dict]:
@@ -61,8 +66,7 @@ def check_rows(
     sweep, image block by image block; ``model`` on the run's attribution device and dtype."""
     attr, s = cfg.attribution, cfg.sanity
     x_range = dataset_info(cfg.train).x_range
-    rs = sorted({round(float(r), 6) for r in attr.stability_r})
-    sigma_r = {r * x_range: r for r in rs}
+    sigma_r = {r * x_range: r for r in levels(attr)}
     randomized = ss.randomize(model, s.mode, list(s.layers) or None, s.init_seed)
     k, out = sanity_model(cfg), []  # the seeds name the model, as the attribute stage's
     for b, start in enumerate(range(0, len(x), attr.image_batch)):
