@@ -181,6 +181,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     _add_stage_parser(subparsers, "evaluate", "metrics.csv, table1.csv, recommendation.json")
 
 
+def add_sanity_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_stage_parser(
+        subparsers,
+        "sanity",
+        "sanity.csv: maps against randomised models (--set sanity.enabled=true)",
+    )
+
+
 def add_figures_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "figures", "the PNG figures of a run")
 
@@ -236,6 +244,7 @@ SUBCOMMANDS = [
     add_train_parser,
     add_attribute_parser,
     add_evaluate_parser,
+    add_sanity_parser,
     add_figures_parser,
     add_report_parser,
     add_bounds_parser,
