@@ -74,7 +74,7 @@ class SanityResult:
 
 
 def sanity(
-    method: Method,
+    method: Method | None,
     model: nn.Module,
     x: torch.Tensor,
     target: Target = None,
@@ -98,7 +98,8 @@ def sanity(
     model (``None``: its predicted class), and kept for every copy.
 
     Args:
-        method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed.
+        method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed
+            (``None`` with ``smoothed``).
             A CAM layer must be given by name (``functools.partial(grad_cam, layer="layer4")``):
             a module object belongs to the trained model, not to its copies.
         x: ``[B, C, H, W]`` with ``H, W >= 11`` (the SSIM window).

@@ -107,7 +107,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     """``smoothstab run [CONFIG] [--out DIR] [--stages ...]``: the whole experiment."""
     p = subparsers.add_parser(
         "run",
-        help="the whole experiment: train, attribute, evaluate, figures, bounds, report",
+        help="the whole experiment: train, attribute, evaluate, sanity, figures, bounds, report",
         description="Run every stage of an experiment into a run directory; finished work is "
         "skipped, so a killed run resumes when rerun. No CONFIG: the embedded quickstart.",
     )
