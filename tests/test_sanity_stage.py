@@ -85,3 +85,13 @@ def test_tiny_run_with_the_check_writes_rows_figures_and_report(tmp_path, capsys
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["stages"]["sanity"]) == ["sanity.csv"]
     assert "figures/sanity_grad.png" in manifest["stages"]["figures"]
+    # the manifest protects sanity.csv: damaged, the sanity stage recomputes it (the same bytes),
+    # and a later stage refuses it with the command that rewrites it
+    csv_path, good = out / "sanity.csv", (out / "sanity.csv").read_bytes()
+    stage = ["run", "quickstart", "--out", str(out), "--quiet", *sets, "--stages"]
+    csv_path.write_bytes(good.replace(b"sanity_rank", b"sanity_rang", 1))
+    assert main([*stage, "sanity"]) == 0 and csv_path.read_bytes() == good
+    csv_path.write_bytes(good.replace(b"sanity_rank", b"sanity_rang", 1))
+    capsys.readouterr()
+    assert main([*stage, "figures"]) == 2
+    assert "--stages sanity" in capsys.readouterr().err

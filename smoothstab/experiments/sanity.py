@@ -8,8 +8,8 @@ each randomised copy (:func:`smoothstab.randomize.randomize` with ``sanity.mode`
 ``init_seed``), per image, as SSIM and rank agreement. Maps are the attribute stage's own
 methods and settings (:func:`.attribute.smoothed_method`), block by block with the attribute
 stage's block seeds, so every copy sees the same noise draws as the model (common random
-numbers) and the model's own maps are those of its map files when
-``common_random_numbers`` is on.
+numbers) and, with ``common_random_numbers`` on, the model's draws are those of its map files
+(not checked against them: packed levels, ``pack = true``, compose batches differently).
 
 Rows go to ``sanity.csv``, not ``metrics.csv``: that file is the evaluate stage's (rewritten
 whenever evaluate reruns, and recorded under it in the manifest), and these rows have a unit
