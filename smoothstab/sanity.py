@@ -19,7 +19,8 @@ to every randomised model's map.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,10 @@ def edge_map(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.
     return torch.sqrt(gx * gx + gy * gy)
 
 
+def _smoothed(method: Method, sigma: float, **options) -> Method:
+    return smooth(method, sigma, **options)
+
+
 @dataclasses.dataclass(frozen=True)
 class SanityResult:
     """Similarities of the trained model's maps to each randomised copy's, per sigma.
@@ -69,13 +74,13 @@ class SanityResult:
 
 
 def sanity(
-    method: Method,
+    method: Method | None,
     model: nn.Module,
     x: torch.Tensor,
     target: Target = None,
     *,
     sigmas: Sequence[float],
-    n_samples: int,
+    n_samples: int | None = None,
     seed: int = 0,
     mode: str = "cascading",
     layers: Sequence[str] | None = None,
@@ -83,6 +88,7 @@ def sanity(
     randomized: Sequence[tuple[str, nn.Module]] | None = None,
     batch_size: int | None = None,
     clip_percentile: float = 99,
+    smoothed: Callable[[float], Method] | None = None,
 ) -> SanityResult:
     """The model-randomisation check of ``method`` smoothed at each sigma.
 
@@ -92,7 +98,8 @@ def sanity(
     model (``None``: its predicted class), and kept for every copy.
 
     Args:
-        method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed.
+        method: ``method(model, x, target) -> [B, C, H, W]`` (CAMs ``[B, 1, H, W]``), unsmoothed
+            (``None`` with ``smoothed``).
             A CAM layer must be given by name (``functools.partial(grad_cam, layer="layer4")``):
             a module object belongs to the trained model, not to its copies.
         x: ``[B, C, H, W]`` with ``H, W >= 11`` (the SSIM window).
@@ -101,6 +108,11 @@ def sanity(
         randomized: instead, the ``(name, model)`` pairs to compare with (e.g. a retrained model).
         batch_size: at most this many noisy rows per call of ``method``.
         clip_percentile: of the SSIM view (:func:`~smoothstab.views.to_gray`).
+        smoothed: instead of ``smooth(method, sigma, n_samples, ...)``, the smoothed method of
+            each sigma, ``smoothed(sigma) -> Method`` (a pipeline's own settings; ``method``,
+            ``n_samples``, ``seed`` and ``batch_size`` are then unused). It must draw the same
+            noise on every call (a fixed int seed) for the comparison to use common random
+            numbers.
     Returns:
         :class:`SanityResult`; similarities are float64 (float32 on MPS). Spearman is ``nan``
         where a map is constant (an all-zero CAM); SSIM's view makes a constant map all 0.
@@ -124,8 +136,14 @@ def sanity(
         raise ValueError("sigmas: expected at least one noise level, got none")
     if randomized is None:
         randomized = randomize(model, mode, layers, init_seed)
+    if smoothed is None:
+        if n_samples is None:
+            raise ValueError("n_samples: expected the noise draws per map, got None")
+        smoothed = functools.partial(
+            _smoothed, method, n_samples=n_samples, seed=seed, batch_size=batch_size
+        )
     target = resolve_target(model, x, target)
-    methods = [smooth(method, s, n_samples, seed=seed, batch_size=batch_size) for s in sigmas]
+    methods = [smoothed(s) for s in sigmas]
     trained = [m(model, x, target) for m in methods]
     names, ssims, ranks = [], [], []
     for pair in randomized:

@@ -319,6 +319,7 @@ def test_free_fields_are_marked_in_the_dataclasses():
         "train.root",
         "attribution.device",
         "attribution.batch_size",
+        "sanity.enabled",  # turning the check on later leaves every earlier stage's files valid
     }
 
 
@@ -339,3 +340,26 @@ def test_to_toml_round_trips_awkward_values(tmp_path):
     specs = (ModelSpec("small_cnn", "/w/a b.pt", "A"), ModelSpec("resnet18_cifar", None, ""))
     da = dataclasses.replace(cfg, models=ModelsConfig(setting="DA", specs=specs))
     assert round_trip(da, tmp_path) == da
+
+
+def test_sanity_table_is_off_by_default_and_checked_at_load():
+    """``[sanity]``: off in every preset, its keys checked when the config loads (a bad mode,
+    a negative seed, a repeated layer, an unknown key, an image too small for SSIM)."""
+    from smoothstab.experiments.experiment import SanityConfig, preset_names
+
+    for name in preset_names():
+        assert load_config(name).sanity == SanityConfig(), name
+    cfg = load_config(None, ["sanity.enabled=true", 'sanity.layers=["features.0", "fc"]'])
+    assert cfg.sanity.layers == ("features.0", "fc") and cfg.sanity.mode == "cascading"
+    assert load_config(None, ["sanity.mode=independent"]).sanity.mode == "independent"
+    bad = {
+        "sanity.mode=shuffled": "'cascading', 'independent'",
+        "sanity.init_seed=-1": ">= 0",
+        'sanity.layers=["fc", "fc"]': "distinct",
+        "sanity.seed=1": "unknown key",
+    }
+    for override, words in bad.items():
+        with pytest.raises(ConfigError, match=words):
+            load_config(None, [override])
+    with pytest.raises(ConfigError, match="11x11"):
+        load_config(None, ["train.dataset=digits", "evaluation.topk=16", "sanity.enabled=true"])

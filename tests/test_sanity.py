@@ -85,3 +85,17 @@ def test_cams_and_errors(convnet, x16):
         ss.sanity(ss.grad, convnet, x16, sigmas=[0.0], n_samples=2, randomized=[])
     with pytest.raises(ValueError, match="sigma"):
         ss.sanity(ss.grad, convnet, x16, sigmas=[-1.0], n_samples=2)
+
+
+def test_given_smoothed_methods_replace_the_default_smoothing(convnet, x16):
+    """``smoothed=`` (how the pipeline passes its own settings) gives the default's similarities
+    when it smooths the same way; without it, ``n_samples`` is needed."""
+    default = ss.sanity(ss.grad, convnet, x16, sigmas=SIGMAS, n_samples=4, seed=3)
+    given = ss.sanity(
+        None, convnet, x16, sigmas=SIGMAS, smoothed=lambda s: ss.smooth(ss.grad, s, 4, seed=3)
+    )
+    assert given.names == default.names
+    torch.testing.assert_close(given.ssim, default.ssim, rtol=0, atol=0)
+    torch.testing.assert_close(given.spearman, default.spearman, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        ss.sanity(ss.grad, convnet, x16, sigmas=SIGMAS)

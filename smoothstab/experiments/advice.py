@@ -83,3 +83,53 @@ def recommend(
             "n": n,
         }
     return out
+
+
+# The sanity check's two similarities and the across-retraining ones they are read against.
+SANITY_PAIRS = (
+    ("ssim", Metric.SSIM, Metric.SANITY_SSIM),
+    ("rank", Metric.RANK_AGREEMENT, Metric.SANITY_RANK),
+)
+
+
+def sanity_levels(
+    summary: Summary, similar: dict, method: str, measure: str, debiased: bool
+) -> list[dict]:
+    """Per r of the sanity check: the stability error (``measure``), and per view (SSIM, rank
+    agreement) the similarity between retrained models' maps and that of the model's map to the
+    randomised model's (``similar``: :func:`.sanity.similarity`), at the largest n.
+
+    An r *passes* where, on both views, retrained models' maps agree more with each other than
+    the model's map agrees with the randomised model's: then what stays stable across
+    retraining is what the model learned, not what any network (or the image alone) gives."""
+    metric = Metric.measure(measure, debiased)
+    out = []
+    for r in sorted({key[2] for key in similar if key[0] == method}):
+        stab = summary.get(method, metric, r)
+        level = {"r": r, "stability": stab.mean if stab else math.nan, "passes": True}
+        for view, across, check in SANITY_PAIRS:
+            band = summary.get(method, across, r)
+            level[f"{view}_retrained"] = band.mean if band else math.nan
+            level[f"{view}_random"] = similar.get((method, str(check), r), math.nan)
+            level["passes"] &= level[f"{view}_retrained"] > level[f"{view}_random"]
+        out.append(level)
+    return out
+
+
+def sanity_advice(levels: list[dict]) -> dict:
+    """``most_stable_r`` and whether it passes, whether the smallest r checked passes
+    (``first_passes``), and ``good_r``: the most stable r that passes and is more stable than
+    the smallest r checked (``None``: no such r)."""
+    if not levels:
+        return {"most_stable_r": None, "most_stable_passes": False, "good_r": None}
+    most = min(levels, key=lambda lv: (lv["stability"], lv["r"]))
+    base = levels[0]["stability"]
+    good = [lv for lv in levels if lv["passes"] and lv["stability"] < base]
+    best = min(good, key=lambda lv: (lv["stability"], lv["r"])) if good else None
+    return {
+        "most_stable_r": most["r"],
+        "most_stable_passes": most["passes"],
+        "first_r": levels[0]["r"],
+        "first_passes": levels[0]["passes"],
+        "good_r": None if best is None else best["r"],
+    }

@@ -108,7 +108,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     """``smoothstab run [CONFIG] [--out DIR] [--stages ...]``: the whole experiment."""
     p = subparsers.add_parser(
         "run",
-        help="the whole experiment: train, attribute, evaluate, figures, bounds, report",
+        help="the whole experiment: train, attribute, evaluate, sanity, figures, bounds, report",
         description="Run every stage of an experiment into a run directory; finished work is "
         "skipped, so a killed run resumes when rerun. No CONFIG: the embedded quickstart.",
     )
@@ -182,6 +182,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     _add_stage_parser(subparsers, "evaluate", "metrics.csv, table1.csv, recommendation.json")
 
 
+def add_sanity_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_stage_parser(
+        subparsers,
+        "sanity",
+        "sanity.csv: maps against randomised models (--set sanity.enabled=true)",
+    )
+
+
 def add_figures_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_stage_parser(subparsers, "figures", "the PNG figures of a run")
 
@@ -240,6 +248,7 @@ SUBCOMMANDS = [
     add_train_parser,
     add_attribute_parser,
     add_evaluate_parser,
+    add_sanity_parser,
     add_figures_parser,
     add_report_parser,
     add_bounds_parser,

@@ -3,7 +3,7 @@
 A config is a TOML file with the tables ``[train]`` (:class:`TrainConfig`: data, models trained
 on disjoint splits), ``[models]`` (the setting: DT trains ``train.parts`` models on disjoint
 splits; DR and DA compare given checkpoints; FT makes cheap replicas of one given model),
-``[attribution]`` and ``[evaluation]``; keys it
+``[attribution]``, ``[evaluation]`` and ``[sanity]`` (:class:`SanityConfig`); keys it
 leaves out take the defaults below. Named presets are the TOML files shipped in
 ``smoothstab/configs/`` (``quickstart``, ``paper/imagenet_resnet50``, ...): the file is the
 preset. Fields made with :func:`~.config.free` change no result (devices, worker counts, chunk
@@ -12,7 +12,8 @@ in the run directory (:mod:`.rundir`) and skip what exists::
 
     config.toml -> train (splits.json, model_{p}.pt, train_metrics.json)
     -> attribute (test_images.pt, maps/...) -> evaluate (metrics.csv, table1.csv,
-    recommendation.json) -> figures (figures/*.png) -> report (report.md, report.html)
+    recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
+    -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
 Long (about 360 lines) because every config dataclass and its checks live here, so that a
 config is validated whole before any stage runs.
@@ -41,6 +42,7 @@ from smoothstab.experiments.config import (
 )
 from smoothstab.experiments.data import DATASETS, IMAGEFOLDER_KEYS, dataset_info
 from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
+from smoothstab.randomize import MODES as RANDOMIZE_MODES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -422,6 +424,32 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class SanityConfig:
+    """The model-randomisation check (Adebayo et al. 2018) of the ``sanity`` stage
+    (:mod:`.sanity`, docs/sanity.md): off unless ``enabled``.
+
+    ``mode``: ``cascading`` (copy k re-initialises the last k layers, from the logits down) or
+    ``independent`` (copy k re-initialises layer k alone); ``layers``: the steps, input side
+    first, as module names of the model (empty: every layer with ``reset_parameters()``);
+    ``init_seed``: seeds each layer's re-initialisation (:func:`smoothstab.randomize.randomize`).
+    """
+
+    enabled: bool = free(False)  # turning it on later redoes no earlier stage
+    mode: Literal["cascading", "independent"] = "cascading"
+    layers: tuple[str, ...] = ()
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.mode, "mode", RANDOMIZE_MODES)
+        at_least(self, 0, "init_seed")
+        bad = [name for name in self.layers if not isinstance(name, str)]
+        if bad:
+            raise ValueError(f"layers: expected module names, got {bad[0]!r}")
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers: expected distinct names, got {list(self.layers)}")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     quiet: bool = free(False)
@@ -429,6 +457,7 @@ class ExperimentConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
 
     def __post_init__(self) -> None:
         check_slug(self.name, "name")  # runs/<name> without --out: no "..", no separators
@@ -489,6 +518,11 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
         raise ConfigError(
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
             f"{cfg.train.dataset} image, got {cfg.evaluation.topk}"
+        )
+    if cfg.sanity.enabled and size < 11:  # ss.sanity's SSIM needs its 11x11 window
+        raise ConfigError(
+            f"sanity.enabled: the check's SSIM needs images of at least 11x11 pixels, "
+            f"{cfg.train.dataset} has {size}x{size}; set sanity.enabled = false"
         )
     _check_ft(cfg.models)
     _check_grid_pairs(cfg)

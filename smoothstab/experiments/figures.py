@@ -11,6 +11,8 @@
   drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
   so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.
 * ``sigma_{method}.png``: one image's map as the noise level grows (Figs 8-9), on one scale.
+* ``sanity_{method}.png`` (when the sanity stage ran): stability across retraining against
+  sensitivity to randomisation, one point per r (docs/sanity.md).
 """
 
 from __future__ import annotations
@@ -215,6 +217,64 @@ def sigma_figure(
     return save(fig, path)
 
 
+def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, path: Path) -> Path:
+    """Per view (SSIM, rank agreement): 1 - similarity to the randomised model (solid) and
+    1 - similarity between retrained models (dashed) against the stability error, one point per
+    r; an r passes where the solid point lies above the dashed one (:func:`.advice.sanity_levels`).
+    """
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    x = [lv["stability"] for lv in levels]
+    for view, label, colour in (("ssim", "SSIM", "C0"), ("rank", "rank agreement", "C1")):
+        y = [1 - lv[f"{view}_random"] for lv in levels]
+        ax.plot(x, y, "-o", ms=3, color=colour, label=f"1 - {label} to the randomised model")
+        ax.plot(
+            x,
+            [1 - lv[f"{view}_retrained"] for lv in levels],
+            "--",
+            color=colour,
+            lw=1,
+            label=f"1 - {label} between retrained models",
+        )
+        for lv, xi, yi in zip(levels, x, y, strict=True):
+            ax.annotate(f"{lv['r']:g}", (xi, yi), fontsize=7)
+    most = [lv for lv in levels if lv["r"] == advice["most_stable_r"]]
+    if most:
+        verdict = "passes" if most[0]["passes"] else "fails"
+        ax.axvline(
+            most[0]["stability"],
+            color="k",
+            lw=0.8,
+            ls=":",
+            label=f"most stable: r={most[0]['r']:g} ({verdict})",
+        )
+    ax.set_xlabel(f"stability across retraining: {MEASURES[measure]} (lower: more stable)")
+    ax.set_ylabel("1 - similarity (r annotated)")
+    ax.set_title(f"{NAMES[method]}: stable, and still tied to the model?", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return save(fig, path)
+
+
+def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Callable]:
+    """The sanity figures, when the sanity stage ran."""
+    if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
+        return []
+    from smoothstab.experiments.advice import sanity_advice, sanity_levels
+    from smoothstab.experiments.sanity import read_rows, similarity
+
+    similar = similarity(read_rows(run), cfg.sanity.mode)
+    e, jobs = cfg.evaluation, []
+    for method in cfg.attribution.methods:
+        levels = sanity_levels(summary, similar, method, e.stability_measure, e.debiased)
+        path = run.figure(f"sanity_{method}")
+        jobs.append(
+            functools.partial(
+                sanity_figure, levels, sanity_advice(levels), method, e.stability_measure, path
+            )
+        )
+    return jobs
+
+
 def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> list[Path]:
     """Every figure of the run into ``run.figures`` (existing ones are redrawn: cheap)."""
     a, e = cfg.attribution, cfg.evaluation
@@ -234,6 +294,7 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
             jobs.append(functools.partial(grid_figure, cfg, run, x, labels, method, pair, path))
         path = run.figure(f"sigma_{method}")
         jobs.append(functools.partial(sigma_figure, cfg, run, x, method, path, model=pairs[0][0]))
+    jobs += _sanity_jobs(cfg, run, summary)
     paths = []
     with Progress(len(jobs), "figures", quiet=cfg.quiet) as bar:
         for job in jobs:

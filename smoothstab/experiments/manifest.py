@@ -49,6 +49,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "train": ("splits.json", "val_split.json", "model_*.pt", "train_metrics.json"),
     "attribute": ("test_images.pt", "maps/model*/*/r*.pt"),
     "evaluate": ("metrics.csv", "table1.csv", "recommendation.json"),
+    "sanity": ("sanity.csv",),
     "figures": ("figures/*.png",),
     "bounds": ("bounds.json", "bounds.md", "figures/bounds.png"),
     "report": ("report.md", "report.html"),

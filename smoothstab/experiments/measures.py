@@ -22,6 +22,8 @@ class Metric(StrEnum):
     ``map_norm_debiased``. Per model and image, the cost and the Monte-Carlo error of each map:
     ``rel_se``, its relative standard error (``SmoothStats.rel_se``) (0 for the unsmoothed
     maps), and ``model_evals``, the model evaluations (forward and backward passes) it took.
+    In ``sanity.csv`` (:mod:`.sanity`), per model, randomised copy and image: ``sanity_ssim``
+    and ``sanity_rank``, the SSIM and rank agreement between the model's map and the copy's.
     """
 
     STABILITY = "stability"
@@ -37,6 +39,8 @@ class Metric(StrEnum):
     MAP_NORM_DEBIASED = "map_norm_debiased"
     REL_SE = "rel_se"
     MODEL_EVALS = "model_evals"
+    SANITY_SSIM = "sanity_ssim"
+    SANITY_RANK = "sanity_rank"
 
     @classmethod
     def stability(cls, debiased: bool) -> Metric:

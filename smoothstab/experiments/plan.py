@@ -73,6 +73,21 @@ class AttributionCost:
 
 
 @dataclass(frozen=True)
+class SanityCost:
+    """The sanity stage (``[sanity]`` enabled): the model checked, its randomised copies
+    (``None``: the architecture could not be built here to count its layers) and, per method,
+    the model evaluations of one of them (the model or a copy) over every image and r checked."""
+
+    model: int
+    copies: int | None
+    per_model: dict[str, int]
+
+    @property
+    def total(self) -> int | None:
+        return None if self.copies is None else (1 + self.copies) * sum(self.per_model.values())
+
+
+@dataclass(frozen=True)
 class Timing:
     """Seconds measured on this machine and what they extrapolate to."""
 
@@ -85,10 +100,11 @@ class Timing:
     attribute_s: float
     evaluate_s: float
     measured_s: float  # what the measuring itself took
+    sanity_s: float = 0.0  # the sanity stage, when enabled
 
     @property
     def total_s(self) -> float:
-        return self.train_s + self.eval_s + self.attribute_s + self.evaluate_s
+        return self.train_s + self.eval_s + self.attribute_s + self.evaluate_s + self.sanity_s
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,7 @@ class Plan:
     map_bytes: int
     test_images_bytes: int
     timing: Timing | None
+    sanity: SanityCost | None = None
 
 
 # --- counts ------------------------------------------------------------------------------------
@@ -215,6 +232,36 @@ def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
                 )
             )
     return out
+
+
+def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
+    """What the sanity stage evaluates (``None``: not enabled): the model and each randomised
+    copy, at every r of the stability sweep, for every image and method."""
+    if not cfg.sanity.enabled:
+        return None
+    from smoothstab.experiments.sanity import levels, sanity_model
+
+    a, k = cfg.attribution, sanity_model(cfg)
+    rs = levels(a)
+    per = {m: a.n_images * sum(evaluations(a, m, r, a.ig_estimator) for r in rs) for m in a.methods}
+    return SanityCost(k, sanity_copies(cfg, model_names(cfg)[k]), per)
+
+
+def sanity_copies(cfg: ExperimentConfig, name: str) -> int | None:
+    """The randomised copies of architecture ``name``: one per ``sanity.layers`` step, else one
+    per layer :func:`~smoothstab.randomize.randomizable_layers` finds (built without memory)."""
+    if cfg.sanity.layers:
+        return len(cfg.sanity.layers)
+    from smoothstab.experiments.models import build_model
+    from smoothstab.randomize import randomizable_layers
+
+    info = dataset_info(cfg.train)
+    try:
+        with torch.device("meta"):
+            model = build_model(name, num_classes=num_classes(cfg), in_channels=info.in_channels)
+    except Exception:  # a builder that computes on tensors, or weights it must read
+        return None
+    return len(randomizable_layers(model)[0])
 
 
 def map_shape(cfg: ExperimentConfig, method: str) -> tuple[int, ...]:
@@ -482,6 +529,11 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     pairs, models = pairs_and_models(cfg)
     evaluate_s = time_evaluation(cfg, pairs, models)
     first = per_row[names[0]]
+    check = sanity_cost(cfg)
+    sanity_s = 0.0
+    if check is not None and check.copies is not None:
+        rows = per_row[names[check.model]]
+        sanity_s = (1 + check.copies) * sum(rows[m] * n for m, n in check.per_model.items())
     note = "; ".join(dict.fromkeys(n for n in notes if n))
     return Timing(
         str(device),
@@ -493,6 +545,7 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
         attribute_s,
         evaluate_s,
         time.perf_counter() - start,
+        sanity_s,
     )
 
 
@@ -509,6 +562,7 @@ def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0
         nbytes,
         images,
         estimate_time(cfg, budget) if timing else None,
+        sanity_cost(cfg),
     )
 
 
@@ -606,6 +660,7 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         f"(+ test_images.pt {human_bytes(plan.test_images_bytes)}; "
         f"float {a.dtype}, halves and variances kept: {cfg.evaluation.debiased})",
     ]
+    lines += _sanity_lines(plan.sanity)
     t = plan.timing
     if t is not None:
         lines += [
@@ -623,7 +678,21 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         lines += [
             f"  attribute {human_seconds(t.attribute_s):>10}  (a row: {per})",
             f"  evaluate  {human_seconds(t.evaluate_s):>10}",
+            *([f"  sanity    {human_seconds(t.sanity_s):>10}"] if plan.sanity else []),
             f"  total     {human_seconds(t.total_s):>10}  (figures, bounds, report not included; "
             f"measured in {t.measured_s:.1f} s)",
         ]
     return "\n".join(lines)
+
+
+def _sanity_lines(check: SanityCost | None) -> list[str]:
+    if check is None:
+        return []
+    per = ", ".join(f"{m} {_n(n)}" for m, n in check.per_model.items())
+    if check.copies is None:
+        return ["", f"sanity (model {check.model}): copies unknown; per model: {per}"]
+    return [
+        "",
+        f"sanity (model {check.model} and {check.copies} randomised copies): "
+        f"{_n(check.total)} model evaluations (per model: {per})",
+    ]

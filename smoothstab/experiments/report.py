@@ -358,6 +358,78 @@ def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Bloc
     return out
 
 
+SANITY_INTRO = (
+    "A map stable across retraining may be stable because it no longer depends on the model. "
+    "Model {model} (the first of the largest training-set size) was compared with {copies} "
+    "copies of itself with layers re-initialised ({mode}; Adebayo et al. 2018), every copy "
+    "seeing the same noise draws. Sensitivity is 1 - the similarity of the model's map to the "
+    "{random}'s. A noise level passes where, on both SSIM and rank agreement, retrained "
+    "models' maps agree more with each other than the model's map agrees with the randomised "
+    "model's. A sigma is good only where maps are both more stable across retraining (than at "
+    "the smallest r checked) and pass."
+)
+
+
+def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
+    """The sanity stage's table, figure and advice per method, when it ran."""
+    if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
+        return []
+    from smoothstab.experiments.advice import sanity_advice, sanity_levels
+    from smoothstab.experiments.sanity import read_rows, similarity
+
+    rows, e = read_rows(run), cfg.evaluation
+    cascade = cfg.sanity.mode == "cascading"
+    intro = SANITY_INTRO.format(
+        model=rows[0]["model"],
+        copies=len({row["step"] for row in rows}),
+        mode=cfg.sanity.mode,
+        random="fully randomised model" if cascade else "single-layer copies (mean)",
+    )
+    out: list[Block] = [Heading(2, "Sanity check: do the maps depend on the model?")]
+    out.append(Paragraph(intro))
+    similar = similarity(rows, cfg.sanity.mode)
+    header = ["r", MEASURES[e.stability_measure], "SSIM retrained", "SSIM random"]
+    header += ["rank retrained", "rank random", "verdict"]
+    keys = ("stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random")
+    for m in cfg.attribution.methods:
+        levels = sanity_levels(summary, similar, m, e.stability_measure, e.debiased)
+        body = [
+            [f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), "passes" if lv["passes"] else "fails"]
+            for lv in levels
+        ]
+        out += [Heading(3, NAMES[m]), Table(header, body)]
+        out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels))))
+        caption = "Stability across retraining against sensitivity to randomisation, per r."
+        out.append(Figure(run.figure(f"sanity_{m}"), caption))
+    return out
+
+
+def sanity_sentence(name: str, advice: dict) -> str:
+    """The advice on one method's sigma, from :func:`.advice.sanity_advice`."""
+    most, good = advice["most_stable_r"], advice["good_r"]
+    if most is None:
+        return f"{name}: no noise level checked."
+    if advice["most_stable_passes"]:
+        text = f"{name}: the most stable r = {most:g} passes: its maps still depend on the model."
+    elif advice["first_passes"]:
+        text = (
+            f"{name}: the most stable r = {most:g} is stable only because the map stopped "
+            "depending on the model: it agrees at least as much with the randomised model's map "
+            f"as retrained models' maps agree with each other, which at r = "
+            f"{advice['first_r']:g} it did not."
+        )
+    else:
+        text = (
+            f"{name}: the most stable r = {most:g} fails, and so does r = "
+            f"{advice['first_r']:g}: the map agrees at least as much with the randomised "
+            "model's as retrained models' maps agree with each other, so its stability is no "
+            "evidence that it explains the model."
+        )
+    if good is None:
+        return text + " No r is both more stable than the smallest r and passes."
+    return text + f" The good sigma: r = {good:g}, the most stable r that passes."
+
+
 def bounds_section(run: RunDir) -> list[Block]:
     """The bounds stage's page, when it ran."""
     if not run.bounds_json.is_file():
@@ -386,6 +458,7 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: di
     blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary, run)
     blocks += map_grids(cfg, run, summary)
+    blocks += sanity_section(cfg, run, summary)
     blocks += bounds_section(run)
     blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
     run.write_text(run.report_md, render_markdown(blocks, run.root))

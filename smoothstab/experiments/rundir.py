@@ -6,6 +6,7 @@ Every stage reads and writes through this module, so the layout is written down 
     splits.json, model_{p}.pt, train_metrics.json            (train)
     test_images.pt, maps/model{k}/{method}/r{r:.6f}.pt       (attribute; :class:`MapFile`)
     metrics.csv, table1.csv, recommendation.json             (evaluate; :class:`Metric`)
+    sanity.csv                                  (sanity, when [sanity] enabled; :mod:`.sanity`)
     figures/*.png                                            (figures)
     bounds.json, bounds.md, figures/bounds.png               (bounds)
     report.md, report.html                                   (report)
@@ -267,8 +268,11 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
     return buf.getvalue()
 
 
-def read_csv(path: str | Path) -> list[dict]:
-    """``metrics.csv`` rows with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
+def read_csv(
+    path: str | Path, columns: Sequence[str] = COLUMNS, optional: Sequence[str] = OPTIONAL_COLUMNS
+) -> list[dict]:
+    """``metrics.csv`` rows (or another tidy file's, with its ``columns``, of which ``optional``
+    may be missing) with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
     short, another header, no row, a missing or extra cell, a value that is no number) is one
     :class:`~.io.DamagedFile` line."""
     rows: list[dict] = []
@@ -281,8 +285,8 @@ def read_csv(path: str | Path) -> list[dict]:
             raise ValueError("the last row is cut short")
         reader = csv.DictReader(io.StringIO(text))
         header = set(reader.fieldnames or ())
-        if header - set(COLUMNS) or set(COLUMNS) - set(OPTIONAL_COLUMNS) - header:
-            raise ValueError(f"its header is not {','.join(COLUMNS)}")
+        if header - set(columns) or set(columns) - set(optional) - header:
+            raise ValueError(f"its header is not {','.join(columns)}")
         for row in reader:
             line = reader.line_num
             if None in row or None in row.values():
@@ -326,6 +330,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.csv"
+
+    @property
+    def sanity_csv(self) -> Path:
+        return self.root / "sanity.csv"
 
     @property
     def table1(self) -> Path:

@@ -2,8 +2,8 @@
 
 ``prepare`` saves the resolved config (and refuses a run directory made with another one);
 ``train`` trains the DT models, records the DR/DA checkpoints or makes the FT replicas
-(:mod:`.proxies`); ``attribute``, ``evaluate``,
-``figures`` and ``report`` follow. :func:`run_all` runs them in order.
+(:mod:`.proxies`); ``attribute``, ``evaluate``, ``sanity`` (when ``[sanity]`` is enabled),
+``figures``, ``bounds`` and ``report`` follow. :func:`run_all` runs them in order.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
-from smoothstab.experiments import attribute, evaluate, manifest, proxies, report, theory
+from smoothstab.experiments import attribute, evaluate, manifest, proxies, report, sanity, theory
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
@@ -126,6 +126,13 @@ def evaluate_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     evaluate.evaluate_run(cfg, run, model_sizes(cfg, run))
 
 
+def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
+    if not cfg.sanity.enabled:
+        return  # off: nothing written, nothing to record
+    k = sanity.sanity_model(cfg)
+    sanity.sanity_run(cfg, run, models(cfg, run)[k], model_sizes(cfg, run)[k])
+
+
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     from smoothstab.experiments import figures  # matplotlib only when drawing
 
@@ -151,6 +158,7 @@ STAGES = {
     "train": train,
     "attribute": attribute_stage,
     "evaluate": evaluate_stage,
+    "sanity": sanity_stage,
     "figures": figures_stage,
     "bounds": bounds_stage,
     "report": report_stage,

@@ -1,0 +1,148 @@
+"""The sanity stage: does each smoothed map still depend on the model? (``[sanity]``, off by
+default; docs/sanity.md.)
+
+For one model, the first model of the largest training-set size (DT; model 0 otherwise), every
+method and every r of the stability sweep, the model-randomisation check of Adebayo et al.
+(2018) through the library's :func:`smoothstab.sanity.sanity`: the model's map against the map of
+each randomised copy (:func:`smoothstab.randomize.randomize` with ``sanity.mode``, ``layers``,
+``init_seed``), per image, as SSIM and rank agreement. Maps are the attribute stage's own
+methods and settings (:func:`.attribute.smoothed_method`), block by block with the attribute
+stage's block seeds, so every copy sees the same noise draws as the model (common random
+numbers) and, with ``common_random_numbers`` on, the model's draws are those of its map files
+(not checked against them: packed levels, ``pack = true``, compose batches differently).
+
+Rows go to ``sanity.csv``, not ``metrics.csv``: that file is the evaluate stage's (rewritten
+whenever evaluate reruns, and recorded under it in the manifest), and these rows have a unit
+of their own, the randomised copy. Columns :data:`COLUMNS`; metrics ``sanity_ssim`` and
+``sanity_rank`` (:class:`~.measures.Metric`); ``step`` numbers the copies in
+:func:`~smoothstab.randomize.randomize`'s order and ``randomized`` names each (cascading: the
+lowest layer re-initialised, so the last step is the fully random model). ``stderr`` is empty:
+the engine gives a map's Monte-Carlo error, not that of a similarity between two maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+import smoothstab as ss
+from smoothstab.experiments import accel
+from smoothstab.experiments.attribute import _block_seed, load_test_images, smoothed_method
+from smoothstab.experiments.data import dataset_info
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.progress import Progress
+from smoothstab.experiments.rundir import RunDir, csv_text, read_csv
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
+
+COLUMNS = (
+    "setting", "n", "model", "method", "r", "sigma", "metric", "step", "randomized", "image",
+    "value", "stderr",
+)  # fmt: skip
+
+
+def sanity_model(cfg: ExperimentConfig) -> int:
+    """The model the check runs on: the first of the largest training-set size (DT; models
+    are numbered size by size, smallest first), else model 0."""
+    if cfg.models.setting == "DT":
+        return (len(cfg.train.sizes) - 1) * cfg.train.parts
+    return 0
+
+
+def levels(attr: AttributionConfig) -> list[float]:
+    """The noise levels checked: the stability sweep's, rounded as the map files' names."""
+    return sorted({round(float(r), 6) for r in attr.stability_r})
+
+
+def check_rows(
+    cfg: ExperimentConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str
+) -> list[dict]:
+    """Rows of one method for ``model`` on images ``x`` (labels ``y``), every r of the stability
+    sweep, image block by image block; ``model`` on the run's attribution device and dtype."""
+    attr, s = cfg.attribution, cfg.sanity
+    x_range = dataset_info(cfg.train).x_range
+    sigma_r = {r * x_range: r for r in levels(attr)}
+    randomized = ss.randomize(model, s.mode, list(s.layers) or None, s.init_seed)
+    k, out = sanity_model(cfg), []  # the seeds name the model, as the attribute stage's
+    for b, start in enumerate(range(0, len(x), attr.image_batch)):
+        xb, yb = x[start : start + attr.image_batch], y[start : start + attr.image_batch]
+        target = yb if attr.target == "label" else None
+
+        def smoothed(sigma: float, b: int = b) -> ss.Method:
+            seed = _block_seed(attr, b, k, method, sigma_r[sigma])
+            return smoothed_method(method, model, attr, sigma, seed)
+
+        with accel.autocast(attr, xb.device):
+            res = ss.sanity(
+                None,
+                model,
+                xb,
+                target,
+                sigmas=list(sigma_r),
+                randomized=randomized,
+                smoothed=smoothed,
+            )
+        out += _rows(res, method, sigma_r, start)
+    return out
+
+
+def _rows(res: ss.SanityResult, method: str, sigma_r: dict, start: int) -> list[dict]:
+    rows = []
+    for metric, values in ((Metric.SANITY_SSIM, res.ssim), (Metric.SANITY_RANK, res.spearman)):
+        for si, sigma in enumerate(res.sigmas):
+            for step, name in enumerate(res.names):
+                for i, v in enumerate(values[si, step].tolist()):
+                    row = {"method": method, "r": sigma_r[sigma], "sigma": sigma}
+                    row.update(metric=str(metric), step=step, randomized=name, image=start + i)
+                    rows.append({**row, "value": float(v), "stderr": ""})
+    return rows
+
+
+def sanity_run(cfg: ExperimentConfig, run: RunDir, model: nn.Module, n: int | None) -> None:
+    """Write ``sanity.csv`` for ``model`` (:func:`sanity_model`; ``n`` its training-set size),
+    unless it exists."""
+    if run.sanity_csv.is_file():
+        return
+    attr = cfg.attribution
+    device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
+    model = accel.prepare_model(model.to(device=device, dtype=dtype).eval(), attr)
+    x, y = load_test_images(cfg, run)
+    x, y = x.to(device=device, dtype=dtype), y.to(device)
+    base = {"setting": cfg.models.setting, "n": "" if n is None else n}
+    base["model"] = sanity_model(cfg)
+    rows: list[dict] = []
+    with Progress(len(attr.methods), "sanity", quiet=cfg.quiet) as bar:
+        for method in attr.methods:
+            rows += [{**base, **row} for row in check_rows(cfg, model, x, y, method)]
+            bar.update()
+    run.write_text(run.sanity_csv, csv_text(rows, COLUMNS))
+
+
+def read_rows(run: RunDir) -> list[dict]:
+    return read_csv(run.sanity_csv, COLUMNS)
+
+
+def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], float]:
+    """``{(method, metric, r): similarity to the randomised model}``, mean over images: to the
+    fully random copy (the last step) in a cascade; independently, the mean over the copies
+    (no copy is fully random there)."""
+    last = max(int(row["step"]) for row in rows)
+    values: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    for row in rows:
+        if mode == "independent" or int(row["step"]) == last:
+            values[(row["method"], row["metric"], row["r"])].append(row["value"])
+    return {key: math.fsum(v) / len(v) for key, v in values.items()}
+
+
+def per_step(rows: list[dict], method: str, metric: str, r: float) -> list[tuple[str, float]]:
+    """``[(randomised copy, mean similarity over images)]`` in step order."""
+    values: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if (row["method"], row["metric"], row["r"]) == (method, metric, r):
+            values[(int(row["step"]), row["randomized"])].append(row["value"])
+    return [(name, math.fsum(v) / len(v)) for (_, name), v in sorted(values.items())]
