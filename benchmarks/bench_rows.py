@@ -10,8 +10,7 @@ Two measurements on the quickstart's small CNN (random weights, 32x32 RGB inputs
 * memory: ``smooth(grad, 0.5, tol=0.01)`` on 64 images, whose last rounds hold hundreds of rows
   per image, with the default and with one call per round (a fresh process each: peak RSS).
 
-The default (``smoothstab.montecarlo.DEFAULT_BATCH_SIZE``) is the fastest batch size of the
-sweep on this CPU; its results are in ``benchmarks/RESULTS.md``.
+Results, with the conditions they were measured in, are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

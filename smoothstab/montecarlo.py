@@ -257,9 +257,10 @@ def noise_draws(
 
 DEFAULT_BATCH_SIZE = 256
 """Rows per model call when ``batch_size`` is ``None``: a bound on memory (without one a
-tolerance's last round could be one call of hundreds of rows per image) that is also the fast
-choice on a CPU, where the cost per row rises in very large calls (``benchmarks/RESULTS.md``,
-"Rows per call")."""
+tolerance's last round could be one call of hundreds of rows per image: 15.3 GB against 0.94 GB
+for 64 CIFAR-sized images at ``tol = 0.01``, ``benchmarks/RESULTS.md``, "Rows per call"). On
+a CPU, calls much larger than this were slower per row in both sweeps there; smaller ones
+were faster in the one run beside another job, so the value is a memory bound first."""
 
 
 def rows_per_call(batch_size: int | None, per_unit: int = 1) -> int:
