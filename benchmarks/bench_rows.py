@@ -1,6 +1,6 @@
 """Rows per model call: wall time and peak memory of the engine against its ``batch_size``.
 
-    python benchmarks/bench_rows.py [--device cuda] [--repeats 5]
+    python benchmarks/bench_rows.py [--device cuda] [--repeats 5] [--no-memory]
 
 Two measurements on the quickstart's small CNN (random weights, 32x32 RGB inputs):
 
@@ -96,6 +96,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-memory", action="store_true", help="the speed sweep only")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child is not None:
@@ -106,6 +107,8 @@ def main() -> None:
     print("|---|---|---|")
     for r in speed(args.device, args.repeats):
         print(f"| {r['batch_size']} | {r['joint_ig_200x8_s']:.3f} | {r['smoothgrad_64x8_s']:.3f} |")
+    if args.no_memory:
+        return
     print()
     print("| batch_size | peak RSS (MiB) | seconds | most units of an image |")
     print("|---|---|---|---|")
