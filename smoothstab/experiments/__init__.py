@@ -4,13 +4,17 @@ It imports the core (:mod:`smoothstab`); the core never imports it. Importing th
 imports nothing else, so loading a config does not pull in training, DDP or plotting:
 
 * :mod:`.experiment` (every config dataclass, presets by name) and :mod:`.config` (TOML and
-  ``--set`` machinery);
-* :mod:`.data`, :mod:`.shapes`, :mod:`.models`; :mod:`.train` and :mod:`.trainer`
-  (:mod:`.distributed` for ``torchrun``);
-* :mod:`.rundir` (the run directory's layout and records) and the stages in :mod:`.stages`:
-  :mod:`.attribute`, :mod:`.evaluate` (with :mod:`.advice`), :mod:`.figures`, :mod:`.theory`,
-  :mod:`.report` (with :mod:`.blocks` and :mod:`.names`);
-* :mod:`.cli`, the ``smoothstab`` command.
+  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names);
+* :mod:`.data`, :mod:`.shapes`, :mod:`.models` (with :mod:`.external` for ``timm:``, ``hf:``
+  and ``python:`` models); :mod:`.train` and :mod:`.trainer` (:mod:`.distributed` for
+  ``torchrun``, :mod:`.accel` for the speed options); :mod:`.proxies` (setting FT's replicas);
+* :mod:`.rundir` (the run directory's layout and records, with :mod:`.measures` naming the
+  metrics and :mod:`.aggregate` summarising them) and :mod:`.manifest` (what each stage wrote,
+  hashed); the stages in :mod:`.stages`: :mod:`.attribute`, :mod:`.evaluate` (with
+  :mod:`.advice`, :mod:`.findings` and :mod:`.verdicts`), :mod:`.sanity`, :mod:`.figures`,
+  :mod:`.theory`, :mod:`.report` (with :mod:`.blocks` and :mod:`.names`); :mod:`.plan` counts
+  and times a config before it runs;
+* :mod:`.cli`, the ``smoothstab`` command, and :mod:`.progress` (its bars and lines).
 
 Stages talk through files in a run directory, written atomically (:mod:`.io`), so a killed run
 resumes where it stopped.
