@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from smoothstab.experiments import accel
-from smoothstab.experiments.attribute import attribute_block
+from smoothstab.experiments.attribute import attribute_blocks
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict
 from smoothstab.experiments.experiment import AttributionConfig
 from smoothstab.experiments.models import build_model
@@ -39,7 +39,7 @@ def maps(attr: AttributionConfig, method: str, r: float) -> torch.Tensor:
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     y = torch.arange(4)
     with accel.autocast(attr, torch.device("cpu")):
-        out = attribute_block(model, method, x, y, r, 1.0, attr, 0, True)
+        (out,) = attribute_blocks(model, method, x, y, [r], 1.0, attr, [0], True)
     return accel.in_dtype(out, attr)
 
 

@@ -100,21 +100,6 @@ def ig_reference_quadrature(attr: AttributionConfig) -> tuple[int, str]:
     return attr.ig_steps, attr.ig_rule
 
 
-def attribute_block(
-    model: nn.Module,
-    name: str,
-    x: torch.Tensor,
-    target: ss.Target,
-    r: float,
-    x_range: float,
-    attr: AttributionConfig,
-    seed: ss.Seed,
-    keep: bool,
-) -> MapFile:
-    """One block's maps at noise level r."""
-    return attribute_blocks(model, name, x, target, [r], x_range, attr, [seed], keep)[0]
-
-
 def attribute_blocks(
     model: nn.Module,
     name: str,
