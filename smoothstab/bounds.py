@@ -20,7 +20,7 @@ docstring says which form is used here and why.
 Bounds are products of norms and can exceed float range, so they are computed in log space;
 ``log10=True`` returns ``log10`` of the bound.
 
-Long (about 375 lines) because every closed form keeps its derivation notes (two prefactors
+Long (about 380 lines) because every closed form keeps its derivation notes (two prefactors
 are reconstructions) next to the code that evaluates it in log space.
 """
 

@@ -15,7 +15,7 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
     -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
-Long (about 360 lines) because every config dataclass and its checks live here, so that a
+Long (about 610 lines) because every config dataclass and its checks live here, so that a
 config is validated whole before any stage runs.
 """
 

@@ -10,7 +10,7 @@ on random tensors of the config's image shape -- no dataset is read -- and scale
 counts. Not in the estimate: reading and augmenting data (random tensors stand in for it),
 ``torch.compile``'s compilation, and the figures, bounds and report stages.
 
-Long (about 400 lines) because counting, timing and printing all follow the stages' own rules
+Long (about 700 lines) because counting, timing and printing all follow the stages' own rules
 (what each method evaluates at r = 0 and r > 0, what a map file holds) and keep them in one place.
 """
 

@@ -18,7 +18,7 @@ Every bound gets a ``vacuous`` flag: above the trivial bound its quantity obeys 
 The page's sentences are chosen from the numbers (:func:`blocks`): whether Theorem 6's curve is
 flat in sigma and why, whether any bound says something, how the bound moves with n.
 
-Long (about 630 lines) because the bounds page explains its own numbers: the text that
+Long (about 640 lines) because the bounds page explains its own numbers: the text that
 chooses between a flat, a capped and a bending Theorem 6 curve, the vacuous flags and the
 per-n table sit beside the computation they describe. Splitting the page text into its own
 module is the next step.
