@@ -15,10 +15,11 @@ from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_wei
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
-from smoothstab.montecarlo import SmoothStats, default_groups, noise_draws
+from smoothstab.montecarlo import default_groups, noise_draws
 from smoothstab.randomize import Randomized, randomizable_layers, randomize
 from smoothstab.sanity import SanityResult, edge_map, sanity
 from smoothstab.smoothing import SAMPLERS, Smoothed, smooth, smoothed_ig
+from smoothstab.stats import SmoothStats
 from smoothstab.types import Method, Seed, Target
 from smoothstab.weightsmooth import WeightSmoothed, weight_smooth
 

@@ -44,7 +44,7 @@ from smoothstab.debias import (
     _parts,
     quantile,
 )
-from smoothstab.montecarlo import SmoothStats, relative_error
+from smoothstab.stats import SmoothStats, relative_error
 from smoothstab.views import abs_sum, work_dtype
 
 SQRT2 = math.sqrt(2)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from smoothstab.checks import check_input, check_number, check_same_shape
-from smoothstab.montecarlo import SmoothStats
+from smoothstab.stats import SmoothStats
 from smoothstab.views import work_dtype
 
 

@@ -65,9 +65,7 @@ from smoothstab.methods import (
 )
 from smoothstab.montecarlo import (
     DEFAULT_BATCH_SIZE,
-    REDUCTIONS,
     RowFn,
-    SmoothStats,
     Tolerance,
     _check_groups,
     make_generator,
@@ -75,6 +73,7 @@ from smoothstab.montecarlo import (
     monte_carlo_packed,
     units,
 )
+from smoothstab.stats import REDUCTIONS, SmoothStats
 from smoothstab.types import Method, Seed, Target
 
 SAMPLERS = ("noise", "joint")

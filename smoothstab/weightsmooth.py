@@ -26,7 +26,7 @@ parameters' device from ``seed`` (int, ``torch.Generator`` or ``None`` for the g
 ``j`` draws, for each perturbed parameter in ``named_parameters()`` order, one standard-normal
 tensor of its shape; antithetic units use ``(V, -V)``; units alternate between two halves. So
 the same seed gives the same ``V`` whatever ``batch_size`` is, and the result carries the same
-:class:`~smoothstab.montecarlo.SmoothStats` (halves and unit variances, hence standard errors) as
+:class:`~smoothstab.stats.SmoothStats` (halves and unit variances, hence standard errors) as
 input smoothing. An inner ``Smoothed`` with an int seed reuses the same input noise for every
 weight draw (common random numbers): its standard errors then cover the weight noise only; give
 it a ``torch.Generator`` (or ``None``) to draw fresh input noise for each weight draw.
@@ -48,7 +48,8 @@ from smoothstab.checks import (
     warn_if_training,
 )
 from smoothstab.methods import chunks, resolve_target
-from smoothstab.montecarlo import REDUCTIONS, SmoothStats, make_generator, units
+from smoothstab.montecarlo import make_generator, units
+from smoothstab.stats import REDUCTIONS, SmoothStats
 from smoothstab.types import Method, Seed, Target
 
 NOISES = ("additive", "multiplicative")

@@ -10,7 +10,8 @@ import torch
 
 import smoothstab as ss
 from conftest import ConvNet, make
-from smoothstab.montecarlo import SmoothStats, Tolerance
+from smoothstab.montecarlo import Tolerance
+from smoothstab.stats import SmoothStats
 
 CAM = functools.partial(ss.grad_cam, layer="features.3")
 

@@ -35,7 +35,7 @@ from smoothstab.experiments.rundir import (
     noise_grid,
     read_csv,
 )
-from smoothstab.montecarlo import SmoothStats
+from smoothstab.stats import SmoothStats
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import ExperimentConfig

@@ -277,7 +277,8 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
     its groups and tolerance, through ``MapFile.from_stats``) for one and two images; the
     sizes fit ``a + b x images`` exactly up to the zip format's alignment."""
     from smoothstab.experiments.rundir import MapFile
-    from smoothstab.montecarlo import SmoothStats, Tolerance, monte_carlo
+    from smoothstab.montecarlo import Tolerance, monte_carlo
+    from smoothstab.stats import SmoothStats
 
     a = cfg.attribution
     dtype = getattr(torch, a.dtype)
@@ -468,7 +469,7 @@ def time_attribution(
 def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> float:
     """Seconds of the evaluate stage: its row functions on random maps of the run's shapes."""
     from smoothstab.experiments.evaluate import model_rows, pair_rows
-    from smoothstab.montecarlo import SmoothStats
+    from smoothstab.stats import SmoothStats
 
     a, e = cfg.attribution, cfg.evaluation
     m = min(4, a.n_images)

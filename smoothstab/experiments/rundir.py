@@ -41,7 +41,7 @@ from smoothstab.experiments.io import (
 )
 from smoothstab.experiments.io import read_json as _read_json
 from smoothstab.experiments.measures import Metric as Metric  # the stages import it from here
-from smoothstab.montecarlo import SmoothStats
+from smoothstab.stats import SmoothStats
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig
