@@ -13,7 +13,7 @@
 #   3. packing several noise levels into shared calls (ResNet-18, 224 px, 4 and 16 images);
 #   4. the engine's rows per call (small CNN);
 #   5. `smoothstab plan` of the paper presets, timed on this GPU;
-#   6. smoothing against Captum-free peers (bare forward+backward; Captum if installed);
+#   6. smoothing against a bare forward+backward and Captum (captum must be importable);
 #   7. the GPU-only tests.
 # Results and the commands are recorded in benchmarks/RESULTS.md.
 set -u
