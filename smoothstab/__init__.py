@@ -11,7 +11,8 @@ from smoothstab import (
     _startup,  # noqa: F401 - first: a Ctrl-C while torch imports
     metrics,
 )
-from smoothstab.cam import grad_cam, grad_cam_pp, gradcam_weights, gradcampp_weights
+from smoothstab import cam as _cam
+from smoothstab.cam import grad_cam, grad_cam_pp, grad_cam_pp_weights, grad_cam_weights
 from smoothstab.debias import DistanceEstimate, debiased_distance
 from smoothstab.interop import from_captum, to_quantus
 from smoothstab.methods import IG_RULES, grad, ig_rule, integrated_gradients
@@ -49,8 +50,8 @@ __all__ = [
     "grad",
     "grad_cam",
     "grad_cam_pp",
-    "gradcam_weights",
-    "gradcampp_weights",
+    "grad_cam_pp_weights",
+    "grad_cam_weights",
     "ig_rule",
     "integrated_gradients",
     "metrics",
@@ -65,3 +66,10 @@ __all__ = [
     "weight_smooth",
 ]
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml and --version read it
+
+
+def __getattr__(name: str) -> object:
+    """Renamed public names (see :mod:`smoothstab.cam`): still found, with a warning."""
+    if name in _cam._RENAMED:
+        return getattr(_cam, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 Both are ``ReLU(sum_k w_k A_k)`` for the activations ``A`` of a layer and differ only in the
 channel weights ``w``: a *weighting* ``weighting(A, dscore/dA) -> [B, K, 1, 1]``, one small public
-function each (:func:`gradcam_weights`, :func:`gradcampp_weights`). A new CAM variant is one
+function each (:func:`grad_cam_weights`, :func:`grad_cam_pp_weights`). A new CAM variant is one
 such function passed as ``grad_cam(..., weighting=...)``. Maps are ``[B, 1, H, W]``: ReLU'd,
 upsampled bilinearly (``align_corners=False``) to the input size, and not min-max normalised
 unless asked: ``normalize="minmax"`` (or :func:`minmax_normalize` on a map) scales each map to
@@ -70,12 +70,12 @@ def activations_and_grads(
     return act, g
 
 
-def gradcam_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def grad_cam_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017, Eq. 1): spatial mean of the gradients, ``[B, K, 1, 1]``."""
     return g.mean(dim=(2, 3), keepdim=True)
 
 
-def gradcampp_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def grad_cam_pp_weights(act: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19, the closed form for an exponential score).
 
     ``alpha_ij = g^2 / (2 g^2 + sum_ab A_ab g^3)`` and ``w = sum_ij alpha_ij ReLU(g_ij)``;
@@ -108,7 +108,7 @@ def grad_cam(
     target: Target = None,
     *,
     layer: nn.Module | str,
-    weighting: Weighting = gradcam_weights,
+    weighting: Weighting = grad_cam_weights,
     normalize: str = "none",
     reshape: Reshape | None = None,
 ) -> torch.Tensor:
@@ -148,7 +148,24 @@ def grad_cam_pp(
         x,
         target,
         layer=layer,
-        weighting=gradcampp_weights,
+        weighting=grad_cam_pp_weights,
         normalize=normalize,
         reshape=reshape,
     )
+
+
+# Names up to version 0.1.0, which spelled the weightings apart from their methods.
+_RENAMED = {"gradcam_weights": "grad_cam_weights", "gradcampp_weights": "grad_cam_pp_weights"}
+
+
+def __getattr__(name: str) -> object:
+    """The old names of the weightings: they still work, with a warning, until version 1.0."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"smoothstab.{name} is renamed {new}; the old name goes in version 1.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,40 @@
+"""Public names: one spelling per method, and renamed names that still work with a warning."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import smoothstab as ss
+
+
+def test_cam_names_share_one_spelling():
+    """Every public name of a CAM is ``grad_cam`` or ``grad_cam_pp`` plus a suffix."""
+    cams = [n for n in ss.__all__ if "cam" in n.lower()]
+    assert cams and all(re.fullmatch(r"grad_cam(_pp)?(_weights)?", n) for n in cams), cams
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [("gradcam_weights", "grad_cam_weights"), ("gradcampp_weights", "grad_cam_pp_weights")],
+)
+def test_renamed_weightings_warn_and_are_the_new_functions(old, new):
+    with pytest.warns(FutureWarning, match=f"renamed {new}; the old name goes in version 1.0"):
+        fn = getattr(ss, old)
+    assert fn is getattr(ss, new)
+    act, g = torch.rand(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    assert torch.equal(fn(act, g), getattr(ss, new)(act, g))
+
+
+def test_importing_the_package_warns_nothing():
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import smoothstab"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_unknown_names_are_still_attribute_errors():
+    with pytest.raises(AttributeError, match="has no attribute 'grad_cam_ppp'"):
+        ss.grad_cam_ppp  # noqa: B018
