@@ -16,6 +16,7 @@ from conftest import TINY_SETTINGS
 from smoothstab.experiments import plan as P
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.setting import Setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +67,7 @@ def test_attribution_counts_are_exact():
 
 def test_given_checkpoints_train_nothing():
     cfg = load_config("paper/table1_dr")
-    assert P.training_costs(cfg) == [] and P.n_models(cfg) == 2
+    assert P.training_costs(cfg) == [] and Setting.of(cfg).n_models == 2
     costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
     assert costs["ig", 0.15].total == 2 * 512 * 100 * 20  # the paper's 2,000 passes per map
 
@@ -190,10 +191,9 @@ def test_ft_counts_its_proxy_runs_and_replicas():
     assert (c.size, c.models, c.steps_per_epoch, c.steps, c.images_seen) == (100, 3, 4, 8, 200)
     (swag,) = P.training_costs(tiny(*ft, "models.proxy=swag"))
     assert swag.models == 1 and swag.steps == 8
-    assert P.n_models(cfg) == 3 and P.model_names(cfg) == ["small_cnn"] * 3
+    assert Setting.of(cfg).model_names() == ["small_cnn"] * 3
     costs = {(a.method, a.r): a for a in P.attribution_costs(cfg)}
     assert costs["grad", 0.2].total == 6 * 4 * 3  # samples x images x replicas
-    assert P.pairs_and_models(cfg) == (3, 3)
 
 
 def test_an_empty_config_plans_with_the_defaults(tmp_path, capsys):

@@ -28,6 +28,7 @@ import torch
 
 from smoothstab.experiments.data import SHAPES_SIZES, dataset_info
 from smoothstab.experiments.rundir import noise_grid
+from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:
     from torch import nn
@@ -129,23 +130,8 @@ def train_set_size(cfg: ExperimentConfig) -> int | None:
 
 
 def training_config(cfg: ExperimentConfig) -> tuple[TrainConfig, int] | None:
-    """What the train stage trains and how many runs per size: ``[train]`` and its parts (DT),
-    the proxy's runs (FT), nothing (DR/DA, which train nothing)."""
-    if cfg.models.setting == "DT":
-        return cfg.train, cfg.train.parts
-    if cfg.models.setting != "FT":
-        return None
-    from smoothstab.experiments.proxies import proxy_runs, proxy_train_config
-
-    n = train_set_size(cfg)
-    if n is None:
-        if cfg.models.part_size is None:
-            raise ValueError(
-                f"models.part_size: the size of the {cfg.train.dataset} training set is known "
-                "only once it is read; give models.part_size to plan this config"
-            )
-        n = cfg.models.part_size * cfg.models.replicas
-    return proxy_train_config(cfg, n, num_classes(cfg)), proxy_runs(cfg)
+    """What the train stage trains and how many runs per size (:meth:`.Setting.training`)."""
+    return Setting.of(cfg).training(train_set_size(cfg), num_classes(cfg))
 
 
 def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
@@ -176,22 +162,6 @@ def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
     return out
 
 
-def n_models(cfg: ExperimentConfig) -> int:
-    """Models the later stages compare: trained (DT), replicas (FT) or given (DR/DA)."""
-    if cfg.models.setting == "DT":
-        return cfg.train.n_models
-    return cfg.models.replicas if cfg.models.setting == "FT" else len(cfg.models.specs)
-
-
-def model_names(cfg: ExperimentConfig) -> list[str]:
-    """The architecture of each model the later stages compare."""
-    if cfg.models.setting == "DT":
-        return [cfg.train.model] * n_models(cfg)
-    if cfg.models.setting == "FT":
-        return [cfg.models.specs[0].name] * n_models(cfg)
-    return [s.name for s in cfg.models.specs]
-
-
 def draws(attr: AttributionConfig) -> int:
     """Noise draws per image and map: ``n_samples``, or with a tolerance its ``max_samples``
     (an upper bound: an image stops drawing once its standard error is within the tolerance)."""
@@ -214,7 +184,7 @@ def evaluations(attr: AttributionConfig, method: str, r: float, estimator: str) 
 
 def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
     """Every (method, r) of the run, in the attribute stage's order."""
-    a, models = cfg.attribution, n_models(cfg)
+    a, models = cfg.attribution, Setting.of(cfg).n_models
     other = "joint" if a.ig_estimator == "nested" else "nested"
     out = []
     for method in a.methods:
@@ -244,7 +214,7 @@ def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
     a, k = cfg.attribution, sanity_model(cfg)
     rs = levels(a)
     per = {m: a.n_images * sum(evaluations(a, m, r, a.ig_estimator) for r in rs) for m in a.methods}
-    return SanityCost(k, sanity_copies(cfg, model_names(cfg)[k]), per)
+    return SanityCost(k, sanity_copies(cfg, Setting.of(cfg).model_names()[k]), per)
 
 
 def sanity_copies(cfg: ExperimentConfig, name: str) -> int | None:
@@ -305,7 +275,7 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
 
 def storage(cfg: ExperimentConfig) -> tuple[int, int, int]:
     """(map files, their bytes, bytes of ``test_images.pt``)."""
-    rs, models = noise_grid(cfg.attribution), n_models(cfg)
+    rs, models = noise_grid(cfg.attribution), Setting.of(cfg).n_models
     files = models * len(cfg.attribution.methods) * len(rs)
     total = sum(models * map_file_bytes(cfg, m, r) for m in cfg.attribution.methods for r in rs)
     info = dataset_info(cfg.train)
@@ -487,15 +457,6 @@ def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> flo
     return total
 
 
-def pairs_and_models(cfg: ExperimentConfig) -> tuple[int, int]:
-    """Model pairs compared (within one training-set size) and models, of the evaluate stage."""
-    models = n_models(cfg)
-    if cfg.models.setting == "DT":
-        p = cfg.train.parts
-        return len(cfg.train.sizes) * p * (p - 1) // 2, models
-    return models * (models - 1) // 2, models
-
-
 def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     """Time a few training steps and attribution chunks here and extrapolate to the whole run."""
     start = time.perf_counter()
@@ -515,7 +476,8 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
             eval_s += c.models * (test + val) * fwd
     device, note = _device(cfg.attribution.device)
     notes.append(note)
-    names = model_names(cfg)
+    setting = Setting.of(cfg)
+    names = setting.model_names()
     per_row: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(names):
         with torch.random.fork_rng(devices=[]):
@@ -524,11 +486,10 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     attribute_s = 0.0
     counts = {}
     for c in attribution_costs(cfg):
-        counts[c.method] = counts.get(c.method, 0) + c.total // n_models(cfg)
+        counts[c.method] = counts.get(c.method, 0) + c.total // setting.n_models
     for name in names:
         attribute_s += sum(per_row[name][m] * n for m, n in counts.items())
-    pairs, models = pairs_and_models(cfg)
-    evaluate_s = time_evaluation(cfg, pairs, models)
+    evaluate_s = time_evaluation(cfg, len(setting.pairs()), setting.n_models)
     first = per_row[names[0]]
     check = sanity_cost(cfg)
     sanity_s = 0.0
@@ -556,7 +517,7 @@ def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0
     files, nbytes, images = storage(cfg)
     return Plan(
         cfg.name,
-        n_models(cfg),
+        Setting.of(cfg).n_models,
         tuple(training_costs(cfg)),
         tuple(attribution_costs(cfg)),
         files,
@@ -602,10 +563,11 @@ def _table(header: list[str], rows: list[list[str]]) -> Iterator[str]:
 def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     """The plan as text, one section per stage."""
     a = cfg.attribution
-    lines = [f"plan for {plan.name}: {plan.n_models} models ({cfg.models.setting})", ""]
+    setting = Setting.of(cfg)
+    lines = [f"plan for {plan.name}: {plan.n_models} models ({setting.name})", ""]
     if plan.training:
         t = training_config(cfg)[0]
-        what = f"proxy {cfg.models.proxy} runs" if cfg.models.setting == "FT" else "training"
+        what = setting.training_name()
         lines.append(
             f"{what} ({t.model}, {t.epochs} epochs, batch {t.batch_size}, amp {t.amp}"
             + (f", {t.noise_draws} weight-noise draws per step" if t.noise_std > 0 else "")

@@ -37,6 +37,7 @@ from smoothstab.experiments.blocks import Block, Paragraph, Table, render_markdo
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
+from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:
     from torch import nn
@@ -130,7 +131,7 @@ def compute(
         for m in models:
             layer_norms.append(bounds.layer_norms(m.double().cpu(), shape, n_iter=5000, tol=1e-8))
             bar.update()
-    dt = cfg.models.setting == "DT"
+    sgd = Setting.of(cfg).sgd_bounds
     return assemble(
         max_norms(layer_norms),
         C=x.flatten(1).norm(dim=1).max().item(),
@@ -139,8 +140,8 @@ def compute(
         rs=[r for r in noise_grid(cfg.attribution) if r > 0],
         summary=summary,
         debiased=cfg.evaluation.debiased,
-        train=cfg.train if dt else None,
-        sizes=train_sizes(run) if dt else [],
+        train=cfg.train if sgd else None,
+        sizes=train_sizes(run) if sgd else [],
         unit=cfg.evaluation.bound_steps,
         heuristic=any(ln.heuristic for ln in layer_norms),
         reasons=sorted({reason for ln in layer_norms for reason in ln.reasons}),
