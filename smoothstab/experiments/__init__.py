@@ -4,7 +4,8 @@ It imports the core (:mod:`smoothstab`); the core never imports it. Importing th
 imports nothing else, so loading a config does not pull in training, DDP or plotting:
 
 * :mod:`.experiment` (every config dataclass, presets by name) and :mod:`.config` (TOML and
-  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names);
+  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names), :mod:`.setting`
+  (DT, DR, DA, FT: the models a run compares and how it gets them);
 * :mod:`.data`, :mod:`.shapes`, :mod:`.models` (with :mod:`.external` for ``timm:``, ``hf:``
   and ``python:`` models); :mod:`.train` and :mod:`.trainer` (:mod:`.distributed` for
   ``torchrun``, :mod:`.accel` for the speed options); :mod:`.proxies` (setting FT's replicas);
