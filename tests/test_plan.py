@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,61 @@ def test_training_counts_are_exact():
     # part_size none: the training set (5000 shapes) split evenly
     (c,) = P.training_costs(tiny("train.part_size=none"))
     assert c.size == 2500 and c.steps_per_epoch == 79
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["train.drop_last=true"],
+        ["train.part_size=[100, 400]", "train.batch_size=48", "train.epochs=3"],
+        ["train.part_size=none", "train.keep=best", "train.val_size=37"],
+    ],
+)
+def test_training_counts_are_the_trainers_batches(extra):
+    """Steps and images per model are what :meth:`.Trainer.batches` cuts a part into."""
+    from torch.utils.data import TensorDataset
+
+    from smoothstab.experiments.distributed import DistInfo
+    from smoothstab.experiments.trainer import Trainer
+
+    cfg = tiny(*extra)
+    costs = P.training_costs(cfg)
+    assert [c.size for c in costs] == [s or (5000 - 37) // 2 for s in cfg.train.sizes]
+    for c in costs:
+        t = replace(cfg.train, part_size=c.size, num_classes=6, device="cpu", keep="last")
+        dummy = TensorDataset(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))
+        trainer = Trainer(t, range(c.size), 0, DistInfo(), Path("unused"), dummy, None)
+        epochs = []
+        for trainer.epoch in range(t.epochs):  # each epoch's own permutation and cuts
+            epochs.append(trainer.batches())
+        assert c.steps_per_epoch == len(epochs[0]) and c.steps == sum(map(len, epochs))
+        assert c.images_seen == sum(len(b) for batches in epochs for b in batches)
+
+
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 33, 64, 95])
+@pytest.mark.parametrize("world", [1, 2, 5])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_epoch_batches_counts_the_cuts(n, world, drop_last):
+    """:func:`.epoch_batches` against cutting ``n`` indices into batches of 32: the last,
+    partial one dropped with ``drop_last``, any batch smaller than the world dropped."""
+    from smoothstab.experiments.trainer import epoch_batches
+
+    cuts = [list(range(n))[i : i + 32] for i in range(0, n, 32)]
+    if drop_last and len(cuts[-1]) < 32:
+        cuts.pop()
+    cuts = [c for c in cuts if len(c) >= world]
+    assert epoch_batches(n, 32, drop_last, world) == (len(cuts), sum(map(len, cuts)))
+    assert epoch_batches(n, 4, drop_last, world=5) == (0, 0)  # no batch fills the world
+
+
+def test_dataset_sizes_are_the_loaders():
+    from smoothstab.experiments.data import dataset_info, load_dataset
+
+    for name in ("digits", "shapes"):
+        info = dataset_info(name)
+        sizes = [len(load_dataset(name, train=train)) for train in (True, False)]
+        assert sizes == [info.train_size, info.test_size], name
 
 
 def test_attribution_counts_are_exact():

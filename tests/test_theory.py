@@ -140,6 +140,8 @@ def example_steps(train: TrainConfig, n: int) -> list[float]:
         lr = theory.epoch_lr(train, epoch)
         for start in range(0, n, train.batch_size):
             size = min(train.batch_size, n - start)
+            if size < train.batch_size and train.drop_last:
+                continue  # never taken
             etas += [lr / size] * size
     return etas
 
@@ -151,21 +153,23 @@ def example_steps(train: TrainConfig, n: int) -> list[float]:
         (TrainConfig(epochs=3, batch_size=4, lr=0.1, schedule="step", step_size=100), 8),
         (TrainConfig(epochs=5, batch_size=3, lr=0.2, schedule="cosine"), 11),
         (TrainConfig(epochs=4, batch_size=5, lr=0.3, schedule="step", step_size=2, gamma=0.1), 7),
+        (TrainConfig(epochs=5, batch_size=3, lr=0.2, schedule="cosine", drop_last=True), 11),
     ],
 )
 def test_step_constant_examples_and_minibatches(train, n):
     etas = example_steps(train, n)
     T, c = theory.step_constant(train, n, "examples")
-    assert T == len(etas) == train.epochs * n
+    b = train.batch_size
+    assert T == len(etas) == train.epochs * (n // b * b if train.drop_last else n)
     assert c == pytest.approx(max(eta * t for t, eta in enumerate(etas, start=1)), rel=1e-12)
     # minibatches: one step of lr per batch, t counting batches
-    per_epoch = math.ceil(n / train.batch_size)
+    per_epoch = n // b if train.drop_last else math.ceil(n / b)
     lrs = [theory.epoch_lr(train, e) for e in range(train.epochs) for _ in range(per_epoch)]
     T_mb, c_mb = theory.step_constant(train, n, "minibatches")
     assert T_mb == len(lrs)
     assert c_mb == pytest.approx(max(lr * t for t, lr in enumerate(lrs, start=1)), rel=1e-12)
     # The same c when the batch size divides n; a smaller last batch has larger example steps.
-    if n % train.batch_size == 0:
+    if n % train.batch_size == 0 or train.drop_last:
         assert c == pytest.approx(c_mb, rel=1e-12)
     else:
         assert c > c_mb

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smoothstab.experiments.data import SHAPES_SIZES, dataset_info
+from smoothstab.experiments import data
+from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.rundir import noise_grid
 from smoothstab.experiments.setting import Setting
 
@@ -35,14 +36,6 @@ if TYPE_CHECKING:
 
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig, TrainConfig
 
-# Training and test set sizes of the datasets with a fixed size (an ImageFolder's is its own).
-TRAIN_SIZES = {
-    "digits": 1297,
-    "shapes": SHAPES_SIZES[True],
-    "cifar10": 50_000,
-    "imagenet": 1_281_167,
-}
-TEST_SIZES = {"digits": 500, "shapes": SHAPES_SIZES[False], "cifar10": 10_000, "imagenet": 50_000}
 CAMS = ("gradcam", "gradcampp")
 
 
@@ -126,7 +119,7 @@ class Plan:
 
 def train_set_size(cfg: ExperimentConfig) -> int | None:
     """The training set's size when the dataset has a fixed one (``None``: an ImageFolder)."""
-    return TRAIN_SIZES.get(cfg.train.dataset)
+    return dataset_info(cfg.train).train_size
 
 
 def training_config(cfg: ExperimentConfig) -> tuple[TrainConfig, int] | None:
@@ -140,6 +133,9 @@ def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
     found = training_config(cfg)
     if found is None:
         return []
+    from smoothstab.experiments.train import even_part_size
+    from smoothstab.experiments.trainer import epoch_batches
+
     t, runs = found
     out = []
     for size in t.sizes:
@@ -150,10 +146,9 @@ def training_costs(cfg: ExperimentConfig) -> list[TrainingCost]:
                     f"train.part_size: the size of the {t.dataset} training set is known only "
                     "once it is read; give train.part_size to plan this config"
                 )
-            size = (n - (t.val_size if t.keep == "best" else 0)) // t.parts
-        full, rest = divmod(size, t.batch_size)
-        per_epoch = full if t.drop_last else full + (rest > 0)
-        images = (full * t.batch_size if t.drop_last else size) * t.epochs
+            size = even_part_size(t, n)
+        per_epoch, seen = epoch_batches(size, t.batch_size, t.drop_last)
+        images = seen * t.epochs
         out.append(
             TrainingCost(
                 size, runs, per_epoch, per_epoch * t.epochs, images, images * t.noise_draws
@@ -171,15 +166,13 @@ def draws(attr: AttributionConfig) -> int:
 
 
 def evaluations(attr: AttributionConfig, method: str, r: float, estimator: str) -> int:
-    """Model evaluations per image of one method at noise level r (one map of one model)."""
-    n = draws(attr)
-    if method != "ig":
-        return 1 if r == 0 else n
-    if r == 0:  # the unsmoothed IG: one quadrature; the joint run's reference may be finer
-        if estimator == "joint" and attr.ig_reference_steps > 0:
-            return attr.ig_reference_steps
-        return attr.ig_steps
-    return n * attr.ig_steps if estimator == "nested" else n
+    """Model evaluations per image of one method at noise level r (one map of one model), IG
+    with ``estimator``: what a draw costs in the attribute stage
+    (:func:`~.attribute.evals_per_sample`) times the draws (one at r = 0)."""
+    from smoothstab.experiments.attribute import evals_per_sample
+
+    attr = replace(attr, ig_estimator=estimator)
+    return (draws(attr) if r > 0 else 1) * evals_per_sample(method, attr, r)
 
 
 def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
@@ -338,7 +331,9 @@ def _linear(
 
 
 def num_classes(cfg: ExperimentConfig) -> int:
-    return cfg.train.num_classes or dataset_info(cfg.train).num_classes or 1000
+    """The models' classes as far as the config says; an imagefolder's, which only its folder
+    says, is taken as ImageNet's 1000 (a plan reads no data)."""
+    return data.num_classes(cfg.train, read=False) or 1000
 
 
 def time_training(cfg: ExperimentConfig, budget: float) -> tuple[float, float, float, str]:
@@ -471,7 +466,7 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
         for c in costs:
             steps_full = c.steps
             train_s += c.models * (steps_full * fixed + c.images_seen * per)
-            test = TEST_SIZES.get(t.dataset, 50_000)
+            test = dataset_info(t).test_size or 50_000  # an imagefolder's: as ImageNet's
             val = t.val_size * t.epochs if t.keep == "best" else 0
             eval_s += c.models * (test + val) * fwd
     device, note = _device(cfg.attribution.device)

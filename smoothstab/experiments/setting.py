@@ -115,10 +115,11 @@ class Setting:
 
     def models(self, run: RunDir) -> list[nn.Module]:
         """The run's models, in eval mode."""
-        from smoothstab.experiments import proxies
+        from smoothstab.experiments.data import num_classes
+        from smoothstab.experiments.proxies import given_model
 
-        cfg, classes = self.cfg, proxies.n_classes(self.cfg)
-        return [proxies.given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
+        cfg, classes = self.cfg, num_classes(self.cfg.train)
+        return [given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
 
     def model_sizes(self, run: RunDir) -> list[int | None]:
         """Each model's training-set size (``None``: not trained here)."""

@@ -38,6 +38,7 @@ from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
 from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.trainer import epoch_batches
 
 if TYPE_CHECKING:
     from torch import nn
@@ -64,7 +65,8 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
     """``(T, c)``: SGD steps and the smallest ``c`` with ``eta_t <= c / t`` (t from 1), for a
     model trained on ``n`` examples, with steps counted in ``unit``.
 
-    ``examples`` (the theorems' unit, one example per step): ``T = epochs x n``. The run did
+    ``examples`` (the theorems' unit, one example per step): ``T = epochs x n`` (with
+    ``train.drop_last``, ``n`` less the last partial batch, which is never taken). The run did
     minibatch SGD: a step moves the weights by ``lr`` times the *mean* gradient of its ``s``
     examples (``s`` = the batch size, or fewer in an epoch's last batch). We read it as ``s``
     example steps of ``eta = lr / s`` each: the same move, and the unit in which Hardt et al.'s
@@ -77,15 +79,17 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
     largest ``(lr / s) t`` over the ends of the batches: the last full batch of an epoch and its
     last, possibly smaller, batch.
 
-    ``minibatches``: ``T = epochs x ceil(n / batch_size)``, ``eta_t = lr`` with ``t`` counting
-    minibatches; each batch is taken for one example, which the theorems do not cover and which
-    understates the bound (``T`` is about ``batch_size`` times smaller; ``c`` is the same when the
-    batch size divides ``n``, else smaller, as an epoch's last batch then has larger example steps).
+    ``minibatches``: ``T = epochs x`` the batches of an epoch (:func:`~.trainer.epoch_batches`:
+    ``ceil(n / batch_size)``, one fewer where ``drop_last`` cuts one), ``eta_t = lr`` with ``t``
+    counting minibatches; each batch is taken for one example, which the theorems do not cover
+    and which understates the bound (``T`` is about ``batch_size`` times smaller; ``c`` is the
+    same when the batch size divides ``n``, else smaller, as an epoch's last batch then has
+    larger example steps).
     Momentum and weight decay, which the theory's SGD lacks, are left out of both.
     """
     b = train.batch_size
-    per_epoch = math.ceil(n / b)
-    last = n - (per_epoch - 1) * b  # the epoch's last batch, smaller when b does not divide n
+    per_epoch, seen = epoch_batches(n, b, train.drop_last)  # seen: n, or fewer with drop_last
+    last = seen - (per_epoch - 1) * b  # the epoch's last batch, smaller when b does not divide n
     c = 0.0
     for epoch in range(train.epochs):
         lr = epoch_lr(train, epoch)
@@ -93,9 +97,9 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
             c = max(c, lr * (epoch + 1) * per_epoch)  # the epoch's last step
             continue
         if per_epoch > 1:  # the end of the last full batch
-            c = max(c, lr / b * (epoch * n + (per_epoch - 1) * b))
-        c = max(c, lr / last * (epoch + 1) * n)  # the end of the last batch
-    return train.epochs * (n if unit == "examples" else per_epoch), c
+            c = max(c, lr / b * (epoch * seen + (per_epoch - 1) * b))
+        c = max(c, lr / last * (epoch + 1) * seen)  # the end of the last batch
+    return train.epochs * (seen if unit == "examples" else per_epoch), c
 
 
 def max_norms(all_norms: list[bounds.LayerNorms]) -> list[float]:
