@@ -23,7 +23,7 @@ import torch
 from smoothstab import metrics
 from smoothstab.debias import debiased_distance
 from smoothstab.experiments.advice import recommend
-from smoothstab.experiments.aggregate import Band
+from smoothstab.experiments.findings import table1, table1_csv
 from smoothstab.experiments.io import DamagedFile
 from smoothstab.experiments.progress import Progress, say
 from smoothstab.experiments.rundir import (
@@ -110,69 +110,11 @@ def cost_rows(base: dict, file: MapFile) -> Iterator[dict]:
         yield from _rows(base, Metric.MODEL_EVALS, file.evals.round())
 
 
-TABLE1 = {  # column: (metric, smoothed?); the unit-map distance debiased where the run has it
-    "ssim": (Metric.SSIM, False),
-    "smoothed_ssim": (Metric.SSIM, True),
-    "topk_miou": (Metric.TOPK_IOU, False),
-    "smoothed_topk_miou": (Metric.TOPK_IOU, True),
-    "unit_distance": (Metric.UNIT_DISTANCE, False),
-    "smoothed_unit_distance": (Metric.UNIT_DISTANCE, True),
-}
-MEAN = "mean over pairs"
-
-
-def table1(
-    summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
-) -> list[dict]:
-    """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
-    largest training-set size, and beside them the scale-free unit-map distance of the raw maps
-    (lower: more alike); a row per labelled pair (floats) and, unless there is only one, the
-    mean over pairs (a Band)."""
-
-    def honest(method: str, metric: Metric, r: float) -> Metric:
-        """The metric's debiased version where the run has one."""
-        debiased = f"{metric}_debiased"
-        return Metric(debiased) if summary.get(method, debiased, r) is not None else metric
-
-    rows = []
-    for method in methods:
-        cols = {
-            col: (honest(method, metric, r), r)
-            for col, (metric, smoothed) in TABLE1.items()
-            for r in [r_smooth if smoothed else 0.0]
-        }
-        for pair, label in labels.items() if len(labels) > 1 else ():
-            cells = {col: summary.per_unit(method, m, r).get(pair) for col, (m, r) in cols.items()}
-            rows.append({"method": method, "pair": label, **cells})
-        cells = {col: summary.get(method, m, r) for col, (m, r) in cols.items()}
-        only = next(iter(labels.values())) if len(labels) == 1 else MEAN
-        rows.append({"method": method, "pair": only, **cells})
-    return rows
-
-
-def table1_csv(rows: list[dict]) -> str:
-    def cell(v: Band | float | None) -> str:
-        return "" if v is None else f"{getattr(v, 'mean', v):.6g}"
-
-    flat = [{k: v if k in ("method", "pair") else cell(v) for k, v in row.items()} for row in rows]
-    return csv_text(flat, columns=list(flat[0]))
-
-
 def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, float, list[MapFile]]:
     """Every model's maps of ``method`` at ``r``, the absolute sigma they were made with, and
     the files."""
     files = [run.load_map(k, method, r) for k in range(n_models)]
     return [f.estimate() for f in files], files[0].sigma, files
-
-
-def grid_pairs(cfg: ExperimentConfig, summary: Summary) -> list[tuple[int, int]]:
-    """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every pair
-    of a DA run (each is a different pair of architectures), else the first pair compared at
-    the largest training-set size."""
-    named = cfg.evaluation.grid_pairs
-    compared = summary.per_unit(cfg.attribution.methods[0], Metric.STABILITY, 0.0)
-    pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
-    return pairs if named or Setting.of(cfg).every_pair_drawn else pairs[:1]
 
 
 def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]) -> list[dict]:

@@ -20,8 +20,7 @@ from smoothstab.experiments.blocks import (
     render_markdown,
 )
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.evaluate import grid_pairs, table1
-from smoothstab.experiments.findings import best_levels, fmt, size_table, trends
+from smoothstab.experiments.findings import best_levels, fmt, size_table, table1, trends
 from smoothstab.experiments.names import BANDS, MEASURES, NAMES
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
 from smoothstab.experiments.setting import Setting
@@ -352,7 +351,7 @@ def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Bloc
     out: list[Block] = [Heading(2, "Maps")]
     labels = Setting.of(cfg).pair_labels()
     for m in cfg.attribution.methods:
-        for i, j in grid_pairs(cfg, summary):
+        for i, j in Setting.of(cfg).grid_pairs(summary):
             who = labels.get(f"{i}-{j}", f"models {i} and {j}")
             caption = f"{NAMES[m]}: {who}, unsmoothed and smoothed (Figs 7 and 10-16)."
             out.append(Figure(run.figure(f"grid_{m}_{i}-{j}"), caption))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from smoothstab.experiments.experiment import ExperimentConfig, ModelsConfig, TrainConfig
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.rundir import RunDir, Summary
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,17 @@ class Setting:
     def first_of_largest(self) -> int:
         """The first model of the largest training-set size."""
         return next(k for k in range(self.n_models) if self.size_index(k) == len(self.sizes) - 1)
+
+    def grid_pairs(self, summary: Summary) -> list[tuple[int, int]]:
+        """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every
+        pair compared where :attr:`every_pair_drawn`, else the first pair compared at the
+        largest training-set size."""
+        from smoothstab.experiments.measures import Metric
+
+        named = self.cfg.evaluation.grid_pairs
+        compared = summary.per_unit(self.cfg.attribution.methods[0], Metric.STABILITY, 0.0)
+        pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
+        return pairs if named or self.every_pair_drawn else pairs[:1]
 
     def pair_labels(self) -> dict[str, str]:
         """``{"i-j": "A vs B"}`` of the pairs with names of their own (Table 1 has a row for

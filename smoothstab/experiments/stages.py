@@ -127,7 +127,10 @@ def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     # on 2 CPU cores): done once, like the other stages' work; delete bounds.json to redo it.
     if all(p.is_file() for p in (run.bounds_json, run.bounds_md, run.figure("bounds"))):
         return
-    theory.bounds_run(cfg, run, models(cfg, run), run.summary(cfg.evaluation.band))
+    from smoothstab.experiments import figures  # matplotlib only when drawing
+
+    res = theory.bounds_run(cfg, run, models(cfg, run), run.summary(cfg.evaluation.band))
+    figures.bounds_figure(res, run.figure("bounds"))
 
 
 def report_stage(cfg: ExperimentConfig, run: RunDir) -> None:

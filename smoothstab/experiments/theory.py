@@ -631,11 +631,9 @@ def blocks(res: dict) -> list[Block]:
 def bounds_run(
     cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
 ) -> dict:
-    """Write ``bounds.json``, ``bounds.md`` and ``figures/bounds.png``."""
-    from smoothstab.experiments.figures import bounds_figure  # matplotlib only when drawing
-
+    """Write ``bounds.json`` and ``bounds.md``; returns what the first holds (the figures
+    module draws it: :func:`~.figures.bounds_figure`)."""
     res = compute(cfg, run, models, summary)
     run.write_json(run.bounds_json, res)
     run.write_text(run.bounds_md, render_markdown(blocks(res)))
-    bounds_figure(res, run.figure("bounds"))
     return res
