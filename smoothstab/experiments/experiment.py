@@ -15,8 +15,9 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
     -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
-Long (about 610 lines) because every config dataclass and its checks live here, so that a
-config is validated whole before any stage runs.
+Long (about 570 lines) because every config dataclass and its checks live here (those that
+depend on the setting in :mod:`.setting`), so that a config is validated whole before any stage
+runs.
 """
 
 from __future__ import annotations
