@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 from smoothstab.checks import check_choice
 from smoothstab.experiments.aggregate import model_pairs
 from smoothstab.experiments.config import ConfigError
+from smoothstab.experiments.measures import Metric
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Setting:
-    """The setting of ``cfg``; subclasses answer for DT, DR, DA and FT."""
+    """The setting of ``cfg``: the given checkpoints' answers (DR, DA), which the subclasses
+    for DT and FT override where theirs differ."""
 
     cfg: ExperimentConfig
     name: ClassVar[str]
@@ -95,8 +97,6 @@ class Setting:
         """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every
         pair compared where :attr:`every_pair_drawn`, else the first pair compared at the
         largest training-set size."""
-        from smoothstab.experiments.measures import Metric
-
         named = self.cfg.evaluation.grid_pairs
         compared = summary.per_unit(self.cfg.attribution.methods[0], Metric.STABILITY, 0.0)
         pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
