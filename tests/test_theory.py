@@ -5,6 +5,7 @@ size, and the page's sentences following its numbers (flat or bending curve, vac
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -204,6 +205,13 @@ def test_units_in_the_page():
     assert "the minibatch count understates it" in text_mb
     for text in (text_ex, text_mb):
         assert "momentum 0.9" in text and "10 times larger" in text
+    # drop_last: the last 8 examples of every epoch are never a step
+    dropped = dataclasses.replace(train, drop_last=True)
+    dl = build(QUICKSTART_NORMS, (0.1,), C=75.0, m=3072, sizes=(1000,), train=dropped)
+    assert dl["T"] == 2 * 992 and dl["other_unit"]["T"] == 2 * 31
+    text_dl = page(dl)
+    assert "epochs x the 992 examples of n = 1000 an epoch takes" in text_dl
+    assert "its steps are lr /" not in text_dl
 
 
 # ---------------------------------------------------------------------------- vacuous flags

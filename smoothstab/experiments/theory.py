@@ -405,9 +405,16 @@ def steps_text(res: dict) -> str:
     b, n, epochs = t["batch_size"], res["n"], t["epochs"]
     alt = _sci(other["simplegrad_log10"])
     if res["step_unit"] == "examples":
-        last = n - (math.ceil(n / b) - 1) * b
+        taken = res["T"] // epochs  # n, or fewer where drop_last dropped a last partial batch
+        last = taken - (math.ceil(taken / b) - 1) * b
+        per_epoch = (
+            f"epochs x n = {epochs} x {n}"
+            if taken == n
+            else f"epochs x the {taken} examples of n = {n} an epoch takes (its last partial "
+            f"batch is dropped) = {epochs} x {taken}"
+        )
         text = (
-            f"T = {res['T']} counts single-example SGD steps, epochs x n = {epochs} x {n}, as "
+            f"T = {res['T']} counts single-example SGD steps, {per_epoch}, as "
             f"the theorems assume one example per step; the run took {other['T']} minibatch "
             f"steps of {b}. A minibatch step moves the weights by lr times the mean gradient of "
             "its examples; it is read as one step of lr / (batch size) per example, the same "
