@@ -365,7 +365,6 @@ STAGE_IMPORTS_LEFT = {
     ("sanity", "attribute"),  # the attribute stage's seeds, test images and smoothed methods
     ("figures", "sanity"),  # sanity.csv's reader and similarity
     ("report", "sanity"),
-    ("report", "theory"),  # the bounds page's text
 }
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from smoothstab import bounds as sb
-from smoothstab.experiments import theory
+from smoothstab.experiments import bounds_page, theory
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.blocks import render_markdown
 from smoothstab.experiments.config import ConfigError
@@ -41,7 +41,7 @@ def summary_of(values: dict[tuple[str, str, float, int | None], float]) -> Summa
 
 
 def page(res: dict) -> str:
-    return render_markdown(theory.blocks(res))
+    return render_markdown(bounds_page.blocks(res))
 
 
 def build(
@@ -200,7 +200,7 @@ def test_units_in_the_page():
     text_ex, text_mb = page(ex), page(mb)
     assert "T = 2000 counts single-example SGD steps, epochs x n = 2 x 1000" in text_ex
     assert "its steps are lr / 8" in text_ex  # 1000 = 31 x 32 + 8
-    assert f"Theorem 5 would give {theory._sci(mb['simplegrad_log10'])}" in text_ex
+    assert f"Theorem 5 would give {bounds_page._sci(mb['simplegrad_log10'])}" in text_ex
     assert "T = 64 counts minibatch steps of 32 examples" in text_mb
     assert "the minibatch count understates it" in text_mb
     for text in (text_ex, text_mb):
@@ -369,7 +369,7 @@ def test_an_older_bounds_json_is_not_rendered():
     [(3.4339, "2.72e+3"), (3.999999, "1.00e+4"), (-4.49, "3.24e-5"), (1.02e14, "10^(1.02e+14)")],
 )
 def test_sci(log10, want):
-    assert theory._sci(log10) == want
+    assert bounds_page._sci(log10) == want
 
 
 def test_figure_draws(tmp_path):

@@ -13,8 +13,9 @@ imports nothing else, so loading a config does not pull in training, DDP or plot
   metrics and :mod:`.aggregate` summarising them) and :mod:`.manifest` (what each stage wrote,
   hashed); the stages in :mod:`.stages`: :mod:`.attribute`, :mod:`.evaluate` (with
   :mod:`.advice`, :mod:`.findings` and :mod:`.verdicts`), :mod:`.sanity`, :mod:`.figures`,
-  :mod:`.theory`, :mod:`.report` (with :mod:`.blocks` and :mod:`.names`); :mod:`.plan` counts
-  what a config costs before it runs, :mod:`.plan_timing` times it, :mod:`.plan_text` prints it;
+  :mod:`.theory` (with :mod:`.bounds_page`), :mod:`.report` (with :mod:`.blocks` and
+  :mod:`.names`); :mod:`.plan` counts what a config costs before it runs, :mod:`.plan_timing`
+  times it, :mod:`.plan_text` prints it;
 * :mod:`.cli`, the ``smoothstab`` command, and :mod:`.progress` (its bars and lines).
 
 Stages talk through files in a run directory, written atomically (:mod:`.io`), so a killed run

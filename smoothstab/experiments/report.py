@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments import bounds_page
 from smoothstab.experiments.blocks import (
     Block,
     Bullets,
@@ -435,10 +436,8 @@ def bounds_section(run: RunDir) -> list[Block]:
     """The bounds stage's page, when it ran."""
     if not run.bounds_json.is_file():
         return []
-    from smoothstab.experiments import theory
-
     out = [Heading(2, "Theory: bounds beside the measured errors")]
-    out += theory.blocks(run.read_json(run.bounds_json))
+    out += bounds_page.blocks(run.read_json(run.bounds_json))
     if run.figure("bounds").is_file():
         caption = (
             "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
