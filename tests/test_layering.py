@@ -353,3 +353,37 @@ def test_loading_a_config_pulls_in_no_training_ddp_or_plotting():
         for m in ("trainer", "train", "distributed", "stages", "attribute", "figures", "cli")
     )
     assert loaded_after(code, ("matplotlib", *ours)) == []
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+# The modules of the stages after training: each reads the files the earlier ones wrote and
+# shares code through helper modules (rundir, findings, setting, ...), not through another stage.
+STAGE_MODULES = ("attribute", "evaluate", "sanity", "figures", "theory", "report")
+# Imports between stages still to be moved to helper modules: (importer, imported).
+STAGE_IMPORTS_LEFT = {
+    ("sanity", "attribute"),  # the attribute stage's seeds, test images and smoothed methods
+    ("figures", "sanity"),  # sanity.csv's reader and similarity
+    ("report", "sanity"),
+}
+
+
+def stage_imports() -> set[tuple[str, str]]:
+    found = set()
+    for stage in STAGE_MODULES:
+        module = f"{EXPERIMENTS}.{stage}"
+        path = ROOT / "smoothstab" / "experiments" / f"{stage}.py"
+        for _, name, _ in imports(ast.parse(path.read_text(encoding="utf-8")), module, False):
+            other = name.removeprefix(f"{EXPERIMENTS}.").partition(".")[0]
+            if name.startswith(f"{EXPERIMENTS}.") and other in STAGE_MODULES and other != stage:
+                found.add((stage, other))
+    return found
+
+
+def test_stages_do_not_import_each_other():
+    assert stage_imports() <= STAGE_IMPORTS_LEFT, sorted(stage_imports() - STAGE_IMPORTS_LEFT)
+
+
+def test_the_stage_imports_left_are_still_there():
+    """An import moved away is taken off the list, so that it cannot come back unnoticed."""
+    assert stage_imports() == STAGE_IMPORTS_LEFT

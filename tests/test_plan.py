@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from conftest import TINY_SETTINGS
 from smoothstab.experiments import plan as P
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.rundir import noise_grid
+from smoothstab.experiments.setting import Setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,49 +27,89 @@ def tiny(*extra: str):
     return load_config("quickstart", [*TINY_SETTINGS, *extra])
 
 
-def test_training_counts_are_exact():
-    # 400 images per part, batch 32: 12 full batches and one of 16, kept (as the paper did)
-    (c,) = P.training_costs(tiny())
-    assert (c.size, c.models, c.steps_per_epoch, c.steps, c.images_seen) == (400, 2, 13, 26, 800)
-    (c,) = P.training_costs(tiny("train.drop_last=true"))
-    assert (c.steps_per_epoch, c.steps, c.images_seen) == (12, 24, 768)
+def test_training_runs_and_passes():
+    """Every size trains ``parts`` models; with weight noise every image seen is a forward and
+    backward pass per noise draw (steps and images: against the trainer, below)."""
     noisy = tiny("train.noise_std=0.01", "train.noise_draws=3", "train.part_size=[100, 400]")
-    small, large = P.training_costs(noisy)
-    assert (small.size, small.steps, small.images_seen, small.passes) == (100, 8, 200, 600)
-    assert (large.size, large.passes) == (400, 2400)
-    # part_size none: the training set (5000 shapes) split evenly
-    (c,) = P.training_costs(tiny("train.part_size=none"))
-    assert c.size == 2500 and c.steps_per_epoch == 79
+    costs = P.training_costs(noisy)
+    assert [(c.size, c.models) for c in costs] == [(100, 2), (400, 2)]
+    assert all(c.passes == 3 * c.images_seen for c in costs)
 
 
-def test_attribution_counts_are_exact():
-    cfg = tiny()  # 2 models, 4 images, 6 samples, 4 IG steps; r in {0, 0.1, 0.15, 0.2, 0.4}
-    costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
-    assert sorted({r for _, r in costs}) == [0, 0.1, 0.15, 0.2, 0.4]
-    assert len(costs) == 4 * 5
-    for m in ("grad", "gradcam", "gradcampp"):
-        assert (costs[m, 0.0].per_image, costs[m, 0.0].total) == (1, 8)  # once, exactly
-        assert (costs[m, 0.2].per_image, costs[m, 0.2].total) == (6, 48)
-        assert costs[m, 0.2].other_per_image is None
-    ig0, ig = costs["ig", 0.0], costs["ig", 0.2]
-    assert (ig0.per_image, ig0.total, ig0.other_per_image) == (4, 32, 64)  # joint: 64-pt reference
-    assert (ig.per_image, ig.total, ig.other_per_image, ig.other_total) == (24, 192, 6, 48)
-    joint = {
-        (c.method, c.r): c for c in P.attribution_costs(tiny("attribution.ig_estimator=joint"))
-    }
-    assert (joint["ig", 0.2].per_image, joint["ig", 0.2].other_per_image) == (6, 24)
-    assert joint["ig", 0.0].per_image == 64
-    refs = tiny("attribution.ig_estimator=joint", "attribution.ig_reference_steps=0")
-    assert {(c.method, c.r): c for c in P.attribution_costs(refs)}["ig", 0.0].per_image == 4
-    # a tolerance: counted at max_samples, the most an image may draw
-    tol = tiny("attribution.tolerance=0.05", "attribution.max_samples=50")
-    capped = {(c.method, c.r): c for c in P.attribution_costs(tol)}
-    assert (capped["grad", 0.2].per_image, capped["ig", 0.2].per_image) == (50, 200)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["train.drop_last=true"],
+        ["train.part_size=[100, 400]", "train.batch_size=48", "train.epochs=3"],
+        ["train.part_size=none", "train.keep=best", "train.val_size=37"],
+    ],
+)
+def test_training_counts_are_the_trainers_batches(extra):
+    """Steps and images per model are what :meth:`.Trainer.batches` cuts a part into."""
+    from torch.utils.data import TensorDataset
+
+    from smoothstab.experiments.distributed import DistInfo
+    from smoothstab.experiments.trainer import Trainer
+
+    cfg = tiny(*extra)
+    costs = P.training_costs(cfg)
+    assert [c.size for c in costs] == [s or (5000 - 37) // 2 for s in cfg.train.sizes]
+    for c in costs:
+        t = replace(cfg.train, part_size=c.size, num_classes=6, device="cpu", keep="last")
+        dummy = TensorDataset(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))
+        trainer = Trainer(t, range(c.size), 0, DistInfo(), Path("unused"), dummy, None)
+        epochs = []
+        for trainer.epoch in range(t.epochs):  # each epoch's own permutation and cuts
+            epochs.append(trainer.batches())
+        assert c.steps_per_epoch == len(epochs[0]) and c.steps == sum(map(len, epochs))
+        assert c.images_seen == sum(len(b) for batches in epochs for b in batches)
+
+
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 33, 64, 95])
+@pytest.mark.parametrize("world", [1, 2, 5])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_epoch_batches_counts_the_cuts(n, world, drop_last):
+    """:func:`.epoch_batches` against cutting ``n`` indices into batches of 32: the last,
+    partial one dropped with ``drop_last``, any batch smaller than the world dropped."""
+    from smoothstab.experiments.trainer import epoch_batches
+
+    cuts = [list(range(n))[i : i + 32] for i in range(0, n, 32)]
+    if drop_last and len(cuts[-1]) < 32:
+        cuts.pop()
+    cuts = [c for c in cuts if len(c) >= world]
+    assert epoch_batches(n, 32, drop_last, world) == (len(cuts), sum(map(len, cuts)))
+    assert epoch_batches(n, 4, drop_last, world=5) == (0, 0)  # no batch fills the world
+
+
+def test_dataset_sizes_are_the_loaders():
+    from smoothstab.experiments.data import dataset_info, load_dataset
+
+    for name in ("digits", "shapes"):
+        info = dataset_info(name)
+        sizes = [len(load_dataset(name, train=train)) for train in (True, False)]
+        assert sizes == [info.train_size, info.test_size], name
+
+
+def test_attribution_totals_are_per_image_counts_over_images_and_models():
+    """Every (method, r) of the attribute stage, in its order; a map's count per image (checked
+    against the engine below) times images and models; the other estimator's for IG only."""
+    cfg = tiny()  # 2 models, 4 images
+    grid = noise_grid(cfg.attribution)
+    costs = P.attribution_costs(cfg)
+    order = [(m, r) for m in cfg.attribution.methods for r in grid]
+    assert [(c.method, c.r) for c in costs] == order
+    for c in costs:
+        assert c.total == c.per_image * 4 * 2
+        if c.method == "ig":
+            assert c.other_total == c.other_per_image * 4 * 2
+        else:
+            assert c.other_per_image is None and c.other_total is None
 
 
 def test_given_checkpoints_train_nothing():
     cfg = load_config("paper/table1_dr")
-    assert P.training_costs(cfg) == [] and P.n_models(cfg) == 2
+    assert P.training_costs(cfg) == [] and Setting.of(cfg).n_models == 2
     costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
     assert costs["ig", 0.15].total == 2 * 512 * 100 * 20  # the paper's 2,000 passes per map
 
@@ -78,37 +121,52 @@ def test_given_checkpoints_train_nothing():
         ["attribution.n_samples=32"],  # default groups: 16
         ["attribution.n_samples=32", "attribution.groups=16", "attribution.antithetic=true"],
         ["attribution.tolerance=0.5", "attribution.min_samples=32", "attribution.max_samples=64"],
+        ["attribution.ig_estimator=joint"],
+        ["attribution.ig_estimator=joint", "attribution.ig_reference_steps=0"],
     ],
 )
-def test_map_bytes_match_files_written(tmp_path, extra):
+def test_map_files_are_what_plan_counts(tmp_path, extra):
     """Map files made the way the attribute stage makes them (its own smoothing of a random
     model on images of the run's shape, with the run's groups and tolerance) have the sizes
-    ``plan`` counts, up to the zip format's alignment."""
+    ``plan`` counts, up to the zip format's alignment, and record the model evaluations it
+    counts per image (at most those with a tolerance), for the other IG estimator too."""
     from smoothstab.experiments.attribute import attribute_blocks
     from smoothstab.experiments.data import dataset_info
     from smoothstab.experiments.models import build_model
 
     cfg = tiny(*extra)
+    a = cfg.attribution
     files, _, _ = P.storage(cfg)
     assert files == 2 * 4 * 5
+    costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
     info = dataset_info(cfg.train.dataset)
     torch.manual_seed(0)
     model = build_model(cfg.train.model, num_classes=info.num_classes, in_channels=info.in_channels)
-    x = torch.randn(cfg.attribution.n_images, info.in_channels, info.image_size, info.image_size)
-    for method in cfg.attribution.methods:
-        rs = [0.0, 0.2]
-        maps = attribute_blocks(model.eval(), method, x, None, rs, 1.0, cfg.attribution, [0, 1],
+    x = torch.randn(a.n_images, info.in_channels, info.image_size, info.image_size)
+    rs = [0.0, 0.2]
+    for method in a.methods:
+        maps = attribute_blocks(model.eval(), method, x, None, rs, 1.0, a, [0, 1],
                                 keep=cfg.evaluation.debiased)  # fmt: skip
         for r, f in zip(rs, maps, strict=True):
             if r > 0:
-                assert (
-                    f.groups is None
-                    if cfg.attribution.n_groups == 2
-                    else (f.groups.shape[0] == cfg.attribution.n_groups)
-                )
+                assert f.groups is None if a.n_groups == 2 else f.groups.shape[0] == a.n_groups
             written = f.save(tmp_path / f"{method}{r}.pt").stat().st_size
             assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64, (method, r)
+            _assert_evals(f.evals, costs[method, r].per_image, r > 0 and a.tolerance is not None)
+    other = replace(a, ig_estimator="joint" if a.ig_estimator == "nested" else "nested")
+    for r, f in zip(rs, attribute_blocks(model.eval(), "ig", x, None, rs, 1.0, other, [0, 1],
+                                         keep=False), strict=True):  # fmt: skip
+        _assert_evals(f.evals, costs["ig", r].other_per_image, r > 0 and a.tolerance is not None)
     assert P.map_shape(cfg, "gradcam") == (1, 32, 32) and P.map_shape(cfg, "ig") == (3, 32, 32)
+
+
+def _assert_evals(evals: torch.Tensor, counted: int, tolerance: bool) -> None:
+    """A map's recorded evaluations per image: plan's count, or at most it with a tolerance
+    (an image stops drawing once it meets it)."""
+    if tolerance:
+        assert (evals <= counted).all() and evals.min() > 0, (evals, counted)
+    else:
+        assert evals.tolist() == [counted] * len(evals)
 
 
 def test_cli_counts_only(capsys):
@@ -171,6 +229,41 @@ def test_estimate_within_a_factor_two_of_a_real_run(tmp_path):
     assert real / 2 <= estimate <= 2 * real, (estimate, real)
 
 
+# The tiny run with 16 groups of draws and a tolerance no map meets, so that every image draws
+# max_samples, the most plan counts.
+GROUPED = [
+    *TINY_SETTINGS,
+    "attribution.tolerance=1e-6",
+    "attribution.min_samples=32",
+    "attribution.max_samples=64",
+    "attribution.groups=16",
+]
+
+
+@pytest.mark.slow
+def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
+    """The model evaluations the run counts (``model_evals`` in metrics.csv, per model, image,
+    method and r) and the bytes of the map files it writes are plan's, exactly."""
+    from smoothstab.experiments.rundir import RunDir, read_csv
+
+    cfg = load_config("quickstart", GROUPED)
+    assert cfg.attribution.n_groups == 16
+    plan = P.make_plan(cfg, timing=False)
+    out = tmp_path / "run"
+    stages = ["--stages", "train", "attribute", "evaluate"]
+    assert main(["run", "quickstart", "--out", str(out), "--quiet", *_sets(GROUPED), *stages]) == 0
+    rows = [row for row in read_csv(RunDir(out).metrics) if row["metric"] == "model_evals"]
+    costs = {(c.method, c.r): c for c in plan.attribution}
+    assert {(row["method"], row["r"]) for row in rows} == set(costs)
+    for row in rows:
+        assert row["value"] == costs[row["method"], row["r"]].per_image, row
+    for key, c in costs.items():
+        assert sum(row["value"] for row in rows if (row["method"], row["r"]) == key) == c.total
+    files = sorted((out / "maps").rglob("*.pt"))
+    assert len(files) == plan.map_files
+    assert sum(f.stat().st_size for f in files) == plan.map_bytes
+
+
 def _parse_seconds(value: str, unit: str) -> float:
     return float(value) * {"s": 1, "min": 60, "h": 3600, "days": 86400}[unit]
 
@@ -190,10 +283,9 @@ def test_ft_counts_its_proxy_runs_and_replicas():
     assert (c.size, c.models, c.steps_per_epoch, c.steps, c.images_seen) == (100, 3, 4, 8, 200)
     (swag,) = P.training_costs(tiny(*ft, "models.proxy=swag"))
     assert swag.models == 1 and swag.steps == 8
-    assert P.n_models(cfg) == 3 and P.model_names(cfg) == ["small_cnn"] * 3
+    assert Setting.of(cfg).model_names() == ["small_cnn"] * 3
     costs = {(a.method, a.r): a for a in P.attribution_costs(cfg)}
     assert costs["grad", 0.2].total == 6 * 4 * 3  # samples x images x replicas
-    assert P.pairs_and_models(cfg) == (3, 3)
 
 
 def test_an_empty_config_plans_with_the_defaults(tmp_path, capsys):

@@ -5,6 +5,7 @@ size, and the page's sentences following its numbers (flat or bending curve, vac
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from smoothstab import bounds as sb
-from smoothstab.experiments import theory
+from smoothstab.experiments import bounds_page, theory
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.blocks import render_markdown
 from smoothstab.experiments.config import ConfigError
@@ -40,7 +41,7 @@ def summary_of(values: dict[tuple[str, str, float, int | None], float]) -> Summa
 
 
 def page(res: dict) -> str:
-    return render_markdown(theory.blocks(res))
+    return render_markdown(bounds_page.blocks(res))
 
 
 def build(
@@ -140,6 +141,8 @@ def example_steps(train: TrainConfig, n: int) -> list[float]:
         lr = theory.epoch_lr(train, epoch)
         for start in range(0, n, train.batch_size):
             size = min(train.batch_size, n - start)
+            if size < train.batch_size and train.drop_last:
+                continue  # never taken
             etas += [lr / size] * size
     return etas
 
@@ -151,21 +154,23 @@ def example_steps(train: TrainConfig, n: int) -> list[float]:
         (TrainConfig(epochs=3, batch_size=4, lr=0.1, schedule="step", step_size=100), 8),
         (TrainConfig(epochs=5, batch_size=3, lr=0.2, schedule="cosine"), 11),
         (TrainConfig(epochs=4, batch_size=5, lr=0.3, schedule="step", step_size=2, gamma=0.1), 7),
+        (TrainConfig(epochs=5, batch_size=3, lr=0.2, schedule="cosine", drop_last=True), 11),
     ],
 )
 def test_step_constant_examples_and_minibatches(train, n):
     etas = example_steps(train, n)
     T, c = theory.step_constant(train, n, "examples")
-    assert T == len(etas) == train.epochs * n
+    b = train.batch_size
+    assert T == len(etas) == train.epochs * (n // b * b if train.drop_last else n)
     assert c == pytest.approx(max(eta * t for t, eta in enumerate(etas, start=1)), rel=1e-12)
     # minibatches: one step of lr per batch, t counting batches
-    per_epoch = math.ceil(n / train.batch_size)
+    per_epoch = n // b if train.drop_last else math.ceil(n / b)
     lrs = [theory.epoch_lr(train, e) for e in range(train.epochs) for _ in range(per_epoch)]
     T_mb, c_mb = theory.step_constant(train, n, "minibatches")
     assert T_mb == len(lrs)
     assert c_mb == pytest.approx(max(lr * t for t, lr in enumerate(lrs, start=1)), rel=1e-12)
     # The same c when the batch size divides n; a smaller last batch has larger example steps.
-    if n % train.batch_size == 0:
+    if n % train.batch_size == 0 or train.drop_last:
         assert c == pytest.approx(c_mb, rel=1e-12)
     else:
         assert c > c_mb
@@ -195,11 +200,18 @@ def test_units_in_the_page():
     text_ex, text_mb = page(ex), page(mb)
     assert "T = 2000 counts single-example SGD steps, epochs x n = 2 x 1000" in text_ex
     assert "its steps are lr / 8" in text_ex  # 1000 = 31 x 32 + 8
-    assert f"Theorem 5 would give {theory._sci(mb['simplegrad_log10'])}" in text_ex
+    assert f"Theorem 5 would give {bounds_page._sci(mb['simplegrad_log10'])}" in text_ex
     assert "T = 64 counts minibatch steps of 32 examples" in text_mb
     assert "the minibatch count understates it" in text_mb
     for text in (text_ex, text_mb):
         assert "momentum 0.9" in text and "10 times larger" in text
+    # drop_last: the last 8 examples of every epoch are never a step
+    dropped = dataclasses.replace(train, drop_last=True)
+    dl = build(QUICKSTART_NORMS, (0.1,), C=75.0, m=3072, sizes=(1000,), train=dropped)
+    assert dl["T"] == 2 * 992 and dl["other_unit"]["T"] == 2 * 31
+    text_dl = page(dl)
+    assert "epochs x the 992 examples of n = 1000 an epoch takes" in text_dl
+    assert "its steps are lr /" not in text_dl
 
 
 # ---------------------------------------------------------------------------- vacuous flags
@@ -357,7 +369,7 @@ def test_an_older_bounds_json_is_not_rendered():
     [(3.4339, "2.72e+3"), (3.999999, "1.00e+4"), (-4.49, "3.24e-5"), (1.02e14, "10^(1.02e+14)")],
 )
 def test_sci(log10, want):
-    assert theory._sci(log10) == want
+    assert bounds_page._sci(log10) == want
 
 
 def test_figure_draws(tmp_path):

@@ -4,7 +4,8 @@ It imports the core (:mod:`smoothstab`); the core never imports it. Importing th
 imports nothing else, so loading a config does not pull in training, DDP or plotting:
 
 * :mod:`.experiment` (every config dataclass, presets by name) and :mod:`.config` (TOML and
-  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names);
+  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names), :mod:`.setting`
+  (DT, DR, DA, FT: the models a run compares and how it gets them);
 * :mod:`.data`, :mod:`.shapes`, :mod:`.models` (with :mod:`.external` for ``timm:``, ``hf:``
   and ``python:`` models); :mod:`.train` and :mod:`.trainer` (:mod:`.distributed` for
   ``torchrun``, :mod:`.accel` for the speed options); :mod:`.proxies` (setting FT's replicas);
@@ -12,8 +13,9 @@ imports nothing else, so loading a config does not pull in training, DDP or plot
   metrics and :mod:`.aggregate` summarising them) and :mod:`.manifest` (what each stage wrote,
   hashed); the stages in :mod:`.stages`: :mod:`.attribute`, :mod:`.evaluate` (with
   :mod:`.advice`, :mod:`.findings` and :mod:`.verdicts`), :mod:`.sanity`, :mod:`.figures`,
-  :mod:`.theory`, :mod:`.report` (with :mod:`.blocks` and :mod:`.names`); :mod:`.plan` counts
-  and times a config before it runs;
+  :mod:`.theory` (with :mod:`.bounds_page`), :mod:`.report` (with :mod:`.blocks` and
+  :mod:`.names`); :mod:`.plan` counts what a config costs before it runs, :mod:`.plan_timing`
+  times it, :mod:`.plan_text` prints it;
 * :mod:`.cli`, the ``smoothstab`` command, and :mod:`.progress` (its bars and lines).
 
 Stages talk through files in a run directory, written atomically (:mod:`.io`), so a killed run

@@ -226,7 +226,8 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def run_plan(args: argparse.Namespace) -> int:
     from smoothstab.experiments.config import ConfigError
     from smoothstab.experiments.experiment import config_path, load_config
-    from smoothstab.experiments.plan import format_plan, make_plan
+    from smoothstab.experiments.plan import make_plan
+    from smoothstab.experiments.plan_text import format_plan
 
     path = config_path(args.config)
     if path.is_file():

@@ -19,7 +19,7 @@ normalised input can take over all channels; see docs/conventions.md), disjoint 
 splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
 pure function of (seed, epoch, index).
 
-Long (about 450 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
+Long (about 470 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
 with a safe unpickler, ImageFolder) with its one-line errors, plus the splits, which must
 agree with each other.
 """
@@ -55,7 +55,7 @@ DIGITS_STD = (0.3760,)
 SHAPES_MEAN = (0.29, 0.29, 0.29)
 SHAPES_STD = (0.23, 0.23, 0.23)
 DIGITS_TEST_SIZE = 500
-SHAPES_SIZES = {True: 5000, False: 1000}
+DIGITS_SIZES = (1797 - DIGITS_TEST_SIZE, DIGITS_TEST_SIZE)  # train, test of scikit-learn's 1797
 CIFAR_LAYOUT = "cifar-10-batches-py/{data_batch_1..5, test_batch} (python pickle batches)"
 IMAGEFOLDER_LAYOUT = "an ImageFolder tree ROOT/{train,val}/<class>/<image>"
 
@@ -70,6 +70,8 @@ class DatasetInfo:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    train_size: int | None = None  # images; None: as many as the folder holds
+    test_size: int | None = None
 
     @property
     def x_range(self) -> float:
@@ -79,10 +81,12 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "digits": DatasetInfo("digits", 10, 1, 8, DIGITS_MEAN, DIGITS_STD),
-    "shapes": DatasetInfo("shapes", len(SHAPE_CLASSES), 3, 32, SHAPES_MEAN, SHAPES_STD),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD),
-    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    "digits": DatasetInfo("digits", 10, 1, 8, DIGITS_MEAN, DIGITS_STD, *DIGITS_SIZES),
+    "shapes": DatasetInfo("shapes", len(SHAPE_CLASSES), 3, 32, SHAPES_MEAN, SHAPES_STD, 5000, 1000),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD, 50_000, 10_000),
+    "imagenet": DatasetInfo(
+        "imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD, 1_281_167, 50_000
+    ),  # ILSVRC-2012: train and val
     "imagefolder": DatasetInfo("imagefolder", None, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
 }
 
@@ -110,6 +114,17 @@ def dataset_info(data: str | Any) -> DatasetInfo:
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
     given = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in given.items()}
     return replace(DATASETS[name], **given)
+
+
+def num_classes(train: Any, *, read: bool = True) -> int | None:
+    """The classes a ``[train]`` config's models output: its ``num_classes``, else the
+    dataset's; an imagefolder's are its class folders, counted from ``train.root`` (with
+    ``read=False``: ``None``)."""
+    info = dataset_info(train)
+    n = train.num_classes or info.num_classes
+    if n is None and read:
+        n = len(load_dataset(train.dataset, root=train.root, train=False, info=info).classes)
+    return n
 
 
 def input_range(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
@@ -143,7 +158,8 @@ def load_dataset(
     if name == "digits":
         return _digits(train, seed)
     if name == "shapes":
-        images, labels = generate_shapes(SHAPES_SIZES[train], seed, part=0 if train else 1)
+        count = info.train_size if train else info.test_size
+        images, labels = generate_shapes(count, seed, part=0 if train else 1)
         return _tensor_dataset(images, labels, info, SHAPE_CLASSES)
     if root is None:
         raise ValueError(f"{name}: expected root= a local folder with {_layout(name)}")

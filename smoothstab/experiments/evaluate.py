@@ -23,7 +23,7 @@ import torch
 from smoothstab import metrics
 from smoothstab.debias import debiased_distance
 from smoothstab.experiments.advice import recommend
-from smoothstab.experiments.aggregate import Band, model_pairs
+from smoothstab.experiments.findings import table1, table1_csv
 from smoothstab.experiments.io import DamagedFile
 from smoothstab.experiments.progress import Progress, say
 from smoothstab.experiments.rundir import (
@@ -35,6 +35,7 @@ from smoothstab.experiments.rundir import (
     noise_grid,
     read_csv,
 )
+from smoothstab.experiments.setting import Setting
 from smoothstab.stats import SmoothStats
 
 if TYPE_CHECKING:
@@ -109,84 +110,11 @@ def cost_rows(base: dict, file: MapFile) -> Iterator[dict]:
         yield from _rows(base, Metric.MODEL_EVALS, file.evals.round())
 
 
-TABLE1 = {  # column: (metric, smoothed?); the unit-map distance debiased where the run has it
-    "ssim": (Metric.SSIM, False),
-    "smoothed_ssim": (Metric.SSIM, True),
-    "topk_miou": (Metric.TOPK_IOU, False),
-    "smoothed_topk_miou": (Metric.TOPK_IOU, True),
-    "unit_distance": (Metric.UNIT_DISTANCE, False),
-    "smoothed_unit_distance": (Metric.UNIT_DISTANCE, True),
-}
-MEAN = "mean over pairs"
-
-
-def pair_labels(cfg: ExperimentConfig) -> dict[str, str]:
-    """``{"i-j": "A vs B"}`` for the given checkpoints of a DR/DA run (the paper's Table 1 has a
-    row per pair there); empty for DT and FT."""
-    specs = cfg.models.specs
-    if cfg.models.setting in ("DT", "FT"):  # FT: replicas of one model, no labels of their own
-        return {}
-    name = lambda k: specs[k].label or f"{specs[k].name} (model {k})"  # noqa: E731
-    return {f"{i}-{j}": f"{name(i)} vs {name(j)}" for i, j in model_pairs(len(specs))}
-
-
-def table1(
-    summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
-) -> list[dict]:
-    """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
-    largest training-set size, and beside them the scale-free unit-map distance of the raw maps
-    (lower: more alike); a row per labelled pair (floats) and, unless there is only one, the
-    mean over pairs (a Band)."""
-
-    def honest(method: str, metric: Metric, r: float) -> Metric:
-        """The metric's debiased version where the run has one."""
-        debiased = f"{metric}_debiased"
-        return Metric(debiased) if summary.get(method, debiased, r) is not None else metric
-
-    rows = []
-    for method in methods:
-        cols = {
-            col: (honest(method, metric, r), r)
-            for col, (metric, smoothed) in TABLE1.items()
-            for r in [r_smooth if smoothed else 0.0]
-        }
-        for pair, label in labels.items() if len(labels) > 1 else ():
-            cells = {col: summary.per_unit(method, m, r).get(pair) for col, (m, r) in cols.items()}
-            rows.append({"method": method, "pair": label, **cells})
-        cells = {col: summary.get(method, m, r) for col, (m, r) in cols.items()}
-        only = next(iter(labels.values())) if len(labels) == 1 else MEAN
-        rows.append({"method": method, "pair": only, **cells})
-    return rows
-
-
-def table1_csv(rows: list[dict]) -> str:
-    def cell(v: Band | float | None) -> str:
-        return "" if v is None else f"{getattr(v, 'mean', v):.6g}"
-
-    flat = [{k: v if k in ("method", "pair") else cell(v) for k, v in row.items()} for row in rows]
-    return csv_text(flat, columns=list(flat[0]))
-
-
 def _load(run: RunDir, n_models: int, method: str, r: float) -> tuple[list, float, list[MapFile]]:
     """Every model's maps of ``method`` at ``r``, the absolute sigma they were made with, and
     the files."""
     files = [run.load_map(k, method, r) for k in range(n_models)]
     return [f.estimate() for f in files], files[0].sigma, files
-
-
-def grid_pairs(cfg: ExperimentConfig, summary: Summary) -> list[tuple[int, int]]:
-    """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every pair
-    of a DA run (each is a different pair of architectures), else the first pair compared at
-    the largest training-set size."""
-    named = cfg.evaluation.grid_pairs
-    compared = summary.per_unit(cfg.attribution.methods[0], Metric.STABILITY, 0.0)
-    pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
-    return pairs if named or cfg.models.setting == "DA" else pairs[:1]
-
-
-def size_pairs(sizes: Sequence[int | None]) -> list[tuple[int, int]]:
-    """The model pairs compared: every pair of models with the same training-set size."""
-    return [(i, j) for i, j in model_pairs(len(sizes)) if sizes[i] == sizes[j]]
 
 
 def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]) -> list[dict]:
@@ -196,7 +124,7 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
     n_models = len(sizes)
     size = ["" if n is None else n for n in sizes]
     rows = []
-    grid = noise_grid(cfg.attribution)
+    grid, pairs = noise_grid(cfg.attribution), Setting.of(cfg).pairs()
     bar = Progress(len(cfg.attribution.methods) * len(grid), "evaluate", quiet=cfg.quiet)
     for method in cfg.attribution.methods:
         reference, _, ref_files = _load(run, n_models, method, 0.0)
@@ -206,7 +134,7 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
             )
             base = {"setting": cfg.models.setting, "method": method, "r": r, "sigma": sigma}
             ranks = [metrics.pixel_ranks(_mean(m)) for m in maps]  # once per map, not per pair
-            for i, j in size_pairs(sizes):
+            for i, j in pairs:
                 pair = {**base, "n": size[i], "pair": f"{i}-{j}", "model": ""}
                 kw = dict(debiased=e.debiased, topk=e.topk, ranks=(ranks[i], ranks[j]))
                 rows += pair_rows(pair, maps[i], maps[j], **kw)
@@ -236,7 +164,7 @@ def evaluate_run(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]
     # file exactly, so this is the summary of metrics.csv without reading it back.
     summary = Summary.from_rows(rows, cfg.evaluation.band)
     r_smooth = round(float(cfg.attribution.table_r), 6)
-    rows = table1(summary, cfg.attribution.methods, r_smooth, pair_labels(cfg))
+    rows = table1(summary, cfg.attribution.methods, r_smooth, Setting.of(cfg).pair_labels())
     run.write_text(run.table1, table1_csv(rows))
     advice = recommend(
         summary,

@@ -15,8 +15,9 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
     -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
-Long (about 610 lines) because every config dataclass and its checks live here, so that a
-config is validated whole before any stage runs.
+Long (about 570 lines) because every config dataclass and its checks live here (those that
+depend on the setting in :mod:`.setting`), so that a config is validated whole before any stage
+runs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from smoothstab.experiments.config import (
 )
 from smoothstab.experiments.data import DATASETS, IMAGEFOLDER_KEYS, dataset_info
 from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
+from smoothstab.experiments.setting import Setting, check_models
 from smoothstab.randomize import MODES as RANDOMIZE_MODES
 
 if TYPE_CHECKING:
@@ -192,10 +194,6 @@ class TrainConfig:
             return tuple(sorted(self.part_size))
         return (self.part_size,)
 
-    @property
-    def n_models(self) -> int:
-        return self.parts * len(self.sizes)
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -247,11 +245,7 @@ class ModelsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice(self.setting, "setting", ("DT", "DR", "DA", "FT"))
-        if self.setting == "DT" and self.specs:
-            raise ValueError("specs: setting DT trains its models; give specs only for DR/DA/FT")
-        if self.setting in ("DR", "DA") and len(self.specs) < 2:
-            raise ValueError(f"specs: setting {self.setting} needs at least 2 models")
+        check_models(self)
         check_choice(self.proxy, "proxy", PROXIES)
         check_choice(self.layers, "layers", FT_LAYERS)
         at_least(self, 2, "replicas", "swag_snapshots")
@@ -491,11 +485,7 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
     cfg = apply_overrides(dataclass_from_dict(ExperimentConfig, table), list(overrides))
     cfg = _fit_topk(cfg, given="topk" in table.get("evaluation", {}) or _set(overrides, "topk"))
     # Across tables, so checked once all overrides are in (they come one at a time).
-    if cfg.models.setting == "DT" and cfg.train.parts < 2:
-        raise ConfigError(
-            "train.parts: setting DT compares models trained on disjoint parts, expected at "
-            f"least 2, got {cfg.train.parts}"
-        )
+    Setting.of(cfg).check()
     a = cfg.attribution
     for key in ("min_samples", "max_samples"):  # as smooth() refuses them without tol=
         if a.tolerance is None and getattr(a, key) != getattr(AttributionConfig, key):
@@ -524,8 +514,6 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
             f"sanity.enabled: the check's SSIM needs images of at least 11x11 pixels, "
             f"{cfg.train.dataset} has {size}x{size}; set sanity.enabled = false"
         )
-    _check_ft(cfg.models)
-    _check_grid_pairs(cfg)
     if cfg.train.keep == "best" and cfg.train.val_size < 1:  # across keys: any --set order
         raise ConfigError(
             f"train.val_size: expected an integer >= 1 with train.keep = 'best', got "
@@ -547,37 +535,6 @@ def _fit_topk(cfg: ExperimentConfig, *, given: bool) -> ExperimentConfig:
     return dataclasses.replace(
         cfg, evaluation=dataclasses.replace(cfg.evaluation, topk=max(1, pixels // 4))
     )
-
-
-def _check_ft(m: ModelsConfig) -> None:
-    """Setting FT across keys (checked once all ``--set`` overrides are in)."""
-    if m.setting != "FT":
-        return
-    if len(m.specs) != 1:
-        raise ConfigError(
-            f"models.specs: setting FT starts from exactly one model, got {len(m.specs)}"
-        )
-    if m.proxy == "noisy_sgd" and m.noise_std == 0:
-        raise ConfigError("models.noise_std: proxy noisy_sgd expected a weight noise > 0, got 0")
-
-
-def _check_grid_pairs(cfg: ExperimentConfig) -> None:
-    """Drawn pairs name models of the run, of one training-set size (only those are compared)."""
-    dt = cfg.models.setting == "DT"
-    n_models = cfg.train.n_models if dt else len(cfg.models.specs)
-    if cfg.models.setting == "FT":
-        n_models = cfg.models.replicas
-    for pair in cfg.evaluation.grid_pairs:
-        i, j = (int(k) for k in pair.split("-"))
-        if max(i, j) >= n_models:
-            raise ConfigError(
-                f"evaluation.grid_pairs: expected models 0..{n_models - 1}, got {pair!r}"
-            )
-        if dt and i // cfg.train.parts != j // cfg.train.parts:
-            raise ConfigError(
-                f"evaluation.grid_pairs: {pair!r} pairs models of different training-set sizes, "
-                "which are not compared; pick two of the same size"
-            )
 
 
 def to_toml(obj: DataclassInstance, prefix: str = "") -> str:

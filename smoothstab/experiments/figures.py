@@ -32,11 +32,11 @@ import torch  # noqa: E402
 
 from smoothstab import plot  # noqa: E402
 from smoothstab.experiments.data import dataset_info  # noqa: E402
-from smoothstab.experiments.evaluate import grid_pairs  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
 from smoothstab.experiments.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.progress import Progress  # noqa: E402
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
+from smoothstab.experiments.setting import Setting  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -287,7 +287,7 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
         lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
         lambda: tradeoff_figure(advice, run.figure("tradeoff")),
     ]
-    pairs = grid_pairs(cfg, summary)
+    pairs = Setting.of(cfg).grid_pairs(summary)
     for method in a.methods:
         for pair in pairs:
             path = run.figure(f"grid_{method}_{pair[0]}-{pair[1]}")

@@ -1,5 +1,6 @@
 """What a sweep shows, in words and small tables: trends with the noise level, the effect of the
-training-set size, and the noise level where similarity between models peaks (Fig. 6); whether
+training-set size, the noise level where similarity between models peaks (Fig. 6) and the
+paper's Table 1 (the evaluate stage writes it as ``table1.csv``, the report shows it); whether
 a falling raw stability error means maps more alike or only smaller is :mod:`.verdicts`.
 
 Pure functions of a :class:`~.rundir.Summary`; the report lays them out.
@@ -8,12 +9,13 @@ Pure functions of a :class:`~.rundir.Summary`; the report lays them out.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from smoothstab.experiments.aggregate import band
 from smoothstab.experiments.blocks import Table
 from smoothstab.experiments.names import NAMES
-from smoothstab.experiments.rundir import Metric, Summary
+from smoothstab.experiments.rundir import Metric, Summary, csv_text
 
 if TYPE_CHECKING:
     from smoothstab.experiments.aggregate import Band
@@ -125,3 +127,51 @@ def best_levels(summary: Summary, methods: list[str], topk: int, kind: str) -> l
         if parts:
             out.append(f"{NAMES[method]}: " + "; ".join(parts) + ".")
     return out
+
+
+TABLE1 = {  # column: (metric, smoothed?); the unit-map distance debiased where the run has it
+    "ssim": (Metric.SSIM, False),
+    "smoothed_ssim": (Metric.SSIM, True),
+    "topk_miou": (Metric.TOPK_IOU, False),
+    "smoothed_topk_miou": (Metric.TOPK_IOU, True),
+    "unit_distance": (Metric.UNIT_DISTANCE, False),
+    "smoothed_unit_distance": (Metric.UNIT_DISTANCE, True),
+}
+MEAN = "mean over pairs"
+
+
+def table1(
+    summary: Summary, methods: Sequence[str], r_smooth: float, labels: dict[str, str]
+) -> list[dict]:
+    """Table 1 of the paper: SSIM / smoothed SSIM / top-k mIoU / smoothed top-k mIoU at the
+    largest training-set size, and beside them the scale-free unit-map distance of the raw maps
+    (lower: more alike); a row per labelled pair (floats) and, unless there is only one, the
+    mean over pairs (a Band)."""
+
+    def honest(method: str, metric: Metric, r: float) -> Metric:
+        """The metric's debiased version where the run has one."""
+        debiased = f"{metric}_debiased"
+        return Metric(debiased) if summary.get(method, debiased, r) is not None else metric
+
+    rows = []
+    for method in methods:
+        cols = {
+            col: (honest(method, metric, r), r)
+            for col, (metric, smoothed) in TABLE1.items()
+            for r in [r_smooth if smoothed else 0.0]
+        }
+        for pair, label in labels.items() if len(labels) > 1 else ():
+            cells = {col: summary.per_unit(method, m, r).get(pair) for col, (m, r) in cols.items()}
+            rows.append({"method": method, "pair": label, **cells})
+        cells = {col: summary.get(method, m, r) for col, (m, r) in cols.items()}
+        only = next(iter(labels.values())) if len(labels) == 1 else MEAN
+        rows.append({"method": method, "pair": only, **cells})
+    return rows
+
+
+def table1_csv(rows: list[dict]) -> str:
+    def cell(v: Band | float | None) -> str:
+        return "" if v is None else f"{getattr(v, 'mean', v):.6g}"
+
+    flat = [{k: v if k in ("method", "pair") else cell(v) for k, v in row.items()} for row in rows]
+    return csv_text(flat, columns=list(flat[0]))

@@ -37,7 +37,6 @@ seconds, to compare with training the models from scratch.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,7 @@ from smoothstab.experiments.data import (
     dataset_info,
     derive_seed,
     load_dataset,
+    num_classes,
     save_splits,
     size_splits,
 )
@@ -61,6 +61,7 @@ from smoothstab.experiments.trainer import (
     Trainer,
     deterministic_mode,
     device_name,
+    epoch_batches,
     evaluate,
 )
 
@@ -72,17 +73,6 @@ if TYPE_CHECKING:
 
 SWAG_MOMENTS = "swag_moments.pt"
 SWAG_RUN = "swag_sgd.pt"
-
-
-def n_classes(cfg: ExperimentConfig) -> int:
-    """The number of classes the run's models output: ``train.num_classes`` or the data's."""
-    info = dataset_info(cfg.train)
-    n = cfg.train.num_classes or info.num_classes
-    if n is None:
-        n = len(
-            load_dataset(cfg.train.dataset, root=cfg.train.root, train=False, info=info).classes
-        )
-    return n
 
 
 def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
@@ -171,7 +161,7 @@ class ProxyTrainer(Trainer):
 def proxy_config(cfg: ExperimentConfig, train_set: Dataset) -> TrainConfig:
     """The training config of the proxy's runs: [train]'s data and optimizer with the FT
     model, epochs, lr, schedule (constant for SWAG) and weight noise."""
-    t = proxy_train_config(cfg, len(train_set), n_classes(cfg))
+    t = proxy_train_config(cfg, len(train_set), num_classes(cfg.train))
     return resolve_config(t, train_set)
 
 
@@ -270,15 +260,15 @@ def _fit(
     """One fine-tuning or noisy-SGD replica, resumed or skipped as its checkpoint says."""
     path = run.model(k)
     saved = read_checkpoint(path) if path.is_file() else None
+    steps, seen = epoch_batches(len(part), pcfg.batch_size, pcfg.drop_last, info.world_size)
+    cost = {"steps": pcfg.epochs * steps, "examples": pcfg.epochs * seen}
     if saved is not None and saved.get("complete"):  # (killed before its cost was added: added)
-        steps = pcfg.epochs * math.ceil(len(part) / pcfg.batch_size)
-        return {"steps": steps, "examples": pcfg.epochs * len(part), **saved["metrics"]}
+        return {**cost, **saved["metrics"]}
     trainer = ProxyTrainer(pcfg, part, k, info, path, train_set, base, layers)
     if saved is not None:
         trainer.restore(saved)
-    steps = trainer.steps()
     metrics = _fit_or_explain(trainer, test_set)
-    metrics.update(steps=steps, examples=pcfg.epochs * len(part), replica=k, name=pcfg.model)
+    metrics.update(**cost, replica=k, name=pcfg.model)
     if info.is_main:  # the complete checkpoint again, with the cost in its metrics
         saved = read_checkpoint(path)
         save_torch(path, {**saved, "metrics": metrics})

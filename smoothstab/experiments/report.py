@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments import bounds_page
 from smoothstab.experiments.blocks import (
     Block,
     Bullets,
@@ -20,10 +21,10 @@ from smoothstab.experiments.blocks import (
     render_markdown,
 )
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.evaluate import grid_pairs, pair_labels, table1
-from smoothstab.experiments.findings import best_levels, fmt, size_table, trends
-from smoothstab.experiments.names import BANDS, MEASURES, NAMES, SETTINGS
+from smoothstab.experiments.findings import best_levels, fmt, size_table, table1, trends
+from smoothstab.experiments.names import BANDS, MEASURES, NAMES
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
+from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.verdicts import (
     accuracy_by_size,
     answer,
@@ -135,11 +136,12 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
 
 
 def _sizes_text(cfg: ExperimentConfig) -> str:
-    t = cfg.train
-    if cfg.models.setting != "DT" or len(t.sizes) < 2:
+    sizes = Setting.of(cfg).sizes
+    if len(sizes) < 2:
         return ""
     return (
-        f"Training-set sizes n = {', '.join(str(n) for n in t.sizes)}, {t.parts} models each: "
+        f"Training-set sizes n = {', '.join(str(n) for n in sizes)}, {cfg.train.parts} models "
+        "each: "
         "models are compared only with models of the same n; parts of one size are disjoint, "
         "and part p of a smaller size is the start of part p of a larger one. Table 1, the "
         "similarity curves and the advice use the largest n."
@@ -152,7 +154,7 @@ def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
     header += ["smoothed top-k mIoU", "unit-map distance", "smoothed unit-map distance"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
     keys += ("unit_distance", "smoothed_unit_distance")
-    rows = table1(summary, cfg.attribution.methods, r, pair_labels(cfg))
+    rows = table1(summary, cfg.attribution.methods, r, Setting.of(cfg).pair_labels())
     body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
     return Table(header, body)
 
@@ -263,7 +265,7 @@ def models_text(cfg: ExperimentConfig, run: RunDir) -> str:
         parts.append(
             f"model {k}: {name}" + (f" (test accuracy {acc:.3f})" if isinstance(acc, float) else "")
         )
-    return f"{SETTINGS[cfg.models.setting]}. " + "; ".join(parts) + "."
+    return f"{Setting.of(cfg).title}. " + "; ".join(parts) + "."
 
 
 def overview(
@@ -348,9 +350,9 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float)
 
 def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
     out: list[Block] = [Heading(2, "Maps")]
-    labels = pair_labels(cfg)
+    labels = Setting.of(cfg).pair_labels()
     for m in cfg.attribution.methods:
-        for i, j in grid_pairs(cfg, summary):
+        for i, j in Setting.of(cfg).grid_pairs(summary):
             who = labels.get(f"{i}-{j}", f"models {i} and {j}")
             caption = f"{NAMES[m]}: {who}, unsmoothed and smoothed (Figs 7 and 10-16)."
             out.append(Figure(run.figure(f"grid_{m}_{i}-{j}"), caption))
@@ -434,10 +436,8 @@ def bounds_section(run: RunDir) -> list[Block]:
     """The bounds stage's page, when it ran."""
     if not run.bounds_json.is_file():
         return []
-    from smoothstab.experiments import theory
-
     out = [Heading(2, "Theory: bounds beside the measured errors")]
-    out += theory.blocks(run.read_json(run.bounds_json))
+    out += bounds_page.blocks(run.read_json(run.bounds_json))
     if run.figure("bounds").is_file():
         caption = (
             "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "

@@ -36,6 +36,7 @@ from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import RunDir, csv_text, read_csv
+from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
@@ -49,9 +50,7 @@ COLUMNS = (
 def sanity_model(cfg: ExperimentConfig) -> int:
     """The model the check runs on: the first of the largest training-set size (DT; models
     are numbered size by size, smallest first), else model 0."""
-    if cfg.models.setting == "DT":
-        return (len(cfg.train.sizes) - 1) * cfg.train.parts
-    return 0
+    return Setting.of(cfg).first_of_largest()
 
 
 def levels(attr: AttributionConfig) -> list[float]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
-from smoothstab.experiments import attribute, evaluate, manifest, proxies, report, sanity, theory
+from smoothstab.experiments import attribute, evaluate, manifest, report, sanity, theory
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.distributed import barrier, init_distributed
 from smoothstab.experiments.experiment import ExperimentConfig, to_toml
@@ -24,7 +23,7 @@ from smoothstab.experiments.guards import check_device, check_no_links
 from smoothstab.experiments.io import locked
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
-from smoothstab.experiments.train import load_trained, train_run
+from smoothstab.experiments.setting import Setting
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
@@ -83,38 +82,18 @@ def _first_difference(old: dict, new: dict) -> str | None:
 
 
 def train(cfg: ExperimentConfig, run: RunDir) -> None:
-    if cfg.models.setting == "DT":
-        train_run(replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet), run.root)
-    elif cfg.models.setting == "FT":
-        proxies.make_replicas(cfg, run)
-    elif not run.train_metrics.is_file():
-        specs = [{"name": s.name, "weights": s.weights, "label": s.label} for s in cfg.models.specs]
-        run.write_json(run.train_metrics, {"setting": cfg.models.setting, "models": specs})
+    Setting.of(cfg).train(run)
 
 
 def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
-    """The run's models: trained checkpoints (DT), replicas (FT) or the given specs (DR/DA), in
-    eval mode."""
-    if cfg.models.setting == "DT":
-        return [load_trained(run.model(m)) for m in range(cfg.train.n_models)]
-    if cfg.models.setting == "FT":
-        replicas = [load_trained(run.model(k)) for k in range(cfg.models.replicas)]
-        layer = cfg.models.specs[0].cam_layer
-        for model in replicas if layer else ():
-            model.cam_layer = layer  # the base model's Grad-CAM layer, as given_model sets it
-        return replicas
-    classes = proxies.n_classes(cfg)
-    return [proxies.given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
+    """The run's models (trained, replicas or given, as the setting says), in eval mode."""
+    return Setting.of(cfg).models(run)
 
 
 def model_sizes(cfg: ExperimentConfig, run: RunDir) -> list[int | None]:
     """Each model's training-set size n (DT, as trained); ``None`` for given checkpoints and
-    FT replicas (every pair of them is compared)."""
-    if cfg.models.setting == "FT":
-        return [None] * cfg.models.replicas
-    if cfg.models.setting != "DT":
-        return [None] * len(cfg.models.specs)
-    return [int(m["train_size"]) for m in run.read_json(run.train_metrics)["models"]]
+    FT replicas."""
+    return Setting.of(cfg).model_sizes(run)
 
 
 def attribute_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -140,14 +119,18 @@ def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
 
 
 def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
-    if cfg.models.setting == "DA":
-        say("bounds: skipped, setting DA compares different architectures (one is needed)")
+    setting = Setting.of(cfg)
+    if setting.no_bounds:
+        say(f"bounds: skipped, setting {setting.name} {setting.no_bounds}")
         return
     # Power iteration over every layer is slow for big networks (23 s for one CIFAR ResNet-18
     # on 2 CPU cores): done once, like the other stages' work; delete bounds.json to redo it.
     if all(p.is_file() for p in (run.bounds_json, run.bounds_md, run.figure("bounds"))):
         return
-    theory.bounds_run(cfg, run, models(cfg, run), run.summary(cfg.evaluation.band))
+    from smoothstab.experiments import figures  # matplotlib only when drawing
+
+    res = theory.bounds_run(cfg, run, models(cfg, run), run.summary(cfg.evaluation.band))
+    figures.bounds_figure(res, run.figure("bounds"))
 
 
 def report_stage(cfg: ExperimentConfig, run: RunDir) -> None:

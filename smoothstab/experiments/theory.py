@@ -1,5 +1,6 @@
 """The bounds stage: Theorems 5-6 and Proposition 7 computed from the run's networks, beside the
-measured errors (``bounds.json``, ``bounds.md``, ``figures/bounds.png``).
+measured errors (``bounds.json``, ``bounds.md``; the stage draws ``figures/bounds.png`` with
+:func:`~.figures.bounds_figure`).
 
 Inputs to the bounds, and where they come from here:
 * ``B_i``: spectral norms of each model's linear layers (eval BatchNorm folded), the largest over
@@ -15,13 +16,7 @@ fidelity bounds are given. Networks outside the theory's chains are flagged heur
 
 Every bound gets a ``vacuous`` flag: above the trivial bound its quantity obeys for any weights
 (``smoothstab.bounds.trivial_bound_grad``, ``trivial_bound_smoothed_ig``).
-The page's sentences are chosen from the numbers (:func:`blocks`): whether Theorem 6's curve is
-flat in sigma and why, whether any bound says something, how the bound moves with n.
-
-Long (about 640 lines) because the bounds page explains its own numbers: the text that
-chooses between a flat, a capped and a bending Theorem 6 curve, the vacuous flags and the
-per-n table sit beside the computation they describe. Splitting the page text into its own
-module is the next step.
+The page's sentences are chosen from the numbers by :mod:`.bounds_page`.
 """
 
 from __future__ import annotations
@@ -33,17 +28,19 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from smoothstab import bounds
-from smoothstab.experiments.blocks import Block, Paragraph, Table, render_markdown
+from smoothstab.experiments.blocks import render_markdown
+from smoothstab.experiments.bounds_page import VERSION, blocks
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
+from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.trainer import epoch_batches
 
 if TYPE_CHECKING:
     from torch import nn
 
     from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
 
-VERSION = 2  # of bounds.json; an older file is not rendered (delete it and rerun the stage)
 StepUnit = Literal["examples", "minibatches"]
 FLAT_LOG10 = math.log10(1.01)  # a bound that moves by less than 1% over a range is "flat" there
 LOG10_2 = math.log10(2)
@@ -63,7 +60,8 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
     """``(T, c)``: SGD steps and the smallest ``c`` with ``eta_t <= c / t`` (t from 1), for a
     model trained on ``n`` examples, with steps counted in ``unit``.
 
-    ``examples`` (the theorems' unit, one example per step): ``T = epochs x n``. The run did
+    ``examples`` (the theorems' unit, one example per step): ``T = epochs x n`` (with
+    ``train.drop_last``, ``n`` less the last partial batch, which is never taken). The run did
     minibatch SGD: a step moves the weights by ``lr`` times the *mean* gradient of its ``s``
     examples (``s`` = the batch size, or fewer in an epoch's last batch). We read it as ``s``
     example steps of ``eta = lr / s`` each: the same move, and the unit in which Hardt et al.'s
@@ -76,15 +74,17 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
     largest ``(lr / s) t`` over the ends of the batches: the last full batch of an epoch and its
     last, possibly smaller, batch.
 
-    ``minibatches``: ``T = epochs x ceil(n / batch_size)``, ``eta_t = lr`` with ``t`` counting
-    minibatches; each batch is taken for one example, which the theorems do not cover and which
-    understates the bound (``T`` is about ``batch_size`` times smaller; ``c`` is the same when the
-    batch size divides ``n``, else smaller, as an epoch's last batch then has larger example steps).
+    ``minibatches``: ``T = epochs x`` the batches of an epoch (:func:`~.trainer.epoch_batches`:
+    ``ceil(n / batch_size)``, one fewer where ``drop_last`` cuts one), ``eta_t = lr`` with ``t``
+    counting minibatches; each batch is taken for one example, which the theorems do not cover
+    and which understates the bound (``T`` is about ``batch_size`` times smaller; ``c`` is the
+    same when the batch size divides ``n``, else smaller, as an epoch's last batch then has
+    larger example steps).
     Momentum and weight decay, which the theory's SGD lacks, are left out of both.
     """
     b = train.batch_size
-    per_epoch = math.ceil(n / b)
-    last = n - (per_epoch - 1) * b  # the epoch's last batch, smaller when b does not divide n
+    per_epoch, seen = epoch_batches(n, b, train.drop_last)  # seen: n, or fewer with drop_last
+    last = seen - (per_epoch - 1) * b  # the epoch's last batch, smaller when b does not divide n
     c = 0.0
     for epoch in range(train.epochs):
         lr = epoch_lr(train, epoch)
@@ -92,9 +92,9 @@ def step_constant(train: TrainConfig, n: int, unit: StepUnit = "examples") -> tu
             c = max(c, lr * (epoch + 1) * per_epoch)  # the epoch's last step
             continue
         if per_epoch > 1:  # the end of the last full batch
-            c = max(c, lr / b * (epoch * n + (per_epoch - 1) * b))
-        c = max(c, lr / last * (epoch + 1) * n)  # the end of the last batch
-    return train.epochs * (n if unit == "examples" else per_epoch), c
+            c = max(c, lr / b * (epoch * seen + (per_epoch - 1) * b))
+        c = max(c, lr / last * (epoch + 1) * seen)  # the end of the last batch
+    return train.epochs * (seen if unit == "examples" else per_epoch), c
 
 
 def max_norms(all_norms: list[bounds.LayerNorms]) -> list[float]:
@@ -130,7 +130,7 @@ def compute(
         for m in models:
             layer_norms.append(bounds.layer_norms(m.double().cpu(), shape, n_iter=5000, tol=1e-8))
             bar.update()
-    dt = cfg.models.setting == "DT"
+    sgd = Setting.of(cfg).sgd_bounds
     return assemble(
         max_norms(layer_norms),
         C=x.flatten(1).norm(dim=1).max().item(),
@@ -139,8 +139,8 @@ def compute(
         rs=[r for r in noise_grid(cfg.attribution) if r > 0],
         summary=summary,
         debiased=cfg.evaluation.debiased,
-        train=cfg.train if dt else None,
-        sizes=train_sizes(run) if dt else [],
+        train=cfg.train if sgd else None,
+        sizes=train_sizes(run) if sgd else [],
         unit=cfg.evaluation.bound_steps,
         heuristic=any(ln.heuristic for ln in layer_norms),
         reasons=sorted({reason for ln in layer_norms for reason in ln.reasons}),
@@ -303,334 +303,12 @@ def theorem6_shape(
     }
 
 
-# ---------------------------------------------------------------------------- the page
-
-
-def _sci(log10: float | None) -> str:
-    """A number given by its log10, as ``1.23e+45`` (any size: no float overflow)."""
-    if log10 is None:
-        return "-"
-    if not math.isfinite(log10):
-        return str(log10)
-    exp = math.floor(log10)
-    mant = 10 ** (log10 - exp)
-    if round(mant, 2) >= 10:  # 9.996 -> 1.00e+(exp + 1), not 10.00e+exp
-        mant, exp = mant / 10, exp + 1
-    if abs(exp) >= 10**6:  # the exponent itself is astronomic: 10^(6.02e+12)
-        return f"10^({log10:.3g})"
-    return f"{mant:.2f}e{exp:+d}"
-
-
-def _num(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def _bound(log10: float | None, vacuous: bool | None) -> str:
-    return _sci(log10) + (" (vacuous)" if vacuous else "")
-
-
-def _ratio(log10: float) -> str:
-    """``10^log10`` as "12.3 times" (or "10^(...) times" past float range)."""
-    return f"{10**log10:.3g} times" if log10 < 300 else f"{_sci(log10)} times"
-
-
-def _flags(res: dict) -> list[bool]:
-    """The vacuous flag of every bound on the page."""
-    flags = [row["vacuous"] for row in res["by_n"]]
-    for row in res["rows"]:
-        if row["stability_bound_vacuous"] is not None:
-            flags.append(row["stability_bound_vacuous"])
-        flags += [row["fidelity_bound_grad_vacuous"], row["fidelity_bound_ig_vacuous"]]
-    return flags
-
-
-def verdict(res: dict) -> str:
-    """The page's first sentence: whether its bounds say anything about these networks."""
-    flags = _flags(res)
-    trivial = (
-        f"the trivial bound its quantity obeys for any weights (2 Gamma_{{k,0}} = "
-        f"{_sci(res['trivial_log10'])} for the distance between two Simple- or Smooth-Grad "
-        "maps and for Smooth-Grad's fidelity error, Gamma_{k,0} (2C + sigma sqrt(m)) for "
-        "smoothed IG's fidelity error; Gamma_{k,0} = prod B_i bounds a chain's input gradient)"
-    )
-    if all(flags):
-        return (
-            f"**Every bound on this page is vacuous**: each of the {len(flags)} bounds is above "
-            f"{trivial}, so none of them says anything about these networks."
-        )
-    if not any(flags):
-        return (
-            f"No bound on this page is vacuous: each of the {len(flags)} bounds is below {trivial}."
-        )
-    return (
-        f"{sum(flags)} of the {len(flags)} bounds on this page are vacuous (marked "
-        f'"(vacuous)"): they are above {trivial}.'
-    )
-
-
-def intro(res: dict) -> str:
-    """What the bounds were computed from (one paragraph)."""
-    head = (
-        f"Computed from the run's networks: C = max ||x||_2 = {res['C']:.4g}, m = {res['m']}, "
-        f"k = {len(res['norms'])} linear layers with spectral norms B_i up to "
-        f"{max(res['norms']):.4g} (the largest over the run's models)"
-    )
-    if "T" in res:
-        head += (
-            f", n = {res['n']} (the run's largest training-set size), T = {res['T']} "
-            f"{'single-example' if res['step_unit'] == 'examples' else 'minibatch'} SGD steps, "
-            f"c = {res['c']:.4g}, beta = {res['beta']:.4g}, q = beta c = {res['q']:.4g}; "
-            "Theorem 5 (Simple-Grad) bound = "
-            + _bound(res["simplegrad_log10"], res["simplegrad_vacuous"])
-        )
-    head += "."
-    if res["heuristic"]:
-        head += (
-            " HEURISTIC: these networks are outside the chains the theory covers, so the bounds"
-            " (and the trivial bound) are plug-in numbers, not guarantees ("
-            + "; ".join(res["reasons"])
-            + ")."
-        )
-    return head
-
-
-def steps_text(res: dict) -> str:
-    """The unit of T and c, why, and what the other unit would give."""
-    t, other = res["train"], res["other_unit"]
-    b, n, epochs = t["batch_size"], res["n"], t["epochs"]
-    alt = _sci(other["simplegrad_log10"])
-    if res["step_unit"] == "examples":
-        last = n - (math.ceil(n / b) - 1) * b
-        text = (
-            f"T = {res['T']} counts single-example SGD steps, epochs x n = {epochs} x {n}, as "
-            f"the theorems assume one example per step; the run took {other['T']} minibatch "
-            f"steps of {b}. A minibatch step moves the weights by lr times the mean gradient of "
-            "its examples; it is read as one step of lr / (batch size) per example, the same "
-            "move, so t counts examples and c = max_t eta_t t = "
-            f"{res['c']:.4g}"
-        )
-        if last < b:
-            text += f" (an epoch's last batch holds {last} examples, so its steps are lr / {last})"
-        text += (
-            ". This is the unit in which Hardt et al.'s argument covers minibatches: a batch "
-            "holds the one changed example with probability (batch size) / n, (batch size) times "
-            "as often as the one-example theorem assumes of a step. With "
-            f'evaluation.bound_steps = "minibatches" (T = {other["T"]}, c = {other["c"]:.4g}) '
-            f"Theorem 5 would give {alt}"
-        )
-        if other["simplegrad_log10"] < res["simplegrad_log10"]:
-            text += f", {_ratio(res['simplegrad_log10'] - other['simplegrad_log10'])} smaller"
-        text += "."
-    else:
-        text = (
-            f"T = {res['T']} counts minibatch steps of {b} examples and c = {res['c']:.4g} has t "
-            'counting minibatches (evaluation.bound_steps = "minibatches"). The theorems assume '
-            "one example per step, so this takes each minibatch for one example: in "
-            f"single-example steps (T = {other['T']}, c = {other['c']:.4g}, the default) "
-            f"Theorem 5 gives {alt}"
-        )
-        if other["simplegrad_log10"] > res["simplegrad_log10"]:
-            text += (
-                f", {_ratio(other['simplegrad_log10'] - res['simplegrad_log10'])} larger: the "
-                "minibatch count understates it"
-            )
-        text += "."
-    if t["momentum"] > 0:
-        text += (
-            f" The theory's SGD has no momentum: c leaves out the run's momentum "
-            f"{t['momentum']:g}, which makes the effective step up to 1 / (1 - "
-            f"{t['momentum']:g}) = {1 / (1 - t['momentum']):.3g} times larger."
-        )
-    return text
-
-
-def theorem6_text(res: dict) -> str:
-    """Why Theorem 6's curve in sigma is flat, or where it bends; read from the numbers."""
-    s = res["theorem6"]
-    rows = res["rows"]
-    star = f"sigma* = {_sci(s['sigma_star_log10'])} (r* = {_sci(s['r_star_log10'])})"
-    factor = (
-        "Theorem 6 is Theorem 5's bound times the factor (Gamma_{k,1} / (2 sigma Gamma_{k,0} "
-        "sum_{i<k} Gamma_{i,1}))^{1/(q+1)} = (sigma* / sigma)^{1/(q+1)}, capped at 1"
-    )
-    if not rows:
-        return f"{factor}; it is below 1 for sigma > {star}. This run has no r > 0."
-    r_max = rows[-1]["r"]
-    if not s["grid_reaches"]:
-        return (
-            f"Theorem 6's curve is flat in sigma: it equals Theorem 5's bound at every r of the "
-            f"run. {factor}, and the factor is above 1 for sigma < {star}, beyond the grid's "
-            f"largest r = {r_max:g}: the cap binds everywhere. The curve would bend only past r*."
-        )
-    where = (
-        "from r* on (the cap binds for r < r*, inside the grid)"
-        if s["clip_binds_in_grid"]
-        else "at every r of the grid (r* is below the grid's smallest r, so the cap binds nowhere)"
-    )
-    exponent = f"1/(q+1) = {res['exponent']:.3g} (q = beta c = {res['q']:.3g})"
-    if s["flat"]:
-        fall = -math.expm1(-s["drop_log10"] * math.log(10))
-        half = (
-            "it never does (q is infinite)"
-            if s["r_half_log10"] is None
-            else f"only at r = {_sci(s['r_half_log10'])}"
-        )
-        return (
-            f"Theorem 6's curve is flat in sigma although its factor is below 1 {where}: "
-            f"{factor}, with {star}, and the factor enters as the power {exponent}. Over the "
-            f"grid it lowers the bound by a fraction {fall:.2g} of itself, invisible on any "
-            f"plot; it would halve the bound {half}. The bound gives no trend in sigma here."
-        )
-    return (
-        f"Theorem 6's curve bends: {factor}, with {star}; it is below 1 {where} and falls like "
-        f"sigma^(-{res['exponent']:.3g}), lowering the bound by a factor "
-        f"{10 ** s['drop_log10']:.3g} over the grid ({exponent})."
-    )
-
-
-def caveat_text(res: dict) -> str:
-    """What the stability bound bounds, and what is measured instead."""
-    return (
-        "What is measured is not what is bounded. Theorems 5-6, reconstructed from Hardt et "
-        "al.'s uniform-stability argument, bound eps_stab: the expected distance (over SGD's "
-        "draws and a test input) between the maps of the networks that one SGD run returns "
-        "from two training sets of n examples that differ in a single example. The measured "
-        "stability error is the distance between the maps of two networks trained on disjoint "
-        "training sets (every example differs, and so do the SGD draws): a different quantity, "
-        "which Theorem 6 does not bound: at most the directions in which the two move with sigma "
-        "or n can be compared, never their values."
-    )
-
-
-def fidelity_text(res: dict) -> str:
-    return (
-        "Proposition 7 bounds the same quantity as the measured fidelity error (a model's "
-        "smoothed map against its unsmoothed one, up to Monte-Carlo error), and grows linearly "
-        "in sigma."
-    )
-
-
-def n_text(res: dict) -> str:
-    """How Theorem 5 moves with n, predicted and computed, beside the measured trend."""
-    by_n = res["by_n"]
-    a = res["exponent"]
-    per_tenfold = 1 - 10 ** (-a)
-    unit = "epochs x n" if res["step_unit"] == "examples" else "epochs x ceil(n / batch size)"
-    text = (
-        "Dependence on n (Theorem 5, Simple-Grad, r = 0; the same norms at every n): at a fixed "
-        f"number of epochs T is proportional to n (T = {unit}), and c grows with n, so the bound "
-        "scales like T^{q/(q+1)} / (n - 1), roughly n^{-1/(q+1)}: with 1/(q+1) = "
-        f"{a:.3g} a tenfold n lowers it by a fraction {per_tenfold:.2g} of itself"
-    )
-    if per_tenfold < 0.01:
-        text += (
-            ", so it is flat in n: Theorem 5 does not predict that more data at a fixed number "
-            "of epochs makes Simple-Grad more stable"
-        )
-    text += "."
-    if len(by_n) < 2:
-        return text + (
-            f" This run has one training-set size (n = {by_n[0]['n']}), so no measured trend in"
-            " n: give train.part_size a list of sizes for one."
-        )
-    lo, hi = by_n[0], by_n[-1]
-    ratio = 10 ** (hi["simplegrad_log10"] - lo["simplegrad_log10"])
-    text += f" From n = {lo['n']} to n = {hi['n']} the bound changes by a factor {ratio:.4g}"
-    for key, label in (("stability_grad", "plain"), ("stability_grad_debiased", "debiased")):
-        if lo[key] and hi[key]:
-            text += f", the measured error ({label}) by {hi[key] / lo[key]:.4g}"
-    return text + "."
-
-
-def table(res: dict) -> Table:
-    """Header and rows of the bounds-vs-measured table, one row per sigma."""
-    kind = res["measured"]
-    header = [
-        "r",
-        "sigma",
-        f"measured: Smooth-Grad distance between 2 models on disjoint splits ({kind})",
-        "Theorem 6 bound on eps_stab (one changed example; a different quantity)",
-        f"measured: Smooth-Grad fidelity error ({kind})",
-        "Prop. 7 bound",
-        f"measured: smoothed-IG fidelity error ({kind})",
-        "Prop. 7 bound (IG)",
-    ]
-    num = lambda v: "-" if v is None else _num(v)  # noqa: E731
-    rows = [
-        [
-            f"{row['r']:g}",
-            f"{row['sigma']:.4g}",
-            num(row["stability_grad"]),
-            _bound(row["stability_bound_log10"], row["stability_bound_vacuous"]),
-            num(row["fidelity_grad"]),
-            _bound(row["fidelity_bound_grad_log10"], row["fidelity_bound_grad_vacuous"]),
-            num(row["fidelity_ig"]),
-            _bound(row["fidelity_bound_ig_log10"], row["fidelity_bound_ig_vacuous"]),
-        ]
-        for row in res["rows"]
-    ]
-    return Table(header, rows)
-
-
-def n_table(res: dict) -> Table:
-    """Theorem 5 and the measured Simple-Grad stability error (r = 0), one row per n."""
-    header = [
-        "n",
-        "T",
-        "c",
-        "Theorem 5 bound on eps_stab (Simple-Grad)",
-        "measured: Simple-Grad distance, disjoint splits (plain)",
-        "(debiased)",
-    ]
-    num = lambda v: "-" if v is None else _num(v)  # noqa: E731
-    rows = [
-        [
-            str(row["n"]),
-            str(row["T"]),
-            f"{row['c']:.4g}",
-            _bound(row["simplegrad_log10"], row["vacuous"]),
-            num(row["stability_grad"]),
-            num(row["stability_grad_debiased"]),
-        ]
-        for row in res["by_n"]
-    ]
-    return Table(header, rows)
-
-
-def blocks(res: dict) -> list[Block]:
-    """What the bounds page (``bounds.md``) and the report's bounds section show."""
-    if res.get("version") != VERSION:
-        return [
-            Paragraph(
-                "This run's bounds.json was written by an older smoothstab and is not shown: "
-                "delete bounds.json and run `smoothstab bounds RUN_DIR` again."
-            )
-        ]
-    out: list[Block] = [Paragraph(verdict(res)), Paragraph(intro(res))]
-    if "T" in res:
-        out += [Paragraph(steps_text(res)), Paragraph(theorem6_text(res))]
-        out += [Paragraph(caveat_text(res))]
-    else:
-        out.append(
-            Paragraph(
-                "No stability bounds: Theorems 5-6 need networks of k >= 2 layers trained by "
-                "SGD on the run's splits (setting DT); only Proposition 7's are shown."
-            )
-        )
-    out += [table(res), Paragraph(fidelity_text(res))]
-    if res["by_n"]:
-        out += [Paragraph(n_text(res)), n_table(res)]
-    return out
-
-
 def bounds_run(
     cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
 ) -> dict:
-    """Write ``bounds.json``, ``bounds.md`` and ``figures/bounds.png``."""
-    from smoothstab.experiments.figures import bounds_figure  # matplotlib only when drawing
-
+    """Write ``bounds.json`` and ``bounds.md``; returns what the first holds (the figures
+    module draws it: :func:`~.figures.bounds_figure`)."""
     res = compute(cfg, run, models, summary)
     run.write_json(run.bounds_json, res)
     run.write_text(run.bounds_md, render_markdown(blocks(res)))
-    bounds_figure(res, run.figure("bounds"))
     return res

@@ -62,8 +62,15 @@ def resolve_config(config: TrainConfig, train_set: Dataset) -> TrainConfig:
             f"train.val_size: expected fewer than the {len(train_set)} training images, "
             f"got {val_size}"
         )
-    part_size = config.part_size or (len(train_set) - val_size) // config.parts
+    part_size = config.part_size or even_part_size(config, len(train_set))
     return replace(config, num_classes=num_classes, part_size=part_size)
+
+
+def even_part_size(config: TrainConfig, n_train: int) -> int:
+    """Images per part with ``part_size`` unset: the ``n_train`` training images, less the
+    validation images of ``keep = "best"``, split evenly over the parts."""
+    val_size = config.val_size if config.keep == "best" else 0
+    return (n_train - val_size) // config.parts
 
 
 def train_run(

@@ -20,7 +20,7 @@ Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`)
 scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
 process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
 
-Long (about 490 lines) because exact resume needs the whole loop's state in one place:
+Long (about 500 lines) because exact resume needs the whole loop's state in one place:
 seeding, checkpoints, the best-epoch record and the stop at a non-finite loss.
 """
 
@@ -88,6 +88,17 @@ def make_optimizer(
     else:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
     return optimizer, scheduler
+
+
+def epoch_batches(n: int, batch_size: int, drop_last: bool, world: int = 1) -> tuple[int, int]:
+    """``(batches, examples)`` of one epoch over ``n`` examples, as :meth:`Trainer.batches`
+    cuts it: full batches of ``batch_size``, then the rest unless ``drop_last``. A batch smaller
+    than ``world`` is dropped too: it would leave a rank empty (DDP only)."""
+    if batch_size < world:
+        return 0, 0
+    full, rest = divmod(n, batch_size)
+    last = rest if rest >= world and not drop_last else 0
+    return full + (last > 0), full * batch_size + last
 
 
 class Trainer:
@@ -228,12 +239,9 @@ class Trainer:
         """This epoch's global batches: a seeded permutation of the part, cut in order."""
         gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
         order = [self.part[i] for i in torch.randperm(len(self.part), generator=gen).tolist()]
-        b, world = self.cfg.batch_size, self.info.world_size
-        cuts = [order[i : i + b] for i in range(0, len(order), b)]
-        if self.cfg.drop_last and len(cuts[-1]) < b:
-            cuts.pop()
-        # a last batch smaller than the world would leave a rank empty: dropped (DDP only)
-        return [c for c in cuts if len(c) >= world]
+        b = self.cfg.batch_size
+        steps, _ = epoch_batches(len(order), b, self.cfg.drop_last, self.info.world_size)
+        return [order[i * b : (i + 1) * b] for i in range(steps)]
 
     def train_epoch(self) -> dict[str, float]:
         """The rest of this epoch; running loss and accuracy of this rank's share."""

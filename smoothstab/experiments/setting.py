@@ -1,0 +1,275 @@
+"""The four settings of an experiment (``models.setting``), one class each.
+
+A setting says which models a run compares and how it gets them: DT trains ``train.parts``
+models per training-set size on disjoint parts; DR and DA take the given checkpoints
+(``models.specs``; DA's are different architectures); FT makes ``models.replicas`` replicas of
+one given model with a cheap proxy for retraining (:mod:`.proxies`). ``Setting.of(cfg)`` is the
+run's setting; the stages, ``plan`` and the config's checks ask it how many models there are,
+their architectures, which pairs are compared, what is trained, whether the bounds apply and
+which Table-1 rows have labels. No other module branches on the setting's name.
+
+Models are numbered size by size (DT: model ``g * parts + p`` is part ``p`` of the ``g``-th
+smallest size); only models of one training-set size are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
+
+from smoothstab.checks import check_choice
+from smoothstab.experiments.aggregate import model_pairs
+from smoothstab.experiments.config import ConfigError
+from smoothstab.experiments.measures import Metric
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from smoothstab.experiments.experiment import ExperimentConfig, ModelsConfig, TrainConfig
+    from smoothstab.experiments.rundir import RunDir, Summary
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The setting of ``cfg``: the given checkpoints' answers (DR, DA), which the subclasses
+    for DT and FT override where theirs differ."""
+
+    cfg: ExperimentConfig
+    name: ClassVar[str]
+    title: ClassVar[str]  # the report's line
+    no_bounds: ClassVar[str] = ""  # why the bounds stage is skipped (empty: it runs)
+    sgd_bounds: ClassVar[bool] = False  # Theorems 5-6: trained here by SGD on disjoint parts
+    every_pair_drawn: ClassVar[bool] = False  # map grids show every pair, not the first
+
+    @staticmethod
+    def of(cfg: ExperimentConfig) -> Setting:
+        return SETTINGS[cfg.models.setting](cfg)
+
+    @classmethod
+    def check_specs(cls, m: ModelsConfig) -> None:
+        """The ``[models]`` table alone (a ValueError naming the key)."""
+        if len(m.specs) < 2:
+            raise ValueError(f"specs: setting {cls.name} needs at least 2 models")
+
+    def check(self) -> None:
+        """Across tables, once every ``--set`` override is in (a :class:`ConfigError`)."""
+        n = self.n_models
+        for pair in self.cfg.evaluation.grid_pairs:
+            i, j = (int(k) for k in pair.split("-"))
+            if max(i, j) >= n:
+                raise ConfigError(
+                    f"evaluation.grid_pairs: expected models 0..{n - 1}, got {pair!r}"
+                )
+            if self.size_index(i) != self.size_index(j):
+                raise ConfigError(
+                    f"evaluation.grid_pairs: {pair!r} pairs models of different training-set "
+                    "sizes, which are not compared; pick two of the same size"
+                )
+
+    @property
+    def n_models(self) -> int:
+        """Models the later stages compare."""
+        return len(self.cfg.models.specs)
+
+    def model_names(self) -> list[str]:
+        """The architecture of each model."""
+        return [s.name for s in self.cfg.models.specs]
+
+    @property
+    def sizes(self) -> tuple[int | None, ...]:
+        """The training-set sizes compared, smallest first (``(None,)``: one, not chosen)."""
+        return (None,)
+
+    def size_index(self, k: int) -> int:
+        """Which of :attr:`sizes` model ``k`` is trained on."""
+        return 0
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The model pairs compared: every pair ``i < j`` of models of one training-set size."""
+        k = self.size_index
+        return [(i, j) for i, j in model_pairs(self.n_models) if k(i) == k(j)]
+
+    def first_of_largest(self) -> int:
+        """The first model of the largest training-set size."""
+        return next(k for k in range(self.n_models) if self.size_index(k) == len(self.sizes) - 1)
+
+    def grid_pairs(self, summary: Summary) -> list[tuple[int, int]]:
+        """The pairs whose maps are drawn side by side: ``evaluation.grid_pairs``, else every
+        pair compared where :attr:`every_pair_drawn`, else the first pair compared at the
+        largest training-set size."""
+        named = self.cfg.evaluation.grid_pairs
+        compared = summary.per_unit(self.cfg.attribution.methods[0], Metric.STABILITY, 0.0)
+        pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
+        return pairs if named or self.every_pair_drawn else pairs[:1]
+
+    def pair_labels(self) -> dict[str, str]:
+        """``{"i-j": "A vs B"}`` of the pairs with names of their own (Table 1 has a row for
+        each); empty where the models are alike but for their data."""
+        return {}
+
+    def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
+        """What the train stage trains and how many runs of it per training-set size
+        (``None``: nothing), for a training set of ``n_train`` images (``None``: unknown until
+        read) and models of ``classes`` classes."""
+        return None
+
+    def training_name(self) -> str:
+        """What :meth:`training` trains, in words."""
+        return "training"
+
+    def train(self, run: RunDir) -> None:
+        """The train stage: record the given checkpoints."""
+        if not run.train_metrics.is_file():
+            specs = [{"name": s.name, "weights": s.weights, "label": s.label}
+                     for s in self.cfg.models.specs]  # fmt: skip
+            run.write_json(run.train_metrics, {"setting": self.name, "models": specs})
+
+    def models(self, run: RunDir) -> list[nn.Module]:
+        """The run's models, in eval mode."""
+        from smoothstab.experiments.data import num_classes
+        from smoothstab.experiments.proxies import given_model
+
+        cfg, classes = self.cfg, num_classes(self.cfg.train)
+        return [given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
+
+    def model_sizes(self, run: RunDir) -> list[int | None]:
+        """Each model's training-set size (``None``: not trained here)."""
+        return [None] * self.n_models
+
+
+class DisjointParts(Setting):
+    name = "DT"
+    title = "DT: same architecture trained on disjoint splits of the training set"
+    sgd_bounds = True
+
+    @classmethod
+    def check_specs(cls, m: ModelsConfig) -> None:
+        if m.specs:
+            raise ValueError("specs: setting DT trains its models; give specs only for DR/DA/FT")
+
+    def check(self) -> None:
+        parts = self.cfg.train.parts
+        if parts < 2:
+            raise ConfigError(
+                "train.parts: setting DT compares models trained on disjoint parts, expected at "
+                f"least 2, got {parts}"
+            )
+        super().check()
+
+    @property
+    def n_models(self) -> int:
+        return self.cfg.train.parts * len(self.sizes)
+
+    def model_names(self) -> list[str]:
+        return [self.cfg.train.model] * self.n_models
+
+    @property
+    def sizes(self) -> tuple[int | None, ...]:
+        return self.cfg.train.sizes
+
+    def size_index(self, k: int) -> int:
+        return k // self.cfg.train.parts
+
+    def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
+        return self.cfg.train, self.cfg.train.parts
+
+    def train(self, run: RunDir) -> None:
+        from smoothstab.experiments.train import train_run
+
+        cfg = self.cfg
+        train_run(replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet), run.root)
+
+    def models(self, run: RunDir) -> list[nn.Module]:
+        from smoothstab.experiments.train import load_trained
+
+        return [load_trained(run.model(k)) for k in range(self.n_models)]
+
+    def model_sizes(self, run: RunDir) -> list[int | None]:
+        return [int(m["train_size"]) for m in run.read_json(run.train_metrics)["models"]]
+
+
+class GivenModels(Setting):
+    name = "DR"
+    title = "DR: same architecture, different training recipe or weights"
+
+    def pair_labels(self) -> dict[str, str]:
+        specs = self.cfg.models.specs
+        name = lambda k: specs[k].label or f"{specs[k].name} (model {k})"  # noqa: E731
+        return {f"{i}-{j}": f"{name(i)} vs {name(j)}" for i, j in self.pairs()}
+
+
+class GivenArchitectures(GivenModels):
+    name = "DA"
+    title = "DA: different architectures"
+    no_bounds = "compares different architectures (one is needed)"
+    every_pair_drawn = True  # each pair is a different pair of architectures
+
+
+class Replicas(Setting):
+    name = "FT"
+    title = "FT: replicas of one given model made by a cheap proxy for retraining"
+
+    @classmethod
+    def check_specs(cls, m: ModelsConfig) -> None:
+        pass  # exactly one spec: checked across keys in check()
+
+    def check(self) -> None:
+        m = self.cfg.models
+        if len(m.specs) != 1:
+            raise ConfigError(
+                f"models.specs: setting FT starts from exactly one model, got {len(m.specs)}"
+            )
+        if m.proxy == "noisy_sgd" and m.noise_std == 0:
+            raise ConfigError(
+                "models.noise_std: proxy noisy_sgd expected a weight noise > 0, got 0"
+            )
+        super().check()
+
+    @property
+    def n_models(self) -> int:
+        return self.cfg.models.replicas
+
+    def model_names(self) -> list[str]:
+        return [self.cfg.models.specs[0].name] * self.n_models
+
+    def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
+        from smoothstab.experiments.proxies import proxy_runs, proxy_train_config
+
+        m = self.cfg.models
+        if n_train is None:
+            if m.part_size is None:
+                raise ValueError(
+                    f"models.part_size: the size of the {self.cfg.train.dataset} training set "
+                    "is known only once it is read; give models.part_size to plan this config"
+                )
+            n_train = m.part_size * m.replicas
+        return proxy_train_config(self.cfg, n_train, classes), proxy_runs(self.cfg)
+
+    def training_name(self) -> str:
+        return f"proxy {self.cfg.models.proxy} runs"
+
+    def train(self, run: RunDir) -> None:
+        from smoothstab.experiments import proxies
+
+        proxies.make_replicas(self.cfg, run)
+
+    def models(self, run: RunDir) -> list[nn.Module]:
+        from smoothstab.experiments.train import load_trained
+
+        replicas = [load_trained(run.model(k)) for k in range(self.n_models)]
+        layer = self.cfg.models.specs[0].cam_layer
+        for model in replicas if layer else ():
+            model.cam_layer = layer  # the base model's Grad-CAM layer, as given_model sets it
+        return replicas
+
+
+SETTINGS: dict[str, type[Setting]] = {
+    s.name: s for s in (DisjointParts, GivenModels, GivenArchitectures, Replicas)
+}
+
+
+def check_models(m: ModelsConfig) -> None:
+    """The ``[models]`` table alone: a known setting, with the specs it needs (a ValueError
+    naming the key)."""
+    check_choice(m.setting, "setting", tuple(SETTINGS))
+    SETTINGS[m.setting].check_specs(m)
