@@ -1,10 +1,11 @@
 # The two commands of the README: `make demo` and `make test` (the full suite, as CI runs it).
 # `make test-fast` skips the tests marked slow (training, end-to-end runs): under 2 minutes.
+# `make docs` builds the documentation site into site/ (mkdocs.yml; warnings are errors).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint dist bench bench-paper bench-scaling clean
+.PHONY: demo test test-fast docs lint dist bench bench-paper bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
+docs: $(VENV)/.installed-test
+	$(BIN)/mkdocs build --strict
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check smoothstab tests benchmarks
 	$(BIN)/ruff format --check smoothstab tests benchmarks
@@ -48,4 +52,4 @@ bench-scaling: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_scaling.py --device $(DEVICE)
 
 clean:
-	rm -rf $(VENV) runs build dist
+	rm -rf $(VENV) runs build dist site

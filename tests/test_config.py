@@ -135,11 +135,13 @@ def subcommand(name: str, tmp_path: Path) -> list:
         return [name, "--out", tmp_path / "out", "--quiet"]
     if name == "plan":
         return [name, "--no-timing"]
+    if name == "config":
+        return [name]
     (tmp_path / "config.toml").write_text(to_toml(QUICKSTART))  # a stage's run directory
     return [name, tmp_path, "--quiet"]
 
 
-@pytest.mark.parametrize("name", ["train", "run", "plan", "attribute", "evaluate"])
+@pytest.mark.parametrize("name", ["train", "run", "plan", "config", "attribute", "evaluate"])
 def test_every_subcommand_takes_the_full_key_form(tmp_path, capsys, name):
     # train.amp is taken (the error is the next key's); train.epochs=0 is refused by its value.
     sets = ["--set", "train.amp=bf16", "--set", "train.epochs=0"]
@@ -363,3 +365,64 @@ def test_sanity_table_is_off_by_default_and_checked_at_load():
             load_config(None, [override])
     with pytest.raises(ConfigError, match="11x11"):
         load_config(None, ["train.dataset=digits", "evaluation.topk=16", "sanity.enabled=true"])
+
+
+# --- every key documented once: `smoothstab config` and the documentation's page of keys -------
+
+
+def test_every_key_has_its_type_default_and_meaning():
+    """Each field of each config dataclass is a key with the docstring under it; a field added
+    without one is an error, not a blank row."""
+    from smoothstab.experiments.keys import REQUIRED, SPECS, config_keys
+
+    keys = {k.name: k for k in config_keys()}
+    expected = set()
+    for section in ("train", "models", "attribution", "evaluation", "sanity"):
+        table = getattr(ExperimentConfig(), section)
+        expected |= {f"{section}.{f.name}" for f in dataclasses.fields(table)}
+    expected |= {"name", "quiet"} | {f"{SPECS}[].{f.name}" for f in dataclasses.fields(ModelSpec)}
+    assert set(keys) == expected
+    assert all(len(k.help) > 10 for k in keys.values())
+    assert keys["attribution.n_samples"].default == 100
+    assert keys["attribution.tolerance"].type == "float | None"
+    assert keys[f"{SPECS}[].name"].default is REQUIRED
+    assert keys["train.device"].free and not keys["train.lr"].free
+
+    @dataclasses.dataclass(frozen=True)
+    class Undocumented:
+        size: int = 1
+        """Documented."""
+        seed: int = 0
+
+    from smoothstab.experiments.keys import _keys
+
+    with pytest.raises(TypeError, match="Undocumented.seed: a config key without a docstring"):
+        _keys(Undocumented, Undocumented(), "")
+
+
+@pytest.mark.parametrize("source", ["quickstart", "hub_resnet50_ft", "paper/table1_da"])
+def test_config_command_prints_the_config_as_commented_toml(capsys, source):
+    """``smoothstab config PRESET`` is the resolved config as TOML that reads back to the same
+    config, every key with its meaning in a comment; --set values show with the default."""
+    import tomllib
+
+    from smoothstab.experiments.config import dataclass_from_dict
+
+    assert main(["config", source, "--set", "attribution.n_samples=40"]) == 0
+    out = capsys.readouterr().out
+    cfg = load_config(source, ["attribution.n_samples=40"])
+    assert dataclass_from_dict(ExperimentConfig, tomllib.loads(out)) == cfg
+    assert "# n_samples: int; default 100\n" in out and "\nn_samples = 40\n" in out
+    assert "#   Noise draws per smoothed map" in out
+    assert out.splitlines().count("[[models.specs]]") == len(cfg.models.specs)
+    assert max(map(len, out.splitlines()[1:])) <= 100
+
+
+def test_keys_markdown_has_a_row_per_key():
+    from smoothstab.experiments.keys import config_keys, keys_markdown
+
+    text = keys_markdown()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(config_keys())
+    assert "| `n_samples` | `int` | `100` | Noise draws per smoothed map" in text
+    assert "| `tolerance` | `float \\| None` | `none` |" in text  # the pipe escaped in a cell

@@ -3,9 +3,10 @@
 It imports the core (:mod:`smoothstab`); the core never imports it. Importing this package
 imports nothing else, so loading a config does not pull in training, DDP or plotting:
 
-* :mod:`.experiment` (every config dataclass, presets by name) and :mod:`.config` (TOML and
-  ``--set`` machinery), :mod:`.guards` (checks of paths, devices and names), :mod:`.setting`
-  (DT, DR, DA, FT: the models a run compares and how it gets them);
+* :mod:`.experiment` (every config dataclass, presets by name), :mod:`.config` (TOML and
+  ``--set`` machinery), :mod:`.keys` (every key's type, default and meaning, for ``smoothstab
+  config`` and the documentation), :mod:`.guards` (checks of paths, devices and names),
+  :mod:`.setting` (DT, DR, DA, FT: the models a run compares and how it gets them);
 * :mod:`.data`, :mod:`.shapes`, :mod:`.models` (with :mod:`.external` for ``timm:``, ``hf:``
   and ``python:`` models); :mod:`.train` and :mod:`.trainer` (:mod:`.distributed` for
   ``torchrun``, :mod:`.accel` for the speed options); :mod:`.proxies` (setting FT's replicas);

@@ -244,7 +244,38 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``smoothstab config [CONFIG] [--set ...]``: every key with its value, type and meaning."""
+    p = subparsers.add_parser(
+        "config",
+        help="every config key: its value in CONFIG, its type, default and meaning",
+        description="Print CONFIG resolved (defaults and --set overrides applied) as a TOML file "
+        "in which comments give every key's type, default and meaning; save it to start a config "
+        "of your own. Runs nothing.",
+    )
+    p.add_argument(
+        "config", nargs="?", help="an experiment TOML file or a preset name (default: quickstart)"
+    )
+    _common(p, run_dir=False)
+    p.set_defaults(func=run_config)
+
+
+def run_config(args: argparse.Namespace) -> int:
+    from smoothstab.experiments.experiment import config_path, load_config
+    from smoothstab.experiments.keys import format_config
+
+    path = config_path(args.config)
+    if path.is_file():
+        read_config_text(path)
+    cfg = load_config(args.config, args.overrides)
+    sets = [f"--set {o}" for o in args.overrides]
+    command = " ".join(["smoothstab config", args.config or "quickstart", *sets])
+    print(format_config(cfg, command), end="", flush=True)
+    return 0
+
+
 SUBCOMMANDS = [
+    add_config_parser,
     add_plan_parser,
     add_train_parser,
     add_attribute_parser,

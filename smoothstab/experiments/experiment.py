@@ -15,9 +15,10 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
     -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
-Long (about 570 lines) because every config dataclass and its checks live here (those that
-depend on the setting in :mod:`.setting`), so that a config is validated whole before any stage
-runs.
+Each key's meaning is the docstring under its field; :mod:`.keys` reads them back for
+``smoothstab config`` and the documentation's list of keys. Long (about 650 lines) because
+every config dataclass, its keys' meanings and its checks live here (those that depend on the
+setting in :mod:`.setting`), so that a config is validated whole before any stage runs.
 """
 
 from __future__ import annotations
@@ -60,72 +61,107 @@ PRESETS = resources.files("smoothstab") / "configs"
 class TrainConfig:
     """One training run: ``parts`` models per training-set size, each on its own part.
 
-    ``part_size``: one size, or a list of sizes (the paper's curves over n); ``None``: the
-    training set split evenly. Parts of one size are disjoint. Across sizes they are nested:
-    part ``p`` of size ``s`` is the first ``s`` images of part ``p`` of the largest size, so
-    models with the same part index share data and models with different ones never do.
-    Models are numbered size by size: model ``g * parts + p`` is part ``p`` of the ``g``-th
-    smallest size. Defaults: two small CNNs on digits. ``noise_std`` is the
-    weight-noise std s_w of noisy SGD (0: plain SGD), with ``noise_draws`` draws per step.
-    ``schedule`` steps once per epoch: ``step`` (x ``gamma`` every ``step_size`` epochs) or
-    ``cosine`` (to 0 over ``epochs``). ``checkpoint_every``: also checkpoint every this many
-    steps (0: at epoch ends only). ``num_classes``/``part_size`` ``None``: from the data.
-    ``keep``: which weights a model keeps, ``last`` (the last epoch's, the paper's) or ``best``
-    (the epoch with the best accuracy on a validation split of ``val_size`` training images,
-    needed >= 1 then; ignored with ``last``). The validation split is the slice of the split
-    permutation right after every part's images, so it is disjoint from all of them and from the
-    test set; ``parts x largest part_size + val_size`` must fit in the training set (checked
-    when training starts), and ``part_size`` ``None`` splits what the validation split leaves.
+    Parts of one size are disjoint. Across sizes they are nested: part ``p`` of size ``s`` is
+    the first ``s`` images of part ``p`` of the largest size, so models with the same part index
+    share data and models with different ones never do. Models are numbered size by size: model
+    ``g * parts + p`` is part ``p`` of the ``g``-th smallest size. Defaults: two small CNNs on
+    digits. Each key's meaning is the docstring under its field (:mod:`.keys` reads them).
 
-    Speed options (:mod:`.trainer`): ``amp`` mixed precision, ``none``, ``bf16`` or ``fp16``
-    (autocast, with a gradient scaler for fp16); ``channels_last`` memory format for weights and
-    inputs; ``compile``: ``torch.compile`` the training forward pass. Each changes the floating
-    point of the result a little (other kernels, other rounding), so none is free; ``none`` /
-    ``false`` are bitwise the plain loop. ``drop_last``: drop an epoch's last, smaller batch
-    (``false`` keeps it, as the paper's training code, PyTorch's ImageNet example, did). With
-    ``num_workers > 0`` the loader's workers persist across epochs, and batches go through
-    pinned memory on CUDA; that changes nothing but speed.
-
-    ``image_size``, ``mean``, ``std``, ``channels`` (``dataset = "imagefolder"`` only; ``None``:
-    ImageNet's 224, mean, std, RGB): the crop size, the normalisation and the channels (1 reads
-    the images as grey) of a folder of your own images.
+    The speed options ``amp``, ``channels_last`` and ``compile`` (:mod:`.trainer`) each change
+    the floating point of the result a little (other kernels, other rounding), so none is free;
+    ``none`` / ``false`` are bitwise the plain loop.
     """
 
     dataset: str = "digits"
+    """The data: ``digits`` (scikit-learn's 8x8 digits), ``shapes`` (generated 32x32 shapes),
+    ``cifar10`` (the local ``cifar-10-batches-py`` pickles), ``imagenet`` or ``imagefolder`` (a
+    local ImageFolder with ``train/`` and ``val/``)."""
     root: str | None = free(None)
+    """Where the data set is (CIFAR-10, ImageNet, an ImageFolder); nothing is downloaded."""
     image_size: int | None = None
+    """``dataset = "imagefolder"`` only: the crop size of a folder of your own images
+    (``None``: ImageNet's 224)."""
     mean: tuple[float, ...] | None = None
+    """``dataset = "imagefolder"`` only: the normalisation's per-channel mean (``None``:
+    ImageNet's)."""
     std: tuple[float, ...] | None = None
+    """``dataset = "imagefolder"`` only: the normalisation's per-channel std, each > 0
+    (``None``: ImageNet's)."""
     channels: int | None = None
+    """``dataset = "imagefolder"`` only: the input channels; 1 reads the images as grey
+    (``None``: RGB)."""
     data_seed: int = 0
+    """Fixes the generated images (shapes) and the train/test split (digits)."""
     model: str = "small_cnn"
+    """The architecture: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
+    classification model (``resnet50``, ``swin_t``, ...), ``timm:NAME``, ``hf:LOCAL_DIR`` or
+    ``python:package.module:factory`` (:func:`~.models.build_model`)."""
     num_classes: int | None = None
+    """Output classes of the model (``None``: from the data)."""
     epochs: int = 30
+    """Epochs each model trains."""
     batch_size: int = 32
+    """Training batch size."""
     lr: float = 0.05
+    """SGD's learning rate."""
     momentum: float = 0.9
+    """SGD's momentum."""
     weight_decay: float = 5e-4
+    """SGD's weight decay."""
     schedule: str = "cosine"
+    """The learning-rate schedule, stepped once per epoch: ``step`` (x ``gamma`` every
+    ``step_size`` epochs) or ``cosine`` (to 0 over ``epochs``)."""
     step_size: int = 30
+    """Epochs between two decays of the ``step`` schedule."""
     gamma: float = 0.1
+    """The ``step`` schedule's factor."""
     noise_std: float = 0.0
+    """The weight-noise std s_w of noisy SGD (Eq. 3; 0: plain SGD)."""
     noise_draws: int = 1
+    """Noisy SGD's weight-noise draws per step."""
     parts: int = 2
+    """Models per training-set size, each trained on its own part."""
     part_size: int | tuple[int, ...] | None = None
+    """Images per part: one size, or a list of sizes (the paper's curves over n); ``None``: the
+    training set split evenly (what the validation split leaves)."""
     split_seed: int = 10007
+    """Seeds the permutation of the training set that parts and validation split are cut
+    from."""
     seed: int = 0
+    """Seeds each model's training (mixed with its part index): initialisation, batch order,
+    weight noise."""
     deterministic: bool = True
+    """Train in PyTorch's deterministic mode."""
     keep: Literal["last", "best"] = "last"
+    """Which weights a model keeps: ``last`` (the last epoch's, the paper's) or ``best`` (the
+    epoch with the best accuracy on a validation split of ``val_size`` training images)."""
     val_size: int = 0
+    """Validation images for ``keep = "best"`` (needed >= 1 then; ignored with ``last``). The
+    validation split is the slice of the split permutation right after every part's images, so
+    it is disjoint from all of them and from the test set; ``parts x largest part_size +
+    val_size`` must fit in the training set (checked when training starts)."""
     amp: Literal["none", "bf16", "fp16"] = "none"
+    """Mixed precision: ``none``, ``bf16`` or ``fp16`` (autocast, with a gradient scaler for
+    fp16)."""
     channels_last: bool = False
+    """Weights and input batches in the channels-last memory format."""
     compile: bool = False
+    """``torch.compile`` the training forward pass."""
     drop_last: bool = False
+    """Drop an epoch's last, smaller batch (``false`` keeps it, as the paper's training code,
+    PyTorch's ImageNet example, did)."""
     device: str = free("auto")
+    """The training device, such as ``cpu``, ``cuda`` or ``cuda:0`` (``auto``: a GPU if there
+    is one)."""
     num_workers: int = free(0)
+    """DataLoader workers. With ``num_workers > 0`` they persist across epochs, and batches go
+    through pinned memory on CUDA; that changes nothing but speed."""
     eval_batch_size: int = free(500)
+    """Batch size of the test-accuracy evaluation."""
     checkpoint_every: int = free(0)
+    """Also checkpoint every this many steps (0: at epoch ends only)."""
     quiet: bool = free(False)
+    """No progress bars."""
 
     def __post_init__(self) -> None:
         check_choice(self.dataset, "dataset", DATASETS)
@@ -197,17 +233,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A given checkpoint (DR/DA, or FT's one base model): architecture name and weights (file
-    or torchvision name; ``None``: a random init seeded by ``train.seed`` and the spec's
-    position). A checkpoint written by ``smoothstab train`` is a weights file too. ``name`` may
-    also be ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``
-    (:func:`~.models.build_model`). ``cam_layer``: the Grad-CAM layer's dotted name, for an
-    architecture :func:`~.models.cam_layer` does not know (empty: its default)."""
+    """A given checkpoint (DR/DA, or FT's one base model); a checkpoint written by ``smoothstab
+    train`` is a weights file too."""
 
     name: str
+    """The architecture, as ``train.model`` names it (:func:`~.models.build_model`)."""
     weights: str | None = None
+    """A weights file or a torchvision weight name (``None``: a random init seeded by
+    ``train.seed`` and the spec's position)."""
     label: str = ""
+    """The model's name in Table 1 (empty: its architecture and index)."""
     cam_layer: str = ""
+    """The Grad-CAM layer's dotted name, for an architecture :func:`~.models.cam_layer` does
+    not know (empty: its default)."""
 
 
 PROXIES = ("finetune", "swag", "noisy_sgd")
@@ -217,32 +255,43 @@ FT_LAYERS = ("all", "last_block", "classifier")
 @dataclass(frozen=True)
 class ModelsConfig:
     """DT: models trained on disjoint splits ([train]); DR/DA: the ``specs`` given here; FT:
-    ``replicas`` cheap stand-ins for retraining made from the one model in ``specs``.
-
-    FT keys (ignored otherwise; :mod:`.proxies` says exactly what each proxy does): ``proxy``
-    ``finetune`` (each replica fine-tuned on its own disjoint part of [train]'s data, its own
-    seed), ``swag`` (one short SGD run from the model, replicas drawn from the diagonal Gaussian
-    of its weight snapshots, spread scaled by ``swag_scale``; ``swag_snapshots`` snapshots) or
-    ``noisy_sgd`` (each replica a short noisy-SGD continuation, weight noise std ``noise_std``,
-    on the same data, its own seed); ``epochs`` and ``lr`` of those runs (batch size, momentum,
-    weight decay and data from [train]); ``layers`` trained: ``all``, ``last_block`` (the last
-    block of the Grad-CAM stage and the classifier) or ``classifier`` (the last linear layer);
-    ``part_size`` images per run (``None``: the training set split evenly over the replicas);
-    ``seed`` seeds the replicas.
+    ``replicas`` cheap stand-ins for retraining made from the one model in ``specs``. The FT
+    keys are ignored otherwise; :mod:`.proxies` says exactly what each proxy does.
     """
 
     setting: Literal["DT", "DR", "DA", "FT"] = "DT"
+    """``DT`` trains ``train.parts`` models per size on disjoint parts; ``DR`` and ``DA``
+    compare the given ``specs`` (the paper's Table 1 rows of those names); ``FT`` compares
+    replicas of the one model in ``specs``."""
     specs: tuple[ModelSpec, ...] = ()
+    """The given models, ``[[models.specs]]`` tables (keys below): at least 2 for DR/DA, exactly
+    1 for FT, none for DT."""
     proxy: Literal["finetune", "swag", "noisy_sgd"] = "finetune"
+    """FT: ``finetune`` (each replica fine-tuned on its own disjoint part of [train]'s data, its
+    own seed), ``swag`` (one short SGD run from the model, replicas drawn from the diagonal
+    Gaussian of its weight snapshots, spread scaled by ``swag_scale``) or ``noisy_sgd`` (each
+    replica a short noisy-SGD continuation, weight noise std ``noise_std``, on the same data,
+    its own seed)."""
     replicas: int = 4
+    """FT: how many replicas."""
     epochs: int = 2
+    """FT: epochs of each replica's run (batch size, momentum, weight decay and data from
+    [train])."""
     lr: float = 0.01
+    """FT: learning rate of those runs."""
     layers: Literal["all", "last_block", "classifier"] = "all"
+    """FT: the layers trained: ``all``, ``last_block`` (the last block of the Grad-CAM stage and
+    the classifier) or ``classifier`` (the last linear layer)."""
     part_size: int | None = None
+    """FT: images per run (``None``: the training set split evenly over the replicas)."""
     noise_std: float = 0.01
+    """FT, ``noisy_sgd``: the weight noise std (> 0)."""
     swag_snapshots: int = 20
+    """FT, ``swag``: weight snapshots of the SGD run."""
     swag_scale: float = 1.0
+    """FT, ``swag``: scales the spread of the replicas around the snapshots' mean."""
     seed: int = 0
+    """FT: seeds the replicas."""
 
     def __post_init__(self) -> None:
         check_models(self)
@@ -256,68 +305,92 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Which maps to compute and how (the paper's values by default).
+    """Which maps to compute and how (the paper's values by default). Every map file records
+    each image's relative Monte-Carlo standard error and model evaluations.
 
-    ``tolerance``: instead of ``n_samples`` draws per map, draw until each image's relative
-    Monte-Carlo standard error ``||se|| / ||map||`` is at most this, with at least
-    ``min_samples`` and at most ``max_samples`` draws (``smooth(..., tol=)``); ``n_samples``
-    is then unused. Every map file records each image's relative standard error and model
-    evaluations either way. ``groups``: an even number of interleaved groups of draws whose
-    means the map files keep (with debiased distances), so that the standard errors of the
-    distances in ``metrics.csv`` account for the correlation between a map's elements (``G - 1``
-    degrees of freedom; ``smooth(..., groups=G)``). Unset, :attr:`n_groups` follows
-    :func:`smoothstab.montecarlo.default_groups`: 16 from 32 units (draws, or antithetic pairs,
-    of ``n_samples``; of ``min_samples`` with a tolerance) on, fewer below; 2 keeps the halves
-    only, whose standard errors pool per element and understate the error of correlated maps.
-
-    ``cam_normalize``: ``none`` (raw ReLU'd CAMs) or ``minmax`` (each Grad-CAM/Grad-CAM++ map
-    scaled to [0, 1] per image as pytorch-grad-cam does, before smoothing averages them: a
-    smoothed CAM is then the mean of normalised CAMs). ``image_order``: how the test images are
-    chosen, the first ``n_images`` of a permutation seeded by ``image_seed``: ``numpy``
-    (``np.random.default_rng(seed).permutation``) or ``paper`` (Python's
-    ``random.Random(seed).shuffle`` of ``list(range(N))``, what the paper's code did).
-    ``ig_reference_steps``: with ``ig_estimator = "joint"``, the r = 0 IG map (the fidelity
-    reference) uses a Gauss-Legendre rule of this many points instead of ``ig_steps``/``ig_rule``,
-    since the joint estimator has no quadrature error; 0 keeps the run's quadrature. Ignored
-    with ``nested``. Speed options (:mod:`.accel`): ``amp = "bf16"`` runs the model calls under
-    bf16 autocast (gradient maps within about 12% of float32 ones unsmoothed, 4% smoothed, CAMs
-    1%; needs ``dtype = "float32"``) and
-    ``channels_last`` stores the model's weights in that order; neither is free. ``pack``:
-    put the rows of every noise level of a (model, method, image block) into shared model
-    calls of at most ``batch_size`` rows (fewer, fuller calls where one level's rows leave a
-    chunk part-empty); every level keeps its own draws, so maps equal unpacked ones up to the
-    floating point of differently composed batches (not free for that reason). A fixed
-    ``n_samples`` only: with a tolerance the levels run one after another.
+    The speed options ``amp``, ``channels_last`` and ``pack`` (:mod:`.accel`) change the
+    floating point of the maps, so none is free.
     """
 
     methods: tuple[str, ...] = ("grad", "ig", "gradcam", "gradcampp")
+    """The methods, by their names in :data:`smoothstab.METHODS`."""
     stability_r: tuple[float, ...] = STABILITY_R
+    """Noise levels ``r = sigma / (x_max - x_min)`` of the stability sweep."""
     fidelity_r: tuple[float, ...] = FIDELITY_R
+    """Noise levels of the fidelity sweep (the paper's quadratic grid ``r = 0.004 j^2``)."""
     table_r: float = 0.15
+    """The noise level of Table 1's smoothed columns and of the map grids."""
     n_samples: int = 100
+    """Noise draws per smoothed map (unused with a ``tolerance``)."""
     tolerance: float | None = None
+    """Instead of ``n_samples`` draws per map, draw until each image's relative Monte-Carlo
+    standard error ``||se|| / ||map||`` is at most this, with at least ``min_samples`` and at
+    most ``max_samples`` draws (``smooth(..., tol=)``)."""
     min_samples: int = 16
+    """With a ``tolerance`` only: the fewest draws per map."""
     max_samples: int = 1000
+    """With a ``tolerance`` only: the most draws per map."""
     groups: int | None = None
+    """An even number of interleaved groups of draws whose means the map files keep (with
+    debiased distances), so that the standard errors of the distances in ``metrics.csv``
+    account for the correlation between a map's elements (``G - 1`` degrees of freedom;
+    ``smooth(..., groups=G)``). Unset, :attr:`n_groups` follows
+    :func:`smoothstab.montecarlo.default_groups`: 16 from 32 units (draws, or antithetic pairs,
+    of ``n_samples``; of ``min_samples`` with a tolerance) on, fewer below; 2 keeps the halves
+    only, whose standard errors pool per element and understate the error of correlated
+    maps."""
     antithetic: bool = False
+    """Draw the noise in antithetic pairs ``(z, -z)`` (``n_samples`` even)."""
     common_random_numbers: bool = True
+    """Every model sees the same noise draws (ours); ``false`` draws independently for each
+    network, as the paper did."""
     ig_steps: int = 20
+    """IG's quadrature points along the path."""
     ig_rule: str = "paper"
+    """IG's quadrature rule, one of :data:`smoothstab.IG_RULES`."""
     ig_estimator: Literal["nested", "joint"] = "nested"
+    """Smoothed IG: ``nested`` (the paper's: the whole path for every draw) or ``joint`` (the
+    path position drawn with the noise: one model evaluation per draw)."""
     n_images: int = 32
+    """Test images explained: the first ``n_images`` of the permutation of ``image_order``."""
     image_seed: int = 10007
+    """Seeds the permutation the test images are taken from."""
     image_batch: int = 16
+    """Images per block, the unit in which maps are computed and written."""
     batch_size: int = free(256)
+    """At most this many input rows per model call."""
     target: Literal["label", "predicted"] = "label"
+    """The explained logit: the ground-truth ``label``'s or the ``predicted`` class's."""
     seed: int = 0
+    """Seeds the noise draws."""
     device: str = free("cpu")
+    """The device maps are computed on, such as ``cpu``, ``cuda`` or ``cuda:0``."""
     dtype: Literal["float32", "float64"] = "float32"
+    """The precision of the model and the maps."""
     cam_normalize: Literal["none", "minmax"] = "none"
+    """``none`` (raw ReLU'd CAMs) or ``minmax`` (each Grad-CAM/Grad-CAM++ map scaled to [0, 1]
+    per image as pytorch-grad-cam does, before smoothing averages them: a smoothed CAM is then
+    the mean of normalised CAMs)."""
     image_order: Literal["numpy", "paper"] = "numpy"
+    """How the test images are chosen, the first ``n_images`` of a permutation seeded by
+    ``image_seed``: ``numpy`` (``np.random.default_rng(seed).permutation``) or ``paper``
+    (Python's ``random.Random(seed).shuffle`` of ``list(range(N))``, what the paper's code
+    did)."""
     ig_reference_steps: int = 64
+    """With ``ig_estimator = "joint"``, the r = 0 IG map (the fidelity reference) uses a
+    Gauss-Legendre rule of this many points instead of ``ig_steps``/``ig_rule``, since the joint
+    estimator has no quadrature error; 0 keeps the run's quadrature. Ignored with ``nested``."""
     amp: Literal["none", "bf16"] = "none"
+    """``bf16`` runs the model calls under bf16 autocast (gradient maps within about 12% of
+    float32 ones unsmoothed, 4% smoothed, CAMs 1%; needs ``dtype = "float32"``)."""
     channels_last: bool = False
+    """Store the model's weights in the channels-last memory format."""
     pack: bool = False
+    """Put the rows of every noise level of a (model, method, image block) into shared model
+    calls of at most ``batch_size`` rows (fewer, fuller calls where one level's rows leave a
+    chunk part-empty); every level keeps its own draws, so maps equal unpacked ones up to the
+    floating point of differently composed batches (not free for that reason). A fixed
+    ``n_samples`` only: with a tolerance the levels run one after another."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -384,28 +457,30 @@ class AttributionConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How maps are compared and reported.
-
-    ``debiased``: also the split-half debiased distances (ours) beside the plain ones (the
-    paper's). ``band``: ``t95`` or ``sd`` over model pairs/models. ``topk``: k of top-k mIoU (left
-    unset, at most a quarter of an image's pixels).
-    ``fidelity_budget``: relative, fidelity error / ||unsmoothed map||, for the recommended r.
-    ``grid_images``: images per map grid. ``grid_pairs``: the model pairs (``"i-j"``) whose maps
-    are drawn side by side; empty: every pair of a DA run, else the first pair compared.
-    ``stability_measure``: what the advice minimises and the findings' verdicts rest on:
-    ``unit_distance``, the scale-free ``||a/||a|| - b/||b|| ||`` (smoothing shrinks maps, so a
-    smaller raw distance can mean smaller maps), or ``l2``, the paper's raw distance (Eq. 12).
-    Figures and tables show both either way.
-    """
+    """How maps are compared and reported."""
 
     debiased: bool = True
+    """Also the split-half debiased distances (ours) beside the plain ones (the paper's)."""
     band: Literal["t95", "sd"] = "t95"
+    """The band over model pairs or models: ``t95`` (95% Student-t interval of the mean) or
+    ``sd`` (one sample standard deviation)."""
     topk: int = 500
+    """k of top-k mIoU (left unset, at most a quarter of an image's pixels)."""
     fidelity_budget: float = 0.2
+    """The fidelity error allowed for the recommended r, relative to the unsmoothed map's
+    norm."""
     grid_images: int = 4
+    """Images per map grid."""
     grid_pairs: tuple[str, ...] = ()
-    bound_steps: Literal["examples", "minibatches"] = "examples"  # T's unit: docs/bounds.md
+    """The model pairs (``"i-j"``) whose maps are drawn side by side; empty: every pair of a DA
+    run, else the first pair compared."""
+    bound_steps: Literal["examples", "minibatches"] = "examples"
+    """The unit of the number of training steps T in the bounds (docs/bounds.md)."""
     stability_measure: Literal["unit_distance", "l2"] = "unit_distance"
+    """What the advice minimises and the findings' verdicts rest on: ``unit_distance``, the
+    scale-free ``||a/||a|| - b/||b|| ||`` (smoothing shrinks maps, so a smaller raw distance can
+    mean smaller maps), or ``l2``, the paper's raw distance (Eq. 12). Figures and tables show
+    both either way."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "topk", "grid_images")
@@ -420,18 +495,18 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class SanityConfig:
     """The model-randomisation check (Adebayo et al. 2018) of the ``sanity`` stage
-    (:mod:`.sanity`, docs/sanity.md): off unless ``enabled``.
+    (:mod:`.sanity`, docs/sanity.md): off unless ``enabled``."""
 
-    ``mode``: ``cascading`` (copy k re-initialises the last k layers, from the logits down) or
-    ``independent`` (copy k re-initialises layer k alone); ``layers``: the steps, input side
-    first, as module names of the model (empty: every layer with ``reset_parameters()``);
-    ``init_seed``: seeds each layer's re-initialisation (:func:`smoothstab.randomize.randomize`).
-    """
-
-    enabled: bool = free(False)  # turning it on later redoes no earlier stage
+    enabled: bool = free(False)
+    """Run the sanity stage (turning it on later redoes no earlier stage)."""
     mode: Literal["cascading", "independent"] = "cascading"
+    """``cascading`` (copy k re-initialises the last k layers, from the logits down) or
+    ``independent`` (copy k re-initialises layer k alone)."""
     layers: tuple[str, ...] = ()
+    """The steps, input side first, as module names of the model (empty: every layer with
+    ``reset_parameters()``)."""
     init_seed: int = 0
+    """Seeds each layer's re-initialisation (:func:`smoothstab.randomize.randomize`)."""
 
     def __post_init__(self) -> None:
         check_choice(self.mode, "mode", RANDOMIZE_MODES)
@@ -445,8 +520,13 @@ class SanityConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """A whole experiment: its name and one table per part (the sections of a config file)."""
+
     name: str = "experiment"
+    """A plain name (letters, digits, ``.``, ``_``, ``-``): the run goes to ``runs/<name>``
+    without ``--out``."""
     quiet: bool = free(False)
+    """No progress bars, only final lines."""
     train: TrainConfig = field(default_factory=TrainConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
