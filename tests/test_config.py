@@ -419,10 +419,12 @@ def test_config_command_prints_the_config_as_commented_toml(capsys, source):
 
 
 def test_keys_markdown_has_a_row_per_key():
-    from smoothstab.experiments.keys import config_keys, keys_markdown
+    from smoothstab.experiments.keys import _cell, config_keys, keys_markdown
 
     text = keys_markdown()
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) == len(config_keys())
     assert "| `n_samples` | `int` | `100` | Noise draws per smoothed map" in text
-    assert "| `tolerance` | `float \\| None` | `none` |" in text  # the pipe escaped in a cell
+    assert "| `tolerance` | `float | None` | `none` |" in text  # a code span keeps its pipe
+    assert "`||se|| / ||map||`" in text
+    assert _cell("a | b `c | d` e | f") == "a \\| b `c | d` e \\| f"  # outside code: escaped

@@ -175,5 +175,11 @@ def keys_markdown() -> str:
             f"`{toml_value(key.default)}`",
             plain(key.help).replace("\n", " ") + free,
         ]
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("| " + " | ".join(map(_cell, cells)) + " |")
     return "\n".join(out).strip() + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: ``|`` escaped outside code spans (inside them it is literal)."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))

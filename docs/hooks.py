@@ -1,0 +1,14 @@
+"""mkdocs hook: the page of config keys gets its tables from the config dataclasses
+(:func:`smoothstab.experiments.keys.keys_markdown`), the text ``smoothstab config`` prints."""
+
+from __future__ import annotations
+
+MARKER = "<!-- config keys -->"
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - mkdocs' signature
+    if MARKER not in markdown:
+        return markdown
+    from smoothstab.experiments.keys import keys_markdown
+
+    return markdown.replace(MARKER, keys_markdown())
