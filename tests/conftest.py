@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -22,6 +24,12 @@ TINY_SETTINGS = [
     "attribution.image_batch=2",
     "evaluation.topk=20",
 ]
+
+# Headless Chromium for the tests that open pages in a browser (the report, the docs site); where
+# none is found they are skipped with NO_BROWSER.
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+BROWSER = next((b for b in map(shutil.which, BROWSERS) if b), None)
+NO_BROWSER = "no Chromium (.ci/run installs Debian's chromium)"
 
 # A Hugging Face ViT small enough for a test (32 px, 8 px patches, one block): the tests that
 # build one from a config with random weights share it.

@@ -41,7 +41,7 @@ import pytest
 import torch
 
 import smoothstab as ss
-from conftest import TINY_SETTINGS, ConvNet, hook_count, make
+from conftest import BROWSER, NO_BROWSER, TINY_SETTINGS, ConvNet, hook_count, make
 from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
 
@@ -647,8 +647,6 @@ def test_progress_in_a_log_writes_a_line_every_ten_seconds_of_work(monkeypatch):
 
 # --- the report in a real browser ----------------------------------------------------------------
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
-BROWSER = next((b for b in map(shutil.which, BROWSERS) if b), None)
 # Put first in <head>: records uncaught errors, failed resources and console.error; on load,
 # writes what every <img> decoded to into the page, which --dump-dom prints.
 PROBE = """<script>
@@ -676,7 +674,7 @@ def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BROWSER is None, reason="no Chromium (.ci/run installs Debian's chromium)")
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 def test_report_renders_in_headless_chromium(reference, tmp_path):
     """report.html of the tiny run in headless Chromium: every <img> decodes (naturalWidth > 0),
     no error reaches the console, and a full-page screenshot is not blank."""

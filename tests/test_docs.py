@@ -1,0 +1,294 @@
+"""The documentation site: it builds with warnings as errors, its pages load in headless Chromium
+without a console error, a failed request or a broken image, and every Python example on the
+getting-started and how-to pages runs as written.
+
+The browser is driven over the DevTools protocol (``--remote-debugging-pipe``): one Chromium
+visits every page, served over HTTP as a web server would, and reports uncaught exceptions,
+``console.error`` calls, log entries at error level (a failed resource load is one), failed
+requests and HTTP errors, whatever the page's own scripts do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import http.server
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BROWSER, NO_BROWSER
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+OPTIONAL = {"timm", "quantus", "captum", "transformers"}  # extras: a block needing one skips
+
+
+def nav_pages(*sections: str) -> list[str]:
+    """The pages of mkdocs.yml's nav under the top-level entries named ``sections`` (none: all)."""
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    found = []
+    for entry in nav:
+        ((title, value),) = entry.items()
+        if title in sections or not sections:
+            found += [value] if isinstance(value, str) else [p for e in value for p in e.values()]
+    return found
+
+
+def resolve_snippets(text: str) -> str:
+    """``--8<-- "FILE:SECTION"`` lines replaced by that section of FILE, as the site's snippets
+    extension includes it."""
+
+    def section(m: re.Match) -> str:
+        path, _, name = m[1].partition(":")
+        source = (ROOT / path).read_text()
+        start, end = f"--8<-- [start:{name}]", f"--8<-- [end:{name}]"
+        inner = source.split(start, 1)[1].split(end, 1)[0]
+        return inner.split("\n", 1)[1].rsplit("\n", 1)[0]  # without the marker lines
+
+    return re.sub(r'(?m)^--8<-- "([^"]+)"$', section, text)
+
+
+def python_blocks() -> list:
+    pages = nav_pages("Getting started", "How-to")
+    assert "index.md" in pages and "choose_sigma.md" in pages, pages
+    params = []
+    for page in pages:
+        text = resolve_snippets((DOCS / page).read_text())
+        for i, code in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            params.append(pytest.param(page, code, id=f"{page}:{i}"))
+    return params
+
+
+@pytest.mark.parametrize(("page", "code"), python_blocks())
+def test_python_examples_run(page, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an example may save a figure
+    try:
+        exec(compile(code, f"docs/{page}", "exec"), {"__name__": "__docs__"})
+    except ModuleNotFoundError as e:
+        if e.name not in OPTIONAL:
+            raise
+        pytest.skip(f"needs the optional package {e.name}")
+
+
+def test_every_doc_file_is_in_the_nav():
+    pages = nav_pages()
+    assert sorted(pages) == sorted(p.name for p in DOCS.glob("*.md"))
+
+
+def build_site(out: Path, tree: Path = ROOT) -> subprocess.CompletedProcess:
+    """``mkdocs build --strict`` into ``out``. Not ``-q``: mkdocs then drops the warnings before
+    ``--strict`` counts them, and a broken link passes."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)]
+    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_site_builds_strictly_with_every_page_and_key(served_site):
+    """The build (in the fixture) passed --strict; the generated page lists every config key,
+    the README's sections are included where the pages pull them in, the API page is filled."""
+    _, site = served_site
+    from smoothstab.experiments.keys import config_keys
+
+    config = (site / "config" / "index.html").read_text()
+    for key in config_keys():
+        assert f"<code>{key.name.rpartition('.')[2]}</code>" in config, key.name
+    assert "<!-- config keys -->" not in config
+    index = (site / "index.html").read_text()
+    assert "debiased_distance" in index and "runs the quickstart into runs/quickstart/" in index
+    assert "SmoothStats" in (site / "api" / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_broken_link_fails_the_build(tmp_path):
+    """--strict is what keeps the site honest: a link to a missing page is an error."""
+    import shutil
+
+    copy = tmp_path / "tree"
+    shutil.copytree(DOCS, copy / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", copy)
+    shutil.copy(ROOT / "README.md", copy)
+    (copy / "docs" / "status.md").write_text("# Status\n\n[gone](no_such_page.md)\n")
+    done = build_site(tmp_path / "site", copy)
+    assert done.returncode != 0 and "no_such_page.md" in done.stderr, done.stderr[-2000:]
+
+
+# --- the built pages in a real browser ---------------------------------------------------------
+
+
+# Runs the browser with the two pipe ends (above fd 10, so no clash) moved to fds 3 and 4.
+TO_3_AND_4 = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); " + (
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
+
+
+class DevTools:
+    """Headless Chromium driven over ``--remote-debugging-pipe``: JSON messages, each ended by a
+    NUL byte, commands on fd 3 and replies and events on fd 4."""
+
+    def __init__(self, profile: Path):
+        to_browser, self._write = os.pipe()
+        self._read, from_browser = os.pipe()
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser, from_browser)]
+        for fd in (to_browser, from_browser):
+            os.close(fd)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", TO_3_AND_4, *map(str, ends), BROWSER, *flags]
+            + [f"--user-data-dir={profile}", "about:blank"],
+            pass_fds=ends,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for fd in ends:
+            os.close(fd)
+        self._buffer, self._id, self.events = b"", 0, []
+        (page,) = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
+        attached = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)
+        self.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable", session=True)
+
+    def call(self, method: str, *, session: bool = False, timeout: float = 60, **params) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._write, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._next(timeout)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, (method, reply["error"])
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == method for e in self.events):
+            self.events.append(self._next(deadline - time.monotonic()))
+
+    def settle(self, seconds: float) -> None:
+        """Collect the events that arrive within ``seconds`` (late errors of a loaded page)."""
+        deadline = time.monotonic() + seconds
+        while select.select([self._read], [], [], max(deadline - time.monotonic(), 0))[0]:
+            self.events.append(self._next(1))
+            if time.monotonic() > deadline:
+                break
+
+    def _next(self, timeout: float) -> dict:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._read], [], [], max(timeout, 0))
+            assert ready, "Chromium did not answer in time"
+            chunk = os.read(self._read, 1 << 16)
+            assert chunk, "Chromium closed the pipe"
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self) -> None:
+        os.close(self._write)
+        os.close(self._read)
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+IMAGES = "JSON.stringify([...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0]))"
+
+
+def problems(events: list[dict]) -> list[str]:
+    """The console errors, exceptions, failed requests and HTTP errors among DevTools events."""
+    found = []
+    for e in events:
+        method, p = e.get("method"), e.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            found.append("uncaught: " + p["exceptionDetails"].get("text", ""))
+        elif method == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
+            found.append("console.error: " + " ".join(str(a.get("value")) for a in p["args"]))
+        elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
+            found.append(f"log: {p['entry']['text']} {p['entry'].get('url', '')}")
+        elif method == "Network.loadingFailed" and not p.get("canceled"):
+            found.append(f"request failed: {p['errorText']}")
+        elif method == "Network.responseReceived" and p["response"]["status"] >= 400:
+            found.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def served_site(tmp_path_factory):
+    """The site built into a temporary folder and served on a local port: its base URL."""
+    out = tmp_path_factory.mktemp("docs") / "site"
+    done = build_site(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", out
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+def test_pages_load_in_headless_chromium_without_errors(served_site, tmp_path):
+    base, out = served_site
+    pages = sorted(p.relative_to(out).parent.as_posix() for p in out.rglob("index.html"))
+    assert len(pages) == len(list(DOCS.glob("*.md")))
+    browser = DevTools(tmp_path / "profile")
+    try:
+        report = {}
+        for page in pages:
+            browser.events.clear()
+            url = f"{base}/{'' if page == '.' else page + '/'}"
+            browser.call("Page.navigate", session=True, url=url)
+            browser.wait_for("Page.loadEventFired")
+            shown = browser.call("Runtime.evaluate", session=True, expression=IMAGES)
+            images = json.loads(shown["result"]["value"])
+            title = browser.call("Runtime.evaluate", session=True, expression="document.title")
+            browser.settle(0.3)
+            broken = [src for src, ok in images if not ok]
+            report[page] = problems(browser.events) + [f"broken image: {s}" for s in broken]
+            assert "smoothstab" in title["result"]["value"], (page, title)
+    finally:
+        browser.close()
+    assert {p: r for p, r in report.items() if r} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+def test_the_browser_check_sees_errors(served_site, tmp_path):
+    """The check above can fail: a page with a script error, a console.error, a missing image
+    and a missing stylesheet gives one problem each."""
+    base, out = served_site
+    (out / "broken.html").write_text(
+        '<html><head><link rel="stylesheet" href="missing.css"></head><body>'
+        '<img src="missing.png"><script>console.error("boom"); undefined_name();</script>'
+        "</body></html>"
+    )
+    browser = DevTools(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", session=True, url=f"{base}/broken.html")
+        browser.wait_for("Page.loadEventFired")
+        shown = browser.call("Runtime.evaluate", session=True, expression=IMAGES)
+        browser.settle(0.3)
+        found = problems(browser.events)
+    finally:
+        browser.close()
+    text = "\n".join(found)
+    assert "uncaught" in text and "console.error: boom" in text, text
+    assert "HTTP 404" in text and "missing.css" in text and "missing.png" in text, text
+    assert json.loads(shown["result"]["value"])[0][1] is False
