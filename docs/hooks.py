@@ -6,7 +6,7 @@ from __future__ import annotations
 MARKER = "<!-- config keys -->"
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - mkdocs' signature
+def on_page_markdown(markdown: str, page, config, files) -> str:  # mkdocs passes all four
     if MARKER not in markdown:
         return markdown
     from smoothstab.experiments.keys import keys_markdown

@@ -84,7 +84,9 @@ def _keys(cls: type, obj: Any, prefix: str) -> list[Key]:
         help_text = docs.get(f.name)
         if help_text is None:
             raise TypeError(f"{cls.__name__}.{f.name}: a config key without a docstring")
-        key = Key(prefix + f.name, written[f.name], default, value, help_text, f.metadata.get(FREE))
+        key = Key(
+            prefix + f.name, written[f.name], default, value, help_text, bool(f.metadata.get(FREE))
+        )
         scalars.append(key)
     return scalars + tables
 
