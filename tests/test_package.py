@@ -95,6 +95,8 @@ def test_the_wheel_works_installed(tmp_path):
     smoothstab = python.parent / "smoothstab"
     assert sh(smoothstab, "--version", cwd=work).strip() == f"smoothstab {version}"
     assert "quickstart" in sh(smoothstab, "plan", "quickstart", "--no-timing", cwd=work)
+    # the keys' meanings are read from the installed package's source
+    assert "#   Noise draws per smoothed map" in sh(smoothstab, "config", cwd=work)
     sets = [a for s in TINY_SETTINGS for a in ("--set", s)]
     stages = ["--stages", "train", "attribute", "evaluate"]
     sh(smoothstab, "run", "--out", "run", "--quiet", *stages, *sets, cwd=work)
