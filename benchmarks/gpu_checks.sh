@@ -9,6 +9,7 @@
 #   1. the quickstart on the GPU with the training accelerations on (bf16 autocast,
 #      channels_last, torch.compile) and bf16/channels_last attribution: every GPU code path of
 #      the pipeline, end to end, and its wall time;
+#   1b. the tiny test config run twice: do training and metrics repeat bitwise on the GPU?
 #   2. the attribute stage's scaling at the paper's scale (ResNet-50, 224 px);
 #   3. packing several noise levels into shared calls (ResNet-18, 224 px, 4 and 16 images);
 #   4. the engine's rows per call (small CNN);
@@ -43,6 +44,7 @@ step quickstart_gpu 150 $py -m smoothstab run --out /tmp/gpu_qs \
     --set train.device=cuda --set attribution.device=cuda \
     --set train.amp=bf16 --set train.channels_last=true --set train.compile=true \
     --set attribution.amp=bf16 --set attribution.channels_last=true --set attribution.pack=true
+step repeat_cuda 120 $py benchmarks/repeat_run.py --device cuda
 step scaling_resnet50 200 $py benchmarks/bench_scaling.py --device cuda --model resnet50 \
     --size 224 --json "$out/scaling_resnet50.json"
 step packing_resnet18_4 40 $py benchmarks/bench_packing.py --device cuda --model resnet18 \
