@@ -387,3 +387,21 @@ def test_stages_do_not_import_each_other():
 def test_the_stage_imports_left_are_still_there():
     """An import moved away is taken off the list, so that it cannot come back unnoticed."""
     assert stage_imports() == STAGE_IMPORTS_LEFT
+
+
+def test_experiment_layer_imports_no_private_name():
+    """A name with a leading underscore belongs to its module: what the experiment layer needs
+    from another module is made public and documented where it lives (as
+    :func:`.attribute.block_seed`, which the sanity stage uses). Private *modules*
+    (``smoothstab._startup``) are not names of another module."""
+    found = []
+    for path in sorted((ROOT / PACKAGE / "experiments").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE)):
+                continue
+            folder = ROOT / Path(*node.module.split("."))
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not (folder / f"{alias.name}.py").is_file():
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
+    assert found == []

@@ -7,9 +7,8 @@ into blocks of ``image_batch`` images; each block is written as it finishes (a b
 the blocks are joined into the final file, so a killed run resumes where it stopped.
 Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.
 
-Noise: block ``i`` uses seed ``derive_seed(seed, i)`` for every model and every r when
-``common_random_numbers`` is on (the same standard-normal draws, scaled by each sigma), and a
-seed that also mixes in the model, method and r when it is off.
+Noise: :func:`block_seed` gives each block's seed, the one rule for every stage that redraws
+this stage's noise (the sanity stage does, for the randomised copies).
 """
 
 from __future__ import annotations
@@ -153,7 +152,7 @@ def run_attribution(
         x = x_all[starts[b] : starts[b] + attr.image_batch].to(device=device, dtype=dtype)
         y = y_all[starts[b] : starts[b] + attr.image_batch].to(device)
         target = y if attr.target == "label" else None
-        seeds = [_block_seed(attr, b, k, name, r) for r in rs]
+        seeds = [block_seed(attr, b, k, name, r) for r in rs]
         keep = cfg.evaluation.debiased
         with accel.autocast(attr, device):
             outs = attribute_blocks(model, name, x, target, rs, x_range, attr, seeds, keep)
@@ -183,7 +182,13 @@ def _work(
     return [(k, name, b, rs) for (k, name, b), rs in work.items()]
 
 
-def _block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: float) -> int:
+def block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: float) -> int:
+    """The noise seed of image block ``block`` of ``model``'s ``method`` maps at ``r``.
+
+    With ``common_random_numbers`` on, ``derive_seed(seed, block)`` for every model, method and
+    r (the same standard-normal draws, scaled by each sigma); off, a seed that also mixes in the
+    model, the method's place in ``methods`` and r (in millionths).
+    """
     if attr.common_random_numbers:
         return derive_seed(attr.seed, block)
     return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))

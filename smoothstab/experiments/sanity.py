@@ -31,7 +31,7 @@ from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments import accel
-from smoothstab.experiments.attribute import _block_seed, load_test_images, smoothed_method
+from smoothstab.experiments.attribute import block_seed, load_test_images, smoothed_method
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.progress import Progress
@@ -73,7 +73,7 @@ def check_rows(
         target = yb if attr.target == "label" else None
 
         def smoothed(sigma: float, b: int = b) -> ss.Method:
-            seed = _block_seed(attr, b, k, method, sigma_r[sigma])
+            seed = block_seed(attr, b, k, method, sigma_r[sigma])
             return smoothed_method(method, model, attr, sigma, seed)
 
         with accel.autocast(attr, xb.device):
