@@ -11,11 +11,13 @@ import torch
 import smoothstab as ss
 from conftest import TINY_SETTINGS
 from smoothstab.experiments import plan, sanity
+from smoothstab.experiments.advice import sanity_advice, sanity_levels, sanity_verdict
+from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments.rundir import RunDir, Summary
 
 
 def _setup(monkeypatch, methods: str):
@@ -42,7 +44,7 @@ def test_edge_control_is_identical_to_every_randomised_model_and_grad_is_not(mon
     similar = sanity.similarity(grad, "cascading")
     for r in sanity.levels(cfg.attribution):
         for metric in (Metric.SANITY_SSIM, Metric.SANITY_RANK):
-            assert similar[("grad", str(metric), r)] < 0.5, (r, metric)
+            assert similar[("grad", str(metric), r)].hi < 0.5, (r, metric)
     assert len(grad) == len(edge)  # 2 metrics x 2 r x copies x 4 images each
 
 
@@ -58,6 +60,61 @@ def test_plan_counts_the_stage_model_evaluations(monkeypatch):
         assert rows[0] - before == (1 + cost.copies) * cost.per_model[method], method
     assert cost.copies == len(ss.randomizable_layers(model)[0])
     assert plan.sanity_cost(load_config(None, TINY_SETTINGS)) is None  # off by default
+
+
+@pytest.mark.parametrize(
+    ("random", "want"),
+    [
+        (Band(0.60, 0.55, 0.65), "passes"),  # gap 0.20 > hypot(0.05, 0.05) = 0.0707
+        (Band(0.75, 0.70, 0.80), "undecided"),  # gap 0.05: below, but within the interval
+        (Band(0.87, 0.82, 0.92), "undecided"),  # above by 0.07 < 0.0707
+        (Band(0.95, 0.90, 1.00), "fails"),  # above by 0.15
+        (Band(0.80 - 0.1, 0.70 - 0.1, 0.90 - 0.1), "undecided"),  # gap 0.1 = half: not more
+        (Band(float("nan"), float("nan"), float("nan")), "undecided"),
+    ],
+)
+def test_verdict_needs_the_gap_to_exceed_its_interval(random, want):
+    """Retrained models agree 0.80 +- 0.05; the similarity to the randomised model is read
+    against it with both intervals: the point estimate alone would pass the first three."""
+    assert sanity_verdict(Band(0.80, 0.75, 0.85), random) == want
+
+
+def test_a_map_identical_for_every_model_fails_with_no_interval():
+    """The edge control: similarity 1 everywhere, bands of width 0, fails (not undecided)."""
+    one = Band(1.0, 1.0, 1.0)
+    assert sanity_verdict(one, one) == "fails"
+    assert sanity_verdict(None, one) == "undecided"
+
+
+def _levels(pairs: list[float], images: list[float]) -> list[dict]:
+    """:func:`sanity_levels` of one method at r = 0.1 whose retrained pairs agree ``pairs`` and
+    whose images agree ``images`` with the fully random copy, on both views."""
+    units = {("grad", "stability", 0.1, 100): {"0-1": 1.0}}
+    rows = []
+    for across, check in ((Metric.SSIM, "sanity_ssim"), (Metric.RANK_AGREEMENT, "sanity_rank")):
+        units[("grad", str(across), 0.1, 100)] = {f"0-{i}": v for i, v in enumerate(pairs, 1)}
+        for i, v in enumerate(images):
+            rows.append({"method": "grad", "metric": check, "r": 0.1, "step": 0, "image": i,
+                         "value": v})  # fmt: skip
+    bands = {key: Band(*[sum(u.values()) / len(u)] * 3) for key, u in units.items()}
+    summary = Summary(bands, units)
+    return sanity_levels(summary, sanity.similarity(rows, "cascading"), "grad", "l2", False)
+
+
+def test_levels_pass_fail_or_stay_undecided_with_the_intervals():
+    """Over pairs 0.80, 0.82, 0.78 (t95 half-width 0.050) and four images (t95 half-width
+    0.065 for these spreads): a clear gap passes, a small one is undecided though the point
+    estimate lies below, and a higher similarity fails; the advice carries the verdicts."""
+    pairs = [0.80, 0.82, 0.78]
+    clear = _levels(pairs, [0.30, 0.35, 0.25, 0.30])
+    assert clear[0]["verdict"] == "passes" and clear[0]["passes"]
+    close = _levels(pairs, [0.74, 0.80, 0.70, 0.76])
+    assert close[0]["ssim_random"] < close[0]["ssim_retrained"]  # the old rule passed it
+    assert close[0]["verdict"] == "undecided" and not close[0]["passes"]
+    high = _levels(pairs, [0.97, 0.99, 0.98, 0.98])
+    assert high[0]["verdict"] == "fails"
+    advice = sanity_advice(close)
+    assert advice["most_stable_verdict"] == "undecided" and advice["good_r"] is None
 
 
 @pytest.mark.slow

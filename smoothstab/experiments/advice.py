@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.rundir import Metric, Summary
 
 
@@ -92,34 +93,62 @@ SANITY_PAIRS = (
 )
 
 
+def sanity_verdict(retrained: Band | None, random: Band | None) -> str:
+    """One view's verdict: ``"passes"`` where the similarity to the randomised model lies below
+    the retrained models' by more than the half-width of their difference's 95% interval (the
+    two bands' half-widths combined as independent), ``"fails"`` where it lies above by at least
+    that much (a map identical for every model, half-width 0, fails), ``"undecided"`` in
+    between or where either is missing (``None`` or nan)."""
+    if retrained is None or random is None or math.isnan(retrained.mean + random.mean):
+        return "undecided"
+    half = math.hypot(retrained.hi - retrained.mean, random.hi - random.mean)
+    gap = retrained.mean - random.mean
+    return "passes" if gap > half else "fails" if gap <= -half else "undecided"
+
+
+def combined_verdict(verdicts: Sequence[str]) -> str:
+    """Several views' verdicts: passes where all pass, fails where any fails."""
+    if all(v == "passes" for v in verdicts):
+        return "passes"
+    return "fails" if "fails" in verdicts else "undecided"
+
+
 def sanity_levels(
     summary: Summary, similar: dict, method: str, measure: str, debiased: bool
 ) -> list[dict]:
     """Per r of the sanity check: the stability error (``measure``), and per view (SSIM, rank
     agreement) the similarity between retrained models' maps and that of the model's map to the
-    randomised model's (``similar``: :func:`.sanity.similarity`), at the largest n.
+    randomised model's (``similar``: :func:`.sanity.similarity`, bands), at the largest n, each
+    view's :func:`sanity_verdict` and the level's (:func:`combined_verdict`; ``passes``: it is
+    ``"passes"``).
 
     An r *passes* where, on both views, retrained models' maps agree more with each other than
-    the model's map agrees with the randomised model's: then what stays stable across
-    retraining is what the model learned, not what any network (or the image alone) gives."""
+    the model's map agrees with the randomised model's, by more than the 95% interval (over
+    model pairs, and over images): then what stays stable across retraining is what the model
+    learned, not what any network (or the image alone) gives."""
     metric = Metric.measure(measure, debiased)
     out = []
     for r in sorted({key[2] for key in similar if key[0] == method}):
         stab = summary.get(method, metric, r)
-        level = {"r": r, "stability": stab.mean if stab else math.nan, "passes": True}
+        level = {"r": r, "stability": stab.mean if stab else math.nan}
         for view, across, check in SANITY_PAIRS:
-            band = summary.get(method, across, r)
-            level[f"{view}_retrained"] = band.mean if band else math.nan
-            level[f"{view}_random"] = similar.get((method, str(check), r), math.nan)
-            level["passes"] &= level[f"{view}_retrained"] > level[f"{view}_random"]
+            pairs = list(summary.per_unit(method, across, r).values())
+            retrained = band(pairs, "t95") if pairs else None
+            random = similar.get((method, str(check), r))
+            level[f"{view}_retrained"] = retrained.mean if retrained else math.nan
+            level[f"{view}_random"] = random.mean if random else math.nan
+            level[f"{view}_verdict"] = sanity_verdict(retrained, random)
+        level["verdict"] = combined_verdict([level[f"{v}_verdict"] for v, _, _ in SANITY_PAIRS])
+        level["passes"] = level["verdict"] == "passes"
         out.append(level)
     return out
 
 
 def sanity_advice(levels: list[dict]) -> dict:
-    """``most_stable_r`` and whether it passes, whether the smallest r checked passes
-    (``first_passes``), and ``good_r``: the most stable r that passes and is more stable than
-    the smallest r checked (``None``: no such r)."""
+    """``most_stable_r`` and its verdict (``most_stable_verdict``; ``most_stable_passes``), the
+    smallest r checked and its verdict (``first_r``, ``first_verdict``; ``first_passes``), and
+    ``good_r``: the most stable r that passes and is more stable than the smallest r checked
+    (``None``: no such r)."""
     if not levels:
         return {"most_stable_r": None, "most_stable_passes": False, "good_r": None}
     most = min(levels, key=lambda lv: (lv["stability"], lv["r"]))
@@ -129,7 +158,9 @@ def sanity_advice(levels: list[dict]) -> dict:
     return {
         "most_stable_r": most["r"],
         "most_stable_passes": most["passes"],
+        "most_stable_verdict": most["verdict"],
         "first_r": levels[0]["r"],
         "first_passes": levels[0]["passes"],
+        "first_verdict": levels[0]["verdict"],
         "good_r": None if best is None else best["r"],
     }

@@ -221,7 +221,8 @@ def sigma_figure(
 def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, path: Path) -> Path:
     """Per view (SSIM, rank agreement): 1 - similarity to the randomised model (solid) and
     1 - similarity between retrained models (dashed) against the stability error, one point per
-    r; an r passes where the solid point lies above the dashed one (:func:`.advice.sanity_levels`).
+    r; an r passes where the solid point lies above the dashed one by more than the interval
+    (:func:`.advice.sanity_levels`).
     """
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     x = [lv["stability"] for lv in levels]
@@ -240,7 +241,7 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
             ax.annotate(f"{lv['r']:g}", (xi, yi), fontsize=7)
     most = [lv for lv in levels if lv["r"] == advice["most_stable_r"]]
     if most:
-        verdict = "passes" if most[0]["passes"] else "fails"
+        verdict = most[0]["verdict"]
         ax.axvline(
             most[0]["stability"],
             color="k",

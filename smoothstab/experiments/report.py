@@ -367,8 +367,10 @@ SANITY_INTRO = (
     "seeing the same noise draws. Sensitivity is 1 - the similarity of the model's map to the "
     "{random}'s. A noise level passes where, on both SSIM and rank agreement, retrained "
     "models' maps agree more with each other than the model's map agrees with the randomised "
-    "model's. A sigma is good only where maps are both more stable across retraining (than at "
-    "the smallest r checked) and pass."
+    "model's by more than the 95% interval of the difference (over model pairs and over "
+    "images); it fails where the randomised model's map agrees at least that much more, and is "
+    "undecided in between. A sigma is good only where maps are both more stable across "
+    "retraining (than at the smallest r checked) and pass."
 )
 
 
@@ -395,10 +397,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     keys = ("stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random")
     for m in cfg.attribution.methods:
         levels = sanity_levels(summary, similar, m, e.stability_measure, e.debiased)
-        body = [
-            [f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), "passes" if lv["passes"] else "fails"]
-            for lv in levels
-        ]
+        body = [[f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), lv["verdict"]] for lv in levels]
         out += [Heading(3, NAMES[m]), Table(header, body)]
         out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels))))
         caption = "Stability across retraining against sensitivity to randomisation, per r."
@@ -413,6 +412,12 @@ def sanity_sentence(name: str, advice: dict) -> str:
         return f"{name}: no noise level checked."
     if advice["most_stable_passes"]:
         text = f"{name}: the most stable r = {most:g} passes: its maps still depend on the model."
+    elif advice["most_stable_verdict"] == "undecided":
+        text = (
+            f"{name}: at the most stable r = {most:g} the check is undecided: the gap between "
+            "retrained models' agreement and the agreement with the randomised model is within "
+            "its 95% interval (more images or models would narrow it)."
+        )
     elif advice["first_passes"]:
         text = (
             f"{name}: the most stable r = {most:g} is stable only because the map stopped "
@@ -422,10 +427,10 @@ def sanity_sentence(name: str, advice: dict) -> str:
         )
     else:
         text = (
-            f"{name}: the most stable r = {most:g} fails, and so does r = "
-            f"{advice['first_r']:g}: the map agrees at least as much with the randomised "
-            "model's as retrained models' maps agree with each other, so its stability is no "
-            "evidence that it explains the model."
+            f"{name}: the most stable r = {most:g} fails, and r = {advice['first_r']:g} does "
+            f"not pass either ({advice['first_verdict']}): the map agrees at least as much with "
+            "the randomised model's as retrained models' maps agree with each other, so its "
+            "stability is no evidence that it explains the model."
         )
     if good is None:
         return text + " No r is both more stable than the smallest r and passes."

@@ -31,6 +31,7 @@ from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments import accel
+from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.attribute import block_seed, load_test_images, smoothed_method
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.measures import Metric
@@ -126,16 +127,24 @@ def read_rows(run: RunDir) -> list[dict]:
     return read_csv(run.sanity_csv, COLUMNS)
 
 
-def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], float]:
-    """``{(method, metric, r): similarity to the randomised model}``, mean over images: to the
-    fully random copy (the last step) in a cascade; independently, the mean over the copies
-    (no copy is fully random there)."""
+def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band]:
+    """``{(method, metric, r): similarity to the randomised model}``, the mean over images and
+    its 95% Student-t interval over images (:func:`~.aggregate.band`): to the fully random copy
+    (the last step) in a cascade; independently, per image the mean over the copies (no copy is
+    fully random there). Each image's similarity carries its maps' Monte-Carlo noise, so the
+    interval covers that noise as well as the choice of images."""
     last = max(int(row["step"]) for row in rows)
-    values: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    values: dict[tuple[str, str, float], dict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for row in rows:
         if mode == "independent" or int(row["step"]) == last:
-            values[(row["method"], row["metric"], row["r"])].append(row["value"])
-    return {key: math.fsum(v) / len(v) for key, v in values.items()}
+            key = (row["method"], row["metric"], row["r"])
+            values[key][int(row["image"])].append(row["value"])
+    return {
+        key: band([math.fsum(v) / len(v) for v in per_image.values()], "t95")
+        for key, per_image in values.items()
+    }
 
 
 def per_step(rows: list[dict], method: str, metric: str, r: float) -> list[tuple[str, float]]:
