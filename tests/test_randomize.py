@@ -9,6 +9,13 @@ import torch
 from torch import nn
 
 import smoothstab as ss
+from smoothstab.experiments.data import load_dataset
+from smoothstab.experiments.labels import (
+    PermutedLabels,
+    dataset_labels,
+    permutation_name,
+    permuted_labels,
+)
 from smoothstab.experiments.models import build_model
 from smoothstab.randomize import MODES
 from tests.conftest import ConvNet, StridedNet, make
@@ -169,3 +176,35 @@ def test_vit_attention_is_reset_and_tokens_are_skipped():
         model.get_submodule(attention).in_proj_bias.uniform_(-1, 1)  # 0 at init, as reset
     _, copy = copies[copies.names.index(attention)]
     assert changed(model, copy) == {attention}
+
+
+# --- data randomisation: permuted training labels --------------------------------------------
+
+
+def test_label_permutation_is_named_and_seeded():
+    """The same seed gives the same labels, another seed other labels; the name carries it."""
+    labels = torch.arange(1000) % 10
+    a, b = permuted_labels(labels, 3), permuted_labels(labels, 3)
+    assert torch.equal(a, b) and not torch.equal(a, permuted_labels(labels, 4))
+    assert permutation_name(3) == "labels-permuted-3"
+
+
+def test_permuted_digits_keep_images_and_class_counts_and_move_most_labels():
+    """On the digits training set (1297 images, 10 near-balanced classes): images untouched,
+    every class keeps its count, and about 90% of images get another class (expected
+    1 - sum p_c^2 = 0.90, s.d. about 0.008: at least 85% holds for any seed drawn)."""
+    train = load_dataset("digits", train=True)
+    permuted = PermutedLabels(train, seed=0)
+    real = dataset_labels(train)
+    assert len(permuted) == len(train) and permuted.classes == train.classes
+    assert torch.equal(permuted[5][0], train[5][0])
+    assert torch.equal(torch.bincount(permuted.labels), torch.bincount(real))
+    for seed in range(5):
+        moved = (PermutedLabels(train, seed).labels != real).double().mean().item()
+        assert moved >= 0.85, (seed, moved)
+
+
+@pytest.mark.parametrize("labels", [torch.zeros(4, 2, dtype=torch.long), torch.rand(5), [3]])
+def test_label_permutation_refuses_what_is_no_label_vector(labels):
+    with pytest.raises(ValueError, match="^labels: expected at least 2 integer class labels"):
+        permuted_labels(labels, 0)

@@ -10,6 +10,7 @@ imports nothing else, so loading a config does not pull in training, DDP or plot
 * :mod:`.data`, :mod:`.shapes`, :mod:`.models` (with :mod:`.external` for ``timm:``, ``hf:``
   and ``python:`` models); :mod:`.train` and :mod:`.trainer` (:mod:`.distributed` for
   ``torchrun``, :mod:`.accel` for the speed options); :mod:`.proxies` (setting FT's replicas);
+  :mod:`.labels` (the permuted training labels of the data-randomisation check);
 * :mod:`.rundir` (the run directory's layout and records, with :mod:`.measures` naming the
   metrics and :mod:`.aggregate` summarising them) and :mod:`.manifest` (what each stage wrote,
   hashed); the stages in :mod:`.stages`: :mod:`.attribute`, :mod:`.evaluate` (with
