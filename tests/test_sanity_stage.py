@@ -14,6 +14,7 @@ from smoothstab.experiments import plan, sanity
 from smoothstab.experiments.advice import sanity_advice, sanity_levels, sanity_verdict
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.cli import main
+from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.models import build_model
@@ -60,6 +61,58 @@ def test_plan_counts_the_stage_model_evaluations(monkeypatch):
         assert rows[0] - before == (1 + cost.copies) * cost.per_model[method], method
     assert cost.copies == len(ss.randomizable_layers(model)[0])
     assert plan.sanity_cost(load_config(None, TINY_SETTINGS)) is None  # off by default
+
+
+def test_label_check_rows_against_the_twin(monkeypatch):
+    """With a twin the rows are the label check's (metrics, the permutation's name, one step):
+    the edge control is exactly 1 against it too, the gradient is not, and ``similarity``
+    reads both checks from one file."""
+    cfg, model, x, y = _setup(monkeypatch, '["grad", "edge"]')
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        twin = build_model("small_cnn", num_classes=10, in_channels=3).eval()
+    edge = sanity.check_rows(cfg, model, x, y, "edge", twin)
+    assert {row["metric"] for row in edge} == {"sanity_label_ssim", "sanity_label_rank"}
+    assert {(row["step"], row["randomized"]) for row in edge} == {(0, "labels-permuted-0")}
+    assert len(edge) == 2 * 2 * 4 and all(row["value"] == 1.0 for row in edge)
+    grad = sanity.check_rows(cfg, model, x, y, "grad", twin)
+    rows = sanity.check_rows(cfg, model, x, y, "grad") + grad
+    similar = sanity.similarity(rows, "cascading")
+    for r in sanity.levels(cfg.attribution):
+        assert similar[("grad", "sanity_label_rank", r)].hi < 0.5, r
+        assert ("grad", "sanity_rank", r) in similar
+
+
+def test_plan_counts_the_label_check(monkeypatch):
+    """``sanity.labels``: the model's maps again and the twin's, counted by hooks on both, and
+    the twin's training as one model of the checked model's size."""
+    cfg, model, x, y = _setup(monkeypatch, '["grad", "ig"]')
+    cfg = load_config(None, [*TINY_SETTINGS, 'attribution.methods=["grad", "ig"]',
+                             "sanity.enabled=true", "sanity.labels=true"])  # fmt: skip
+    twin = build_model("small_cnn", num_classes=10, in_channels=3).eval()
+    rows = [0]
+    for m in (model, twin):
+        m.register_forward_pre_hook(lambda m, args: rows.__setitem__(0, rows[0] + len(args[0])))
+    cost = plan.sanity_cost(cfg)
+    for method in cfg.attribution.methods:
+        before = rows[0]
+        sanity.check_rows(cfg, model, x, y, method, twin)
+        assert rows[0] - before == 2 * cost.per_model[method], method
+    assert cost.models_evaluated == 1 + cost.copies + 2
+    assert cost.total == cost.models_evaluated * sum(cost.per_model.values())
+    largest = plan.training_costs(cfg)[-1]
+    assert cost.label_training.models == 1 and cost.label_training.steps == largest.steps
+    assert plan.sanity_cost(load_config(None, [*TINY_SETTINGS, "sanity.enabled=true"]))\
+        .label_training is None  # fmt: skip
+
+
+def test_label_check_refused_where_it_cannot_run():
+    """Off without the stage; and where the setting trains nothing here (DR's given
+    checkpoints), one line naming the key."""
+    with pytest.raises(ConfigError, match="^sanity.labels: the label check is part of the sanity"):
+        load_config(None, [*TINY_SETTINGS, "sanity.labels=true"])
+    with pytest.raises(ConfigError, match="^sanity.labels: setting DR trains no model here"):
+        load_config("paper/table1_dr", ["sanity.enabled=true", "sanity.labels=true"])
 
 
 @pytest.mark.parametrize(

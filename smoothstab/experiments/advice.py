@@ -91,6 +91,11 @@ SANITY_PAIRS = (
     ("ssim", Metric.SSIM, Metric.SANITY_SSIM),
     ("rank", Metric.RANK_AGREEMENT, Metric.SANITY_RANK),
 )
+# The label check's (``sanity.labels``): against the twin trained on permuted labels.
+LABEL_PAIRS = (
+    ("label_ssim", Metric.SSIM, Metric.SANITY_LABEL_SSIM),
+    ("label_rank", Metric.RANK_AGREEMENT, Metric.SANITY_LABEL_RANK),
+)
 
 
 def sanity_verdict(retrained: Band | None, random: Band | None) -> str:
@@ -125,20 +130,27 @@ def sanity_levels(
     An r *passes* where, on both views, retrained models' maps agree more with each other than
     the model's map agrees with the randomised model's, by more than the 95% interval (over
     model pairs, and over images): then what stays stable across retraining is what the model
-    learned, not what any network (or the image alone) gives."""
+    learned, not what any network (or the image alone) gives. With the label check's rows
+    (``label_*`` keys, ``label_verdict``; ``parameter_verdict`` the other's) it must pass that
+    too: a map as similar to the permuted-label twin's as to another real model's does not
+    depend on the labels."""
     metric = Metric.measure(measure, debiased)
+    labels = any(key[1] == str(LABEL_PAIRS[0][2]) for key in similar)
     out = []
     for r in sorted({key[2] for key in similar if key[0] == method}):
         stab = summary.get(method, metric, r)
         level = {"r": r, "stability": stab.mean if stab else math.nan}
-        for view, across, check in SANITY_PAIRS:
-            pairs = list(summary.per_unit(method, across, r).values())
-            retrained = band(pairs, "t95") if pairs else None
-            random = similar.get((method, str(check), r))
-            level[f"{view}_retrained"] = retrained.mean if retrained else math.nan
-            level[f"{view}_random"] = random.mean if random else math.nan
-            level[f"{view}_verdict"] = sanity_verdict(retrained, random)
-        level["verdict"] = combined_verdict([level[f"{v}_verdict"] for v, _, _ in SANITY_PAIRS])
+        checks = {"parameter": SANITY_PAIRS, **({"label": LABEL_PAIRS} if labels else {})}
+        for check, views in checks.items():
+            for view, across, sim in views:
+                pairs = list(summary.per_unit(method, across, r).values())
+                retrained = band(pairs, "t95") if pairs else None
+                random = similar.get((method, str(sim), r))
+                level[f"{view}_retrained"] = retrained.mean if retrained else math.nan
+                level[f"{view}_random"] = random.mean if random else math.nan
+                level[f"{view}_verdict"] = sanity_verdict(retrained, random)
+            level[f"{check}_verdict"] = combined_verdict([level[f"{v}_verdict"] for v, *_ in views])
+        level["verdict"] = combined_verdict([level[f"{c}_verdict"] for c in checks])
         level["passes"] = level["verdict"] == "passes"
         out.append(level)
     return out

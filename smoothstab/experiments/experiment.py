@@ -507,10 +507,18 @@ class SanityConfig:
     ``reset_parameters()``)."""
     init_seed: int = 0
     """Seeds each layer's re-initialisation (:func:`smoothstab.randomize.randomize`)."""
+    labels: bool = free(False)
+    """Also the data-randomisation check: the train stage trains a twin of the checked model
+    (same recipe, images and seed) on labels permuted across images, and the stage compares
+    their maps (setting DT only: the others train nothing here)."""
+    label_seed: int = 0
+    """Seeds the labels' permutation (:func:`.labels.permuted_labels`); it names the twin's
+    checkpoint, ``model_labels-permuted-{label_seed}_{k}.pt``."""
 
     def __post_init__(self) -> None:
         check_choice(self.mode, "mode", RANDOMIZE_MODES)
         at_least(self, 0, "init_seed")
+        at_least(self, 0, "label_seed")
         bad = [name for name in self.layers if not isinstance(name, str)]
         if bad:
             raise ValueError(f"layers: expected module names, got {bad[0]!r}")
@@ -593,6 +601,15 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
         raise ConfigError(
             f"sanity.enabled: the check's SSIM needs images of at least 11x11 pixels, "
             f"{cfg.train.dataset} has {size}x{size}; set sanity.enabled = false"
+        )
+    if cfg.sanity.labels and not cfg.sanity.enabled:
+        raise ConfigError("sanity.labels: the label check is part of the sanity stage; set "
+                          "sanity.enabled = true too")  # fmt: skip
+    if cfg.sanity.labels and cfg.models.setting != "DT":
+        raise ConfigError(
+            f"sanity.labels: setting {cfg.models.setting} trains no model here (its models are "
+            "given or fine-tuned), so none can be retrained on permuted labels; use setting DT "
+            "or set sanity.labels = false"
         )
     if cfg.train.keep == "best" and cfg.train.val_size < 1:  # across keys: any --set order
         raise ConfigError(

@@ -5,7 +5,8 @@ images, can only memorise: a map that explains what a model learned from its lab
 change when the labels carry no information. The shuffle is one seeded permutation of the
 training set's labels, :func:`permuted_labels`, named by :func:`permutation_name`; it moves
 labels between images, so every class keeps exactly its count (only which image has which
-label changes). :class:`PermutedLabels` serves a dataset's images with those labels.
+label changes). :func:`with_permuted_labels` serves a dataset's images with those labels
+(in memory still, where the dataset was, so training takes the same path as the real model's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from smoothstab.experiments.data import derive_seed
+from smoothstab.experiments.data import ArrayDataset, derive_seed
 
 # Mixed into the seed so that the labels' permutation is not the splits' (same seed, other use).
 PERMUTATION_TAG = 0x1ABE15
@@ -67,3 +68,15 @@ class PermutedLabels(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         return self.dataset[i][0], int(self.labels[i])
+
+
+def with_permuted_labels(dataset: Dataset, seed: int) -> Dataset:
+    """``dataset`` with :func:`permuted_labels`: an in-memory dataset stays one (a
+    :class:`~.data.ArrayDataset` over the same images), any other is :class:`PermutedLabels`."""
+    if isinstance(dataset, TensorDataset):
+        images = dataset.tensors[0]
+        labels = permuted_labels(dataset.tensors[1], seed)
+        return ArrayDataset(
+            images, labels, getattr(dataset, "classes", range(int(labels.max()) + 1))
+        )
+    return PermutedLabels(dataset, seed)

@@ -23,7 +23,9 @@ class Metric(StrEnum):
     ``rel_se``, its relative standard error (``SmoothStats.rel_se``) (0 for the unsmoothed
     maps), and ``model_evals``, the model evaluations (forward and backward passes) it took.
     In ``sanity.csv`` (:mod:`.sanity`), per model, randomised copy and image: ``sanity_ssim``
-    and ``sanity_rank``, the SSIM and rank agreement between the model's map and the copy's.
+    and ``sanity_rank``, the SSIM and rank agreement between the model's map and the copy's;
+    ``sanity_label_ssim`` and ``sanity_label_rank``, the same against the model's twin trained
+    on permuted labels (``sanity.labels``).
     """
 
     STABILITY = "stability"
@@ -41,6 +43,8 @@ class Metric(StrEnum):
     MODEL_EVALS = "model_evals"
     SANITY_SSIM = "sanity_ssim"
     SANITY_RANK = "sanity_rank"
+    SANITY_LABEL_SSIM = "sanity_label_ssim"
+    SANITY_LABEL_RANK = "sanity_label_rank"
 
     @classmethod
     def stability(cls, debiased: bool) -> Metric:

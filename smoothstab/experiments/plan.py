@@ -65,10 +65,21 @@ class SanityCost:
     model: int
     copies: int | None
     per_model: dict[str, int]
+    # sanity.labels: the permuted-label twin's training (the train stage's); its check maps
+    # the model again and the twin, two models' evaluations more
+    label_training: TrainingCost | None = None
+
+    @property
+    def models_evaluated(self) -> int | None:
+        """Models whose maps the stage computes: the model, its copies, (labels) both again."""
+        if self.copies is None:
+            return None
+        return 1 + self.copies + (2 if self.label_training is not None else 0)
 
     @property
     def total(self) -> int | None:
-        return None if self.copies is None else (1 + self.copies) * sum(self.per_model.values())
+        n = self.models_evaluated
+        return None if n is None else n * sum(self.per_model.values())
 
 
 @dataclass(frozen=True)
@@ -174,7 +185,10 @@ def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
     a, k = cfg.attribution, sanity_model(cfg)
     rs = levels(a)
     per = {m: a.n_images * sum(evaluations(a, m, r, a.ig_estimator) for r in rs) for m in a.methods}
-    return SanityCost(k, sanity_copies(cfg, Setting.of(cfg).model_names()[k]), per)
+    twin = None
+    if cfg.sanity.labels:  # the twin of model k: one more model of the largest size
+        twin = replace(training_costs(cfg)[Setting.of(cfg).size_index(k)], models=1)
+    return SanityCost(k, sanity_copies(cfg, Setting.of(cfg).model_names()[k]), per, twin)
 
 
 def sanity_copies(cfg: ExperimentConfig, name: str) -> int | None:

@@ -137,8 +137,16 @@ def _sanity_lines(check: SanityCost | None) -> list[str]:
     per = ", ".join(f"{m} {_n(n)}" for m, n in check.per_model.items())
     if check.copies is None:
         return ["", f"sanity (model {check.model}): copies unknown; per model: {per}"]
-    return [
+    lines = [
         "",
         f"sanity (model {check.model} and {check.copies} randomised copies): "
         f"{_n(check.total)} model evaluations (per model: {per})",
     ]
+    t = check.label_training
+    if t is not None:
+        lines.append(
+            f"  label check: model {check.model} and its permuted-label twin (maps of 2 models "
+            f"included above); training the twin: {_n(t.steps)} steps, {_n(t.images_seen)} "
+            "images seen"
+        )
+    return lines

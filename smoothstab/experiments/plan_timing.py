@@ -262,7 +262,10 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     sanity_s = 0.0
     if check is not None and check.copies is not None:
         rows = per_row[names[check.model]]
-        sanity_s = (1 + check.copies) * sum(rows[m] * n for m, n in check.per_model.items())
+        sanity_s = check.models_evaluated * sum(rows[m] * n for m, n in check.per_model.items())
+    if check is not None and check.label_training is not None and costs:
+        c = check.label_training  # the twin, trained by the train stage
+        train_s += c.steps * fixed + c.images_seen * per
     note = "; ".join(dict.fromkeys(n for n in notes if n))
     return Timing(
         str(device),

@@ -392,17 +392,56 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     out: list[Block] = [Heading(2, "Sanity check: do the maps depend on the model?")]
     out.append(Paragraph(intro))
     similar = similarity(rows, cfg.sanity.mode)
+    labels = any(row["metric"] == "sanity_label_ssim" for row in rows)
+    if labels:
+        out.append(Paragraph(LABEL_INTRO.format(name=label_name(rows))))
     header = ["r", MEASURES[e.stability_measure], "SSIM retrained", "SSIM random"]
-    header += ["rank retrained", "rank random", "verdict"]
-    keys = ("stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random")
+    header += ["rank retrained", "rank random"]
+    keys = ["stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random"]
+    checks = ["parameter_verdict", "label_verdict"] if labels else []
+    if labels:
+        header += ["SSIM permuted labels", "rank permuted labels", "parameters", "labels"]
+        keys += ["label_ssim_random", "label_rank_random"]
+    header.append("verdict")
     for m in cfg.attribution.methods:
         levels = sanity_levels(summary, similar, m, e.stability_measure, e.debiased)
-        body = [[f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), lv["verdict"]] for lv in levels]
+        body = [
+            [f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), *(lv[c] for c in checks), lv["verdict"]]
+            for lv in levels
+        ]
         out += [Heading(3, NAMES[m]), Table(header, body)]
         out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels))))
+        if labels:
+            out.append(Paragraph(label_sentence(NAMES[m], levels)))
         caption = "Stability across retraining against sensitivity to randomisation, per r."
         out.append(Figure(run.figure(f"sanity_{m}"), caption))
     return out
+
+
+LABEL_INTRO = (
+    "Label check (Adebayo et al.'s data randomisation): the model's twin {name} was trained "
+    "with the same recipe, seed and images, its training labels permuted across images. A map "
+    "as similar to the twin's as retrained models' maps are to each other does not depend on "
+    "what the labels taught the model. The columns 'permuted labels' give the model's map's "
+    "similarity to the twin's; 'parameters' and 'labels' each check's verdict (the same "
+    "interval rule); a level passes only where both pass."
+)
+
+
+def label_name(rows: list[dict]) -> str:
+    return next(r["randomized"] for r in rows if r["metric"] == "sanity_label_ssim")
+
+
+def label_sentence(name: str, levels: list[dict]) -> str:
+    """Which r the label check passes, fails or leaves undecided."""
+    by = {v: [f"{lv['r']:g}" for lv in levels if lv["label_verdict"] == v]
+          for v in ("passes", "undecided", "fails")}  # fmt: skip
+    parts = [f"{v} at r = {', '.join(rs)}" for v, rs in by.items() if rs]
+    text = f"{name}, label check: " + "; ".join(parts) + "."
+    if by["fails"]:
+        text += " Where it fails the map is as similar to the twin's as to a real model's: "
+        text += "it does not reflect the labels."
+    return text
 
 
 def sanity_sentence(name: str, advice: dict) -> str:

@@ -367,6 +367,11 @@ class RunDir:
         """The checkpoint of the model trained on part ``part``."""
         return self.root / f"model_{part}.pt"
 
+    def permuted_model(self, part: int, seed: int) -> Path:
+        """The checkpoint of model ``part``'s twin trained on permuted labels (``seed``:
+        :func:`.labels.permuted_labels`); the train stage's, as every ``model_*.pt``."""
+        return self.root / f"model_labels-permuted-{seed}_{part}.pt"
+
     def figure(self, name: str) -> Path:
         return self.figures / f"{name}.png"
 

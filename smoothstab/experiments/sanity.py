@@ -34,6 +34,7 @@ from smoothstab.experiments import accel
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.attribute import block_seed, load_test_images, smoothed_method
 from smoothstab.experiments.data import dataset_info
+from smoothstab.experiments.labels import permutation_name
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import RunDir, csv_text, read_csv
@@ -42,6 +43,8 @@ from smoothstab.experiments.setting import Setting
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
 
+PARAMS = (Metric.SANITY_SSIM, Metric.SANITY_RANK)  # against the randomised copies
+LABELS = (Metric.SANITY_LABEL_SSIM, Metric.SANITY_LABEL_RANK)  # against the permuted-label twin
 COLUMNS = (
     "setting", "n", "model", "method", "r", "sigma", "metric", "step", "randomized", "image",
     "value", "stderr",
@@ -60,14 +63,24 @@ def levels(attr: AttributionConfig) -> list[float]:
 
 
 def check_rows(
-    cfg: ExperimentConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    twin: nn.Module | None = None,
 ) -> list[dict]:
     """Rows of one method for ``model`` on images ``x`` (labels ``y``), every r of the stability
-    sweep, image block by image block; ``model`` on the run's attribution device and dtype."""
+    sweep, image block by image block; ``model`` on the run's attribution device and dtype.
+    Against the randomised copies, or with ``twin`` against that model alone (the label check:
+    metrics ``sanity_label_*``, ``randomized`` the permutation's name)."""
     attr, s = cfg.attribution, cfg.sanity
     x_range = dataset_info(cfg.train).x_range
     sigma_r = {r * x_range: r for r in levels(attr)}
-    randomized = ss.randomize(model, s.mode, list(s.layers) or None, s.init_seed)
+    if twin is None:
+        others, metrics = ss.randomize(model, s.mode, list(s.layers) or None, s.init_seed), PARAMS
+    else:
+        others, metrics = [(permutation_name(s.label_seed), twin)], LABELS
     k, out = sanity_model(cfg), []  # the seeds name the model, as the attribute stage's
     for b, start in enumerate(range(0, len(x), attr.image_batch)):
         xb, yb = x[start : start + attr.image_batch], y[start : start + attr.image_batch]
@@ -79,21 +92,17 @@ def check_rows(
 
         with accel.autocast(attr, xb.device):
             res = ss.sanity(
-                None,
-                model,
-                xb,
-                target,
-                sigmas=list(sigma_r),
-                randomized=randomized,
-                smoothed=smoothed,
+                None, model, xb, target, sigmas=list(sigma_r), randomized=others, smoothed=smoothed
             )
-        out += _rows(res, method, sigma_r, start)
+        out += _rows(res, method, sigma_r, start, metrics)
     return out
 
 
-def _rows(res: ss.SanityResult, method: str, sigma_r: dict, start: int) -> list[dict]:
+def _rows(
+    res: ss.SanityResult, method: str, sigma_r: dict, start: int, metrics: tuple[Metric, Metric]
+) -> list[dict]:
     rows = []
-    for metric, values in ((Metric.SANITY_SSIM, res.ssim), (Metric.SANITY_RANK, res.spearman)):
+    for metric, values in zip(metrics, (res.ssim, res.spearman), strict=True):
         for si, sigma in enumerate(res.sigmas):
             for step, name in enumerate(res.names):
                 for i, v in enumerate(values[si, step].tolist()):
@@ -103,23 +112,32 @@ def _rows(res: ss.SanityResult, method: str, sigma_r: dict, start: int) -> list[
     return rows
 
 
-def sanity_run(cfg: ExperimentConfig, run: RunDir, model: nn.Module, n: int | None) -> None:
+def sanity_run(
+    cfg: ExperimentConfig,
+    run: RunDir,
+    model: nn.Module,
+    n: int | None,
+    twin: nn.Module | None = None,
+) -> None:
     """Write ``sanity.csv`` for ``model`` (:func:`sanity_model`; ``n`` its training-set size),
-    unless it exists."""
+    with the label check's rows against ``twin`` when given, unless it exists."""
     if run.sanity_csv.is_file():
         return
     attr = cfg.attribution
     device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
-    model = accel.prepare_model(model.to(device=device, dtype=dtype).eval(), attr)
+    on = lambda m: accel.prepare_model(m.to(device=device, dtype=dtype).eval(), attr)  # noqa: E731
+    model, twin = on(model), None if twin is None else on(twin)
     x, y = load_test_images(cfg, run)
     x, y = x.to(device=device, dtype=dtype), y.to(device)
     base = {"setting": cfg.models.setting, "n": "" if n is None else n}
     base["model"] = sanity_model(cfg)
     rows: list[dict] = []
-    with Progress(len(attr.methods), "sanity", quiet=cfg.quiet) as bar:
+    checks = [None] if twin is None else [None, twin]
+    with Progress(len(attr.methods) * len(checks), "sanity", quiet=cfg.quiet) as bar:
         for method in attr.methods:
-            rows += [{**base, **row} for row in check_rows(cfg, model, x, y, method)]
-            bar.update()
+            for other in checks:
+                rows += [{**base, **row} for row in check_rows(cfg, model, x, y, method, other)]
+                bar.update()
     run.write_text(run.sanity_csv, csv_text(rows, COLUMNS))
 
 
@@ -133,12 +151,14 @@ def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band
     (the last step) in a cascade; independently, per image the mean over the copies (no copy is
     fully random there). Each image's similarity carries its maps' Monte-Carlo noise, so the
     interval covers that noise as well as the choice of images."""
-    last = max(int(row["step"]) for row in rows)
+    last: dict[str, int] = defaultdict(int)  # per metric: the label check has one step
+    for row in rows:
+        last[row["metric"]] = max(last[row["metric"]], int(row["step"]))
     values: dict[tuple[str, str, float], dict[int, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for row in rows:
-        if mode == "independent" or int(row["step"]) == last:
+        if mode == "independent" or int(row["step"]) == last[row["metric"]]:
             key = (row["method"], row["metric"], row["r"])
             values[key][int(row["image"])].append(row["value"])
     return {

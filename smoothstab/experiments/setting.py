@@ -177,7 +177,12 @@ class DisjointParts(Setting):
         from smoothstab.experiments.train import train_run
 
         cfg = self.cfg
-        train_run(replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet), run.root)
+        train_cfg = replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet)
+        train_run(train_cfg, run.root)
+        if cfg.sanity.enabled and cfg.sanity.labels:  # the label check's twin
+            from smoothstab.experiments.train import train_permuted
+
+            train_permuted(train_cfg, run.root, self.first_of_largest(), cfg.sanity.label_seed)
 
     def models(self, run: RunDir) -> list[nn.Module]:
         from smoothstab.experiments.train import load_trained

@@ -108,8 +108,18 @@ def evaluate_stage(cfg: ExperimentConfig, run: RunDir) -> None:
 def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     if not cfg.sanity.enabled:
         return  # off: nothing written, nothing to record
-    k = sanity.sanity_model(cfg)
-    sanity.sanity_run(cfg, run, models(cfg, run)[k], model_sizes(cfg, run)[k])
+    k, twin = sanity.sanity_model(cfg), None
+    if cfg.sanity.labels:  # the train stage trained it (setting DT)
+        from smoothstab.experiments.train import load_trained
+
+        path = run.permuted_model(k, cfg.sanity.label_seed)
+        if not path.is_file():
+            raise ConfigError(
+                f"sanity.labels: {path.name} is missing (the permuted-label twin of model {k}); "
+                "run the train stage with sanity.labels = true first (--stages train sanity)"
+            )
+        twin = load_trained(path)
+    sanity.sanity_run(cfg, run, models(cfg, run)[k], model_sizes(cfg, run)[k], twin)
 
 
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:

@@ -123,6 +123,31 @@ def train_run(
     return metrics
 
 
+def train_permuted(config: TrainConfig, out_dir: str | Path, part_id: int, seed: int) -> dict:
+    """Model ``part_id``'s twin for the data-randomisation check: the same recipe, seed and
+    images (its part of ``splits.json``, written by :func:`train_run`), the training labels
+    permuted across the whole training set (:func:`.labels.with_permuted_labels`, ``seed``);
+    checkpoint ``run.permuted_model(part_id, seed)``, skipped when complete, resumed when
+    partial. Returns its metrics (test accuracy on the real test labels)."""
+    from smoothstab.experiments.labels import with_permuted_labels
+
+    run = RunDir(out_dir)
+    real = _load(config, train=True)
+    cfg = resolve_config(config, real)
+    splits = load_splits(run.splits, cfg.parts)
+    val = _validation(cfg, len(real), splits)
+    return train_model(
+        replace(cfg, part_size=cfg.sizes[part_id // cfg.parts]),
+        splits[part_id],
+        run,
+        part_id,
+        train_set=with_permuted_labels(real, seed),
+        test_set=_load(config, train=False),
+        val_indices=val,
+        checkpoint=run.permuted_model(part_id, seed),
+    )
+
+
 def _save_or_check_splits(path: Path, splits: list[list[int]], k: int) -> None:
     if path.exists() and load_splits(path, k) != splits:
         raise ValueError(f"{path} holds other splits than this config's; use a new --out")
@@ -158,9 +183,11 @@ def train_model(
     test_set: Dataset | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     val_indices: list[int] | None = None,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Train one model on ``part_indices`` of the training set; checkpoint to
-    ``out_dir/model_{part_id}.pt``; return its metrics (test accuracy, loss, seed, ...).
+    ``out_dir/model_{part_id}.pt`` (or ``checkpoint``); return its metrics (test accuracy,
+    loss, seed, ...).
 
     With ``keep = "best"``, ``val_indices`` (default: :func:`~.data.validation_split` of this
     config's splits) are the training-set images, under the test transforms, that choose the
@@ -170,7 +197,9 @@ def train_model(
     if test_set is None:
         test_set = _load(config, train=False)
     cfg = resolve_config(config, train_set)
-    path = (out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)).model(part_id)
+    path = checkpoint or (out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)).model(
+        part_id
+    )
     saved = _load_checkpoint(path, cfg)
     if saved is not None and saved["complete"]:
         return saved["metrics"]
