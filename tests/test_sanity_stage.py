@@ -205,3 +205,31 @@ def test_tiny_run_with_the_check_writes_rows_figures_and_report(tmp_path, capsys
     capsys.readouterr()
     assert main([*stage, "figures"]) == 2
     assert "--stages sanity" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_run_with_the_label_check(tmp_path):
+    """``sanity.labels``: the train stage trains the twin beside the models (recorded in the
+    manifest), the sanity stage writes both checks' rows, the report shows the label check,
+    and ``plan`` counted the rows the stage wrote."""
+    out = tmp_path / "run"
+    settings = [*TINY_SETTINGS, "sanity.enabled=true", "sanity.labels=true"]
+    sets = [a for s in settings for a in ("--set", s)]
+    assert main(["run", "quickstart", "--out", str(out), "--quiet", *sets]) == 0
+    cfg = load_config(None, settings)
+    twin = out / "model_labels-permuted-0_0.pt"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert twin.is_file() and twin.name in manifest["stages"]["train"]
+    saved = torch.load(twin, weights_only=False)
+    real = torch.load(out / "model_0.pt", weights_only=False)
+    assert saved["metrics"]["seed"] == real["metrics"]["seed"]  # same recipe and seed
+    rows = sanity.read_rows(RunDir(out))
+    label = [row for row in rows if row["metric"].startswith("sanity_label_")]
+    methods, rs = cfg.attribution.methods, sanity.levels(cfg.attribution)
+    assert len(label) == len(methods) * len(rs) * 2 * cfg.attribution.n_images
+    assert {row["randomized"] for row in label} == {"labels-permuted-0"}
+    cost = plan.sanity_cost(cfg)
+    assert len(rows) == len(methods) * len(rs) * 2 * cfg.attribution.n_images * (cost.copies + 1)
+    report = (out / "report.md").read_text()
+    assert "Label check" in report and "labels-permuted-0" in report
+    assert "label check: " in report and "SSIM permuted labels" in report

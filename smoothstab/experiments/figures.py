@@ -222,7 +222,8 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
     """Per view (SSIM, rank agreement): 1 - similarity to the randomised model (solid) and
     1 - similarity between retrained models (dashed) against the stability error, one point per
     r; an r passes where the solid point lies above the dashed one by more than the interval
-    (:func:`.advice.sanity_levels`).
+    (:func:`.advice.sanity_levels`). With the label check, 1 - similarity to the permuted-label
+    twin (dotted, crosses), read against the dashed line the same way.
     """
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     x = [lv["stability"] for lv in levels]
@@ -239,6 +240,9 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
         )
         for lv, xi, yi in zip(levels, x, y, strict=True):
             ax.annotate(f"{lv['r']:g}", (xi, yi), fontsize=7)
+        if levels and f"label_{view}_random" in levels[0]:  # the label check (sanity.labels)
+            y = [1 - lv[f"label_{view}_random"] for lv in levels]
+            ax.plot(x, y, ":x", ms=4, color=colour, label=f"1 - {label} to the permuted-label twin")
     most = [lv for lv in levels if lv["r"] == advice["most_stable_r"]]
     if most:
         verdict = most[0]["verdict"]
