@@ -410,7 +410,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
             for lv in levels
         ]
         out += [Heading(3, NAMES[m]), Table(header, body)]
-        out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels))))
+        out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels), labels)))
         if labels:
             out.append(Paragraph(label_sentence(NAMES[m], levels)))
         caption = "Stability across retraining against sensitivity to randomisation, per r."
@@ -444,8 +444,10 @@ def label_sentence(name: str, levels: list[dict]) -> str:
     return text
 
 
-def sanity_sentence(name: str, advice: dict) -> str:
-    """The advice on one method's sigma, from :func:`.advice.sanity_advice`."""
+def sanity_sentence(name: str, advice: dict, labels: bool = False) -> str:
+    """The advice on one method's sigma, from :func:`.advice.sanity_advice` (``labels``: the
+    label check ran, and a failure may be its)."""
+    other = "the randomised model's" + (" (or the permuted-label twin's)" if labels else "")
     most, good = advice["most_stable_r"], advice["good_r"]
     if most is None:
         return f"{name}: no noise level checked."
@@ -460,15 +462,15 @@ def sanity_sentence(name: str, advice: dict) -> str:
     elif advice["first_passes"]:
         text = (
             f"{name}: the most stable r = {most:g} is stable only because the map stopped "
-            "depending on the model: it agrees at least as much with the randomised model's map "
-            f"as retrained models' maps agree with each other, which at r = "
+            f"depending on the model: it agrees at least as much with {other} map as "
+            f"retrained models' maps agree with each other, which at r = "
             f"{advice['first_r']:g} it did not."
         )
     else:
         text = (
             f"{name}: the most stable r = {most:g} fails, and r = {advice['first_r']:g} does "
             f"not pass either ({advice['first_verdict']}): the map agrees at least as much with "
-            "the randomised model's as retrained models' maps agree with each other, so its "
+            f"{other} as retrained models' maps agree with each other, so its "
             "stability is no evidence that it explains the model."
         )
     if good is None:
