@@ -266,9 +266,9 @@ def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[C
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.sanity import read_rows, similarity
+    from smoothstab.experiments.sanity import config_rows, similarity
 
-    similar = similarity(read_rows(run), cfg.sanity.mode)
+    similar = similarity(config_rows(cfg, run), cfg.sanity.mode)
     e, jobs = cfg.evaluation, []
     for method in cfg.attribution.methods:
         levels = sanity_levels(summary, similar, method, e.stability_measure, e.debiased)

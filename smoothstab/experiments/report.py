@@ -379,9 +379,9 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.sanity import read_rows, similarity
+    from smoothstab.experiments.sanity import config_rows, similarity
 
-    rows, e = read_rows(run), cfg.evaluation
+    rows, e = config_rows(cfg, run), cfg.evaluation
     cascade = cfg.sanity.mode == "cascading"
     intro = SANITY_INTRO.format(
         model=rows[0]["model"],

@@ -120,8 +120,9 @@ def sanity_run(
     twin: nn.Module | None = None,
 ) -> None:
     """Write ``sanity.csv`` for ``model`` (:func:`sanity_model`; ``n`` its training-set size),
-    with the label check's rows against ``twin`` when given, unless it exists."""
-    if run.sanity_csv.is_file():
+    with the label check's rows against ``twin`` when given, unless it exists (with those rows,
+    when asked for: ``sanity.labels`` turned on later redoes the file)."""
+    if run.sanity_csv.is_file() and (twin is None or _has_label_rows(read_rows(run))):
         return
     attr = cfg.attribution
     device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
@@ -143,6 +144,17 @@ def sanity_run(
 
 def read_rows(run: RunDir) -> list[dict]:
     return read_csv(run.sanity_csv, COLUMNS)
+
+
+def config_rows(cfg: ExperimentConfig, run: RunDir) -> list[dict]:
+    """``sanity.csv``'s rows of the checks ``cfg`` asks for (the label check's only with
+    ``sanity.labels``: a file from a run that had it on keeps them)."""
+    labels = {str(m) for m in LABELS}
+    return [r for r in read_rows(run) if cfg.sanity.labels or r["metric"] not in labels]
+
+
+def _has_label_rows(rows: list[dict]) -> bool:
+    return any(r["metric"] == str(LABELS[0]) for r in rows)
 
 
 def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band]:
