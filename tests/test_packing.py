@@ -49,7 +49,7 @@ CASES = {
     "grad groups": lambda s, seed: ss.smooth(ss.grad, s, 8, batch_size=7, seed=seed, groups=4),
     "gradcam": lambda s, seed: ss.smooth(cam, s, 6, batch_size=5, seed=seed),
     "ig nested": lambda s, seed: ss.smoothed_ig(s, 4, steps=3, batch_size=9, seed=seed),
-    "ig joint": lambda s, seed: ss.smoothed_ig(s, 6, estimator="joint", batch_size=7, seed=seed),
+    "ig joint": lambda s, seed: ss.smoothed_ig(s, 6, sampler="joint", batch_size=7, seed=seed),
 }
 
 

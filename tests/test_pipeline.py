@@ -497,7 +497,7 @@ def test_common_random_numbers(tiny_run, tmp_path, crn):
 def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
     d = tmp_path / "run"
     rows = attribute_again(
-        tiny_run, d, "attribution.antithetic=true", "attribution.ig_estimator=joint"
+        tiny_run, d, "attribution.antithetic=true", "attribution.ig_sampler=joint"
     )
     for method in ("grad", "ig"):
         smoothed = load_map(d, 0, method, 0.2)

@@ -121,8 +121,8 @@ def test_given_checkpoints_train_nothing():
         ["attribution.n_samples=32"],  # default groups: 16
         ["attribution.n_samples=32", "attribution.groups=16", "attribution.antithetic=true"],
         ["attribution.tolerance=0.5", "attribution.min_samples=32", "attribution.max_samples=64"],
-        ["attribution.ig_estimator=joint"],
-        ["attribution.ig_estimator=joint", "attribution.ig_reference_steps=0"],
+        ["attribution.ig_sampler=joint"],
+        ["attribution.ig_sampler=joint", "attribution.ig_reference_steps=0"],
     ],
 )
 def test_map_files_are_what_plan_counts(tmp_path, extra):
@@ -153,7 +153,7 @@ def test_map_files_are_what_plan_counts(tmp_path, extra):
             written = f.save(tmp_path / f"{method}{r}.pt").stat().st_size
             assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64, (method, r)
             _assert_evals(f.evals, costs[method, r].per_image, r > 0 and a.tolerance is not None)
-    other = replace(a, ig_estimator="joint" if a.ig_estimator == "nested" else "nested")
+    other = replace(a, ig_sampler="joint" if a.ig_sampler == "nested" else "nested")
     for r, f in zip(rs, attribute_blocks(model.eval(), "ig", x, None, rs, 1.0, other, [0, 1],
                                          keep=False), strict=True):  # fmt: skip
         _assert_evals(f.evals, costs["ig", r].other_per_image, r > 0 and a.tolerance is not None)

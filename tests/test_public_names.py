@@ -28,6 +28,18 @@ def test_renamed_weightings_warn_and_are_the_new_functions(old, new):
     assert torch.equal(fn(act, g), getattr(ss, new)(act, g))
 
 
+def test_the_old_smoothed_ig_keyword_warns_and_chooses_the_sampler():
+    model, x = torch.nn.Linear(6, 3), torch.randn(2, 6)
+    with pytest.warns(
+        FutureWarning, match=r"renamed smoothed_ig\(sampler=\); the old name goes in"
+    ):
+        old = ss.smoothed_ig(0.5, 4, estimator="joint", seed=0)
+    new = ss.smoothed_ig(0.5, 4, sampler="joint", seed=0)
+    nested = ss.smoothed_ig(0.5, 4, sampler="nested", seed=0)
+    assert torch.equal(old(model, x, 0), new(model, x, 0))
+    assert not torch.equal(old(model, x, 0), nested(model, x, 0))
+
+
 def test_importing_the_package_warns_nothing():
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", "import smoothstab"], capture_output=True, text=True

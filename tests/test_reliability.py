@@ -508,7 +508,7 @@ METHODS = {
     "smoothed gradcam": ss.smooth(
         lambda m, x, t: ss.grad_cam(m, x, t, layer="features.3"), 0.1, 4, seed=0
     ),
-    "smoothed ig (joint)": ss.smoothed_ig(0.1, 4, estimator="joint", seed=0),
+    "smoothed ig (joint)": ss.smoothed_ig(0.1, 4, sampler="joint", seed=0),
 }
 
 

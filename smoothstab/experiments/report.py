@@ -56,7 +56,7 @@ CONVENTIONS = [
     "clipped), scikit-image settings of Wang et al. 2004. Top-k mIoU: k = {topk} most salient "
     "pixels of the abs-sum maps, IoU = |A n B| / |A u B|, ties broken by lower pixel index.",
     "Smoothing: {draws}{antithetic}, {crn}; IG: {ig_steps} points, rule "
-    "'{ig_rule}', smoothed-IG estimator '{ig_estimator}', baseline 0 in input space.",
+    "'{ig_rule}', smoothed-IG sampler '{ig_sampler}', baseline 0 in input space.",
     "Estimates: curves and columns labelled 'paper' are the plain Monte-Carlo estimate, as the "
     "paper computes it; 'ours' (debiased) removes the Monte-Carlo noise from ||a - b|| with the "
     "split-half estimator and gives its Monte-Carlo standard error (MC s.e.). Debiased "
@@ -104,7 +104,7 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         else "independent draws per model and noise level",
         ig_steps=a.ig_steps,
         ig_rule=a.ig_rule,
-        ig_estimator=a.ig_estimator,
+        ig_sampler=a.ig_sampler,
         debiased="reported beside the plain ones" if e.debiased else "off",
         noise_note="Noise is common to all models here, our variance reduction: the paper drew "
         "it independently for each network."
@@ -125,11 +125,11 @@ def conventions(cfg: ExperimentConfig, x_range: float) -> list[str]:
         if cfg.train.keep == "last"
         else f"the weights of its epoch with the best accuracy on {cfg.train.val_size} held-out "
         "training images, disjoint from every part and from the test images (val_split.json)",
-        ig_reference=f"With the joint smoothed-IG estimator, the unsmoothed IG map (the fidelity "
+        ig_reference=f"With the joint smoothed-IG sampler, the unsmoothed IG map (the fidelity "
         f"reference) uses {a.ig_reference_steps}-point Gauss-Legendre quadrature instead of the "
         f"run's {a.ig_steps}-point '{a.ig_rule}' rule, so the fidelity curve has no quadrature "
         "floor."
-        if a.ig_estimator == "joint" and a.ig_reference_steps
+        if a.ig_sampler == "joint" and a.ig_reference_steps
         else "",
     )
     return [line for line in (t.format(**fields) for t in CONVENTIONS) if line]
