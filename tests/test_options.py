@@ -308,7 +308,7 @@ def _weights(path):
 @pytest.mark.slow
 def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
     from smoothstab.experiments.train import load_trained, train_run
-    from smoothstab.experiments.trainer import evaluate
+    from smoothstab.experiments.trainer import loss_and_accuracy
 
     config = TrainConfig(
         parts=1,
@@ -350,7 +350,7 @@ def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
     # the kept weights score the recorded validation accuracy
     train_set = load_dataset("digits", train=True)
     model = load_trained(tmp_path / "whole" / "model_0.pt")
-    got = evaluate(model, torch.utils.data.Subset(train_set, val), 500, "cpu")
+    got = loss_and_accuracy(model, torch.utils.data.Subset(train_set, val), 500, "cpu")
     assert got["accuracy"] == m["val_accuracy"]
 
 

@@ -62,7 +62,7 @@ from smoothstab.experiments.trainer import (
     deterministic_mode,
     device_name,
     epoch_batches,
-    evaluate,
+    loss_and_accuracy,
 )
 
 if TYPE_CHECKING:
@@ -329,7 +329,9 @@ def _swag(
         )
         model.load_state_dict(state)
         model.to(device)
-        test = evaluate(model, test_set, pcfg.eval_batch_size, device, info, pcfg.num_workers)
+        test = loss_and_accuracy(
+            model, test_set, pcfg.eval_batch_size, device, info, pcfg.num_workers
+        )
         metrics = {
             "part": k,
             "seed": derive_seed(m.seed, k),
