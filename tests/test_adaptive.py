@@ -523,4 +523,4 @@ def test_a_map_indistinguishable_from_zero_does_not_stop_the_summary():
     s = Summary.from_rows(rows)
     got = s.get("gradcam", "rel_se", 0.2)
     assert got.mean == got.lo == got.hi == float("inf")
-    assert s.per_unit("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)
+    assert s.per_pair_or_model("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)
