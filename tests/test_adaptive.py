@@ -30,7 +30,7 @@ def test_rel_se_is_the_norm_of_the_standard_error_map(convnet, x):
     torch.testing.assert_close(st.rel_se, want)
     exact = SmoothStats.exact(st.mean)
     assert exact.rel_se.eq(0).all()
-    assert torch.equal(st.samples, torch.full((6,), 12))
+    assert torch.equal(st.draws_per_image, torch.full((6,), 12))
 
 
 def test_rel_se_of_a_zero_map():
@@ -56,9 +56,9 @@ def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, nam
     adaptive = make_it(tol=tol, min_samples=8, max_samples=200, seed=3, batch_size=7)
     st = adaptive.stats(convnet, x)
     assert st.converged.all() and len(set(st.units.tolist())) > 1  # images stopped apart
-    for n in set(st.samples.tolist()):
+    for n in set(st.draws_per_image.tolist()):
         fixed = make_it(n_samples=n, seed=3).stats(convnet, x)
-        rows = st.samples == n
+        rows = st.draws_per_image == n
         assert torch.equal(fixed.mean[rows], st.mean[rows])
         assert torch.equal(fixed.halves[:, rows], st.halves[:, rows])
         torch.testing.assert_close(fixed.unit_var[rows], st.unit_var[rows], rtol=1e-9, atol=0)
@@ -88,8 +88,8 @@ def test_converged_images_cost_no_more_evaluations(convnet, x):
 
     sm = ss.smooth(rows, 0.5, tol=0.2, min_samples=8, max_samples=400, seed=0)
     st = sm.stats(convnet, x)
-    assert torch.equal(seen, st.samples)  # each image's rows are exactly its own units
-    assert st.samples.min() < st.samples.max()
+    assert torch.equal(seen, st.draws_per_image)  # each image's rows are exactly its own units
+    assert st.draws_per_image.min() < st.draws_per_image.max()
 
 
 def test_unconverged_images_stop_at_max_samples(convnet, x):

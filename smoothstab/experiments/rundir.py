@@ -104,7 +104,7 @@ class MapFile:
         cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
         extra = dict(
             rel_se=stats.rel_se.cpu(),
-            evals=(stats.samples * per_sample).cpu(),
+            evals=(stats.draws_per_image * per_sample).cpu(),
             units=cpu(stats.units),
             converged=cpu(stats.converged),
         )
