@@ -324,3 +324,11 @@ def test_every_exit_leaves_the_process_group(outcome, tmp_path, monkeypatch):
             == ({"done": 0, "user error": 2, "interrupted": 130}[outcome])
         )
     assert not dist.is_initialized()
+
+
+def test_a_fast_test_that_trains_fails(tmp_path):
+    """The suite's guard (``conftest.py``): outside the slow tier an SGD step is an error, so a
+    test that trains cannot sit in the fast tier unnoticed."""
+    cfg = TrainConfig(dataset="digits", epochs=1, parts=1, part_size=8, batch_size=8)
+    with pytest.raises(AssertionError, match="trains a model: mark it @pytest.mark.slow"):
+        train_run(cfg, tmp_path / "run")
