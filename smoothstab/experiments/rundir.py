@@ -15,6 +15,9 @@ Every file is written atomically (:mod:`.io`). ``metrics.csv`` is tidy: one row 
 r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric names:
 :class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
+
+Long (about 420 lines) because every file's name and typed record lives here, so that the
+layout is written down once.
 """
 
 from __future__ import annotations
