@@ -19,6 +19,7 @@ from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
 from smoothstab.experiments.rundir import RunDir, read_csv
+from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.train import load_trained, read_checkpoint
 
 BASE = 'models.specs=[{name="small_cnn"}]'
@@ -42,7 +43,7 @@ def base_model(cfg):
 
 
 def states(cfg, run):
-    return [m.state_dict() for m in stages.models(cfg, run)]
+    return [m.state_dict() for m in Setting.of(cfg).models(run)]
 
 
 def differs(a: dict, b: dict) -> set[str]:
