@@ -18,6 +18,9 @@ How the noise is drawn is part of the contract, so that results are reproducible
 
 :func:`monte_carlo` runs a row function over all (unit, image) rows in chunks and returns a
 :class:`SmoothStats`; :mod:`smoothstab.smoothing` builds the smoothing combinator on it.
+
+Long (about 490 lines) because the fixed draws, the tolerance rounds and the packed levels all
+keep one contract, the canonical draw order above, which one file keeps in one reading.
 """
 
 from __future__ import annotations

@@ -131,3 +131,16 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError("mark these tests @pytest.mark.slow: " + "; ".join(unmarked))
+
+
+@pytest.fixture(autouse=True)
+def _training_is_slow(request, monkeypatch):
+    """A test outside the slow tier that takes an SGD step (trains a model) fails, naming it."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    from smoothstab.experiments.trainer import Trainer
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} trains a model: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(Trainer, "sgd_step", refuse)

@@ -30,7 +30,7 @@ def test_rel_se_is_the_norm_of_the_standard_error_map(convnet, x):
     torch.testing.assert_close(st.rel_se, want)
     exact = SmoothStats.exact(st.mean)
     assert exact.rel_se.eq(0).all()
-    assert torch.equal(st.samples, torch.full((6,), 12))
+    assert torch.equal(st.draws_per_image, torch.full((6,), 12))
 
 
 def test_rel_se_of_a_zero_map():
@@ -56,9 +56,9 @@ def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, nam
     adaptive = make_it(tol=tol, min_samples=8, max_samples=200, seed=3, batch_size=7)
     st = adaptive.stats(convnet, x)
     assert st.converged.all() and len(set(st.units.tolist())) > 1  # images stopped apart
-    for n in set(st.samples.tolist()):
+    for n in set(st.draws_per_image.tolist()):
         fixed = make_it(n_samples=n, seed=3).stats(convnet, x)
-        rows = st.samples == n
+        rows = st.draws_per_image == n
         assert torch.equal(fixed.mean[rows], st.mean[rows])
         assert torch.equal(fixed.halves[:, rows], st.halves[:, rows])
         torch.testing.assert_close(fixed.unit_var[rows], st.unit_var[rows], rtol=1e-9, atol=0)
@@ -69,9 +69,9 @@ def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, nam
 def test_joint_ig_first_round_is_the_fixed_n_estimate(convnet, x):
     """The joint sampler stratifies the path position within each round; an image that stops in
     the first round has the fixed-n estimate exactly."""
-    st = ss.smoothed_ig(0.5, tol=10.0, min_samples=10, estimator="joint", seed=1).stats(convnet, x)
+    st = ss.smoothed_ig(0.5, tol=10.0, min_samples=10, sampler="joint", seed=1).stats(convnet, x)
     assert st.units.eq(10).all() and st.converged.all()
-    fixed = ss.smoothed_ig(0.5, 10, estimator="joint", seed=1).stats(convnet, x)
+    fixed = ss.smoothed_ig(0.5, 10, sampler="joint", seed=1).stats(convnet, x)
     assert torch.equal(fixed.mean, st.mean)
 
 
@@ -88,8 +88,8 @@ def test_converged_images_cost_no_more_evaluations(convnet, x):
 
     sm = ss.smooth(rows, 0.5, tol=0.2, min_samples=8, max_samples=400, seed=0)
     st = sm.stats(convnet, x)
-    assert torch.equal(seen, st.samples)  # each image's rows are exactly its own units
-    assert st.samples.min() < st.samples.max()
+    assert torch.equal(seen, st.draws_per_image)  # each image's rows are exactly its own units
+    assert st.draws_per_image.min() < st.draws_per_image.max()
 
 
 def test_unconverged_images_stop_at_max_samples(convnet, x):
@@ -107,7 +107,7 @@ def test_adaptive_joint_ig_is_unbiased():
     model = make(ConvNet(1, 5, 4))
     one = torch.randn(1, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     copies = one.expand(1000, -1, -1, -1).clone()
-    kw = dict(estimator="joint", batch_size=8192)
+    kw = dict(sampler="joint", batch_size=8192)
     rounds = ss.smoothed_ig(0.5, tol=1e-9, min_samples=16, max_samples=64, seed=0, **kw)
     st = rounds.stats(model, copies)
     assert st.units.eq(64).all()
@@ -299,7 +299,7 @@ COVERAGE_CASES = {
         functools.partial(ss.integrated_gradients, steps=3),
     ),
     "ig_joint": (
-        lambda n, s: ss.smoothed_ig(0.5, n, estimator="joint", seed=s, groups=16),
+        lambda n, s: ss.smoothed_ig(0.5, n, sampler="joint", seed=s, groups=16),
         functools.partial(ss.integrated_gradients, steps=64, rule="gausslegendre"),
     ),
     "grad_cam": (lambda n, s: ss.smooth(CAM, 0.5, n, seed=s, groups=16), CAM),
@@ -489,7 +489,7 @@ def test_default_batch_size_bounds_every_model_call(sampler):
     x = torch.randn(64, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     kw = dict(sampler=sampler, seed=0)
     if sampler == "joint":
-        method = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0)
+        method = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, sampler="joint", seed=0)
         fn = method._row_fn
 
         def counting_row_fn(*args):
@@ -498,7 +498,7 @@ def test_default_batch_size_bounds_every_model_call(sampler):
 
         method._row_fn = counting_row_fn
         st = method.stats(model, x)
-        again = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0,
+        again = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, sampler="joint", seed=0,
                                batch_size=DEFAULT_BATCH_SIZE).stats(model, x)  # fmt: skip
     else:
         st = ss.smooth(method, 0.5, tol=1e-9, max_samples=64, **kw).stats(model, x)
@@ -523,4 +523,4 @@ def test_a_map_indistinguishable_from_zero_does_not_stop_the_summary():
     s = Summary.from_rows(rows)
     got = s.get("gradcam", "rel_se", 0.2)
     assert got.mean == got.lo == got.hi == float("inf")
-    assert s.per_unit("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)
+    assert s.per_pair_or_model("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)

@@ -28,6 +28,32 @@ def test_renamed_weightings_warn_and_are_the_new_functions(old, new):
     assert torch.equal(fn(act, g), getattr(ss, new)(act, g))
 
 
+def test_the_old_smoothed_ig_keyword_warns_and_chooses_the_sampler():
+    model, x = torch.nn.Linear(6, 3), torch.randn(2, 6)
+    with pytest.warns(
+        FutureWarning, match=r"renamed smoothed_ig\(sampler=\); the old name goes in"
+    ):
+        old = ss.smoothed_ig(0.5, 4, estimator="joint", seed=0)
+    new = ss.smoothed_ig(0.5, 4, sampler="joint", seed=0)
+    nested = ss.smoothed_ig(0.5, 4, sampler="nested", seed=0)
+    assert torch.equal(old(model, x, 0), new(model, x, 0))
+    assert not torch.equal(old(model, x, 0), nested(model, x, 0))
+
+
+@pytest.mark.parametrize(
+    "old, new", [("samples", "draws_per_image"), ("per_unit", "draws_per_unit")]
+)
+def test_renamed_counts_of_smooth_stats_warn_and_read_the_new_ones(old, new):
+    st = ss.smooth(ss.grad, 0.5, 6, antithetic=True, seed=0).stats(
+        torch.nn.Linear(4, 2), torch.randn(3, 4), 0
+    )
+    with pytest.warns(FutureWarning, match=f"SmoothStats.{old} is renamed SmoothStats.{new}; the"):
+        value = getattr(st, old)
+    assert torch.equal(torch.as_tensor(value), torch.as_tensor(getattr(st, new)))
+    assert torch.equal(st.draws_per_image, torch.full((3,), 6))  # 3 antithetic pairs each
+    assert st.draws_per_unit == 2
+
+
 def test_importing_the_package_warns_nothing():
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", "import smoothstab"], capture_output=True, text=True

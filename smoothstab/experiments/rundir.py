@@ -15,6 +15,9 @@ Every file is written atomically (:mod:`.io`). ``metrics.csv`` is tidy: one row 
 r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric names:
 :class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
+
+Long (about 420 lines) because every file's name and typed record lives here, so that the
+layout is written down once.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ class MapFile:
         cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
         extra = dict(
             rel_se=stats.rel_se.cpu(),
-            evals=(stats.samples * per_sample).cpu(),
+            evals=(stats.draws_per_image * per_sample).cpu(),
             units=cpu(stats.units),
             converged=cpu(stats.converged),
         )
@@ -186,18 +189,18 @@ def mean_of_correlated_se(se: list[float]) -> float:
     ``se``, bounded for any correlation between them: ``mean(se)`` (the standard deviation of a
     sum is at most the sum of the standard deviations). Pairs share models, and models share
     noise under common random numbers, so their errors are correlated, and the figure for
-    independent units, ``sqrt(sum se^2) / K``, understates it (0.83x the true error for the
+    independent ones, ``sqrt(sum se^2) / K``, understates it (0.83x the true error for the
     three pairs of three models in a test, where this bound read 1.42x). The bound overstates
-    it by at most ``sqrt(K)`` and is exact for one unit."""
+    it by at most ``sqrt(K)`` and is exact for one pair or model."""
     return math.fsum(se) / len(se)
 
 
 class Summary:
     """``metrics.csv`` summarised: per (method, metric, r, n) the mean over images for each pair
-    or model (a *unit*), then their mean and band (:func:`~.aggregate.band`), and the
-    Monte-Carlo standard error of that mean where the rows carry one: over the images of a unit
-    combined as independent (each image has its own draws), over units by the upper bound of
-    :func:`mean_of_correlated_se`.
+    or model, then their mean and band (:func:`~.aggregate.band`), and the Monte-Carlo
+    standard error of that mean where the rows carry one: over the images of a pair or model
+    combined as independent (each image has its own draws), over pairs or models by the upper
+    bound of :func:`mean_of_correlated_se`.
 
     ``n`` is the models' training-set size (``None`` for given checkpoints). Lookups without
     ``n`` use :attr:`default_n`, the largest size: the models trained on the most data.
@@ -206,10 +209,11 @@ class Summary:
     def __init__(
         self,
         bands: dict[Key, Band],
-        units: dict[Key, dict[str, float]] | None = None,
+        by_pair_or_model: dict[Key, dict[str, float]] | None = None,
         stderr: dict[Key, float] | None = None,
     ) -> None:
-        self.bands, self.units, self.stderr = bands, units or {}, stderr or {}
+        self.bands, self.stderr = bands, stderr or {}
+        self.by_pair_or_model = by_pair_or_model or {}
         sizes = {key[3] for key in bands}
         self.sizes: list[int | None] = sorted(n for n in sizes if n is not None) or [None]
         self.default_n = self.sizes[-1]
@@ -220,20 +224,20 @@ class Summary:
         for row in rows:
             n = row.get("n", "")
             key = (row["method"], row["metric"], row["r"], int(n) if n != "" else None)
-            unit = row["pair"] or row["model"]
-            values[key + (unit,)].append(row["value"])
+            who = row["pair"] or row["model"]
+            values[key + (who,)].append(row["value"])
             if row.get("stderr", "") != "":
-                ses[key + (unit,)].append(float(row["stderr"]))
-        units: dict[Key, dict[str, float]] = defaultdict(dict)
-        unit_se: dict[Key, list[float]] = defaultdict(list)
-        for (*key, unit), vals in values.items():
-            units[tuple(key)][unit] = math.fsum(vals) / len(vals)
-            if (*key, unit) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
-                se = ses[(*key, unit)]
-                unit_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
-        bands = {key: _band(list(u.values()), kind) for key, u in units.items()}
-        stderr = {key: mean_of_correlated_se(se) for key, se in unit_se.items()}
-        return cls(bands, dict(units), stderr)
+                ses[key + (who,)].append(float(row["stderr"]))
+        means: dict[Key, dict[str, float]] = defaultdict(dict)
+        mean_se: dict[Key, list[float]] = defaultdict(list)
+        for (*key, who), vals in values.items():
+            means[tuple(key)][who] = math.fsum(vals) / len(vals)
+            if (*key, who) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
+                se = ses[(*key, who)]
+                mean_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
+        bands = {key: _band(list(u.values()), kind) for key, u in means.items()}
+        stderr = {key: mean_of_correlated_se(se) for key, se in mean_se.items()}
+        return cls(bands, dict(means), stderr)
 
     def _key(self, method: str, metric: Metric | str, r: float, n: int | None) -> Key:
         return (method, str(metric), r, self.default_n if n is None else n)
@@ -241,11 +245,11 @@ class Summary:
     def get(self, method: str, metric: Metric | str, r: float, n: int | None = None) -> Band | None:
         return self.bands.get(self._key(method, metric, r, n))
 
-    def per_unit(
+    def per_pair_or_model(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
     ) -> dict[str, float]:
         """The mean over images of each pair (``"i-j"``) or model (``"k"``)."""
-        return self.units.get(self._key(method, metric, r, n), {})
+        return self.by_pair_or_model.get(self._key(method, metric, r, n), {})
 
     def mc_stderr(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
