@@ -25,7 +25,7 @@ TINY_SETTINGS = [
     "evaluation.topk=20",
     # what the quickstart preset chose for its speed, kept as before so the tests and the golden
     # numbers still cover the nested sampler, the paper's Table-1 level and 256-row calls
-    "attribution.ig_estimator=nested",
+    "attribution.ig_sampler=nested",
     "attribution.table_r=0.15",
     "attribution.batch_size=256",
 ]
