@@ -5,6 +5,7 @@ attributes: every failure happens before a run directory is made."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from smoothstab.experiments.experiment import (
     ModelsConfig,
     ModelSpec,
     load_config,
+    preset_names,
     to_toml,
 )
 
@@ -240,6 +242,13 @@ def test_the_old_ig_sampler_key_warns_and_sets_the_new_one(tmp_path):
     path.write_text('[attribution]\nig_estimator = "joint"\nig_sampler = "nested"\n')
     with pytest.warns(FutureWarning), pytest.raises(ConfigError, match="give one"):
         load_config(path)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_the_presets_use_no_old_key(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_config(name)
 
 
 def test_the_old_key_is_one_warning_line_from_the_cli(capsys):

@@ -64,3 +64,15 @@ def test_importing_the_package_warns_nothing():
 def test_unknown_names_are_still_attribute_errors():
     with pytest.raises(AttributeError, match="has no attribute 'grad_cam_ppp'"):
         ss.grad_cam_ppp  # noqa: B018
+
+
+def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
+    from smoothstab.experiments.rundir import Summary
+
+    row = dict(method="grad", metric="stability", r=0.1, n="", model="")
+    summary = Summary.from_rows(
+        [{**row, "pair": "0-1", "value": 0.2}, {**row, "pair": "0-2", "value": 0.4}]
+    )
+    with pytest.warns(FutureWarning, match="Summary.per_unit is renamed Summary.per_pair_or_model"):
+        old = summary.per_unit("grad", "stability", 0.1)
+    assert old == summary.per_pair_or_model("grad", "stability", 0.1) == {"0-1": 0.2, "0-2": 0.4}

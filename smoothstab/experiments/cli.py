@@ -328,7 +328,7 @@ def _warning_line(args: argparse.Namespace, shown: Callable) -> Callable:
     """Python's ``showwarning``, but a ``FutureWarning`` (an old key or name that still works)
     on one line, as the CLI's errors are."""
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         if not issubclass(category, FutureWarning):
             return shown(message, category, filename, lineno, file, line)
         print(f"smoothstab {args.command}: warning: {message}", file=sys.stderr, flush=True)

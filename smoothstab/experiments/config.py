@@ -88,7 +88,7 @@ def unknown_key(name: str, known: Iterable[str], parent: str = "") -> str:
 def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     fields = {f.name for f in dataclasses.fields(obj) if f.init}
     where = ".".join(full.split(".")[: -len(path)])  # the table holding this key, if any
-    path = [new_key(type(obj), path[0], where), *path[1:]]
+    path = [_new_key(type(obj), path[0], where), *path[1:]]
     if path[0] not in fields:
         given = full[: len(full) - len(".".join(path))]  # the tables before it, as typed
         raise ConfigError(unknown_key(given + path[0], sorted(fields), given))
@@ -103,7 +103,7 @@ def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     return _construct(type(obj), {**_init_values(obj), path[0]: value}, where)
 
 
-def new_key(cls: type, key: str, where: str = "") -> str:
+def _new_key(cls: type, key: str, where: str = "") -> str:
     """``key`` as ``cls`` now names it: a renamed key (``cls.RENAMED``) warns and gives the
     new name, any other comes back as it is."""
     new = getattr(cls, "RENAMED", {}).get(key)
@@ -120,7 +120,7 @@ def new_key(cls: type, key: str, where: str = "") -> str:
 def _renamed(cls: type, mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = {}
     for key, value in mapping.items():
-        new = new_key(cls, key, where)
+        new = _new_key(cls, key, where)
         if new != key and new in mapping:
             raise ConfigError(f"{_key(where, key)}: the old name of {_key(where, new)}; give one")
         out[new] = value

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -250,6 +251,18 @@ class Summary:
     ) -> dict[str, float]:
         """The mean over images of each pair (``"i-j"``) or model (``"k"``)."""
         return self.by_pair_or_model.get(self._key(method, metric, r, n), {})
+
+    def per_unit(
+        self, method: str, metric: Metric | str, r: float, n: int | None = None
+    ) -> dict[str, float]:
+        """The old name of :meth:`per_pair_or_model`, until version 1.0."""
+        warnings.warn(
+            "Summary.per_unit is renamed Summary.per_pair_or_model; the old name goes in "
+            "version 1.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.per_pair_or_model(method, metric, r, n)
 
     def mc_stderr(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
