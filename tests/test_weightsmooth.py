@@ -243,9 +243,9 @@ def test_a_tolerance_stops_early_within_it(convnet, images):
     )
     assert bool(st.converged.all())
     assert (st.rel_se[st.converged] <= tol).all()
-    assert int(st.samples.max()) < 2000 and int(st.samples.min()) >= 8
+    assert int(st.draws_per_image.max()) < 2000 and int(st.draws_per_image.min()) >= 8
     for i in range(len(images)):
-        n = int(st.samples[i])
+        n = int(st.draws_per_image[i])
         fixed = weight_smooth(cam, 0.1, n, seed=3).stats(convnet, images, 0)
         torch.testing.assert_close(st.mean[i], fixed.mean[i], rtol=1e-10, atol=1e-12)
     exact = weight_smooth(cam, 0.0, tol=tol).stats(convnet, images, 0)
@@ -336,4 +336,4 @@ def test_stats_equal_a_direct_implementation(convnet, images, antithetic):
     }
     for name, value in expected.items():
         torch.testing.assert_close(getattr(st, name), value, rtol=1e-12, atol=1e-12, msg=name)
-    assert st.n_units == len(unit) and st.per_unit == (2 if antithetic else 1)
+    assert st.n_units == len(unit) and st.draws_per_unit == (2 if antithetic else 1)
