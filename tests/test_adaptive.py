@@ -363,22 +363,42 @@ def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
     from smoothstab.experiments.rundir import MapFile, Metric
 
     st = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x)
-    blocks = []
+    blocks, parts = [], []
     for i, rows in enumerate((slice(0, 4), slice(4, 6))):
         part = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x[rows])
+        parts.append(part)
         f = MapFile.from_stats(part, 0.1, 0.5, keep=True, per_sample=3)
         blocks.append(MapFile.load(f.save(tmp_path / f"b{i}.pt")))
     joined = MapFile.join(blocks)
     torch.testing.assert_close(joined.rel_se, torch.cat([b.rel_se for b in blocks]))
     assert torch.equal(joined.evals, joined.units * 3) and joined.converged.all()
     est = joined.estimate()
-    torch.testing.assert_close(est.mean_var, joined.mean_var)  # per-image counts round-trip
+    for name in ("mean_var", "units", "halves"):  # per-image counts survive the blocks
+        dim = 1 if name == "halves" else 0
+        want = torch.cat([getattr(p, name) for p in parts], dim=dim)
+        torch.testing.assert_close(getattr(est, name), want, rtol=0, atol=0)
     torch.testing.assert_close(est.rel_se, joined.rel_se)
     rows = list(cost_rows({"model": "0"}, joined))
     assert [r["metric"] for r in rows] == [Metric.REL_SE] * 6 + [Metric.MODEL_EVALS] * 6
     assert rows[6]["value"] == 3 * float(joined.units[0])
     exact = MapFile.from_stats(SmoothStats.exact(st.mean), 0.0, 0.0, keep=True, per_sample=3)
     assert exact.rel_se.eq(0).all() and exact.evals.eq(3).all()
+
+
+def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
+    """A file that kept the variance of the mean (``mean_var``, with per-image counts) loads
+    with it as the stats' ``unit_var``: the same estimate as the stats it was made from."""
+    from smoothstab.experiments.rundir import MapFile
+
+    st = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=0, groups=4).stats(convnet, x)
+    old = dict(mean=st.mean, r=0.1, sigma=0.5, n_units=st.n_units, halves=st.halves,
+               mean_var=st.mean_var, rel_se=st.rel_se, evals=st.samples, units=st.units,
+               converged=st.converged, groups=st.groups)  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    est = MapFile.load(tmp_path / "old.pt").estimate()
+    for name in ("mean_var", "unit_var", "halves", "groups"):
+        torch.testing.assert_close(getattr(est, name), getattr(st, name), rtol=1e-12, atol=0)
+    assert torch.equal(est.units, st.units)
 
 
 @pytest.mark.slow

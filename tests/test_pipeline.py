@@ -216,7 +216,7 @@ def test_map_files(tiny_run):
         assert smoothed["n_units"] == 6
         # debiased distances need the two half means, joined over the blocks of 2 images
         assert smoothed["halves"].shape == (2, N_IMAGES, channels, 32, 32)
-        assert smoothed["mean_var"].shape == (N_IMAGES, channels, 32, 32)
+        assert smoothed["unit_var"].shape == (N_IMAGES, channels, 32, 32)
         torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
     # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
     model = Setting.of(load_config(tiny_run / "config.toml")).models(RunDir(tiny_run))[1]
@@ -366,7 +366,7 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     for k, method, r in ((1, "ig", 0.1), (0, "grad", 0.2)):
         again, first = load_map(d, k, method, r), load_map(tiny_run, k, method, r)
         assert again.keys() == first.keys()
-        for key in ("mean", "halves", "mean_var"):
+        for key in ("mean", "halves", "unit_var"):
             assert torch.equal(again[key], first[key]), (k, method, r, key)
     assert {p.stem for p in (d / "figures").glob("*.png")} == {
         p.stem for p in (tiny_run / "figures").glob("*.png")
@@ -521,7 +521,7 @@ def test_without_debiasing(tiny_run, tiny_rows, tmp_path):
     rows = attribute_again(tiny_run, d, "evaluation.debiased=false")
     assert not any(row["metric"].endswith("_debiased") for row in rows)
     saved = load_map(d, 1, "ig", 0.4)
-    assert "halves" not in saved and "mean_var" not in saved
+    assert "halves" not in saved and "unit_var" not in saved
     plain = [
         row
         for row in tiny_rows

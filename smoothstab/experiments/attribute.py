@@ -2,7 +2,7 @@
 
 Files (:mod:`.rundir`): ``test_images.pt`` (the selected test images and labels) and one
 :class:`~.rundir.MapFile` per model, method and r: the smoothed maps and, when debiased
-distances are asked for, the two half means and the per-element variance of the mean. Work is cut
+distances are asked for, the two half means and the per-element variance of the units. Work is cut
 into blocks of ``image_batch`` images; each block is written as it finishes (a block file) and
 the blocks are joined into the final file, so a killed run resumes where it stopped.
 Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.

@@ -69,16 +69,14 @@ class MapFile:
     Attributes:
         mean: the (smoothed) maps ``[N, ...]``.
         r, sigma: the noise level and its absolute std (0 for the unsmoothed maps).
-        n_units: independent Monte-Carlo units (``None`` at r = 0).
-        halves: ``[2, N, ...]`` means of the two halves of the draws, and ``mean_var`` the
-            per-element variance of ``mean``; kept only when debiased distances are asked for.
+        n_units, halves, unit_var, units, converged, groups: those of the maps'
+            :class:`~smoothstab.stats.SmoothStats`, kept as they are (``None`` at r = 0); the
+            halves, unit variances and groups (:data:`DEBIAS_FIELDS`) only when debiased
+            distances are asked for.
         rel_se: ``[N]`` each map's relative Monte-Carlo standard error (0 at r = 0).
         evals: ``[N]`` model evaluations each map took.
-        units: ``[N]`` the units each image used, when a tolerance set them (else ``None``:
-            ``n_units`` each); ``converged`` ``[N]``: whether each image met the tolerance.
-        groups: ``[G, N, ...]`` means of ``G`` interleaved groups of draws, kept with the halves
-            when the run asks for more than two groups.
-    Files from before ``rel_se``/``evals`` existed load with them ``None``.
+    Files from before ``rel_se``/``evals`` existed load with them ``None``; files that kept the
+    variance of the mean (``mean_var``) load with it turned into ``unit_var``.
     """
 
     mean: torch.Tensor
@@ -86,7 +84,7 @@ class MapFile:
     sigma: float
     n_units: int | None = None
     halves: torch.Tensor | None = None
-    mean_var: torch.Tensor | None = None
+    unit_var: torch.Tensor | None = None
     rel_se: torch.Tensor | None = None
     evals: torch.Tensor | None = None
     units: torch.Tensor | None = None
@@ -105,36 +103,23 @@ class MapFile:
             return cls(
                 stats.mean.cpu(), r, 0.0, rel_se=torch.zeros(n), evals=torch.full((n,), per_sample)
             )
-        cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
-        extra = dict(
-            rel_se=stats.rel_se.cpu(),
-            evals=(stats.draws_per_image * per_sample).cpu(),
-            units=cpu(stats.units),
-            converged=cpu(stats.converged),
-        )
-        if not keep:
-            return cls(stats.mean.cpu(), r, sigma, stats.n_units, **extra)
-        return cls(
-            stats.mean.cpu(),
-            r,
-            sigma,
-            stats.n_units,
-            stats.halves.cpu(),
-            stats.mean_var.cpu(),
-            **extra,
-            groups=cpu(stats.groups),
-        )
+        kept = {
+            name: value.cpu() if isinstance(value, torch.Tensor) else value
+            for name in _STATS_FIELDS
+            if keep or name not in DEBIAS_FIELDS
+            if (value := getattr(stats, name)) is not None
+        }
+        evals = (stats.draws_per_image * per_sample).cpu()
+        return cls(r=r, sigma=sigma, rel_se=stats.rel_se.cpu(), evals=evals, **kept)
 
     def estimate(self) -> SmoothStats | torch.Tensor:
         """What distances take: SmoothStats when halves were kept, else the plain maps."""
         if self.halves is None:
             return self.mean
-        units = None if self.units is None else self.units.round().long()
-        n = self.n_units if units is None else _per_unit_view(units, self.mean_var)
-        unit_var = self.mean_var * n
-        return SmoothStats(
-            self.mean, None, self.halves, unit_var, self.n_units, units, groups=self.groups
-        )
+        kept = {name: getattr(self, name) for name in _STATS_FIELDS}
+        if self.units is not None:
+            kept["units"] = self.units.round().long()
+        return SmoothStats(mean_sq=None, **kept)
 
     def record(self) -> dict:
         """What :meth:`save` writes: every field that is set, by name."""
@@ -147,8 +132,10 @@ class MapFile:
     def load(cls, path: Path) -> MapFile:
         saved = load_torch(path, "a map file")
         try:
+            if "mean_var" in saved:  # written before unit_var was kept as the stats have it
+                saved["unit_var"] = _unit_var(saved.pop("mean_var"), saved)
             return cls(**saved)
-        except TypeError:
+        except (TypeError, KeyError):
             raise DamagedFile(
                 f"{path}: not a map file of this version; {recompute(path)}"
             ) from None
@@ -156,16 +143,30 @@ class MapFile:
     @classmethod
     def join(cls, blocks: list[MapFile]) -> MapFile:
         """Blocks of consecutive test images, as one file."""
-        cat = lambda name, dim=0: (  # noqa: E731
-            None
-            if getattr(blocks[0], name) is None
-            else torch.cat([getattr(b, name) for b in blocks], dim=dim)
-        )
         head = blocks[0]
-        n_units = head.n_units if head.n_units is None else max(b.n_units for b in blocks)
-        rest = {k: cat(k) for k in ("rel_se", "evals", "units", "converged")}
-        halves, mean_var, rest["groups"] = cat("halves", 1), cat("mean_var"), cat("groups", 1)
-        return cls(cat("mean"), head.r, head.sigma, n_units, halves, mean_var, **rest)
+        joined = {}
+        for f in fields(cls):
+            value = getattr(head, f.name)
+            if isinstance(value, torch.Tensor):
+                dim = 1 if f.name in _GROUPED else 0
+                value = torch.cat([getattr(b, f.name) for b in blocks], dim=dim)
+            joined[f.name] = value
+        if head.n_units is not None:
+            joined["n_units"] = max(b.n_units for b in blocks)
+        return cls(**joined)
+
+
+DEBIAS_FIELDS = ("halves", "unit_var", "groups")
+"""What a map file keeps of the stats only when the run debiases distances."""
+_STATS_FIELDS = tuple(f.name for f in fields(SmoothStats) if f.name in MapFile.__dataclass_fields__)
+_GROUPED = ("halves", "groups")  # [halves or groups, N, ...]: the images are the second dim
+
+
+def _unit_var(mean_var: torch.Tensor, saved: dict) -> torch.Tensor:
+    """An old file's ``mean_var`` (``unit_var / n``) as ``unit_var``, ``n`` each image's units."""
+    units = saved.get("units")
+    n = saved["n_units"] if units is None else _per_unit_view(units.round().long(), mean_var)
+    return mean_var * n
 
 
 def _per_unit_view(units: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
