@@ -392,7 +392,7 @@ def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
 
     st = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=0, groups=4).stats(convnet, x)
     old = dict(mean=st.mean, r=0.1, sigma=0.5, n_units=st.n_units, halves=st.halves,
-               mean_var=st.mean_var, rel_se=st.rel_se, evals=st.samples, units=st.units,
+               mean_var=st.mean_var, rel_se=st.rel_se, evals=st.draws_per_image, units=st.units,
                converged=st.converged, groups=st.groups)  # fmt: skip
     torch.save(old, tmp_path / "old.pt")
     est = MapFile.load(tmp_path / "old.pt").estimate()
