@@ -143,7 +143,7 @@ def per_model(
                 antithetic=anti,
             )  # fmt: skip
             st, sec = timed(lambda s=sm: s.stats(model, x, y), device)
-            evals = int(st.samples.sum())
+            evals = int(st.draws_per_image.sum())
             err = rel_error(st.mean, ref, ref_se2).max().item()
             ratio = f" ({fixed_evals / evals:.1f}x fewer)" if fixed_evals else ""
             rows.append(
@@ -186,7 +186,7 @@ def sweep(models, x, y, x_range, batch, n_fixed=100, antithetic=False) -> list[l
                         antithetic=antithetic,
                     )  # fmt: skip
                     st = sm.stats(model, x, y)
-                    spent[key] += int(st.samples.sum()) * per_sample[name]
+                    spent[key] += int(st.draws_per_image.sum()) * per_sample[name]
                     worst[key] = max(worst[key], float(st.rel_se.max()))
         for key in totals:
             totals[key] += spent[key]

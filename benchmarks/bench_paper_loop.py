@@ -111,7 +111,7 @@ def settings(samples: int, seed: int, device: str) -> list[str]:
         f"attribution.fidelity_r={list(R_GRID)}",
         f"attribution.table_r={TABLE_R}",
         f"attribution.n_samples={samples}",
-        "attribution.ig_estimator=joint",
+        "attribution.ig_sampler=joint",
         "attribution.common_random_numbers=true",
         "attribution.cam_normalize=minmax",
         f"attribution.n_images={N_IMAGES}",

@@ -59,7 +59,7 @@ def speed(device: str, repeats: int) -> list[dict]:
     x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
     rows = []
     for size in SIZES:
-        ig = ss.smoothed_ig(0.5, 200, estimator="joint", seed=0, batch_size=size)
+        ig = ss.smoothed_ig(0.5, 200, sampler="joint", seed=0, batch_size=size)
         sg = ss.smooth(ss.grad, 0.5, 64, seed=0, batch_size=size)
         rows.append(
             {

@@ -47,7 +47,7 @@ def point(images: int, samples: int, size: int, models: int, device: str, model:
 
     sets = [
         "attribution.methods=['grad', 'ig']",
-        "attribution.ig_estimator=joint",
+        "attribution.ig_sampler=joint",
         "attribution.stability_r=[0, 0.2]",
         "attribution.fidelity_r=[0, 0.2]",
         "attribution.table_r=0.2",

@@ -145,7 +145,7 @@ def smoothed_ig_equal_error(device, size, n_images, repeats):
     sigma, batch = 0.15, 200
 
     def joint(n, seed):
-        return ss.smoothed_ig(sigma, n, estimator="joint", batch_size=batch, seed=seed)(
+        return ss.smoothed_ig(sigma, n, sampler="joint", batch_size=batch, seed=seed)(
             model, x, target
         )
 

@@ -18,6 +18,9 @@ How the noise is drawn is part of the contract, so that results are reproducible
 
 :func:`monte_carlo` runs a row function over all (unit, image) rows in chunks and returns a
 :class:`SmoothStats`; :mod:`smoothstab.smoothing` builds the smoothing combinator on it.
+
+Long (about 490 lines) because the fixed draws, the tolerance rounds and the packed levels all
+keep one contract, the canonical draw order above, which one file keeps in one reading.
 """
 
 from __future__ import annotations
@@ -99,42 +102,57 @@ def make_generator(seed: Seed, device: torch.device) -> torch.Generator | None:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-class _Draws:
-    """The canonical draw order: unit j gets ``eps_j`` of x's shape, then (if asked) ``u_j [B]``.
+class UnitDraws:
+    """Draws taken unit by unit in order: ``unit(j)`` is what ``draw()`` returned on its
+    ``j``-th call, drawn on first use (so units are drawn in order however the rows that use
+    them are chunked) and kept until :meth:`forget` drops it."""
+
+    def __init__(self, draw: Callable[[], object]):
+        self.draw, self.cache, self.next = draw, {}, 0
+
+    def unit(self, j: int):
+        while self.next <= j:
+            self.cache[self.next] = self.draw()
+            self.next += 1
+        return self.cache[j]
+
+    def forget(self, before: int) -> None:
+        """Drop the units before ``before`` (rows come unit-major: no later row needs them)."""
+        for old in [k for k in self.cache if k < before]:
+            del self.cache[old]
+
+
+class _Draws(UnitDraws):
+    """The canonical draw order: unit j gets ``eps_j`` of x's shape (unless ``normal`` is off:
+    the noise is elsewhere, e.g. in the weights), then (if asked) ``u_j [B]``.
 
     Every unit draws for the whole batch, also in a round that runs only some images, so that
     each image's draws never depend on which others are still running."""
 
-    def __init__(self, x: torch.Tensor, generator, uniform: bool):
-        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
-        self.generator, self.uniform = generator, uniform
-        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        self.next = 0
-
-    def unit(self, j: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        while self.next <= j:
-            kw = dict(generator=self.generator, dtype=self.dtype, device=self.device)
-            eps = torch.randn(self.shape, **kw)
-            u = torch.rand(self.shape[0], **kw) if self.uniform else None
-            self.cache[self.next] = (eps, u)
-            self.next += 1
-        return self.cache[j]
+    def __init__(self, x: torch.Tensor, generator, uniform: bool, normal: bool = True):
+        kw = dict(generator=generator, dtype=x.dtype, device=x.device)
+        super().__init__(
+            lambda: (
+                torch.randn(x.shape, **kw) if normal else None,
+                torch.rand(x.shape[0], **kw) if uniform else None,
+            )
+        )
+        self.shape, self.uniform, self.normal = x.shape, uniform, normal
 
     def rows(self, start: int, stop: int, first_unit: int = 0, images: torch.Tensor | None = None):
         """Draws for the unit-major rows ``start..stop-1`` of a round from unit ``first_unit``
         over ``images`` (all when ``None``): row = (unit - first_unit) * width + slot."""
         width = self.shape[0] if images is None else len(images)
         first, last = start // width, (stop - 1) // width
-        for old in [k for k in self.cache if k < first_unit + first]:
-            del self.cache[old]
+        self.forget(first_unit + first)
         eps, u = [], []
         for j in range(first, last + 1):
             lo, hi = max(start - j * width, 0), min(stop - j * width, width)
             e, v = self.unit(first_unit + j)
             pick = slice(lo, hi) if images is None else images[lo:hi]
-            eps.append(e[pick])
+            eps.append(e[pick] if self.normal else None)
             u.append(v[pick] if self.uniform else None)
-        return torch.cat(eps), (torch.cat(u) if self.uniform else None)
+        return (torch.cat(eps) if self.normal else None), (torch.cat(u) if self.uniform else None)
 
 
 def noise_draws(
@@ -286,6 +304,7 @@ def monte_carlo(
     squares: bool = True,
     tolerance: Tolerance | None = None,
     groups: int = 2,
+    input_noise: bool = True,
 ) -> SmoothStats:
     """Run ``fn(noisy_rows, image_idx, unit_idx, u)`` over all (unit, image) rows in chunks.
 
@@ -299,6 +318,10 @@ def monte_carlo(
     ``full=False`` skips the halves and variances (and ``squares=False`` the mean of squares).
     ``groups``: an even number of interleaved groups of units whose means to keep beside the
     halves (:attr:`SmoothStats.groups`; 2: the halves only), at most the number of units.
+    ``input_noise=False`` draws no ``eps`` and gives ``fn`` the clean images (``sigma`` unused),
+    for noise that ``fn`` draws itself per unit index (the weights' noise of
+    :mod:`smoothstab.weightsmooth`): the rows of an antithetic chunk are then its ``+`` rows
+    followed by its ``-`` rows, in the same order.
 
     With a :class:`Tolerance` instead of ``n_samples``, units are drawn in rounds (always in
     the canonical order, so the first ``n`` units are the draws of a call with ``n`` units) and
@@ -313,7 +336,7 @@ def monte_carlo(
     per_unit = 2 if antithetic else 1
     n_images = x.shape[0]
     _check_groups(groups)
-    draws = _Draws(x, make_generator(seed, x.device), uniform)
+    draws = _Draws(x, make_generator(seed, x.device), uniform, input_noise)
     group = rows_per_call(batch_size, per_unit)
     strata = groups if stratify else None
     run = functools.partial(
@@ -403,9 +426,11 @@ def _rows(
     if strata is not None:
         u = _stratified(u, (j - first).to(x.device), n, strata)
     if antithetic:
-        eps, u = torch.cat([eps, -eps]), (None if u is None else torch.cat([u, u]))
+        eps = None if eps is None else torch.cat([eps, -eps])
+        u = None if u is None else torch.cat([u, u])
     bb, jj = b.repeat(per_unit).to(x.device), j.repeat(per_unit).to(x.device)
-    return x[bb] + sigma * eps, bb, jj, u, b.to(x.device), j.to(x.device)
+    noisy = x[bb] if eps is None else x[bb] + sigma * eps
+    return noisy, bb, jj, u, b.to(x.device), j.to(x.device)
 
 
 def _stratified(u: torch.Tensor, k: torch.Tensor, n: int, strata: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -286,7 +287,7 @@ def smoothed_ig(
     sigma: float,
     n_samples: int | None = None,
     *,
-    estimator: str = "nested",
+    sampler: str = "nested",
     steps: int = 20,
     rule: str = "paper",
     baseline: Baseline = None,
@@ -297,29 +298,39 @@ def smoothed_ig(
     max_samples: int | None = None,
     min_samples: int | None = None,
     groups: int = 2,
+    estimator: str | None = None,
 ) -> Smoothed:
     """Smoothed IG, ``E_z[IG(x + z)]`` (the path runs from ``x0`` to ``x + z``), as a method.
 
     A convenience over :func:`smooth` that also spreads ``batch_size`` sensibly:
 
-    * ``estimator="nested"``: ``smooth(integrated_gradients, ...)`` as in the paper,
+    * ``sampler="nested"``: ``smooth(integrated_gradients, ...)`` as in the paper,
       ``n_samples`` draws x ``steps`` quadrature points; ``batch_size`` (default
       :data:`~smoothstab.montecarlo.DEFAULT_BATCH_SIZE`) bounds the path points per forward
       pass, so ``batch_size // steps`` noisy inputs go into each IG call.
-    * ``estimator="joint"``: the ``joint`` sampler, ``n_samples`` model evaluations in all.
+    * ``sampler="joint"``: :class:`Smoothed`'s ``joint`` sampler, ``n_samples`` model
+      evaluations in all.
 
     ``groups``, and ``tol``, ``min_samples``, ``max_samples`` (a tolerance instead of
     ``n_samples``): as for :class:`Smoothed`; samples are noise draws, ``steps`` model
-    evaluations each when nested.
+    evaluations each when nested. ``estimator``: the old name of ``sampler`` (goes in 1.0).
     """
-    check_choice(estimator, "estimator", ("nested", "joint"))
+    if estimator is not None:
+        warnings.warn(
+            "smoothed_ig(estimator=) is renamed smoothed_ig(sampler=); the old name goes in "
+            "version 1.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        sampler = estimator
+    check_choice(sampler, "sampler", ("nested", "joint"))
     check_batch_size(batch_size)
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     ig = functools.partial(
         integrated_gradients, baseline=baseline, steps=steps, rule=rule, batch_size=batch_size
     )
     ig_rule(rule, steps)  # a bad rule or step count fails here, not at the first call
-    rows = max(1, batch_size // steps) if estimator == "nested" else batch_size
+    rows = max(1, batch_size // steps) if sampler == "nested" else batch_size
     return smooth(
         ig,
         sigma,
@@ -327,7 +338,7 @@ def smoothed_ig(
         batch_size=rows,
         seed=seed,
         antithetic=antithetic,
-        sampler="noise" if estimator == "nested" else "joint",
+        sampler="noise" if sampler == "nested" else "joint",
         tol=tol,
         max_samples=max_samples,
         min_samples=min_samples,

@@ -7,6 +7,7 @@ not import the sampler.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,11 @@ REDUCTIONS = ("mean", "mean_sq", "var")
 class SmoothStats:
     """Monte-Carlo summary of a smoothed map, per image (all ``[B, ...]`` unless said).
 
+    Two counts: a *draw* is one draw of the noise; a *unit* is what is independent, one draw,
+    or an antithetic pair of draws. Standard errors count units (``n_units``, ``units``,
+    :attr:`units_per_image`); the cost counts draws (``draws_per_unit``,
+    :attr:`draws_per_image`).
+
     Attributes:
         mean: the smoothed map, the mean over all samples.
         mean_sq: the mean of squared per-sample maps (``None`` if not kept).
@@ -30,7 +36,7 @@ class SmoothStats:
         units: ``[B]`` units each image used, when they differ between images (a tolerance);
             ``None`` when every image used ``n_units``.
         converged: ``[B]`` bool, whether each image met the tolerance (``None`` without one).
-        per_unit: samples per unit (2 for antithetic pairs, else 1).
+        draws_per_unit: draws per unit (2 for antithetic pairs, else 1).
         groups: ``[G, B, ...]`` means of ``G`` interleaved groups of units (unit ``j`` in group
             ``j % G``), kept when asked for more than the two halves (``None`` otherwise): with
             ``G - 1`` degrees of freedom they give standard errors of any function of the maps
@@ -44,7 +50,7 @@ class SmoothStats:
     n_units: int
     units: torch.Tensor | None = None
     converged: torch.Tensor | None = None
-    per_unit: int = 1
+    draws_per_unit: int = 1
     groups: torch.Tensor | None = None
 
     @property
@@ -60,9 +66,21 @@ class SmoothStats:
         return torch.full((self.mean.shape[0],), self.n_units, device=self.mean.device)
 
     @property
+    def draws_per_image(self) -> torch.Tensor:
+        """``[B]`` draws of the noise each image used: units times ``draws_per_unit``."""
+        return self.units_per_image * self.draws_per_unit
+
+    @property
     def samples(self) -> torch.Tensor:
-        """``[B]`` samples (draws of the noise) each image used: units times ``per_unit``."""
-        return self.units_per_image * self.per_unit
+        """The old name of :attr:`draws_per_image`, until version 1.0."""
+        _renamed("samples", "draws_per_image")
+        return self.draws_per_image
+
+    @property
+    def per_unit(self) -> int:
+        """The old name of :attr:`draws_per_unit`, until version 1.0."""
+        _renamed("per_unit", "draws_per_unit")
+        return self.draws_per_unit
 
     @property
     def mean_var(self) -> torch.Tensor | None:
@@ -108,6 +126,14 @@ class SmoothStats:
     def reduce(self, how: str) -> torch.Tensor:
         check_choice(how, "reduce", REDUCTIONS)
         return self.mean if how == "mean" else self.mean_sq if how == "mean_sq" else self.var
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"SmoothStats.{old} is renamed SmoothStats.{new}; the old name goes in version 1.0",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 def relative_error(err_sq: torch.Tensor, norm_sq: torch.Tensor) -> torch.Tensor:

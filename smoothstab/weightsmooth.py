@@ -21,19 +21,26 @@ usual) with the given tensors in place of its parameters, and puts the parameter
 afterwards. ``method`` may itself be a :class:`~smoothstab.smoothing.Smoothed`, which smooths
 over inputs and weights together: ``weight_smooth(smooth(grad, 0.1, 8, seed=gen), 0.05, 16)``.
 
-Draws follow the engine's conventions (:mod:`smoothstab.montecarlo`): one generator on the
-parameters' device from ``seed`` (int, ``torch.Generator`` or ``None`` for the global one); unit
-``j`` draws, for each perturbed parameter in ``named_parameters()`` order, one standard-normal
-tensor of its shape; antithetic units use ``(V, -V)``; units alternate between two halves. So
-the same seed gives the same ``V`` whatever ``batch_size`` is, and the result carries the same
-:class:`~smoothstab.stats.SmoothStats` (halves and unit variances, hence standard errors) as
-input smoothing. An inner ``Smoothed`` with an int seed reuses the same input noise for every
+Weight smoothing runs on the engine of input smoothing (:func:`~smoothstab.montecarlo.monte_carlo`)
+with a weight draw as its unit: a row is one (weight draw, image) pair, rows go unit-major in
+chunks of at most ``batch_size`` (each unit's rows of a chunk in one call of ``method``), and the
+same accumulator fills the same :class:`~smoothstab.stats.SmoothStats` (halves, unit variances,
+``groups``). So ``tol=`` (rounds of weight draws until each image's relative standard error is
+within it) and ``groups=`` work as for :func:`~smoothstab.smoothing.smooth`. Draws follow the
+engine's conventions: one generator on the parameters' device from ``seed`` (int,
+``torch.Generator`` or ``None`` for the global one); unit ``j`` draws, for each perturbed
+parameter in ``named_parameters()`` order, one standard-normal tensor of its shape (the order of
+earlier versions, so a fixed ``n_samples`` gives the same maps); antithetic units use
+``(V, -V)``; units alternate between two halves. So the same seed gives the same ``V`` whatever
+``batch_size`` is, and with ``tol=`` an image that stopped after ``n`` draws has the map of
+``n_samples=n``. An inner ``Smoothed`` with an int seed reuses the same input noise for every
 weight draw (common random numbers): its standard errors then cover the weight noise only; give
 it a ``torch.Generator`` (or ``None``) to draw fresh input noise for each weight draw.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -48,7 +55,16 @@ from smoothstab.checks import (
     warn_if_training,
 )
 from smoothstab.methods import chunks, resolve_target
-from smoothstab.montecarlo import make_generator, units
+from smoothstab.montecarlo import (
+    RowFn,
+    UnitDraws,
+    _check_groups,
+    make_generator,
+    monte_carlo,
+    rows_per_call,
+    units,
+)
+from smoothstab.smoothing import _tolerance
 from smoothstab.stats import REDUCTIONS, SmoothStats
 from smoothstab.types import Method, Seed, Target
 
@@ -120,14 +136,24 @@ class WeightSmoothed:
     Args:
         method: ``method(model, x, target) -> [B, ...]``, possibly a ``Smoothed`` one.
         sigma: relative weight-noise level (>= 0); ``0`` runs ``method`` once (exact).
-        n_samples: weight draws (each runs ``method`` on all images).
+        n_samples: weight draws, each run on every image. Give either it or ``tol``.
         reduce: what calling it returns: ``mean``, ``mean_sq`` or ``var`` over the draws.
-        batch_size: at most this many images per call of ``method``.
+        batch_size: at most this many noisy rows per call of ``method``, a row being one
+            (weight draw, image) pair; a call runs one weight draw, so it is also a bound on
+            the images per call. ``None``: :data:`~smoothstab.montecarlo.DEFAULT_BATCH_SIZE`
+            (256), so memory stays bounded however many images there are.
         seed: int, ``torch.Generator`` on the parameters' device, or ``None``.
         antithetic: draw pairs ``(V, -V)``; needs an even ``n_samples``.
         layers: names of the parameters or modules to perturb (``None``: all parameters).
         noise: ``additive`` (``W + s_l * eps``, the module docstring's ``s_l``) or
             ``multiplicative`` (NoiseGrad's ``W * (1 + sigma * eps)``).
+        tol: instead of ``n_samples``, draw weights until each image's relative standard
+            error (:attr:`SmoothStats.rel_se`) is at most this (> 0), between ``min_samples``
+            (default 16) and ``max_samples`` (default 1000) draws per image.
+        groups: an even number of interleaved groups of weight draws whose means ``.stats``
+            keeps (:attr:`SmoothStats.groups`, for group-jackknife standard errors of
+            distances; :func:`~smoothstab.montecarlo.default_groups` suggests a number);
+            2 keeps the halves only.
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -135,7 +161,7 @@ class WeightSmoothed:
         self,
         method: Method,
         sigma: float,
-        n_samples: int,
+        n_samples: int | None = None,
         *,
         reduce: str = "mean",
         batch_size: int | None = None,
@@ -143,13 +169,21 @@ class WeightSmoothed:
         antithetic: bool = False,
         layers: Sequence[str] | None = None,
         noise: str = "additive",
+        tol: float | None = None,
+        max_samples: int | None = None,
+        min_samples: int | None = None,
+        groups: int = 2,
     ) -> None:
         if not callable(method):
             raise ValueError(
                 f"method: expected a callable method(model, x, target), got {method!r}"
             )
         self.method, self.sigma = method, check_sigma(sigma)
-        self.n_samples, self.n_units = n_samples, units(n_samples, antithetic)
+        self.tolerance = _tolerance(n_samples, tol, min_samples, max_samples, antithetic)
+        self.n_samples = n_samples
+        self.n_units = None if n_samples is None else units(n_samples, antithetic)
+        _check_groups(groups, self.n_units if groups > 2 else None)
+        self.groups = groups
         self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
         self.batch_size = check_batch_size(batch_size)
         if seed is not None and not isinstance(seed, torch.Generator):
@@ -163,10 +197,13 @@ class WeightSmoothed:
         self.__name__ = f"weight_smoothed_{name}"
 
     def __repr__(self) -> str:
-        return (
-            f"{self.__name__}(sigma={self.sigma:g}, n_samples={self.n_samples}, "
-            f"antithetic={self.antithetic})"
+        count = (
+            f"n_samples={self.n_samples}"
+            if self.tolerance is None
+            else f"tol={self.tolerance.tol:g}, min_samples={self.tolerance.min_samples}, "
+            f"max_samples={self.tolerance.max_samples}"
         )
+        return f"{self.__name__}(sigma={self.sigma:g}, {count}, antithetic={self.antithetic})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """The weight-smoothed map ``[B, ...]`` (or the ``reduce`` of the draws)."""
@@ -178,72 +215,85 @@ class WeightSmoothed:
             raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         scales = layer_scales(model, self.layers)  # checks layers even at sigma = 0
         if self.sigma == 0:
-            return SmoothStats.exact(self._run_method(model, x, target))
+            exact = SmoothStats.exact(self._run_method(model, x, target))
+            if self.tolerance is None:
+                return exact
+            ones = torch.ones(x.shape[0], dtype=torch.bool, device=exact.mean.device)
+            return dataclasses.replace(exact, converged=ones)
         check_input(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class of the clean model, fixed for all V
-        params = dict(model.named_parameters())
+        params = {n: p.detach() for n, p in model.named_parameters()}
+        draws = UnitDraws(self._draw(params, scales))
+        return monte_carlo(
+            self._row_fn(model, params, draws, target),
+            x,
+            sigma=0.0,  # the rows are the clean images: the noise is in the weights
+            n_samples=self.n_samples,
+            batch_size=self.batch_size,
+            antithetic=self.antithetic,
+            tolerance=self.tolerance,
+            groups=self.groups,
+            input_noise=False,
+        )
+
+    def _draw(self, params: dict[str, torch.Tensor], scales: dict[str, float]):
+        """``draw()``: the next unit's ``V``, one standard-normal tensor per perturbed parameter
+        in ``named_parameters()`` order, scaled by the noise kind."""
         device = next(iter(params.values())).device
         gen = make_generator(self.seed, device)
-        acc = _Sums(self.n_units)
-        for j in range(self.n_units):
-            noise = {
+
+        def draw() -> dict[str, torch.Tensor]:
+            return {
                 n: torch.randn(params[n].shape, generator=gen, device=device, dtype=params[n].dtype)
-                * (self.sigma * (s if self.noise == "additive" else params[n].detach()))
+                * (self.sigma * (s if self.noise == "additive" else params[n]))
                 for n, s in scales.items()
             }
-            signs = (1.0, -1.0) if self.antithetic else (1.0,)
-            maps = []
-            for sign in signs:
-                perturbed = {n: params[n].detach() + sign * v for n, v in noise.items()}
-                maps.append(self._run_method(_WithWeights(model, perturbed), x, target))
-            acc.add(j, torch.stack(maps))
-        return acc.stats(x.dtype)
+
+        return draw
+
+    def _row_fn(
+        self,
+        model: nn.Module,
+        params: dict[str, torch.Tensor],
+        draws: UnitDraws,
+        target: torch.Tensor,
+    ) -> RowFn:
+        """``fn(rows, image_idx, unit_idx, _)`` for the engine: each unit's rows (its ``+`` rows,
+        then, antithetic, its ``-`` rows) in one call of ``method`` with the weights ``W +- V_j``.
+        Only the unit running is kept: memory holds one ``V`` whatever the chunk."""
+        signs = (1.0, -1.0) if self.antithetic else (1.0,)
+
+        def fn(xs: torch.Tensor, b: torch.Tensor, j: torch.Tensor, _u) -> torch.Tensor:
+            n = len(j) // len(signs)
+            ids, counts = torch.unique_consecutive(j[:n], return_counts=True)
+            out: list[list[torch.Tensor]] = [[] for _ in signs]
+            start = 0
+            for unit, count in zip(ids.tolist(), counts.tolist(), strict=True):
+                draws.forget(unit)
+                v = draws.unit(unit)
+                for k, sign in enumerate(signs):
+                    rows = slice(k * n + start, k * n + start + count)
+                    weights = {name: params[name] + sign * d for name, d in v.items()}
+                    run = _WithWeights(model, weights)
+                    out[k].append(self.method(run, xs[rows], target[b[rows]]))
+                start += count
+            return torch.cat([m for maps in out for m in maps])
+
+        return fn
 
     def _run_method(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        """``method`` on the images in chunks of ``batch_size``."""
-        if self.batch_size is None or x.shape[0] <= self.batch_size:
+        """``method`` on the clean model, ``batch_size`` images a call (sigma = 0)."""
+        size = rows_per_call(self.batch_size)
+        if x.shape[0] <= size:
             return self.method(model, x, target)
         if target is not None:
             target = resolve_target(model, x, target)
         out = []
-        for rows in chunks(x.shape[0], self.batch_size):
+        for rows in chunks(x.shape[0], size):
             rows = rows.to(x.device)
             out.append(self.method(model, x[rows], None if target is None else target[rows]))
         return torch.cat(out)
-
-
-class _Sums:
-    """Running float64 sums over units for :class:`SmoothStats` (one unit: all images)."""
-
-    def __init__(self, n_units: int) -> None:
-        self.n = n_units
-        self.unit = self.unit_sq = self.sample_sq = self.half0 = None
-
-    def add(self, j: int, maps: torch.Tensor) -> None:
-        """``maps``: ``[per_unit, B, ...]``, the maps of unit ``j`` (a pair if antithetic)."""
-        if maps.device.type != "mps":
-            maps = maps.detach().to(torch.float64)
-        unit = maps.mean(dim=0)
-        parts = (unit, unit * unit, (maps * maps).mean(dim=0), unit if j % 2 == 0 else 0 * unit)
-        if self.unit is None:
-            self.unit, self.unit_sq, self.sample_sq, self.half0 = (p.clone() for p in parts)
-            return
-        for total, part in zip(
-            (self.unit, self.unit_sq, self.sample_sq, self.half0), parts, strict=True
-        ):
-            total.add_(part)
-
-    def stats(self, dtype: torch.dtype) -> SmoothStats:
-        n = self.n
-        mean = self.unit / n
-        halves = unit_var = None
-        if n >= 2:
-            n0 = (n + 1) // 2
-            halves = torch.stack([self.half0 / n0, (self.unit - self.half0) / (n - n0)])
-            unit_var = ((self.unit_sq - n * mean * mean) / (n - 1)).clamp(min=0)
-        cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-        return SmoothStats(cast(mean), cast(self.sample_sq / n), cast(halves), cast(unit_var), n)
 
 
 weight_smooth = WeightSmoothed

@@ -25,7 +25,7 @@ TINY_SETTINGS = [
     "evaluation.topk=20",
     # what the quickstart preset chose for its speed, kept as before so the tests and the golden
     # numbers still cover the nested sampler, the paper's Table-1 level and 256-row calls
-    "attribution.ig_estimator=nested",
+    "attribution.ig_sampler=nested",
     "attribution.table_r=0.15",
     "attribution.batch_size=256",
 ]
@@ -131,3 +131,16 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError("mark these tests @pytest.mark.slow: " + "; ".join(unmarked))
+
+
+@pytest.fixture(autouse=True)
+def _training_is_slow(request, monkeypatch):
+    """A test outside the slow tier that takes an SGD step (trains a model) fails, naming it."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    from smoothstab.experiments.trainer import Trainer
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} trains a model: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(Trainer, "sgd_step", refuse)

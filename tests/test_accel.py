@@ -48,11 +48,11 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("option", ["bf16", "channels_last"])
-@pytest.mark.parametrize("estimator", ["nested", "joint"])
-def test_maps_within_the_stated_bound_of_float32(option, estimator):
-    base = AttributionConfig(n_samples=8, ig_steps=4, batch_size=64, ig_estimator=estimator)
+@pytest.mark.parametrize("sampler", ["nested", "joint"])
+def test_maps_within_the_stated_bound_of_float32(option, sampler):
+    base = AttributionConfig(n_samples=8, ig_steps=4, batch_size=64, ig_sampler=sampler)
     fast = replace(base, amp="bf16") if option == "bf16" else replace(base, channels_last=True)
-    for method in METHODS if estimator == "nested" else ("ig",):
+    for method in METHODS if sampler == "nested" else ("ig",):
         for r in (0.0, 0.1):
             ref, out = maps(base, method, r), maps(fast, method, r)
             assert out.mean.dtype == torch.float32 and out.mean.is_contiguous()

@@ -30,7 +30,7 @@ def test_rel_se_is_the_norm_of_the_standard_error_map(convnet, x):
     torch.testing.assert_close(st.rel_se, want)
     exact = SmoothStats.exact(st.mean)
     assert exact.rel_se.eq(0).all()
-    assert torch.equal(st.samples, torch.full((6,), 12))
+    assert torch.equal(st.draws_per_image, torch.full((6,), 12))
 
 
 def test_rel_se_of_a_zero_map():
@@ -56,9 +56,9 @@ def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, nam
     adaptive = make_it(tol=tol, min_samples=8, max_samples=200, seed=3, batch_size=7)
     st = adaptive.stats(convnet, x)
     assert st.converged.all() and len(set(st.units.tolist())) > 1  # images stopped apart
-    for n in set(st.samples.tolist()):
+    for n in set(st.draws_per_image.tolist()):
         fixed = make_it(n_samples=n, seed=3).stats(convnet, x)
-        rows = st.samples == n
+        rows = st.draws_per_image == n
         assert torch.equal(fixed.mean[rows], st.mean[rows])
         assert torch.equal(fixed.halves[:, rows], st.halves[:, rows])
         torch.testing.assert_close(fixed.unit_var[rows], st.unit_var[rows], rtol=1e-9, atol=0)
@@ -69,9 +69,9 @@ def test_an_adaptive_map_is_the_fixed_n_map_of_the_units_it_used(convnet, x, nam
 def test_joint_ig_first_round_is_the_fixed_n_estimate(convnet, x):
     """The joint sampler stratifies the path position within each round; an image that stops in
     the first round has the fixed-n estimate exactly."""
-    st = ss.smoothed_ig(0.5, tol=10.0, min_samples=10, estimator="joint", seed=1).stats(convnet, x)
+    st = ss.smoothed_ig(0.5, tol=10.0, min_samples=10, sampler="joint", seed=1).stats(convnet, x)
     assert st.units.eq(10).all() and st.converged.all()
-    fixed = ss.smoothed_ig(0.5, 10, estimator="joint", seed=1).stats(convnet, x)
+    fixed = ss.smoothed_ig(0.5, 10, sampler="joint", seed=1).stats(convnet, x)
     assert torch.equal(fixed.mean, st.mean)
 
 
@@ -88,8 +88,8 @@ def test_converged_images_cost_no_more_evaluations(convnet, x):
 
     sm = ss.smooth(rows, 0.5, tol=0.2, min_samples=8, max_samples=400, seed=0)
     st = sm.stats(convnet, x)
-    assert torch.equal(seen, st.samples)  # each image's rows are exactly its own units
-    assert st.samples.min() < st.samples.max()
+    assert torch.equal(seen, st.draws_per_image)  # each image's rows are exactly its own units
+    assert st.draws_per_image.min() < st.draws_per_image.max()
 
 
 def test_unconverged_images_stop_at_max_samples(convnet, x):
@@ -107,7 +107,7 @@ def test_adaptive_joint_ig_is_unbiased():
     model = make(ConvNet(1, 5, 4))
     one = torch.randn(1, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     copies = one.expand(1000, -1, -1, -1).clone()
-    kw = dict(estimator="joint", batch_size=8192)
+    kw = dict(sampler="joint", batch_size=8192)
     rounds = ss.smoothed_ig(0.5, tol=1e-9, min_samples=16, max_samples=64, seed=0, **kw)
     st = rounds.stats(model, copies)
     assert st.units.eq(64).all()
@@ -299,7 +299,7 @@ COVERAGE_CASES = {
         functools.partial(ss.integrated_gradients, steps=3),
     ),
     "ig_joint": (
-        lambda n, s: ss.smoothed_ig(0.5, n, estimator="joint", seed=s, groups=16),
+        lambda n, s: ss.smoothed_ig(0.5, n, sampler="joint", seed=s, groups=16),
         functools.partial(ss.integrated_gradients, steps=64, rule="gausslegendre"),
     ),
     "grad_cam": (lambda n, s: ss.smooth(CAM, 0.5, n, seed=s, groups=16), CAM),
@@ -363,22 +363,42 @@ def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
     from smoothstab.experiments.rundir import MapFile, Metric
 
     st = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x)
-    blocks = []
+    blocks, parts = [], []
     for i, rows in enumerate((slice(0, 4), slice(4, 6))):
         part = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x[rows])
+        parts.append(part)
         f = MapFile.from_stats(part, 0.1, 0.5, keep=True, per_sample=3)
         blocks.append(MapFile.load(f.save(tmp_path / f"b{i}.pt")))
     joined = MapFile.join(blocks)
     torch.testing.assert_close(joined.rel_se, torch.cat([b.rel_se for b in blocks]))
     assert torch.equal(joined.evals, joined.units * 3) and joined.converged.all()
     est = joined.estimate()
-    torch.testing.assert_close(est.mean_var, joined.mean_var)  # per-image counts round-trip
+    for name in ("mean_var", "units", "halves"):  # per-image counts survive the blocks
+        dim = 1 if name == "halves" else 0
+        want = torch.cat([getattr(p, name) for p in parts], dim=dim)
+        torch.testing.assert_close(getattr(est, name), want, rtol=0, atol=0)
     torch.testing.assert_close(est.rel_se, joined.rel_se)
     rows = list(cost_rows({"model": "0"}, joined))
     assert [r["metric"] for r in rows] == [Metric.REL_SE] * 6 + [Metric.MODEL_EVALS] * 6
     assert rows[6]["value"] == 3 * float(joined.units[0])
     exact = MapFile.from_stats(SmoothStats.exact(st.mean), 0.0, 0.0, keep=True, per_sample=3)
     assert exact.rel_se.eq(0).all() and exact.evals.eq(3).all()
+
+
+def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
+    """A file that kept the variance of the mean (``mean_var``, with per-image counts) loads
+    with it as the stats' ``unit_var``: the same estimate as the stats it was made from."""
+    from smoothstab.experiments.rundir import MapFile
+
+    st = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=0, groups=4).stats(convnet, x)
+    old = dict(mean=st.mean, r=0.1, sigma=0.5, n_units=st.n_units, halves=st.halves,
+               mean_var=st.mean_var, rel_se=st.rel_se, evals=st.draws_per_image, units=st.units,
+               converged=st.converged, groups=st.groups)  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    est = MapFile.load(tmp_path / "old.pt").estimate()
+    for name in ("mean_var", "unit_var", "halves", "groups"):
+        torch.testing.assert_close(getattr(est, name), getattr(st, name), rtol=1e-12, atol=0)
+    assert torch.equal(est.units, st.units)
 
 
 @pytest.mark.slow
@@ -489,7 +509,7 @@ def test_default_batch_size_bounds_every_model_call(sampler):
     x = torch.randn(64, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     kw = dict(sampler=sampler, seed=0)
     if sampler == "joint":
-        method = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0)
+        method = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, sampler="joint", seed=0)
         fn = method._row_fn
 
         def counting_row_fn(*args):
@@ -498,7 +518,7 @@ def test_default_batch_size_bounds_every_model_call(sampler):
 
         method._row_fn = counting_row_fn
         st = method.stats(model, x)
-        again = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, estimator="joint", seed=0,
+        again = ss.smoothed_ig(0.5, tol=1e-9, max_samples=64, sampler="joint", seed=0,
                                batch_size=DEFAULT_BATCH_SIZE).stats(model, x)  # fmt: skip
     else:
         st = ss.smooth(method, 0.5, tol=1e-9, max_samples=64, **kw).stats(model, x)
@@ -523,4 +543,4 @@ def test_a_map_indistinguishable_from_zero_does_not_stop_the_summary():
     s = Summary.from_rows(rows)
     got = s.get("gradcam", "rel_se", 0.2)
     assert got.mean == got.lo == got.hi == float("inf")
-    assert s.per_unit("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)
+    assert s.per_pair_or_model("gradcam", "rel_se", 0.2)["0"] == pytest.approx(0.15)

@@ -5,6 +5,7 @@ attributes: every failure happens before a run directory is made."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from smoothstab.experiments.experiment import (
     ModelsConfig,
     ModelSpec,
     load_config,
+    preset_names,
     to_toml,
 )
 
@@ -77,7 +79,7 @@ def test_bad_config_file(tmp_path, capsys, toml, words):
         ("attribution.antithetic=1", ["attribution.antithetic", "bool"]),
         ("attribution.stability_r=0.1", ["attribution.stability_r"]),
         ("attribution.stability_r=[0,-0.1]", ["noise levels >= 0"]),
-        ("attribution.ig_estimator=both", ["attribution.ig_estimator"]),
+        ("attribution.ig_sampler=both", ["attribution.ig_sampler"]),
         ("attribution.ig_rule=simpson", ["ig_rule", "simpson"]),
         ("nosuch.key=1", ["nosuch", "unknown key"]),
         ("attribution.nosuch=1", ["attribution.nosuch", "unknown key"]),
@@ -203,7 +205,7 @@ def test_overrides_are_typed_and_reach_nested_tables():
             "attribution.stability_r=[0, 1, 0.25]",  # ints are accepted for floats
             'attribution.methods=["grad", "ig"]',
             "train.dataset=shapes",  # a bare word is a string
-            "attribution.ig_estimator=joint",
+            "attribution.ig_sampler=joint",
             "evaluation.debiased=false",
             "train.root=/data/x",
             "train.root=none",  # none clears an optional field
@@ -214,7 +216,7 @@ def test_overrides_are_typed_and_reach_nested_tables():
     assert cfg.attribution.stability_r == (0.0, 1.0, 0.25)
     assert all(type(r) is float for r in cfg.attribution.stability_r)
     assert cfg.attribution.methods == ("grad", "ig")
-    assert cfg.attribution.ig_estimator == "joint"
+    assert cfg.attribution.ig_sampler == "joint"
     assert cfg.evaluation.debiased is False
     assert cfg.train.dataset == "shapes"
     assert cfg.train.root is None
@@ -223,6 +225,36 @@ def test_overrides_are_typed_and_reach_nested_tables():
     assert QUICKSTART == load_config(None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.attribution.n_samples = 3
+
+
+RENAMED_KEY = "attribution.ig_estimator is renamed attribution.ig_sampler; the old key goes in "
+
+
+def test_the_old_ig_sampler_key_warns_and_sets_the_new_one(tmp_path):
+    """``attribution.ig_estimator``, the old name of ``ig_sampler``, in a file and by --set."""
+    path = tmp_path / "old.toml"
+    path.write_text('[attribution]\nig_estimator = "joint"\n', encoding="utf-8")
+    with pytest.warns(FutureWarning, match=RENAMED_KEY + "version 1.0"):
+        from_file = load_config(path)
+    with pytest.warns(FutureWarning, match=RENAMED_KEY + "version 1.0"):
+        from_set = load_config(None, ["attribution.ig_estimator=joint"])
+    assert from_file.attribution.ig_sampler == from_set.attribution.ig_sampler == "joint"
+    path.write_text('[attribution]\nig_estimator = "joint"\nig_sampler = "nested"\n')
+    with pytest.warns(FutureWarning), pytest.raises(ConfigError, match="give one"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_the_presets_use_no_old_key(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_config(name)
+
+
+def test_the_old_key_is_one_warning_line_from_the_cli(capsys):
+    status, err = run_cli(capsys, "config", "--set", "attribution.ig_estimator=joint")
+    assert status == 0
+    assert err == "smoothstab config: warning: " + RENAMED_KEY + "version 1.0\n"
 
 
 def test_one_noise_draw_without_debiasing():

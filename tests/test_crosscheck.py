@@ -101,7 +101,7 @@ def test_nested_and_joint_smoothed_ig_agree_statistically(setup):
     """Nested with accurate quadrature and joint estimate the same E_z[IG(x + z)]."""
     model, x, target = setup
     nested = ss.smoothed_ig(0.4, 200, steps=12, rule="gausslegendre", seed=0)
-    joint = ss.smoothed_ig(0.4, 4000, estimator="joint", seed=1)
+    joint = ss.smoothed_ig(0.4, 4000, sampler="joint", seed=1)
     nested, joint = nested.stats(model, x, target), joint.stats(model, x, target)
     z = (nested.mean - joint.mean) / (nested.mean_var + joint.mean_var).sqrt()
     assert abs(z.mean()) < 0.1 and 0.75 < (z**2).mean() < 1.3, (z.mean(), (z**2).mean())
@@ -115,7 +115,7 @@ def test_joint_smoothed_ig_matches_captum_gradient_shap_statistically(setup, cap
     little narrower, since stratifying a lowers our error below the unit variance's estimate)."""
     model, x, target = setup
     n, sigma = 1000, 0.4
-    ours = ss.smoothed_ig(sigma, n, estimator="joint", seed=0).stats(model, x, target)
+    ours = ss.smoothed_ig(sigma, n, sampler="joint", seed=0).stats(model, x, target)
     state = np.random.get_state()
     try:
         np.random.seed(1)  # the path positions

@@ -54,9 +54,9 @@ CASES = {
         "baseline: expected",
     ),
     "unknown reduce": (lambda m: ss.smooth(ss.grad, 0.1, 2, reduce="max"), "reduce: expected"),
-    "unknown estimator": (
-        lambda m: ss.smoothed_ig(0.1, 2, estimator="x"),
-        "estimator: expected",
+    "unknown ig sampler": (
+        lambda m: ss.smoothed_ig(0.1, 2, sampler="x"),
+        "sampler: expected",
     ),
     "batch_size 0": (lambda m: ss.smooth(ss.grad, 0.1, 2, batch_size=0), "batch_size"),
     "unknown sampler": (lambda m: ss.smooth(ss.grad, 0.1, 2, sampler="sobol"), "sampler: expected"),

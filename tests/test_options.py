@@ -308,7 +308,7 @@ def _weights(path):
 @pytest.mark.slow
 def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
     from smoothstab.experiments.train import load_trained, train_run
-    from smoothstab.experiments.trainer import evaluate
+    from smoothstab.experiments.trainer import loss_and_accuracy
 
     config = TrainConfig(
         parts=1,
@@ -350,7 +350,7 @@ def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
     # the kept weights score the recorded validation accuracy
     train_set = load_dataset("digits", train=True)
     model = load_trained(tmp_path / "whole" / "model_0.pt")
-    got = evaluate(model, torch.utils.data.Subset(train_set, val), 500, "cpu")
+    got = loss_and_accuracy(model, torch.utils.data.Subset(train_set, val), 500, "cpu")
     assert got["accuracy"] == m["val_accuracy"]
 
 
@@ -382,11 +382,9 @@ def test_keep_best_trains_exactly_as_keep_last(tmp_path, monkeypatch):
 
 
 def test_joint_estimator_gets_an_accurate_reference():
-    joint = AttributionConfig(ig_estimator="joint", ig_steps=10)
+    joint = AttributionConfig(ig_sampler="joint", ig_steps=10)
     assert ig_reference_quadrature(joint) == (64, "gausslegendre")
-    assert ig_reference_quadrature(
-        AttributionConfig(ig_estimator="joint", ig_reference_steps=0)
-    ) == (
+    assert ig_reference_quadrature(AttributionConfig(ig_sampler="joint", ig_reference_steps=0)) == (
         20,
         "paper",
     )
@@ -398,7 +396,7 @@ def test_r0_ig_map_uses_the_reference_quadrature():
     model = make(ConvNet())
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     target = torch.tensor([1, 4])
-    joint = AttributionConfig(ig_estimator="joint", ig_steps=10, ig_reference_steps=48)
+    joint = AttributionConfig(ig_sampler="joint", ig_steps=10, ig_reference_steps=48)
     got = smoothed_method("ig", model, joint, 0.0, 0)(model, x, target)
     want = ss.integrated_gradients(model, x, target, steps=48, rule="gausslegendre")
     torch.testing.assert_close(got, want, rtol=0, atol=0)

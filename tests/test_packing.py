@@ -49,7 +49,7 @@ CASES = {
     "grad groups": lambda s, seed: ss.smooth(ss.grad, s, 8, batch_size=7, seed=seed, groups=4),
     "gradcam": lambda s, seed: ss.smooth(cam, s, 6, batch_size=5, seed=seed),
     "ig nested": lambda s, seed: ss.smoothed_ig(s, 4, steps=3, batch_size=9, seed=seed),
-    "ig joint": lambda s, seed: ss.smoothed_ig(s, 6, estimator="joint", batch_size=7, seed=seed),
+    "ig joint": lambda s, seed: ss.smoothed_ig(s, 6, sampler="joint", batch_size=7, seed=seed),
 }
 
 
@@ -111,9 +111,10 @@ def test_the_attribute_stage_packs_to_the_same_maps(tmp_path, monkeypatch):
     """Two untrained small CNNs (DR) on 6 digits, all four methods at r in {0, 0.05, 0.1, 0.15,
     0.2}, blocks of 3 images: ``attribution.pack = true`` writes the maps of the default stage
     (within 1e-5, float32)."""
-    from smoothstab.experiments import attribute, stages
+    from smoothstab.experiments import attribute
     from smoothstab.experiments.experiment import load_config
     from smoothstab.experiments.rundir import RunDir, noise_grid
+    from smoothstab.experiments.setting import Setting
 
     monkeypatch.setenv("CI", "true")
     text = """\
@@ -143,7 +144,7 @@ topk = 5
         path.write_text(text.replace("[evaluation]", f"pack = {str(pack).lower()}\n[evaluation]"))
         cfg = load_config(path)
         run = RunDir(tmp_path / f"run{pack}")
-        models = stages.models(cfg, run)
+        models = Setting.of(cfg).models(run)
         blocks = attribute.run_attribution(cfg, run, models)
         assert blocks == 2 * 4 * len(noise_grid(cfg.attribution)) * 2  # models, methods, r, blocks
         maps[pack] = {

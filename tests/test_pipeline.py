@@ -29,7 +29,7 @@ import torch
 import smoothstab as ss
 from conftest import TINY_SETTINGS
 from smoothstab.experiments import advice as sigma_advice
-from smoothstab.experiments import attribute, evaluate, io, stages
+from smoothstab.experiments import attribute, evaluate, io
 from smoothstab.experiments.aggregate import band
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.data import dataset_info
@@ -42,6 +42,7 @@ from smoothstab.experiments.experiment import (
 )
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.rundir import COLUMNS, RunDir, Summary, read_csv
+from smoothstab.experiments.setting import Setting
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
@@ -215,10 +216,10 @@ def test_map_files(tiny_run):
         assert smoothed["n_units"] == 6
         # debiased distances need the two half means, joined over the blocks of 2 images
         assert smoothed["halves"].shape == (2, N_IMAGES, channels, 32, 32)
-        assert smoothed["mean_var"].shape == (N_IMAGES, channels, 32, 32)
+        assert smoothed["unit_var"].shape == (N_IMAGES, channels, 32, 32)
         torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
     # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
-    model = stages.models(load_config(tiny_run / "config.toml"), RunDir(tiny_run))[1]
+    model = Setting.of(load_config(tiny_run / "config.toml")).models(RunDir(tiny_run))[1]
     y = torch.load(tiny_run / "test_images.pt", weights_only=True)["y"]
     torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
 
@@ -365,7 +366,7 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     for k, method, r in ((1, "ig", 0.1), (0, "grad", 0.2)):
         again, first = load_map(d, k, method, r), load_map(tiny_run, k, method, r)
         assert again.keys() == first.keys()
-        for key in ("mean", "halves", "mean_var"):
+        for key in ("mean", "halves", "unit_var"):
             assert torch.equal(again[key], first[key]), (k, method, r, key)
     assert {p.stem for p in (d / "figures").glob("*.png")} == {
         p.stem for p in (tiny_run / "figures").glob("*.png")
@@ -410,12 +411,12 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     Simulated in one process: rank 1 works first, then rank 0 (barriers are no-ops here)."""
     d = copy_trained(tiny_run, tmp_path / "run")
     cfg = load_config(d / "config.toml")
-    models = stages.models(cfg, RunDir(d))
+    models = Setting.of(cfg).models(RunDir(d))
     monkeypatch.setattr(attribute, "barrier", lambda info: None)
     done = [attribute.run_attribution(cfg, RunDir(d), models, DistInfo(rank, 2)) for rank in (1, 0)]
     n_blocks = N_MODELS * len(ss.METHODS) * len(GRID) * 2
     assert done == [n_blocks // 2, n_blocks // 2]
-    evaluate.evaluate_run(cfg, RunDir(d), stages.model_sizes(cfg, RunDir(d)))
+    evaluate.evaluate_run(cfg, RunDir(d), Setting.of(cfg).model_sizes(RunDir(d)))
     assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
 
 
@@ -497,7 +498,7 @@ def test_common_random_numbers(tiny_run, tmp_path, crn):
 def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
     d = tmp_path / "run"
     rows = attribute_again(
-        tiny_run, d, "attribution.antithetic=true", "attribution.ig_estimator=joint"
+        tiny_run, d, "attribution.antithetic=true", "attribution.ig_sampler=joint"
     )
     for method in ("grad", "ig"):
         smoothed = load_map(d, 0, method, 0.2)
@@ -520,7 +521,7 @@ def test_without_debiasing(tiny_run, tiny_rows, tmp_path):
     rows = attribute_again(tiny_run, d, "evaluation.debiased=false")
     assert not any(row["metric"].endswith("_debiased") for row in rows)
     saved = load_map(d, 1, "ig", 0.4)
-    assert "halves" not in saved and "mean_var" not in saved
+    assert "halves" not in saved and "unit_var" not in saved
     plain = [
         row
         for row in tiny_rows
@@ -542,7 +543,7 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
     saved = torch.load(d / "test_images.pt", weights_only=True)
     x, y = saved["x"], saved["y"]
     agree = []
-    for k, model in enumerate(stages.models(load_config(d / "config.toml"), RunDir(d))):
+    for k, model in enumerate(Setting.of(load_config(d / "config.toml")).models(RunDir(d))):
         model = model.double()
         predicted = model(x.double()).argmax(1)
         ours = load_map(d, k, "grad", 0.0)["mean"]
@@ -755,7 +756,7 @@ def test_given_models_without_weights_are_the_same_in_every_stage(tiny_run):
     cfg = load_config(tiny_run / "config.toml")
     specs = (ModelSpec("small_cnn"), ModelSpec("small_cnn"))
     cfg = dataclasses.replace(cfg, models=ModelsConfig("DR", specs))
-    first, second = stages.models(cfg, RunDir(tiny_run)), stages.models(cfg, RunDir(tiny_run))
+    first, second = (Setting.of(cfg).models(RunDir(tiny_run)) for _ in range(2))
     for a, b in zip(first, second, strict=True):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(p, q), name

@@ -1,5 +1,6 @@
 """Setting FT: replicas of one model by fine-tuning, SWAG-diagonal or noisy SGD, saved like
-trained models, resumable, checked at load; one tiny run end to end (slow)."""
+trained models, resumable, checked at load; one tiny run end to end. The tests that make
+replicas train (a second or so each) and so are slow; the checks at load are not."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
 from smoothstab.experiments.rundir import RunDir, read_csv
+from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.train import load_trained, read_checkpoint
 
 BASE = 'models.specs=[{name="small_cnn"}]'
@@ -41,13 +43,14 @@ def base_model(cfg):
 
 
 def states(cfg, run):
-    return [m.state_dict() for m in stages.models(cfg, run)]
+    return [m.state_dict() for m in Setting.of(cfg).models(run)]
 
 
 def differs(a: dict, b: dict) -> set[str]:
     return {k for k in a if not torch.equal(a[k], b[k])}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("proxy", ["finetune", "swag", "noisy_sgd"])
 def test_replicas_are_saved_like_trained_models(tmp_path, proxy):
     cfg, run = ft_run(tmp_path, f"models.proxy={proxy}")
@@ -67,6 +70,7 @@ def test_replicas_are_saved_like_trained_models(tmp_path, proxy):
     assert all(0 <= m["test_accuracy"] <= 1 for m in info["models"])
 
 
+@pytest.mark.slow
 def test_finetune_parts_are_disjoint(tmp_path):
     cfg, run = ft_run(tmp_path)
     parts = load_splits(run.splits)
@@ -74,6 +78,7 @@ def test_finetune_parts_are_disjoint(tmp_path):
     assert not set(parts[0]) & set(parts[1]) and not set(parts[1]) & set(parts[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers", ["classifier", "last_block"])
 def test_only_the_chosen_layers_are_trained(tmp_path, layers):
     cfg, run = ft_run(tmp_path, f"models.layers={layers}")
@@ -88,6 +93,7 @@ def test_only_the_chosen_layers_are_trained(tmp_path, layers):
         assert moved and moved <= trained
 
 
+@pytest.mark.slow
 def test_swag_scale_zero_gives_the_swa_mean(tmp_path):
     """With no spread every replica is the mean of the snapshots: all equal, not the base."""
     cfg, run = ft_run(tmp_path, "models.proxy=swag", "models.swag_scale=0")
@@ -99,6 +105,7 @@ def test_swag_scale_zero_gives_the_swa_mean(tmp_path):
     assert all(float(v.min()) >= 0 for v in moments["var"].values())
 
 
+@pytest.mark.slow
 def test_swag_replicas_spread_as_the_moments_say(tmp_path):
     cfg, run = ft_run(tmp_path, "models.proxy=swag", "models.replicas=8")
     moments = torch.load(run.root / SWAG_MOMENTS, weights_only=True)
@@ -112,6 +119,7 @@ def test_swag_replicas_spread_as_the_moments_say(tmp_path):
     assert abs(float(z.mean())) < 0.05 and float(z.std()) == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_replicas_and_redoes_a_missing_one(tmp_path):
     cfg, run = ft_run(tmp_path)
     before = states(cfg, run)
@@ -124,6 +132,7 @@ def test_rerun_skips_finished_replicas_and_redoes_a_missing_one(tmp_path):
         assert not differs(a, b)  # replica 2 again, bitwise (deterministic mode on CPU)
 
 
+@pytest.mark.slow
 def test_a_smoothstab_checkpoint_is_a_base_model(tmp_path):
     """A ``model_{p}.pt`` written by training (here: by a finished FT run) is a valid base."""
     cfg, run = ft_run(tmp_path)
@@ -274,6 +283,7 @@ def test_hub_preset_on_a_fake_imagefolder(tmp_path):
     assert {"conv1", "layer1", "layer4", "fc"} <= moved  # the preset fine-tunes every layer
 
 
+@pytest.mark.slow
 def test_a_killed_replica_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """Killed in its second epoch, replica 1 resumes from its epoch-1 checkpoint and ends with
     bitwise the weights of an uninterrupted run."""

@@ -28,6 +28,32 @@ def test_renamed_weightings_warn_and_are_the_new_functions(old, new):
     assert torch.equal(fn(act, g), getattr(ss, new)(act, g))
 
 
+def test_the_old_smoothed_ig_keyword_warns_and_chooses_the_sampler():
+    model, x = torch.nn.Linear(6, 3), torch.randn(2, 6)
+    with pytest.warns(
+        FutureWarning, match=r"renamed smoothed_ig\(sampler=\); the old name goes in"
+    ):
+        old = ss.smoothed_ig(0.5, 4, estimator="joint", seed=0)
+    new = ss.smoothed_ig(0.5, 4, sampler="joint", seed=0)
+    nested = ss.smoothed_ig(0.5, 4, sampler="nested", seed=0)
+    assert torch.equal(old(model, x, 0), new(model, x, 0))
+    assert not torch.equal(old(model, x, 0), nested(model, x, 0))
+
+
+@pytest.mark.parametrize(
+    "old, new", [("samples", "draws_per_image"), ("per_unit", "draws_per_unit")]
+)
+def test_renamed_counts_of_smooth_stats_warn_and_read_the_new_ones(old, new):
+    st = ss.smooth(ss.grad, 0.5, 6, antithetic=True, seed=0).stats(
+        torch.nn.Linear(4, 2), torch.randn(3, 4), 0
+    )
+    with pytest.warns(FutureWarning, match=f"SmoothStats.{old} is renamed SmoothStats.{new}; the"):
+        value = getattr(st, old)
+    assert torch.equal(torch.as_tensor(value), torch.as_tensor(getattr(st, new)))
+    assert torch.equal(st.draws_per_image, torch.full((3,), 6))  # 3 antithetic pairs each
+    assert st.draws_per_unit == 2
+
+
 def test_importing_the_package_warns_nothing():
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", "import smoothstab"], capture_output=True, text=True
@@ -38,3 +64,15 @@ def test_importing_the_package_warns_nothing():
 def test_unknown_names_are_still_attribute_errors():
     with pytest.raises(AttributeError, match="has no attribute 'grad_cam_ppp'"):
         ss.grad_cam_ppp  # noqa: B018
+
+
+def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
+    from smoothstab.experiments.rundir import Summary
+
+    row = dict(method="grad", metric="stability", r=0.1, n="", model="")
+    summary = Summary.from_rows(
+        [{**row, "pair": "0-1", "value": 0.2}, {**row, "pair": "0-2", "value": 0.4}]
+    )
+    with pytest.warns(FutureWarning, match="Summary.per_unit is renamed Summary.per_pair_or_model"):
+        old = summary.per_unit("grad", "stability", 0.1)
+    assert old == summary.per_pair_or_model("grad", "stability", 0.1) == {"0-1": 0.2, "0-2": 0.4}

@@ -19,7 +19,7 @@ METHODS = {
     "grad": ss.grad,
     "smooth_grad": ss.smooth(ss.grad, 0.2, 4, seed=0),
     "gradcam": functools.partial(ss.grad_cam, layer="features.3"),
-    "smooth_ig_joint": ss.smoothed_ig(0.2, 4, estimator="joint", seed=0),
+    "smooth_ig_joint": ss.smoothed_ig(0.2, 4, sampler="joint", seed=0),
 }
 
 

@@ -508,7 +508,7 @@ METHODS = {
     "smoothed gradcam": ss.smooth(
         lambda m, x, t: ss.grad_cam(m, x, t, layer="features.3"), 0.1, 4, seed=0
     ),
-    "smoothed ig (joint)": ss.smoothed_ig(0.1, 4, estimator="joint", seed=0),
+    "smoothed ig (joint)": ss.smoothed_ig(0.1, 4, sampler="joint", seed=0),
 }
 
 
@@ -559,9 +559,10 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     """The attribute stage over 1,000 generated test images (two untrained small CNNs, DR,
     Simple-Grad at r = 0, 0.1, 0.15, blocks of 50 images): over the second model's maps, the
     resident memory never exceeds that after its first 100 images by 8 MiB."""
-    from smoothstab.experiments import attribute, stages
+    from smoothstab.experiments import attribute
     from smoothstab.experiments.experiment import load_config
     from smoothstab.experiments.rundir import RunDir, noise_grid
+    from smoothstab.experiments.setting import Setting
 
     monkeypatch.setenv("CI", "true")
     cfg_path = tmp_path / "c.toml"
@@ -573,7 +574,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     )
     cfg = load_config(cfg_path)
     run = RunDir(tmp_path / "run")
-    models = stages.models(cfg, run)
+    models = Setting.of(cfg).models(run)
     real, seen = attribute.attribute_blocks, []
 
     def measured(*args, **kwargs):

@@ -154,6 +154,22 @@ def test_an_edited_config_toml_is_refused(tmp_path, capsys, monkeypatch):
     assert "does not exist; run the stages before this one" in one_error(capsys, "evaluate")
 
 
+def test_a_run_made_with_the_old_ig_sampler_key_resumes(tmp_path, capsys, monkeypatch):
+    """A run directory whose config (and manifest) say ``ig_estimator``, the old name of
+    ``ig_sampler``, resumes: the key is read as the new one, with a warning, not refused."""
+    monkeypatch.setenv("CI", "true")
+    d = fake_run(tmp_path)
+    for path in (d / "config.toml", d / manifest.MANIFEST):
+        text = path.read_text()
+        assert "ig_sampler = " in text
+        path.write_text(text.replace("ig_sampler = ", "ig_estimator = "))
+    assert main(["evaluate", str(d)]) == 2  # past the config: the maps are missing
+    err = capsys.readouterr().err
+    assert "attribution.ig_estimator is renamed attribution.ig_sampler" in err
+    assert "does not exist; run the stages before this one" in err
+    assert "was made with" not in err and "the run's files were made with" not in err
+
+
 def test_damage_that_keeps_size_and_time_and_a_lost_manifest_are_found(tmp_path, capsys):
     """A checkpoint changed in one byte with its size and modification time kept, a garbled
     manifest, a missing one (while maps exist): each is refused with one line, where the

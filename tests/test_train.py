@@ -17,7 +17,7 @@ from smoothstab.experiments.config import ConfigError, apply_overrides, dataclas
 from smoothstab.experiments.data import load_dataset, load_splits
 from smoothstab.experiments.experiment import TrainConfig
 from smoothstab.experiments.train import load_trained, train_run
-from smoothstab.experiments.trainer import evaluate, perturbed
+from smoothstab.experiments.trainer import loss_and_accuracy, perturbed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_checkpoint_contents(tmp_path):
     assert saved["metrics"] == metrics["models"][0]
     model = load_trained(tmp_path / "model_0.pt")
     assert not model.training
-    test = evaluate(model, load_dataset("digits", train=False), 500, "cpu")
+    test = loss_and_accuracy(model, load_dataset("digits", train=False), 500, "cpu")
     assert test["accuracy"] == pytest.approx(saved["metrics"]["test_accuracy"])
     assert [len(p) for p in load_splits(tmp_path / "splits.json")] == [100]
 
@@ -324,3 +324,11 @@ def test_every_exit_leaves_the_process_group(outcome, tmp_path, monkeypatch):
             == ({"done": 0, "user error": 2, "interrupted": 130}[outcome])
         )
     assert not dist.is_initialized()
+
+
+def test_a_fast_test_that_trains_fails(tmp_path):
+    """The suite's guard (``conftest.py``): outside the slow tier an SGD step is an error, so a
+    test that trains cannot sit in the fast tier unnoticed."""
+    cfg = TrainConfig(dataset="digits", epochs=1, parts=1, part_size=8, batch_size=8)
+    with pytest.raises(AssertionError, match="trains a model: mark it @pytest.mark.slow"):
+        train_run(cfg, tmp_path / "run")

@@ -178,6 +178,7 @@ def test_persistent_workers_change_nothing(shapes, tmp_path, monkeypatch):
     assert len(made) == 1  # one loader (its workers kept) for both epochs
 
 
+@pytest.mark.slow
 def test_fp16_on_the_cpu_warns(tmp_path, capsys):
     """train.amp = 'fp16' on the CPU trains, with one warning line that names the key."""
     from smoothstab.experiments.cli import main

@@ -2,7 +2,7 @@
 
 Files (:mod:`.rundir`): ``test_images.pt`` (the selected test images and labels) and one
 :class:`~.rundir.MapFile` per model, method and r: the smoothed maps and, when debiased
-distances are asked for, the two half means and the per-element variance of the mean. Work is cut
+distances are asked for, the two half means and the per-element variance of the units. Work is cut
 into blocks of ``image_batch`` images; each block is written as it finishes (a block file) and
 the blocks are joined into the final file, so a killed run resumes where it stopped.
 Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.
@@ -52,10 +52,10 @@ def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, 
 def smoothed_method(
     name: str, model: nn.Module, attr: AttributionConfig, sigma: float, seed: ss.Seed
 ) -> ss.Smoothed:
-    """The method ``name`` with the run's settings (IG quadrature and estimator, the model's CAM
+    """The method ``name`` with the run's settings (IG quadrature and sampler, the model's CAM
     layer and normalisation), smoothed at ``sigma`` (at 0 it runs once, exactly).
 
-    With the joint IG estimator the r = 0 IG map (the fidelity reference) uses
+    With the joint IG sampler the r = 0 IG map (the fidelity reference) uses
     :func:`ig_reference_quadrature`, not the run's quadrature."""
     options: dict = dict(seed=seed, antithetic=attr.antithetic, groups=attr.n_groups)
     count = attr.n_samples
@@ -69,7 +69,7 @@ def smoothed_method(
         return ss.smoothed_ig(
             sigma,
             count,
-            estimator=attr.ig_estimator,
+            sampler=attr.ig_sampler,
             steps=steps,
             rule=rule,
             batch_size=attr.batch_size,
@@ -84,17 +84,17 @@ def smoothed_method(
 def evals_per_sample(name: str, attr: AttributionConfig, r: float) -> int:
     """Model evaluations (forward and backward passes) one draw of ``name`` costs at ``r``:
     one, or one per quadrature point for IG (nested, or the unsmoothed map)."""
-    if name != "ig" or (r > 0 and attr.ig_estimator == "joint"):
+    if name != "ig" or (r > 0 and attr.ig_sampler == "joint"):
         return 1
     return ig_reference_quadrature(attr)[0] if r == 0 else attr.ig_steps
 
 
 def ig_reference_quadrature(attr: AttributionConfig) -> tuple[int, str]:
-    """``(steps, rule)`` of the r = 0 IG map. The joint estimator integrates the path exactly in
+    """``(steps, rule)`` of the r = 0 IG map. The joint sampler integrates the path exactly in
     expectation, so against a coarse r = 0 map its fidelity error would keep the quadrature error
     as a floor; it gets ``ig_reference_steps`` Gauss-Legendre points (0: the run's quadrature).
-    The nested estimator smooths the run's quadrature itself and keeps it at r = 0."""
-    if attr.ig_estimator == "joint" and attr.ig_reference_steps > 0:
+    The nested sampler smooths the run's quadrature itself and keeps it at r = 0."""
+    if attr.ig_sampler == "joint" and attr.ig_reference_steps > 0:
         return attr.ig_reference_steps, "gausslegendre"
     return attr.ig_steps, attr.ig_rule
 

@@ -14,7 +14,8 @@ import argparse
 import math
 import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -318,6 +319,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line(args, warnings.showwarning)
+        return _run(args)
+
+
+def _warning_line(args: argparse.Namespace, shown: Callable) -> Callable:
+    """Python's ``showwarning``, but a ``FutureWarning`` (an old key or name that still works)
+    on one line, as the CLI's errors are."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, FutureWarning):
+            return shown(message, category, filename, lineno, file, line)
+        print(f"smoothstab {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ Every stage's settings are a frozen dataclass; :func:`dataclass_from_dict` fills
 TOML table (unknown keys are errors, values are checked against the field types) and
 :func:`apply_overrides` applies the CLI's ``--set key=value`` on top (dotted keys reach nested
 dataclasses). Problems are one-line :class:`ConfigError` messages naming the key; an unknown key
-names the closest known one.
+names the closest known one. A key renamed is listed in its dataclass's ``RENAMED``
+(``{old: new}``): the old name still works, with a warning, until version 1.0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import difflib
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ def dataclass_from_dict(cls: type[T], mapping: Mapping[str, Any], *, where: str 
         raise ConfigError(f"{where or cls.__name__}: expected a table, got {mapping!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
+    mapping = _renamed(cls, mapping, where)
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(
@@ -84,6 +87,8 @@ def unknown_key(name: str, known: Iterable[str], parent: str = "") -> str:
 
 def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     fields = {f.name for f in dataclasses.fields(obj) if f.init}
+    where = ".".join(full.split(".")[: -len(path)])  # the table holding this key, if any
+    path = [_new_key(type(obj), path[0], where), *path[1:]]
     if path[0] not in fields:
         given = full[: len(full) - len(".".join(path))]  # the tables before it, as typed
         raise ConfigError(unknown_key(given + path[0], sorted(fields), given))
@@ -95,8 +100,31 @@ def _override(obj: Any, path: list[str], text: str, full: str) -> Any:
     else:
         tp = typing.get_type_hints(type(obj))[path[0]]
         value = coerce(parse_value(text, tp), tp, full)
-    where = ".".join(full.split(".")[: -len(path)])  # the table holding this key, if any
     return _construct(type(obj), {**_init_values(obj), path[0]: value}, where)
+
+
+def _new_key(cls: type, key: str, where: str = "") -> str:
+    """``key`` as ``cls`` now names it: a renamed key (``cls.RENAMED``) warns and gives the
+    new name, any other comes back as it is."""
+    new = getattr(cls, "RENAMED", {}).get(key)
+    if new is None:
+        return key
+    warnings.warn(
+        f"{_key(where, key)} is renamed {_key(where, new)}; the old key goes in version 1.0",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return new
+
+
+def _renamed(cls: type, mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in mapping.items():
+        new = _new_key(cls, key, where)
+        if new != key and new in mapping:
+            raise ConfigError(f"{_key(where, key)}: the old name of {_key(where, new)}; give one")
+        out[new] = value
+    return out
 
 
 def _init_values(obj: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import smoothstab as ss
 from smoothstab.checks import check_choice, check_number
@@ -348,9 +348,9 @@ class AttributionConfig:
     """IG's quadrature points along the path."""
     ig_rule: str = "paper"
     """IG's quadrature rule, one of :data:`smoothstab.IG_RULES`."""
-    ig_estimator: Literal["nested", "joint"] = "nested"
-    """Smoothed IG: ``nested`` (the paper's: the whole path for every draw) or ``joint`` (the
-    path position drawn with the noise: one model evaluation per draw)."""
+    ig_sampler: Literal["nested", "joint"] = "nested"
+    """Smoothed IG's sampler: ``nested`` (the paper's: the whole path for every draw) or
+    ``joint`` (the path position drawn with the noise: one model evaluation per draw)."""
     n_images: int = 32
     """Test images explained: the first ``n_images`` of the permutation of ``image_order``."""
     image_seed: int = 10007
@@ -377,9 +377,9 @@ class AttributionConfig:
     (Python's ``random.Random(seed).shuffle`` of ``list(range(N))``, what the paper's code
     did)."""
     ig_reference_steps: int = 64
-    """With ``ig_estimator = "joint"``, the r = 0 IG map (the fidelity reference) uses a
+    """With ``ig_sampler = "joint"``, the r = 0 IG map (the fidelity reference) uses a
     Gauss-Legendre rule of this many points instead of ``ig_steps``/``ig_rule``, since the joint
-    estimator has no quadrature error; 0 keeps the run's quadrature. Ignored with ``nested``."""
+    sampler has no quadrature error; 0 keeps the run's quadrature. Ignored with ``nested``."""
     amp: Literal["none", "bf16"] = "none"
     """``bf16`` runs the model calls under bf16 autocast (gradient maps within about 12% of
     float32 ones unsmoothed, 4% smoothed, CAMs 1%; needs ``dtype = "float32"``)."""
@@ -391,6 +391,8 @@ class AttributionConfig:
     chunk part-empty); every level keeps its own draws, so maps equal unpacked ones up to the
     floating point of differently composed batches (not free for that reason). A fixed
     ``n_samples`` only: with a tolerance the levels run one after another."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"ig_estimator": "ig_sampler"}  # old key: new key
 
     def __post_init__(self) -> None:
         if not self.methods:

@@ -106,7 +106,7 @@ def best_level(
     best = max(curve, key=lambda p: (p[1].mean, -p[0]))[0]
     per_pair: dict[str, list[tuple[float, float]]] = {}
     for r, _ in curve:
-        for pair, value in summary.per_unit(method, metric, r).items():
+        for pair, value in summary.per_pair_or_model(method, metric, r).items():
             per_pair.setdefault(pair, []).append((value, -r))
     peaks = [-max(values)[1] for values in per_pair.values()]
     return best, band(peaks, kind)
@@ -161,7 +161,10 @@ def table1(
             for r in [r_smooth if smoothed else 0.0]
         }
         for pair, label in labels.items() if len(labels) > 1 else ():
-            cells = {col: summary.per_unit(method, m, r).get(pair) for col, (m, r) in cols.items()}
+            cells = {
+                col: summary.per_pair_or_model(method, m, r).get(pair)
+                for col, (m, r) in cols.items()
+            }
             rows.append({"method": method, "pair": label, **cells})
         cells = {col: summary.get(method, m, r) for col, (m, r) in cols.items()}
         only = next(iter(labels.values())) if len(labels) == 1 else MEAN

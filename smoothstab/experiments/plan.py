@@ -3,7 +3,7 @@
 Counts are exact from the config alone, asked of the code that does the work: training steps
 and images seen per model (:func:`~.trainer.epoch_batches`); model evaluations (one forward and
 backward pass of one input row) of the attribute stage per method and noise level
-(:func:`~.attribute.evals_per_sample`), with the nested smoothed IG beside the joint estimator;
+(:func:`~.attribute.evals_per_sample`), with the nested smoothed-IG sampler beside the joint one;
 map files and their bytes (what :class:`~.rundir.MapFile` saves); the models and pairs of the
 setting (:class:`~.setting.Setting`). :mod:`.plan_timing` times a few real steps and chunks on
 this machine and extrapolates by these counts; :mod:`.plan_text` prints a plan.
@@ -45,7 +45,7 @@ class TrainingCost:
 class AttributionCost:
     """One method at one noise level: model evaluations per image and model, and in all.
 
-    ``other_per_image``/``other_total``: IG only, what the estimator the config does not use
+    ``other_per_image``/``other_total``: IG only, what the sampler the config does not use
     would need (the joint one for a nested run, the nested one for a joint run)."""
 
     method: str
@@ -143,24 +143,24 @@ def draws(attr: AttributionConfig) -> int:
     return attr.n_samples
 
 
-def evaluations(attr: AttributionConfig, method: str, r: float, estimator: str) -> int:
+def evaluations(attr: AttributionConfig, method: str, r: float, sampler: str) -> int:
     """Model evaluations per image of one method at noise level r (one map of one model), IG
-    with ``estimator``: what a draw costs in the attribute stage
+    with ``sampler``: what a draw costs in the attribute stage
     (:func:`~.attribute.evals_per_sample`) times the draws (one at r = 0)."""
     from smoothstab.experiments.attribute import evals_per_sample
 
-    attr = replace(attr, ig_estimator=estimator)
+    attr = replace(attr, ig_sampler=sampler)
     return (draws(attr) if r > 0 else 1) * evals_per_sample(method, attr, r)
 
 
 def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
     """Every (method, r) of the run, in the attribute stage's order."""
     a, models = cfg.attribution, Setting.of(cfg).n_models
-    other = "joint" if a.ig_estimator == "nested" else "nested"
+    other = "joint" if a.ig_sampler == "nested" else "nested"
     out = []
     for method in a.methods:
         for r in noise_grid(a):
-            per = evaluations(a, method, r, a.ig_estimator)
+            per = evaluations(a, method, r, a.ig_sampler)
             alt = evaluations(a, method, r, other) if method == "ig" else None
             out.append(
                 AttributionCost(
@@ -184,7 +184,7 @@ def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
 
     a, k = cfg.attribution, sanity_model(cfg)
     rs = levels(a)
-    per = {m: a.n_images * sum(evaluations(a, m, r, a.ig_estimator) for r in rs) for m in a.methods}
+    per = {m: a.n_images * sum(evaluations(a, m, r, a.ig_sampler) for r in rs) for m in a.methods}
     twin = None
     if cfg.sanity.labels:  # the twin of model k: one more model of the largest size
         twin = replace(training_costs(cfg)[Setting.of(cfg).size_index(k)], models=1)

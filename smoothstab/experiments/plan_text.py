@@ -66,7 +66,7 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         lines += [f"  all models: {_n(total)} images seen", ""]
     else:
         lines += ["training: none (given checkpoints)", ""]
-    other = "joint" if a.ig_estimator == "nested" else "nested"
+    other = "joint" if a.ig_sampler == "nested" else "nested"
     tolerance = getattr(a, "tolerance", None)
     samples = (
         f"tolerance {tolerance:g}: {a.min_samples} to {a.max_samples} samples, counted at "
@@ -76,7 +76,7 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     )
     lines.append(
         f"attribution ({a.n_images} images, {samples}, IG {a.ig_steps} steps "
-        f"{a.ig_estimator}): model evaluations (forward+backward of one row)"
+        f"{a.ig_sampler}): model evaluations (forward+backward of one row)"
     )
     rows, by_method = [], {}
     for c in plan.attribution:

@@ -165,7 +165,7 @@ def time_attribution(
     """Seconds per model evaluation (one row) of each method, from real smoothed calls of the
     attribute stage's own method objects on random images, at the run's chunk size where the
     budget allows (IG is timed with the joint sampler: one path-point gradient per row, the
-    same work per row as the nested estimator's quadrature points)."""
+    same work per row as the nested sampler's quadrature points)."""
     from smoothstab.experiments import accel
     from smoothstab.experiments.attribute import smoothed_method
 
@@ -178,7 +178,7 @@ def time_attribution(
     chunk = min(a.batch_size, a.n_samples * images)  # rows per model call in the stage
     out = {}
     for method in a.methods:
-        timing_attr = replace(a, ig_estimator="joint", antithetic=False)
+        timing_attr = replace(a, ig_sampler="joint", antithetic=False)
         if getattr(a, "tolerance", None) is not None:  # fixed draws: rows are what is timed
             timing_attr = replace(timing_attr, tolerance=None)
 

@@ -33,6 +33,9 @@ partial fine-tuning or noisy-SGD run resumes from its checkpoint; a SWAG run kil
 moments were saved (``swag_moments.pt``) restarts its short SGD run. ``train_metrics.json``
 records the proxy, each replica's metrics and the cost: optimizer steps (examples seen) and
 seconds, to compare with training the models from scratch.
+
+Long (about 420 lines) because the three proxies share one trainer, one resume rule and one
+metrics record; SWAG (its moments, then the draws) is the part to move out if a fourth comes.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from smoothstab.experiments.trainer import (
     deterministic_mode,
     device_name,
     epoch_batches,
-    evaluate,
+    loss_and_accuracy,
 )
 
 if TYPE_CHECKING:
@@ -329,7 +332,9 @@ def _swag(
         )
         model.load_state_dict(state)
         model.to(device)
-        test = evaluate(model, test_set, pcfg.eval_batch_size, device, info, pcfg.num_workers)
+        test = loss_and_accuracy(
+            model, test_set, pcfg.eval_batch_size, device, info, pcfg.num_workers
+        )
         metrics = {
             "part": k,
             "seed": derive_seed(m.seed, k),

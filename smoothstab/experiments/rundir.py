@@ -15,6 +15,9 @@ Every file is written atomically (:mod:`.io`). ``metrics.csv`` is tidy: one row 
 r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric names:
 :class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
+
+Long (about 420 lines) because every file's name and typed record lives here, so that the
+layout is written down once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -65,16 +69,14 @@ class MapFile:
     Attributes:
         mean: the (smoothed) maps ``[N, ...]``.
         r, sigma: the noise level and its absolute std (0 for the unsmoothed maps).
-        n_units: independent Monte-Carlo units (``None`` at r = 0).
-        halves: ``[2, N, ...]`` means of the two halves of the draws, and ``mean_var`` the
-            per-element variance of ``mean``; kept only when debiased distances are asked for.
+        n_units, halves, unit_var, units, converged, groups: those of the maps'
+            :class:`~smoothstab.stats.SmoothStats`, kept as they are (``None`` at r = 0); the
+            halves, unit variances and groups (:data:`DEBIAS_FIELDS`) only when debiased
+            distances are asked for.
         rel_se: ``[N]`` each map's relative Monte-Carlo standard error (0 at r = 0).
         evals: ``[N]`` model evaluations each map took.
-        units: ``[N]`` the units each image used, when a tolerance set them (else ``None``:
-            ``n_units`` each); ``converged`` ``[N]``: whether each image met the tolerance.
-        groups: ``[G, N, ...]`` means of ``G`` interleaved groups of draws, kept with the halves
-            when the run asks for more than two groups.
-    Files from before ``rel_se``/``evals`` existed load with them ``None``.
+    Files from before ``rel_se``/``evals`` existed load with them ``None``; files that kept the
+    variance of the mean (``mean_var``) load with it turned into ``unit_var``.
     """
 
     mean: torch.Tensor
@@ -82,7 +84,7 @@ class MapFile:
     sigma: float
     n_units: int | None = None
     halves: torch.Tensor | None = None
-    mean_var: torch.Tensor | None = None
+    unit_var: torch.Tensor | None = None
     rel_se: torch.Tensor | None = None
     evals: torch.Tensor | None = None
     units: torch.Tensor | None = None
@@ -101,36 +103,23 @@ class MapFile:
             return cls(
                 stats.mean.cpu(), r, 0.0, rel_se=torch.zeros(n), evals=torch.full((n,), per_sample)
             )
-        cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
-        extra = dict(
-            rel_se=stats.rel_se.cpu(),
-            evals=(stats.samples * per_sample).cpu(),
-            units=cpu(stats.units),
-            converged=cpu(stats.converged),
-        )
-        if not keep:
-            return cls(stats.mean.cpu(), r, sigma, stats.n_units, **extra)
-        return cls(
-            stats.mean.cpu(),
-            r,
-            sigma,
-            stats.n_units,
-            stats.halves.cpu(),
-            stats.mean_var.cpu(),
-            **extra,
-            groups=cpu(stats.groups),
-        )
+        kept = {
+            name: value.cpu() if isinstance(value, torch.Tensor) else value
+            for name in _STATS_FIELDS
+            if keep or name not in DEBIAS_FIELDS
+            if (value := getattr(stats, name)) is not None
+        }
+        evals = (stats.draws_per_image * per_sample).cpu()
+        return cls(r=r, sigma=sigma, rel_se=stats.rel_se.cpu(), evals=evals, **kept)
 
     def estimate(self) -> SmoothStats | torch.Tensor:
         """What distances take: SmoothStats when halves were kept, else the plain maps."""
         if self.halves is None:
             return self.mean
-        units = None if self.units is None else self.units.round().long()
-        n = self.n_units if units is None else _per_unit_view(units, self.mean_var)
-        unit_var = self.mean_var * n
-        return SmoothStats(
-            self.mean, None, self.halves, unit_var, self.n_units, units, groups=self.groups
-        )
+        kept = {name: getattr(self, name) for name in _STATS_FIELDS}
+        if self.units is not None:
+            kept["units"] = self.units.round().long()
+        return SmoothStats(mean_sq=None, **kept)
 
     def record(self) -> dict:
         """What :meth:`save` writes: every field that is set, by name."""
@@ -143,8 +132,10 @@ class MapFile:
     def load(cls, path: Path) -> MapFile:
         saved = load_torch(path, "a map file")
         try:
+            if "mean_var" in saved:  # written before unit_var was kept as the stats have it
+                saved["unit_var"] = _unit_var(saved.pop("mean_var"), saved)
             return cls(**saved)
-        except TypeError:
+        except (TypeError, KeyError):
             raise DamagedFile(
                 f"{path}: not a map file of this version; {recompute(path)}"
             ) from None
@@ -152,16 +143,30 @@ class MapFile:
     @classmethod
     def join(cls, blocks: list[MapFile]) -> MapFile:
         """Blocks of consecutive test images, as one file."""
-        cat = lambda name, dim=0: (  # noqa: E731
-            None
-            if getattr(blocks[0], name) is None
-            else torch.cat([getattr(b, name) for b in blocks], dim=dim)
-        )
         head = blocks[0]
-        n_units = head.n_units if head.n_units is None else max(b.n_units for b in blocks)
-        rest = {k: cat(k) for k in ("rel_se", "evals", "units", "converged")}
-        halves, mean_var, rest["groups"] = cat("halves", 1), cat("mean_var"), cat("groups", 1)
-        return cls(cat("mean"), head.r, head.sigma, n_units, halves, mean_var, **rest)
+        joined = {}
+        for f in fields(cls):
+            value = getattr(head, f.name)
+            if isinstance(value, torch.Tensor):
+                dim = 1 if f.name in _GROUPED else 0
+                value = torch.cat([getattr(b, f.name) for b in blocks], dim=dim)
+            joined[f.name] = value
+        if head.n_units is not None:
+            joined["n_units"] = max(b.n_units for b in blocks)
+        return cls(**joined)
+
+
+DEBIAS_FIELDS = ("halves", "unit_var", "groups")
+"""What a map file keeps of the stats only when the run debiases distances."""
+_STATS_FIELDS = tuple(f.name for f in fields(SmoothStats) if f.name in MapFile.__dataclass_fields__)
+_GROUPED = ("halves", "groups")  # [halves or groups, N, ...]: the images are the second dim
+
+
+def _unit_var(mean_var: torch.Tensor, saved: dict) -> torch.Tensor:
+    """An old file's ``mean_var`` (``unit_var / n``) as ``unit_var``, ``n`` each image's units."""
+    units = saved.get("units")
+    n = saved["n_units"] if units is None else _per_unit_view(units.round().long(), mean_var)
+    return mean_var * n
 
 
 def _per_unit_view(units: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -186,18 +191,18 @@ def mean_of_correlated_se(se: list[float]) -> float:
     ``se``, bounded for any correlation between them: ``mean(se)`` (the standard deviation of a
     sum is at most the sum of the standard deviations). Pairs share models, and models share
     noise under common random numbers, so their errors are correlated, and the figure for
-    independent units, ``sqrt(sum se^2) / K``, understates it (0.83x the true error for the
+    independent ones, ``sqrt(sum se^2) / K``, understates it (0.83x the true error for the
     three pairs of three models in a test, where this bound read 1.42x). The bound overstates
-    it by at most ``sqrt(K)`` and is exact for one unit."""
+    it by at most ``sqrt(K)`` and is exact for one pair or model."""
     return math.fsum(se) / len(se)
 
 
 class Summary:
     """``metrics.csv`` summarised: per (method, metric, r, n) the mean over images for each pair
-    or model (a *unit*), then their mean and band (:func:`~.aggregate.band`), and the
-    Monte-Carlo standard error of that mean where the rows carry one: over the images of a unit
-    combined as independent (each image has its own draws), over units by the upper bound of
-    :func:`mean_of_correlated_se`.
+    or model, then their mean and band (:func:`~.aggregate.band`), and the Monte-Carlo
+    standard error of that mean where the rows carry one: over the images of a pair or model
+    combined as independent (each image has its own draws), over pairs or models by the upper
+    bound of :func:`mean_of_correlated_se`.
 
     ``n`` is the models' training-set size (``None`` for given checkpoints). Lookups without
     ``n`` use :attr:`default_n`, the largest size: the models trained on the most data.
@@ -206,10 +211,11 @@ class Summary:
     def __init__(
         self,
         bands: dict[Key, Band],
-        units: dict[Key, dict[str, float]] | None = None,
+        by_pair_or_model: dict[Key, dict[str, float]] | None = None,
         stderr: dict[Key, float] | None = None,
     ) -> None:
-        self.bands, self.units, self.stderr = bands, units or {}, stderr or {}
+        self.bands, self.stderr = bands, stderr or {}
+        self.by_pair_or_model = by_pair_or_model or {}
         sizes = {key[3] for key in bands}
         self.sizes: list[int | None] = sorted(n for n in sizes if n is not None) or [None]
         self.default_n = self.sizes[-1]
@@ -220,20 +226,20 @@ class Summary:
         for row in rows:
             n = row.get("n", "")
             key = (row["method"], row["metric"], row["r"], int(n) if n != "" else None)
-            unit = row["pair"] or row["model"]
-            values[key + (unit,)].append(row["value"])
+            who = row["pair"] or row["model"]
+            values[key + (who,)].append(row["value"])
             if row.get("stderr", "") != "":
-                ses[key + (unit,)].append(float(row["stderr"]))
-        units: dict[Key, dict[str, float]] = defaultdict(dict)
-        unit_se: dict[Key, list[float]] = defaultdict(list)
-        for (*key, unit), vals in values.items():
-            units[tuple(key)][unit] = math.fsum(vals) / len(vals)
-            if (*key, unit) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
-                se = ses[(*key, unit)]
-                unit_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
-        bands = {key: _band(list(u.values()), kind) for key, u in units.items()}
-        stderr = {key: mean_of_correlated_se(se) for key, se in unit_se.items()}
-        return cls(bands, dict(units), stderr)
+                ses[key + (who,)].append(float(row["stderr"]))
+        means: dict[Key, dict[str, float]] = defaultdict(dict)
+        mean_se: dict[Key, list[float]] = defaultdict(list)
+        for (*key, who), vals in values.items():
+            means[tuple(key)][who] = math.fsum(vals) / len(vals)
+            if (*key, who) in ses:  # s.e. of a mean over images: sqrt(sum se_i^2) / N
+                se = ses[(*key, who)]
+                mean_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
+        bands = {key: _band(list(u.values()), kind) for key, u in means.items()}
+        stderr = {key: mean_of_correlated_se(se) for key, se in mean_se.items()}
+        return cls(bands, dict(means), stderr)
 
     def _key(self, method: str, metric: Metric | str, r: float, n: int | None) -> Key:
         return (method, str(metric), r, self.default_n if n is None else n)
@@ -241,11 +247,23 @@ class Summary:
     def get(self, method: str, metric: Metric | str, r: float, n: int | None = None) -> Band | None:
         return self.bands.get(self._key(method, metric, r, n))
 
-    def per_unit(
+    def per_pair_or_model(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
     ) -> dict[str, float]:
         """The mean over images of each pair (``"i-j"``) or model (``"k"``)."""
-        return self.units.get(self._key(method, metric, r, n), {})
+        return self.by_pair_or_model.get(self._key(method, metric, r, n), {})
+
+    def per_unit(
+        self, method: str, metric: Metric | str, r: float, n: int | None = None
+    ) -> dict[str, float]:
+        """The old name of :meth:`per_pair_or_model`, until version 1.0."""
+        warnings.warn(
+            "Summary.per_unit is renamed Summary.per_pair_or_model; the old name goes in "
+            "version 1.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.per_pair_or_model(method, metric, r, n)
 
     def mc_stderr(
         self, method: str, metric: Metric | str, r: float, n: int | None = None

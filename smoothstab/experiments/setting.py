@@ -98,7 +98,7 @@ class Setting:
         pair compared where :attr:`every_pair_drawn`, else the first pair compared at the
         largest training-set size."""
         named = self.cfg.evaluation.grid_pairs
-        compared = summary.per_unit(self.cfg.attribution.methods[0], Metric.STABILITY, 0.0)
+        compared = summary.per_pair_or_model(self.cfg.attribution.methods[0], Metric.STABILITY, 0.0)
         pairs = [tuple(int(k) for k in p.split("-")) for p in (named or compared)]
         return pairs if named or self.every_pair_drawn else pairs[:1]
 

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
-from torch import nn
-
 from smoothstab.experiments import attribute, evaluate, manifest, report, sanity, theory
 from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
 from smoothstab.experiments.distributed import barrier, init_distributed
@@ -85,30 +83,19 @@ def train(cfg: ExperimentConfig, run: RunDir) -> None:
     Setting.of(cfg).train(run)
 
 
-def models(cfg: ExperimentConfig, run: RunDir) -> list[nn.Module]:
-    """The run's models (trained, replicas or given, as the setting says), in eval mode."""
-    return Setting.of(cfg).models(run)
-
-
-def model_sizes(cfg: ExperimentConfig, run: RunDir) -> list[int | None]:
-    """Each model's training-set size n (DT, as trained); ``None`` for given checkpoints and
-    FT replicas."""
-    return Setting.of(cfg).model_sizes(run)
-
-
 def attribute_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     info = init_distributed(cfg.attribution.device)
-    attribute.run_attribution(cfg, run, models(cfg, run), info)
+    attribute.run_attribution(cfg, run, Setting.of(cfg).models(run), info)
 
 
 def evaluate_stage(cfg: ExperimentConfig, run: RunDir) -> None:
-    evaluate.evaluate_run(cfg, run, model_sizes(cfg, run))
+    evaluate.evaluate_run(cfg, run, Setting.of(cfg).model_sizes(run))
 
 
 def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     if not cfg.sanity.enabled:
         return  # off: nothing written, nothing to record
-    k, twin = sanity.sanity_model(cfg), None
+    k, setting, twin = sanity.sanity_model(cfg), Setting.of(cfg), None
     if cfg.sanity.labels:  # the train stage trained it (setting DT)
         from smoothstab.experiments.train import load_trained
 
@@ -119,7 +106,7 @@ def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
                 "run the train stage with sanity.labels = true first (--stages train sanity)"
             )
         twin = load_trained(path)
-    sanity.sanity_run(cfg, run, models(cfg, run)[k], model_sizes(cfg, run)[k], twin)
+    sanity.sanity_run(cfg, run, setting.models(run)[k], setting.model_sizes(run)[k], twin)
 
 
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -139,7 +126,7 @@ def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
         return
     from smoothstab.experiments import figures  # matplotlib only when drawing
 
-    res = theory.bounds_run(cfg, run, models(cfg, run), run.summary(cfg.evaluation.band))
+    res = theory.bounds_run(cfg, run, Setting.of(cfg).models(run), run.summary(cfg.evaluation.band))
     figures.bounds_figure(res, run.figure("bounds"))
 
 

@@ -182,7 +182,7 @@ class Trainer:
         cfg = self.cfg
         if self.best is not None:
             self.model.load_state_dict(self.best["state_dict"])
-        test = evaluate(
+        test = loss_and_accuracy(
             self.model, test_set, cfg.eval_batch_size, self.device, self.info, cfg.num_workers
         )
         metrics = {
@@ -209,7 +209,7 @@ class Trainer:
     def validate(self) -> None:
         """Score the epoch just finished on the validation split; keep its weights if best."""
         cfg = self.cfg
-        val = evaluate(
+        val = loss_and_accuracy(
             self.model, self.val_set, cfg.eval_batch_size, self.device, self.info, cfg.num_workers
         )
         self.val_accuracies.append(val["accuracy"])
@@ -466,7 +466,7 @@ def perturbed(params: list[nn.Parameter], std: float, generator: torch.Generator
 
 
 @torch.no_grad()
-def evaluate(
+def loss_and_accuracy(
     model: nn.Module,
     dataset: Dataset,
     batch_size: int,

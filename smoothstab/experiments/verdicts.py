@@ -76,7 +76,7 @@ def split(
     if len(curve) < 2 or curve[0][0] != 0:
         return None
     r1 = curve[-1][0]
-    at0, at1 = (summary.per_unit(method, unit_metric, r, n) for r in (0.0, r1))
+    at0, at1 = (summary.per_pair_or_model(method, unit_metric, r, n) for r in (0.0, r1))
     per_pair = [at1[p] / at0[p] - 1 for p in at0 if p in at1 and at0[p] > 0]
     if not per_pair:
         return None
