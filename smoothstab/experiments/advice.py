@@ -143,7 +143,7 @@ def sanity_levels(
         checks = {"parameter": SANITY_PAIRS, **({"label": LABEL_PAIRS} if labels else {})}
         for check, views in checks.items():
             for view, across, sim in views:
-                pairs = list(summary.per_unit(method, across, r).values())
+                pairs = list(summary.per_pair_or_model(method, across, r).values())
                 retrained = band(pairs, "t95") if pairs else None
                 random = similar.get((method, str(sim), r))
                 level[f"{view}_retrained"] = retrained.mean if retrained else math.nan
