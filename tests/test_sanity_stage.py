@@ -15,6 +15,7 @@ from smoothstab.experiments.advice import sanity_advice, sanity_levels, sanity_v
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError
+from smoothstab.experiments.data import derive_seed
 from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.models import build_model
@@ -222,7 +223,13 @@ def test_tiny_run_with_the_label_check(tmp_path):
     assert twin.is_file() and twin.name in manifest["stages"]["train"]
     saved = torch.load(twin, weights_only=False)
     real = torch.load(out / "model_0.pt", weights_only=False)
-    assert saved["metrics"]["seed"] == real["metrics"]["seed"]  # same recipe and seed
+    # the same recipe, a seed of its own (as one more retrained model): not the real model's
+    # initial weights, which would make their maps alike whatever the labels did
+    assert saved["config"]["seed"] == derive_seed(cfg.train.seed, cfg.sanity.label_seed, 0)
+    assert saved["metrics"]["seed"] != real["metrics"]["seed"]
+    assert {k: v for k, v in saved["config"].items() if k != "seed"} == {
+        k: v for k, v in real["config"].items() if k != "seed"
+    }
     rows = sanity.read_rows(RunDir(out))
     label = [row for row in rows if row["metric"].startswith("sanity_label_")]
     methods, rs = cfg.attribution.methods, sanity.levels(cfg.attribution)

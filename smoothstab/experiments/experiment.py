@@ -511,11 +511,12 @@ class SanityConfig:
     """Seeds each layer's re-initialisation (:func:`smoothstab.randomize.randomize`)."""
     labels: bool = free(False)
     """Also the data-randomisation check: the train stage trains a twin of the checked model
-    (same recipe, images and seed) on labels permuted across images, and the stage compares
+    (same recipe and images, its own seed) on labels permuted across images, and the stage compares
     their maps (setting DT only: the others train nothing here)."""
     label_seed: int = 0
-    """Seeds the labels' permutation (:func:`.labels.permuted_labels`); it names the twin's
-    checkpoint, ``model_labels-permuted-{label_seed}_{k}.pt``."""
+    """Seeds the labels' permutation (:func:`.labels.permuted_labels`) and, with the run's
+    ``train.seed``, the twin's training; it names the twin's checkpoint,
+    ``model_labels-permuted-{label_seed}_{k}.pt``."""
 
     def __post_init__(self) -> None:
         check_choice(self.mode, "mode", RANDOMIZE_MODES)

@@ -312,7 +312,8 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
 
 LABEL_INTRO = (
     "Label check (Adebayo et al.'s data randomisation): the model's twin {name} was trained "
-    "with the same recipe, seed and images, its training labels permuted across images. A map "
+    "with the same recipe and images and a seed of its own, its training labels permuted across "
+    "images. A map "
     "as similar to the twin's as retrained models' maps are to each other does not depend on "
     "what the labels taught the model. The columns 'permuted labels' give the model's map's "
     "similarity to the twin's; 'parameters' and 'labels' each check's verdict (the same "

@@ -30,6 +30,7 @@ from smoothstab.experiments.config import free_keys
 from smoothstab.experiments.data import (
     check_disjoint,
     dataset_info,
+    derive_seed,
     load_dataset,
     load_splits,
     save_splits,
@@ -124,9 +125,12 @@ def train_run(
 
 
 def train_permuted(config: TrainConfig, out_dir: str | Path, part_id: int, seed: int) -> dict:
-    """Model ``part_id``'s twin for the data-randomisation check: the same recipe, seed and
-    images (its part of ``splits.json``, written by :func:`train_run`), the training labels
-    permuted across the whole training set (:func:`.labels.with_permuted_labels`, ``seed``);
+    """Model ``part_id``'s twin for the data-randomisation check: the same recipe and images
+    (its part of ``splits.json``, written by :func:`train_run`), the training labels permuted
+    across the whole training set (:func:`.labels.with_permuted_labels`, ``seed``), and a
+    training seed of its own (``derive_seed(train.seed, seed, part_id)``: other initial weights
+    and batch order, as another retrained model has, so that the check does not read a shared
+    initialisation as sensitivity to nothing);
     checkpoint ``run.permuted_model(part_id, seed)``, skipped when complete, resumed when
     partial. Returns its metrics (test accuracy on the real test labels)."""
     from smoothstab.experiments.labels import with_permuted_labels
@@ -137,7 +141,11 @@ def train_permuted(config: TrainConfig, out_dir: str | Path, part_id: int, seed:
     splits = load_splits(run.splits, cfg.parts)
     val = _validation(cfg, len(real), splits)
     return train_model(
-        replace(cfg, part_size=cfg.sizes[part_id // cfg.parts]),
+        replace(
+            cfg,
+            part_size=cfg.sizes[part_id // cfg.parts],
+            seed=derive_seed(cfg.seed, seed, part_id),
+        ),
         splits[part_id],
         run,
         part_id,
