@@ -76,3 +76,5 @@ def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
     with pytest.warns(FutureWarning, match="Summary.per_unit is renamed Summary.per_pair_or_model"):
         old = summary.per_unit("grad", "stability", 0.1)
     assert old == summary.per_pair_or_model("grad", "stability", 0.1) == {"0-1": 0.2, "0-2": 0.4}
+    with pytest.warns(FutureWarning, match="Summary.units is renamed Summary.by_pair_or_model"):
+        assert summary.units is summary.by_pair_or_model
