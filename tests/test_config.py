@@ -244,6 +244,14 @@ def test_the_old_ig_sampler_key_warns_and_sets_the_new_one(tmp_path):
         load_config(path)
 
 
+def test_code_reading_the_old_ig_sampler_name_gets_the_new_one():
+    attr = dataclasses.replace(QUICKSTART.attribution, ig_sampler="nested")
+    with pytest.warns(FutureWarning, match="AttributionConfig.ig_estimator is renamed ig_sampler"):
+        assert attr.ig_estimator == "nested"
+    with pytest.raises(AttributeError, match="has no attribute 'ig_estimatr'"):
+        attr.ig_estimatr  # noqa: B018
+
+
 @pytest.mark.parametrize("name", preset_names())
 def test_the_presets_use_no_old_key(name):
     with warnings.catch_warnings():

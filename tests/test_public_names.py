@@ -76,3 +76,16 @@ def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
     with pytest.warns(FutureWarning, match="Summary.per_unit is renamed Summary.per_pair_or_model"):
         old = summary.per_unit("grad", "stability", 0.1)
     assert old == summary.per_pair_or_model("grad", "stability", 0.1) == {"0-1": 0.2, "0-2": 0.4}
+    with pytest.warns(FutureWarning, match="Summary.units is renamed Summary.by_pair_or_model"):
+        assert summary.units is summary.by_pair_or_model
+
+
+def test_trainer_evaluate_is_renamed_loss_and_accuracy():
+    """A model's test loss and accuracy, named apart from the evaluate stage."""
+    from smoothstab.experiments import trainer
+
+    with pytest.warns(FutureWarning, match="trainer.evaluate is renamed loss_and_accuracy; the"):
+        fn = trainer.evaluate
+    assert fn is trainer.loss_and_accuracy
+    with pytest.raises(AttributeError, match="has no attribute 'evaluat'"):
+        trainer.evaluat  # noqa: B018

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -393,6 +394,19 @@ class AttributionConfig:
     ``n_samples`` only: with a tolerance the levels run one after another."""
 
     RENAMED: ClassVar[dict[str, str]] = {"ig_estimator": "ig_sampler"}  # old key: new key
+
+    def __getattr__(self, name: str) -> object:
+        """A renamed key read by its old name (code written against it): still answers, with
+        a warning, until version 1.0."""
+        if name in self.RENAMED:
+            new = self.RENAMED[name]
+            warnings.warn(
+                f"AttributionConfig.{name} is renamed {new}; the old name goes in version 1.0",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return getattr(self, new)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __post_init__(self) -> None:
         if not self.methods:

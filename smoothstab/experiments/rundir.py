@@ -257,13 +257,14 @@ class Summary:
         self, method: str, metric: Metric | str, r: float, n: int | None = None
     ) -> dict[str, float]:
         """The old name of :meth:`per_pair_or_model`, until version 1.0."""
-        warnings.warn(
-            "Summary.per_unit is renamed Summary.per_pair_or_model; the old name goes in "
-            "version 1.0",
-            FutureWarning,
-            stacklevel=2,
-        )
+        _renamed("per_unit", "per_pair_or_model")
         return self.per_pair_or_model(method, metric, r, n)
+
+    @property
+    def units(self) -> dict[Key, dict[str, float]]:
+        """The old name of :attr:`by_pair_or_model`, until version 1.0."""
+        _renamed("units", "by_pair_or_model")
+        return self.by_pair_or_model
 
     def mc_stderr(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
@@ -276,6 +277,14 @@ class Summary:
         """``[(r, band)]`` of one method, metric and training-set size, by increasing r."""
         want = (method, str(metric), self.default_n if n is None else n)
         return sorted((k[2], b) for k, b in self.bands.items() if (k[0], k[1], k[3]) == want)
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"Summary.{old} is renamed Summary.{new}; the old name goes in version 1.0",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:

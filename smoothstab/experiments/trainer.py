@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -495,3 +496,19 @@ def loss_and_accuracy(
     model.train(was_training)
     loss, correct, count = totals.tolist()
     return {"loss": loss / count, "accuracy": correct / count}
+
+
+_RENAMED = {"evaluate": "loss_and_accuracy"}  # not the evaluate stage (:mod:`.evaluate`)
+
+
+def __getattr__(name: str) -> object:
+    """The old names: they still work, with a warning, until version 1.0."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"{__name__}.{name} is renamed {new}; the old name goes in version 1.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
