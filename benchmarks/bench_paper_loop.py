@@ -75,7 +75,7 @@ from memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 import smoothstab as ss
 from smoothstab import metrics
-from smoothstab.experiments import attribute, evaluate
+from smoothstab.experiments import attribute, evaluate, recipe
 from smoothstab.experiments.config import apply_overrides
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.experiment import load_config
@@ -351,7 +351,7 @@ def prepare(base: Path, device: str) -> None:
     cfg = load_config("quickstart", settings(8, 0, device))
     train = apply_overrides(cfg.train, ["device=cpu", "quiet=true"])
     train_run(train, base)
-    attribute.load_test_images(cfg, RunDir(base))
+    recipe.load_test_images(cfg, RunDir(base))
 
 
 def spawn(kind: str, base: Path, samples: int, seed: int, device: str) -> dict:

@@ -361,11 +361,7 @@ def test_loading_a_config_pulls_in_no_training_ddp_or_plotting():
 # shares code through helper modules (rundir, findings, setting, ...), not through another stage.
 STAGE_MODULES = ("attribute", "evaluate", "sanity", "figures", "theory", "report")
 # Imports between stages still to be moved to helper modules: (importer, imported).
-STAGE_IMPORTS_LEFT = {
-    ("sanity", "attribute"),  # the attribute stage's seeds, test images and smoothed methods
-    ("figures", "sanity"),  # sanity.csv's reader and similarity
-    ("report", "sanity"),
-}
+STAGE_IMPORTS_LEFT: set[tuple[str, str]] = set()
 
 
 def stage_imports() -> set[tuple[str, str]]:
@@ -392,7 +388,7 @@ def test_the_stage_imports_left_are_still_there():
 def test_experiment_layer_imports_no_private_name():
     """A name with a leading underscore belongs to its module: what the experiment layer needs
     from another module is made public and documented where it lives (as
-    :func:`.attribute.block_seed`, which the sanity stage uses). Private *modules*
+    :func:`.recipe.block_seed`, which the attribute and sanity stages use). Private *modules*
     (``smoothstab._startup``) are not names of another module."""
     found = []
     for path in sorted((ROOT / PACKAGE / "experiments").rglob("*.py")):

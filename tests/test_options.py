@@ -18,7 +18,6 @@ import torch
 import smoothstab as ss
 from conftest import ConvNet, StridedNet, make
 from smoothstab.cam import minmax_normalize
-from smoothstab.experiments.attribute import ig_reference_quadrature, smoothed_method
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.data import (
     disjoint_splits,
@@ -28,6 +27,7 @@ from smoothstab.experiments.data import (
     validation_split,
 )
 from smoothstab.experiments.experiment import AttributionConfig, TrainConfig, load_config
+from smoothstab.experiments.recipe import ig_reference_quadrature, smoothed_method
 
 # --- config: defaults and one-line errors ---------------------------------------------------------
 
@@ -161,7 +161,7 @@ def test_smoothed_minmax_cam_is_the_mean_of_normalised_draws():
 @pytest.mark.parametrize("name", ["gradcam", "gradcampp"])
 def test_pipeline_cams_follow_cam_normalize(name, monkeypatch):
     model = make(ConvNet())
-    monkeypatch.setattr("smoothstab.experiments.attribute.cam_layer", lambda _m: "features.3")
+    monkeypatch.setattr("smoothstab.experiments.recipe.cam_layer", lambda _m: "features.3")
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     target = torch.tensor([0, 2])
     raw = functools.partial(ss.METHODS[name], layer="features.3")  # today's maps
@@ -225,7 +225,7 @@ def test_a_smaller_count_is_a_prefix(order):
 
 @pytest.mark.parametrize("order", ["numpy", "paper"])
 def test_run_test_images_follow_image_order(tmp_path, order):
-    from smoothstab.experiments.attribute import load_test_images
+    from smoothstab.experiments.recipe import load_test_images
     from smoothstab.experiments.rundir import RunDir
 
     # train.seed (model init) must not change the test set (shapes' images, digits' split)

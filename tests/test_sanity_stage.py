@@ -10,7 +10,7 @@ import torch
 
 import smoothstab as ss
 from conftest import TINY_SETTINGS
-from smoothstab.experiments import plan, sanity
+from smoothstab.experiments import plan, sanity, sanity_rows
 from smoothstab.experiments.advice import sanity_advice, sanity_levels, sanity_verdict
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.cli import main
@@ -43,7 +43,7 @@ def test_edge_control_is_identical_to_every_randomised_model_and_grad_is_not(mon
     edge = sanity.check_rows(cfg, model, x, y, "edge")
     assert edge and all(row["value"] == 1.0 for row in edge)
     grad = sanity.check_rows(cfg, model, x, y, "grad")
-    similar = sanity.similarity(grad, "cascading")
+    similar = sanity_rows.similarity(grad, "cascading")
     for r in sanity.levels(cfg.attribution):
         for metric in (Metric.SANITY_SSIM, Metric.SANITY_RANK):
             assert similar[("grad", str(metric), r)].hi < 0.5, (r, metric)
@@ -78,7 +78,7 @@ def test_label_check_rows_against_the_twin(monkeypatch):
     assert len(edge) == 2 * 2 * 4 and all(row["value"] == 1.0 for row in edge)
     grad = sanity.check_rows(cfg, model, x, y, "grad", twin)
     rows = sanity.check_rows(cfg, model, x, y, "grad") + grad
-    similar = sanity.similarity(rows, "cascading")
+    similar = sanity_rows.similarity(rows, "cascading")
     for r in sanity.levels(cfg.attribution):
         assert similar[("grad", "sanity_label_rank", r)].hi < 0.5, r
         assert ("grad", "sanity_rank", r) in similar
@@ -152,7 +152,7 @@ def _levels(pairs: list[float], images: list[float]) -> list[dict]:
                          "value": v})  # fmt: skip
     bands = {key: Band(*[sum(u.values()) / len(u)] * 3) for key, u in units.items()}
     summary = Summary(bands, units)
-    return sanity_levels(summary, sanity.similarity(rows, "cascading"), "grad", "l2", False)
+    return sanity_levels(summary, sanity_rows.similarity(rows, "cascading"), "grad", "l2", False)
 
 
 def test_levels_pass_fail_or_stay_undecided_with_the_intervals():
@@ -182,7 +182,7 @@ def test_tiny_run_with_the_check_writes_rows_figures_and_report(tmp_path, capsys
                  "sanity", "figures", "report"]) == 0  # fmt: skip
     print(f"sanity, figures, report: {time.perf_counter() - start:.1f} s")
     cfg = load_config(None, [*TINY_SETTINGS, "sanity.enabled=true"])
-    rows = sanity.read_rows(RunDir(out))
+    rows = sanity_rows.read_rows(RunDir(out))
     methods, rs = cfg.attribution.methods, sanity.levels(cfg.attribution)
     copies = plan.sanity_cost(cfg).copies
     assert len(rows) == len(methods) * len(rs) * copies * 2 * cfg.attribution.n_images
@@ -230,7 +230,7 @@ def test_tiny_run_with_the_label_check(tmp_path):
     assert {k: v for k, v in saved["config"].items() if k != "seed"} == {
         k: v for k, v in real["config"].items() if k != "seed"
     }
-    rows = sanity.read_rows(RunDir(out))
+    rows = sanity_rows.read_rows(RunDir(out))
     label = [row for row in rows if row["metric"].startswith("sanity_label_")]
     methods, rs = cfg.attribution.methods, sanity.levels(cfg.attribution)
     assert len(label) == len(methods) * len(rs) * 2 * cfg.attribution.n_images

@@ -13,8 +13,9 @@ imports nothing else, so loading a config does not pull in training, DDP or plot
   :mod:`.labels` (the permuted training labels of the data-randomisation check);
 * :mod:`.rundir` (the run directory's layout and records, with :mod:`.measures` naming the
   metrics and :mod:`.aggregate` summarising them) and :mod:`.manifest` (what each stage wrote,
-  hashed); the stages in :mod:`.stages`: :mod:`.attribute`, :mod:`.evaluate` (with
-  :mod:`.advice`, :mod:`.findings` and :mod:`.verdicts`), :mod:`.sanity`, :mod:`.figures`,
+  hashed); the stages in :mod:`.stages`: :mod:`.attribute` (with :mod:`.recipe`, how one map
+  is made), :mod:`.evaluate` (with :mod:`.advice`, :mod:`.findings` and :mod:`.verdicts`),
+  :mod:`.sanity` (with :mod:`.sanity_rows`, its file), :mod:`.figures`,
   :mod:`.theory` (with :mod:`.bounds_page`), :mod:`.report` (with :mod:`.blocks` and
   :mod:`.names`); :mod:`.plan` counts what a config costs before it runs, :mod:`.plan_timing`
   times it, :mod:`.plan_text` prints it;

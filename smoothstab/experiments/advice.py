@@ -123,7 +123,7 @@ def sanity_levels(
 ) -> list[dict]:
     """Per r of the sanity check: the stability error (``measure``), and per view (SSIM, rank
     agreement) the similarity between retrained models' maps and that of the model's map to the
-    randomised model's (``similar``: :func:`.sanity.similarity`, bands), at the largest n, each
+    randomised model's (``similar``: :func:`.sanity_rows.similarity`, bands), at the largest n, each
     view's :func:`sanity_verdict` and the level's (:func:`combined_verdict`; ``passes``: it is
     ``"passes"``).
 

@@ -7,13 +7,13 @@ into blocks of ``image_batch`` images; each block is written as it finishes (a b
 the blocks are joined into the final file, so a killed run resumes where it stopped.
 Under ``torchrun`` the blocks are dealt round-robin to the ranks and rank 0 joins them.
 
-Noise: :func:`block_seed` gives each block's seed, the one rule for every stage that redraws
-this stage's noise (the sanity stage does, for the randomised copies).
+How one map is made, the test images, each method with the run's settings and the noise seed
+of each block (:func:`~.recipe.block_seed`, the one rule for every stage that redraws this
+stage's noise), lives in :mod:`.recipe`, shared with the sanity stage and ``plan``.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,82 +21,19 @@ from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments import accel
-from smoothstab.experiments.data import dataset_info, derive_seed, load_dataset, test_indices
+from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.distributed import DistInfo, barrier, rank_device
-from smoothstab.experiments.models import cam_layer
 from smoothstab.experiments.progress import Progress
+from smoothstab.experiments.recipe import (
+    block_seed,
+    evals_per_sample,
+    load_test_images,
+    smoothed_method,
+)
 from smoothstab.experiments.rundir import MapFile, RunDir, noise_grid
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
-
-
-def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's test images ``[N, C, H, W]`` and labels, chosen once and kept in the run."""
-    if run.test_images.is_file():
-        return run.load_test_images()
-    data = cfg.train
-    # data_seed fixes the train/test split (digits): the same seed as training, not train.seed
-    dataset = load_dataset(
-        data.dataset, root=data.root, train=False, seed=data.data_seed, info=dataset_info(data)
-    )
-    a = cfg.attribution
-    idx = test_indices(len(dataset), a.n_images, a.image_seed, a.image_order)
-    items = [dataset[i] for i in idx]
-    x = torch.stack([item[0] for item in items])
-    y = torch.tensor([int(item[1]) for item in items])
-    run.save_test_images(x, y, idx)
-    return x, y
-
-
-def smoothed_method(
-    name: str, model: nn.Module, attr: AttributionConfig, sigma: float, seed: ss.Seed
-) -> ss.Smoothed:
-    """The method ``name`` with the run's settings (IG quadrature and sampler, the model's CAM
-    layer and normalisation), smoothed at ``sigma`` (at 0 it runs once, exactly).
-
-    With the joint IG sampler the r = 0 IG map (the fidelity reference) uses
-    :func:`ig_reference_quadrature`, not the run's quadrature."""
-    options: dict = dict(seed=seed, antithetic=attr.antithetic, groups=attr.n_groups)
-    count = attr.n_samples
-    if attr.tolerance is not None:
-        count = None
-        options.update(
-            tol=attr.tolerance, min_samples=attr.min_samples, max_samples=attr.max_samples
-        )
-    if name == "ig":
-        steps, rule = ig_reference_quadrature(attr) if sigma == 0 else (attr.ig_steps, attr.ig_rule)
-        return ss.smoothed_ig(
-            sigma,
-            count,
-            sampler=attr.ig_sampler,
-            steps=steps,
-            rule=rule,
-            batch_size=attr.batch_size,
-            **options,
-        )
-    method = ss.METHODS[name]
-    if name in ("gradcam", "gradcampp"):
-        method = functools.partial(method, layer=cam_layer(model), normalize=attr.cam_normalize)
-    return ss.smooth(method, sigma, count, batch_size=attr.batch_size, **options)
-
-
-def evals_per_sample(name: str, attr: AttributionConfig, r: float) -> int:
-    """Model evaluations (forward and backward passes) one draw of ``name`` costs at ``r``:
-    one, or one per quadrature point for IG (nested, or the unsmoothed map)."""
-    if name != "ig" or (r > 0 and attr.ig_sampler == "joint"):
-        return 1
-    return ig_reference_quadrature(attr)[0] if r == 0 else attr.ig_steps
-
-
-def ig_reference_quadrature(attr: AttributionConfig) -> tuple[int, str]:
-    """``(steps, rule)`` of the r = 0 IG map. The joint sampler integrates the path exactly in
-    expectation, so against a coarse r = 0 map its fidelity error would keep the quadrature error
-    as a floor; it gets ``ig_reference_steps`` Gauss-Legendre points (0: the run's quadrature).
-    The nested sampler smooths the run's quadrature itself and keeps it at r = 0."""
-    if attr.ig_sampler == "joint" and attr.ig_reference_steps > 0:
-        return attr.ig_reference_steps, "gausslegendre"
-    return attr.ig_steps, attr.ig_rule
 
 
 def attribute_blocks(
@@ -180,15 +117,3 @@ def _work(
     for k, name, r, b in mine:
         work.setdefault((k, name, b), []).append(r)
     return [(k, name, b, rs) for (k, name, b), rs in work.items()]
-
-
-def block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: float) -> int:
-    """The noise seed of image block ``block`` of ``model``'s ``method`` maps at ``r``.
-
-    With ``common_random_numbers`` on, ``derive_seed(seed, block)`` for every model, method and
-    r (the same standard-normal draws, scaled by each sigma); off, a seed that also mixes in the
-    model, the method's place in ``methods`` and r (in millionths).
-    """
-    if attr.common_random_numbers:
-        return derive_seed(attr.seed, block)
-    return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))

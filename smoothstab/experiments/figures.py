@@ -266,7 +266,7 @@ def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[C
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.sanity import config_rows, similarity
+    from smoothstab.experiments.sanity_rows import config_rows, similarity
 
     similar = similarity(config_rows(cfg, run), cfg.sanity.mode)
     e, jobs = cfg.evaluation, []

@@ -3,7 +3,7 @@
 Counts are exact from the config alone, asked of the code that does the work: training steps
 and images seen per model (:func:`~.trainer.epoch_batches`); model evaluations (one forward and
 backward pass of one input row) of the attribute stage per method and noise level
-(:func:`~.attribute.evals_per_sample`), with the nested smoothed-IG sampler beside the joint one;
+(:func:`~.recipe.evals_per_sample`), with the nested smoothed-IG sampler beside the joint one;
 map files and their bytes (what :class:`~.rundir.MapFile` saves); the models and pairs of the
 setting (:class:`~.setting.Setting`). :mod:`.plan_timing` times a few real steps and chunks on
 this machine and extrapolates by these counts; :mod:`.plan_text` prints a plan.
@@ -146,8 +146,8 @@ def draws(attr: AttributionConfig) -> int:
 def evaluations(attr: AttributionConfig, method: str, r: float, sampler: str) -> int:
     """Model evaluations per image of one method at noise level r (one map of one model), IG
     with ``sampler``: what a draw costs in the attribute stage
-    (:func:`~.attribute.evals_per_sample`) times the draws (one at r = 0)."""
-    from smoothstab.experiments.attribute import evals_per_sample
+    (:func:`~.recipe.evals_per_sample`) times the draws (one at r = 0)."""
+    from smoothstab.experiments.recipe import evals_per_sample
 
     attr = replace(attr, ig_sampler=sampler)
     return (draws(attr) if r > 0 else 1) * evals_per_sample(method, attr, r)

@@ -167,7 +167,7 @@ def time_attribution(
     budget allows (IG is timed with the joint sampler: one path-point gradient per row, the
     same work per row as the nested sampler's quadrature points)."""
     from smoothstab.experiments import accel
-    from smoothstab.experiments.attribute import smoothed_method
+    from smoothstab.experiments.recipe import smoothed_method
 
     a = cfg.attribution
     model = accel.prepare_model(model, a)

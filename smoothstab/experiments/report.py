@@ -271,7 +271,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.sanity import config_rows, similarity
+    from smoothstab.experiments.sanity_rows import config_rows, similarity
 
     rows, e = config_rows(cfg, run), cfg.evaluation
     cascade = cfg.sanity.mode == "cascading"

@@ -6,24 +6,17 @@ method and every r of the stability sweep, the model-randomisation check of Adeb
 (2018) through the library's :func:`smoothstab.sanity.sanity`: the model's map against the map of
 each randomised copy (:func:`smoothstab.randomize.randomize` with ``sanity.mode``, ``layers``,
 ``init_seed``), per image, as SSIM and rank agreement. Maps are the attribute stage's own
-methods and settings (:func:`.attribute.smoothed_method`), block by block with the attribute
-stage's block seeds, so every copy sees the same noise draws as the model (common random
-numbers) and, with ``common_random_numbers`` on, the model's draws are those of its map files
-(not checked against them: packed levels, ``pack = true``, compose batches differently).
+methods and settings (:func:`.recipe.smoothed_method`), block by block with the attribute
+stage's block seeds (:func:`.recipe.block_seed`), so every copy sees the same noise draws as
+the model (common random numbers) and, with ``common_random_numbers`` on, the model's draws are
+those of its map files (not checked against them: packed levels, ``pack = true``, compose
+batches differently).
 
-Rows go to ``sanity.csv``, not ``metrics.csv``: that file is the evaluate stage's (rewritten
-whenever evaluate reruns, and recorded under it in the manifest), and these rows have a unit
-of their own, the randomised copy. Columns :data:`COLUMNS`; metrics ``sanity_ssim`` and
-``sanity_rank`` (:class:`~.measures.Metric`); ``step`` numbers the copies in
-:func:`~smoothstab.randomize.randomize`'s order and ``randomized`` names each (cascading: the
-lowest layer re-initialised, so the last step is the fully random model). ``stderr`` is empty:
-the engine gives a map's Monte-Carlo error, not that of a similarity between two maps.
+Rows go to ``sanity.csv`` (:mod:`.sanity_rows`: its columns, reader and summaries).
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,24 +24,17 @@ from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments import accel
-from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.attribute import block_seed, load_test_images, smoothed_method
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.labels import permutation_name
 from smoothstab.experiments.measures import Metric
 from smoothstab.experiments.progress import Progress
-from smoothstab.experiments.rundir import RunDir, csv_text, read_csv
+from smoothstab.experiments.recipe import block_seed, load_test_images, smoothed_method
+from smoothstab.experiments.rundir import RunDir, csv_text
+from smoothstab.experiments.sanity_rows import COLUMNS, LABELS, PARAMS, has_label_rows, read_rows
 from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig
-
-PARAMS = (Metric.SANITY_SSIM, Metric.SANITY_RANK)  # against the randomised copies
-LABELS = (Metric.SANITY_LABEL_SSIM, Metric.SANITY_LABEL_RANK)  # against the permuted-label twin
-COLUMNS = (
-    "setting", "n", "model", "method", "r", "sigma", "metric", "step", "randomized", "image",
-    "value", "stderr",
-)  # fmt: skip
 
 
 def sanity_model(cfg: ExperimentConfig) -> int:
@@ -122,7 +108,7 @@ def sanity_run(
     """Write ``sanity.csv`` for ``model`` (:func:`sanity_model`; ``n`` its training-set size),
     with the label check's rows against ``twin`` when given, unless it exists (with those rows,
     when asked for: ``sanity.labels`` turned on later redoes the file)."""
-    if run.sanity_csv.is_file() and (twin is None or _has_label_rows(read_rows(run))):
+    if run.sanity_csv.is_file() and (twin is None or has_label_rows(read_rows(run))):
         return
     attr = cfg.attribution
     device, dtype = torch.device(attr.device), getattr(torch, attr.dtype)
@@ -140,49 +126,3 @@ def sanity_run(
                 rows += [{**base, **row} for row in check_rows(cfg, model, x, y, method, other)]
                 bar.update()
     run.write_text(run.sanity_csv, csv_text(rows, COLUMNS))
-
-
-def read_rows(run: RunDir) -> list[dict]:
-    return read_csv(run.sanity_csv, COLUMNS)
-
-
-def config_rows(cfg: ExperimentConfig, run: RunDir) -> list[dict]:
-    """``sanity.csv``'s rows of the checks ``cfg`` asks for (the label check's only with
-    ``sanity.labels``: a file from a run that had it on keeps them)."""
-    labels = {str(m) for m in LABELS}
-    return [r for r in read_rows(run) if cfg.sanity.labels or r["metric"] not in labels]
-
-
-def _has_label_rows(rows: list[dict]) -> bool:
-    return any(r["metric"] == str(LABELS[0]) for r in rows)
-
-
-def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band]:
-    """``{(method, metric, r): similarity to the randomised model}``, the mean over images and
-    its 95% Student-t interval over images (:func:`~.aggregate.band`): to the fully random copy
-    (the last step) in a cascade; independently, per image the mean over the copies (no copy is
-    fully random there). Each image's similarity carries its maps' Monte-Carlo noise, so the
-    interval covers that noise as well as the choice of images."""
-    last: dict[str, int] = defaultdict(int)  # per metric: the label check has one step
-    for row in rows:
-        last[row["metric"]] = max(last[row["metric"]], int(row["step"]))
-    values: dict[tuple[str, str, float], dict[int, list[float]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for row in rows:
-        if mode == "independent" or int(row["step"]) == last[row["metric"]]:
-            key = (row["method"], row["metric"], row["r"])
-            values[key][int(row["image"])].append(row["value"])
-    return {
-        key: band([math.fsum(v) / len(v) for v in per_image.values()], "t95")
-        for key, per_image in values.items()
-    }
-
-
-def per_step(rows: list[dict], method: str, metric: str, r: float) -> list[tuple[str, float]]:
-    """``[(randomised copy, mean similarity over images)]`` in step order."""
-    values: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for row in rows:
-        if (row["method"], row["metric"], row["r"]) == (method, metric, r):
-            values[(int(row["step"]), row["randomized"])].append(row["value"])
-    return [(name, math.fsum(v) / len(v)) for (_, name), v in sorted(values.items())]
