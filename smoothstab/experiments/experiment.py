@@ -622,12 +622,6 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
     if cfg.sanity.labels and not cfg.sanity.enabled:
         raise ConfigError("sanity.labels: the label check is part of the sanity stage; set "
                           "sanity.enabled = true too")  # fmt: skip
-    if cfg.sanity.labels and cfg.models.setting != "DT":
-        raise ConfigError(
-            f"sanity.labels: setting {cfg.models.setting} trains no model here (its models are "
-            "given or fine-tuned), so none can be retrained on permuted labels; use setting DT "
-            "or set sanity.labels = false"
-        )
     if cfg.train.keep == "best" and cfg.train.val_size < 1:  # across keys: any --set order
         raise ConfigError(
             f"train.val_size: expected an integer >= 1 with train.keep = 'best', got "

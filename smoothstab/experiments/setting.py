@@ -40,6 +40,9 @@ class Setting:
     no_bounds: ClassVar[str] = ""  # why the bounds stage is skipped (empty: it runs)
     sgd_bounds: ClassVar[bool] = False  # Theorems 5-6: trained here by SGD on disjoint parts
     every_pair_drawn: ClassVar[bool] = False  # map grids show every pair, not the first
+    trains_twin: ClassVar[bool] = (
+        False  # sanity.labels: a model can be retrained on permuted labels
+    )
 
     @staticmethod
     def of(cfg: ExperimentConfig) -> Setting:
@@ -53,6 +56,12 @@ class Setting:
 
     def check(self) -> None:
         """Across tables, once every ``--set`` override is in (a :class:`ConfigError`)."""
+        if self.cfg.sanity.labels and not self.trains_twin:
+            raise ConfigError(
+                f"sanity.labels: setting {self.name} trains no model here (its models are "
+                "given or fine-tuned), so none can be retrained on permuted labels; use setting "
+                "DT or set sanity.labels = false"
+            )
         n = self.n_models
         for pair in self.cfg.evaluation.grid_pairs:
             i, j = (int(k) for k in pair.split("-"))
@@ -141,6 +150,7 @@ class DisjointParts(Setting):
     name = "DT"
     title = "DT: same architecture trained on disjoint splits of the training set"
     sgd_bounds = True
+    trains_twin = True
 
     @classmethod
     def check_specs(cls, m: ModelsConfig) -> None:
