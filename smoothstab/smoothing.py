@@ -287,7 +287,7 @@ def smoothed_ig(
     sigma: float,
     n_samples: int | None = None,
     *,
-    sampler: str = "nested",
+    sampler: str | None = None,
     steps: int = 20,
     rule: str = "paper",
     baseline: Baseline = None,
@@ -313,8 +313,14 @@ def smoothed_ig(
 
     ``groups``, and ``tol``, ``min_samples``, ``max_samples`` (a tolerance instead of
     ``n_samples``): as for :class:`Smoothed`; samples are noise draws, ``steps`` model
-    evaluations each when nested. ``estimator``: the old name of ``sampler`` (goes in 1.0).
+    evaluations each when nested. ``sampler=None`` is ``"nested"``. ``estimator``: the old
+    name of ``sampler`` (goes in 1.0); giving both is refused.
     """
+    if estimator is not None and sampler is not None:
+        raise TypeError(
+            f"smoothed_ig: got sampler={sampler!r} and its old name estimator={estimator!r}; "
+            "give sampler only"
+        )
     if estimator is not None:
         warnings.warn(
             "smoothed_ig(estimator=) is renamed smoothed_ig(sampler=); the old name goes in "
@@ -323,6 +329,7 @@ def smoothed_ig(
             stacklevel=2,
         )
         sampler = estimator
+    sampler = "nested" if sampler is None else sampler
     check_choice(sampler, "sampler", ("nested", "joint"))
     check_batch_size(batch_size)
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size

@@ -48,7 +48,7 @@ VARIANTS = {
     "default": [],
     "antithetic_joint_independent": [
         "attribution.antithetic=true",
-        "attribution.ig_estimator=joint",
+        "attribution.ig_sampler=joint",
         "attribution.common_random_numbers=false",
     ],
 }

@@ -40,6 +40,19 @@ def test_the_old_smoothed_ig_keyword_warns_and_chooses_the_sampler():
     assert not torch.equal(old(model, x, 0), nested(model, x, 0))
 
 
+@pytest.mark.parametrize("sampler", ["nested", "joint"])
+def test_smoothed_ig_refuses_the_old_and_the_new_keyword_together(sampler):
+    with pytest.raises(TypeError, match=r"^smoothed_ig: got sampler=.* give sampler only$"):
+        ss.smoothed_ig(0.5, 4, sampler=sampler, estimator="joint")
+
+
+def test_smoothed_ig_is_nested_by_default():
+    model, x = torch.nn.Linear(6, 3), torch.randn(2, 6)
+    default = ss.smoothed_ig(0.5, 4, seed=0)
+    nested = ss.smoothed_ig(0.5, 4, sampler="nested", seed=0)
+    assert torch.equal(default(model, x, 0), nested(model, x, 0))
+
+
 @pytest.mark.parametrize(
     "old, new", [("samples", "draws_per_image"), ("per_unit", "draws_per_unit")]
 )
