@@ -22,6 +22,7 @@ from torch import nn
 from smoothstab.checks import check_choice, check_input, resolve_layer, warn_if_training
 from smoothstab.layouts import Reshape, layer_tensor, to_channels_first
 from smoothstab.methods import logits, resolve_target, select
+from smoothstab.renames import module_getattr
 from smoothstab.types import Target
 
 Weighting = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -156,16 +157,5 @@ def grad_cam_pp(
 
 # Names up to version 0.1.0, which spelled the weightings apart from their methods.
 _RENAMED = {"gradcam_weights": "grad_cam_weights", "gradcampp_weights": "grad_cam_pp_weights"}
-
-
-def __getattr__(name: str) -> object:
-    """The old names of the weightings: they still work, with a warning, until version 1.0."""
-    if name in _RENAMED:
-        new = _RENAMED[name]
-        warnings.warn(
-            f"smoothstab.{name} is renamed {new}; the old name goes in version 1.0",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the old names of the weightings still work, with a warning, until version 1.0
+__getattr__ = module_getattr("smoothstab", _RENAMED, globals(), __name__)

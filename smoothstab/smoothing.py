@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +73,7 @@ from smoothstab.montecarlo import (
     monte_carlo_packed,
     units,
 )
+from smoothstab.renames import warn_renamed
 from smoothstab.stats import REDUCTIONS, SmoothStats
 from smoothstab.types import Method, Seed, Target
 
@@ -322,12 +322,7 @@ def smoothed_ig(
             "give sampler only"
         )
     if estimator is not None:
-        warnings.warn(
-            "smoothed_ig(estimator=) is renamed smoothed_ig(sampler=); the old name goes in "
-            "version 1.0",
-            FutureWarning,
-            stacklevel=2,
-        )
+        warn_renamed("smoothed_ig(estimator=)", "smoothed_ig(sampler=)")
         sampler = estimator
     sampler = "nested" if sampler is None else sampler
     check_choice(sampler, "sampler", ("nested", "joint"))

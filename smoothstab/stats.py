@@ -7,12 +7,12 @@ not import the sampler.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
 from smoothstab.checks import check_choice
+from smoothstab.renames import warn_renamed
 
 REDUCTIONS = ("mean", "mean_sq", "var")
 
@@ -129,11 +129,7 @@ class SmoothStats:
 
 
 def _renamed(old: str, new: str) -> None:
-    warnings.warn(
-        f"SmoothStats.{old} is renamed SmoothStats.{new}; the old name goes in version 1.0",
-        FutureWarning,
-        stacklevel=3,
-    )
+    warn_renamed(f"SmoothStats.{old}", f"SmoothStats.{new}", stacklevel=3)
 
 
 def relative_error(err_sq: torch.Tensor, norm_sq: torch.Tensor) -> torch.Tensor:

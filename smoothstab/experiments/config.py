@@ -15,10 +15,11 @@ import difflib
 import tomllib
 import types
 import typing
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from smoothstab.renames import warn_renamed
 
 T = TypeVar("T")
 
@@ -109,11 +110,7 @@ def _new_key(cls: type, key: str, where: str = "") -> str:
     new = getattr(cls, "RENAMED", {}).get(key)
     if new is None:
         return key
-    warnings.warn(
-        f"{_key(where, key)} is renamed {_key(where, new)}; the old key goes in version 1.0",
-        FutureWarning,
-        stacklevel=2,
-    )
+    warn_renamed(_key(where, key), _key(where, new), noun="key")
     return new
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +46,7 @@ from smoothstab.experiments.data import DATASETS, IMAGEFOLDER_KEYS, dataset_info
 from smoothstab.experiments.guards import check_device_name, check_slug, read_config_text
 from smoothstab.experiments.setting import Setting, check_models
 from smoothstab.randomize import MODES as RANDOMIZE_MODES
+from smoothstab.renames import warn_renamed
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -400,11 +400,7 @@ class AttributionConfig:
         a warning, until version 1.0."""
         if name in self.RENAMED:
             new = self.RENAMED[name]
-            warnings.warn(
-                f"AttributionConfig.{name} is renamed {new}; the old name goes in version 1.0",
-                FutureWarning,
-                stacklevel=2,
-            )
+            warn_renamed(f"AttributionConfig.{name}", new)
             return getattr(self, new)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -45,6 +44,7 @@ from smoothstab.experiments.io import (
 )
 from smoothstab.experiments.io import read_json as _read_json
 from smoothstab.experiments.measures import Metric as Metric  # the stages import it from here
+from smoothstab.renames import warn_renamed
 from smoothstab.stats import SmoothStats
 
 if TYPE_CHECKING:
@@ -280,11 +280,7 @@ class Summary:
 
 
 def _renamed(old: str, new: str) -> None:
-    warnings.warn(
-        f"Summary.{old} is renamed Summary.{new}; the old name goes in version 1.0",
-        FutureWarning,
-        stacklevel=3,
-    )
+    warn_renamed(f"Summary.{old}", f"Summary.{new}", stacklevel=3)
 
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +43,7 @@ from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
 from smoothstab.methods import output_logits
+from smoothstab.renames import module_getattr
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -499,16 +499,4 @@ def loss_and_accuracy(
 
 
 _RENAMED = {"evaluate": "loss_and_accuracy"}  # not the evaluate stage (:mod:`.evaluate`)
-
-
-def __getattr__(name: str) -> object:
-    """The old names: they still work, with a warning, until version 1.0."""
-    if name in _RENAMED:
-        new = _RENAMED[name]
-        warnings.warn(
-            f"{__name__}.{name} is renamed {new}; the old name goes in version 1.0",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = module_getattr(__name__, _RENAMED, globals(), __name__)  # old names, until 1.0
