@@ -29,7 +29,7 @@ from smoothstab.experiments.guards import (
 )
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.experiment import TrainConfig
+    from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,17 +125,24 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(func=run_run)
 
 
+def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
+    """``args.config`` (a file or a preset) with ``args.overrides``; a file that is not UTF-8
+    is one line naming it."""
+    from smoothstab.experiments.experiment import config_path, load_config
+
+    path = config_path(args.config)
+    if path.is_file():
+        read_config_text(path)
+    return load_config(args.config, args.overrides)
+
+
 def run_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.experiment import config_path, load_config
     from smoothstab.experiments.stages import STAGES, run_all
 
-    path = config_path(args.config)
-    if path.is_file():
-        read_config_text(path)  # not UTF-8: one line naming the file
-    cfg = load_config(args.config, args.overrides)
+    cfg = _experiment_config(args)
     if args.quiet:
         cfg = replace(cfg, quiet=True)
     stages = args.stages or list(STAGES)
@@ -226,14 +233,10 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_plan(args: argparse.Namespace) -> int:
     from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.experiment import config_path, load_config
     from smoothstab.experiments.plan import make_plan
     from smoothstab.experiments.plan_text import format_plan
 
-    path = config_path(args.config)
-    if path.is_file():
-        read_config_text(path)
-    cfg = load_config(args.config, args.overrides)
+    cfg = _experiment_config(args)
     try:
         budget = float(args.budget)
     except ValueError:
@@ -262,13 +265,9 @@ def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from smoothstab.experiments.experiment import config_path, load_config
     from smoothstab.experiments.keys import format_config
 
-    path = config_path(args.config)
-    if path.is_file():
-        read_config_text(path)
-    cfg = load_config(args.config, args.overrides)
+    cfg = _experiment_config(args)
     sets = [f"--set {o}" for o in args.overrides]
     command = " ".join(["smoothstab config", args.config or "quickstart", *sets])
     print(format_config(cfg, command), end="", flush=True)
