@@ -14,7 +14,7 @@ import torch
 
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError, apply_overrides, dataclass_from_dict
-from smoothstab.experiments.data import load_dataset, load_splits
+from smoothstab.experiments.data import load_dataset, load_splits, seed_torch
 from smoothstab.experiments.experiment import TrainConfig
 from smoothstab.experiments.train import load_trained, train_run
 from smoothstab.experiments.trainer import loss_and_accuracy, perturbed
@@ -332,3 +332,36 @@ def test_a_fast_test_that_trains_fails(tmp_path):
     cfg = TrainConfig(dataset="digits", epochs=1, parts=1, part_size=8, batch_size=8)
     with pytest.raises(AssertionError, match="trains a model: mark it @pytest.mark.slow"):
         train_run(cfg, tmp_path / "run")
+
+
+def test_seed_torch_seeds_the_cpu_stream_as_manual_seed_does():
+    """The per-step seeding (:func:`seed_torch`) draws what ``torch.manual_seed`` did, so
+    weights trained before and after it are the same; it leaves CUDA's generators to runs on
+    CUDA."""
+    torch.manual_seed(1234)
+    expected = torch.randn(64), torch.rand(8)
+    torch.manual_seed(99)
+    seed_torch(1234)
+    assert torch.equal(torch.randn(64), expected[0]) and torch.equal(torch.rand(8), expected[1])
+    seed_torch(1234, torch.device("cpu"))
+    assert torch.equal(torch.randn(64), expected[0])
+
+
+def test_deterministic_mode_switches_kernels_without_importing_inductor():
+    """Deterministic kernels on inside the block and off after it; inductor (about 2 s to
+    import) is imported only for a block that compiles, whose inductor flag is then set."""
+    code = """
+import sys, torch
+from smoothstab.experiments.trainer import deterministic_mode
+with deterministic_mode(True):
+    assert torch.are_deterministic_algorithms_enabled()
+assert not torch.are_deterministic_algorithms_enabled()
+assert "torch._inductor.config" not in sys.modules
+with deterministic_mode(True, compiled=True):
+    import torch._inductor.config as c
+    assert torch.are_deterministic_algorithms_enabled() and c.deterministic
+assert not torch.are_deterministic_algorithms_enabled() and not c.deterministic
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -54,6 +54,7 @@ from smoothstab.experiments.data import (
     load_dataset,
     num_classes,
     save_splits,
+    seed_torch,
     size_splits,
 )
 from smoothstab.experiments.io import load_torch, save_torch
@@ -84,7 +85,7 @@ def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) ->
     The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
     info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.train.seed, k))
+        seed_torch(derive_seed(cfg.train.seed, k))
         model = build_model(
             spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
         )

@@ -213,7 +213,7 @@ def train_model(
         return saved["metrics"]
     info = D.init_distributed(device_name(cfg.device))
     val_set = _val_set(cfg, train_set, part_indices, val_indices)
-    with deterministic_mode(cfg.deterministic):
+    with deterministic_mode(cfg.deterministic, cfg.compile):
         run = Trainer(cfg, part_indices, part_id, info, path, train_set, on_step, val_set)
         if saved is not None:
             run.restore(saved)

@@ -1,12 +1,13 @@
 """The loop that trains one model: SGD (paper Eq. 2) or noisy SGD (Eq. 3), checkpointed.
 
 Every random number is a pure function of seeds and the position in training, never of how
-the run got there: the model starts from ``torch.manual_seed(part seed)``; epoch ``e`` visits
-the part in the order of a permutation seeded by ``(part seed, e)``; step ``s`` reseeds torch's
-global RNG (dropout) and draws the weight noise from ``(part seed, e, s)``; augmentation of
-image ``i`` is seeded by ``(part seed, e, i)`` (:class:`~.data.EpochSeeded`). So a run killed
-mid-epoch resumes from its last checkpoint (weights, optimizer, scheduler, epoch, step) and
-ends with bitwise the same weights as an uninterrupted run on CPU in deterministic mode.
+the run got there: the model starts from torch's generator seeded with the part seed; epoch
+``e`` visits the part in the order of a permutation seeded by ``(part seed, e)``; step ``s``
+reseeds torch's generators (dropout; :func:`~.data.seed_torch`) and draws the weight noise
+from ``(part seed, e, s)``; augmentation of image ``i`` is seeded by ``(part seed, e, i)``
+(:class:`~.data.EpochSeeded`). So a run killed mid-epoch resumes from its last checkpoint
+(weights, optimizer, scheduler, epoch, step) and ends with bitwise the same weights as an
+uninterrupted run on CPU in deterministic mode.
 
 With ``keep="best"`` the model is evaluated on a validation split after every epoch (in eval
 mode, so training itself is unchanged) and the checkpoint also carries the best epoch's weights
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from smoothstab.experiments import distributed as D
-from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed
+from smoothstab.experiments.data import EpochSeeded, dataset_info, derive_seed, seed_torch
 from smoothstab.experiments.io import save_torch
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import Progress, say
@@ -59,8 +61,9 @@ def device_name(device: str) -> str:
 
 
 @contextlib.contextmanager
-def deterministic_mode(on: bool) -> Iterator[None]:
-    """Deterministic kernels inside the block (strict on CPU; CUDA warns where it has none)."""
+def deterministic_mode(on: bool, compiled: bool = False) -> Iterator[None]:
+    """Deterministic kernels inside the block (strict on CPU; CUDA warns where it has none);
+    ``compiled``: the block will ``torch.compile``, so inductor's own flag is set too."""
     before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -68,13 +71,22 @@ def deterministic_mode(on: bool) -> Iterator[None]:
     )
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be
-        torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+        _use_deterministic(True, torch.cuda.is_available(), compiled)
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        _use_deterministic(before[0], before[1], compiled)
         torch.backends.cudnn.benchmark = before[2]
+
+
+def _use_deterministic(mode: bool, warn_only: bool, compiled: bool) -> None:
+    """``torch.use_deterministic_algorithms``, which also sets inductor's flag and for that
+    imports inductor (about 2 s on a CPU): done so only where inductor is or will be in use."""
+    if compiled or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:  # the same switch of the kernels, without the import
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def make_optimizer(
@@ -140,7 +152,7 @@ class Trainer:
         # augmentation seeded per (epoch, image); in-memory sets have none and a fast path
         in_memory = isinstance(train_set, TensorDataset)
         self.train_set = train_set if in_memory else EpochSeeded(train_set, self.seed)
-        torch.manual_seed(self.seed)
+        seed_torch(self.seed)  # the model is built on the CPU
         channels = dataset_info(cfg).in_channels
         self.model = build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels)
         self.model.to(self.device, memory_format=memory_format(cfg))
@@ -289,7 +301,7 @@ class Trainer:
         """One step of SGD, or of noisy SGD (Eq. 3): the gradient of E_V[loss(W + V)],
         V ~ N(0, s_w^2 I), averaged over ``noise_draws`` draws, applied to W itself.
         Returns this rank's loss sum and number correct (at the last draw's weights)."""
-        torch.manual_seed(derive_seed(self.seed, self.epoch, self.step, self.info.rank))
+        seed_torch(derive_seed(self.seed, self.epoch, self.step, self.info.rank), self.device)
         # sum over this rank's share, scaled so that DDP's mean over ranks is the batch mean
         scale = self.info.world_size / global_count
         noisy = self.cfg.noise_std > 0
