@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,50 @@ def test_files_are_created_with_the_umask(tmp_path):
             assert [oct(p.stat().st_mode & 0o777) for p in written] == [oct(mode)] * 3, mask
     finally:
         os.umask(old)
+
+
+def test_file_memo_keeps_a_value_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    """What is computed from a file is kept per version of it: reused while the file is as it
+    was, recomputed after any change (one that keeps the size and the modification time too),
+    and never kept for a file changed within :data:`~.io.SETTLED_NS` (the file system's clock
+    is coarse: a second change in the same tick could leave the version as it was)."""
+    calls = []
+
+    def read(path):
+        calls.append(path)
+        return Path(path).read_bytes()
+
+    memo = io.FileMemo(read)
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"one")
+    assert memo(f) == memo(f) == b"one" and len(calls) == 2  # just written: not kept
+    monkeypatch.setattr(io, "SETTLED_NS", 0)
+    assert memo(f) == memo(f) == b"one" and len(calls) == 3  # settled: kept
+    stat = f.stat()
+    time.sleep(0.05)  # past a tick of the file system's clock
+    f.write_bytes(b"two")
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert memo(f) == b"two" and len(calls) == 4
+    f.unlink()
+    with pytest.raises(FileNotFoundError):
+        memo(f)
+    f.write_bytes(b"two")  # a new file at the same path: another inode or change time
+    assert memo(f) == b"two" and len(calls) == 6
+
+
+def test_a_hash_kept_from_an_earlier_check_still_finds_damage(tmp_path, capsys, monkeypatch):
+    """The manifest's hashes are kept per file version within a process (a run's later stages
+    do not rehash its maps); a byte changed afterwards, size and modification time kept, is
+    still found by the next check."""
+    monkeypatch.setattr(io, "SETTLED_NS", 0)
+    d = fake_run(tmp_path)
+    manifest.record(d, "train")  # hashes and keeps every checkpoint's hash
+    assert manifest.check(d, "attribute", ["train", "attribute"]) == []
+    checkpoint = d / "model_0.pt"
+    data, stat = bytearray(checkpoint.read_bytes()), checkpoint.stat()
+    data[len(data) // 2] ^= 0xFF
+    time.sleep(0.05)  # past a tick of the file system's clock
+    checkpoint.write_bytes(bytes(data))
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(DamagedFile, match="model_0.pt: damaged .its SHA-256 differs"):
+        manifest.check(d, "attribute", ["train", "attribute"])

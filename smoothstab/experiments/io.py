@@ -13,6 +13,9 @@ One command at a time writes into a run directory: :func:`locked` holds an advis
 (``flock``) on its ``.lock`` file, which the kernel releases when the process ends however it
 ends, so a killed run leaves no stale lock (only its PID in the file).
 
+What is computed from a file's bytes (its hash, its parsed rows) is kept per process by
+:class:`FileMemo` for as long as the file provably has not changed.
+
 Reads turn every way a file can be unreadable -- truncated, corrupt, another format, a pickle
 that would run code -- into one :class:`DamagedFile` line naming the file and what to do.
 """
@@ -24,12 +27,15 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 TMP_SUFFIX = ".tmp"
 LOCK = ".lock"
@@ -37,6 +43,50 @@ LOCK = ".lock"
 
 class DamagedFile(ValueError):
     """A file of a run directory that cannot be read as what it should be."""
+
+
+FileVersion = tuple[int, int, int, int, int]
+SETTLED_NS = 1_000_000_000  # a file changed this recently may change again in the same tick
+
+
+def file_version(path: str | Path) -> FileVersion | None:
+    """``(device, inode, size, mtime_ns, ctime_ns)`` of ``path`` (``None`` if it is missing).
+    Any write, truncation, replacement or ``utime`` moves the change time, which no user call
+    can set back, so an equal version is the same unchanged file -- unless both were taken
+    within one tick of the file system's clock, which :class:`FileMemo` guards against."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileMemo(Generic[T]):
+    """``fn(path, *args)`` computed once per version of the file (:func:`file_version`) in
+    this process: a later call returns the kept value while the file's version is unchanged.
+
+    A value is kept only if the file's version was the same before and after computing it and
+    its last change was at least :data:`SETTLED_NS` before (file times are taken from a coarse
+    clock: a change within the same tick could leave the version as it was, the race git's
+    index guards against the same way). So a file just written is recomputed once more, and
+    from then on read from memory. The kept value is shared: callers must not modify it."""
+
+    def __init__(self, fn: Callable[..., T]) -> None:
+        self.fn = fn
+        self._kept: dict[Hashable, tuple[FileVersion, T]] = {}
+
+    def __call__(self, path: str | Path, *args: Hashable) -> T:
+        key = (os.path.abspath(path), *args)
+        before = file_version(path)
+        kept = self._kept.get(key)
+        if kept is not None and before is not None and kept[0] == before:
+            return kept[1]
+        started = time.time_ns()
+        value = self.fn(path, *args)
+        if before is not None and before == file_version(path):
+            if started - before[4] >= SETTLED_NS:
+                self._kept[key] = (before, value)
+        return value
 
 
 def _commit(tmp: str | Path, path: str | Path) -> None:

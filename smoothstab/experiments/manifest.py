@@ -8,7 +8,8 @@ size and SHA-256. The manifest also keeps the text of the config the run is made
 (:func:`record_config`, from the first stage on), so that an edited ``config.toml`` is found
 (``stages.prepare``). Before a stage runs, :func:`check` verifies the files recorded for it and
 for the stages before it, hashing each (about 0.7 GB/s on one core: a trade against damage that
-keeps a file's size and modification time, which ``torch.load`` would not notice):
+keeps a file's size and modification time, which ``torch.load`` would not notice; within one
+process a file is hashed again only if its version moved, :class:`~.io.FileMemo`):
 
 * a damaged file of the stage itself is deleted (one line says so) and the stage recomputes it;
 * a damaged file of an earlier stage is refused with one line naming the stage that rewrites it.
@@ -34,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from smoothstab.experiments.io import (
     DamagedFile,
+    FileMemo,
     first_line,
     is_temporary,
     remove_temporaries,
@@ -117,12 +119,17 @@ def recompute(path: str | Path) -> str:
     return f"recompute it: rm {path} && {rerun(*found)}"
 
 
-def sha256(path: Path) -> str:
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Hashed once per version of the file in this process: a run's later stages do not rehash the
+# maps (0.9 GB in the quickstart) that the stages before them checked or recorded.
+sha256 = FileMemo(_sha256)
 
 
 def _entry(path: Path) -> dict:
@@ -199,8 +206,8 @@ def record(root: str | Path, stage: str) -> None:
 
 def damage(path: Path, entry: dict) -> str | None:
     """Why ``path`` differs from its manifest ``entry``; ``None`` when it matches or is gone.
-    Always hashed: a change that keeps the size and the modification time (``torch.load``
-    does not check its archive's CRCs) is found too."""
+    Hashed (once per version of the file in this process): a change that keeps the size and
+    the modification time (``torch.load`` does not check its archive's CRCs) is found too."""
     if not path.is_file():
         return None
     size = path.stat().st_size

@@ -36,6 +36,7 @@ import torch
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.io import (
     DamagedFile,
+    FileMemo,
     atomic_write,
     load_torch,
     recompute,
@@ -435,10 +436,17 @@ class RunDir:
         return _read_json(path)
 
     def rows(self) -> list[dict]:
-        return read_csv(self.metrics)
+        return [dict(row) for row in _read_rows(self.metrics)]
 
     def summary(self, kind: str = "t95") -> Summary:
-        return Summary.from_rows(self.rows(), kind)
+        """``metrics.csv`` summarised with bands of ``kind``; read once per version of the file
+        in this process (the figures, bounds and report stages of one run share it)."""
+        return _summary(self.metrics, kind)
 
     def advice(self) -> dict:
         return self.read_json(self.recommendation)
+
+
+# metrics.csv parsed once per version of the file (io.FileMemo): 0.5-1 s for a quickstart run
+_read_rows = FileMemo(read_csv)
+_summary = FileMemo(lambda path, kind: Summary.from_rows(_read_rows(path), kind))
