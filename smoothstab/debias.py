@@ -55,13 +55,14 @@ class DistanceEstimate:
 def quantile(level: float, dof: int | None) -> float:
     """The two-sided ``level`` quantile of Student's t with ``dof`` degrees of freedom (the
     normal one when ``dof`` is ``None``): the half-width of an interval in standard errors."""
-    from scipy import stats  # only here: the core imports no scipy otherwise
+    from scipy import special  # only here: the core imports no scipy otherwise (and not
+    # scipy.stats, whose import takes a second: these are its ppf functions)
 
     check_number(level, "level", low=0, high=1, open_low=True)
     if level >= 1:
         raise ValueError(f"level: expected a number in (0, 1), got {level}")
     p = 0.5 + level / 2
-    return float(stats.norm.ppf(p) if dof is None else stats.t.ppf(p, dof))
+    return float(special.ndtri(p) if dof is None else special.stdtrit(dof, p))
 
 
 def _parts(x: SmoothStats | torch.Tensor, name: str):

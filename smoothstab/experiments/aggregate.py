@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 
 from smoothstab.checks import check_choice, check_count, check_input
+from smoothstab.debias import quantile
 
 BANDS = ("t95", "sd")
 
@@ -69,9 +70,7 @@ def band(values: Sequence[float] | torch.Tensor, kind: str = "t95") -> Band:
     if kind == "sd":
         half = sd
     else:
-        from scipy.stats import t  # scipy comes with scikit-learn; imported only when needed
-
-        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        half = quantile(0.95, n - 1) * sd / math.sqrt(n)
     return Band(mean, mean - half, mean + half)
 
 
