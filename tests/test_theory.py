@@ -36,8 +36,10 @@ def brute_gamma(b: list[float], t: int, i: int) -> float:
     return esym(b[:t], t - i)
 
 
-def summary_of(values: dict[tuple[str, str, float, int | None], float]) -> Summary:
-    return Summary({key: Band(v, v, v) for key, v in values.items()})
+def summary_of(
+    values: dict[tuple[str, str, float, int | None], float], sigmas: dict[float, float]
+) -> Summary:
+    return Summary({key: Band(v, v, v) for key, v in values.items()}, sigmas=sigmas)
 
 
 def page(res: dict) -> str:
@@ -56,7 +58,9 @@ def build(
     unit: str = "examples",
     values: dict | None = None,
     stability: bool = True,
+    sigmas: dict[float, float] | None = None,
 ) -> dict:
+    """The page's numbers; each r's recorded sigma is ``r * x_range`` unless ``sigmas`` says."""
     train = train or TrainConfig(epochs=1, batch_size=10_000, lr=0.01, schedule="step")
     return theory.assemble(
         norms,
@@ -64,7 +68,7 @@ def build(
         m=m,
         x_range=x_range,
         rs=list(rs),
-        summary=summary_of(values or {}),
+        summary=summary_of(values or {}, sigmas or {r: r * x_range for r in rs}),
         debiased=True,
         train=train if stability else None,
         sizes=list(sizes) if stability else [],
@@ -357,6 +361,26 @@ def test_one_training_set_size():
 
 
 # ---------------------------------------------------------------------------- odds and ends
+
+
+def test_sigma_is_the_recorded_one():
+    """Each row's sigma, and the bounds at it, are those metrics.csv records for its r, not
+    r x_range again: a run recorded at other sigmas gets its own bounds and table."""
+    rs, x_range = (0.1, 0.5), 2.0
+    recorded = {0.1: 0.3, 0.5: 0.7}
+    res = build(SMALL, rs, x_range=x_range, sigmas=recorded)
+    assert [row["sigma"] for row in res["rows"]] == [0.3, 0.7]
+    plain = build(SMALL, (0.15, 0.35), x_range=x_range)  # r x_range = the recorded sigmas
+    for row, same in zip(res["rows"], plain["rows"], strict=True):
+        for key in (
+            "stability_bound_log10",
+            "fidelity_bound_grad_log10",
+            "fidelity_bound_ig_log10",
+        ):
+            assert row[key] == same[key], key
+    assert "| 0.1 | 0.3 |" in page(res) and "| 0.5 | 0.7 |" in page(res)
+    with pytest.raises(ValueError, match=r"r = 0\.2: no metrics row records its sigma"):
+        build(SMALL, (0.2,), sigmas=recorded)
 
 
 def test_an_older_bounds_json_is_not_rendered():

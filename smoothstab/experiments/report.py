@@ -52,9 +52,7 @@ def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
     return Table(header, body)
 
 
-def sweep_block(
-    summary: Summary, method: str, debiased: bool, x_range: float, n: int | None = None
-) -> Table:
+def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = None) -> Table:
     """Per r: sigma, the paper's plain stability and fidelity errors and, when asked, ours
     (debiased) with their Monte-Carlo standard errors."""
     header = ["r", "sigma", "stability (paper)", "fidelity (paper)"]
@@ -62,7 +60,7 @@ def sweep_block(
         header += ["stability (ours)", "MC s.e.", "fidelity (ours)", "MC s.e."]
     rows = []
     for r, _ in summary.curve(method, Metric.STABILITY, n):
-        row = [f"{r:g}", f"{r * x_range:.4g}"]
+        row = [f"{r:g}", f"{summary.sigma(r):.4g}"]
         row += [fmt(summary.get(method, m, r, n)) for m in (Metric.STABILITY, Metric.FIDELITY)]
         for m in (Metric.STABILITY_DEBIASED, Metric.FIDELITY_DEBIASED) if debiased else ():
             se = summary.mc_stderr(method, m, r, n)
@@ -117,7 +115,7 @@ def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
     ]
 
 
-def advice_items(advice: dict, x_range: float) -> list[str]:
+def advice_items(advice: dict, summary: Summary) -> list[str]:
     items = []
     first = next(iter(advice.values()), None)
     if first and first["curve"]:
@@ -132,14 +130,19 @@ def advice_items(advice: dict, x_range: float) -> list[str]:
     for method, rec in advice.items():
         knee, budget = rec["knee_r"], rec["budget_r"]
         text = (
-            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} (sigma = {knee * x_range:.4g})"
+            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} "
+            f"(sigma = {summary.sigma(knee):.4g})"
             if knee is not None
             else f"{NAMES[method]}: too few noise levels for a knee"
         )
         text += (
             f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x "
             "||unsmoothed map||: "
-            + (f"r = {budget:g} (sigma = {budget * x_range:.4g})" if budget is not None else "none")
+            + (
+                f"r = {budget:g} (sigma = {summary.sigma(budget):.4g})"
+                if budget is not None
+                else "none"
+            )
         )
         items.append(text)
     return items
@@ -173,7 +176,7 @@ def overview(
         Heading(2, "Setting and models"),
         Paragraph(models_text(cfg, run)),
         Heading(2, "Recommended noise level"),
-        Bullets(advice_items(advice, x_range) + shrinkage_lines(found)),
+        Bullets(advice_items(advice, summary) + shrinkage_lines(found)),
         Figure(
             run.figure("tradeoff"),
             "Trade-off: fidelity error against stability error, one point per r.",
@@ -218,7 +221,7 @@ def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[
     return out
 
 
-def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
+def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
     """Table 1, the error curves (Figs 2-6) and a table per method."""
     out: list[Block] = [
         Heading(2, "Table 1: similarity of the two models' maps"),
@@ -236,7 +239,7 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float)
     for m in cfg.attribution.methods:
         for n in summary.sizes:
             at = f", n = {n}" if len(summary.sizes) > 1 else ""
-            table = sweep_block(summary, m, cfg.evaluation.debiased, x_range, n)
+            table = sweep_block(summary, m, cfg.evaluation.debiased, n)
             out += [Heading(3, NAMES[m] + at), table]
     return out
 
@@ -394,7 +397,7 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: di
     blocks: list[Block] = [Heading(1, title)]
     blocks += answer(cfg, summary)
     blocks += overview(cfg, run, summary, advice, x_range)
-    blocks += sweeps(cfg, run, summary, x_range)
+    blocks += sweeps(cfg, run, summary)
     blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary, run)
     blocks += map_grids(cfg, run, summary)

@@ -169,12 +169,15 @@ def assemble(
 ) -> dict:
     """The bounds page's numbers from the plug-in constants and the measured metrics.
 
+    Each r's sigma is the one its maps were made with (``summary.sigma``); ``x_range`` gives
+    Theorem 6's r* from its sigma*.
+
     ``train`` and ``sizes`` (setting DT; ``None``/empty: fidelity bounds only) give Theorem 5 per
     training-set size and Theorem 6 per sigma at the largest size, the one the measured rows
     (``summary`` lookups without ``n``) are at. The same norms (the largest over all the run's
     models) serve every size, so the bounds differ across sizes only through ``n``, ``T``, ``c``.
     """
-    sigmas = np.array([r * x_range for r in rs])
+    sigmas = np.array([summary.sigma(r) for r in rs])
     kind = "debiased" if debiased else "plain"
     trivial = bounds.trivial_bound_grad(norms, log10=True)
 
