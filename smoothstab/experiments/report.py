@@ -24,7 +24,7 @@ from smoothstab.experiments.blocks import (
 )
 from smoothstab.experiments.conventions import conventions
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.findings import best_levels, fmt, size_table, table1, trends
+from smoothstab.experiments.findings import best_levels, fmt, read_table1, size_table, trends
 from smoothstab.experiments.names import MEASURES, NAMES
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
 from smoothstab.experiments.setting import Setting
@@ -41,13 +41,13 @@ if TYPE_CHECKING:
     from smoothstab.experiments.experiment import ExperimentConfig
 
 
-def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
+def table1_block(rows: list[dict], cfg: ExperimentConfig) -> Table:
+    """Table 1 as the evaluate stage wrote it (``table1.csv``, read by :func:`.read_table1`)."""
     r = round(float(cfg.attribution.table_r), 6)
     header = ["method", "models", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU"]
     header += ["smoothed top-k mIoU", "unit-map distance", "smoothed unit-map distance"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
     keys += ("unit_distance", "smoothed_unit_distance")
-    rows = table1(summary, cfg.attribution.methods, r, Setting.of(cfg).pair_labels())
     body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
     return Table(header, body)
 
@@ -221,11 +221,12 @@ def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[
     return out
 
 
-def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
-    """Table 1, the error curves (Figs 2-6) and a table per method."""
+def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[dict]) -> list[Block]:
+    """Table 1 (its rows as ``table1.csv`` holds them), the error curves (Figs 2-6) and a table
+    per method."""
     out: list[Block] = [
         Heading(2, "Table 1: similarity of the two models' maps"),
-        table1_block(summary, cfg),
+        table1_block(table1, cfg),
         Heading(2, "Stability and fidelity against the noise level"),
         Figure(
             run.figure("stability"),
@@ -392,12 +393,13 @@ def bounds_section(run: RunDir) -> list[Block]:
 
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
+    table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
     x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
     blocks: list[Block] = [Heading(1, title)]
     blocks += answer(cfg, summary)
     blocks += overview(cfg, run, summary, advice, x_range)
-    blocks += sweeps(cfg, run, summary)
+    blocks += sweeps(cfg, run, summary, table1)
     blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary, run)
     blocks += map_grids(cfg, run, summary)

@@ -54,6 +54,7 @@ COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
 OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
+NUMBERS = ("r", "sigma", "value")  # read as floats
 
 
 def noise_grid(attr: AttributionConfig) -> list[float]:
@@ -305,12 +306,16 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
 
 
 def read_csv(
-    path: str | Path, columns: Sequence[str] = COLUMNS, optional: Sequence[str] = OPTIONAL_COLUMNS
+    path: str | Path,
+    columns: Sequence[str] = COLUMNS,
+    optional: Sequence[str] = OPTIONAL_COLUMNS,
+    numbers: Sequence[str] = NUMBERS,
+    blank: Sequence[str] = (),
 ) -> list[dict]:
-    """``metrics.csv`` rows (or another tidy file's, with its ``columns``, of which ``optional``
-    may be missing) with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
-    short, another header, no row, a missing or extra cell, a value that is no number) is one
-    :class:`~.io.DamagedFile` line."""
+    """``metrics.csv`` rows (or another file's, with its ``columns``, of which ``optional`` may
+    be missing) with the ``numbers`` columns as floats (those also in ``blank`` ``None`` where
+    empty); a damaged file (cut short, another header, no row, a missing or extra cell, a value
+    that is no number) is one :class:`~.io.DamagedFile` line."""
     rows: list[dict] = []
     line = 1
     try:
@@ -327,8 +332,9 @@ def read_csv(
             line = reader.line_num
             if None in row or None in row.values():
                 raise ValueError(f"expected {len(header)} cells")
-            for key in ("r", "sigma", "value"):
-                row[key] = float(row[key])
+            for key in numbers:
+                if key in row:  # absent: an optional column the file lacks
+                    row[key] = None if key in blank and row[key] == "" else float(row[key])
             rows.append(row)
         if not rows:
             raise ValueError("no rows")
