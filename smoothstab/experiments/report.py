@@ -22,6 +22,7 @@ from smoothstab.experiments.blocks import (
     render_html,
     render_markdown,
 )
+from smoothstab.experiments.bounds_record import read_bounds
 from smoothstab.experiments.conventions import conventions
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.findings import best_levels, fmt, read_table1, size_table, trends
@@ -381,7 +382,7 @@ def bounds_section(run: RunDir) -> list[Block]:
     if not run.bounds_json.is_file():
         return []
     out = [Heading(2, "Theory: bounds beside the measured errors")]
-    out += bounds_page.blocks(run.read_json(run.bounds_json))
+    out += bounds_page.blocks(read_bounds(run.bounds_json))
     if run.figure("bounds").is_file():
         caption = (
             "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
