@@ -2,7 +2,7 @@
 
 The report is a list of typed blocks (:mod:`.blocks`), one function per section, rendered once
 to Markdown and once to HTML; the conventions paragraph, from the config alone, is
-:mod:`.conventions`. Building it imports no plotting library. Long (about 400 lines) because
+:mod:`.conventions`. Building it imports no plotting library. Long (about 410 lines) because
 each section's function stays beside the others it orders, one job: the page.
 """
 

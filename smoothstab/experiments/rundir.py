@@ -16,7 +16,7 @@ r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric 
 :class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
 
-Long (about 420 lines) because every file's name and typed record lives here, so that the
+Long (about 460 lines) because every file's name and typed record lives here, so that the
 layout is written down once.
 """
 
