@@ -47,7 +47,7 @@ def main() -> None:
             ss.smooth(ss.grad, sigma, a.samples, batch_size=a.batch_size, seed=seed).stats(model, x)
 
     def packed() -> None:
-        sm.stats_at(model, x, None, levels)
+        sm.stats_at(model, x, None, levels=levels)
 
     times: dict[str, list[float]] = {"separate": [], "packed": []}
     separate(), packed()  # warm-up

@@ -19,7 +19,7 @@ How the noise is drawn is part of the contract, so that results are reproducible
 :func:`monte_carlo` runs a row function over all (unit, image) rows in chunks and returns a
 :class:`SmoothStats`; :mod:`smoothstab.smoothing` builds the smoothing combinator on it.
 
-Long (about 490 lines) because the fixed draws, the tolerance rounds and the packed levels all
+Long (about 510 lines) because the fixed draws, the tolerance rounds and the packed levels all
 keep one contract, the canonical draw order above, which one file keeps in one reading.
 """
 

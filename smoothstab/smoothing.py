@@ -169,19 +169,28 @@ class Smoothed:
         self,
         model: nn.Module,
         x: torch.Tensor,
-        target: Target = None,
-        levels: Sequence[tuple[float, Seed]] = (),
+        target: Target,
+        levels: Sequence[tuple[float, Seed]],
     ) -> list[SmoothStats]:
-        """``.stats`` at several noise levels ``(sigma, seed)`` at once: what this method made
-        with that sigma and seed (everything else the same) would give, with the rows of all
-        levels packed into shared calls of the method, each at most ``batch_size`` rows. A
-        level's draws are its own (the canonical order of its seed), so packing changes no
-        draw, only how rows are grouped into calls: results equal separate calls up to the
-        floating point of differently sized batches. Levels need an int seed or a generator
-        each. Sigma 0 runs the method once, shared by every such level; with ``tol=`` the
-        levels run one after another (each stops on its own)."""
+        """``.stats`` at each noise level ``(sigma, seed)`` of ``levels`` (at least one), the
+        rows of all levels packed into shared calls of the method, each at most ``batch_size``
+        rows. ``target`` as for :meth:`stats` (``None``: each image's predicted class), given
+        explicitly.
+
+        This object is a template: its sigma and seed are not used (each level brings its
+        own); its method, ``n_samples`` or ``tol``, sampler, antithetic draws, groups and
+        ``batch_size`` are. Level ``i`` gives what this method made with ``sigma_i`` and
+        ``seed_i`` would give from ``.stats``: its draws are its own (the canonical order of
+        its seed), so packing changes no draw, only how rows are grouped into calls, and
+        results equal separate calls up to the floating point of differently sized batches.
+        Levels need an int seed or a generator each. Sigma 0 runs the method once, shared by
+        every such level; with ``tol=`` the levels run one after another (each stops on its
+        own)."""
+        levels = list(levels)
         if not all(isinstance(level, tuple | list) and len(level) == 2 for level in levels):
-            raise ValueError(f"levels: expected (sigma, seed) pairs, got {list(levels)!r}")
+            raise ValueError(f"levels: expected (sigma, seed) pairs, got {levels!r}")
+        if not levels:
+            raise ValueError("levels: expected at least one (sigma, seed) pair, got none")
         levels = [(check_sigma(sigma), seed) for sigma, seed in levels]
         noisy = [i for i, (sigma, _) in enumerate(levels) if sigma > 0]
         out: list[SmoothStats | None] = [None] * len(levels)

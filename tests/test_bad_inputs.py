@@ -302,7 +302,7 @@ def sanity_of_a_layer_object() -> object:
 
 def levels(*pairs) -> object:
     """``stats_at`` of a 4-draw Smooth-Grad at ``pairs`` (the levels as given)."""
-    return ss.smooth(ss.grad, 0.1, 4, seed=0).stats_at(model(), X, T, pairs)
+    return ss.smooth(ss.grad, 0.1, 4, seed=0).stats_at(model(), X, T, levels=pairs)
 
 
 CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
@@ -895,6 +895,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         (),
     ),
     # the API: smoothing, packed levels, smoothed IG, weight noise
+    "api stats_at no levels": (
+        api(lambda: levels()),
+        r"levels: expected at least one \(sigma, seed\) pair, got none",
+        (),
+    ),
     "api stats_at level of nan": (
         api(lambda: levels((0.1, 0), (float("nan"), 1))),
         r"sigma: expected a finite number >= 0, got nan",
@@ -1136,7 +1141,7 @@ def digests(root: Path) -> dict[str, str]:
 
 def test_the_catalogue_is_large_enough():
     cli = [k for k in CASES if not k.startswith("api ")]
-    assert len(CASES) >= 164 and len(cli) >= 101, (len(CASES), len(cli))  # docs/reliability.md
+    assert len(CASES) >= 165 and len(cli) >= 101, (len(CASES), len(cli))  # docs/reliability.md
 
 
 SLOW = {

@@ -56,7 +56,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_packed_levels_equal_separate_calls(case, model, x):
     make = CASES[case]
-    got = make(0.3, 0).stats_at(model, x, None, LEVELS)
+    got = make(0.3, 0).stats_at(model, x, None, levels=LEVELS)
     assert len(got) == len(LEVELS)
     for (sigma, seed), packed in zip(LEVELS, got, strict=True):
         alone = make(sigma, seed).stats(model, x)
@@ -66,6 +66,19 @@ def test_packed_levels_equal_separate_calls(case, model, x):
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"{case} {field}")
         assert packed.n_units == alone.n_units
+
+
+def test_the_template_sigma_and_seed_are_not_used(model, x):
+    """Only the levels' sigmas and seeds count: templates of other sigmas and seeds (or none)
+    give the same stats, bit for bit; the 0.1.0 call with levels by position still works, and
+    no levels at all is refused."""
+    levels = [(0.1, 3), (0.3, 4)]
+    a = ss.smooth(ss.grad, 0.7, 4, seed=11).stats_at(model, x, None, levels=levels)
+    b = ss.smooth(ss.grad, 0.0, 4).stats_at(model, x, None, levels)
+    for one, other in zip(a, b, strict=True):
+        assert torch.equal(one.mean, other.mean) and torch.equal(one.halves, other.halves)
+    with pytest.raises(ValueError, match=r"levels: expected at least one \(sigma, seed\) pair"):
+        ss.smooth(ss.grad, 0.1, 4, seed=0).stats_at(model, x, None, levels=[])
 
 
 def test_packing_fills_calls_without_exceeding_batch_size(model, x):
@@ -81,7 +94,7 @@ def test_packing_fills_calls_without_exceeding_batch_size(model, x):
     for sigma, seed in levels:
         ss.smooth(counted, sigma, 4, batch_size=20, seed=seed).stats(model, x)
     alone, sizes[:] = list(sizes), []
-    ss.smooth(counted, 0.1, 4, batch_size=20, seed=0).stats_at(model, x, None, levels)
+    ss.smooth(counted, 0.1, 4, batch_size=20, seed=0).stats_at(model, x, None, levels=levels)
     assert alone == [12, 12, 12] and sizes == [20, 16], (alone, sizes)
     assert sum(sizes) == sum(alone)
 
@@ -89,17 +102,17 @@ def test_packing_fills_calls_without_exceeding_batch_size(model, x):
 def test_packing_needs_a_seed_per_level(model, x):
     sm = ss.smooth(ss.grad, 0.1, 4, seed=0)
     with pytest.raises(ValueError, match="seed: packed noise levels need an int seed"):
-        sm.stats_at(model, x, None, [(0.1, None), (0.2, None)])
+        sm.stats_at(model, x, None, levels=[(0.1, None), (0.2, None)])
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="seed: packed noise levels need an int seed"):
-        sm.stats_at(model, x, None, [(0.1, g), (0.2, g)])
+        sm.stats_at(model, x, None, levels=[(0.1, g), (0.2, g)])
     with pytest.raises(ValueError, match="sigma"):
-        sm.stats_at(model, x, None, [(0.1, 1), (-0.2, 2)])
+        sm.stats_at(model, x, None, levels=[(0.1, 1), (-0.2, 2)])
 
 
 def test_with_a_tolerance_levels_run_one_after_another(model, x):
     make = functools.partial(ss.smooth, ss.grad, tol=0.2, max_samples=64, batch_size=16)
-    got = make(0.1, seed=0).stats_at(model, x, None, [(0.1, 3), (0.3, 4)])
+    got = make(0.1, seed=0).stats_at(model, x, None, levels=[(0.1, 3), (0.3, 4)])
     for (sigma, seed), packed in zip([(0.1, 3), (0.3, 4)], got, strict=True):
         alone = make(sigma, seed=seed).stats(model, x)
         torch.testing.assert_close(packed.mean, alone.mean, rtol=0, atol=0)

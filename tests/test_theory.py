@@ -19,9 +19,11 @@ from smoothstab import bounds as sb
 from smoothstab.experiments import bounds_page, theory
 from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.blocks import render_markdown
+from smoothstab.experiments.bounds_record import VERSION, Bounds, read_bounds
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.experiment import EvaluationConfig, TrainConfig, load_config
-from smoothstab.experiments.rundir import Summary
+from smoothstab.experiments.io import DamagedFile
+from smoothstab.experiments.rundir import RunDir, Summary
 
 QUICKSTART_NORMS = [8.84, 5.17, 6.11, 7.28, 3.49]  # a quickstart run's: q ~ 1e14, all vacuous
 SMALL = [0.1, 0.1]  # q ~ 1e-3, sigma* = 10: bounds far below the trivial ones
@@ -36,11 +38,13 @@ def brute_gamma(b: list[float], t: int, i: int) -> float:
     return esym(b[:t], t - i)
 
 
-def summary_of(values: dict[tuple[str, str, float, int | None], float]) -> Summary:
-    return Summary({key: Band(v, v, v) for key, v in values.items()})
+def summary_of(
+    values: dict[tuple[str, str, float, int | None], float], sigmas: dict[float, float]
+) -> Summary:
+    return Summary({key: Band(v, v, v) for key, v in values.items()}, sigmas=sigmas)
 
 
-def page(res: dict) -> str:
+def page(res: Bounds | None) -> str:
     return render_markdown(bounds_page.blocks(res))
 
 
@@ -56,7 +60,9 @@ def build(
     unit: str = "examples",
     values: dict | None = None,
     stability: bool = True,
-) -> dict:
+    sigmas: dict[float, float] | None = None,
+) -> Bounds:
+    """The page's numbers; each r's recorded sigma is ``r * x_range`` unless ``sigmas`` says."""
     train = train or TrainConfig(epochs=1, batch_size=10_000, lr=0.01, schedule="step")
     return theory.assemble(
         norms,
@@ -64,7 +70,7 @@ def build(
         m=m,
         x_range=x_range,
         rs=list(rs),
-        summary=summary_of(values or {}),
+        summary=summary_of(values or {}, sigmas or {r: r * x_range for r in rs}),
         debiased=True,
         train=train if stability else None,
         sizes=list(sizes) if stability else [],
@@ -189,18 +195,19 @@ def test_units_in_the_page():
     ex = build(QUICKSTART_NORMS, (0.1,), C=75.0, m=3072, sizes=(1000,), train=train)
     mb = build(QUICKSTART_NORMS, (0.1,), C=75.0, m=3072, sizes=(1000,), train=train,
                unit="minibatches")  # fmt: skip
-    assert (ex["step_unit"], ex["T"]) == ("examples", 2 * 1000)
-    assert (mb["step_unit"], mb["T"]) == ("minibatches", 2 * 32)
-    assert ex["c"] == theory.step_constant(train, 1000, "examples")[1]
-    assert mb["c"] == theory.step_constant(train, 1000, "minibatches")[1]
+    s_ex, s_mb = ex.stability, mb.stability
+    assert (s_ex.step_unit, s_ex.T) == ("examples", 2 * 1000)
+    assert (s_mb.step_unit, s_mb.T) == ("minibatches", 2 * 32)
+    assert s_ex.c == theory.step_constant(train, 1000, "examples")[1]
+    assert s_mb.c == theory.step_constant(train, 1000, "minibatches")[1]
     # each page states its unit and the other one's numbers, and the two agree
-    assert ex["other_unit"]["T"] == mb["T"] and mb["other_unit"]["T"] == ex["T"]
-    assert ex["other_unit"]["simplegrad_log10"] == pytest.approx(mb["simplegrad_log10"])
-    assert ex["simplegrad_log10"] > mb["simplegrad_log10"]  # the minibatch count understates it
+    assert s_ex.other_unit.T == s_mb.T and s_mb.other_unit.T == s_ex.T
+    assert s_ex.other_unit.simplegrad_log10 == pytest.approx(s_mb.simplegrad_log10)
+    assert s_ex.simplegrad_log10 > s_mb.simplegrad_log10  # the minibatch count understates it
     text_ex, text_mb = page(ex), page(mb)
     assert "T = 2000 counts single-example SGD steps, epochs x n = 2 x 1000" in text_ex
     assert "its steps are lr / 8" in text_ex  # 1000 = 31 x 32 + 8
-    assert f"Theorem 5 would give {bounds_page._sci(mb['simplegrad_log10'])}" in text_ex
+    assert f"Theorem 5 would give {bounds_page._sci(s_mb.simplegrad_log10)}" in text_ex
     assert "T = 64 counts minibatch steps of 32 examples" in text_mb
     assert "the minibatch count understates it" in text_mb
     for text in (text_ex, text_mb):
@@ -208,7 +215,7 @@ def test_units_in_the_page():
     # drop_last: the last 8 examples of every epoch are never a step
     dropped = dataclasses.replace(train, drop_last=True)
     dl = build(QUICKSTART_NORMS, (0.1,), C=75.0, m=3072, sizes=(1000,), train=dropped)
-    assert dl["T"] == 2 * 992 and dl["other_unit"]["T"] == 2 * 31
+    assert dl.stability.T == 2 * 992 and dl.stability.other_unit.T == 2 * 31
     text_dl = page(dl)
     assert "epochs x the 992 examples of n = 1000 an epoch takes" in text_dl
     assert "its steps are lr /" not in text_dl
@@ -220,24 +227,23 @@ def test_units_in_the_page():
 def test_every_bound_vacuous():
     res = build(QUICKSTART_NORMS, (0.01, 0.1, 0.4), C=75.0, m=3072, x_range=4.35, sizes=(1666,),
                 train=TrainConfig(epochs=6, batch_size=32))  # fmt: skip
-    assert res["simplegrad_vacuous"] and all(row["vacuous"] for row in res["by_n"])
-    for row in res["rows"]:
-        assert row["stability_bound_vacuous"] and row["fidelity_bound_grad_vacuous"]
-        assert row["fidelity_bound_ig_vacuous"]
-        assert row["stability_bound_log10"] > res["trivial_log10"]
+    assert res.stability.simplegrad_vacuous and all(row.vacuous for row in res.stability.by_n)
+    for row in res.rows:
+        assert row.stability_bound_vacuous and row.fidelity_bound_grad_vacuous
+        assert row.fidelity_bound_ig_vacuous
+        assert row.stability_bound_log10 > res.trivial_log10
     text = page(res)
     assert text.startswith("**Every bound on this page is vacuous**: each of the 10 bounds")
     assert "(vacuous)" in text and "No bound on this page is vacuous" not in text
-    assert json.loads(json.dumps(res)) == res  # JSON-able as it stands
 
 
 def test_no_bound_vacuous():
     res = build(SMALL, (0.1, 0.5))
-    flags = [res["simplegrad_vacuous"]] + [
-        row[k]
-        for row in res["rows"]
-        for k in ("stability_bound_vacuous", "fidelity_bound_grad_vacuous",
-                  "fidelity_bound_ig_vacuous")
+    flags = [res.stability.simplegrad_vacuous] + [
+        flag
+        for row in res.rows
+        for flag in (row.stability_bound_vacuous, row.fidelity_bound_grad_vacuous,
+                     row.fidelity_bound_ig_vacuous)
     ]  # fmt: skip
     assert not any(flags)
     text = page(res)
@@ -249,13 +255,11 @@ def test_some_bounds_vacuous():
     """Prop. 7 for Smooth-Grad is kappa sigma sqrt(m) = 10 sigma here, against 2 Gamma_{k,0} = 2:
     vacuous for sigma > 0.2 only, and so marked in its cell."""
     res = build([1.0, 1.0], (0.1, 0.5), m=100, stability=False)
-    assert [row["fidelity_bound_grad_vacuous"] for row in res["rows"]] == [False, True]
-    assert [row["stability_bound_vacuous"] for row in res["rows"]] == [None, None]
+    assert [row.fidelity_bound_grad_vacuous for row in res.rows] == [False, True]
+    assert [row.stability_bound_vacuous for row in res.rows] == [None, None]
     text = page(res)
-    n_vacuous = sum(
-        row[k] for row in res["rows"] for k in ("fidelity_bound_grad_vacuous",
-                                                "fidelity_bound_ig_vacuous")
-    )  # fmt: skip
+    n_vacuous = sum(row.fidelity_bound_grad_vacuous + row.fidelity_bound_ig_vacuous
+                    for row in res.rows)  # fmt: skip
     assert text.startswith(f"{n_vacuous} of the 4 bounds on this page are vacuous")
     lines = [line for line in text.splitlines() if line.startswith("| 0.")]
     assert "| 1.00e+0 |" in lines[0] and "| 5.00e+0 (vacuous) |" in lines[1]
@@ -267,9 +271,9 @@ def test_some_bounds_vacuous():
 
 def test_flat_because_the_cap_binds_everywhere():
     res = build(SMALL, (0.1, 1.0, 5.0))  # sigma* = 10, beyond the grid
-    s = res["theorem6"]
-    assert s["sigma_star_log10"] == pytest.approx(1.0) and not s["grid_reaches"]
-    assert {row["stability_bound_log10"] for row in res["rows"]} == {res["simplegrad_log10"]}
+    s = res.stability.theorem6
+    assert s.sigma_star_log10 == pytest.approx(1.0) and not s.grid_reaches
+    assert {row.stability_bound_log10 for row in res.rows} == {res.stability.simplegrad_log10}
     text = page(res)
     assert "Theorem 6's curve is flat in sigma" in text and "the cap binds everywhere" in text
     assert "sigma* = 1.00e+1 (r* = 1.00e+1)" in text and "bend only past r*" in text
@@ -278,11 +282,11 @@ def test_flat_because_the_cap_binds_everywhere():
 
 def test_bends_inside_the_grid():
     res = build(SMALL, (1.0, 20.0, 100.0))  # sigma* = 10, inside the grid; 1/(q+1) ~ 1
-    s = res["theorem6"]
-    assert s["grid_reaches"] and s["clip_binds_in_grid"] and not s["flat"]
-    stab = [row["stability_bound_log10"] for row in res["rows"]]
-    assert stab[0] == res["simplegrad_log10"] and stab[0] > stab[1] > stab[2]
-    assert stab[0] - stab[2] == pytest.approx(s["drop_log10"], rel=1e-9)
+    s = res.stability.theorem6
+    assert s.grid_reaches and s.clip_binds_in_grid and not s.flat
+    stab = [row.stability_bound_log10 for row in res.rows]
+    assert stab[0] == res.stability.simplegrad_log10 and stab[0] > stab[1] > stab[2]
+    assert stab[0] - stab[2] == pytest.approx(s.drop_log10, rel=1e-9)
     text = page(res)
     assert "Theorem 6's curve bends" in text and "the cap binds for r < r*" in text
     assert "flat in sigma" not in text and "no trend in sigma" not in text
@@ -291,15 +295,15 @@ def test_bends_inside_the_grid():
 def test_flat_because_the_exponent_is_tiny():
     res = build(QUICKSTART_NORMS, (0.004, 0.1, 0.4), C=75.0, m=3072, x_range=4.35,
                 sizes=(1666,), train=TrainConfig(epochs=6, batch_size=32))  # fmt: skip
-    s = res["theorem6"]
+    s = res.stability.theorem6
     # sigma* is far below the grid: the factor is < 1 everywhere, but to the power ~1e-15
-    assert s["grid_reaches"] and not s["clip_binds_in_grid"] and s["flat"]
-    assert res["exponent"] < 1e-12 and s["drop_log10"] < 1e-12
-    assert s["r_half_log10"] > 1e12  # where the factor would halve the bound: 10^(1e14)
+    assert s.grid_reaches and not s.clip_binds_in_grid and s.flat
+    assert res.stability.exponent < 1e-12 and s.drop_log10 < 1e-12
+    assert s.r_half_log10 > 1e12  # where the factor would halve the bound: 10^(1e14)
     text = page(res)
     assert "Theorem 6's curve is flat in sigma although its factor is below 1" in text
     assert "the cap binds nowhere" in text and "The bound gives no trend in sigma here" in text
-    assert f"only at r = 10^({s['r_half_log10']:.3g})" in text
+    assert f"only at r = 10^({s.r_half_log10:.3g})" in text
     assert "trends in sigma" not in text and "curve bends" not in text
     # what each stability number is, in the table header and in words
     assert "disjoint splits (debiased)" in text and "one changed example" in text
@@ -321,24 +325,24 @@ def test_rows_per_training_set_size():
     }
     res = build(QUICKSTART_NORMS, (0.2,), C=75.0, m=3072, sizes=(400, 100), train=train,
                 values=values)  # fmt: skip
-    assert [row["n"] for row in res["by_n"]] == [100, 400] and res["n"] == 400
-    assert res["rows"][0]["stability_grad"] == 1.2
+    assert [row.n for row in res.stability.by_n] == [100, 400] and res.stability.n == 400
+    assert res.rows[0].stability_grad == 1.2
     beta = sb.smoothness_vanilla(QUICKSTART_NORMS, 75.0)
-    for row in res["by_n"]:
-        T, c = theory.step_constant(train, row["n"], "examples")
-        assert (row["T"], row["c"]) == (3 * row["n"], c)
+    for row in res.stability.by_n:
+        T, c = theory.step_constant(train, row.n, "examples")
+        assert (row.T, row.c) == (3 * row.n, c)
         want = sb.stability_bound_simplegrad(
-            QUICKSTART_NORMS, C=75.0, n=row["n"], T=T, c=c, beta=beta, log10=True
+            QUICKSTART_NORMS, C=75.0, n=row.n, T=T, c=c, beta=beta, log10=True
         )
-        assert row["simplegrad_log10"] == pytest.approx(want, abs=1e-12)
-    assert res["by_n"][-1]["simplegrad_log10"] == res["simplegrad_log10"]
-    assert [(r["stability_grad"], r["stability_grad_debiased"]) for r in res["by_n"]] == [
+        assert row.simplegrad_log10 == pytest.approx(want, abs=1e-12)
+    assert res.stability.by_n[-1].simplegrad_log10 == res.stability.simplegrad_log10
+    assert [(r.stability_grad, r.stability_grad_debiased) for r in res.stability.by_n] == [
         (4.0, 3.5),
         (2.0, 1.5),
     ]
     # q is huge: T^{q/(q+1)} / (n - 1) with T = 3n is 3n / (n - 1), flat in n
-    lo, hi = res["by_n"]
-    ratio = 10 ** (hi["simplegrad_log10"] - lo["simplegrad_log10"])
+    lo, hi = res.stability.by_n
+    ratio = 10 ** (hi.simplegrad_log10 - lo.simplegrad_log10)
     assert ratio == pytest.approx((400 / 399) / (100 / 99), rel=1e-6)
     text = page(res)
     assert "roughly n^{-1/(q+1)}" in text and "so it is flat in n" in text
@@ -350,7 +354,7 @@ def test_rows_per_training_set_size():
 
 def test_one_training_set_size():
     res = build(SMALL, (0.1,), sizes=(10_000,))
-    assert len(res["by_n"]) == 1 and res["by_n"][0]["stability_grad"] is None
+    assert len(res.stability.by_n) == 1 and res.stability.by_n[0].stability_grad is None
     text = page(res)
     assert "This run has one training-set size (n = 10000)" in text
     assert "so it is flat in n" not in text  # 1/(q+1) ~ 1 here: a tenfold n lowers it a lot
@@ -359,9 +363,68 @@ def test_one_training_set_size():
 # ---------------------------------------------------------------------------- odds and ends
 
 
-def test_an_older_bounds_json_is_not_rendered():
-    text = page({"C": 1.0, "rows": []})
-    assert "written by an older smoothstab" in text
+def test_sigma_is_the_recorded_one():
+    """Each row's sigma, and the bounds at it, are those metrics.csv records for its r, not
+    r x_range again: a run recorded at other sigmas gets its own bounds and table."""
+    rs, x_range = (0.1, 0.5), 2.0
+    recorded = {0.1: 0.3, 0.5: 0.7}
+    res = build(SMALL, rs, x_range=x_range, sigmas=recorded)
+    assert [row.sigma for row in res.rows] == [0.3, 0.7]
+    plain = build(SMALL, (0.15, 0.35), x_range=x_range)  # r x_range = the recorded sigmas
+    bounds = lambda row: (  # noqa: E731
+        row.stability_bound_log10, row.fidelity_bound_grad_log10, row.fidelity_bound_ig_log10
+    )  # fmt: skip
+    assert [bounds(row) for row in res.rows] == [bounds(row) for row in plain.rows]
+    assert "| 0.1 | 0.3 |" in page(res) and "| 0.5 | 0.7 |" in page(res)
+    with pytest.raises(ValueError, match=r"r = 0\.2: no metrics row records its sigma"):
+        build(SMALL, (0.2,), sigmas=recorded)
+
+
+# ---------------------------------------------------------------------------- bounds.json
+
+# The file's keys in the order it has always had them: the stability numbers flat after by_n.
+KEYS = ["version", "C", "m", "norms", "x_range", "heuristic", "reasons", "measured",
+        "trivial_log10", "rows", "by_n"]  # fmt: skip
+STABILITY_KEYS = ["step_unit", "n", "T", "c", "beta", "q", "exponent", "simplegrad_log10",
+                  "simplegrad_vacuous", "other_unit", "train", "theorem6"]  # fmt: skip
+
+
+@pytest.mark.parametrize("stability", [True, False])
+def test_bounds_json_reads_back_what_was_written(tmp_path, stability):
+    """The record through the file comes back equal (every float to the last bit), and the file
+    keeps its layout: the keys in their order, lists and plain values only."""
+    train = TrainConfig(epochs=3, batch_size=32, lr=0.05, momentum=0.9)
+    values = {("grad", "stability", 0.0, 100): 4.0, ("grad", "fidelity_debiased", 0.2, 400): 0.3}
+    res = build(QUICKSTART_NORMS, (0.004, 0.2), C=75.0, m=3072, sizes=(400, 100), train=train,
+                values=values, stability=stability)  # fmt: skip
+    path = RunDir(tmp_path).write_json(tmp_path / "bounds.json", res.to_json())
+    assert read_bounds(path) == res
+    data = json.loads(path.read_text())
+    assert list(data) == KEYS + (STABILITY_KEYS if stability else [])
+    assert data["version"] == VERSION
+    if not stability:
+        assert data["by_n"] == []
+    else:
+        assert [row["n"] for row in data["by_n"]] == [100, 400]
+        assert list(data["theorem6"])[:2] == ["sigma_star_log10", "r_star_log10"]
+        assert data["other_unit"]["step_unit"] == "minibatches" and data["train"]["lr"] == 0.05
+    assert list(data["rows"][0])[:3] == ["r", "sigma", "stability_grad"]
+
+
+def test_an_older_bounds_json_is_not_rendered(tmp_path):
+    for old in ({"C": 1.0, "rows": []}, {"version": VERSION - 1}):
+        (tmp_path / "bounds.json").write_text(json.dumps(old))
+        assert read_bounds(tmp_path / "bounds.json") is None
+        assert "written by an older smoothstab" in page(None)
+
+
+def test_a_damaged_bounds_json_is_one_line(tmp_path):
+    data = build().to_json()
+    del data["rows"][0]["sigma"]
+    (tmp_path / "bounds.json").write_text(json.dumps(data))
+    with pytest.raises(DamagedFile, match=r"bounds\.json: not a bounds\.json of this version") as e:
+        read_bounds(tmp_path / "bounds.json")
+    assert "sigma" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def attribute_blocks(
     noisy = [(r * x_range, seed) for r, seed in zip(rs, seeds, strict=True) if r > 0]
     if len(noisy) > 1:
         smoothed = smoothed_method(name, model, attr, noisy[0][0], noisy[0][1])
-        packed = smoothed.stats_at(model, x, target, noisy)
+        packed = smoothed.stats_at(model, x, target, levels=noisy)
         stats = dict(zip([r for r in rs if r > 0], packed, strict=True))
     out = []
     for r, seed in zip(rs, seeds, strict=True):

@@ -16,7 +16,7 @@ in the run directory (:mod:`.rundir`) and skip what exists::
     -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
 Each key's meaning is the docstring under its field; :mod:`.keys` reads them back for
-``smoothstab config`` and the documentation's list of keys. Long (about 650 lines) because
+``smoothstab config`` and the documentation's list of keys. Long (about 670 lines) because
 every config dataclass, its keys' meanings and its checks live here (those that depend on the
 setting in :mod:`.setting`), so that a config is validated whole before any stage runs.
 """

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from smoothstab.experiments.aggregate import Band
+    from smoothstab.experiments.bounds_record import Bounds
     from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
 
 
@@ -309,56 +310,53 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
     return paths
 
 
-def bounds_figure(res: dict, path: Path) -> Path:
+def bounds_figure(res: Bounds, path: Path) -> Path:
     """Bounds of Theorem 6 and Proposition 7 beside the measured errors, log scale, with the
     trivial bounds (a bound above its trivial one is vacuous) and Theorem 6's r* when in view.
     The measured stability error (two models on disjoint splits) is not what Theorem 6 bounds
     (one changed example): the legend says so."""
     log = lambda v: None if v is None or v <= 0 else math.log10(v)  # noqa: E731
-    rows = res["rows"]
-    r = [row["r"] for row in rows]
-    kind = res.get("measured", "debiased")
+    rows = res.rows
+    r = [row.r for row in rows]
+    kind = res.measured
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    pairs = [
+    curves = [  # axes, (measured, bound) of a row, labels
         (
             axes[0],
-            "stability_grad",
-            "stability_bound_log10",
+            lambda row: (row.stability_grad, row.stability_bound_log10),
             f"measured: Smooth-Grad distance, 2 models on disjoint splits ({kind})",
             "Theorem 6 bound on eps_stab (one changed example)",
         ),
         (
             axes[1],
-            "fidelity_grad",
-            "fidelity_bound_grad_log10",
+            lambda row: (row.fidelity_grad, row.fidelity_bound_grad_log10),
             f"measured: Smooth-Grad fidelity error ({kind})",
             "Prop. 7 bound (Smooth-Grad)",
         ),
         (
             axes[1],
-            "fidelity_ig",
-            "fidelity_bound_ig_log10",
+            lambda row: (row.fidelity_ig, row.fidelity_bound_ig_log10),
             f"measured: smoothed-IG fidelity error ({kind})",
             "Prop. 7 bound (smoothed IG)",
         ),
     ]
-    for ax, meas, bound, label, blabel in pairs:
-        if rows and rows[0][bound] is not None:
-            ax.plot(r, [row[bound] for row in rows], "--", label=blabel)
-        ax.plot(r, [log(row[meas]) for row in rows], "o-", ms=3, label=label)
-    if "trivial_log10" in res:
-        for ax in axes:
-            ax.axhline(res["trivial_log10"], color="grey", ls=":", label="trivial: 2 Gamma_{k,0}")
-        ig = [row["trivial_ig_log10"] for row in rows]
-        axes[1].plot(r, ig, ":", color="k", label="trivial (IG): Gamma_{k,0} (2C + sigma sqrt(m))")
-        r_star = res.get("theorem6", {}).get("r_star_log10")
-        if r_star is not None and r and r[0] <= 10**r_star <= r[-1]:
-            axes[0].axvline(10**r_star, color="grey", ls="-.", label="r*: Theorem 6 bends")
+    for ax, pick, label, blabel in curves:
+        points = [pick(row) for row in rows]
+        if points and points[0][1] is not None:
+            ax.plot(r, [bound for _, bound in points], "--", label=blabel)
+        ax.plot(r, [log(measured) for measured, _ in points], "o-", ms=3, label=label)
+    for ax in axes:
+        ax.axhline(res.trivial_log10, color="grey", ls=":", label="trivial: 2 Gamma_{k,0}")
+    ig = [row.trivial_ig_log10 for row in rows]
+    axes[1].plot(r, ig, ":", color="k", label="trivial (IG): Gamma_{k,0} (2C + sigma sqrt(m))")
+    r_star = None if res.stability is None else res.stability.theorem6.r_star_log10
+    if r_star is not None and r and r[0] <= 10**r_star <= r[-1]:
+        axes[0].axvline(10**r_star, color="grey", ls="-.", label="r*: Theorem 6 bends")
     stab_title = "stability: bound and measurement are different quantities"
     for ax, title in zip(axes, (stab_title, "fidelity"), strict=True):
         ax.set_xlabel("noise level r")
         ax.set_ylabel("log10 error (above trivial: vacuous)")
-        ax.set_title(title + (" (heuristic)" if res["heuristic"] else ""), fontsize=9)
+        ax.set_title(title + (" (heuristic)" if res.heuristic else ""), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     return save(fig, path)

@@ -1,6 +1,6 @@
 """What a sweep shows, in words and small tables: trends with the noise level, the effect of the
 training-set size, the noise level where similarity between models peaks (Fig. 6) and the
-paper's Table 1 (the evaluate stage writes it as ``table1.csv``, the report shows it); whether
+paper's Table 1 (the evaluate stage writes it as ``table1.csv``, the report reads it); whether
 a falling raw stability error means maps more alike or only smaller is :mod:`.verdicts`.
 
 Pure functions of a :class:`~.rundir.Summary`; the report lays them out.
@@ -12,13 +12,13 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from smoothstab.experiments.aggregate import band
+from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.blocks import Table
 from smoothstab.experiments.names import NAMES
-from smoothstab.experiments.rundir import Metric, Summary, csv_text
+from smoothstab.experiments.rundir import Metric, Summary, csv_text, read_csv
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.aggregate import Band
+    from pathlib import Path
 
 
 def fmt(value: Band | float | None) -> str:
@@ -138,6 +138,8 @@ TABLE1 = {  # column: (metric, smoothed?); the unit-map distance debiased where 
     "smoothed_unit_distance": (Metric.UNIT_DISTANCE, True),
 }
 MEAN = "mean over pairs"
+TABLE1_BANDS = tuple(f"{col}_{end}" for col in TABLE1 for end in ("lo", "hi"))
+TABLE1_COLUMNS = ("method", "pair", *TABLE1, *TABLE1_BANDS)
 
 
 def table1(
@@ -173,8 +175,33 @@ def table1(
 
 
 def table1_csv(rows: list[dict]) -> str:
-    def cell(v: Band | float | None) -> str:
-        return "" if v is None else f"{getattr(v, 'mean', v):.6g}"
+    """``table1.csv`` of :func:`table1`'s rows: each cell's mean as the float it is (it reads
+    back exactly) and, where the cell is a band (the mean over pairs), its ``_lo`` and ``_hi``
+    in the last columns; a missing cell is empty."""
+    flat = []
+    for row in rows:
+        out = {"method": row["method"], "pair": row["pair"]}
+        for col in TABLE1:
+            value = row[col]
+            out[col] = getattr(value, "mean", value)
+            if isinstance(value, Band):
+                out[f"{col}_lo"], out[f"{col}_hi"] = value.lo, value.hi
+        flat.append(out)
+    return csv_text(flat, TABLE1_COLUMNS)
 
-    flat = [{k: v if k in ("method", "pair") else cell(v) for k, v in row.items()} for row in rows]
-    return csv_text(flat, columns=list(flat[0]))
+
+def read_table1(path: str | Path) -> list[dict]:
+    """:func:`table1`'s rows from ``table1.csv`` as :func:`table1_csv` wrote them (a damaged
+    file is one :class:`~.io.DamagedFile` line). A file written before the bands were kept
+    gives each mean over pairs as a float, shown without its band."""
+    numbers = (*TABLE1, *TABLE1_BANDS)
+    found = read_csv(path, TABLE1_COLUMNS, TABLE1_BANDS, numbers=numbers, blank=numbers)
+    rows = []
+    for row in found:
+        cells = {}
+        for col in TABLE1:
+            lo, hi = row.get(f"{col}_lo"), row.get(f"{col}_hi")
+            banded = row[col] is not None and lo is not None and hi is not None
+            cells[col] = Band(row[col], lo, hi) if banded else row[col]
+        rows.append({"method": row["method"], "pair": row["pair"], **cells})
+    return rows

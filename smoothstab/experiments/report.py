@@ -2,7 +2,7 @@
 
 The report is a list of typed blocks (:mod:`.blocks`), one function per section, rendered once
 to Markdown and once to HTML; the conventions paragraph, from the config alone, is
-:mod:`.conventions`. Building it imports no plotting library. Long (about 400 lines) because
+:mod:`.conventions`. Building it imports no plotting library. Long (about 410 lines) because
 each section's function stays beside the others it orders, one job: the page.
 """
 
@@ -22,9 +22,10 @@ from smoothstab.experiments.blocks import (
     render_html,
     render_markdown,
 )
+from smoothstab.experiments.bounds_record import read_bounds
 from smoothstab.experiments.conventions import conventions
 from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.findings import best_levels, fmt, size_table, table1, trends
+from smoothstab.experiments.findings import best_levels, fmt, read_table1, size_table, trends
 from smoothstab.experiments.names import MEASURES, NAMES
 from smoothstab.experiments.rundir import Metric, RunDir, Summary
 from smoothstab.experiments.setting import Setting
@@ -41,20 +42,18 @@ if TYPE_CHECKING:
     from smoothstab.experiments.experiment import ExperimentConfig
 
 
-def table1_block(summary: Summary, cfg: ExperimentConfig) -> Table:
+def table1_block(rows: list[dict], cfg: ExperimentConfig) -> Table:
+    """Table 1 as the evaluate stage wrote it (``table1.csv``, read by :func:`.read_table1`)."""
     r = round(float(cfg.attribution.table_r), 6)
     header = ["method", "models", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU"]
     header += ["smoothed top-k mIoU", "unit-map distance", "smoothed unit-map distance"]
     keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
     keys += ("unit_distance", "smoothed_unit_distance")
-    rows = table1(summary, cfg.attribution.methods, r, Setting.of(cfg).pair_labels())
     body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
     return Table(header, body)
 
 
-def sweep_block(
-    summary: Summary, method: str, debiased: bool, x_range: float, n: int | None = None
-) -> Table:
+def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = None) -> Table:
     """Per r: sigma, the paper's plain stability and fidelity errors and, when asked, ours
     (debiased) with their Monte-Carlo standard errors."""
     header = ["r", "sigma", "stability (paper)", "fidelity (paper)"]
@@ -62,7 +61,7 @@ def sweep_block(
         header += ["stability (ours)", "MC s.e.", "fidelity (ours)", "MC s.e."]
     rows = []
     for r, _ in summary.curve(method, Metric.STABILITY, n):
-        row = [f"{r:g}", f"{r * x_range:.4g}"]
+        row = [f"{r:g}", f"{summary.sigma(r):.4g}"]
         row += [fmt(summary.get(method, m, r, n)) for m in (Metric.STABILITY, Metric.FIDELITY)]
         for m in (Metric.STABILITY_DEBIASED, Metric.FIDELITY_DEBIASED) if debiased else ():
             se = summary.mc_stderr(method, m, r, n)
@@ -117,7 +116,7 @@ def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
     ]
 
 
-def advice_items(advice: dict, x_range: float) -> list[str]:
+def advice_items(advice: dict, summary: Summary) -> list[str]:
     items = []
     first = next(iter(advice.values()), None)
     if first and first["curve"]:
@@ -132,14 +131,19 @@ def advice_items(advice: dict, x_range: float) -> list[str]:
     for method, rec in advice.items():
         knee, budget = rec["knee_r"], rec["budget_r"]
         text = (
-            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} (sigma = {knee * x_range:.4g})"
+            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} "
+            f"(sigma = {summary.sigma(knee):.4g})"
             if knee is not None
             else f"{NAMES[method]}: too few noise levels for a knee"
         )
         text += (
             f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x "
             "||unsmoothed map||: "
-            + (f"r = {budget:g} (sigma = {budget * x_range:.4g})" if budget is not None else "none")
+            + (
+                f"r = {budget:g} (sigma = {summary.sigma(budget):.4g})"
+                if budget is not None
+                else "none"
+            )
         )
         items.append(text)
     return items
@@ -173,7 +177,7 @@ def overview(
         Heading(2, "Setting and models"),
         Paragraph(models_text(cfg, run)),
         Heading(2, "Recommended noise level"),
-        Bullets(advice_items(advice, x_range) + shrinkage_lines(found)),
+        Bullets(advice_items(advice, summary) + shrinkage_lines(found)),
         Figure(
             run.figure("tradeoff"),
             "Trade-off: fidelity error against stability error, one point per r.",
@@ -218,11 +222,12 @@ def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[
     return out
 
 
-def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float) -> list[Block]:
-    """Table 1, the error curves (Figs 2-6) and a table per method."""
+def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[dict]) -> list[Block]:
+    """Table 1 (its rows as ``table1.csv`` holds them), the error curves (Figs 2-6) and a table
+    per method."""
     out: list[Block] = [
         Heading(2, "Table 1: similarity of the two models' maps"),
-        table1_block(summary, cfg),
+        table1_block(table1, cfg),
         Heading(2, "Stability and fidelity against the noise level"),
         Figure(
             run.figure("stability"),
@@ -236,7 +241,7 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, x_range: float)
     for m in cfg.attribution.methods:
         for n in summary.sizes:
             at = f", n = {n}" if len(summary.sizes) > 1 else ""
-            table = sweep_block(summary, m, cfg.evaluation.debiased, x_range, n)
+            table = sweep_block(summary, m, cfg.evaluation.debiased, n)
             out += [Heading(3, NAMES[m] + at), table]
     return out
 
@@ -377,7 +382,7 @@ def bounds_section(run: RunDir) -> list[Block]:
     if not run.bounds_json.is_file():
         return []
     out = [Heading(2, "Theory: bounds beside the measured errors")]
-    out += bounds_page.blocks(run.read_json(run.bounds_json))
+    out += bounds_page.blocks(read_bounds(run.bounds_json))
     if run.figure("bounds").is_file():
         caption = (
             "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
@@ -389,12 +394,13 @@ def bounds_section(run: RunDir) -> list[Block]:
 
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
+    table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
     x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
     blocks: list[Block] = [Heading(1, title)]
     blocks += answer(cfg, summary)
     blocks += overview(cfg, run, summary, advice, x_range)
-    blocks += sweeps(cfg, run, summary, x_range)
+    blocks += sweeps(cfg, run, summary, table1)
     blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary, run)
     blocks += map_grids(cfg, run, summary)

@@ -16,7 +16,7 @@ r, metric, model pair or model, image) with the columns :data:`COLUMNS` (metric 
 :class:`~.measures.Metric`); :class:`Summary` is its
 mean over images per pair/model, then a band over pairs/models.
 
-Long (about 420 lines) because every file's name and typed record lives here, so that the
+Long (about 460 lines) because every file's name and typed record lives here, so that the
 layout is written down once.
 """
 
@@ -55,6 +55,7 @@ COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
 OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
+NUMBERS = ("r", "sigma", "value")  # read as floats
 
 
 def noise_grid(attr: AttributionConfig) -> list[float]:
@@ -207,6 +208,8 @@ class Summary:
 
     ``n`` is the models' training-set size (``None`` for given checkpoints). Lookups without
     ``n`` use :attr:`default_n`, the largest size: the models trained on the most data.
+    ``sigmas`` maps each r to the absolute sigma its maps were made with, as the rows record it
+    (:meth:`sigma`).
     """
 
     def __init__(
@@ -214,17 +217,20 @@ class Summary:
         bands: dict[Key, Band],
         by_pair_or_model: dict[Key, dict[str, float]] | None = None,
         stderr: dict[Key, float] | None = None,
+        sigmas: dict[float, float] | None = None,
     ) -> None:
         self.bands, self.stderr = bands, stderr or {}
         self.by_pair_or_model = by_pair_or_model or {}
+        self.sigmas = sigmas or {}
         sizes = {key[3] for key in bands}
         self.sizes: list[int | None] = sorted(n for n in sizes if n is not None) or [None]
         self.default_n = self.sizes[-1]
 
     @classmethod
     def from_rows(cls, rows: list[dict], kind: str = "t95") -> Summary:
-        values, ses = defaultdict(list), defaultdict(list)
+        values, ses, sigmas = defaultdict(list), defaultdict(list), {}
         for row in rows:
+            sigmas[row["r"]] = row["sigma"]
             n = row.get("n", "")
             key = (row["method"], row["metric"], row["r"], int(n) if n != "" else None)
             who = row["pair"] or row["model"]
@@ -240,7 +246,7 @@ class Summary:
                 mean_se[tuple(key)].append(math.sqrt(math.fsum(v * v for v in se)) / len(se))
         bands = {key: _band(list(u.values()), kind) for key, u in means.items()}
         stderr = {key: mean_of_correlated_se(se) for key, se in mean_se.items()}
-        return cls(bands, dict(means), stderr)
+        return cls(bands, dict(means), stderr, sigmas)
 
     def _key(self, method: str, metric: Metric | str, r: float, n: int | None) -> Key:
         return (method, str(metric), r, self.default_n if n is None else n)
@@ -266,6 +272,14 @@ class Summary:
         """The old name of :attr:`by_pair_or_model`, until version 1.0."""
         _renamed("units", "by_pair_or_model")
         return self.by_pair_or_model
+
+    def sigma(self, r: float) -> float:
+        """The absolute noise std the maps at ``r`` were made with, as recorded (the ``sigma``
+        column of ``metrics.csv``, which the attribute stage's map files gave it): what a page
+        shows beside r, rather than r times the data range again."""
+        if r not in self.sigmas:
+            raise ValueError(f"r = {r:g}: no metrics row records its sigma")
+        return self.sigmas[r]
 
     def mc_stderr(
         self, method: str, metric: Metric | str, r: float, n: int | None = None
@@ -293,12 +307,16 @@ def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
 
 
 def read_csv(
-    path: str | Path, columns: Sequence[str] = COLUMNS, optional: Sequence[str] = OPTIONAL_COLUMNS
+    path: str | Path,
+    columns: Sequence[str] = COLUMNS,
+    optional: Sequence[str] = OPTIONAL_COLUMNS,
+    numbers: Sequence[str] = NUMBERS,
+    blank: Sequence[str] = (),
 ) -> list[dict]:
-    """``metrics.csv`` rows (or another tidy file's, with its ``columns``, of which ``optional``
-    may be missing) with ``r``, ``sigma``, ``value`` as floats; a damaged file (cut
-    short, another header, no row, a missing or extra cell, a value that is no number) is one
-    :class:`~.io.DamagedFile` line."""
+    """``metrics.csv`` rows (or another file's, with its ``columns``, of which ``optional`` may
+    be missing) with the ``numbers`` columns as floats (those also in ``blank`` ``None`` where
+    empty); a damaged file (cut short, another header, no row, a missing or extra cell, a value
+    that is no number) is one :class:`~.io.DamagedFile` line."""
     rows: list[dict] = []
     line = 1
     try:
@@ -315,8 +333,9 @@ def read_csv(
             line = reader.line_num
             if None in row or None in row.values():
                 raise ValueError(f"expected {len(header)} cells")
-            for key in ("r", "sigma", "value"):
-                row[key] = float(row[key])
+            for key in numbers:
+                if key in row:  # absent: an optional column the file lacks
+                    row[key] = None if key in blank and row[key] == "" else float(row[key])
             rows.append(row)
         if not rows:
             raise ValueError("no rows")

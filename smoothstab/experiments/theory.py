@@ -29,7 +29,16 @@ import numpy as np
 
 from smoothstab import bounds
 from smoothstab.experiments.blocks import render_markdown
-from smoothstab.experiments.bounds_page import VERSION, blocks
+from smoothstab.experiments.bounds_page import blocks
+from smoothstab.experiments.bounds_record import (
+    Bounds,
+    OtherUnit,
+    Recipe,
+    SigmaRow,
+    SizeRow,
+    Stability,
+    Theorem6,
+)
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
@@ -118,9 +127,9 @@ def train_sizes(run: RunDir) -> list[int]:
 
 def compute(
     cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
-) -> dict:
-    """Bounds and measured errors per sigma and per n, as a JSON-able dict (log10 of every
-    bound): :func:`assemble` on the run's networks, images and metrics."""
+) -> Bounds:
+    """Bounds and measured errors per sigma and per n (log10 of every bound): :func:`assemble`
+    on the run's networks, images and metrics."""
     x = run.load_test_images()[0].double()
     # Power iteration approaches the norm from below, slowly where the top singular values are
     # close: a tight tolerance keeps the underestimate far below the bounds' own looseness.
@@ -166,39 +175,28 @@ def assemble(
     unit: StepUnit = "examples",
     heuristic: bool = False,
     reasons: Sequence[str] = (),
-) -> dict:
+) -> Bounds:
     """The bounds page's numbers from the plug-in constants and the measured metrics.
+
+    Each r's sigma is the one its maps were made with (``summary.sigma``); ``x_range`` gives
+    Theorem 6's r* from its sigma*.
 
     ``train`` and ``sizes`` (setting DT; ``None``/empty: fidelity bounds only) give Theorem 5 per
     training-set size and Theorem 6 per sigma at the largest size, the one the measured rows
     (``summary`` lookups without ``n``) are at. The same norms (the largest over all the run's
     models) serve every size, so the bounds differ across sizes only through ``n``, ``T``, ``c``.
     """
-    sigmas = np.array([r * x_range for r in rs])
-    kind = "debiased" if debiased else "plain"
+    sigmas = np.array([summary.sigma(r) for r in rs])
     trivial = bounds.trivial_bound_grad(norms, log10=True)
 
     def measured(method: str, metric: Metric, r: float, n: int | None = None) -> float | None:
         found = summary.get(method, metric, r, n)
         return None if found is None else found.mean
 
-    out: dict = {
-        "version": VERSION,
-        "C": C,
-        "m": m,
-        "norms": list(norms),
-        "x_range": x_range,
-        "heuristic": heuristic,
-        "reasons": list(reasons),
-        "measured": kind,
-        "trivial_log10": trivial,
-        "rows": [],
-        "by_n": [],
-    }
     fid_sg = bounds.fidelity_bound_smoothgrad(norms, sigma=sigmas, m=m, log10=True)
     fid_ig = bounds.fidelity_bound_smoothed_ig(norms, sigma=sigmas, m=m, C=C, log10=True)
     triv_ig = bounds.trivial_bound_smoothed_ig(norms, sigma=sigmas, m=m, C=C, log10=True)
-    stab = None
+    stab, stability = None, None
     if train is not None and sizes and len(norms) >= 2:
         beta = (
             bounds.smoothness_noisy(norms, C, train.noise_std)
@@ -216,70 +214,84 @@ def assemble(
         n = max(sizes)
         T, c, sg = theorem5(n, unit)
         q = beta * c
+        exponent = 0.0 if math.isinf(q) else 1 / (q + 1)
         other: StepUnit = "minibatches" if unit == "examples" else "examples"
         T2, c2, sg2 = theorem5(n, other)
-        out.update(
+        stab = bounds.stability_bound_smoothgrad(
+            norms, sigma=sigmas, clip=True, C=C, n=n, T=T, c=c, beta=beta, log10=True
+        )
+        by_n = []
+        for size in sorted(sizes):
+            T_n, c_n, sg_n = theorem5(size, unit)
+            key = _size_key(summary, size)
+            by_n.append(
+                SizeRow(
+                    n=size,
+                    T=T_n,
+                    c=c_n,
+                    simplegrad_log10=sg_n,
+                    vacuous=bool(sg_n > trivial),
+                    stability_grad=measured("grad", Metric.STABILITY, 0.0, key),
+                    stability_grad_debiased=measured("grad", Metric.STABILITY_DEBIASED, 0.0, key),
+                )
+            )
+        stability = Stability(
             step_unit=unit,
             n=n,
             T=T,
             c=c,
             beta=beta,
             q=q,
-            exponent=0.0 if math.isinf(q) else 1 / (q + 1),
+            exponent=exponent,
             simplegrad_log10=sg,
             simplegrad_vacuous=bool(sg > trivial),
-            other_unit={"step_unit": other, "T": T2, "c": c2, "simplegrad_log10": sg2},
-            train={
-                "epochs": train.epochs,
-                "batch_size": train.batch_size,
-                "lr": train.lr,
-                "momentum": train.momentum,
-                "weight_decay": train.weight_decay,
-            },
+            other_unit=OtherUnit(step_unit=other, T=T2, c=c2, simplegrad_log10=sg2),
+            train=Recipe(
+                epochs=train.epochs,
+                batch_size=train.batch_size,
+                lr=train.lr,
+                momentum=train.momentum,
+                weight_decay=train.weight_decay,
+            ),
+            theorem6=theorem6_shape(norms, exponent, q, sigmas, x_range),
+            by_n=tuple(by_n),
         )
-        args = dict(C=C, n=n, T=T, c=c, beta=beta, log10=True)
-        stab = bounds.stability_bound_smoothgrad(norms, sigma=sigmas, clip=True, **args)
-        out["theorem6"] = theorem6_shape(norms, out["exponent"], q, sigmas, x_range)
-        for size in sorted(sizes):
-            T_n, c_n, sg_n = theorem5(size, unit)
-            key = _size_key(summary, size)
-            out["by_n"].append(
-                {
-                    "n": size,
-                    "T": T_n,
-                    "c": c_n,
-                    "simplegrad_log10": sg_n,
-                    "vacuous": bool(sg_n > trivial),
-                    "stability_grad": measured("grad", Metric.STABILITY, 0.0, key),
-                    "stability_grad_debiased": measured(
-                        "grad", Metric.STABILITY_DEBIASED, 0.0, key
-                    ),
-                }
-            )
+    rows = []
     for i, r in enumerate(rs):
         bound = None if stab is None else float(stab[i])
-        out["rows"].append(
-            {
-                "r": r,
-                "sigma": float(sigmas[i]),
-                "stability_grad": measured("grad", Metric.stability(debiased), r),
-                "stability_bound_log10": bound,
-                "stability_bound_vacuous": None if bound is None else bool(bound > trivial),
-                "fidelity_grad": measured("grad", Metric.fidelity(debiased), r),
-                "fidelity_bound_grad_log10": float(fid_sg[i]),
-                "fidelity_bound_grad_vacuous": bool(fid_sg[i] > trivial),
-                "fidelity_ig": measured("ig", Metric.fidelity(debiased), r),
-                "fidelity_bound_ig_log10": float(fid_ig[i]),
-                "trivial_ig_log10": float(triv_ig[i]),
-                "fidelity_bound_ig_vacuous": bool(fid_ig[i] > triv_ig[i]),
-            }
+        rows.append(
+            SigmaRow(
+                r=r,
+                sigma=float(sigmas[i]),
+                stability_grad=measured("grad", Metric.stability(debiased), r),
+                stability_bound_log10=bound,
+                stability_bound_vacuous=None if bound is None else bool(bound > trivial),
+                fidelity_grad=measured("grad", Metric.fidelity(debiased), r),
+                fidelity_bound_grad_log10=float(fid_sg[i]),
+                fidelity_bound_grad_vacuous=bool(fid_sg[i] > trivial),
+                fidelity_ig=measured("ig", Metric.fidelity(debiased), r),
+                fidelity_bound_ig_log10=float(fid_ig[i]),
+                trivial_ig_log10=float(triv_ig[i]),
+                fidelity_bound_ig_vacuous=bool(fid_ig[i] > triv_ig[i]),
+            )
         )
-    return out
+    return Bounds(
+        C=C,
+        m=m,
+        norms=tuple(norms),
+        x_range=x_range,
+        heuristic=heuristic,
+        reasons=tuple(reasons),
+        measured="debiased" if debiased else "plain",
+        trivial_log10=trivial,
+        rows=tuple(rows),
+        stability=stability,
+    )
 
 
 def theorem6_shape(
     norms: list[float], exponent: float, q: float, sigmas: np.ndarray, x_range: float
-) -> dict:
+) -> Theorem6:
     """Where Theorem 6's curve bends, in log10: ``sigma*`` (its factor ``(sigma* /
     sigma)^{1/(q+1)}`` is below 1 past it; before, the clip at Theorem 5 binds), ``r*``, whether
     the grid reaches ``sigma*``, how far (log10) the bound falls over the grid, and the sigma and
@@ -291,24 +303,24 @@ def theorem6_shape(
     drop = exponent * (hi - max(lo, star)) if reaches else 0.0
     half = None if math.isinf(q) else star + (q + 1) * LOG10_2
     log_x = math.log10(x_range)
-    return {
-        "sigma_star_log10": star,
-        "r_star_log10": star - log_x,
-        "grid_reaches": reaches,
-        "clip_binds_in_grid": bool(len(log_s)) and star > lo,
-        "drop_log10": drop,
-        "flat": drop < FLAT_LOG10,
-        "sigma_half_log10": half,
-        "r_half_log10": None if half is None else half - log_x,
-    }
+    return Theorem6(
+        sigma_star_log10=star,
+        r_star_log10=star - log_x,
+        grid_reaches=reaches,
+        clip_binds_in_grid=bool(len(log_s)) and star > lo,
+        drop_log10=drop,
+        flat=drop < FLAT_LOG10,
+        sigma_half_log10=half,
+        r_half_log10=None if half is None else half - log_x,
+    )
 
 
 def bounds_run(
     cfg: ExperimentConfig, run: RunDir, models: Sequence[nn.Module], summary: Summary
-) -> dict:
+) -> Bounds:
     """Write ``bounds.json`` and ``bounds.md``; returns what the first holds (the figures
     module draws it: :func:`~.figures.bounds_figure`)."""
     res = compute(cfg, run, models, summary)
-    run.write_json(run.bounds_json, res)
+    run.write_json(run.bounds_json, res.to_json())
     run.write_text(run.bounds_md, render_markdown(blocks(res)))
     return res
