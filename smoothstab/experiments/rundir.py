@@ -230,7 +230,8 @@ class Summary:
     def from_rows(cls, rows: list[dict], kind: str = "t95") -> Summary:
         values, ses, sigmas = defaultdict(list), defaultdict(list), {}
         for row in rows:
-            sigmas[row["r"]] = row["sigma"]
+            if "sigma" in row:  # rows made by hand may lack it; metrics.csv has it
+                sigmas[row["r"]] = row["sigma"]
             n = row.get("n", "")
             key = (row["method"], row["metric"], row["r"], int(n) if n != "" else None)
             who = row["pair"] or row["model"]
