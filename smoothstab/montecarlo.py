@@ -223,6 +223,8 @@ class _Accumulator:
         self.full, self.squares = full, squares or full
         self.groups = groups if full else 2
         self.sums: dict[str, torch.Tensor] = {}
+        # the sum of squared samples; with one sample per unit it is the units' own, kept once
+        self._sample_sq = "unit_sq" if full and per_unit == 1 else "sample_sq"
 
     def add(
         self, maps: torch.Tensor, b: torch.Tensor, half: torch.Tensor, j: torch.Tensor | None = None
@@ -232,7 +234,7 @@ class _Accumulator:
             maps = maps.to(torch.float64)
         unit = maps[0] if self.per_unit == 1 else maps.mean(dim=0)
         parts = {"unit": unit}
-        if self.squares:
+        if self.squares and self._sample_sq == "sample_sq":
             parts["sample_sq"] = (maps * maps).sum(dim=0)
         if self.full:
             parts["unit_sq"] = unit * unit
@@ -265,7 +267,7 @@ class _Accumulator:
             halves = torch.stack([s["half0"] / n0, (s["unit"] - s["half0"]) / (n - n0)])
             unit_var = ((s["unit_sq"] - n * mean * mean) / (n - 1)).clamp(min=0)
         if self.squares:
-            mean_sq = s["sample_sq"] / (n * self.per_unit)
+            mean_sq = s[self._sample_sq] / (n * self.per_unit)
         groups = None
         if self.groups > 2:
             g, shape = self.groups, s["unit"].shape[1:]
