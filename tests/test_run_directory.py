@@ -343,3 +343,30 @@ def test_a_hash_kept_from_an_earlier_check_still_finds_damage(tmp_path, capsys, 
     os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(DamagedFile, match="model_0.pt: damaged .its SHA-256 differs"):
         manifest.check(d, "attribute", ["train", "attribute"])
+
+
+def test_a_map_of_one_block_is_renamed_into_place_with_the_joined_bytes(tmp_path):
+    """A map computed in one block is not written twice: its block file becomes the map file,
+    byte for byte what joining would write; a damaged single block is refused, not renamed."""
+    import torch
+
+    import smoothstab as ss
+    from smoothstab.experiments.rundir import MapFile, RunDir
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    x = torch.randn(3, 3, 8, 8)
+    net(x)
+    st = ss.smooth(ss.grad, 0.3, 8, seed=0, groups=4).stats(net.eval(), x)
+    run = RunDir(tmp_path / "run")
+    block = run.map(0, "grad", 0.1, 0)
+    block.parent.mkdir(parents=True)
+    MapFile.from_stats(st, 0.1, 0.3, keep=True).save(block)
+    MapFile.join([MapFile.load(block)]).save(tmp_path / "joined.pt")
+    run.join_map(0, "grad", 0.1, 1)
+    assert not block.exists()
+    assert run.map(0, "grad", 0.1).read_bytes() == (tmp_path / "joined.pt").read_bytes()
+    run.map(0, "grad", 0.1).unlink()
+    block.write_bytes(b"cut sho")
+    with pytest.raises(DamagedFile):
+        run.join_map(0, "grad", 0.1, 1)
+    assert block.exists() and not run.map(0, "grad", 0.1).exists()

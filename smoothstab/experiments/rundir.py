@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -428,8 +429,14 @@ class RunDir:
         return MapFile.load(self.map(model, method, r))
 
     def join_map(self, model: int, method: str, r: float, n_blocks: int) -> None:
-        """Join a map's block files into its final file, then drop them."""
+        """Join a map's block files into its final file, then drop them. A single block is the
+        whole map: read once (a damaged one is refused) and renamed, not written again (the
+        same bytes: ``torch.save`` of equal content is byte-identical)."""
         parts = [self.map(model, method, r, b) for b in range(n_blocks)]
+        if n_blocks == 1:
+            MapFile.load(parts[0])
+            os.replace(parts[0], self.map(model, method, r))
+            return
         MapFile.join([MapFile.load(p) for p in parts]).save(self.map(model, method, r))
         for part in parts:
             part.unlink(missing_ok=True)
