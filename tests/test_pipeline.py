@@ -40,8 +40,9 @@ from smoothstab.experiments.experiment import (
     load_config,
     to_toml,
 )
+from smoothstab.experiments.metrics_table import COLUMNS, Summary, read_csv
 from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import COLUMNS, RunDir, Summary, read_csv
+from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.setting import Setting
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -208,7 +208,8 @@ GROUPED = [
 def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
     """The model evaluations the run counts (``model_evals`` in metrics.csv, per model, image,
     method and r) and the bytes of the map files it writes are plan's, exactly."""
-    from smoothstab.experiments.rundir import RunDir, read_csv
+    from smoothstab.experiments.metrics_table import read_csv
+    from smoothstab.experiments.rundir import RunDir
 
     cfg = load_config("quickstart", GROUPED)
     assert cfg.attribution.n_groups == 16

@@ -16,9 +16,10 @@ from smoothstab.experiments.cli import main
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.data import load_splits
 from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.metrics_table import read_csv
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
-from smoothstab.experiments.rundir import RunDir, read_csv
+from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.train import load_trained, read_checkpoint
 

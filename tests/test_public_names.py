@@ -80,7 +80,7 @@ def test_unknown_names_are_still_attribute_errors():
 
 
 def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
-    from smoothstab.experiments.rundir import Summary
+    from smoothstab.experiments.metrics_table import Summary
 
     row = dict(method="grad", metric="stability", r=0.1, n="", model="")
     summary = Summary.from_rows(

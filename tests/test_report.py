@@ -17,7 +17,7 @@ from smoothstab.experiments.aggregate import Band
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.findings import MEAN, read_table1, table1, table1_csv
 from smoothstab.experiments.io import DamagedFile
-from smoothstab.experiments.rundir import Summary, csv_text
+from smoothstab.experiments.metrics_table import Summary, csv_text
 
 RECORDED = {0.0: 0.0, 0.1: 0.3, 0.4: 0.9}  # the maps' own sigmas: no r x range of any data
 

@@ -18,8 +18,9 @@ from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.data import derive_seed
 from smoothstab.experiments.experiment import load_config
 from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir, Summary
+from smoothstab.experiments.rundir import RunDir
 
 
 def _setup(monkeypatch, methods: str):

@@ -23,7 +23,8 @@ from smoothstab.experiments.bounds_record import VERSION, Bounds, read_bounds
 from smoothstab.experiments.config import ConfigError
 from smoothstab.experiments.experiment import EvaluationConfig, TrainConfig, load_config
 from smoothstab.experiments.io import DamagedFile
-from smoothstab.experiments.rundir import RunDir, Summary
+from smoothstab.experiments.metrics_table import Summary
+from smoothstab.experiments.rundir import RunDir
 
 QUICKSTART_NORMS = [8.84, 5.17, 6.11, 7.28, 3.49]  # a quickstart run's: q ~ 1e14, all vacuous
 SMALL = [0.1, 0.1]  # q ~ 1e-3, sigma* = 10: bounds far below the trivial ones

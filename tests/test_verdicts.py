@@ -11,7 +11,8 @@ from smoothstab import metrics as M
 from smoothstab.experiments import advice as sigma_advice
 from smoothstab.experiments.evaluate import model_rows, pair_rows
 from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.rundir import Metric, Summary
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 from smoothstab.experiments.verdicts import (
     answer_table,
     pct,

@@ -23,7 +23,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig
-    from smoothstab.experiments.rundir import MapFile
+    from smoothstab.experiments.mapfile import MapFile
 
 
 def prepare_model(model: nn.Module, attr: AttributionConfig) -> nn.Module:

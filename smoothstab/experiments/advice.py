@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 
 from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.rundir import Metric, Summary
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 
 
 def tradeoff(

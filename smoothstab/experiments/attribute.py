@@ -1,7 +1,7 @@
 """The attribute stage: every model x method x noise level -> maps in the run directory.
 
 Files (:mod:`.rundir`): ``test_images.pt`` (the selected test images and labels) and one
-:class:`~.rundir.MapFile` per model, method and r: the smoothed maps and, when debiased
+:class:`~.mapfile.MapFile` per model, method and r: the smoothed maps and, when debiased
 distances are asked for, the two half means and the per-element variance of the units. Work is cut
 into blocks of ``image_batch`` images; each block is written as it finishes (a block file) and
 the blocks are joined into the final file, so a killed run resumes where it stopped.
@@ -23,6 +23,7 @@ import smoothstab as ss
 from smoothstab.experiments import accel
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.distributed import DistInfo, barrier, rank_device
+from smoothstab.experiments.mapfile import MapFile
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.recipe import (
     block_seed,
@@ -30,7 +31,7 @@ from smoothstab.experiments.recipe import (
     load_test_images,
     smoothed_method,
 )
-from smoothstab.experiments.rundir import MapFile, RunDir, noise_grid
+from smoothstab.experiments.rundir import RunDir, noise_grid
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig

@@ -1,14 +1,14 @@
 """The evaluate stage: maps in the run directory -> ``metrics.csv``, Table 1 and the sigma advice.
 
-``metrics.csv`` (:mod:`.rundir`) has one row per (method, r, metric, model pair or model, image):
-stability, SSIM, top-k IoU, rank agreement and unit-map distance per model pair; fidelity and
-map norm per model; each distance and norm plain (as the paper computes it) and, when asked,
+``metrics.csv`` (:mod:`.metrics_table`) has one row per (method, r, metric, model pair or model,
+image): stability, SSIM, top-k IoU, rank agreement and unit-map distance per model pair; fidelity
+and map norm per model; each distance and norm plain (as the paper computes it) and, when asked,
 debiased (cross-half, see :mod:`smoothstab.debias` and :mod:`smoothstab.agreement`), with the
-Monte-Carlo standard error in ``stderr``. No SSIM for maps smaller than its 11x11 window (such
-as digits). ``map_norm`` at r = 0 (the unsmoothed map's L2 norm) is the scale for a relative
-fidelity budget; a relative fidelity error is ``fidelity / map_norm`` of these rows. Per model
-and image, ``rel_se`` (the map's relative Monte-Carlo standard error) and ``model_evals`` (what
-it cost), from map files that record them. All from the map files: no model evaluations.
+Monte-Carlo standard error in ``stderr``. No SSIM for maps smaller than its 11x11 window (such as
+digits). ``map_norm`` at r = 0 (the unsmoothed map's L2 norm) is the scale for a relative fidelity
+budget; a relative fidelity error is ``fidelity / map_norm`` of these rows. Per model and image,
+``rel_se`` (the map's relative Monte-Carlo standard error) and ``model_evals`` (what it cost), from
+map files that record them. All from the map files: no model evaluations.
 The sigma advice (the knee of the trade-off curve and the
 most stable r within the budget) is :mod:`.advice`.
 """
@@ -25,16 +25,11 @@ from smoothstab.debias import debiased_distance
 from smoothstab.experiments.advice import recommend
 from smoothstab.experiments.findings import table1, table1_csv
 from smoothstab.experiments.io import DamagedFile
+from smoothstab.experiments.mapfile import MapFile
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary, csv_text, read_csv
 from smoothstab.experiments.progress import Progress, say
-from smoothstab.experiments.rundir import (
-    MapFile,
-    Metric,
-    RunDir,
-    Summary,
-    csv_text,
-    noise_grid,
-    read_csv,
-)
+from smoothstab.experiments.rundir import RunDir, noise_grid
 from smoothstab.experiments.setting import Setting
 from smoothstab.stats import SmoothStats
 

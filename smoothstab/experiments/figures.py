@@ -33,9 +33,11 @@ import torch  # noqa: E402
 from smoothstab import plot  # noqa: E402
 from smoothstab.experiments.data import dataset_info  # noqa: E402
 from smoothstab.experiments.io import atomic_write  # noqa: E402
+from smoothstab.experiments.measures import Metric  # noqa: E402
+from smoothstab.experiments.metrics_table import Summary  # noqa: E402
 from smoothstab.experiments.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
 from smoothstab.experiments.progress import Progress  # noqa: E402
-from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid  # noqa: E402
+from smoothstab.experiments.rundir import RunDir, noise_grid  # noqa: E402
 from smoothstab.experiments.setting import Setting  # noqa: E402
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ training-set size, the noise level where similarity between models peaks (Fig. 6
 paper's Table 1 (the evaluate stage writes it as ``table1.csv``, the report reads it); whether
 a falling raw stability error means maps more alike or only smaller is :mod:`.verdicts`.
 
-Pure functions of a :class:`~.rundir.Summary`; the report lays them out.
+Pure functions of a :class:`~.metrics_table.Summary`; the report lays them out.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.blocks import Table
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary, csv_text, read_csv
 from smoothstab.experiments.names import NAMES
-from smoothstab.experiments.rundir import Metric, Summary, csv_text, read_csv
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,7 +1,7 @@
 """The names of the metrics in ``metrics.csv`` and which of them is a run's stability measure.
 
-Kept apart from :mod:`.rundir` (which re-exports :class:`Metric`) so that the list of measures
-reads in one place.
+Kept apart from :mod:`.metrics_table` (the file's columns and summary) so that the list of
+measures reads in one place.
 """
 
 from __future__ import annotations

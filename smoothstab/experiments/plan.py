@@ -4,7 +4,7 @@ Counts are exact from the config alone, asked of the code that does the work: tr
 and images seen per model (:func:`~.trainer.epoch_batches`); model evaluations (one forward and
 backward pass of one input row) of the attribute stage per method and noise level
 (:func:`~.recipe.evals_per_sample`), with the nested smoothed-IG sampler beside the joint one;
-map files and their bytes (what :class:`~.rundir.MapFile` saves); the models and pairs of the
+map files and their bytes (what :class:`~.mapfile.MapFile` saves); the models and pairs of the
 setting (:class:`~.setting.Setting`). :mod:`.plan_timing` times a few real steps and chunks on
 this machine and extrapolates by these counts; :mod:`.plan_text` prints a plan.
 """
@@ -216,11 +216,11 @@ def map_shape(cfg: ExperimentConfig, method: str) -> tuple[int, ...]:
 
 
 def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
-    """The size of one map file: what :class:`~.rundir.MapFile` saves for the run's images,
+    """The size of one map file: what :class:`~.mapfile.MapFile` saves for the run's images,
     made by the code that writes them (the engine's stats of zero maps of the run's shape, with
     its groups and tolerance, through ``MapFile.from_stats``) for one and two images; the
     sizes fit ``a + b x images`` exactly up to the zip format's alignment."""
-    from smoothstab.experiments.rundir import MapFile
+    from smoothstab.experiments.mapfile import MapFile
     from smoothstab.montecarlo import Tolerance, monte_carlo
     from smoothstab.stats import SmoothStats
 

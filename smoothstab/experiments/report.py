@@ -26,8 +26,10 @@ from smoothstab.experiments.bounds_record import read_bounds
 from smoothstab.experiments.conventions import conventions
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.findings import best_levels, fmt, read_table1, size_table, trends
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 from smoothstab.experiments.names import MEASURES, NAMES
-from smoothstab.experiments.rundir import Metric, RunDir, Summary
+from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.verdicts import (
     accuracy_by_size,

@@ -27,9 +27,10 @@ from smoothstab.experiments import accel
 from smoothstab.experiments.data import dataset_info
 from smoothstab.experiments.labels import permutation_name
 from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import csv_text
 from smoothstab.experiments.progress import Progress
 from smoothstab.experiments.recipe import block_seed, load_test_images, smoothed_method
-from smoothstab.experiments.rundir import RunDir, csv_text
+from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.sanity_rows import COLUMNS, LABELS, PARAMS, has_label_rows, read_rows
 from smoothstab.experiments.setting import Setting
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.measures import Metric
-from smoothstab.experiments.rundir import RunDir, read_csv
+from smoothstab.experiments.metrics_table import read_csv
+from smoothstab.experiments.rundir import RunDir
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import ExperimentConfig

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from smoothstab.experiments.experiment import ExperimentConfig, ModelsConfig, TrainConfig
-    from smoothstab.experiments.rundir import RunDir, Summary
+    from smoothstab.experiments.metrics_table import Summary
+    from smoothstab.experiments.rundir import RunDir
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ from smoothstab.experiments.bounds_record import (
     Theorem6,
 )
 from smoothstab.experiments.data import dataset_info
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 from smoothstab.experiments.progress import Progress
-from smoothstab.experiments.rundir import Metric, RunDir, Summary, noise_grid
+from smoothstab.experiments.rundir import RunDir, noise_grid
 from smoothstab.experiments.setting import Setting
 from smoothstab.experiments.trainer import epoch_batches
 

@@ -16,8 +16,10 @@ from smoothstab.experiments.advice import recommend
 from smoothstab.experiments.aggregate import Band, band
 from smoothstab.experiments.blocks import Block, Heading, Paragraph, Table
 from smoothstab.experiments.findings import fmt
+from smoothstab.experiments.measures import Metric
+from smoothstab.experiments.metrics_table import Summary
 from smoothstab.experiments.names import BANDS, MEASURES, NAMES
-from smoothstab.experiments.rundir import Metric, RunDir, Summary
+from smoothstab.experiments.rundir import RunDir
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import ExperimentConfig
