@@ -27,6 +27,7 @@ TINY_SETTINGS = [
     # numbers still cover the nested sampler, the paper's Table-1 level, 256-row calls and
     # training in the default memory format
     "train.channels_last=false",
+    "attribution.channels_last=false",
     "attribution.ig_sampler=nested",
     "attribution.table_r=0.15",
     "attribution.batch_size=256",

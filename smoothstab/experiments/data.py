@@ -19,7 +19,7 @@ normalised input can take over all channels; see docs/conventions.md), disjoint 
 splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
 pure function of (seed, epoch, index).
 
-Long (about 470 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
+Long (about 480 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
 with a safe unpickler, ImageFolder) with its one-line errors, plus the splits, which must
 agree with each other.
 """

@@ -21,7 +21,7 @@ Under ``torchrun`` each global batch is dealt across ranks (:mod:`.distributed`)
 scaled so that DDP's gradient average is the whole batch's mean gradient: the same as one
 process up to float summation order (BatchNorm statistics are per rank, as usual with DDP).
 
-Long (about 500 lines) because exact resume needs the whole loop's state in one place:
+Long (about 510 lines) because exact resume needs the whole loop's state in one place:
 seeding, checkpoints, the best-epoch record and the stop at a non-finite loss.
 """
 
