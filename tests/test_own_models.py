@@ -111,7 +111,7 @@ def test_a_spec_names_its_cam_layer():
     """[[models.specs]] cam_layer: for an architecture cam_layer does not know (or another
     layer of one it does), set on the given model where every stage reads it."""
     from smoothstab.experiments.experiment import ExperimentConfig, ModelSpec
-    from smoothstab.experiments.proxies import given_model
+    from smoothstab.experiments.models import given_model
 
     cfg = ExperimentConfig()
     spec = ModelSpec("python:test_own_models:no_arguments", cam_layer="0")

@@ -127,7 +127,7 @@ def test_the_attribute_stage_packs_to_the_same_maps(tmp_path, monkeypatch):
     from smoothstab.experiments import attribute
     from smoothstab.experiments.experiment import load_config
     from smoothstab.experiments.rundir import RunDir, noise_grid
-    from smoothstab.experiments.setting import Setting
+    from smoothstab.experiments.source import RunModels
 
     monkeypatch.setenv("CI", "true")
     text = """\
@@ -157,7 +157,7 @@ topk = 5
         path.write_text(text.replace("[evaluation]", f"pack = {str(pack).lower()}\n[evaluation]"))
         cfg = load_config(path)
         run = RunDir(tmp_path / f"run{pack}")
-        models = Setting.of(cfg).models(run)
+        models = RunModels(cfg, run).models()
         blocks = attribute.run_attribution(cfg, run, models)
         assert blocks == 2 * 4 * len(noise_grid(cfg.attribution)) * 2  # models, methods, r, blocks
         maps[pack] = {

@@ -43,7 +43,7 @@ from smoothstab.experiments.experiment import (
 from smoothstab.experiments.metrics_table import COLUMNS, Summary, read_csv
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.rundir import RunDir
-from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.source import RunModels
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
@@ -220,7 +220,7 @@ def test_map_files(tiny_run):
         assert smoothed["unit_var"].shape == (N_IMAGES, channels, 32, 32)
         torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
     # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
-    model = Setting.of(load_config(tiny_run / "config.toml")).models(RunDir(tiny_run))[1]
+    model = RunModels(load_config(tiny_run / "config.toml"), RunDir(tiny_run)).models()[1]
     y = torch.load(tiny_run / "test_images.pt", weights_only=True)["y"]
     torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
 
@@ -412,12 +412,12 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     Simulated in one process: rank 1 works first, then rank 0 (barriers are no-ops here)."""
     d = copy_trained(tiny_run, tmp_path / "run")
     cfg = load_config(d / "config.toml")
-    models = Setting.of(cfg).models(RunDir(d))
+    models = RunModels(cfg, RunDir(d)).models()
     monkeypatch.setattr(attribute, "barrier", lambda info: None)
     done = [attribute.run_attribution(cfg, RunDir(d), models, DistInfo(rank, 2)) for rank in (1, 0)]
     n_blocks = N_MODELS * len(ss.METHODS) * len(GRID) * 2
     assert done == [n_blocks // 2, n_blocks // 2]
-    evaluate.evaluate_run(cfg, RunDir(d), Setting.of(cfg).model_sizes(RunDir(d)))
+    evaluate.evaluate_run(cfg, RunDir(d), RunModels(cfg, RunDir(d)).model_sizes())
     assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
 
 
@@ -544,7 +544,7 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
     saved = torch.load(d / "test_images.pt", weights_only=True)
     x, y = saved["x"], saved["y"]
     agree = []
-    for k, model in enumerate(Setting.of(load_config(d / "config.toml")).models(RunDir(d))):
+    for k, model in enumerate(RunModels(load_config(d / "config.toml"), RunDir(d)).models()):
         model = model.double()
         predicted = model(x.double()).argmax(1)
         ours = load_map(d, k, "grad", 0.0)["mean"]
@@ -757,7 +757,7 @@ def test_given_models_without_weights_are_the_same_in_every_stage(tiny_run):
     cfg = load_config(tiny_run / "config.toml")
     specs = (ModelSpec("small_cnn"), ModelSpec("small_cnn"))
     cfg = dataclasses.replace(cfg, models=ModelsConfig("DR", specs))
-    first, second = (Setting.of(cfg).models(RunDir(tiny_run)) for _ in range(2))
+    first, second = (RunModels(cfg, RunDir(tiny_run)).models() for _ in range(2))
     for a, b in zip(first, second, strict=True):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(p, q), name

@@ -15,6 +15,7 @@ from conftest import TINY_SETTINGS
 from smoothstab.experiments import plan as P
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.experiment import load_config
+from smoothstab.experiments.plan_make import make_plan
 from smoothstab.experiments.rundir import noise_grid
 from smoothstab.experiments.setting import Setting
 
@@ -213,7 +214,7 @@ def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
 
     cfg = load_config("quickstart", GROUPED)
     assert cfg.attribution.n_groups == 16
-    plan = P.make_plan(cfg, timing=False)
+    plan = make_plan(cfg, timing=False)
     out = tmp_path / "run"
     stages = ["--stages", "train", "attribute", "evaluate"]
     assert main(["run", "quickstart", "--out", str(out), "--quiet", *_sets(GROUPED), *stages]) == 0

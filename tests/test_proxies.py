@@ -20,7 +20,7 @@ from smoothstab.experiments.metrics_table import read_csv
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
 from smoothstab.experiments.rundir import RunDir
-from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.source import RunModels
 from smoothstab.experiments.train import load_trained, read_checkpoint
 
 BASE = 'models.specs=[{name="small_cnn"}]'
@@ -38,13 +38,13 @@ def ft_run(tmp_path: Path, *overrides: str, name: str = "ft") -> tuple:
 
 
 def base_model(cfg):
-    from smoothstab.experiments.proxies import given_model
+    from smoothstab.experiments.models import given_model
 
     return given_model(cfg, 0, cfg.models.specs[0], 10)
 
 
 def states(cfg, run):
-    return [m.state_dict() for m in Setting.of(cfg).models(run)]
+    return [m.state_dict() for m in RunModels(cfg, run).models()]
 
 
 def differs(a: dict, b: dict) -> set[str]:

@@ -562,7 +562,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     from smoothstab.experiments import attribute
     from smoothstab.experiments.experiment import load_config
     from smoothstab.experiments.rundir import RunDir, noise_grid
-    from smoothstab.experiments.setting import Setting
+    from smoothstab.experiments.source import RunModels
 
     monkeypatch.setenv("CI", "true")
     cfg_path = tmp_path / "c.toml"
@@ -574,7 +574,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     )
     cfg = load_config(cfg_path)
     run = RunDir(tmp_path / "run")
-    models = Setting.of(cfg).models(run)
+    models = RunModels(cfg, run).models()
     real, seen = attribute.attribute_blocks, []
 
     def measured(*args, **kwargs):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smoothstab.experiments.io import DamagedFile, first_line, read_json, recompute
+from smoothstab.experiments.io import DamagedFile, first_line, read_json
 
 VERSION = 2  # of bounds.json; an older file is not rendered (delete it and rerun the stage)
 
@@ -177,6 +177,4 @@ def read_bounds(path: str | Path) -> Bounds | None:
         return Bounds.from_json(data)
     except (TypeError, KeyError) as e:
         why = f"{type(e).__name__}: {first_line(e)}"
-        raise DamagedFile(
-            f"{path}: not a bounds.json of this version ({why}); {recompute(path)}"
-        ) from None
+        raise DamagedFile(path, f"not a bounds.json of this version ({why})") from None

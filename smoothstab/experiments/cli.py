@@ -233,7 +233,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_plan(args: argparse.Namespace) -> int:
     from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.plan import make_plan
+    from smoothstab.experiments.plan_make import make_plan
     from smoothstab.experiments.plan_text import format_plan
 
     cfg = _experiment_config(args)
@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail(args, _startup.MESSAGE, INTERRUPTED)
     except ValueError as e:  # ConfigError, DamagedFile, bad data, devices, ...
-        return _fail(args, one_line(e))
+        return _fail(args, _value_error(e))
     except FileNotFoundError as e:  # a stage run before the one that writes its input
         return _fail(args, _missing(args, e))
     except OSError as e:  # a full disk, a read-only place, a path that is a file, ...
@@ -367,6 +367,17 @@ def one_line(e: BaseException) -> str:
         name, sep, rest = last.partition(": ")
         return rest if sep and name.isidentifier() else last
     return lines[0]
+
+
+def _value_error(e: ValueError) -> str:
+    """The error's line; a run file that cannot be read gets how to recompute it (the stage
+    that wrote it), unless its message says already."""
+    from smoothstab.experiments.io import DamagedFile
+    from smoothstab.experiments.manifest import recompute
+
+    if isinstance(e, DamagedFile) and e.advice is None:
+        return f"{one_line(e)}; {recompute(e.path)}"
+    return one_line(e)
 
 
 def _missing(args: argparse.Namespace, e: FileNotFoundError) -> str:

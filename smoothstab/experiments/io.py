@@ -42,7 +42,16 @@ LOCK = ".lock"
 
 
 class DamagedFile(ValueError):
-    """A file of a run directory that cannot be read as what it should be."""
+    """A file of a run directory that cannot be read as what it should be: ``"{path}: {why}"``.
+
+    It carries the file's :attr:`path`, so that whoever knows the run's stages (the command
+    line, with :func:`.manifest.recompute`) can add how to recompute it; this layer knows only
+    files. ``advice`` is given where the raiser knows it already (the manifest does).
+    """
+
+    def __init__(self, path: str | Path, why: str, advice: str | None = None) -> None:
+        super().__init__(f"{path}: {why}" + (f"; {advice}" if advice else ""))
+        self.path, self.advice = Path(path), advice
 
 
 FileVersion = tuple[int, int, int, int, int]
@@ -180,7 +189,7 @@ def load_torch(path: str | Path, what: str = "a file written by smoothstab", **k
         raise
     except Exception as e:  # noqa: BLE001 - truncated, corrupt, code in the pickle: one message
         why = first_line(e)
-        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
+        raise DamagedFile(path, f"cannot be read as {what} ({why})") from None
 
 
 def read_json(path: str | Path, what: str = "JSON") -> Any:
@@ -191,14 +200,7 @@ def read_json(path: str | Path, what: str = "JSON") -> Any:
         raise
     except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         why = first_line(e)
-        raise DamagedFile(f"{path}: cannot be read as {what} ({why}); {recompute(path)}") from None
-
-
-def recompute(path: str | Path) -> str:
-    """The advice for an unreadable file (:func:`.manifest.recompute`: it knows the stages)."""
-    from smoothstab.experiments.manifest import recompute as advice
-
-    return advice(path)
+        raise DamagedFile(path, f"cannot be read as {what} ({why})") from None
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:

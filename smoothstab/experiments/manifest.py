@@ -155,8 +155,9 @@ def _read(root: Path) -> dict:
         later = [rel for stage in list(OUTPUTS)[1:] for rel in outputs(root, stage)]
         if later:  # standalone `smoothstab train` writes no manifest: the first stage may lack one
             raise DamagedFile(
-                f"{path}: missing, but {root} holds files of a run ({later[0]}, ...) that it "
-                f"should verify; {NEW_RUN.format(root=root)}"
+                path,
+                f"missing, but {root} holds files of a run ({later[0]}, ...) that it should verify",
+                NEW_RUN.format(root=root),
             )
         return {"stages": {}}
     try:
@@ -180,7 +181,7 @@ def _read(root: Path) -> dict:
 
 
 def _damaged(root: Path, why: str) -> DamagedFile:
-    return DamagedFile(f"{root / MANIFEST}: damaged ({why}); {NEW_RUN.format(root=root)}")
+    return DamagedFile(root / MANIFEST, f"damaged ({why})", NEW_RUN.format(root=root))
 
 
 def _save(root: Path, data: dict) -> None:
@@ -235,8 +236,9 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
                 continue
             if name != stage:
                 raise DamagedFile(
-                    f"{root / rel}: damaged ({why}); rerun the {name} stage to recompute it: "
-                    + rerun(root, name)
+                    root / rel,
+                    f"damaged ({why})",
+                    f"rerun the {name} stage to recompute it: {rerun(root, name)}",
                 )
             say(f"{root / rel}: damaged ({why}); recomputing it")
             (root / rel).unlink()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from smoothstab.experiments.io import DamagedFile, load_torch, recompute, save_torch
+from smoothstab.experiments.io import DamagedFile, load_torch, save_torch
 from smoothstab.stats import SmoothStats
 
 
@@ -91,9 +91,7 @@ class MapFile:
                 saved["unit_var"] = _unit_var(saved.pop("mean_var"), saved)
             return cls(**saved)
         except (TypeError, KeyError):
-            raise DamagedFile(
-                f"{path}: not a map file of this version; {recompute(path)}"
-            ) from None
+            raise DamagedFile(path, "not a map file of this version") from None
 
     @classmethod
     def join(cls, blocks: list[MapFile]) -> MapFile:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smoothstab.experiments.aggregate import Band, band
-from smoothstab.experiments.io import DamagedFile, FileMemo, recompute
+from smoothstab.experiments.io import DamagedFile, FileMemo
 from smoothstab.experiments.measures import Metric
 from smoothstab.renames import warn_renamed
 
@@ -195,7 +195,7 @@ def read_csv(
         if not rows:
             raise ValueError("no rows")
     except (ValueError, KeyError, csv.Error) as e:
-        raise DamagedFile(f"{path}: damaged near line {line} ({e}); {recompute(path)}") from None
+        raise DamagedFile(path, f"damaged near line {line} ({e})") from None
     return rows
 
 

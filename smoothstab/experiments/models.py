@@ -11,12 +11,17 @@ name torchvision would download it to. :func:`cam_layer` names the Grad-CAM laye
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from smoothstab.experiments.data import dataset_info, derive_seed, seed_torch
 from smoothstab.experiments.external import EXTERNAL
 from smoothstab.experiments.io import first_line
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import ExperimentConfig, ModelSpec
 
 OUR_MODELS = ("small_cnn", "resnet18_cifar", "resnet34_cifar")
 
@@ -130,6 +135,21 @@ def build_model(
     if weights is not None:
         load_weights(model, resolve_weights(name, weights))
     return model
+
+
+def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
+    """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
+    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
+    info = dataset_info(cfg.train)
+    with torch.random.fork_rng(devices=[]):
+        seed_torch(derive_seed(cfg.train.seed, k))
+        model = build_model(
+            spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
+        )
+    if spec.cam_layer:
+        model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
+    return model.eval()
 
 
 def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:

@@ -24,7 +24,6 @@ from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:
     from smoothstab.experiments.experiment import AttributionConfig, ExperimentConfig, TrainConfig
-    from smoothstab.experiments.plan_timing import Timing
 
 CAMS = ("gradcam", "gradcampp")
 
@@ -80,19 +79,6 @@ class SanityCost:
     def total(self) -> int | None:
         n = self.models_evaluated
         return None if n is None else n * sum(self.per_model.values())
-
-
-@dataclass(frozen=True)
-class Plan:
-    name: str
-    n_models: int
-    training: tuple[TrainingCost, ...]
-    attribution: tuple[AttributionCost, ...]
-    map_files: int
-    map_bytes: int
-    test_images_bytes: int
-    timing: Timing | None
-    sanity: SanityCost | None = None
 
 
 def train_set_size(cfg: ExperimentConfig) -> int | None:
@@ -261,22 +247,3 @@ def num_classes(cfg: ExperimentConfig) -> int:
     """The models' classes as far as the config says; an imagefolder's, which only its folder
     says, is taken as ImageNet's 1000 (a plan reads no data)."""
     return data.num_classes(cfg.train, read=False) or 1000
-
-
-def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
-    """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
-    (``budget``: about how many seconds each measurement may take)."""
-    from smoothstab.experiments.plan_timing import estimate_time
-
-    files, nbytes, images = storage(cfg)
-    return Plan(
-        cfg.name,
-        Setting.of(cfg).n_models,
-        tuple(training_costs(cfg)),
-        tuple(attribution_costs(cfg)),
-        files,
-        nbytes,
-        images,
-        estimate_time(cfg, budget) if timing else None,
-        sanity_cost(cfg),
-    )

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smoothstab.experiments.plan import Plan, SanityCost, training_config
+from smoothstab.experiments.plan import SanityCost, training_config
+from smoothstab.experiments.plan_make import Plan
 from smoothstab.experiments.setting import Setting
 
 if TYPE_CHECKING:

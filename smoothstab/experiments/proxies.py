@@ -41,7 +41,6 @@ metrics record; SWAG (its moments, then the draws) is the part to move out if a 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,12 +53,12 @@ from smoothstab.experiments.data import (
     load_dataset,
     num_classes,
     save_splits,
-    seed_torch,
     size_splits,
 )
 from smoothstab.experiments.io import load_torch, save_torch
-from smoothstab.experiments.models import build_model, cam_layer
+from smoothstab.experiments.models import build_model, cam_layer, given_model
 from smoothstab.experiments.progress import say
+from smoothstab.experiments.setting import Replicas
 from smoothstab.experiments.train import read_checkpoint, resolve_config
 from smoothstab.experiments.trainer import (
     Trainer,
@@ -72,26 +71,11 @@ from smoothstab.experiments.trainer import (
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from smoothstab.experiments.experiment import ExperimentConfig, ModelSpec, TrainConfig
+    from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
     from smoothstab.experiments.rundir import RunDir
 
 SWAG_MOMENTS = "swag_moments.pt"
 SWAG_RUN = "swag_sgd.pt"
-
-
-def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
-    """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
-    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
-    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
-    info = dataset_info(cfg.train)
-    with torch.random.fork_rng(devices=[]):
-        seed_torch(derive_seed(cfg.train.seed, k))
-        model = build_model(
-            spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
-        )
-    if spec.cam_layer:
-        model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
-    return model.eval()
 
 
 def trained_names(model: nn.Module, layers: str) -> set[str]:
@@ -165,42 +149,8 @@ class ProxyTrainer(Trainer):
 def proxy_config(cfg: ExperimentConfig, train_set: Dataset) -> TrainConfig:
     """The training config of the proxy's runs: [train]'s data and optimizer with the FT
     model, epochs, lr, schedule (constant for SWAG) and weight noise."""
-    t = proxy_train_config(cfg, len(train_set), num_classes(cfg.train))
+    t = Replicas(cfg).proxy_train_config(len(train_set), num_classes(cfg.train))
     return resolve_config(t, train_set)
-
-
-def proxy_runs(cfg: ExperimentConfig) -> int:
-    """Training runs the proxy makes: one per replica, or one SGD run for SWAG."""
-    return 1 if cfg.models.proxy == "swag" else cfg.models.replicas
-
-
-def proxy_train_config(cfg: ExperimentConfig, n_train: int, num_classes: int) -> TrainConfig:
-    """:func:`proxy_config` from the training set's size alone (for planning); its ``parts``
-    are the disjoint parts (one but for ``finetune``), see :func:`proxy_runs` for the runs."""
-    m, spec = cfg.models, cfg.models.specs[0]
-    swag, noisy = m.proxy == "swag", m.proxy == "noisy_sgd"
-    t = replace(
-        cfg.train,
-        model=spec.name,
-        num_classes=num_classes,
-        epochs=m.epochs,
-        lr=m.lr,
-        schedule="step" if swag else "cosine",
-        step_size=m.epochs + 1,  # SWAG: a constant rate
-        noise_std=m.noise_std if noisy else 0.0,
-        parts=m.replicas if m.proxy == "finetune" else 1,
-        part_size=m.part_size or n_train // m.replicas,
-        seed=m.seed,
-        keep="last",
-        val_size=0,
-        quiet=cfg.quiet or cfg.train.quiet,
-    )
-    if t.parts * t.part_size > n_train:
-        raise ValueError(
-            f"models.part_size: expected replicas x part_size <= the {n_train} training "
-            f"images, got {m.replicas} x {t.part_size}"
-        )
-    return t
 
 
 def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:

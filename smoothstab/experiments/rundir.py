@@ -28,7 +28,6 @@ from smoothstab.experiments.io import (
     DamagedFile,
     atomic_write,
     load_torch,
-    recompute,
     save_torch,
     write_json,
 )
@@ -148,9 +147,7 @@ class RunDir:
         """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
         saved = load_torch(self.test_images, "the run's test images")
         if not isinstance(saved, dict) or not {"x", "y"} <= saved.keys():
-            raise DamagedFile(
-                f"{self.test_images}: not the run's test images; {recompute(self.test_images)}"
-            )
+            raise DamagedFile(self.test_images, "not the run's test images")
         return saved["x"], saved["y"]
 
     def write_text(self, path: Path, text: str) -> Path:

@@ -8,6 +8,11 @@ run's setting; the stages, ``plan`` and the config's checks ask it how many mode
 their architectures, which pairs are compared, what is trained, whether the bounds apply and
 which Table-1 rows have labels. No other module branches on the setting's name.
 
+A setting describes; it does not train or load. Its actions (:meth:`Setting.train`,
+:meth:`Setting.models`, :meth:`Setting.model_sizes`) are done with the tools of a
+:class:`ModelSource` that the stages hand in, so the description of a run imports no training
+code.
+
 Models are numbered size by size (DT: model ``g * parts + p`` is part ``p`` of the ``g``-th
 smallest size); only models of one training-set size are compared.
 """
@@ -15,7 +20,7 @@ smallest size); only models of one training-set size are compared.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from smoothstab.checks import check_choice
 from smoothstab.experiments.aggregate import model_pairs
@@ -25,9 +30,39 @@ from smoothstab.experiments.measures import Metric
 if TYPE_CHECKING:
     from torch import nn
 
-    from smoothstab.experiments.experiment import ExperimentConfig, ModelsConfig, TrainConfig
+    from smoothstab.experiments.experiment import (
+        ExperimentConfig,
+        ModelsConfig,
+        ModelSpec,
+        TrainConfig,
+    )
     from smoothstab.experiments.metrics_table import Summary
-    from smoothstab.experiments.rundir import RunDir
+
+
+class ModelSource(Protocol):
+    """What a setting's actions need from the model layer and the run directory, handed in by
+    the stages (:class:`~smoothstab.experiments.source.RunModels`)."""
+
+    def record_given(self, record: dict) -> None:
+        """Write the run's training record of given checkpoints, unless it exists."""
+
+    def train_parts(self, train: TrainConfig) -> None:
+        """Train (or resume) the models of ``train`` on disjoint parts, per training-set size."""
+
+    def train_twin(self, train: TrainConfig, part: int, seed: int) -> None:
+        """Train model ``part``'s twin on labels permuted with ``seed`` (the label check)."""
+
+    def make_replicas(self) -> None:
+        """Make setting FT's replicas with the configured proxy."""
+
+    def given(self, k: int, spec: ModelSpec) -> nn.Module:
+        """The ``k``-th given model of ``spec``, in eval mode."""
+
+    def trained(self, k: int) -> nn.Module:
+        """The run's trained (or made) model ``k``, in eval mode."""
+
+    def train_sizes(self) -> list[int]:
+        """Each trained model's training-set size, as the training record says."""
 
 
 @dataclass(frozen=True)
@@ -127,22 +162,17 @@ class Setting:
         """What :meth:`training` trains, in words."""
         return "training"
 
-    def train(self, run: RunDir) -> None:
+    def train(self, source: ModelSource) -> None:
         """The train stage: record the given checkpoints."""
-        if not run.train_metrics.is_file():
-            specs = [{"name": s.name, "weights": s.weights, "label": s.label}
-                     for s in self.cfg.models.specs]  # fmt: skip
-            run.write_json(run.train_metrics, {"setting": self.name, "models": specs})
+        specs = [{"name": s.name, "weights": s.weights, "label": s.label}
+                 for s in self.cfg.models.specs]  # fmt: skip
+        source.record_given({"setting": self.name, "models": specs})
 
-    def models(self, run: RunDir) -> list[nn.Module]:
+    def models(self, source: ModelSource) -> list[nn.Module]:
         """The run's models, in eval mode."""
-        from smoothstab.experiments.data import num_classes
-        from smoothstab.experiments.proxies import given_model
+        return [source.given(k, s) for k, s in enumerate(self.cfg.models.specs)]
 
-        cfg, classes = self.cfg, num_classes(self.cfg.train)
-        return [given_model(cfg, k, s, classes) for k, s in enumerate(cfg.models.specs)]
-
-    def model_sizes(self, run: RunDir) -> list[int | None]:
+    def model_sizes(self, source: ModelSource) -> list[int | None]:
         """Each model's training-set size (``None``: not trained here)."""
         return [None] * self.n_models
 
@@ -184,24 +214,18 @@ class DisjointParts(Setting):
     def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
         return self.cfg.train, self.cfg.train.parts
 
-    def train(self, run: RunDir) -> None:
-        from smoothstab.experiments.train import train_run
-
+    def train(self, source: ModelSource) -> None:
         cfg = self.cfg
         train_cfg = replace(cfg.train, quiet=cfg.quiet or cfg.train.quiet)
-        train_run(train_cfg, run.root)
+        source.train_parts(train_cfg)
         if cfg.sanity.enabled and cfg.sanity.labels:  # the label check's twin
-            from smoothstab.experiments.train import train_permuted
+            source.train_twin(train_cfg, self.first_of_largest(), cfg.sanity.label_seed)
 
-            train_permuted(train_cfg, run.root, self.first_of_largest(), cfg.sanity.label_seed)
+    def models(self, source: ModelSource) -> list[nn.Module]:
+        return [source.trained(k) for k in range(self.n_models)]
 
-    def models(self, run: RunDir) -> list[nn.Module]:
-        from smoothstab.experiments.train import load_trained
-
-        return [load_trained(run.model(k)) for k in range(self.n_models)]
-
-    def model_sizes(self, run: RunDir) -> list[int | None]:
-        return [int(m["train_size"]) for m in run.read_json(run.train_metrics)["models"]]
+    def model_sizes(self, source: ModelSource) -> list[int | None]:
+        return list(source.train_sizes())
 
 
 class GivenModels(Setting):
@@ -249,8 +273,6 @@ class Replicas(Setting):
         return [self.cfg.models.specs[0].name] * self.n_models
 
     def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
-        from smoothstab.experiments.proxies import proxy_runs, proxy_train_config
-
         m = self.cfg.models
         if n_train is None:
             if m.part_size is None:
@@ -259,23 +281,54 @@ class Replicas(Setting):
                     "is known only once it is read; give models.part_size to plan this config"
                 )
             n_train = m.part_size * m.replicas
-        return proxy_train_config(self.cfg, n_train, classes), proxy_runs(self.cfg)
+        return self.proxy_train_config(n_train, classes), self.proxy_runs()
+
+    def proxy_runs(self) -> int:
+        """Training runs the proxy makes: one per replica, or one SGD run for SWAG."""
+        return 1 if self.cfg.models.proxy == "swag" else self.cfg.models.replicas
+
+    def proxy_train_config(self, n_train: int, num_classes: int) -> TrainConfig:
+        """The training config of the proxy's runs for a training set of ``n_train`` images:
+        ``[train]``'s data and optimizer with the FT model, epochs, lr, schedule (constant for
+        SWAG) and weight noise; its ``parts`` are the disjoint parts (one but for
+        ``finetune``), see :meth:`proxy_runs` for the runs."""
+        cfg = self.cfg
+        m, spec = cfg.models, cfg.models.specs[0]
+        swag, noisy = m.proxy == "swag", m.proxy == "noisy_sgd"
+        t = replace(
+            cfg.train,
+            model=spec.name,
+            num_classes=num_classes,
+            epochs=m.epochs,
+            lr=m.lr,
+            schedule="step" if swag else "cosine",
+            step_size=m.epochs + 1,  # SWAG: a constant rate
+            noise_std=m.noise_std if noisy else 0.0,
+            parts=m.replicas if m.proxy == "finetune" else 1,
+            part_size=m.part_size or n_train // m.replicas,
+            seed=m.seed,
+            keep="last",
+            val_size=0,
+            quiet=cfg.quiet or cfg.train.quiet,
+        )
+        if t.parts * t.part_size > n_train:
+            raise ValueError(
+                f"models.part_size: expected replicas x part_size <= the {n_train} training "
+                f"images, got {m.replicas} x {t.part_size}"
+            )
+        return t
 
     def training_name(self) -> str:
         return f"proxy {self.cfg.models.proxy} runs"
 
-    def train(self, run: RunDir) -> None:
-        from smoothstab.experiments import proxies
+    def train(self, source: ModelSource) -> None:
+        source.make_replicas()
 
-        proxies.make_replicas(self.cfg, run)
-
-    def models(self, run: RunDir) -> list[nn.Module]:
-        from smoothstab.experiments.train import load_trained
-
-        replicas = [load_trained(run.model(k)) for k in range(self.n_models)]
+    def models(self, source: ModelSource) -> list[nn.Module]:
+        replicas = [source.trained(k) for k in range(self.n_models)]
         layer = self.cfg.models.specs[0].cam_layer
         for model in replicas if layer else ():
-            model.cam_layer = layer  # the base model's Grad-CAM layer, as given_model sets it
+            model.cam_layer = layer  # the base model's Grad-CAM layer, as a given model has it
         return replicas
 
 

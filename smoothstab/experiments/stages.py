@@ -22,6 +22,7 @@ from smoothstab.experiments.io import locked
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
 from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.source import RunModels
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
@@ -80,22 +81,22 @@ def _first_difference(old: dict, new: dict) -> str | None:
 
 
 def train(cfg: ExperimentConfig, run: RunDir) -> None:
-    Setting.of(cfg).train(run)
+    RunModels(cfg, run).train()
 
 
 def attribute_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     info = init_distributed(cfg.attribution.device)
-    attribute.run_attribution(cfg, run, Setting.of(cfg).models(run), info)
+    attribute.run_attribution(cfg, run, RunModels(cfg, run).models(), info)
 
 
 def evaluate_stage(cfg: ExperimentConfig, run: RunDir) -> None:
-    evaluate.evaluate_run(cfg, run, Setting.of(cfg).model_sizes(run))
+    evaluate.evaluate_run(cfg, run, RunModels(cfg, run).model_sizes())
 
 
 def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     if not cfg.sanity.enabled:
         return  # off: nothing written, nothing to record
-    k, setting, twin = sanity.sanity_model(cfg), Setting.of(cfg), None
+    k, source, twin = sanity.sanity_model(cfg), RunModels(cfg, run), None
     if cfg.sanity.labels:  # the train stage trained it (setting DT)
         from smoothstab.experiments.train import load_trained
 
@@ -106,7 +107,7 @@ def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
                 "run the train stage with sanity.labels = true first (--stages train sanity)"
             )
         twin = load_trained(path)
-    sanity.sanity_run(cfg, run, setting.models(run)[k], setting.model_sizes(run)[k], twin)
+    sanity.sanity_run(cfg, run, source.models()[k], source.model_sizes()[k], twin)
 
 
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -126,7 +127,8 @@ def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
         return
     from smoothstab.experiments import figures  # matplotlib only when drawing
 
-    res = theory.bounds_run(cfg, run, Setting.of(cfg).models(run), run.summary(cfg.evaluation.band))
+    models = RunModels(cfg, run).models()
+    res = theory.bounds_run(cfg, run, models, run.summary(cfg.evaluation.band))
     figures.bounds_figure(res, run.figure("bounds"))
 
 

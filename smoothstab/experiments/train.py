@@ -38,7 +38,7 @@ from smoothstab.experiments.data import (
     validation_split,
 )
 from smoothstab.experiments.experiment import TrainConfig
-from smoothstab.experiments.io import DamagedFile, load_torch, recompute, write_json
+from smoothstab.experiments.io import DamagedFile, load_torch, write_json
 from smoothstab.experiments.models import build_model
 from smoothstab.experiments.progress import say
 from smoothstab.experiments.rundir import RunDir
@@ -276,8 +276,9 @@ def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
         model.load_state_dict(saved["state_dict"])
     except RuntimeError:
         raise DamagedFile(
-            f"{path}: its weights do not fit its own config (model {cfg['model']}, "
-            f"{cfg['num_classes']} classes); {recompute(path)}"
+            path,
+            f"its weights do not fit its own config (model {cfg['model']}, "
+            f"{cfg['num_classes']} classes)",
         ) from None
     return model.to(device).eval()
 
@@ -294,7 +295,8 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     )
     if not ok:
         raise DamagedFile(
-            f"{path}: not a checkpoint written by smoothstab train (a bare state dict belongs "
-            f"in models.specs weights of a DR/DA run); {recompute(path)}"
+            path,
+            "not a checkpoint written by smoothstab train (a bare state dict belongs in "
+            "models.specs weights of a DR/DA run)",
         )
     return saved

@@ -1,0 +1,53 @@
+"""A config's plan: what it will train, attribute and store (:mod:`.plan`'s counts) and, when
+asked, how long that takes here (:mod:`.plan_timing`), for ``smoothstab plan`` and the check
+before a run (:mod:`.plan_text` prints it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from smoothstab.experiments.plan import (
+    AttributionCost,
+    SanityCost,
+    TrainingCost,
+    attribution_costs,
+    sanity_cost,
+    storage,
+    training_costs,
+)
+from smoothstab.experiments.plan_timing import Timing, estimate_time
+from smoothstab.experiments.setting import Setting
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.experiment import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    n_models: int
+    training: tuple[TrainingCost, ...]
+    attribution: tuple[AttributionCost, ...]
+    map_files: int
+    map_bytes: int
+    test_images_bytes: int
+    timing: Timing | None
+    sanity: SanityCost | None = None
+
+
+def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
+    """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
+    (``budget``: about how many seconds each measurement may take)."""
+    files, nbytes, images = storage(cfg)
+    return Plan(
+        cfg.name,
+        Setting.of(cfg).n_models,
+        tuple(training_costs(cfg)),
+        tuple(attribution_costs(cfg)),
+        files,
+        nbytes,
+        images,
+        estimate_time(cfg, budget) if timing else None,
+        sanity_cost(cfg),
+    )
