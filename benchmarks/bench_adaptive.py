@@ -42,9 +42,10 @@ import torch.nn.functional as F
 import torchvision
 
 import smoothstab as ss
-from smoothstab.experiments.data import dataset_info, load_dataset
-from smoothstab.experiments.models import cam_layer
-from smoothstab.experiments.train import load_trained
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.models.architectures import cam_layer
+from smoothstab.experiments.models.data import load_dataset
+from smoothstab.experiments.models.training import load_trained
 
 R = 0.15
 TARGETS = (0.05, 0.02)

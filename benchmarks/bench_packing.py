@@ -17,7 +17,7 @@ import time
 import torch
 
 import smoothstab as ss
-from smoothstab.experiments.models import build_model
+from smoothstab.experiments.models.architectures import build_model
 
 
 def main() -> None:

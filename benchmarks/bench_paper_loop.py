@@ -75,12 +75,13 @@ from memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 import smoothstab as ss
 from smoothstab import metrics
-from smoothstab.experiments import attribute, evaluate, recipe
-from smoothstab.experiments.config import apply_overrides
-from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.models import build_model, cam_layer
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import apply_overrides
+from smoothstab.experiments.models import recipe
+from smoothstab.experiments.models.architectures import build_model, cam_layer
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.stages import attribute, evaluate
 
 METHODS = ("grad", "ig", "gradcam", "gradcampp")
 R_GRID = (0.0, 0.2)
@@ -346,7 +347,7 @@ def ours_rows(run: RunDir) -> list[dict]:
 def prepare(base: Path, device: str) -> None:
     """Train the networks (quickstart recipe, 800 shapes each, 10 epochs; --quick: 400, 6) and
     pick the images."""
-    from smoothstab.experiments.train import train_run
+    from smoothstab.experiments.models.training import train_run
 
     cfg = load_config("quickstart", settings(8, 0, device))
     train = apply_overrides(cfg.train, ["device=cpu", "quiet=true"])

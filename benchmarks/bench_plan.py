@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_plan.py [--budget SECONDS] [--work DIR] [--quickstart]
 
-For each config, :func:`~smoothstab.experiments.plan_make.make_plan` times a few steps here (each
+For each config, :func:`~smoothstab.experiments.plan.make.make_plan` times a few steps here (each
 measurement about ``--budget`` seconds, as ``smoothstab plan``) and extrapolates; then the stages
 it estimates (train, attribute, evaluate) run one after the other into a fresh run directory
 (``stages.run_all``, one stage a call, in this process: no interpreter start-up), each timed by
@@ -34,9 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import TINY_SETTINGS  # noqa: E402
-from smoothstab.experiments.experiment import load_config  # noqa: E402
-from smoothstab.experiments.plan_make import make_plan  # noqa: E402
-from smoothstab.experiments.stages import run_all  # noqa: E402
+from smoothstab.experiments.config.load import load_config  # noqa: E402
+from smoothstab.experiments.pipeline import run_all  # noqa: E402
+from smoothstab.experiments.plan.make import make_plan  # noqa: E402
 
 MEASURED = [
     *TINY_SETTINGS,

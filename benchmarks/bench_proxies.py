@@ -60,10 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smoothstab.experiments import stages
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.metrics_table import read_csv
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments import pipeline as stages
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.metrics_table import read_csv
 
 METHODS = ("grad", "ig", "gradcam", "gradcampp")
 R_GRID = (0.0, 0.016, 0.064, 0.144, 0.256, 0.4)  # 6 of the quickstart's 11 levels (+ table_r 0.15)

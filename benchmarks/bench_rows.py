@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import smoothstab as ss
-from smoothstab.experiments.models import build_model
+from smoothstab.experiments.models.architectures import build_model
 from smoothstab.montecarlo import DEFAULT_BATCH_SIZE
 
 HERE = Path(__file__).resolve().parent

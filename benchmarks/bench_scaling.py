@@ -40,10 +40,10 @@ SWEEPS = {
 
 
 def point(images: int, samples: int, size: int, models: int, device: str, model: str) -> dict:
-    from smoothstab.experiments import attribute
-    from smoothstab.experiments.experiment import load_config
-    from smoothstab.experiments.models import build_model
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.config.load import load_config
+    from smoothstab.experiments.models.architectures import build_model
+    from smoothstab.experiments.rundir.layout import RunDir
+    from smoothstab.experiments.stages import attribute
 
     sets = [
         "attribution.methods=['grad', 'ig']",

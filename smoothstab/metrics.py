@@ -13,7 +13,7 @@ Maps are raw signed ``[B, C, H, W]`` (CAMs ``[B, 1, H, W]``); each metric names 
 * Agreement of 2-D views: :func:`ssim` (scikit-image's ``structural_similarity`` with Wang et
   al.'s settings, batched), :func:`ssim_maps`, :func:`topk_iou`, :func:`topk_overlap`.
 Aggregation over images and model pairs happens in the experiment layer
-(:mod:`smoothstab.experiments.aggregate`).
+(:mod:`smoothstab.experiments.analysis.aggregate`).
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def _training_is_slow(request, monkeypatch):
     """A test outside the slow tier that takes an SGD step (trains a model) fails, naming it."""
     if request.node.get_closest_marker("slow") is not None:
         return
-    from smoothstab.experiments.trainer import Trainer
+    from smoothstab.experiments.models.trainer import Trainer
 
     def refuse(self, *args, **kwargs):
         raise AssertionError(f"{request.node.nodeid} trains a model: mark it @pytest.mark.slow")

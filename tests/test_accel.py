@@ -15,11 +15,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from smoothstab.experiments import accel
-from smoothstab.experiments.attribute import attribute_blocks
-from smoothstab.experiments.config import ConfigError, dataclass_from_dict
-from smoothstab.experiments.experiment import AttributionConfig
-from smoothstab.experiments.models import build_model
+from smoothstab.experiments.config.parse import ConfigError, dataclass_from_dict
+from smoothstab.experiments.config.tables import AttributionConfig
+from smoothstab.experiments.models import accel
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.stages.attribute import attribute_blocks
 
 METHODS = ("grad", "ig", "gradcam", "gradcampp")
 CAMS = ("gradcam", "gradcampp")
@@ -79,9 +79,9 @@ def test_no_option_is_the_same_object():
 
 def test_the_attribute_stage_applies_the_options(tmp_path):
     """Through the stage: the same files (dtype, shapes) as without options, maps within bounds."""
-    from smoothstab.experiments.attribute import run_attribution
-    from smoothstab.experiments.experiment import load_config
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.config.load import load_config
+    from smoothstab.experiments.rundir.layout import RunDir
+    from smoothstab.experiments.stages.attribute import run_attribution
 
     sets = [
         "attribution.methods=['grad', 'gradcam']",

@@ -200,7 +200,7 @@ def test_mean_over_pairs_se_covers_pairs_that_share_models():
     trials (the image axis), the s.e. the summary reports for that mean is at least its
     empirical standard deviation (measured 1.42x), and the independent-pairs figure falls short
     of it (0.83x)."""
-    from smoothstab.experiments.metrics_table import mean_of_correlated_se
+    from smoothstab.experiments.analysis.summary import mean_of_correlated_se
     from smoothstab.montecarlo import monte_carlo
 
     gen = torch.Generator().manual_seed(3)
@@ -340,7 +340,7 @@ def test_nominal_95_percent_intervals_cover_the_truth(name):
 
 
 def test_attribution_tolerance_is_checked_at_config_load():
-    from smoothstab.experiments.experiment import AttributionConfig
+    from smoothstab.experiments.config.tables import AttributionConfig
 
     assert AttributionConfig(tolerance=0.05).tolerance == 0.05
     for kwargs, message in [
@@ -359,9 +359,9 @@ def test_attribution_tolerance_is_checked_at_config_load():
 
 
 def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
-    from smoothstab.experiments.evaluate import cost_rows
-    from smoothstab.experiments.mapfile import MapFile
-    from smoothstab.experiments.measures import Metric
+    from smoothstab.experiments.analysis.measures import Metric
+    from smoothstab.experiments.rundir.mapfile import MapFile
+    from smoothstab.experiments.stages.evaluate import cost_rows
 
     st = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x)
     blocks, parts = [], []
@@ -389,7 +389,7 @@ def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
 def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
     """A file that kept the variance of the mean (``mean_var``, with per-image counts) loads
     with it as the stats' ``unit_var``: the same estimate as the stats it was made from."""
-    from smoothstab.experiments.mapfile import MapFile
+    from smoothstab.experiments.rundir.mapfile import MapFile
 
     st = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=0, groups=4).stats(convnet, x)
     old = dict(mean=st.mean, r=0.1, sigma=0.5, n_units=st.n_units, halves=st.halves,
@@ -408,9 +408,9 @@ def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
     error and a cost per model and image, the maps that met the tolerance are within it, and
     the report gives the evaluations spent per method and r."""
     from conftest import TINY_SETTINGS
+    from smoothstab.experiments.analysis.measures import Metric
     from smoothstab.experiments.cli import main
-    from smoothstab.experiments.measures import Metric
-    from smoothstab.experiments.metrics_table import read_csv
+    from smoothstab.experiments.rundir.metrics_table import read_csv
 
     sets = [*TINY_SETTINGS, "attribution.methods=['grad']", "attribution.tolerance=0.2"]
     sets += ["attribution.min_samples=8", "attribution.max_samples=64", "attribution.groups=4"]
@@ -455,7 +455,7 @@ def test_groups_split_the_units_and_give_t_intervals(convnet, x):
 
 def test_map_files_keep_groups_for_the_distances(convnet, x, tmp_path):
     """With groups, a map file's estimate gives distances the group standard errors."""
-    from smoothstab.experiments.mapfile import MapFile
+    from smoothstab.experiments.rundir.mapfile import MapFile
 
     st = ss.smooth(ss.grad, 0.5, 16, seed=0, groups=4).stats(convnet, x)
     f = MapFile.from_stats(st, 0.1, 0.5, keep=True)
@@ -534,7 +534,7 @@ def test_default_batch_size_bounds_every_model_call(sampler):
 def test_a_map_indistinguishable_from_zero_does_not_stop_the_summary():
     """A constant CAM (mean map 0 up to its noise) has rel_se = inf; the run's summary keeps it
     as an infinite mean without a band instead of refusing the whole metrics table."""
-    from smoothstab.experiments.metrics_table import Summary
+    from smoothstab.experiments.analysis.summary import Summary
 
     rows = [
         dict(method="gradcam", metric="rel_se", r=0.2, n="", pair="", model=str(k), image=i,

@@ -36,11 +36,12 @@ import torch
 
 import smoothstab as ss
 from conftest import ConvNet, make
-from smoothstab.experiments import stages
+from smoothstab.experiments import pipeline as stages
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.experiment import AttributionConfig, load_config
-from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.tables import AttributionConfig
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.rundir.layout import RunDir
 
 SIDE_EFFECT = "pwned"  # the file a hostile pickle tries to create
 
@@ -184,7 +185,7 @@ def unwritable(tmp: Path) -> Path:
 
 def damaged_metrics(tmp: Path) -> Path:
     """A run whose evaluate stage recorded metrics.csv, which was then cut mid-row."""
-    from smoothstab.experiments import manifest
+    from smoothstab.experiments.rundir import manifest
 
     d = fake_run(tmp)
     text = "setting,n,method,r,sigma,metric,pair,model,image,value,stderr\n"
@@ -1126,7 +1127,7 @@ def replace_file(path: Path, obj) -> Path:
 
 
 def load_trained(path: Path):
-    from smoothstab.experiments.train import load_trained as load
+    from smoothstab.experiments.models.training import load_trained as load
 
     return load(path)
 

@@ -111,7 +111,8 @@ def test_batchnorm_folding_equals_scaled_conv():
 
 
 def test_bounds_reexports_the_spectral_api():
-    """``smoothstab.experiments.theory`` reaches these through ``smoothstab.bounds``."""
+    """``smoothstab.experiments.stages.bounds_stage`` reaches these through
+    ``smoothstab.bounds``."""
     assert sb.spectral_norm is sp.spectral_norm and sb.layer_norms is sp.layer_norms
     assert sb.LayerNorms is sp.LayerNorms
     assert {"spectral_norm", "layer_norms", "LayerNorms"} <= set(sb.__all__)

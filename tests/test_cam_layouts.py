@@ -13,7 +13,7 @@ from torch import nn
 
 import smoothstab as ss
 from conftest import TINY_HF_VIT, ConvNet, make
-from smoothstab.experiments.models import cam_layer
+from smoothstab.experiments.models.architectures import cam_layer
 from smoothstab.layouts import token_grid
 
 

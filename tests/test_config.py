@@ -12,15 +12,9 @@ import pytest
 
 import smoothstab as ss
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.config import ConfigError, apply_overrides
-from smoothstab.experiments.experiment import (
-    ExperimentConfig,
-    ModelsConfig,
-    ModelSpec,
-    load_config,
-    preset_names,
-    to_toml,
-)
+from smoothstab.experiments.config.load import load_config, preset_names
+from smoothstab.experiments.config.parse import ConfigError, apply_overrides, to_toml
+from smoothstab.experiments.config.tables import ExperimentConfig, ModelsConfig, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = sorted((ROOT / "smoothstab" / "configs" / "paper").glob("*.toml"))
@@ -349,7 +343,7 @@ def test_presets_by_name_are_the_packaged_files(tmp_path, capsys):
 def test_free_fields_are_marked_in_the_dataclasses():
     """Which fields change no result is field metadata, not a hand-kept list: devices, worker
     counts, chunk sizes, checkpoint cadence, data location and verbosity."""
-    from smoothstab.experiments.config import free_keys
+    from smoothstab.experiments.config.parse import free_keys
 
     assert free_keys(ExperimentConfig) == {
         "quiet",
@@ -388,7 +382,8 @@ def test_to_toml_round_trips_awkward_values(tmp_path):
 def test_sanity_table_is_off_by_default_and_checked_at_load():
     """``[sanity]``: off in every preset, its keys checked when the config loads (a bad mode,
     a negative seed, a repeated layer, an unknown key, an image too small for SSIM)."""
-    from smoothstab.experiments.experiment import SanityConfig, preset_names
+    from smoothstab.experiments.config.load import preset_names
+    from smoothstab.experiments.config.tables import SanityConfig
 
     for name in preset_names():
         assert load_config(name).sanity == SanityConfig(), name
@@ -414,7 +409,7 @@ def test_sanity_table_is_off_by_default_and_checked_at_load():
 def test_every_key_has_its_type_default_and_meaning():
     """Each field of each config dataclass is a key with the docstring under it; a field added
     without one is an error, not a blank row."""
-    from smoothstab.experiments.keys import REQUIRED, SPECS, config_keys
+    from smoothstab.experiments.config.keys import REQUIRED, SPECS, config_keys
 
     keys = {k.name: k for k in config_keys()}
     expected = set()
@@ -435,7 +430,7 @@ def test_every_key_has_its_type_default_and_meaning():
         """Documented."""
         seed: int = 0
 
-    from smoothstab.experiments.keys import _keys
+    from smoothstab.experiments.config.keys import _keys
 
     with pytest.raises(TypeError, match="Undocumented.seed: a config key without a docstring"):
         _keys(Undocumented, Undocumented(), "")
@@ -447,7 +442,7 @@ def test_config_command_prints_the_config_as_commented_toml(capsys, source):
     config, every key with its meaning in a comment; --set values show with the default."""
     import tomllib
 
-    from smoothstab.experiments.config import dataclass_from_dict
+    from smoothstab.experiments.config.parse import dataclass_from_dict
 
     assert main(["config", source, "--set", "attribution.n_samples=40"]) == 0
     out = capsys.readouterr().out
@@ -460,7 +455,7 @@ def test_config_command_prints_the_config_as_commented_toml(capsys, source):
 
 
 def test_keys_markdown_has_a_row_per_key():
-    from smoothstab.experiments.keys import _cell, config_keys, keys_markdown
+    from smoothstab.experiments.config.keys import _cell, config_keys, keys_markdown
 
     text = keys_markdown()
     rows = [line for line in text.splitlines() if line.startswith("| `")]

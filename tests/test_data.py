@@ -1,4 +1,4 @@
-"""Datasets, noise-level conversion and disjoint splits (smoothstab.experiments.data).
+"""Datasets, noise-level conversion and disjoint splits (smoothstab.experiments.models.data).
 
 Folder loaders are tested on tiny fake folders written here: CIFAR-10 pickle batches and a
 2-class ImageFolder of PNGs. Nothing is downloaded.
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from smoothstab.experiments import data
-from smoothstab.experiments.shapes import CLASSES, generate_shapes
+from smoothstab.experiments.config import datasets
+from smoothstab.experiments.models import data
+from smoothstab.experiments.models.shapes import CLASSES, generate_shapes
 
 
 def write_cifar(folder, n: int = 4, names=None) -> None:
@@ -60,7 +61,7 @@ def test_digits_split_is_fixed_and_disjoint():
 
 def test_digits_normalisation_range():
     x = data.load_dataset("digits", train=True).tensors[0]
-    lo, hi = data.input_range(data.DIGITS_MEAN, data.DIGITS_STD)
+    lo, hi = datasets.input_range(datasets.DIGITS_MEAN, datasets.DIGITS_STD)
     assert x.min() >= lo - 1e-6 and x.max() <= hi + 1e-6
     assert abs(x.mean().item()) < 0.05
 
@@ -100,7 +101,7 @@ def test_shapes_classes_are_distinct():
 @pytest.mark.slow
 def test_small_cnn_learns_shapes(tmp_path):
     """The classes are learnable from pixels: 2000 images, 10 epochs (about 5 s on 2 cores)."""
-    from smoothstab.experiments.train import TrainConfig, train_run
+    from smoothstab.experiments.models.training import TrainConfig, train_run
 
     config = TrainConfig(
         dataset="shapes", parts=1, part_size=2000, epochs=10, batch_size=64, lr=0.02, quiet=True
@@ -124,8 +125,8 @@ def test_cifar10_from_pickle_folder(tmp_path, nested):
     assert x.shape == (3, 32, 32) and isinstance(y, int)
     with (folder / "test_batch").open("rb") as f:
         raw = pickle.load(f)[b"data"][1].reshape(3, 32, 32) / 255.0
-    mean = torch.tensor(data.CIFAR_MEAN).view(3, 1, 1)
-    std = torch.tensor(data.CIFAR_STD).view(3, 1, 1)
+    mean = torch.tensor(datasets.CIFAR_MEAN).view(3, 1, 1)
+    std = torch.tensor(datasets.CIFAR_STD).view(3, 1, 1)
     torch.testing.assert_close(x, (torch.from_numpy(raw).float() - mean) / std)
 
 
@@ -170,21 +171,21 @@ def test_imagefolder_paper_transforms(tmp_path):
     assert train[0][0].shape == (3, 224, 224) and val[3][0].shape == (3, 224, 224)
     # a uniform image stays uniform under Resize + CenterCrop: its normalised value is known
     x, y = val[3]
-    mean, std = data.IMAGENET_MEAN[0], data.IMAGENET_STD[0]
+    mean, std = datasets.IMAGENET_MEAN[0], datasets.IMAGENET_STD[0]
     assert y == 1
     torch.testing.assert_close(x[0].mean().item(), (50 / 255 - mean) / std, atol=1e-3, rtol=0)
 
 
 def test_imagefolder_of_your_own_size_stats_and_channels(tmp_path):
     """[train] image_size, mean, std, channels describe the folder: grey 16x16 crops here."""
-    from smoothstab.experiments.experiment import TrainConfig
+    from smoothstab.experiments.config.tables import TrainConfig
 
     write_imagefolder(tmp_path)
     cfg = TrainConfig(dataset="imagefolder", image_size=16, mean=(0.5,), std=(0.25,), channels=1)
-    info = data.dataset_info(cfg)
+    info = datasets.dataset_info(cfg)
     assert (info.image_size, info.in_channels, info.mean, info.std) == (16, 1, (0.5,), (0.25,))
     assert info.x_range == pytest.approx(4.0)
-    assert data.dataset_info(cfg.to_dict()) == info  # a checkpoint's config dict
+    assert datasets.dataset_info(cfg.to_dict()) == info  # a checkpoint's config dict
     train = data.load_dataset("imagefolder", root=tmp_path, train=True, info=info)
     val = data.load_dataset("imagefolder", root=tmp_path, train=False, info=info)
     assert train[0][0].shape == (1, 16, 16) and val[3][0].shape == (1, 16, 16)
@@ -203,7 +204,7 @@ def test_imagefolder_of_your_own_size_stats_and_channels(tmp_path):
     ],
 )
 def test_imagefolder_keys_are_checked(kwargs, match):
-    from smoothstab.experiments.experiment import TrainConfig
+    from smoothstab.experiments.config.tables import TrainConfig
 
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -246,10 +247,10 @@ def test_epoch_seeded_augmentation(tmp_path):
 
 
 def test_input_range_imagenet():
-    lo, hi = data.input_range(data.IMAGENET_MEAN, data.IMAGENET_STD)
+    lo, hi = datasets.input_range(datasets.IMAGENET_MEAN, datasets.IMAGENET_STD)
     assert hi - lo == pytest.approx(4.757904, abs=1e-5)
-    assert data.dataset_info("imagenet").x_range == pytest.approx(4.757904, abs=1e-5)
-    assert data.input_range((0.0,), (1.0,)) == (0.0, 1.0)
+    assert datasets.dataset_info("imagenet").x_range == pytest.approx(4.757904, abs=1e-5)
+    assert datasets.input_range((0.0,), (1.0,)) == (0.0, 1.0)
 
 
 def test_disjoint_splits():

@@ -99,7 +99,7 @@ def test_site_builds_strictly_with_every_page_and_key(served_site):
     """The build (in the fixture) passed --strict; the generated page lists every config key,
     the README's sections are included where the pages pull them in, the API page is filled."""
     _, site = served_site
-    from smoothstab.experiments.keys import config_keys
+    from smoothstab.experiments.config.keys import config_keys
 
     config = (site / "config" / "index.html").read_text()
     for key in config_keys():

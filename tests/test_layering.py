@@ -229,7 +229,7 @@ BAD = textwrap.dedent(
         fig.savefig(p)
         p.parent.mkdir()
         from .experiments import cli
-        from smoothstab.experiments.trainer import fit
+        from smoothstab.experiments.models.trainer import fit
         import pickle; pickle.dumps(obj)
     """
 )
@@ -250,7 +250,7 @@ def test_checker_reports_each_violation_with_its_line():
         "bad.py:17: calls .mkdir()",
         "bad.py:18: imports smoothstab.experiments",
         "bad.py:18: imports smoothstab.experiments.cli",
-        "bad.py:19: imports smoothstab.experiments.trainer",
+        "bad.py:19: imports smoothstab.experiments.models.trainer",
         "bad.py:20: imports pickle",
         "bad.py:20: calls pickle.*() (pickle.dumps)",
     ]
@@ -344,45 +344,165 @@ def test_importing_the_core_pulls_in_no_optional_extra():
 
 
 def test_loading_a_config_pulls_in_no_training_ddp_or_plotting():
-    """``smoothstab.experiments.experiment`` is what reading a config needs; the trainer, the
-    torchrun helpers and the stages that train or plot stay unloaded. (``torch.distributed``
-    itself is not checked: ``import torch`` loads it.)"""
-    code = "import smoothstab.experiments.experiment as e\ne.load_config(None)"
-    ours = tuple(
-        f"{EXPERIMENTS}.{m}"
-        for m in ("trainer", "train", "distributed", "stages", "attribute", "figures", "cli")
-    )
+    """The config room is what reading a config needs; the models room (trainer, torchrun
+    helpers), the stages and the command line stay unloaded. (``torch.distributed`` itself is
+    not checked: ``import torch`` loads it.)"""
+    code = "import smoothstab.experiments.config.load as c\nc.load_config(None)"
+    ours = tuple(f"{EXPERIMENTS}.{m}" for m in ("models", "stages", "pipeline", "plan", "cli"))
     assert loaded_after(code, ("matplotlib", *ours)) == []
 
 
-# --- stages -------------------------------------------------------------------------------------
+# --- the experiment layer's rooms -------------------------------------------------------------
 
-# The modules of the stages after training: each reads the files the earlier ones wrote and
-# shares code through helper modules (rundir, findings, setting, ...), not through another stage.
-STAGE_MODULES = ("attribute", "evaluate", "sanity", "figures", "theory", "report")
-# Imports between stages still to be moved to helper modules: (importer, imported).
-STAGE_IMPORTS_LEFT: set[tuple[str, str]] = set()
+# Each room of the experiment layer and the rooms it may import, besides the core and itself:
+# a room imports only rooms below it. The three top modules (pipeline, cli, the package) may
+# import any room. Imports inside functions and under ``TYPE_CHECKING`` count like any other.
+ROOMS = {
+    "io": set(),
+    "analysis": set(),
+    "config": {"analysis", "io"},
+    "rundir": {"analysis", "config", "io"},
+    "models": {"analysis", "config", "io", "rundir"},
+    "pages": {"analysis", "config", "io", "rundir"},
+    "stages": {"analysis", "config", "io", "models", "pages", "rundir"},
+    "plan": {"analysis", "config", "io", "models", "pages", "rundir", "stages"},
+}
+TOP = {"pipeline", "cli", ""}  # "" is the package's __init__
 
 
-def stage_imports() -> set[tuple[str, str]]:
-    found = set()
-    for stage in STAGE_MODULES:
-        module = f"{EXPERIMENTS}.{stage}"
-        path = ROOT / "smoothstab" / "experiments" / f"{stage}.py"
-        for _, name, _ in imports(ast.parse(path.read_text(encoding="utf-8")), module, False):
-            other = name.removeprefix(f"{EXPERIMENTS}.").partition(".")[0]
-            if name.startswith(f"{EXPERIMENTS}.") and other in STAGE_MODULES and other != stage:
-                found.add((stage, other))
+def all_modules(root: Path = ROOT, package: str = PACKAGE) -> dict[str, Path]:
+    """Every module of ``package`` under ``root``: dotted name -> file."""
+    found = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
     return found
 
 
+def import_graph(root: Path = ROOT, package: str = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports, anywhere in its code (``from M import
+    n`` counts as importing ``M.n`` where that is a module, else ``M``)."""
+    modules = all_modules(root, package)
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        found = imports(tree, name, path.name == "__init__.py")
+        named = {n for _, n, surely in found if not surely}  # ``from M import n``: M.n
+        targets = {n for n in named if n in modules}
+        for _, imported, surely in found:  # M itself where no name taken from it is a module
+            taken = {n for n in named if n.rpartition(".")[0] == imported}
+            if surely and imported in modules and not taken & targets:
+                targets.add(imported)
+        graph[name] = targets - {name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def room_of(module: str) -> str | None:
+    """The room of an experiment-layer module (``None`` outside the layer)."""
+    if module != EXPERIMENTS and not module.startswith(EXPERIMENTS + "."):
+        return None
+    rest = module.removeprefix(EXPERIMENTS).lstrip(".")
+    return rest.partition(".")[0]
+
+
+def room_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for module, targets in sorted(graph.items()):
+        room = room_of(module)
+        if room is None or room in TOP:
+            continue
+        for target in sorted(targets):
+            other = room_of(target)
+            if other is None or other == room:
+                continue
+            if other in TOP or other not in ROOMS[room]:
+                bad.append(f"{module} ({room}/) imports {target} ({other or 'the package'})")
+    return bad
+
+
+def test_the_package_has_no_import_circle():
+    found = circles(import_graph())
+    assert found == [], "import circles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_every_experiment_module_lives_in_a_room():
+    loose = [m for m in all_modules() if room_of(m) not in (None, *ROOMS, *TOP)]
+    assert loose == [], f"modules outside the rooms: {loose}"
+    assert set(ROOMS) == {p.name for p in (ROOT / PACKAGE / "experiments").iterdir()
+                          if p.is_dir() and p.name != "__pycache__"}  # fmt: skip
+
+
+def test_each_room_imports_only_the_rooms_below_it():
+    bad = room_violations(import_graph())
+    assert bad == [], "\n".join(bad)
+
+
 def test_stages_do_not_import_each_other():
-    assert stage_imports() <= STAGE_IMPORTS_LEFT, sorted(stage_imports() - STAGE_IMPORTS_LEFT)
+    graph = import_graph()
+    stages = {m for m in graph if room_of(m) == "stages"}
+    bad = [f"{m} -> {t}" for m in sorted(stages) for t in sorted(graph[m] & stages)
+           if not t.endswith(".stages")]  # fmt: skip
+    assert bad == []
 
 
-def test_the_stage_imports_left_are_still_there():
-    """An import moved away is taken off the list, so that it cannot come back unnoticed."""
-    assert stage_imports() == STAGE_IMPORTS_LEFT
+def test_the_circle_and_room_checks_can_fail(tmp_path):
+    """A planted circle (through an import inside a function) and a room importing upwards are
+    found."""
+    pkg = tmp_path / "pkg"
+    for room in ("experiments/io", "experiments/config", "experiments/stages"):
+        (pkg / room).mkdir(parents=True)
+        (pkg / room / "__init__.py").write_text("")
+    files = {
+        "__init__.py": "",
+        "experiments/__init__.py": "",
+        "experiments/io/files.py": "def f():\n    from pkg.experiments.config import tables\n",
+        "experiments/config/tables.py": "from pkg.experiments.io.files import f\n",
+        "experiments/stages/a.py": "from pkg.experiments.stages import b\n",
+        "experiments/stages/b.py": "x = 1\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    graph = import_graph(tmp_path, "pkg")
+    assert circles(graph) == [["pkg.experiments.config.tables", "pkg.experiments.io.files"]]
+    global EXPERIMENTS
+    saved, EXPERIMENTS = EXPERIMENTS, "pkg.experiments"
+    try:
+        bad = room_violations(graph)
+    finally:
+        EXPERIMENTS = saved
+    assert bad == ["pkg.experiments.io.files (io/) imports pkg.experiments.config.tables (config)"]
 
 
 def test_experiment_layer_imports_no_private_name():

@@ -13,7 +13,7 @@ from torch import nn
 
 from smoothstab import SmoothStats, grad, smooth
 from smoothstab import metrics as M
-from smoothstab.experiments import aggregate as A
+from smoothstab.experiments.analysis import aggregate as A
 from smoothstab.montecarlo import monte_carlo
 from smoothstab.views import percentile
 

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from smoothstab import grad_cam
-from smoothstab.experiments.models import build_model, cam_layer, resolve_weights
+from smoothstab.experiments.models.architectures import build_model, cam_layer, resolve_weights
 
 
 @pytest.mark.parametrize(

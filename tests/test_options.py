@@ -18,16 +18,17 @@ import torch
 import smoothstab as ss
 from conftest import ConvNet, StridedNet, make
 from smoothstab.cam import minmax_normalize
-from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.data import (
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import ConfigError
+from smoothstab.experiments.config.tables import AttributionConfig, TrainConfig
+from smoothstab.experiments.models.data import (
     disjoint_splits,
     load_dataset,
     size_splits,
     test_indices,
     validation_split,
 )
-from smoothstab.experiments.experiment import AttributionConfig, TrainConfig, load_config
-from smoothstab.experiments.recipe import ig_reference_quadrature, smoothed_method
+from smoothstab.experiments.models.recipe import ig_reference_quadrature, smoothed_method
 
 # --- config: defaults and one-line errors ---------------------------------------------------------
 
@@ -81,7 +82,7 @@ def test_attribution_checks_without_the_loader(change, key):
 
 
 def test_keep_best_with_a_validation_split_loads(tmp_path):
-    from smoothstab.experiments.train import train_run
+    from smoothstab.experiments.models.training import train_run
 
     cfg = load_config(None, ["train.val_size=50", "train.keep=best"])
     assert (cfg.train.keep, cfg.train.val_size) == ("best", 50)
@@ -161,7 +162,7 @@ def test_smoothed_minmax_cam_is_the_mean_of_normalised_draws():
 @pytest.mark.parametrize("name", ["gradcam", "gradcampp"])
 def test_pipeline_cams_follow_cam_normalize(name, monkeypatch):
     model = make(ConvNet())
-    monkeypatch.setattr("smoothstab.experiments.recipe.cam_layer", lambda _m: "features.3")
+    monkeypatch.setattr("smoothstab.experiments.models.recipe.cam_layer", lambda _m: "features.3")
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     target = torch.tensor([0, 2])
     raw = functools.partial(ss.METHODS[name], layer="features.3")  # today's maps
@@ -225,8 +226,8 @@ def test_a_smaller_count_is_a_prefix(order):
 
 @pytest.mark.parametrize("order", ["numpy", "paper"])
 def test_run_test_images_follow_image_order(tmp_path, order):
-    from smoothstab.experiments.recipe import load_test_images
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.models.recipe import load_test_images
+    from smoothstab.experiments.rundir.layout import RunDir
 
     # train.seed (model init) must not change the test set (shapes' images, digits' split)
     overrides = [f"attribution.image_order={order}", "attribution.n_images=8", "train.seed=3"]
@@ -270,7 +271,7 @@ def test_validation_split_after_even_parts():
 
 
 def test_keep_best_too_large_fails_at_train_start(tmp_path):
-    from smoothstab.experiments.train import train_run
+    from smoothstab.experiments.models.training import train_run
 
     config = TrainConfig(parts=2, part_size=600, keep="best", val_size=200, quiet=True)
     with pytest.raises(ValueError, match=r"^train\.val_size: expected 1 <= val_size <= 97"):
@@ -307,8 +308,8 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
-    from smoothstab.experiments.train import load_trained, train_run
-    from smoothstab.experiments.trainer import loss_and_accuracy
+    from smoothstab.experiments.models.trainer import loss_and_accuracy
+    from smoothstab.experiments.models.training import load_trained, train_run
 
     config = TrainConfig(
         parts=1,
@@ -358,8 +359,8 @@ def test_keep_best_resumes_exactly_and_records_the_split(tmp_path):
 def test_keep_best_trains_exactly_as_keep_last(tmp_path, monkeypatch):
     """Validating after each epoch changes no training step: the last epoch's weights are
     bitwise those of keep = "last", whose checkpoint and metrics are as before."""
-    from smoothstab.experiments.train import train_run
-    from smoothstab.experiments.trainer import Trainer
+    from smoothstab.experiments.models.trainer import Trainer
+    from smoothstab.experiments.models.training import train_run
 
     config = TrainConfig(parts=1, part_size=100, epochs=2, quiet=True, device="cpu")
     metrics = train_run(config, tmp_path / "last")

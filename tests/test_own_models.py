@@ -1,5 +1,6 @@
 """Any model in the pipeline: ``timm:NAME``, ``hf:LOCAL_DIR``, ``python:package.module:factory``
-model names (:func:`smoothstab.experiments.models.build_model`), built small and offline."""
+model names (:func:`smoothstab.experiments.models.architectures.build_model`), built small and
+offline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import TINY_HF_VIT
-from smoothstab.experiments.models import build_model, cam_layer
+from smoothstab.experiments.models.architectures import build_model, cam_layer
 
 
 def tiny_factory(num_classes: int, in_channels: int) -> nn.Module:
@@ -110,8 +111,8 @@ def test_weights_for_an_external_model_must_be_a_file():
 def test_a_spec_names_its_cam_layer():
     """[[models.specs]] cam_layer: for an architecture cam_layer does not know (or another
     layer of one it does), set on the given model where every stage reads it."""
-    from smoothstab.experiments.experiment import ExperimentConfig, ModelSpec
-    from smoothstab.experiments.models import given_model
+    from smoothstab.experiments.config.tables import ExperimentConfig, ModelSpec
+    from smoothstab.experiments.models.architectures import given_model
 
     cfg = ExperimentConfig()
     spec = ModelSpec("python:test_own_models:no_arguments", cam_layer="0")

@@ -13,7 +13,7 @@ import torch
 import smoothstab as ss
 from conftest import TINY_HF_VIT, TINY_SETTINGS
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_csv
 
 FACTORY = "python:test_own_models:tiny_factory"
 

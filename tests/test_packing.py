@@ -124,10 +124,10 @@ def test_the_attribute_stage_packs_to_the_same_maps(tmp_path, monkeypatch):
     """Two untrained small CNNs (DR) on 6 digits, all four methods at r in {0, 0.05, 0.1, 0.15,
     0.2}, blocks of 3 images: ``attribution.pack = true`` writes the maps of the default stage
     (within 1e-5, float32)."""
-    from smoothstab.experiments import attribute
-    from smoothstab.experiments.experiment import load_config
-    from smoothstab.experiments.rundir import RunDir, noise_grid
-    from smoothstab.experiments.source import RunModels
+    from smoothstab.experiments.config.load import load_config
+    from smoothstab.experiments.models.source import RunModels
+    from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+    from smoothstab.experiments.stages import attribute
 
     monkeypatch.setenv("CI", "true")
     text = """\

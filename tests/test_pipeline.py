@@ -28,22 +28,21 @@ import torch
 
 import smoothstab as ss
 from conftest import TINY_SETTINGS
-from smoothstab.experiments import advice as sigma_advice
-from smoothstab.experiments import attribute, evaluate, io
-from smoothstab.experiments.aggregate import band
+from smoothstab.experiments.analysis import advice as sigma_advice
+from smoothstab.experiments.analysis.aggregate import band
+from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.data import dataset_info
-from smoothstab.experiments.distributed import DistInfo, rank_device
-from smoothstab.experiments.experiment import (
-    ModelsConfig,
-    ModelSpec,
-    load_config,
-    to_toml,
-)
-from smoothstab.experiments.metrics_table import COLUMNS, Summary, read_csv
-from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir
-from smoothstab.experiments.source import RunModels
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import to_toml
+from smoothstab.experiments.config.tables import ModelsConfig, ModelSpec
+from smoothstab.experiments.io import files as io
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.models.distributed import DistInfo, rank_device
+from smoothstab.experiments.models.source import RunModels
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.metrics_table import COLUMNS, read_csv
+from smoothstab.experiments.stages import attribute, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from conftest import TINY_SETTINGS
-from smoothstab.experiments import plan as P
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.plan_make import make_plan
-from smoothstab.experiments.rundir import noise_grid
-from smoothstab.experiments.setting import Setting
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.setting import Setting
+from smoothstab.experiments.plan import counts as P
+from smoothstab.experiments.plan.make import make_plan
+from smoothstab.experiments.rundir.layout import noise_grid
 
 
 def tiny(*extra: str):
@@ -46,8 +46,8 @@ def test_training_counts_are_the_trainers_batches(extra):
     """Steps and images per model are what :meth:`.Trainer.batches` cuts a part into."""
     from torch.utils.data import TensorDataset
 
-    from smoothstab.experiments.distributed import DistInfo
-    from smoothstab.experiments.trainer import Trainer
+    from smoothstab.experiments.models.distributed import DistInfo
+    from smoothstab.experiments.models.trainer import Trainer
 
     cfg = tiny(*extra)
     costs = P.training_costs(cfg)
@@ -69,7 +69,7 @@ def test_training_counts_are_the_trainers_batches(extra):
 def test_epoch_batches_counts_the_cuts(n, world, drop_last):
     """:func:`.epoch_batches` against cutting ``n`` indices into batches of 32: the last,
     partial one dropped with ``drop_last``, any batch smaller than the world dropped."""
-    from smoothstab.experiments.trainer import epoch_batches
+    from smoothstab.experiments.models.trainer import epoch_batches
 
     cuts = [list(range(n))[i : i + 32] for i in range(0, n, 32)]
     if drop_last and len(cuts[-1]) < 32:
@@ -80,7 +80,8 @@ def test_epoch_batches_counts_the_cuts(n, world, drop_last):
 
 
 def test_dataset_sizes_are_the_loaders():
-    from smoothstab.experiments.data import dataset_info, load_dataset
+    from smoothstab.experiments.config.datasets import dataset_info
+    from smoothstab.experiments.models.data import load_dataset
 
     for name in ("digits", "shapes"):
         info = dataset_info(name)
@@ -127,9 +128,9 @@ def test_map_files_are_what_plan_counts(tmp_path, extra):
     model on images of the run's shape, with the run's groups and tolerance) have the sizes
     ``plan`` counts, up to the zip format's alignment, and record the model evaluations it
     counts per image (at most those with a tolerance), for the other IG estimator too."""
-    from smoothstab.experiments.attribute import attribute_blocks
-    from smoothstab.experiments.data import dataset_info
-    from smoothstab.experiments.models import build_model
+    from smoothstab.experiments.config.datasets import dataset_info
+    from smoothstab.experiments.models.architectures import build_model
+    from smoothstab.experiments.stages.attribute import attribute_blocks
 
     cfg = tiny(*extra)
     a = cfg.attribution
@@ -209,8 +210,8 @@ GROUPED = [
 def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
     """The model evaluations the run counts (``model_evals`` in metrics.csv, per model, image,
     method and r) and the bytes of the map files it writes are plan's, exactly."""
-    from smoothstab.experiments.metrics_table import read_csv
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.rundir.layout import RunDir
+    from smoothstab.experiments.rundir.metrics_table import read_csv
 
     cfg = load_config("quickstart", GROUPED)
     assert cfg.attribution.n_groups == 16

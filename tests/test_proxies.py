@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from conftest import TINY_SETTINGS
-from smoothstab.experiments import stages
+from smoothstab.experiments import pipeline as stages
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.data import load_splits
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.metrics_table import read_csv
-from smoothstab.experiments.models import build_model
-from smoothstab.experiments.proxies import SWAG_MOMENTS, trained_names
-from smoothstab.experiments.rundir import RunDir
-from smoothstab.experiments.source import RunModels
-from smoothstab.experiments.train import load_trained, read_checkpoint
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import ConfigError
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.models.data import load_splits
+from smoothstab.experiments.models.proxies import SWAG_MOMENTS, trained_names
+from smoothstab.experiments.models.source import RunModels
+from smoothstab.experiments.models.training import load_trained, read_checkpoint
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.metrics_table import read_csv
 
 BASE = 'models.specs=[{name="small_cnn"}]'
 # Small CNNs on the 8x8 digits: each proxy run takes about a second on one core.
@@ -38,7 +38,7 @@ def ft_run(tmp_path: Path, *overrides: str, name: str = "ft") -> tuple:
 
 
 def base_model(cfg):
-    from smoothstab.experiments.models import given_model
+    from smoothstab.experiments.models.architectures import given_model
 
     return given_model(cfg, 0, cfg.models.specs[0], 10)
 
@@ -288,7 +288,7 @@ def test_hub_preset_on_a_fake_imagefolder(tmp_path):
 def test_a_killed_replica_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """Killed in its second epoch, replica 1 resumes from its epoch-1 checkpoint and ends with
     bitwise the weights of an uninterrupted run."""
-    from smoothstab.experiments import proxies
+    from smoothstab.experiments.models import proxies
 
     cfg, whole = ft_run(tmp_path, name="whole")
     original = proxies.ProxyTrainer.after_step

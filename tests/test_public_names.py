@@ -80,7 +80,7 @@ def test_unknown_names_are_still_attribute_errors():
 
 
 def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
-    from smoothstab.experiments.metrics_table import Summary
+    from smoothstab.experiments.analysis.summary import Summary
 
     row = dict(method="grad", metric="stability", r=0.1, n="", model="")
     summary = Summary.from_rows(
@@ -95,7 +95,7 @@ def test_the_old_name_of_summary_per_pair_or_model_warns_and_reads_the_same():
 
 def test_trainer_evaluate_is_renamed_loss_and_accuracy():
     """A model's test loss and accuracy, named apart from the evaluate stage."""
-    from smoothstab.experiments import trainer
+    from smoothstab.experiments.models import trainer
 
     with pytest.warns(FutureWarning, match="trainer.evaluate is renamed loss_and_accuracy; the"):
         fn = trainer.evaluate

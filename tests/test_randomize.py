@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 import smoothstab as ss
-from smoothstab.experiments.data import load_dataset
-from smoothstab.experiments.labels import (
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.models.data import load_dataset
+from smoothstab.experiments.models.labels import (
     PermutedLabels,
     dataset_labels,
     permutation_name,
     permuted_labels,
 )
-from smoothstab.experiments.models import build_model
 from smoothstab.randomize import MODES
 from tests.conftest import ConvNet, StridedNet, make
 

@@ -18,7 +18,7 @@ def test_library_example_runs(capsys):
 
 def test_every_preset_named_in_the_docs_exists():
     """The README and the documentation (docs/*.md) run only presets the package ships."""
-    from smoothstab.experiments.experiment import preset_names
+    from smoothstab.experiments.config.load import preset_names
 
     text = README + "".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
     named = set(re.findall(r"smoothstab (?:run|plan|config) ((?:paper/)?\w+)(?![\w./])", text))

@@ -42,8 +42,9 @@ import torch
 
 import smoothstab as ss
 from conftest import BROWSER, NO_BROWSER, TINY_SETTINGS, ConvNet, hook_count, make
-from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
+from smoothstab.experiments.io import files as io
+from smoothstab.experiments.rundir import manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
@@ -228,7 +229,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path, capsys):
     def interrupted(cfg, run_dir, stages):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("smoothstab.experiments.stages.run_all", interrupted)
+    monkeypatch.setattr("smoothstab.experiments.pipeline.run_all", interrupted)
     assert main(["run", "--out", str(tmp_path / "run"), "--quiet"]) == 130
     err = capsys.readouterr().err
     assert err == f"smoothstab run: error: {INTERRUPTED}\n"
@@ -247,7 +248,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(monkeypatch, tmp_path, c
         io.atomic_write(target, lambda tmp: tmp.write_text("new\n"))
 
     monkeypatch.setattr(io, "_commit", full)
-    monkeypatch.setattr("smoothstab.experiments.stages.run_all", stage)
+    monkeypatch.setattr("smoothstab.experiments.pipeline.run_all", stage)
     assert main(["run", "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and f"no space left on the device ({target})" in err[0], err
@@ -559,10 +560,10 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     """The attribute stage over 1,000 generated test images (two untrained small CNNs, DR,
     Simple-Grad at r = 0, 0.1, 0.15, blocks of 50 images): over the second model's maps, the
     resident memory never exceeds that after its first 100 images by 8 MiB."""
-    from smoothstab.experiments import attribute
-    from smoothstab.experiments.experiment import load_config
-    from smoothstab.experiments.rundir import RunDir, noise_grid
-    from smoothstab.experiments.source import RunModels
+    from smoothstab.experiments.config.load import load_config
+    from smoothstab.experiments.models.source import RunModels
+    from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+    from smoothstab.experiments.stages import attribute
 
     monkeypatch.setenv("CI", "true")
     cfg_path = tmp_path / "c.toml"
@@ -600,7 +601,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
 def test_progress_shows_rate_and_eta_and_is_quiet_under_ci(monkeypatch):
     import io as stdio
 
-    from smoothstab.experiments import progress
+    from smoothstab.experiments.io import progress
 
     now = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
@@ -631,7 +632,7 @@ def test_progress_in_a_log_writes_a_line_every_ten_seconds_of_work(monkeypatch):
     closing line."""
     import io as stdio
 
-    from smoothstab.experiments import progress
+    from smoothstab.experiments.io import progress
 
     now = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])

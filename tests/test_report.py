@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 from test_bad_inputs import fake_run
 
-from smoothstab.experiments import report
-from smoothstab.experiments.advice import recommend
-from smoothstab.experiments.aggregate import Band
+from smoothstab.experiments.analysis.advice import recommend
+from smoothstab.experiments.analysis.aggregate import Band
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.analysis.sweep import MEAN, table1
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.findings import MEAN, read_table1, table1, table1_csv
-from smoothstab.experiments.io import DamagedFile
-from smoothstab.experiments.metrics_table import Summary, csv_text
+from smoothstab.experiments.io.files import DamagedFile
+from smoothstab.experiments.rundir.metrics_table import csv_text
+from smoothstab.experiments.rundir.table1_file import read_table1, table1_csv
+from smoothstab.experiments.stages import report
 
 RECORDED = {0.0: 0.0, 0.1: 0.3, 0.4: 0.9}  # the maps' own sigmas: no r x range of any data
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from test_bad_inputs import config, digests, fake_run, truncate
 
-from smoothstab.experiments import io, manifest
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.io import DamagedFile
-from smoothstab.experiments.metrics_table import COLUMNS, read_csv
+from smoothstab.experiments.io import files as io
+from smoothstab.experiments.io.files import DamagedFile
+from smoothstab.experiments.rundir import manifest
+from smoothstab.experiments.rundir.metrics_table import COLUMNS, read_csv
 
 
 def one_error(capsys, command: str) -> str:
@@ -351,8 +352,8 @@ def test_a_map_of_one_block_is_renamed_into_place_with_the_joined_bytes(tmp_path
     import torch
 
     import smoothstab as ss
-    from smoothstab.experiments.mapfile import MapFile
-    from smoothstab.experiments.rundir import RunDir
+    from smoothstab.experiments.rundir.layout import RunDir
+    from smoothstab.experiments.rundir.mapfile import MapFile
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
     x = torch.randn(3, 3, 8, 8)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import smoothstab as ss
-from smoothstab.experiments.models import build_model
+from smoothstab.experiments.models.architectures import build_model
 from tests.conftest import ConvNet, make
 
 SIGMAS = [0.0, 0.1]

@@ -10,17 +10,19 @@ import torch
 
 import smoothstab as ss
 from conftest import TINY_SETTINGS
-from smoothstab.experiments import plan, sanity, sanity_rows
-from smoothstab.experiments.advice import sanity_advice, sanity_levels, sanity_verdict
-from smoothstab.experiments.aggregate import Band
+from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels, sanity_verdict
+from smoothstab.experiments.analysis.aggregate import Band
+from smoothstab.experiments.analysis.measures import Metric
+from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.data import derive_seed
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.measures import Metric
-from smoothstab.experiments.metrics_table import Summary
-from smoothstab.experiments.models import build_model
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import ConfigError
+from smoothstab.experiments.models.architectures import build_model
+from smoothstab.experiments.models.data import derive_seed
+from smoothstab.experiments.plan import counts as plan
+from smoothstab.experiments.rundir import sanity_rows
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.stages import sanity_stage as sanity
 
 
 def _setup(monkeypatch, methods: str):

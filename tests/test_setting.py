@@ -1,4 +1,4 @@
-"""One object per setting (:mod:`smoothstab.experiments.setting`) answers every question the
+"""One object per setting (:mod:`smoothstab.experiments.config.setting`) answers every question the
 stages, ``plan`` and the config's checks ask about it; no other module branches on the setting's
 name. The package is parsed with :mod:`ast`, as ``test_layering`` does for imports."""
 
@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SETTINGS
-from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.experiment import ModelsConfig, load_config
-from smoothstab.experiments.setting import SETTINGS, Setting
+from smoothstab.experiments.config import tables
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import ConfigError
+from smoothstab.experiments.config.setting import SETTINGS, Setting
+from smoothstab.experiments.config.tables import ModelsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-HOME = ROOT / "smoothstab" / "experiments" / "setting.py"
+HOME = ROOT / "smoothstab" / "experiments" / "config" / "setting.py"
 NAMES = set(SETTINGS)
 
 
@@ -87,6 +89,7 @@ def test_the_config_offers_exactly_the_settings_there_are():
     hints = typing.get_type_hints(ModelsConfig)
     assert set(typing.get_args(hints["setting"])) == NAMES
     assert {cls.name for cls in SETTINGS.values()} == NAMES
+    assert tuple(SETTINGS) == tables.SETTINGS  # the key's choices are the classes
 
 
 def tiny(*extra: str):

@@ -1,7 +1,8 @@
-"""The bounds page (:mod:`smoothstab.experiments.theory`) on synthetic constants and summaries, no
-training: Theorem 6's sigma* against brute force, T and c in example and minibatch steps against
-an explicit schedule, the trivial bounds and the vacuous flags, the Theorem 5 rows per training-set
-size, and the page's sentences following its numbers (flat or bending curve, vacuous or not)."""
+"""The bounds page (:mod:`smoothstab.experiments.stages.bounds_stage`) on synthetic constants and
+summaries, no training: Theorem 6's sigma* against brute force, T and c in example and minibatch
+steps against an explicit schedule, the trivial bounds and the vacuous flags, the Theorem 5 rows per
+training-set size, and the page's sentences following its numbers (flat or bending curve, vacuous or
+not)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,17 @@ import torch
 from torch import nn
 
 from smoothstab import bounds as sb
-from smoothstab.experiments import bounds_page, theory
-from smoothstab.experiments.aggregate import Band
-from smoothstab.experiments.blocks import render_markdown
-from smoothstab.experiments.bounds_record import VERSION, Bounds, read_bounds
-from smoothstab.experiments.config import ConfigError
-from smoothstab.experiments.experiment import EvaluationConfig, TrainConfig, load_config
-from smoothstab.experiments.io import DamagedFile
-from smoothstab.experiments.metrics_table import Summary
-from smoothstab.experiments.rundir import RunDir
+from smoothstab.experiments.analysis.aggregate import Band
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.config.parse import ConfigError
+from smoothstab.experiments.config.tables import EvaluationConfig, TrainConfig
+from smoothstab.experiments.io.files import DamagedFile
+from smoothstab.experiments.pages import bounds_page
+from smoothstab.experiments.pages.blocks import render_markdown
+from smoothstab.experiments.rundir.bounds_record import VERSION, Bounds, read_bounds
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.stages import bounds_stage as theory
 
 QUICKSTART_NORMS = [8.84, 5.17, 6.11, 7.28, 3.49]  # a quickstart run's: q ~ 1e14, all vacuous
 SMALL = [0.1, 0.1]  # q ~ 1e-3, sigma* = 10: bounds far below the trivial ones
@@ -437,7 +440,7 @@ def test_sci(log10, want):
 
 
 def test_figure_draws(tmp_path):
-    from smoothstab.experiments.figures import bounds_figure
+    from smoothstab.experiments.stages.figures import bounds_figure
 
     for i, res in enumerate([build(SMALL, (1.0, 20.0, 100.0)), build(stability=False)]):
         path = bounds_figure(res, tmp_path / f"bounds{i}.png")

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.config import ConfigError, apply_overrides, dataclass_from_dict
-from smoothstab.experiments.data import load_dataset, load_splits, seed_torch
-from smoothstab.experiments.experiment import TrainConfig
-from smoothstab.experiments.train import load_trained, train_run
-from smoothstab.experiments.trainer import loss_and_accuracy, perturbed
+from smoothstab.experiments.config.parse import ConfigError, apply_overrides, dataclass_from_dict
+from smoothstab.experiments.config.tables import TrainConfig
+from smoothstab.experiments.models.data import load_dataset, load_splits, seed_torch
+from smoothstab.experiments.models.trainer import loss_and_accuracy, perturbed
+from smoothstab.experiments.models.training import load_trained, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -352,7 +352,7 @@ def test_deterministic_mode_switches_kernels_without_importing_inductor():
     import) is imported only for a block that compiles, whose inductor flag is then set."""
     code = """
 import sys, torch
-from smoothstab.experiments.trainer import deterministic_mode
+from smoothstab.experiments.models.trainer import deterministic_mode
 with deterministic_mode(True):
     assert torch.are_deterministic_algorithms_enabled()
 assert not torch.are_deterministic_algorithms_enabled()

@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset, Subset
 
-from smoothstab.experiments import trainer as trainer_module
-from smoothstab.experiments.config import ConfigError, dataclass_from_dict, free_keys
-from smoothstab.experiments.data import load_dataset
-from smoothstab.experiments.experiment import TrainConfig
-from smoothstab.experiments.train import train_model
+from smoothstab.experiments.config.parse import ConfigError, dataclass_from_dict, free_keys
+from smoothstab.experiments.config.tables import TrainConfig
+from smoothstab.experiments.models import trainer as trainer_module
+from smoothstab.experiments.models.data import load_dataset
+from smoothstab.experiments.models.training import train_model
 
 PART = list(range(320))
 SMALL = dict(part_size=64, epochs=2)

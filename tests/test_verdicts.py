@@ -8,18 +8,13 @@ import pytest
 import torch
 
 from smoothstab import metrics as M
-from smoothstab.experiments import advice as sigma_advice
-from smoothstab.experiments.evaluate import model_rows, pair_rows
-from smoothstab.experiments.experiment import load_config
-from smoothstab.experiments.measures import Metric
-from smoothstab.experiments.metrics_table import Summary
-from smoothstab.experiments.verdicts import (
-    answer_table,
-    pct,
-    shrinkage_lines,
-    split,
-    split_sentence,
-)
+from smoothstab.experiments.analysis import advice as sigma_advice
+from smoothstab.experiments.analysis.measures import Metric
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.analysis.verdicts import split
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.pages.answer import answer_table, pct, shrinkage_lines, split_sentence
+from smoothstab.experiments.stages.evaluate import model_rows, pair_rows
 from smoothstab.montecarlo import monte_carlo
 
 F64 = torch.float64

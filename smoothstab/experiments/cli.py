@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smoothstab import __version__, _startup
-from smoothstab.experiments.guards import (
+from smoothstab.experiments.config.guards import (
     check_device,
     check_no_links,
     check_output_dir,
@@ -29,7 +29,7 @@ from smoothstab.experiments.guards import (
 )
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.experiment import ExperimentConfig, TrainConfig
+    from smoothstab.experiments.config.tables import ExperimentConfig, TrainConfig
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,11 +55,11 @@ def run_train(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
     from dataclasses import replace
 
-    from smoothstab.experiments.config import apply_overrides
-    from smoothstab.experiments.distributed import init_distributed
-    from smoothstab.experiments.io import locked
-    from smoothstab.experiments.train import train_run
-    from smoothstab.experiments.trainer import device_name
+    from smoothstab.experiments.config.parse import apply_overrides
+    from smoothstab.experiments.io.files import locked
+    from smoothstab.experiments.models.distributed import init_distributed
+    from smoothstab.experiments.models.trainer import device_name
+    from smoothstab.experiments.models.training import train_run
 
     # The full key form of every subcommand (train.epochs=5), or the short one (epochs=5).
     config = apply_overrides(train_config(args.config), args.overrides, prefix="train")
@@ -76,8 +76,9 @@ def run_train(args: argparse.Namespace) -> int:
 def train_config(source: str | None) -> TrainConfig:
     """The TrainConfig of a preset name or a TOML file (default: the quickstart's). A file with
     other tables than ``[train]`` is checked whole, as ``smoothstab run`` would."""
-    from smoothstab.experiments.config import dataclass_from_dict, load_toml
-    from smoothstab.experiments.experiment import TrainConfig, config_path, load_config
+    from smoothstab.experiments.config.load import config_path, load_config
+    from smoothstab.experiments.config.parse import dataclass_from_dict, load_toml
+    from smoothstab.experiments.config.tables import TrainConfig
 
     path = config_path(source)
     if path.is_file():
@@ -128,7 +129,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     """``args.config`` (a file or a preset) with ``args.overrides``; a file that is not UTF-8
     is one line naming it."""
-    from smoothstab.experiments.experiment import config_path, load_config
+    from smoothstab.experiments.config.load import config_path, load_config
 
     path = config_path(args.config)
     if path.is_file():
@@ -139,8 +140,8 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
 def run_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.stages import STAGES, run_all
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.pipeline import STAGES, run_all
 
     cfg = _experiment_config(args)
     if args.quiet:
@@ -167,9 +168,9 @@ def run_stage(args: argparse.Namespace) -> int:
     """One stage on an existing run directory, with its saved (resolved) config."""
     from dataclasses import replace
 
-    from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.experiment import load_config
-    from smoothstab.experiments.stages import run_all
+    from smoothstab.experiments.config.load import load_config
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.pipeline import run_all
 
     path = args.run_dir / "config.toml"
     if not path.is_file():
@@ -232,9 +233,9 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from smoothstab.experiments.config import ConfigError
-    from smoothstab.experiments.plan_make import make_plan
-    from smoothstab.experiments.plan_text import format_plan
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.plan.make import make_plan
+    from smoothstab.experiments.plan.text import format_plan
 
     cfg = _experiment_config(args)
     try:
@@ -265,7 +266,7 @@ def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from smoothstab.experiments.keys import format_config
+    from smoothstab.experiments.config.keys import format_config
 
     cfg = _experiment_config(args)
     sets = [f"--set {o}" for o in args.overrides]
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(args)
     finally:  # every rank under torchrun leaves its process group before the interpreter exits
         if "torch.distributed" in sys.modules:
-            from smoothstab.experiments.distributed import leave
+            from smoothstab.experiments.models.distributed import leave
 
             leave(clean=code == 0)
     return code
@@ -372,8 +373,8 @@ def one_line(e: BaseException) -> str:
 def _value_error(e: ValueError) -> str:
     """The error's line; a run file that cannot be read gets how to recompute it (the stage
     that wrote it), unless its message says already."""
-    from smoothstab.experiments.io import DamagedFile
-    from smoothstab.experiments.manifest import recompute
+    from smoothstab.experiments.io.files import DamagedFile
+    from smoothstab.experiments.rundir.manifest import recompute
 
     if isinstance(e, DamagedFile) and e.advice is None:
         return f"{one_line(e)}; {recompute(e.path)}"
@@ -381,7 +382,7 @@ def _value_error(e: ValueError) -> str:
 
 
 def _missing(args: argparse.Namespace, e: FileNotFoundError) -> str:
-    from smoothstab.experiments.manifest import rerun, stage_of
+    from smoothstab.experiments.rundir.manifest import rerun, stage_of
 
     name = e.filename or one_line(e)
     found = stage_of(name)

@@ -1,0 +1,310 @@
+"""Models of the experiments: a small CNN, CIFAR-style ResNets, torchvision by name, and any
+other model as ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``.
+
+Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
+a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
+``module.``, and dicts holding it under ``"state_dict"`` or ``"model"``), or a torchvision
+weight name such as ``IMAGENET1K_V2``, looked up in the local torch hub cache under the file
+name torchvision would download it to. :func:`cam_layer` names the Grad-CAM layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.io.files import first_line
+from smoothstab.experiments.models.data import derive_seed, seed_torch
+from smoothstab.experiments.models.external import EXTERNAL
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.config.tables import ExperimentConfig, ModelSpec
+
+OUR_MODELS = ("small_cnn", "resnet18_cifar", "resnet34_cifar")
+
+
+class SmallCNN(nn.Module):
+    """Four 3x3 conv + ReLU blocks (the second with stride 2), global average pool, linear.
+
+    No BatchNorm, downsampling by a strided conv: a plain chain of linear maps and ReLUs, as
+    the paper's bounds assume. The receptive field is 13 pixels; ``features.3``, the last conv
+    block, is the Grad-CAM layer (half the input's resolution).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        widths = (in_channels, width, 2 * width, 2 * width, 2 * width)
+        self.features = nn.Sequential(
+            *(
+                nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=1), nn.ReLU())
+                for cin, cout, stride in zip(widths, widths[1:], (1, 2, 1, 1), strict=False)
+            )
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+        for m in self.modules():  # He init: without BatchNorm, torch's default starts too slowly
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN) shortcut (He et al. 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: a 3x3 stride-1 stem and no max-pool, then four stages of
+    BasicBlocks at widths 64-512 (strides 1, 2, 2, 2), global average pool, linear."""
+
+    def __init__(self, blocks: tuple[int, ...], in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        cin, stages = 64, []
+        for i, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+            layers = []
+            for j in range(n):
+                layers.append(BasicBlock(cin, width, 2 if i > 0 and j == 0 else 1))
+                cin = width
+            stages.append(nn.Sequential(*layers))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # torchvision's ResNet initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def build_model(
+    name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
+) -> nn.Module:
+    """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
+    classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...), or
+
+    * ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (the ``timm`` extra);
+    * ``hf:LOCAL_DIR``: a Hugging Face image classifier saved in a local folder, read with
+      ``from_pretrained(..., local_files_only=True)`` (the ``hf`` extra), weights included;
+    * ``python:package.module:factory``: ``factory()`` returning an ``nn.Module``, given
+      ``num_classes=`` and ``in_channels=`` when its signature takes them.
+
+    Args:
+        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, or
+            a torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub
+            cache.
+    """
+    kind, _, rest = name.partition(":") if ":" in name else ("", "", name)
+    if kind in EXTERNAL:
+        model = EXTERNAL[kind](rest, num_classes, in_channels)
+    elif name == "small_cnn":
+        model = SmallCNN(in_channels, num_classes)
+    elif name in ("resnet18_cifar", "resnet34_cifar"):
+        blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
+        model = CifarResNet(blocks, in_channels, num_classes)
+    else:
+        model = _torchvision(name, num_classes, in_channels)
+    if weights is not None:
+        load_weights(model, resolve_weights(name, weights))
+    return model
+
+
+def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
+    """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
+    ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
+    info = dataset_info(cfg.train)
+    with torch.random.fork_rng(devices=[]):
+        seed_torch(derive_seed(cfg.train.seed, k))
+        model = build_model(
+            spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
+        )
+    if spec.cam_layer:
+        model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
+    return model.eval()
+
+
+def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(
+            f"model: expected one of {', '.join(OUR_MODELS)}, a torchvision classification "
+            f"model such as resnet50, swin_t, convnext_tiny, or timm:NAME, hf:LOCAL_DIR, "
+            f"python:package.module:factory; got {name!r}"
+        )
+    if in_channels != 3:
+        raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def resolve_weights(name: str, weights: str) -> Path:
+    """The local file for ``weights``: the path itself if it is a file, else the hub-cache file
+    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``).
+    """
+    if Path(weights).is_file():
+        return Path(weights)
+    suffix = Path(weights).suffix.lower()
+    looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
+    if looks_like_path or name in OUR_MODELS or ":" in name:
+        raise ValueError(f"weights: expected a state-dict file, found nothing at {weights}")
+    import torchvision
+
+    try:
+        entry = torchvision.models.get_model_weights(name)[weights.rsplit(".", 1)[-1]]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"weights: expected a file or a torchvision weight name of {name}, got {weights!r}"
+        ) from None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+    if not path.is_file():
+        raise ValueError(
+            f"weights: {name} {weights} expected in the local torch hub cache at {path} "
+            "(nothing is downloaded; copy the file there)"
+        )
+    return path
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict from ``path`` into ``model`` (strict), without running pickled code."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
+        raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ValueError(
+            f"weights: expected a state dict (parameter names -> tensors) in {path}, "
+            f"got {type(obj).__name__}"
+        )
+    # nn.DataParallel checkpoints (the paper's) prefix every key with "module."
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        detail = (lines[1:] or lines or ["?"])[0]
+        detail = detail if len(detail) <= 240 else detail[:237] + "..."
+        raise ValueError(f"weights: {path} does not fit {type(model).__name__}: {detail}") from None
+    return model
+
+
+# Grad-CAM layer per architecture: "library.ClassName" -> dotted names, the first that exists
+# wins ("-1" is a module's last child). Outputs may be NCHW, NHWC or tokens (smoothstab.layouts).
+# ViTs take the last block's first norm: the class token reads nothing after its attention.
+CAM_LAYERS: dict[str, tuple[str, ...]] = {
+    "smoothstab.SmallCNN": ("features.3",),
+    "smoothstab.CifarResNet": ("layer4",),
+    "torchvision.ResNet": ("layer4",),
+    "torchvision.ConvNeXt": ("features.-1",),
+    # Swin's stages output NHWC; its own `permute` module turns the normed last stage to NCHW.
+    "torchvision.SwinTransformer": ("permute",),
+    "torchvision.VisionTransformer": ("encoder.layers.-1.ln_1",),
+    "torchvision.MaxVit": ("blocks.-1",),
+    "torchvision.DenseNet": ("features",),
+    "torchvision.VGG": ("features",),
+    "torchvision.AlexNet": ("features",),
+    "torchvision.SqueezeNet": ("features",),
+    "torchvision.EfficientNet": ("features",),
+    "torchvision.MobileNetV2": ("features",),
+    "torchvision.MobileNetV3": ("features",),
+    "torchvision.MNASNet": ("layers",),
+    "torchvision.RegNet": ("trunk_output",),
+    "torchvision.ShuffleNetV2": ("conv5",),
+    "torchvision.GoogLeNet": ("inception5b",),
+    "torchvision.Inception3": ("Mixed_7c",),
+    "timm.ResNet": ("layer4",),
+    "timm.ConvNeXt": ("stages.-1",),
+    "timm.VisionTransformer": ("blocks.-1.norm1",),
+    "timm.VisionTransformerDistilled": ("blocks.-1.norm1",),
+    "timm.SwinTransformer": ("layers.-1",),
+    "transformers.ViTForImageClassification": (
+        "vit.layers.-1.layernorm_before",
+        "vit.encoder.layer.-1.layernorm_before",
+    ),
+    "transformers.DeiTForImageClassification": (
+        "deit.layers.-1.layernorm_before",
+        "deit.encoder.layer.-1.layernorm_before",
+    ),
+    "transformers.SwinForImageClassification": ("swin.layernorm",),
+    "transformers.ConvNextForImageClassification": ("convnext.encoder.stages.-1",),
+}
+
+
+def model_kind(model: nn.Module) -> str:
+    """``library.ClassName`` of a model: ``torchvision.ResNet``, ``timm.ResNet``, ..."""
+    cls = type(model)
+    return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
+
+
+def cam_layer(model: nn.Module | str) -> str:
+    """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
+    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt-T, ``permute`` for Swin), or for
+    a ViT the last block's first norm (:data:`CAM_LAYERS`). A model may name its own: a string
+    attribute ``cam_layer`` on it wins (how a ``python:`` factory tells the pipeline)."""
+    if isinstance(model, str):
+        try:
+            with torch.device("meta"):  # no memory, no init cost: only the class matters
+                model = build_model(model, num_classes=10)
+        except NotImplementedError:  # a builder that computes on tensors (RegNet)
+            model = build_model(model, num_classes=10)
+    own = getattr(model, "cam_layer", None)
+    if isinstance(own, str):
+        return own
+    kind = model_kind(model)
+    for path in CAM_LAYERS.get(kind, ()):
+        name = _resolve_path(model, path)
+        if name is not None:
+            return name
+    raise ValueError(
+        f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
+        "explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] cam_layer = NAME "
+        "or a cam_layer attribute on the model"
+    )
+
+
+def _resolve_path(model: nn.Module, path: str) -> str | None:
+    """``path`` with each ``-1`` replaced by the name of that module's last child; ``None``
+    when a part does not exist."""
+    module, parts = model, []
+    for part in path.split("."):
+        children = dict(module.named_children())
+        if part == "-1":
+            part = next(reversed(children), None)
+        if part is None or part not in children:
+            return None
+        module = children[part]
+        parts.append(part)
+    return ".".join(parts)

@@ -1,0 +1,153 @@
+"""A plan as text, one section per stage: what ``smoothstab plan`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+from smoothstab.experiments.config.setting import Setting
+from smoothstab.experiments.plan.counts import SanityCost, training_config
+from smoothstab.experiments.plan.make import Plan
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.config.tables import ExperimentConfig
+
+
+def _n(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e12 else f"{x:.3g}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def human_seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.1f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> Iterator[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    yield "  " + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
+    for r in rows:
+        yield "  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+
+
+def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
+    """The plan as text, one section per stage."""
+    a = cfg.attribution
+    setting = Setting.of(cfg)
+    lines = [f"plan for {plan.name}: {plan.n_models} models ({setting.name})", ""]
+    if plan.training:
+        t = training_config(cfg)[0]
+        what = setting.training_name()
+        lines.append(
+            f"{what} ({t.model}, {t.epochs} epochs, batch {t.batch_size}, amp {t.amp}"
+            + (f", {t.noise_draws} weight-noise draws per step" if t.noise_std > 0 else "")
+            + "), per run:"
+        )
+        rows = [
+            [_n(c.size), str(c.models), _n(c.steps_per_epoch), _n(c.steps), _n(c.images_seen)]
+            for c in plan.training
+        ]
+        header = ["train size", "models", "steps/epoch", "steps", "images seen"]
+        lines += _table(header, rows)
+        total = sum(c.models * c.images_seen for c in plan.training)
+        lines += [f"  all models: {_n(total)} images seen", ""]
+    else:
+        lines += ["training: none (given checkpoints)", ""]
+    other = "joint" if a.ig_sampler == "nested" else "nested"
+    tolerance = getattr(a, "tolerance", None)
+    samples = (
+        f"tolerance {tolerance:g}: {a.min_samples} to {a.max_samples} samples, counted at "
+        f"{a.max_samples}, an upper bound"
+        if tolerance is not None
+        else f"{a.n_samples} samples"
+    )
+    lines.append(
+        f"attribution ({a.n_images} images, {samples}, IG {a.ig_steps} steps "
+        f"{a.ig_sampler}): model evaluations (forward+backward of one row)"
+    )
+    rows, by_method = [], {}
+    for c in plan.attribution:
+        by_method.setdefault(c.method, [0, 0])
+        by_method[c.method][0] += c.total
+        by_method[c.method][1] += c.other_total if c.other_total is not None else c.total
+        rows.append(
+            [
+                c.method,
+                f"{c.r:g}",
+                _n(c.per_image),
+                _n(c.total),
+                "" if c.other_per_image is None else _n(c.other_per_image),
+            ]
+        )
+    header = ["method", "r", "per image/model", "all", f"per image, {other} IG"]
+    lines += _table(header, rows)
+    total = sum(v[0] for v in by_method.values())
+    alt = sum(v[1] for v in by_method.values())
+    lines.append(
+        f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)} (at the same draws per "
+        "map, not at the same Monte-Carlo error)"
+    )
+    lines += [
+        "",
+        f"maps: {plan.map_files} files, {human_bytes(plan.map_bytes)} "
+        f"(+ test_images.pt {human_bytes(plan.test_images_bytes)}; "
+        f"float {a.dtype}, halves and variances kept: {cfg.evaluation.debiased})",
+    ]
+    lines += _sanity_lines(plan.sanity)
+    t = plan.timing
+    if t is not None:
+        lines += [
+            "",
+            f"time on this machine ({t.device}; {torch.get_num_threads()} threads"
+            + (f"; {t.note}" if t.note else "")
+            + "), an extrapolation from a few timed steps and chunks on random inputs:",
+        ]
+        if plan.training:
+            lines.append(
+                f"  train     {human_seconds(t.train_s + t.eval_s):>10}  "
+                f"({t.step_s * 1000:.1f} ms a step; data loading not included)"
+            )
+        per = ", ".join(f"{m} {s * 1000:.2f} ms" for m, s in t.per_row_s.items())
+        lines += [
+            f"  attribute {human_seconds(t.attribute_s):>10}  (a row: {per})",
+            f"  evaluate  {human_seconds(t.evaluate_s):>10}",
+            *([f"  sanity    {human_seconds(t.sanity_s):>10}"] if plan.sanity else []),
+            f"  total     {human_seconds(t.total_s):>10}  (figures, bounds, report not included; "
+            f"measured in {t.measured_s:.1f} s)",
+        ]
+    return "\n".join(lines)
+
+
+def _sanity_lines(check: SanityCost | None) -> list[str]:
+    if check is None:
+        return []
+    per = ", ".join(f"{m} {_n(n)}" for m, n in check.per_model.items())
+    if check.copies is None:
+        return ["", f"sanity (model {check.model}): copies unknown; per model: {per}"]
+    lines = [
+        "",
+        f"sanity (model {check.model} and {check.copies} randomised copies): "
+        f"{_n(check.total)} model evaluations (per model: {per})",
+    ]
+    t = check.label_training
+    if t is not None:
+        lines.append(
+            f"  label check: model {check.model} and its permuted-label twin (maps of 2 models "
+            f"included above); training the twin: {_n(t.steps)} steps, {_n(t.images_seen)} "
+            "images seen"
+        )
+    return lines

@@ -1,0 +1,174 @@
+"""The run directory: where each stage's files live, and reading and writing them.
+
+Every stage reads and writes through this module, so the layout is written down once::
+
+    config.toml                              the resolved config (prepare)
+    splits.json, model_{p}.pt, train_metrics.json            (train)
+    test_images.pt, maps/model{k}/{method}/r{r:.6f}.pt       (attribute; rundir/mapfile.py)
+    metrics.csv, table1.csv, recommendation.json             (evaluate; rundir/metrics_table.py)
+    sanity.csv                           (sanity, when [sanity] enabled; rundir/sanity_rows.py)
+    figures/*.png                                            (figures)
+    bounds.json, bounds.md, figures/bounds.png               (bounds)
+    report.md, report.html                                   (report)
+
+Every file is written atomically (:mod:`~smoothstab.experiments.io.files`). A map file's record is
+:class:`~smoothstab.experiments.rundir.mapfile.MapFile`; ``metrics.csv``'s rows and their
+:class:`~smoothstab.experiments.analysis.summary.Summary` are
+:mod:`~smoothstab.experiments.rundir.metrics_table`'s.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.io.files import (
+    DamagedFile,
+    atomic_write,
+    load_torch,
+    save_torch,
+    write_json,
+)
+from smoothstab.experiments.io.files import read_json as _read_json
+from smoothstab.experiments.rundir.mapfile import MapFile
+from smoothstab.experiments.rundir.metrics_table import cached_rows, cached_summary
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.config.tables import AttributionConfig
+
+
+def noise_grid(attr: AttributionConfig) -> list[float]:
+    """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals, sorted."""
+    rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
+    return sorted(round(r, 6) for r in rs)
+
+
+class RunDir:
+    """The paths of one run directory, and reading and writing its records."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def val_split(self) -> Path:
+        return self.root / "val_split.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.root / "train_metrics.json"
+
+    @property
+    def test_images(self) -> Path:
+        return self.root / "test_images.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def sanity_csv(self) -> Path:
+        return self.root / "sanity.csv"
+
+    @property
+    def table1(self) -> Path:
+        return self.root / "table1.csv"
+
+    @property
+    def recommendation(self) -> Path:
+        return self.root / "recommendation.json"
+
+    @property
+    def bounds_json(self) -> Path:
+        return self.root / "bounds.json"
+
+    @property
+    def bounds_md(self) -> Path:
+        return self.root / "bounds.md"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    def model(self, part: int) -> Path:
+        """The checkpoint of the model trained on part ``part``."""
+        return self.root / f"model_{part}.pt"
+
+    def permuted_model(self, part: int, seed: int) -> Path:
+        """The checkpoint of model ``part``'s twin trained on permuted labels (``seed``:
+        :func:`~smoothstab.experiments.models.labels.permuted_labels`); the train stage's, as every
+        ``model_*.pt``."""
+        return self.root / f"model_labels-permuted-{seed}_{part}.pt"
+
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+
+    def map(self, model: int, method: str, r: float, block: int | None = None) -> Path:
+        # Six decimals, as noise_grid rounds: every level of a grid gets its own file.
+        suffix = "" if block is None else f".block{block}"
+        return self.root / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
+
+    def load_map(self, model: int, method: str, r: float) -> MapFile:
+        return MapFile.load(self.map(model, method, r))
+
+    def join_map(self, model: int, method: str, r: float, n_blocks: int) -> None:
+        """Join a map's block files into its final file, then drop them. A single block is the
+        whole map: read once (a damaged one is refused) and renamed, not written again (the
+        same bytes: ``torch.save`` of equal content is byte-identical)."""
+        parts = [self.map(model, method, r, b) for b in range(n_blocks)]
+        if n_blocks == 1:
+            MapFile.load(parts[0])
+            os.replace(parts[0], self.map(model, method, r))
+            return
+        MapFile.join([MapFile.load(p) for p in parts]).save(self.map(model, method, r))
+        for part in parts:
+            part.unlink(missing_ok=True)
+
+    def save_test_images(self, x: torch.Tensor, y: torch.Tensor, indices: list[int]) -> None:
+        save_torch(self.test_images, {"x": x, "y": y, "indices": indices})
+
+    def load_test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The run's test images ``[N, C, H, W]`` and their labels ``[N]``."""
+        saved = load_torch(self.test_images, "the run's test images")
+        if not isinstance(saved, dict) or not {"x", "y"} <= saved.keys():
+            raise DamagedFile(self.test_images, "not the run's test images")
+        return saved["x"], saved["y"]
+
+    def write_text(self, path: Path, text: str) -> Path:
+        return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def write_json(self, path: Path, obj: Any) -> Path:
+        return write_json(path, obj)
+
+    def read_json(self, path: Path) -> Any:
+        return _read_json(path)
+
+    def rows(self) -> list[dict]:
+        return [dict(row) for row in cached_rows(self.metrics)]
+
+    def summary(self, kind: str = "t95") -> Summary:
+        """``metrics.csv`` summarised with bands of ``kind``; read once per version of the file
+        in this process (the figures, bounds and report stages of one run share it)."""
+        return cached_summary(self.metrics, kind)
+
+    def advice(self) -> dict:
+        return self.read_json(self.recommendation)

@@ -1,0 +1,427 @@
+"""The report stage: ``report.md`` and a self-contained ``report.html`` (figures embedded).
+
+The report is a list of typed blocks (:mod:`~smoothstab.experiments.pages.blocks`), one function per
+section, rendered once to Markdown and once to HTML; the conventions paragraph, from the config
+alone, is :mod:`~smoothstab.experiments.pages.conventions`. Building it imports no plotting library.
+Long (about 410 lines) because each section's function stays beside the others it orders, one job:
+the page.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from smoothstab.experiments.analysis.measures import Metric
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.analysis.verdicts import splits
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.setting import Setting
+from smoothstab.experiments.pages import bounds_page
+from smoothstab.experiments.pages.answer import (
+    answer,
+    shrinkage_lines,
+    size_overview,
+    split_sentence,
+)
+from smoothstab.experiments.pages.blocks import (
+    Block,
+    Bullets,
+    Code,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    render_html,
+    render_markdown,
+)
+from smoothstab.experiments.pages.conventions import conventions
+from smoothstab.experiments.pages.findings import best_levels, fmt, size_table, trends
+from smoothstab.experiments.pages.names import MEASURES, NAMES
+from smoothstab.experiments.rundir.bounds_record import read_bounds
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.table1_file import read_table1
+
+if TYPE_CHECKING:
+    from smoothstab.experiments.config.tables import ExperimentConfig
+
+
+def table1_block(rows: list[dict], cfg: ExperimentConfig) -> Table:
+    """Table 1 as the evaluate stage wrote it (``table1.csv``, read by :func:`.read_table1`)."""
+    r = round(float(cfg.attribution.table_r), 6)
+    header = ["method", "models", "SSIM", f"smoothed SSIM (r={r:g})", "top-k mIoU"]
+    header += ["smoothed top-k mIoU", "unit-map distance", "smoothed unit-map distance"]
+    keys = ("ssim", "smoothed_ssim", "topk_miou", "smoothed_topk_miou")
+    keys += ("unit_distance", "smoothed_unit_distance")
+    body = [[NAMES[row["method"]], row["pair"], *(fmt(row[k]) for k in keys)] for row in rows]
+    return Table(header, body)
+
+
+def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = None) -> Table:
+    """Per r: sigma, the paper's plain stability and fidelity errors and, when asked, ours
+    (debiased) with their Monte-Carlo standard errors."""
+    header = ["r", "sigma", "stability (paper)", "fidelity (paper)"]
+    if debiased:
+        header += ["stability (ours)", "MC s.e.", "fidelity (ours)", "MC s.e."]
+    rows = []
+    for r, _ in summary.curve(method, Metric.STABILITY, n):
+        row = [f"{r:g}", f"{summary.sigma(r):.4g}"]
+        row += [fmt(summary.get(method, m, r, n)) for m in (Metric.STABILITY, Metric.FIDELITY)]
+        for m in (Metric.STABILITY_DEBIASED, Metric.FIDELITY_DEBIASED) if debiased else ():
+            se = summary.mc_stderr(method, m, r, n)
+            row += [fmt(summary.get(method, m, r, n)), "-" if se is None else f"{se:.2g}"]
+        rows.append(row)
+    return Table(header, rows)
+
+
+def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
+    """Per method and r: draws and model evaluations spent, and the relative Monte-Carlo
+    standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows."""
+    a = cfg.attribution
+    per: dict[tuple[str, float], dict[str, list[float]]] = {}
+    for row in rows:
+        if row["metric"] in (Metric.REL_SE, Metric.MODEL_EVALS):
+            per.setdefault((row["method"], row["r"]), {}).setdefault(row["metric"], [])
+            per[(row["method"], row["r"])][row["metric"]].append(row["value"])
+    if not per:
+        return []
+    tol = a.tolerance
+    header = ["method", "r", "model evaluations", "per map (mean, min-max)", "rel. s.e. (mean)"]
+    header += ["rel. s.e. (worst image)"] + ([f"maps within {tol:g}"] if tol else [])
+    body, totals = [], {}
+    for (method, r), found in per.items():
+        evals, rel = found.get(Metric.MODEL_EVALS, []), found.get(Metric.REL_SE, [])
+        totals[method] = totals.get(method, 0) + sum(evals)
+        row = [NAMES[method], f"{r:g}", f"{sum(evals):.0f}"]
+        row.append(
+            f"{sum(evals) / len(evals):.1f} ({min(evals):.0f}-{max(evals):.0f})" if evals else "-"
+        )
+        row += [f"{sum(rel) / len(rel):.3g}", f"{max(rel):.3g}"] if rel else ["-", "-"]
+        if tol:
+            row.append(f"{sum(v <= tol for v in rel)}/{len(rel)}" if r > 0 else "exact")
+        body.append(row)
+    spent = "; ".join(f"{NAMES[m]} {v:.0f}" for m, v in totals.items())
+    how = (
+        f"draws until each map's relative standard error is at most {tol:g}"
+        if tol
+        else f"a fixed {a.n_samples} draws per map"
+    )
+    return [
+        Heading(2, "Monte-Carlo error and cost"),
+        Paragraph(
+            f"Every smoothed map is a Monte-Carlo mean ({how}); its relative standard error "
+            "estimates its root-mean-square distance from the exact smoothed map, relative to "
+            "the exact map's norm (estimated as sqrt(||map||^2 - ||se||^2)). Model "
+            "evaluations are forward and backward passes (one per draw, one per quadrature "
+            "point for nested IG), summed over models and images; the "
+            f"unsmoothed maps (r = 0) are exact. In all: {spent} model evaluations."
+        ),
+        Table(header, body),
+    ]
+
+
+def advice_items(advice: dict, summary: Summary) -> list[str]:
+    items = []
+    first = next(iter(advice.values()), None)
+    if first and first["curve"]:
+        rs = [c["r"] for c in first["curve"]]
+        size = "" if first.get("n") is None else f" at n = {first['n']}"
+        measure = MEASURES[first.get("stability_measure", "l2")]
+        items.append(
+            f"From the {first.get('estimate', 'plain')} stability ({measure}) and fidelity "
+            f"curves{size}, over the swept r = {min(rs):g} to {max(rs):g}: the knee depends on "
+            "that range (a wider sweep can move it)."
+        )
+    for method, rec in advice.items():
+        knee, budget = rec["knee_r"], rec["budget_r"]
+        text = (
+            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} "
+            f"(sigma = {summary.sigma(knee):.4g})"
+            if knee is not None
+            else f"{NAMES[method]}: too few noise levels for a knee"
+        )
+        text += (
+            f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x "
+            "||unsmoothed map||: "
+            + (
+                f"r = {budget:g} (sigma = {summary.sigma(budget):.4g})"
+                if budget is not None
+                else "none"
+            )
+        )
+        items.append(text)
+    return items
+
+
+def models_text(cfg: ExperimentConfig, run: RunDir) -> str:
+    models = (
+        run.read_json(run.train_metrics).get("models", []) if run.train_metrics.is_file() else []
+    )
+    parts = []
+    for k, m in enumerate(models):
+        acc = m.get("test_accuracy")
+        name = m.get("name") or cfg.train.model
+        if m.get("label"):  # DR/DA: what tells two checkpoints of one architecture apart
+            name = f"{m['label']} ({name}, weights {m.get('weights') or 'random init'})"
+        parts.append(
+            f"model {k}: {name}" + (f" (test accuracy {acc:.3f})" if isinstance(acc, float) else "")
+        )
+    return f"{Setting.of(cfg).title}. " + "; ".join(parts) + "."
+
+
+def overview(
+    cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict, x_range: float
+) -> list[Block]:
+    """Conventions, models, the recommended noise level and what the sweep shows."""
+    methods, e = list(cfg.attribution.methods), cfg.evaluation
+    found = splits(summary, methods, e.debiased, e.band)
+    return [
+        Heading(2, "Conventions"),
+        Bullets(conventions(cfg, x_range)),
+        Heading(2, "Setting and models"),
+        Paragraph(models_text(cfg, run)),
+        Heading(2, "Recommended noise level"),
+        Bullets(advice_items(advice, summary) + shrinkage_lines(found)),
+        Figure(
+            run.figure("tradeoff"),
+            "Trade-off: fidelity error against stability error, one point per r.",
+        ),
+        Heading(2, "What the sweep shows"),
+        Bullets(trends(summary, methods, e.debiased)),
+        Heading(3, "Agreement or shrinkage"),
+        Bullets([split_sentence(s, len(summary.sizes)) for s in found] or ["not measured"]),
+        Heading(3, "Where the models' maps agree most (Fig 6)"),
+        Bullets(best_levels(summary, methods, e.topk, e.band) or ["SSIM and top-k not measured"]),
+    ]
+
+
+def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[Block]:
+    """Stability error against the training-set size, per method and r (when there are two)."""
+    if len(summary.sizes) < 2:
+        return []
+    out: list[Block] = [
+        Heading(2, "Stability and the training-set size"),
+        Paragraph(
+            "The paper's claim: stability error falls as the models see more training data. "
+            "Per r, the paper's plain stability error at each n with its interval over model "
+            "pairs, and whether it falls with n (intervals apart: the drop exceeds the spread "
+            "over pairs)."
+        ),
+    ]
+    rs = [0.0, round(float(cfg.attribution.table_r), 6)]
+    accuracy = accuracy_by_size(run)
+    for m in cfg.attribution.methods:
+        table = size_table(summary, m, Metric.STABILITY)
+        if table is not None:
+            out += [Heading(3, NAMES[m]), table]
+        overview_ = size_overview(summary, m, rs, cfg.evaluation.debiased, accuracy)
+        if overview_ is not None:
+            out += [
+                Paragraph(
+                    f"{NAMES[m]} per n: the raw L2 stability error, the scale-free unit-map "
+                    "distance, the map norm, and the models' test accuracy."
+                ),
+                overview_,
+            ]
+    return out
+
+
+def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[dict]) -> list[Block]:
+    """Table 1 (its rows as ``table1.csv`` holds them), the error curves (Figs 2-6) and a table
+    per method."""
+    out: list[Block] = [
+        Heading(2, "Table 1: similarity of the two models' maps"),
+        table1_block(table1, cfg),
+        Heading(2, "Stability and fidelity against the noise level"),
+        Figure(
+            run.figure("stability"),
+            "Stability error vs r, one colour per training-set size n (Figs 2-3): the paper's "
+            "plain estimate dashed, ours (debiased) solid. Below it, the same split into "
+            "direction (the scale-free unit-map distance) and size (each model's map norm).",
+        ),
+        Figure(run.figure("fidelity"), "Fidelity error vs r (Figs 4-5), as above."),
+        Figure(run.figure("ssim_topk"), "SSIM and top-k mIoU vs r (Fig 6)."),
+    ]
+    for m in cfg.attribution.methods:
+        for n in summary.sizes:
+            at = f", n = {n}" if len(summary.sizes) > 1 else ""
+            table = sweep_block(summary, m, cfg.evaluation.debiased, n)
+            out += [Heading(3, NAMES[m] + at), table]
+    return out
+
+
+def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
+    out: list[Block] = [Heading(2, "Maps")]
+    labels = Setting.of(cfg).pair_labels()
+    for m in cfg.attribution.methods:
+        for i, j in Setting.of(cfg).grid_pairs(summary):
+            who = labels.get(f"{i}-{j}", f"models {i} and {j}")
+            caption = f"{NAMES[m]}: {who}, unsmoothed and smoothed (Figs 7 and 10-16)."
+            out.append(Figure(run.figure(f"grid_{m}_{i}-{j}"), caption))
+        out.append(Figure(run.figure(f"sigma_{m}"), f"{NAMES[m]} across noise levels (Figs 8-9)."))
+    return out
+
+
+SANITY_INTRO = (
+    "A map stable across retraining may be stable because it no longer depends on the model. "
+    "Model {model} (the first of the largest training-set size) was compared with {copies} "
+    "copies of itself with layers re-initialised ({mode}; Adebayo et al. 2018), every copy "
+    "seeing the same noise draws. Sensitivity is 1 - the similarity of the model's map to the "
+    "{random}'s. A noise level passes where, on both SSIM and rank agreement, retrained "
+    "models' maps agree more with each other than the model's map agrees with the randomised "
+    "model's by more than the 95% interval of the difference (over model pairs and over "
+    "images); it fails where the randomised model's map agrees at least that much more, and is "
+    "undecided in between. A sigma is good only where maps are both more stable across "
+    "retraining (than at the smallest r checked) and pass."
+)
+
+
+def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
+    """The sanity stage's table, figure and advice per method, when it ran."""
+    if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
+        return []
+    from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels
+    from smoothstab.experiments.rundir.sanity_rows import config_rows, similarity
+
+    rows, e = config_rows(cfg, run), cfg.evaluation
+    cascade = cfg.sanity.mode == "cascading"
+    intro = SANITY_INTRO.format(
+        model=rows[0]["model"],
+        copies=len({row["step"] for row in rows}),
+        mode=cfg.sanity.mode,
+        random="fully randomised model" if cascade else "single-layer copies (mean)",
+    )
+    out: list[Block] = [Heading(2, "Sanity check: do the maps depend on the model?")]
+    out.append(Paragraph(intro))
+    similar = similarity(rows, cfg.sanity.mode)
+    labels = any(row["metric"] == "sanity_label_ssim" for row in rows)
+    if labels:
+        out.append(Paragraph(LABEL_INTRO.format(name=label_name(rows))))
+    header = ["r", MEASURES[e.stability_measure], "SSIM retrained", "SSIM random"]
+    header += ["rank retrained", "rank random"]
+    keys = ["stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random"]
+    checks = ["parameter_verdict", "label_verdict"] if labels else []
+    if labels:
+        header += ["SSIM permuted labels", "rank permuted labels", "parameters", "labels"]
+        keys += ["label_ssim_random", "label_rank_random"]
+    header.append("verdict")
+    for m in cfg.attribution.methods:
+        levels = sanity_levels(summary, similar, m, e.stability_measure, e.debiased)
+        body = [
+            [f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), *(lv[c] for c in checks), lv["verdict"]]
+            for lv in levels
+        ]
+        out += [Heading(3, NAMES[m]), Table(header, body)]
+        out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels), labels)))
+        if labels:
+            out.append(Paragraph(label_sentence(NAMES[m], levels)))
+        caption = "Stability across retraining against sensitivity to randomisation, per r."
+        out.append(Figure(run.figure(f"sanity_{m}"), caption))
+    return out
+
+
+LABEL_INTRO = (
+    "Label check (Adebayo et al.'s data randomisation): the model's twin {name} was trained "
+    "with the same recipe and images and a seed of its own, its training labels permuted across "
+    "images. A map "
+    "as similar to the twin's as retrained models' maps are to each other does not depend on "
+    "what the labels taught the model. The columns 'permuted labels' give the model's map's "
+    "similarity to the twin's; 'parameters' and 'labels' each check's verdict (the same "
+    "interval rule); a level passes only where both pass."
+)
+
+
+def label_name(rows: list[dict]) -> str:
+    return next(r["randomized"] for r in rows if r["metric"] == "sanity_label_ssim")
+
+
+def label_sentence(name: str, levels: list[dict]) -> str:
+    """Which r the label check passes, fails or leaves undecided."""
+    by = {v: [f"{lv['r']:g}" for lv in levels if lv["label_verdict"] == v]
+          for v in ("passes", "undecided", "fails")}  # fmt: skip
+    parts = [f"{v} at r = {', '.join(rs)}" for v, rs in by.items() if rs]
+    text = f"{name}, label check: " + "; ".join(parts) + "."
+    if by["fails"]:
+        text += " Where it fails the map is as similar to the twin's as to a real model's: "
+        text += "it does not reflect the labels."
+    return text
+
+
+def sanity_sentence(name: str, advice: dict, labels: bool = False) -> str:
+    """The advice on one method's sigma, from
+    :func:`~smoothstab.experiments.analysis.advice.sanity_advice` (``labels``: the label check ran,
+    and a failure may be its)."""
+    other = "the randomised model's" + (" (or the permuted-label twin's)" if labels else "")
+    most, good = advice["most_stable_r"], advice["good_r"]
+    if most is None:
+        return f"{name}: no noise level checked."
+    if advice["most_stable_passes"]:
+        text = f"{name}: the most stable r = {most:g} passes: its maps still depend on the model."
+    elif advice["most_stable_verdict"] == "undecided":
+        text = (
+            f"{name}: at the most stable r = {most:g} the check is undecided: the gap between "
+            "retrained models' agreement and the agreement with the randomised model is within "
+            "its 95% interval (more images or models would narrow it)."
+        )
+    elif advice["first_passes"]:
+        text = (
+            f"{name}: the most stable r = {most:g} is stable only because the map stopped "
+            f"depending on the model: it agrees at least as much with {other} map as "
+            f"retrained models' maps agree with each other, which at r = "
+            f"{advice['first_r']:g} it did not."
+        )
+    else:
+        text = (
+            f"{name}: the most stable r = {most:g} fails, and r = {advice['first_r']:g} does "
+            f"not pass either ({advice['first_verdict']}): the map agrees at least as much with "
+            f"{other} as retrained models' maps agree with each other, so its "
+            "stability is no evidence that it explains the model."
+        )
+    if good is None:
+        return text + " No r is both more stable than the smallest r and passes."
+    return text + f" The good sigma: r = {good:g}, the most stable r that passes."
+
+
+def bounds_section(run: RunDir) -> list[Block]:
+    """The bounds stage's page, when it ran."""
+    if not run.bounds_json.is_file():
+        return []
+    out = [Heading(2, "Theory: bounds beside the measured errors")]
+    out += bounds_page.blocks(read_bounds(run.bounds_json))
+    if run.figure("bounds").is_file():
+        caption = (
+            "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
+            "measured stability error is a different quantity from the one bounded."
+        )
+        out.append(Figure(run.figure("bounds"), caption))
+    return out
+
+
+def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
+    """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
+    table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
+    x_range = dataset_info(cfg.train).x_range
+    title = f"smoothstab report: {cfg.name}"
+    blocks: list[Block] = [Heading(1, title)]
+    blocks += answer(cfg, summary)
+    blocks += overview(cfg, run, summary, advice, x_range)
+    blocks += sweeps(cfg, run, summary, table1)
+    blocks += cost_section(cfg, run.rows())
+    blocks += sizes_section(cfg, summary, run)
+    blocks += map_grids(cfg, run, summary)
+    blocks += sanity_section(cfg, run, summary)
+    blocks += bounds_section(run)
+    blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
+    run.write_text(run.report_md, render_markdown(blocks, run.root))
+    run.write_text(run.report_html, render_html(blocks, title))
+
+
+def accuracy_by_size(run: RunDir) -> dict[int, float]:
+    """The mean test accuracy of the models of each training-set size."""
+    models = (
+        run.read_json(run.train_metrics).get("models", []) if run.train_metrics.is_file() else []
+    )
+    per: dict[int, list[float]] = {}
+    for m in models:
+        if isinstance(m.get("test_accuracy"), float) and "train_size" in m:
+            per.setdefault(int(m["train_size"]), []).append(m["test_accuracy"])
+    return {n: sum(v) / len(v) for n, v in per.items()}
