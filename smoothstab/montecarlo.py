@@ -89,6 +89,85 @@ class Tolerance:
         return min(stop, most)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How many draws a smoothed map takes, with every rule on them checked here, once: a fixed
+    ``n_samples`` (at least 1, even with ``antithetic``) or a :class:`Tolerance` (one of the
+    two; ``min_samples`` and ``max_samples`` only with a tolerance, which needs at least two
+    units), drawn in antithetic pairs or not, keeping ``groups`` interleaved groups of units (an
+    even number >= 2; more than the halves need as many units: those of ``n_samples``, or of
+    ``max_samples`` with a tolerance). The smoothers (:class:`~smoothstab.smoothing.Smoothed`,
+    :class:`~smoothstab.weightsmooth.WeightSmoothed`) and the experiment layer's config ask it
+    rather than checking again."""
+
+    n_samples: int | None = None
+    tolerance: Tolerance | None = None
+    antithetic: bool = False
+    groups: int = 2
+
+    @classmethod
+    def of(
+        cls,
+        n_samples: int | None = None,
+        *,
+        tol: float | None = None,
+        min_samples: int | None = None,
+        max_samples: int | None = None,
+        antithetic: bool = False,
+        groups: int = 2,
+    ) -> Sampling:
+        """The sampling of a smoother's arguments (``tol=`` with its bounds, or ``n_samples``)."""
+        if tol is None:
+            if n_samples is None:
+                raise ValueError("n_samples: expected a number of samples or a tolerance tol=")
+            for name, value in (("min_samples", min_samples), ("max_samples", max_samples)):
+                if value is not None:
+                    raise ValueError(f"{name}: only with tol=, got {value!r} with n_samples")
+            return cls(n_samples, None, antithetic, groups)
+        if n_samples is not None:
+            raise ValueError(
+                f"n_samples: expected either n_samples or tol=, got both ({n_samples!r}, {tol!r})"
+            )
+        bounds = {"min_samples": min_samples, "max_samples": max_samples}
+        tolerance = Tolerance(tol, **{k: v for k, v in bounds.items() if v is not None})
+        return cls(None, tolerance, antithetic, groups)
+
+    def __post_init__(self) -> None:
+        if (self.n_samples is None) == (self.tolerance is None):
+            raise ValueError(
+                "n_samples: expected either n_samples or a tolerance, not both or neither"
+            )
+        most = self.n_units if self.tolerance is None else self.max_units
+        which = "of n_samples" if self.tolerance is None else "of max_samples"
+        _check_groups(self.groups, most if self.groups > 2 else None, which)
+
+    @property
+    def n_units(self) -> int | None:
+        """Units of a fixed ``n_samples`` (pairs with ``antithetic``); ``None`` with a tolerance."""
+        return None if self.n_samples is None else units(self.n_samples, self.antithetic)
+
+    @property
+    def first_units(self) -> int:
+        """The units every map draws (a tolerance's first round)."""
+        if self.tolerance is None:
+            return self.n_units
+        return self.tolerance.unit_range(self.antithetic)[0]
+
+    @property
+    def max_units(self) -> int:
+        """The most units a map may draw (a tolerance's ``max_samples``, in units)."""
+        if self.tolerance is None:
+            return self.n_units
+        return self.tolerance.unit_range(self.antithetic)[1]  # too few for two units fails here
+
+    def describe(self) -> str:
+        """``n_samples=32`` or ``tol=0.1, min_samples=16, max_samples=1000``, for a repr."""
+        t = self.tolerance
+        if t is None:
+            return f"n_samples={self.n_samples}"
+        return f"tol={t.tol:g}, min_samples={t.min_samples}, max_samples={t.max_samples}"
+
+
 def make_generator(seed: Seed, device: torch.device) -> torch.Generator | None:
     """A generator on ``device`` from an int seed; a given generator is checked for its device."""
     if seed is None:
@@ -333,11 +412,9 @@ def monte_carlo(
     tolerance); ``min_samples`` keeps the first estimate of the error from resting on a few
     draws.
     """
-    if (n_samples is None) == (tolerance is None):
-        raise ValueError("n_samples: expected either n_samples or a tolerance, not both or neither")
+    Sampling(n_samples, tolerance, antithetic, groups)  # its rules, checked once
     per_unit = 2 if antithetic else 1
     n_images = x.shape[0]
-    _check_groups(groups)
     draws = _Draws(x, make_generator(seed, x.device), uniform, input_noise)
     group = rows_per_call(batch_size, per_unit)
     strata = groups if stratify else None

@@ -66,12 +66,10 @@ from smoothstab.methods import (
 from smoothstab.montecarlo import (
     DEFAULT_BATCH_SIZE,
     RowFn,
-    Tolerance,
-    _check_groups,
+    Sampling,
     make_generator,
     monte_carlo,
     monte_carlo_packed,
-    units,
 )
 from smoothstab.renames import warn_renamed
 from smoothstab.stats import REDUCTIONS, SmoothStats
@@ -80,7 +78,53 @@ from smoothstab.types import Method, Seed, Target
 SAMPLERS = ("noise", "joint")
 
 
-class Smoothed:
+class _Smoother:
+    """What every smoother checks and keeps: the method, sigma, the :class:`Sampling` (the
+    engine's rules), the seed (a bad one fails here, not at the call), the reduction and the
+    rows per call. :class:`Smoothed` and :class:`~smoothstab.weightsmooth.WeightSmoothed` add
+    their own arguments."""
+
+    def __init__(
+        self,
+        method: Method,
+        sigma: float,
+        n_samples: int | None,
+        *,
+        reduce: str,
+        batch_size: int | None,
+        seed: Seed,
+        antithetic: bool,
+        tol: float | None,
+        max_samples: int | None,
+        min_samples: int | None,
+        groups: int,
+        prefix: str,
+    ) -> None:
+        if not callable(method):
+            raise ValueError(
+                f"method: expected a callable method(model, x, target), got {method!r}"
+            )
+        self.method, self.sigma = method, check_sigma(sigma)
+        self.sampling = Sampling.of(
+            n_samples,
+            tol=tol,
+            min_samples=min_samples,
+            max_samples=max_samples,
+            antithetic=antithetic,
+            groups=groups,
+        )
+        self.tolerance, self.n_samples = self.sampling.tolerance, n_samples
+        self.n_units, self.groups = self.sampling.n_units, groups
+        if seed is not None and not isinstance(seed, torch.Generator):
+            make_generator(seed, torch.device("cpu"))  # a bad seed fails here, not at the call
+        self.seed, self.antithetic = seed, antithetic
+        self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
+        self.batch_size = check_batch_size(batch_size)
+        name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
+        self.__name__ = f"{prefix}{name}"
+
+
+class Smoothed(_Smoother):
     """Any method smoothed: ``E_z[method(model, x + z, target)]``, ``z ~ N(0, sigma^2 I)``.
 
     Made by :func:`smooth` (the same class): ``smooth(grad, ...)`` is Smooth-Grad (Eq. 5).
@@ -123,36 +167,26 @@ class Smoothed:
         min_samples: int | None = None,
         groups: int = 2,
     ):
-        if not callable(method):
-            raise ValueError(
-                f"method: expected a callable method(model, x, target), got {method!r}"
-            )
-        self.method, self.sigma = method, check_sigma(sigma)
-        self.groups = groups
-        self.tolerance = _tolerance(n_samples, tol, min_samples, max_samples, antithetic)
-        self.n_samples = n_samples
-        self.n_units = None if n_samples is None else units(n_samples, antithetic)
-        # more than the halves need the units (with a tolerance: checked against max_samples)
-        _check_groups(groups, self.n_units if groups > 2 else None)
-        if seed is not None and not isinstance(seed, torch.Generator):
-            make_generator(seed, torch.device("cpu"))  # a bad seed fails here, not at the call
-        self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
-        self.batch_size = check_batch_size(batch_size)
-        self.seed, self.antithetic = seed, antithetic
+        super().__init__(
+            method,
+            sigma,
+            n_samples,
+            reduce=reduce,
+            batch_size=batch_size,
+            seed=seed,
+            antithetic=antithetic,
+            tol=tol,
+            max_samples=max_samples,
+            min_samples=min_samples,
+            groups=groups,
+            prefix="smoothed_",
+        )
         self.sampler = check_choice(sampler, "sampler", SAMPLERS)
         self.baseline = _ig_baseline(method) if sampler == "joint" else None
-        name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
-        self.__name__ = f"smoothed_{name}"
 
     def __repr__(self) -> str:
-        count = (
-            f"n_samples={self.n_samples}"
-            if self.tolerance is None
-            else f"tol={self.tolerance.tol:g}, min_samples={self.tolerance.min_samples}, "
-            f"max_samples={self.tolerance.max_samples}"
-        )
         return (
-            f"{self.__name__}(sigma={self.sigma:g}, {count}, "
+            f"{self.__name__}(sigma={self.sigma:g}, {self.sampling.describe()}, "
             f"sampler={self.sampler!r}, antithetic={self.antithetic})"
         )
 
@@ -260,31 +294,6 @@ class Smoothed:
             return lambda xs, b, _j, _u: self.method(model, xs, target[b])
         x0 = expand_baseline(self.baseline, x)
         return lambda xs, b, _j, a: path_point_gradient(model, xs, x0[b], target[b], a)
-
-
-def _tolerance(
-    n_samples: int | None,
-    tol: float | None,
-    min_samples: int | None,
-    max_samples: int | None,
-    antithetic: bool,
-) -> Tolerance | None:
-    """The :class:`Tolerance` of ``tol=`` (checked now, not at the first call), or ``None``."""
-    if tol is None:
-        if n_samples is None:
-            raise ValueError("n_samples: expected a number of samples or a tolerance tol=")
-        for name, value in (("min_samples", min_samples), ("max_samples", max_samples)):
-            if value is not None:
-                raise ValueError(f"{name}: only with tol=, got {value!r} with n_samples")
-        return None
-    if n_samples is not None:
-        raise ValueError(
-            f"n_samples: expected either n_samples or tol=, got both ({n_samples!r}, {tol!r})"
-        )
-    bounds = {"min_samples": min_samples, "max_samples": max_samples}
-    tolerance = Tolerance(tol, **{k: v for k, v in bounds.items() if v is not None})
-    tolerance.unit_range(antithetic)  # too few samples for two units fails here
-    return tolerance
 
 
 smooth = Smoothed

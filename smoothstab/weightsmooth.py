@@ -48,24 +48,20 @@ from torch import nn
 from torch.func import functional_call
 
 from smoothstab.checks import (
-    check_batch_size,
     check_choice,
     check_input,
-    check_sigma,
     warn_if_training,
 )
 from smoothstab.methods import chunks, resolve_target
 from smoothstab.montecarlo import (
     RowFn,
     UnitDraws,
-    _check_groups,
     make_generator,
     monte_carlo,
     rows_per_call,
-    units,
 )
-from smoothstab.smoothing import _tolerance
-from smoothstab.stats import REDUCTIONS, SmoothStats
+from smoothstab.smoothing import _Smoother
+from smoothstab.stats import SmoothStats
 from smoothstab.types import Method, Seed, Target
 
 NOISES = ("additive", "multiplicative")
@@ -128,7 +124,7 @@ def layer_scales(model: nn.Module, layers: Sequence[str] | None = None) -> dict[
         return {n: float(p.detach().norm() / p.numel() ** 0.5) for n, p in named}
 
 
-class WeightSmoothed:
+class WeightSmoothed(_Smoother):
     """Any method smoothed over weights: ``E_V[method(model with W + V, x, target)]``.
 
     Made by :func:`weight_smooth` (the same class); the module docstring says how ``V`` is drawn.
@@ -174,36 +170,30 @@ class WeightSmoothed:
         min_samples: int | None = None,
         groups: int = 2,
     ) -> None:
-        if not callable(method):
-            raise ValueError(
-                f"method: expected a callable method(model, x, target), got {method!r}"
-            )
-        self.method, self.sigma = method, check_sigma(sigma)
-        self.tolerance = _tolerance(n_samples, tol, min_samples, max_samples, antithetic)
-        self.n_samples = n_samples
-        self.n_units = None if n_samples is None else units(n_samples, antithetic)
-        _check_groups(groups, self.n_units if groups > 2 else None)
-        self.groups = groups
-        self.reduce = check_choice(reduce, "reduce", REDUCTIONS)
-        self.batch_size = check_batch_size(batch_size)
-        if seed is not None and not isinstance(seed, torch.Generator):
-            make_generator(seed, torch.device("cpu"))  # a bad seed fails here, not at the call
-        self.seed, self.antithetic = seed, antithetic
+        super().__init__(
+            method,
+            sigma,
+            n_samples,
+            reduce=reduce,
+            batch_size=batch_size,
+            seed=seed,
+            antithetic=antithetic,
+            tol=tol,
+            max_samples=max_samples,
+            min_samples=min_samples,
+            groups=groups,
+            prefix="weight_smoothed_",
+        )
         self.noise = check_choice(noise, "noise", NOISES)
         self.layers = (
             None if layers is None else tuple(layers) if not isinstance(layers, str) else layers
         )
-        name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
-        self.__name__ = f"weight_smoothed_{name}"
 
     def __repr__(self) -> str:
-        count = (
-            f"n_samples={self.n_samples}"
-            if self.tolerance is None
-            else f"tol={self.tolerance.tol:g}, min_samples={self.tolerance.min_samples}, "
-            f"max_samples={self.tolerance.max_samples}"
+        return (
+            f"{self.__name__}(sigma={self.sigma:g}, {self.sampling.describe()}, "
+            f"antithetic={self.antithetic})"
         )
-        return f"{self.__name__}(sigma={self.sigma:g}, {count}, antithetic={self.antithetic})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """The weight-smoothed map ``[B, ...]`` (or the ``reduce`` of the draws)."""

@@ -260,7 +260,7 @@ def test_debiased_distance_with_per_image_counts(convnet, x):
         (dict(), "n_samples: expected a number of samples or a tolerance"),
         (dict(n_samples=8, max_samples=20), "max_samples: only with tol="),
         (dict(n_samples=8, groups=3), "groups: expected an even number"),
-        (dict(n_samples=8, groups=16), "groups: expected at most the 8 units drawn, got 16"),
+        (dict(n_samples=8, groups=16), "groups: expected at most the 8 units of n_samples, got 16"),
         (dict(tol=0.1, groups=0), "groups: expected an integer >= 2"),
     ],
 )

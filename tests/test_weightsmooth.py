@@ -164,7 +164,7 @@ def test_gradcam_moves_with_weight_noise(convnet, images):
         ({"n_samples": None, "tol": 0.1, "min_samples": 1, "max_samples": 1}, "max_samples"),
         ({"min_samples": 8}, "min_samples: only with tol="),
         ({"groups": 3}, "groups: expected an even number"),
-        ({"groups": 6}, "groups: expected at most the 4 units drawn, got 6"),
+        ({"groups": 6}, "groups: expected at most the 4 units of n_samples, got 6"),
     ],
 )
 def test_bad_arguments_are_one_line(kwargs, match):

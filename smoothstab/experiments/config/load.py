@@ -64,15 +64,11 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
                 f"attribution.{key}: only with attribution.tolerance, got {getattr(a, key)} "
                 "with attribution.n_samples"
             )
-    # with a tolerance every map draws at least min_samples (n_samples is not used)
-    key = "n_samples" if a.tolerance is None else "min_samples"
-    drawn = getattr(a, key)
-    units = drawn // 2 if a.antithetic else drawn
-    if cfg.evaluation.debiased and units < 2:
+    if cfg.evaluation.debiased and a.sampling().first_units < 2:  # every map draws these
         raise ConfigError(
             "evaluation.debiased: split-half distances need 2 independent noise units, got "
-            f"{key}={drawn}{' in antithetic pairs' if a.antithetic else ''}; raise "
-            f"attribution.{key} or set evaluation.debiased=false"
+            f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
+            "attribution.n_samples or set evaluation.debiased=false"
         )
     size = dataset_info(cfg.train).image_size
     if cfg.evaluation.topk > size * size:

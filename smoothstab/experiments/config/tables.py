@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -37,6 +38,7 @@ from smoothstab.experiments.config.parse import (
     at_least,
     free,
 )
+from smoothstab.montecarlo import Sampling
 from smoothstab.randomize import MODES as RANDOMIZE_MODES
 from smoothstab.renames import warn_renamed
 
@@ -420,31 +422,7 @@ class AttributionConfig:
         check_device_name(self.device, "device")
         # Checked here, not when the attribute stage meets them after hours of training.
         at_least(self, 1, "n_samples", "ig_steps", "n_images", "image_batch", "batch_size")
-        if self.antithetic and self.n_samples % 2:
-            raise ValueError(
-                f"n_samples: expected an even number with antithetic = true, got {self.n_samples}"
-            )
-        if self.tolerance is not None:  # checked as the smoothing will check it
-            check_number(self.tolerance, "tolerance", low=0, open_low=True)
-            at_least(self, 1, "min_samples", "max_samples")
-            ss.Smoothed(
-                ss.grad,
-                1.0,
-                tol=self.tolerance,
-                min_samples=self.min_samples,
-                max_samples=self.max_samples,
-                antithetic=self.antithetic,
-            )
-        if self.groups is not None:
-            at_least(self, 2, "groups")
-            units = self.n_samples if self.tolerance is None else self.max_samples
-            units //= 2 if self.antithetic else 1
-            if self.groups % 2 or units < self.groups > 2:  # 2: the halves, checked at load
-                raise ValueError(
-                    f"groups: expected an even number of groups of draws, at most the {units} "
-                    f"units of {'max_samples' if self.tolerance else 'n_samples'}, "
-                    f"got {self.groups}"
-                )
+        self.sampling()  # the engine's rules on every sampling key, checked now
         check_choice(self.cam_normalize, "cam_normalize", ("none", "minmax"))
         check_choice(self.image_order, "image_order", ("numpy", "paper"))
         at_least(self, 0, "ig_reference_steps")
@@ -454,6 +432,26 @@ class AttributionConfig:
                 f"amp: {self.amp!r} autocasts float32 computations; with dtype = {self.dtype!r} "
                 "it would do nothing, use dtype = 'float32' or amp = 'none'"
             )
+
+    def sampling(self) -> Sampling:
+        """The engine's :class:`~smoothstab.montecarlo.Sampling` of ``n_samples`` (or
+        ``tolerance`` with ``min_samples`` and ``max_samples``), ``antithetic`` and ``groups``:
+        the rules on them are the engine's alone, and a broken one names its key."""
+        tol = self.tolerance is not None
+        try:
+            return Sampling.of(
+                None if tol else self.n_samples,
+                tol=self.tolerance,
+                min_samples=self.min_samples if tol else None,
+                max_samples=self.max_samples if tol else None,
+                antithetic=self.antithetic,
+                groups=2 if self.groups is None else self.groups,
+            )
+        except ValueError as e:  # the engine's words for its arguments, in the config's keys
+            why = str(e).replace("antithetic=True", "antithetic = true")
+            raise ValueError(
+                re.sub(r"^tol:", "tolerance:", why).replace("tol=", "tolerance")
+            ) from None
 
     @property
     def n_groups(self) -> int:
