@@ -38,7 +38,7 @@ def maps(attr: AttributionConfig, method: str, r: float) -> torch.Tensor:
     model = accel.prepare_model(build_model("small_cnn", num_classes=10).eval(), attr)
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     y = torch.arange(4)
-    with accel.autocast(attr, torch.device("cpu")):
+    with accel.autocast(attr.amp, torch.device("cpu")):
         (out,) = attribute_blocks(model, method, x, y, [r], 1.0, attr, [0], True)
     return accel.in_dtype(out, attr)
 

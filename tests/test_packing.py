@@ -126,7 +126,7 @@ def test_the_attribute_stage_packs_to_the_same_maps(tmp_path, monkeypatch):
     (within 1e-5, float32)."""
     from smoothstab.experiments.config.load import load_config
     from smoothstab.experiments.models.source import RunModels
-    from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+    from smoothstab.experiments.rundir.layout import RunDir
     from smoothstab.experiments.stages import attribute
 
     monkeypatch.setenv("CI", "true")
@@ -159,12 +159,12 @@ topk = 5
         run = RunDir(tmp_path / f"run{pack}")
         models = RunModels(cfg, run).models()
         blocks = attribute.run_attribution(cfg, run, models)
-        assert blocks == 2 * 4 * len(noise_grid(cfg.attribution)) * 2  # models, methods, r, blocks
+        assert blocks == 2 * 4 * len(cfg.attribution.noise_grid()) * 2  # models, methods, r, blocks
         maps[pack] = {
             (k, m, r): run.load_map(k, m, r)
             for k in range(2)
             for m in cfg.attribution.methods
-            for r in noise_grid(cfg.attribution)
+            for r in cfg.attribution.noise_grid()
         }
     for key, plain in maps[False].items():
         packed = maps[True][key]

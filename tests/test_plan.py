@@ -17,7 +17,6 @@ from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.plan import counts as P
 from smoothstab.experiments.plan.make import make_plan
-from smoothstab.experiments.rundir.layout import noise_grid
 
 
 def tiny(*extra: str):
@@ -93,7 +92,7 @@ def test_attribution_totals_are_per_image_counts_over_images_and_models():
     """Every (method, r) of the attribute stage, in its order; a map's count per image (checked
     against the engine below) times images and models; the other estimator's for IG only."""
     cfg = tiny()  # 2 models, 4 images
-    grid = noise_grid(cfg.attribution)
+    grid = cfg.attribution.noise_grid()
     costs = P.attribution_costs(cfg)
     order = [(m, r) for m in cfg.attribution.methods for r in grid]
     assert [(c.method, c.r) for c in costs] == order

@@ -562,7 +562,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     resident memory never exceeds that after its first 100 images by 8 MiB."""
     from smoothstab.experiments.config.load import load_config
     from smoothstab.experiments.models.source import RunModels
-    from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+    from smoothstab.experiments.rundir.layout import RunDir
     from smoothstab.experiments.stages import attribute
 
     monkeypatch.setenv("CI", "true")
@@ -586,7 +586,7 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     monkeypatch.setattr(attribute, "attribute_blocks", measured)
     attribute.run_attribution(cfg, run, models)
     per_map = N_IMAGES // 50
-    assert len(seen) == 2 * len(noise_grid(cfg.attribution)) * per_map  # models x r x blocks
+    assert len(seen) == 2 * len(cfg.attribution.noise_grid()) * per_map  # models x r x blocks
     # Model 0's maps warm the allocator up (RSS rises by ~60 MiB while the first smoothed maps
     # are made, then stays): measured over model 1's maps, 1,000 images at each r.
     model1 = seen[len(seen) // 2 :]

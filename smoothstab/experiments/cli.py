@@ -25,7 +25,6 @@ from smoothstab.experiments.config.guards import (
     check_no_links,
     check_output_dir,
     check_slug,
-    read_config_text,
 )
 
 if TYPE_CHECKING:
@@ -76,16 +75,13 @@ def run_train(args: argparse.Namespace) -> int:
 def train_config(source: str | None) -> TrainConfig:
     """The TrainConfig of a preset name or a TOML file (default: the quickstart's). A file with
     other tables than ``[train]`` is checked whole, as ``smoothstab run`` would."""
-    from smoothstab.experiments.config.load import config_path, load_config
+    from smoothstab.experiments.config.load import config_from_table, config_path
     from smoothstab.experiments.config.parse import dataclass_from_dict, load_toml
     from smoothstab.experiments.config.tables import TrainConfig
 
-    path = config_path(source)
-    if path.is_file():
-        read_config_text(path)  # not UTF-8: one line naming the file
-    tables = load_toml(path)
+    tables = load_toml(config_path(source))
     if set(tables) - {"train"}:
-        return load_config(path).train
+        return config_from_table(tables).train
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
@@ -129,11 +125,8 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     """``args.config`` (a file or a preset) with ``args.overrides``; a file that is not UTF-8
     is one line naming it."""
-    from smoothstab.experiments.config.load import config_path, load_config
+    from smoothstab.experiments.config.load import load_config
 
-    path = config_path(args.config)
-    if path.is_file():
-        read_config_text(path)
     return load_config(args.config, args.overrides)
 
 
@@ -175,7 +168,6 @@ def run_stage(args: argparse.Namespace) -> int:
     path = args.run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{args.run_dir}: expected a run directory with config.toml")
-    read_config_text(path)
     cfg = load_config(path, args.overrides)
     if args.quiet:
         cfg = replace(cfg, quiet=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smoothstab.experiments.config.datasets import dataset_info
-from smoothstab.experiments.config.guards import read_config_text
 from smoothstab.experiments.config.parse import (
     ConfigError,
     apply_overrides,
@@ -48,11 +47,12 @@ def config_path(source: str | Path | None) -> Path:
 
 def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The config of a TOML file or preset name (``None``: the quickstart), with ``--set``
-    overrides applied, checked across tables."""
-    path = config_path(source)
-    if path.is_file():
-        read_config_text(path)  # not UTF-8: one line naming the file
-    table = load_toml(path)
+    overrides applied, checked across tables; the file is read once."""
+    return config_from_table(load_toml(config_path(source)), overrides)
+
+
+def config_from_table(table: dict, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """:func:`load_config` of a config file's parsed tables."""
     cfg = apply_overrides(dataclass_from_dict(ExperimentConfig, table), list(overrides))
     cfg = _fit_topk(cfg, given="topk" in table.get("evaluation", {}) or _set(overrides, "topk"))
     # Across tables, so checked once all overrides are in (they come one at a time).

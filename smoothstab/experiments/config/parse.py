@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smoothstab.experiments.config.guards import read_config_text
 from smoothstab.renames import warn_renamed
 
 if TYPE_CHECKING:
@@ -33,13 +34,12 @@ class ConfigError(ValueError):
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """The parsed TOML file at ``path``."""
+    """The parsed TOML file at ``path``, read once (UTF-8, else one line naming the file)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: expected a TOML file, found nothing at {path}")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(read_config_text(path))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML ({e})") from None
 

@@ -42,8 +42,9 @@ class ModelSource(Protocol):
     """What a setting's actions need from the model layer and the run directory, handed in by
     the stages (:class:`~smoothstab.experiments.models.source.RunModels`)."""
 
-    def record_given(self, record: dict) -> None:
-        """Write the run's training record of given checkpoints, unless it exists."""
+    def record_given(self, setting: str, specs: list[dict]) -> None:
+        """Write the run's training record of given checkpoints (each spec's name, weights and
+        label), unless it exists."""
 
     def train_parts(self, train: TrainConfig) -> None:
         """Train (or resume) the models of ``train`` on disjoint parts, per training-set size."""
@@ -169,7 +170,7 @@ class Setting:
         """The train stage: record the given checkpoints."""
         specs = [{"name": s.name, "weights": s.weights, "label": s.label}
                  for s in self.cfg.models.specs]  # fmt: skip
-        source.record_given({"setting": self.name, "models": specs})
+        source.record_given(self.name, specs)
 
     def models(self, source: ModelSource) -> list[nn.Module]:
         """The run's models, in eval mode."""

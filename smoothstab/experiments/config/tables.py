@@ -433,6 +433,12 @@ class AttributionConfig:
                 "it would do nothing, use dtype = 'float32' or amp = 'none'"
             )
 
+    def noise_grid(self) -> list[float]:
+        """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals
+        (each gets its own map file), sorted."""
+        rs = {0.0, float(self.table_r), *map(float, self.stability_r), *map(float, self.fidelity_r)}
+        return sorted(round(r, 6) for r in rs)
+
     def sampling(self) -> Sampling:
         """The engine's :class:`~smoothstab.montecarlo.Sampling` of ``n_samples`` (or
         ``tolerance`` with ``min_samples`` and ``max_samples``), ``antithetic`` and ``groups``:

@@ -1,4 +1,5 @@
-"""Speed options of the attribute stage: bf16 autocast and channels_last around the model calls.
+"""Speed options: mixed precision (the one autocast of training and attribution) and
+channels_last around the attribute stage's model calls.
 
 ``attribution.amp = "bf16"`` runs every forward and backward pass of the maps under
 ``torch.autocast`` in bfloat16 (convolutions and matrix products in bf16, reductions in float32);
@@ -33,11 +34,15 @@ def prepare_model(model: nn.Module, attr: AttributionConfig) -> nn.Module:
     return model
 
 
-def autocast(attr: AttributionConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device``'s type when ``attr.amp == "bf16"``, else nothing at all."""
-    if attr.amp == "none":
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # the amp keys' dtypes
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to ``amp``'s dtype (``train.amp``, ``attribution.amp``) on ``device``'s type;
+    ``none``: nothing at all (the plain, bitwise float32 path)."""
+    if amp == "none":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 def in_dtype(out: MapFile, attr: AttributionConfig) -> MapFile:

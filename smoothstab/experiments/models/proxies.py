@@ -67,6 +67,8 @@ from smoothstab.experiments.models.trainer import (
     loss_and_accuracy,
 )
 from smoothstab.experiments.models.training import read_checkpoint, resolve_config
+from smoothstab.experiments.rundir.checkpoint import write_checkpoint
+from smoothstab.experiments.rundir.train_record import TrainRecord, write_train_record
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -185,17 +187,18 @@ def make_replicas(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
                 cost["steps"] += metrics["steps"]
                 cost["examples"] += metrics["examples"]
                 cost["seconds"] += metrics["seconds"]
-    out = {
-        "setting": "FT",
-        "proxy": m.proxy,
-        "base": {"name": m.specs[0].name, "weights": m.specs[0].weights},
-        "config": pcfg.to_dict(),
-        "models": models,
-        "cost": {**cost, "seconds": round(cost["seconds"], 2)},
-        "wall_seconds_this_call": round(time.perf_counter() - start, 2),
-    }
+    record = TrainRecord(
+        tuple(models),
+        setting="FT",
+        proxy=m.proxy,
+        base={"name": m.specs[0].name, "weights": m.specs[0].weights},
+        config=pcfg.to_dict(),
+        cost={**cost, "seconds": round(cost["seconds"], 2)},
+        wall_seconds_this_call=round(time.perf_counter() - start, 2),
+    )
+    out = record.to_json()
     if info.is_main:
-        run.write_json(run.train_metrics, out)
+        write_train_record(run.train_metrics, record)
         say(f"{m.proxy}: {m.replicas} replicas -> {run.train_metrics}")
     D.barrier(info)
     return out
@@ -226,7 +229,8 @@ def _fit(
     metrics.update(**cost, replica=k, name=pcfg.model)
     if info.is_main:  # the complete checkpoint again, with the cost in its metrics
         saved = read_checkpoint(path)
-        save_torch(path, {**saved, "metrics": metrics})
+        keys = ("state_dict", "config", "complete", "part", "seed")
+        write_checkpoint(path, **{k: saved[k] for k in keys}, metrics=metrics)
     return metrics
 
 
@@ -298,16 +302,14 @@ def _swag(
             "snapshots": moments["count"],
         }
         if info.is_main:
-            save_torch(
+            write_checkpoint(
                 path,
-                {
-                    "state_dict": model.cpu().state_dict(),
-                    "config": pcfg.to_dict(),
-                    "metrics": metrics,
-                    "complete": True,
-                    "part": k,
-                    "seed": metrics["seed"],
-                },
+                state_dict=model.cpu().state_dict(),
+                config=pcfg.to_dict(),
+                metrics=metrics,
+                complete=True,
+                part=k,
+                seed=metrics["seed"],
             )
         models.append(metrics)
     cost = {

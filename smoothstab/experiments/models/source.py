@@ -17,6 +17,11 @@ from smoothstab.experiments.models.architectures import given_model
 from smoothstab.experiments.models.data import num_classes
 from smoothstab.experiments.models.proxies import make_replicas
 from smoothstab.experiments.models.training import load_trained, train_permuted, train_run
+from smoothstab.experiments.rundir.train_record import (
+    TrainRecord,
+    read_train_record,
+    write_train_record,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,9 +49,9 @@ class RunModels:
 
     # -- the tools a setting uses (ModelSource) ---------------------------------------------
 
-    def record_given(self, record: dict) -> None:
+    def record_given(self, setting: str, specs: list[dict]) -> None:
         if not self.run.train_metrics.is_file():
-            self.run.write_json(self.run.train_metrics, record)
+            write_train_record(self.run.train_metrics, TrainRecord(tuple(specs), setting=setting))
 
     def train_parts(self, train: TrainConfig) -> None:
         train_run(train, self.run.root)
@@ -64,5 +69,4 @@ class RunModels:
         return load_trained(self.run.model(k))
 
     def train_sizes(self) -> list[int]:
-        models = self.run.read_json(self.run.train_metrics)["models"]
-        return [int(m["train_size"]) for m in models]
+        return read_train_record(self.run.train_metrics).model_sizes()

@@ -42,11 +42,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from smoothstab.experiments.config.datasets import dataset_info
-from smoothstab.experiments.io.files import save_torch
 from smoothstab.experiments.io.progress import Progress, say
 from smoothstab.experiments.models import distributed as D
+from smoothstab.experiments.models.accel import autocast
 from smoothstab.experiments.models.architectures import build_model
 from smoothstab.experiments.models.data import EpochSeeded, derive_seed, seed_torch
+from smoothstab.experiments.rundir.checkpoint import write_checkpoint
 from smoothstab.methods import output_logits
 from smoothstab.renames import module_getattr
 
@@ -366,16 +367,9 @@ class Trainer:
                     f"model {self.part_id}: training diverged, the weights are not finite after "
                     f"epoch {self.epoch}; lower train.lr (now {self.cfg.lr:g})"
                 )
-            state = {
-                "state_dict": self.model.state_dict(),
-                "config": self.cfg.to_dict(),
-                "metrics": metrics or {},
-                "complete": complete,
-                "part": self.part_id,
-                "seed": self.seed,
-            }
+            resume = None
             if not complete:
-                state.update(
+                resume = dict(
                     epoch=self.epoch,
                     step=self.step,
                     optimizer=self.optimizer.state_dict(),
@@ -383,10 +377,19 @@ class Trainer:
                     train_stats=self.train_stats,
                 )
                 if self.best is not None:
-                    state.update(best=self.best, val_accuracies=self.val_accuracies)
+                    resume.update(best=self.best, val_accuracies=self.val_accuracies)
                 if self.scaler is not None:
-                    state.update(scaler=self.scaler.state_dict())
-            save_torch(self.path, state)
+                    resume.update(scaler=self.scaler.state_dict())
+            write_checkpoint(
+                self.path,
+                state_dict=self.model.state_dict(),
+                config=self.cfg.to_dict(),
+                metrics=metrics or {},
+                complete=complete,
+                part=self.part_id,
+                seed=self.seed,
+                resume=resume,
+            )
         D.barrier(self.info)
 
 
@@ -402,17 +405,6 @@ def _to(
     if x.ndim != 4:
         fmt = torch.preserve_format
     return x.to(device, non_blocking=non_blocking, memory_format=fmt)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to ``amp``'s dtype on ``device``'s type; ``none``: nothing at all (the plain,
-    bitwise float32 path)."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 class _Batches:

@@ -44,6 +44,7 @@ from smoothstab.experiments.models.data import (
 )
 from smoothstab.experiments.models.trainer import Trainer, deterministic_mode, device_name
 from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.train_record import TrainRecord, write_train_record
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -118,9 +119,10 @@ def train_run(
         )
         for m, part in enumerate(splits)
     ]
-    metrics = {"config": cfg.to_dict(), "models": models}
+    record = TrainRecord(tuple(models), config=cfg.to_dict())
+    metrics = record.to_json()
     if info.is_main:
-        run.write_json(run.train_metrics, metrics)
+        write_train_record(run.train_metrics, record)
         say(f"trained {len(models)} models -> {run.train_metrics}")
     D.barrier(info)
     return metrics

@@ -22,7 +22,6 @@ import torch
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.models import data
-from smoothstab.experiments.rundir.layout import noise_grid
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import (
@@ -152,7 +151,7 @@ def attribution_costs(cfg: ExperimentConfig) -> list[AttributionCost]:
     other = "joint" if a.ig_sampler == "nested" else "nested"
     out = []
     for method in a.methods:
-        for r in noise_grid(a):
+        for r in a.noise_grid():
             per = evaluations(a, method, r, a.ig_sampler)
             alt = evaluations(a, method, r, other) if method == "ig" else None
             out.append(
@@ -242,7 +241,7 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
 
 def storage(cfg: ExperimentConfig) -> tuple[int, int, int]:
     """(map files, their bytes, bytes of ``test_images.pt``)."""
-    rs, models = noise_grid(cfg.attribution), Setting.of(cfg).n_models
+    rs, models = cfg.attribution.noise_grid(), Setting.of(cfg).n_models
     files = models * len(cfg.attribution.methods) * len(rs)
     total = sum(models * map_file_bytes(cfg, m, r) for m in cfg.attribution.methods for r in rs)
     info = dataset_info(cfg.train)

@@ -29,7 +29,6 @@ from smoothstab.experiments.plan.counts import (
     training_config,
     training_costs,
 )
-from smoothstab.experiments.rundir.layout import noise_grid
 
 if TYPE_CHECKING:
     from torch import nn
@@ -193,7 +192,7 @@ def time_attribution(
             )
 
             def call() -> None:
-                with accel.autocast(a, device):
+                with accel.autocast(a.amp, device):
                     smoothed.stats(model, x, y)
 
             return _seconds(call, device) * n / (k * m)
@@ -219,7 +218,7 @@ def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> flo
         list(pair_rows({}, a_, b_, debiased=e.debiased, topk=min(e.topk, 16)))
         list(model_rows({}, SmoothStats.exact(maps[2]), maps[3], debiased=e.debiased))
         took = (time.perf_counter() - start) / m
-        rs = len(noise_grid(a))
+        rs = len(a.noise_grid())
         total += took * a.n_images * rs * max(per_pair, per_model)
     return total
 

@@ -38,13 +38,7 @@ from smoothstab.experiments.rundir.mapfile import MapFile
 from smoothstab.experiments.rundir.metrics_table import cached_rows, cached_summary
 
 if TYPE_CHECKING:
-    from smoothstab.experiments.config.tables import AttributionConfig
-
-
-def noise_grid(attr: AttributionConfig) -> list[float]:
-    """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals, sorted."""
-    rs = {0.0, float(attr.table_r), *map(float, attr.stability_r), *map(float, attr.fidelity_r)}
-    return sorted(round(r, 6) for r in rs)
+    pass
 
 
 class RunDir:
@@ -123,7 +117,7 @@ class RunDir:
         return self.figures / f"{name}.png"
 
     def map(self, model: int, method: str, r: float, block: int | None = None) -> Path:
-        # Six decimals, as noise_grid rounds: every level of a grid gets its own file.
+        # Six decimals, as AttributionConfig.noise_grid rounds: each level gets its own file.
         suffix = "" if block is None else f".block{block}"
         return self.root / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
 

@@ -32,7 +32,7 @@ from smoothstab.experiments.models.recipe import (
     load_test_images,
     smoothed_method,
 )
-from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.mapfile import MapFile
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def run_attribution(
     x_all, y_all = load_test_images(cfg, run)
     x_range = dataset_info(cfg.train).x_range
     starts = list(range(0, len(x_all), attr.image_batch))
-    maps = [(k, m, r) for k in range(len(models)) for m in attr.methods for r in noise_grid(attr)]
+    maps = [(k, m, r) for k in range(len(models)) for m in attr.methods for r in attr.noise_grid()]
     todo = [(*key, b) for key in maps if not run.map(*key).is_file() for b in range(len(starts))]
     # Deal the blocks before looking at block files: other ranks write theirs meanwhile, and a
     # rank whose list had shrunk would take a shifted share (blocks skipped, others repeated).
@@ -94,7 +94,7 @@ def run_attribution(
         target = y if attr.target == "label" else None
         seeds = [block_seed(attr, b, k, name, r) for r in rs]
         keep = cfg.evaluation.debiased
-        with accel.autocast(attr, device):
+        with accel.autocast(attr.amp, device):
             outs = attribute_blocks(model, name, x, target, rs, x_range, attr, seeds, keep)
         for r, out in zip(rs, outs, strict=True):
             accel.in_dtype(out, attr).save(run.map(k, name, r, b))

@@ -45,7 +45,8 @@ from smoothstab.experiments.rundir.bounds_record import (
     Stability,
     Theorem6,
 )
-from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.train_record import read_train_record
 
 if TYPE_CHECKING:
     from torch import nn
@@ -116,12 +117,7 @@ def max_norms(all_norms: list[bounds.LayerNorms]) -> list[float]:
 
 def train_sizes(run: RunDir) -> list[int]:
     """The training-set sizes n of a DT run, smallest first (per-model ``train_size``)."""
-    saved = run.read_json(run.train_metrics)
-    sizes = {int(m["train_size"]) for m in saved["models"] if "train_size" in m}
-    if not sizes:  # written before models recorded their size
-        part = saved["config"]["part_size"]
-        sizes = set(part) if isinstance(part, list) else {int(part)}
-    return sorted(sizes)
+    return read_train_record(run.train_metrics).sizes()
 
 
 # ---------------------------------------------------------------------------- the numbers
@@ -147,7 +143,7 @@ def compute(
         C=x.flatten(1).norm(dim=1).max().item(),
         m=int(np.prod(x.shape[1:])),
         x_range=dataset_info(cfg.train).x_range,
-        rs=[r for r in noise_grid(cfg.attribution) if r > 0],
+        rs=[r for r in cfg.attribution.noise_grid() if r > 0],
         summary=summary,
         debiased=cfg.evaluation.debiased,
         train=cfg.train if sgd else None,

@@ -29,7 +29,7 @@ from smoothstab.experiments.analysis.sweep import table1
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.io.files import DamagedFile
 from smoothstab.experiments.io.progress import Progress, say
-from smoothstab.experiments.rundir.layout import RunDir, noise_grid
+from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.mapfile import MapFile
 from smoothstab.experiments.rundir.metrics_table import csv_text, read_csv
 from smoothstab.experiments.rundir.table1_file import table1_csv
@@ -121,7 +121,7 @@ def metric_rows(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None])
     n_models = len(sizes)
     size = ["" if n is None else n for n in sizes]
     rows = []
-    grid, pairs = noise_grid(cfg.attribution), Setting.of(cfg).pairs()
+    grid, pairs = cfg.attribution.noise_grid(), Setting.of(cfg).pairs()
     bar = Progress(len(cfg.attribution.methods) * len(grid), "evaluate", quiet=cfg.quiet)
     for method in cfg.attribution.methods:
         reference, _, ref_files = _load(run, n_models, method, 0.0)

@@ -38,7 +38,7 @@ from smoothstab.experiments.config.setting import Setting  # noqa: E402
 from smoothstab.experiments.io.files import atomic_write  # noqa: E402
 from smoothstab.experiments.io.progress import Progress  # noqa: E402
 from smoothstab.experiments.pages.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
-from smoothstab.experiments.rundir.layout import RunDir, noise_grid  # noqa: E402
+from smoothstab.experiments.rundir.layout import RunDir  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -209,7 +209,7 @@ def sigma_figure(
     model: int = 0,
     image: int = 0,
 ) -> Path:
-    grid = noise_grid(cfg.attribution)
+    grid = cfg.attribution.noise_grid()
     picks = grid[:: max(1, len(grid) // 6)][:7]
     maps = {f"r={r:g}": run.load_map(model, method, r).mean[[image]] for r in picks}
     fig = plot.map_grid(maps, _inputs(x[[image]], cfg.train), image_range=(0, 1))

@@ -40,6 +40,7 @@ from smoothstab.experiments.pages.names import MEASURES, NAMES
 from smoothstab.experiments.rundir.bounds_record import read_bounds
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.table1_file import read_table1
+from smoothstab.experiments.rundir.train_record import TrainRecord, read_train_record
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import ExperimentConfig
@@ -152,12 +153,9 @@ def advice_items(advice: dict, summary: Summary) -> list[str]:
     return items
 
 
-def models_text(cfg: ExperimentConfig, run: RunDir) -> str:
-    models = (
-        run.read_json(run.train_metrics).get("models", []) if run.train_metrics.is_file() else []
-    )
+def models_text(cfg: ExperimentConfig, trained: TrainRecord | None) -> str:
     parts = []
-    for k, m in enumerate(models):
+    for k, m in enumerate(trained.models if trained is not None else ()):
         acc = m.get("test_accuracy")
         name = m.get("name") or cfg.train.model
         if m.get("label"):  # DR/DA: what tells two checkpoints of one architecture apart
@@ -169,7 +167,12 @@ def models_text(cfg: ExperimentConfig, run: RunDir) -> str:
 
 
 def overview(
-    cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict, x_range: float
+    cfg: ExperimentConfig,
+    run: RunDir,
+    summary: Summary,
+    advice: dict,
+    x_range: float,
+    trained: TrainRecord | None,
 ) -> list[Block]:
     """Conventions, models, the recommended noise level and what the sweep shows."""
     methods, e = list(cfg.attribution.methods), cfg.evaluation
@@ -178,7 +181,7 @@ def overview(
         Heading(2, "Conventions"),
         Bullets(conventions(cfg, x_range)),
         Heading(2, "Setting and models"),
-        Paragraph(models_text(cfg, run)),
+        Paragraph(models_text(cfg, trained)),
         Heading(2, "Recommended noise level"),
         Bullets(advice_items(advice, summary) + shrinkage_lines(found)),
         Figure(
@@ -194,7 +197,9 @@ def overview(
     ]
 
 
-def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[Block]:
+def sizes_section(
+    cfg: ExperimentConfig, summary: Summary, trained: TrainRecord | None
+) -> list[Block]:
     """Stability error against the training-set size, per method and r (when there are two)."""
     if len(summary.sizes) < 2:
         return []
@@ -208,7 +213,7 @@ def sizes_section(cfg: ExperimentConfig, summary: Summary, run: RunDir) -> list[
         ),
     ]
     rs = [0.0, round(float(cfg.attribution.table_r), 6)]
-    accuracy = accuracy_by_size(run)
+    accuracy = {} if trained is None else trained.accuracy_by_size()
     for m in cfg.attribution.methods:
         table = size_table(summary, m, Metric.STABILITY)
         if table is not None:
@@ -399,29 +404,18 @@ def bounds_section(run: RunDir) -> list[Block]:
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
     table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
+    trained = read_train_record(run.train_metrics) if run.train_metrics.is_file() else None
     x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
     blocks: list[Block] = [Heading(1, title)]
     blocks += answer(cfg, summary)
-    blocks += overview(cfg, run, summary, advice, x_range)
+    blocks += overview(cfg, run, summary, advice, x_range, trained)
     blocks += sweeps(cfg, run, summary, table1)
     blocks += cost_section(cfg, run.rows())
-    blocks += sizes_section(cfg, summary, run)
+    blocks += sizes_section(cfg, summary, trained)
     blocks += map_grids(cfg, run, summary)
     blocks += sanity_section(cfg, run, summary)
     blocks += bounds_section(run)
     blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
     run.write_text(run.report_md, render_markdown(blocks, run.root))
     run.write_text(run.report_html, render_html(blocks, title))
-
-
-def accuracy_by_size(run: RunDir) -> dict[int, float]:
-    """The mean test accuracy of the models of each training-set size."""
-    models = (
-        run.read_json(run.train_metrics).get("models", []) if run.train_metrics.is_file() else []
-    )
-    per: dict[int, list[float]] = {}
-    for m in models:
-        if isinstance(m.get("test_accuracy"), float) and "train_size" in m:
-            per.setdefault(int(m["train_size"]), []).append(m["test_accuracy"])
-    return {n: sum(v) / len(v) for n, v in per.items()}

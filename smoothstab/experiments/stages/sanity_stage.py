@@ -84,7 +84,7 @@ def check_rows(
             seed = block_seed(attr, b, k, method, sigma_r[sigma])
             return smoothed_method(method, model, attr, sigma, seed)
 
-        with accel.autocast(attr, xb.device):
+        with accel.autocast(attr.amp, xb.device):
             res = ss.sanity(
                 None, model, xb, target, sigmas=list(sigma_r), randomized=others, smoothed=smoothed
             )
