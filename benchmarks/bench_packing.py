@@ -2,7 +2,7 @@
 
 For one block of images, ``Smoothed.stats_at`` (every noise level's rows in shared model calls)
 against a ``.stats`` call per level, interleaved, median of ``--repeats`` runs; the maps are the
-same (tests/test_packing.py). Packing helps where one level's rows leave a chunk part-empty:
+same (tests/core/test_packing.py). Packing helps where one level's rows leave a chunk part-empty:
 few images or draws per level against a large ``batch_size`` (a GPU's).
 
     python benchmarks/bench_packing.py [--device cuda] [--model small_cnn|resnet18]

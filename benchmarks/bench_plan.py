@@ -10,7 +10,7 @@ its wall clock. Printed per stage: plan's estimate, the real seconds and real / 
 train estimate is training plus test evaluation; the real train stage also generates and loads
 the data, which plan leaves out. Configs:
 
-- *tiny*: the test suite's tiny quickstart (``tests/conftest.py`` ``TINY_SETTINGS``), a few
+- *tiny*: the test suite's tiny quickstart (``tests/helpers.py`` ``TINY_SETTINGS``), a few
   seconds in all, so a stage's fixed costs (data generation, files) weigh;
 - *measured*: the tiny run with 16 noise draws, 8 images, 8 IG points and 8 epochs (15-20 s),
   big enough that compute dominates: the config the suite used to time;
@@ -33,7 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from conftest import TINY_SETTINGS  # noqa: E402
+from helpers import TINY_SETTINGS  # noqa: E402
 from smoothstab.experiments.config.load import load_config  # noqa: E402
 from smoothstab.experiments.pipeline import run_all  # noqa: E402
 from smoothstab.experiments.plan.make import make_plan  # noqa: E402

@@ -55,4 +55,4 @@ step rows_cuda 40 $py benchmarks/bench_rows.py --device cuda --no-memory
 step plan_imagenet 60 $py -m smoothstab plan paper/imagenet_resnet50
 step plan_cifar 40 $py -m smoothstab plan paper/cifar10_resnet34
 step smooth_cuda 90 $py benchmarks/bench_smooth.py --device cuda --json "$out/smooth.json"
-step gpu_tests 60 $py -m pytest -q -p no:cacheprovider tests/test_randomize.py tests/test_accel.py
+step gpu_tests 60 $py -m pytest -q -p no:cacheprovider tests/core/test_randomize.py tests/experiments/models/test_accel.py

@@ -3,11 +3,11 @@
     python benchmarks/repeat_run.py [--device cuda] [--work DIR]
 
 Runs ``smoothstab run`` (train, attribute, evaluate) twice into two directories with the tiny
-settings of the test suite (``tests/conftest.py``) on ``--device`` for training and attribution,
+settings of the test suite (``tests/helpers.py``) on ``--device`` for training and attribution,
 then prints, for each trained model, whether its weights are bitwise equal between the runs (and
 the largest relative difference of a tensor otherwise), and for ``metrics.csv`` the number of
 values that differ and the largest difference relative to the value. On a CPU both runs are
-byte-identical (``tests/test_reliability.py`` checks it); this script is for the devices the
+byte-identical (``tests/experiments/test_reliability.py`` checks it); this script is for the devices the
 suite cannot reach. Results, with the command, are in ``benchmarks/RESULTS.md``.
 """
 
@@ -24,7 +24,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from conftest import TINY_SETTINGS  # noqa: E402
+from helpers import TINY_SETTINGS  # noqa: E402
 
 
 def run(out: Path, device: str) -> None:

@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BROWSER, NO_BROWSER
+from helpers import BROWSER, NO_BROWSER, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 OPTIONAL = {"timm", "quantus", "captum", "transformers"}  # extras: a block needing one skips
 

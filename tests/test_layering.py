@@ -18,7 +18,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PACKAGE = "smoothstab"
 EXPERIMENTS = f"{PACKAGE}.experiments"
 # ``python -m smoothstab`` runs the command line, so it imports the experiment layer; it is not a

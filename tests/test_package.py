@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SETTINGS
+from helpers import ROOT, TINY_SETTINGS
 
-ROOT = Path(__file__).resolve().parents[1]
 LEFT_OUT = shutil.ignore_patterns(
     ".git", ".venv", "runs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
 )

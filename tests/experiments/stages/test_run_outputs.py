@@ -1,0 +1,203 @@
+"""What one tiny run writes: every output file, the map files, metrics.csv, Table 1, the advice and
+the report."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+
+import pytest
+import torch
+
+import smoothstab as ss
+from helpers import (
+    FIGURES,
+    GRID,
+    N_IMAGES,
+    N_MODELS,
+    TINY,
+    TRAINED,
+    leftovers,
+    load_map,
+    map_path,
+)
+from smoothstab.experiments.analysis import advice as sigma_advice
+from smoothstab.experiments.analysis.summary import Summary
+from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.load import load_config
+from smoothstab.experiments.models.source import RunModels
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.metrics_table import COLUMNS
+
+
+@pytest.mark.slow
+def test_run_writes_every_output(tiny_run):
+    for name in (
+        *TRAINED,
+        "test_images.pt",
+        "metrics.csv",
+        "table1.csv",
+        "recommendation.json",
+        "bounds.json",
+        "bounds.md",
+        "report.md",
+        "report.html",
+    ):
+        assert (tiny_run / name).is_file(), name
+    for k in range(N_MODELS):
+        for method in ss.METHODS:
+            for r in GRID:
+                assert map_path(tiny_run, k, method, r).is_file(), (k, method, r)
+    figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
+    expected = {*FIGURES, *(f"grid_{m}_0-1" for m in ss.METHODS)}
+    expected |= {f"sigma_{m}" for m in ss.METHODS}
+    assert figures == expected
+    assert not leftovers(tiny_run)
+
+
+@pytest.mark.slow
+def test_resolved_config_is_saved(tiny_run):
+    saved = load_config(tiny_run / "config.toml")
+    assert saved == dataclasses.replace(load_config(None, TINY[1::2]), quiet=True)
+    assert saved.attribution.n_samples == 6 and saved.train.parts == 2
+
+
+@pytest.mark.slow
+def test_map_files(tiny_run):
+    x = torch.load(tiny_run / "test_images.pt", weights_only=True)["x"]
+    assert x.shape == (N_IMAGES, 3, 32, 32)
+    x_range = dataset_info("shapes").x_range
+    for method, channels in (("grad", 3), ("ig", 3), ("gradcam", 1), ("gradcampp", 1)):
+        unsmoothed = load_map(tiny_run, 0, method, 0.0)
+        assert unsmoothed["mean"].shape == (N_IMAGES, channels, 32, 32)
+        assert "halves" not in unsmoothed and unsmoothed["sigma"] == 0.0
+        smoothed = load_map(tiny_run, 0, method, 0.4)
+        assert smoothed["sigma"] == pytest.approx(0.4 * x_range, rel=1e-12)
+        assert smoothed["n_units"] == 6
+        # debiased distances need the two half means, joined over the blocks of 2 images
+        assert smoothed["halves"].shape == (2, N_IMAGES, channels, 32, 32)
+        assert smoothed["unit_var"].shape == (N_IMAGES, channels, 32, 32)
+        torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
+    # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
+    model = RunModels(load_config(tiny_run / "config.toml"), RunDir(tiny_run)).models()[1]
+    y = torch.load(tiny_run / "test_images.pt", weights_only=True)["y"]
+    torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
+
+
+@pytest.mark.slow
+def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
+    with open(tiny_run / "metrics.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == list(COLUMNS)
+    assert {"method", "r", "sigma", "metric", "value", "pair", "model", "image", "n"} <= set(header)
+    assert {row["n"] for row in tiny_rows} == {"400"}  # the models' training-set size
+    metrics = {row["metric"] for row in tiny_rows}
+    assert {"stability", "fidelity", "ssim", "topk_iou"} <= metrics
+    assert {"stability_debiased", "fidelity_debiased"} <= metrics
+    assert {row["method"] for row in tiny_rows} == set(ss.METHODS)
+    assert sorted({row["r"] for row in tiny_rows}) == GRID
+    assert {row["setting"] for row in tiny_rows} == {"DT"}
+    x_range = dataset_info("shapes").x_range
+    for row in tiny_rows:
+        assert math.isclose(row["sigma"], row["r"] * x_range, rel_tol=1e-9, abs_tol=0)
+        assert math.isfinite(row["value"])
+    # One row per image and pair (pair metrics) or per image and model (fidelity).
+    counts = {}
+    for row in tiny_rows:
+        unit = ("pair", row["pair"]) if row["pair"] else ("model", row["model"])
+        key = (row["method"], row["r"], row["metric"])
+        counts.setdefault(key, set()).add((unit, row["image"]))
+    pair_metrics = {"stability", "ssim", "topk_iou", "unit_distance", "rank_agreement"}
+    pair_metrics |= {f"{m}_debiased" for m in pair_metrics}
+    assert {"unit_distance_debiased", "rank_agreement", "map_norm_debiased"} <= metrics
+    for (_, _, metric), units in counts.items():
+        n_units = 1 if metric in pair_metrics else 2
+        assert len(units) == n_units * N_IMAGES, metric
+    # With two models, exactly one pair.
+    assert {row["pair"] for row in tiny_rows if row["pair"]} == {"0-1"}
+
+
+@pytest.mark.slow
+def test_metric_values(tiny_rows):
+    by = lambda metric, r: [  # noqa: E731
+        row["value"] for row in tiny_rows if row["metric"] == metric and row["r"] == r
+    ]
+    # A map against itself: fidelity is exactly 0 at r = 0, and > 0 once it is smoothed.
+    assert by("fidelity", 0.0) == [0.0] * (4 * N_MODELS * N_IMAGES)
+    assert by("fidelity_debiased", 0.0) == [0.0] * (4 * N_MODELS * N_IMAGES)
+    assert all(v > 0 for r in GRID[1:] for v in by("fidelity", r))
+    assert all(v > 0 for r in GRID for v in by("stability", r))
+    assert all(-1 <= v <= 1 for r in GRID for v in by("ssim", r))
+    assert all(0 <= v <= 1 for r in GRID for v in by("topk_iou", r))
+    # The debiased estimate removes Monte-Carlo noise, so it sits below the plain one on average.
+    for r in GRID[1:]:
+        assert sum(by("fidelity_debiased", r)) < sum(by("fidelity", r))
+
+
+@pytest.mark.slow
+def test_table1_and_recommendation(tiny_run, tiny_rows):
+    summary = Summary.from_rows(tiny_rows)
+    with open(tiny_run / "table1.csv", newline="") as f:
+        table = {row["method"]: row for row in csv.DictReader(f)}
+    assert set(table) == set(ss.METHODS)
+    assert {row["pair"] for row in table.values()} == {"mean over pairs"}
+    for method, row in table.items():
+        for column, metric, r in (
+            ("ssim", "ssim", 0.0),
+            ("smoothed_ssim", "ssim", 0.15),
+            ("topk_miou", "topk_iou", 0.0),
+            ("smoothed_topk_miou", "topk_iou", 0.15),
+            ("unit_distance", "unit_distance_debiased", 0.0),
+            ("smoothed_unit_distance", "unit_distance_debiased", 0.15),
+        ):
+            assert float(row[column]) == pytest.approx(
+                summary.get(method, metric, r).mean, rel=1e-5
+            )
+    advice = json.loads((tiny_run / "recommendation.json").read_text())
+    assert set(advice) == set(ss.METHODS)
+    for method, rec in advice.items():
+        # The advice follows the debiased curve (debiased is on) over the whole grid, stability
+        # in the scale-free unit-map distance (the default measure).
+        assert [c["r"] for c in rec["curve"]] == GRID
+        assert rec["stability_measure"] == "unit_distance"
+        points = sigma_advice.tradeoff(summary, method, debiased=True, measure="unit_distance")
+        assert rec["curve"] == [{"r": r, "stability": s, "fidelity": f} for r, s, f in points]
+        assert rec["knee_r"] == sigma_advice.knee(points)
+        assert rec["map_norm"] == pytest.approx(summary.get(method, "map_norm", 0.0).mean)
+        budget = rec["fidelity_budget"] * rec["map_norm"]
+        inside = [c for c in rec["curve"] if c["fidelity"] <= budget]
+        best = min(inside, key=lambda c: c["stability"])
+        assert rec["budget_r"] == best["r"]
+
+
+@pytest.mark.slow
+def test_report(tiny_run):
+    md = (tiny_run / "report.md").read_text()
+    page = (tiny_run / "report.html").read_text()
+    config = (tiny_run / "config.toml").read_text()
+    advice = json.loads((tiny_run / "recommendation.json").read_text())
+    for text in (md, page):
+        assert "Conventions" in text and "r = sigma / (x_max - x_min)" in text
+        assert "Recommended noise level" in text
+        assert f"knee of the trade-off at r = {advice['grad']['knee_r']:g}" in text
+        assert "Theory: bounds beside the measured errors" in text
+        assert "stability error falls" in text or "stability error rises" in text
+        # The answer opens the report, before the conventions: a verdict per method.
+        opening = text[: text.index("Conventions")]
+        assert "The answer: more alike, or only smaller?" in opening
+        assert opening.count("unit-map distance") >= len(ss.METHODS)
+        assert sum(v in opening for v in ("agree more", "agree less", "interval can tell")) >= 1
+        assert "Agreement or shrinkage" in text and "raw L2" in text
+    # The resolved config, verbatim in Markdown and escaped in HTML.
+    assert config.strip() in md
+    assert "name = &quot;quickstart&quot;" in page and "n_samples = 6" in page
+    # report.html stands alone: every figure embedded, none linked.
+    assert page.count("data:image/png;base64,") == len(list((tiny_run / "figures").glob("*.png")))
+    assert 'src="figures/' not in page and "src='figures/" not in page
+    # report.md links figures that exist.
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == len(list((tiny_run / "figures").glob("*.png")))
+    assert all((tiny_run / link).is_file() for link in links)
