@@ -57,7 +57,7 @@ TIMED = {"train_metrics.json", "manifest.json", io.LOCK}
 # matches a glob: argv = [pattern, n, *smoothstab arguments].
 FULL_DISK = """
 import errno, fnmatch, os, sys
-from smoothstab.experiments import io
+from smoothstab.experiments.io import files as io
 pattern, nth, seen, real = sys.argv[1], int(sys.argv[2]), [0], io._commit
 def commit(tmp, path):
     if fnmatch.fnmatch(os.path.basename(str(path)), pattern):

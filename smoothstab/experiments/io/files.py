@@ -196,20 +196,26 @@ def _commit(tmp: str | Path, path: str | Path) -> None:
 _HELD: list[Path] = []  # the run directories this process holds the lock of (absolute)
 
 
+def check_inside(root: str | Path, path: str | Path) -> None:
+    """No part of ``path`` below ``root`` is a link or a special file (:func:`refuse_odd`);
+    parts that do not exist yet pass."""
+    root, path = Path(root).absolute(), Path(path).absolute()
+    here = root
+    for part in path.relative_to(root).parts:
+        here = here / part
+        try:
+            refuse_odd(here, os.lstat(here))
+        except FileNotFoundError:
+            return  # made later, as a plain directory or file
+
+
 def _confined(path: Path) -> None:
     """A write into a run directory this process has locked goes through no link and onto no
     special file below it (the walk before the command may be old news)."""
     target = path.absolute()
     for root in _HELD:
-        if not target.is_relative_to(root):
-            continue
-        here = root
-        for part in target.relative_to(root).parts:
-            here = here / part
-            try:
-                refuse_odd(here, os.lstat(here))
-            except FileNotFoundError:
-                return  # created below, as a plain directory or file
+        if target.is_relative_to(root):
+            check_inside(root, target)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from smoothstab.experiments.io.files import (
     TMP_SUFFIX,
     DamagedFile,
     FileMemo,
+    check_inside,
     check_regular,
     first_line,
     is_temporary,
@@ -80,7 +82,7 @@ def outputs(root: str | Path, stage: str) -> list[str]:
     return sorted(found - set(NOT_OWNED.get(stage, ())))
 
 
-def owned(root: Path, stage: str, rel: object, links: dict[str, bool] | None = None) -> bool:
+def owned(root: Path, stage: str, rel: object, links: dict[str, bool | None] | None = None) -> bool:
     """``rel`` names an output file of ``stage`` inside ``root``: a relative POSIX path without
     ``..`` that one of the stage's globs matches part by part, and that stays inside ``root``
     once links are resolved (``links``: what is known of which paths below ``root`` are links,
@@ -110,13 +112,18 @@ def _globs(stage: str) -> tuple[tuple[re.Pattern, ...], ...]:
     )
 
 
-def _inside(root: Path, parts: list[str], links: dict[str, bool]) -> bool:
+def _inside(root: Path, parts: list[str], links: dict[str, bool | None]) -> bool:
     """The path ``root/parts`` stays inside ``root``: resolved only when one of its parts is a
-    link (one ``lstat`` per part not seen before)."""
+    link (one ``lstat`` per part not seen before; nothing below a missing part is looked at)."""
     for i in range(1, len(parts) + 1):
         sub = "/".join(parts[:i])
         if sub not in links:
-            links[sub] = os.path.islink(os.path.join(root, sub))
+            try:
+                links[sub] = stat.S_ISLNK(os.lstat(os.path.join(root, sub)).st_mode)
+            except OSError:
+                links[sub] = None  # missing: nothing below it is a link
+        if links[sub] is None:
+            return True
         if links[sub]:
             return (root / sub).resolve().is_relative_to(root.resolve()) and (
                 (root.joinpath(*parts)).resolve().is_relative_to(root.resolve())
@@ -208,7 +215,7 @@ def _parse(path: Path) -> dict:
     stages = data.get("stages") if isinstance(data, dict) else None
     if not isinstance(stages, dict) or data.get("version") != VERSION:
         raise _damaged(root, f"not a manifest of version {VERSION}")
-    links: dict[str, bool] = {}
+    links: dict[str, bool | None] = {}
     for stage, entries in stages.items():
         if not isinstance(entries, dict):
             raise _damaged(root, f"the {stage} stage lists no files")
@@ -254,16 +261,19 @@ def record(root: str | Path, stage: str) -> None:
     _save(root, data)
 
 
-def damage(path: Path, entry: dict) -> str | None:
+def damage(path: str | Path, entry: dict) -> str | None:
     """Why ``path`` differs from its manifest ``entry``; ``None`` when it matches or is gone.
     Hashed (once per version of the file in this process): a change that keeps the size and
     the modification time (``torch.load`` does not check its archive's CRCs) is found too."""
-    if not path.is_file():
+    try:
+        st = os.stat(path)  # a plain stat: a planted manifest may list 200,000 files
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    size = path.stat().st_size
-    if size != entry.get("size"):
-        return f"{size} bytes, {entry.get('size')} were written"
-    if sha256(path) != entry.get("sha256"):
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if st.st_size != entry.get("size"):
+        return f"{st.st_size} bytes, {entry.get('size')} were written"
+    if sha256(Path(path)) != entry.get("sha256"):
         return "its SHA-256 differs from the one written"
     return None
 
@@ -277,10 +287,13 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
     root = Path(root)
     stages = _read(root)["stages"]
     before = list(order)[: list(order).index(stage)] if stage in order else []
-    removed = []
+    removed, base, folders = [], f"{root}{os.sep}", {"": True}
     for name in [*before, stage]:
         for rel, entry in stages.get(name, {}).items():
-            why = damage(root / rel, entry)
+            folder = rel.rpartition("/")[0]  # a missing folder: none of its files to check
+            if folder not in folders:
+                folders[folder] = os.path.isdir(base + folder)
+            why = damage(base + rel, entry) if folders[folder] else None
             if why is None:
                 continue
             if name != stage:
@@ -290,6 +303,7 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
                     f"rerun the {name} stage to recompute it: {rerun(root, name)}",
                 )
             say(f"{root / rel}: damaged ({why}); recomputing it")
+            check_inside(root, root / rel)  # no link made since the manifest was read
             (root / rel).unlink()
             removed.append(rel)
     return removed
