@@ -164,8 +164,11 @@ def hf_config(folder: str, num_classes: int, in_channels: int) -> dict:
         raise ValueError(f"model: {where}: cannot read {path} as JSON ({first_line(e)})") from None
     if not isinstance(config, dict):
         raise ValueError(f"model: {where}: {path} holds {type(config).__name__}, not an object")
-    labels = config.get("id2label")
-    labels = len(labels) if isinstance(labels, dict) else config.get("num_labels", 2)
+    named = config.get("id2label")  # transformers counts these, or num_labels (default 2)
+    counts = [len(named)] if isinstance(named, dict) else []
+    if "num_labels" in config:
+        counts.append(config["num_labels"])
+    labels = next((c for c in counts or [2] if c != num_classes), num_classes)
     channels = config.get("num_channels", in_channels)
     if (labels, channels) != (num_classes, in_channels):
         raise ValueError(
