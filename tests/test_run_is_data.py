@@ -249,11 +249,13 @@ def test_plan_without_timing_runs_none_of_the_configs_code(tmp_path, capsys, mon
 
 
 def tiny_vit(folder: Path, **changes) -> Path:
-    """A tiny Hugging Face ViT saved in ``folder``, its config.json then edited by ``changes``."""
+    """A folder holding the config.json of a tiny Hugging Face ViT, edited by ``changes`` (no
+    weights: what is checked here happens before any are read)."""
     tr = pytest.importorskip("transformers")
     from conftest import TINY_HF_VIT
 
-    tr.ViTForImageClassification(tr.ViTConfig(**TINY_HF_VIT, num_labels=10)).save_pretrained(folder)
+    folder.mkdir(parents=True)
+    tr.ViTConfig(**TINY_HF_VIT, num_labels=10).to_json_file(folder / "config.json")
     data = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**data, **changes}))
     return folder
@@ -271,7 +273,8 @@ def test_an_hf_folder_runs_its_own_code_only_when_the_config_allows(tmp_path, mo
     from smoothstab.experiments.models.architectures import build_model
 
     plain = tiny_vit(tmp_path / "plain")
-    build_model(f"hf:{plain}", num_classes=10)
+    with pytest.raises(ValueError, match="model: cannot load hf:"):  # no weights in the folder
+        build_model(f"hf:{plain}", num_classes=10)
     assert calls[-1]["trust_remote_code"] is False and calls[-1]["local_files_only"] is True
     folder = tiny_vit(tmp_path / "vit", auto_map={"AutoModelForImageClassification": "m.Net"})
     calls.clear()
