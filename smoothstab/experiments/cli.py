@@ -67,9 +67,43 @@ def run_train(args: argparse.Namespace) -> int:
     check_device(config.device, "device", allow_auto=True)
     out = check_no_links(check_output_dir(args.out))
     main_rank = init_distributed(device_name(config.device)).is_main  # rank 0 locks
-    with locked(out) if main_rank else nullcontext():
+    with locked(out) if main_rank else nullcontext(), _train_code(args.config):
+        checked = main_rank and _check_train_files(out)
         train_run(config, out)
+        if checked:  # what the manifest says of the train stage is the truth again
+            from smoothstab.experiments.rundir import manifest
+
+            manifest.record(out, "train")
     return 0
+
+
+def _check_train_files(out: Path) -> bool:
+    """In a run directory with a manifest, verify the train stage's recorded files before
+    ``smoothstab train`` trusts them: a damaged one is deleted (one line says so) and trained
+    again, as ``smoothstab run`` does. ``False`` where there is no manifest (nothing recorded)."""
+    from smoothstab.experiments.pipeline import STAGES
+    from smoothstab.experiments.rundir import manifest
+
+    if not (out / manifest.MANIFEST).is_file():
+        return False
+    manifest.check(out, "train", list(STAGES))
+    return True
+
+
+def _train_code(source: str | None):
+    """Where ``smoothstab train``'s ``python:`` model is looked up
+    (:func:`~smoothstab.experiments.models.external.model_code`): a whole config's
+    ``models.code_dir`` and ``models.trust_remote_code``, else the config file's folder."""
+    from smoothstab.experiments.config.load import PRESETS, config_path, load_config
+    from smoothstab.experiments.config.parse import load_toml
+    from smoothstab.experiments.models.external import model_code
+
+    path = config_path(source)
+    if set(load_toml(path)) - {"train"}:
+        models = load_config(path).models
+        return model_code(models.code_dir, models.trust_remote_code)
+    preset = path.resolve().is_relative_to(Path(str(PRESETS)).resolve())
+    return model_code(None if preset else path.resolve().parent)
 
 
 def train_config(source: str | None) -> TrainConfig:
@@ -79,9 +113,10 @@ def train_config(source: str | None) -> TrainConfig:
     from smoothstab.experiments.config.parse import dataclass_from_dict, load_toml
     from smoothstab.experiments.config.tables import TrainConfig
 
-    tables = load_toml(config_path(source))
+    path = config_path(source)
+    tables = load_toml(path)
     if set(tables) - {"train"}:
-        return config_from_table(tables).train
+        return config_from_table(tables, path).train
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
@@ -210,10 +245,17 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="what a config will cost: steps, model evaluations, map files, time estimate",
         description="Count a config's training steps, model evaluations of attribution and map "
         "files, and estimate its time on this machine by timing a few real training steps and "
-        "attribution chunks on random inputs (an extrapolation; no data is read). Runs nothing.",
+        "attribution chunks on random inputs (an extrapolation; no data is read). Trains and "
+        "writes nothing. The timing builds the config's models, so it imports and calls a "
+        "python: model factory (code, as in run); with --no-timing plan runs none of a "
+        "config's code.",
     )
     p.add_argument("config", nargs="?", help="an experiment TOML file or a preset name")
-    p.add_argument("--no-timing", action="store_true", help="counts only, no time estimate")
+    p.add_argument(
+        "--no-timing",
+        action="store_true",
+        help="counts only, no time estimate: builds no model, runs no python: factory",
+    )
     p.add_argument(
         "--budget",
         default="1",  # read by run_plan: a bad value is one line there, not argparse's usage
@@ -236,7 +278,10 @@ def run_plan(args: argparse.Namespace) -> int:
         budget = math.nan
     if not 0 < budget < math.inf:
         raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
-    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
+    from smoothstab.experiments.models.external import model_code
+
+    with model_code(cfg.models.code_dir, cfg.models.trust_remote_code):
+        plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
     print(format_plan(plan, cfg), flush=True)
     return 0
 

@@ -92,7 +92,9 @@ class TrainConfig:
     """The architecture: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
     classification model (``resnet50``, ``swin_t``, ...), ``timm:NAME``, ``hf:LOCAL_DIR`` or
     ``python:package.module:factory``
-    (:func:`~smoothstab.experiments.models.architectures.build_model`)."""
+    (:func:`~smoothstab.experiments.models.architectures.build_model`). A ``python:`` name is
+    code, imported and called like a script (looked up as ``models.code_dir`` says); nothing
+    is downloaded."""
     num_classes: int | None = None
     """Output classes of the model (``None``: from the data)."""
     epochs: int = 30
@@ -293,6 +295,18 @@ class ModelsConfig:
     """FT, ``swag``: scales the spread of the replicas around the snapshots' mean."""
     seed: int = 0
     """FT: seeds the replicas."""
+    code_dir: str | None = free(None)
+    """Where the modules of ``python:`` model names are looked up first (for ``train.model`` and
+    the specs alike); relative to the config file's folder. Unset: the folder of the config file
+    that names them, which ``smoothstab run`` records here, absolute, in the run directory's
+    ``config.toml`` (so a later stage command looks in the same place, never in the run
+    directory). Then the working directory (one notice line says when a module comes from
+    there) and the installed packages (docs/own_model.md). A ``python:`` name is code: it is
+    imported and called like a script."""
+    trust_remote_code: bool = free(False)
+    """Let an ``hf:`` folder run its own Python: a ``config.json`` with an ``auto_map`` is
+    refused unless this is ``true`` (passed to transformers as ``trust_remote_code``; trust
+    such a folder as a script)."""
 
     def __post_init__(self) -> None:
         check_choice(self.setting, "setting", SETTINGS)

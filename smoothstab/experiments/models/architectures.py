@@ -10,6 +10,7 @@ name torchvision would download it to. :func:`cam_layer` names the Grad-CAM laye
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,12 @@ import torch
 from torch import nn
 
 from smoothstab.experiments.config.datasets import dataset_info
-from smoothstab.experiments.io.files import first_line
+from smoothstab.experiments.io.files import (
+    check_regular,
+    first_line,
+    special_kind,
+    torch_format_problem,
+)
 from smoothstab.experiments.models.data import derive_seed, seed_torch
 from smoothstab.experiments.models.external import EXTERNAL
 
@@ -173,7 +179,11 @@ def resolve_weights(name: str, weights: str) -> Path:
     of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``).
     """
     if Path(weights).is_file():
+        check_regular(weights)
         return Path(weights)
+    if Path(weights).exists():  # a directory, a FIFO, a socket, a device
+        kind = "a directory" if Path(weights).is_dir() else special_kind(os.stat(weights).st_mode)
+        raise ValueError(f"weights: expected a state-dict file, {weights} is {kind or 'no file'}")
     suffix = Path(weights).suffix.lower()
     looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
     if looks_like_path or name in OUR_MODELS or ":" in name:
@@ -197,7 +207,11 @@ def resolve_weights(name: str, weights: str) -> Path:
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` (strict), without running pickled code."""
+    check_regular(path)
     try:
+        not_torch = torch_format_problem(path)
+        if not_torch is not None:  # text, /etc/passwd: torch.load's own words say nothing
+            raise ValueError(not_torch)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
         raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None

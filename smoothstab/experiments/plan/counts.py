@@ -185,9 +185,12 @@ def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
 
 def sanity_copies(cfg: ExperimentConfig, name: str) -> int | None:
     """The randomised copies of architecture ``name``: one per ``sanity.layers`` step, else one
-    per layer :func:`~smoothstab.randomize.randomizable_layers` finds (built without memory)."""
+    per layer :func:`~smoothstab.randomize.randomizable_layers` finds (built without memory;
+    ``None``, unknown, for a ``python:`` factory, which counting never imports or calls)."""
     if cfg.sanity.layers:
         return len(cfg.sanity.layers)
+    if name.startswith("python:"):
+        return None  # building it would import and call the factory: counts run no code
     from smoothstab.experiments.models.architectures import build_model
     from smoothstab.randomize import randomizable_layers
 

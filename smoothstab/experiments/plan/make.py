@@ -39,7 +39,12 @@ class Plan:
 
 def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
     """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
-    (``budget``: about how many seconds each measurement may take)."""
+    (``budget``: about how many seconds each measurement may take). ``sanity.layers`` are
+    checked against the model as ``run`` checks them (not for a ``python:`` factory without
+    ``timing``: counting runs none of a config's code)."""
+    from smoothstab.experiments.stages.sanity_stage import check_layers
+
+    check_layers(cfg, run_code=timing)
     files, nbytes, images = storage(cfg)
     return Plan(
         cfg.name,

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smoothstab.experiments.analysis.summary import Summary
-from smoothstab.experiments.io.files import DamagedFile, FileMemo
+from smoothstab.experiments.io.files import DamagedFile, FileMemo, check_regular
 
 COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
 OPTIONAL_COLUMNS = ("n", "stderr")  # files from before they existed lack them
 NUMBERS = ("r", "sigma", "value")  # read as floats
+INTEGERS = ("n",)  # kept as text, read as ints where used: a digit string or empty
 
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
@@ -48,6 +49,7 @@ def read_csv(
     that is no number) is one :class:`~smoothstab.experiments.io.files.DamagedFile` line."""
     rows: list[dict] = []
     line = 1
+    check_regular(path)  # a FIFO would block the read
     try:
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
@@ -65,6 +67,10 @@ def read_csv(
             for key in numbers:
                 if key in row:  # absent: an optional column the file lacks
                     row[key] = None if key in blank and row[key] == "" else float(row[key])
+            for key in INTEGERS:
+                value = row.get(key)
+                if value and not value.isdecimal():  # read as int by the summaries
+                    raise ValueError(f"its {key} cell is {value[:20]!r}, expected an integer")
             rows.append(row)
         if not rows:
             raise ValueError("no rows")
