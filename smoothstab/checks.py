@@ -11,6 +11,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from smoothstab.camlayers import closest_names
+
 
 def check_input(
     x: torch.Tensor, *, name: str = "x", rank: int | None = None, layout: str = "[B, C, H, W]"
@@ -111,8 +113,19 @@ def check_choice(value: str, name: str, choices: Iterable[str]) -> str:
     return value
 
 
+def check_batch(x: torch.Tensor, *, name: str = "x", rank: int | None = None) -> None:
+    """A batch of inputs: :func:`check_input`, and never a 3-D tensor, which is one image
+    ``[C, H, W]`` without its batch dim far more often than a batch of sequences (the message
+    says how to add it); ``rank``: exactly that many dims."""
+    if isinstance(x, torch.Tensor) and (x.ndim == 3 or (rank is not None and x.ndim != rank)):
+        hint = f"; one image? {name}[None] adds the batch dim" if x.ndim == 3 else ""
+        raise ValueError(f"{name}: expected a batch [B, C, H, W], got shape {tuple(x.shape)}{hint}")
+    check_input(x, name=name)
+
+
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """``layer`` as given, or the submodule of ``model`` at that dotted name."""
+    """``layer`` as given, or the submodule of ``model`` at that dotted name; a name that is
+    not there is one line with the nearest names by spelling."""
     if isinstance(layer, nn.Module):
         return layer
     if not isinstance(layer, str):
@@ -120,15 +133,11 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
     try:
         return model.get_submodule(layer)
     except AttributeError:
+        near = ", ".join(repr(n) for n in closest_names(model, layer)) or "(none)"
         raise ValueError(
-            f"layer: expected a submodule name of {type(model).__name__} such as "
-            f"{_example_names(model)}, got {layer!r}"
+            f"layer: expected a submodule name of {type(model).__name__}, got {layer!r}; "
+            f"nearest names: {near}"
         ) from None
-
-
-def _example_names(model: nn.Module, n: int = 3) -> str:
-    names = [name for name, _ in model.named_children()][-n:]
-    return ", ".join(repr(name) for name in names) or "(none)"
 
 
 _MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)

@@ -598,7 +598,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     ),
     "api image of rank 3": (
         api(lambda: ss.grad_cam(model(), X[0], layer="features.3")),
-        r"x: expected a 4-D tensor",
+        r"x: expected a batch \[B, C, H, W\], got shape \(3, 8, 8\); one image\?",
         (),
     ),
     "api target out of range": (

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from smoothstab.camlayers import known_layer, model_kind
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.io.files import (
     check_regular,
@@ -235,90 +236,23 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-# Grad-CAM layer per architecture: "library.ClassName" -> dotted names, the first that exists
-# wins ("-1" is a module's last child). Outputs may be NCHW, NHWC or tokens (smoothstab.layouts).
-# ViTs take the last block's first norm: the class token reads nothing after its attention.
-CAM_LAYERS: dict[str, tuple[str, ...]] = {
-    "smoothstab.SmallCNN": ("features.3",),
-    "smoothstab.CifarResNet": ("layer4",),
-    "torchvision.ResNet": ("layer4",),
-    "torchvision.ConvNeXt": ("features.-1",),
-    # Swin's stages output NHWC; its own `permute` module turns the normed last stage to NCHW.
-    "torchvision.SwinTransformer": ("permute",),
-    "torchvision.VisionTransformer": ("encoder.layers.-1.ln_1",),
-    "torchvision.MaxVit": ("blocks.-1",),
-    "torchvision.DenseNet": ("features",),
-    "torchvision.VGG": ("features",),
-    "torchvision.AlexNet": ("features",),
-    "torchvision.SqueezeNet": ("features",),
-    "torchvision.EfficientNet": ("features",),
-    "torchvision.MobileNetV2": ("features",),
-    "torchvision.MobileNetV3": ("features",),
-    "torchvision.MNASNet": ("layers",),
-    "torchvision.RegNet": ("trunk_output",),
-    "torchvision.ShuffleNetV2": ("conv5",),
-    "torchvision.GoogLeNet": ("inception5b",),
-    "torchvision.Inception3": ("Mixed_7c",),
-    "timm.ResNet": ("layer4",),
-    "timm.ConvNeXt": ("stages.-1",),
-    "timm.VisionTransformer": ("blocks.-1.norm1",),
-    "timm.VisionTransformerDistilled": ("blocks.-1.norm1",),
-    "timm.SwinTransformer": ("layers.-1",),
-    "transformers.ViTForImageClassification": (
-        "vit.layers.-1.layernorm_before",
-        "vit.encoder.layer.-1.layernorm_before",
-    ),
-    "transformers.DeiTForImageClassification": (
-        "deit.layers.-1.layernorm_before",
-        "deit.encoder.layer.-1.layernorm_before",
-    ),
-    "transformers.SwinForImageClassification": ("swin.layernorm",),
-    "transformers.ConvNextForImageClassification": ("convnext.encoder.stages.-1",),
-}
-
-
-def model_kind(model: nn.Module) -> str:
-    """``library.ClassName`` of a model: ``torchvision.ResNet``, ``timm.ResNet``, ..."""
-    cls = type(model)
-    return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
-
-
 def cam_layer(model: nn.Module | str) -> str:
-    """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
-    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt-T, ``permute`` for Swin), or for
-    a ViT the last block's first norm (:data:`CAM_LAYERS`). A model may name its own: a string
-    attribute ``cam_layer`` on it wins (how a ``python:`` factory tells the pipeline)."""
+    """The dotted name of the Grad-CAM layer of a model or model name, as the core knows it
+    (:func:`smoothstab.camlayers.known_layer`: a string attribute ``cam_layer`` on the model
+    wins, how a ``python:`` factory tells the pipeline; else the architecture's entry of
+    :data:`~smoothstab.camlayers.CAM_LAYERS`, e.g. ``layer4`` for ResNets). A name is built on
+    the meta device (no memory) to ask."""
     if isinstance(model, str):
         try:
             with torch.device("meta"):  # no memory, no init cost: only the class matters
                 model = build_model(model, num_classes=10)
         except NotImplementedError:  # a builder that computes on tensors (RegNet)
             model = build_model(model, num_classes=10)
-    own = getattr(model, "cam_layer", None)
-    if isinstance(own, str):
-        return own
-    kind = model_kind(model)
-    for path in CAM_LAYERS.get(kind, ()):
-        name = _resolve_path(model, path)
-        if name is not None:
-            return name
-    raise ValueError(
-        f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
-        "explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] cam_layer = NAME "
-        "or a cam_layer attribute on the model"
-    )
-
-
-def _resolve_path(model: nn.Module, path: str) -> str | None:
-    """``path`` with each ``-1`` replaced by the name of that module's last child; ``None``
-    when a part does not exist."""
-    module, parts = model, []
-    for part in path.split("."):
-        children = dict(module.named_children())
-        if part == "-1":
-            part = next(reversed(children), None)
-        if part is None or part not in children:
-            return None
-        module = children[part]
-        parts.append(part)
-    return ".".join(parts)
+    found = known_layer(model)
+    if found is None:
+        raise ValueError(
+            f"cam_layer: no Grad-CAM layer known for {model_kind(model)}; pass the layer's "
+            "dotted name explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] "
+            "cam_layer = NAME or a cam_layer attribute on the model"
+        )
+    return found
