@@ -294,3 +294,13 @@ def test_estimates_print_value_plain_and_interval(make_estimate, name):
     assert f"{est.value.mean():.4g}" in text and "normal quantile (halves)" in text
     page = est._repr_html_()
     assert page.count("<tr>") == 1 + 2 and "95% high" in page
+
+
+def test_progress_postfix_prints_integers_as_integers():
+    import io
+
+    from smoothstab.experiments.io.progress import Progress
+
+    bar = Progress(4, "attribute", stream=io.StringIO())
+    bar.update(model=0, r=0.15, loss=0.5)
+    assert bar.line().endswith("model=0, r=0.1500, loss=0.5000]"), bar.line()

@@ -126,6 +126,12 @@ def _common(p: argparse.ArgumentParser, *, run_dir: bool, example: str = "") -> 
         p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
     p.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing: a weight or data file not in its cache is one line naming the "
+        "file to place (also SMOOTHSTAB_OFFLINE=1, or HF_HUB_OFFLINE=1)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -344,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _startup.interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from now
     args = build_parser().parse_args(argv)
+    if getattr(args, "offline", False):
+        from smoothstab.experiments.models.download import go_offline
+
+        go_offline()
     code = None
     try:
         code = _dispatch(args)

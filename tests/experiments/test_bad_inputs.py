@@ -466,12 +466,13 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     # data
     "cifar root missing": (
         run("--set", "train.dataset=cifar10", "--set", "train.root=/nonexistent/cifar"),
-        r"cifar10: expected cifar-10-batches-py.*not found",
+        r"cifar10: not downloaded yet and downloads are off \(SMOOTHSTAB_OFFLINE=1\); place "
+        r"cifar-10-batches-py/.* in /nonexistent/cifar, or the archive",
         (),
     ),
     "cifar wrong layout": (
         cifar_run(),
-        r"cifar10: expected cifar-10-batches-py",
+        r"cifar10: not downloaded yet .* place cifar-10-batches-py/",
         (),
     ),
     "cifar pickle runs code": (
@@ -1279,10 +1280,11 @@ CODE_CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"code runs only with models\.trust_remote_code = true",
         (),
     ),
-    "timm name that downloads": (
+    "timm name that downloads, offline": (
         python_run("timm:hf-hub:timm/resnet18.a1_in1k"),
-        r"model: timm:hf-hub:timm/resnet18\.a1_in1k would download its configuration from the "
-        r"Hugging Face Hub; smoothstab downloads nothing",
+        r"model: timm:hf-hub:timm/resnet18\.a1_in1k: not downloaded yet and downloads are off "
+        r"\(SMOOTHSTAB_OFFLINE=1\); download config\.json and model\.safetensors of "
+        r"timm/resnet18\.a1_in1k into the Hugging Face cache",
         (),
     ),
     # a checkpoint is data: the name it stores never chooses code

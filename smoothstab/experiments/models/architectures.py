@@ -1,11 +1,13 @@
 """Models of the experiments: a small CNN, CIFAR-style ResNets, torchvision by name, and any
-other model as ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``.
+other model as ``timm:NAME``, ``hf:LOCAL_DIR_OR_ORG/NAME`` or ``python:package.module:factory``.
 
-Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
-a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
-``module.``, and dicts holding it under ``"state_dict"`` or ``"model"``), or a torchvision
-weight name such as ``IMAGENET1K_V2``, looked up in the local torch hub cache under the file
-name torchvision would download it to. :func:`cam_layer` names the Grad-CAM layer.
+Weights files are read with ``torch.load(weights_only=True)`` (no code runs): a path to a state
+dict (also the paper's DataParallel checkpoints, whose keys start with ``module.``, and dicts
+holding it under ``"state_dict"`` or ``"model"``), a torchvision weight name such as
+``IMAGENET1K_V2`` (the file in the torch hub cache, fetched there on first use and checked by
+its hash, :mod:`~smoothstab.experiments.models.download`), or ``"pretrained"`` for a ``timm:``
+model (timm's pretrained weights of that name, fetched the same way). :func:`cam_layer` names
+the Grad-CAM layer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from smoothstab.experiments.io.files import (
     special_kind,
     torch_format_problem,
 )
+from smoothstab.experiments.models import download
 from smoothstab.experiments.models.data import derive_seed, seed_torch
 from smoothstab.experiments.models.external import EXTERNAL
 
@@ -114,35 +117,66 @@ class CifarResNet(nn.Module):
 
 
 def build_model(
-    name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
+    name: str,
+    *,
+    num_classes: int | None,
+    in_channels: int = 3,
+    weights: str | None = None,
+    fetch: bool = True,
 ) -> nn.Module:
     """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
     classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...), or
 
-    * ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (the ``timm`` extra);
-    * ``hf:LOCAL_DIR``: a Hugging Face image classifier saved in a local folder, read with
-      ``from_pretrained(..., local_files_only=True)`` (the ``hf`` extra), weights included;
+    * ``timm:NAME``: ``timm.create_model(NAME)`` (the ``timm`` extra), without weights unless
+      ``weights = "pretrained"``; ``timm:hf-hub:ORG/NAME``: the hub's model, its weights
+      included;
+    * ``hf:LOCAL_DIR`` or ``hf:ORG/NAME``: a Hugging Face image classifier saved in a local
+      folder or on the hub, read with ``from_pretrained(..., local_files_only=True)`` (the
+      ``hf`` extra), weights included;
     * ``python:package.module:factory``: ``factory()`` returning an ``nn.Module``, given
       ``num_classes=`` and ``in_channels=`` when its signature takes them.
 
     Args:
-        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, or
-            a torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub
-            cache.
+        num_classes: the outputs; ``None`` leaves them to the model (a factory's default, a
+            pretrained model's own), where the data do not say.
+        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, a
+            torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``), or ``"pretrained"`` for
+            ``timm:NAME``; names are fetched into their caches on first use.
+        fetch: ``False``: weights that are not local yet are not fetched
+            (:class:`NotFetched`); what ``plan`` does.
     """
     kind, _, rest = name.partition(":") if ":" in name else ("", "", name)
-    if kind in EXTERNAL:
+    if kind == "timm" and weights == "pretrained":
+        pretrained = _pretrained(rest, fetch)
+        model = EXTERNAL["timm"](rest, num_classes, in_channels, pretrained=pretrained)
+        weights = None
+    elif kind in EXTERNAL:
         model = EXTERNAL[kind](rest, num_classes, in_channels)
-    elif name == "small_cnn":
-        model = SmallCNN(in_channels, num_classes)
-    elif name in ("resnet18_cifar", "resnet34_cifar"):
-        blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
-        model = CifarResNet(blocks, in_channels, num_classes)
+    elif name in OUR_MODELS:
+        if num_classes is None:
+            raise ValueError(
+                f"num_classes: {name} needs a number of classes; give train.num_classes"
+            )
+        if name == "small_cnn":
+            model = SmallCNN(in_channels, num_classes)
+        else:
+            blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
+            model = CifarResNet(blocks, in_channels, num_classes)
     else:
         model = _torchvision(name, num_classes, in_channels)
     if weights is not None:
-        load_weights(model, resolve_weights(name, weights))
+        load_weights(model, resolve_weights(name, weights, fetch=fetch))
     return model
+
+
+class NotFetched(ValueError):
+    """Weights named but not in their cache yet, asked for with ``fetch=False``."""
+
+
+def _pretrained(name: str, fetch: bool) -> Path:
+    if not fetch:
+        raise NotFetched(f"weights: timm:{name} pretrained (fetched on first use)")
+    return download.timm_pretrained(name)
 
 
 def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
@@ -172,12 +206,14 @@ def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
         )
     if in_channels != 3:
         raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    classes = {} if num_classes is None else {"num_classes": num_classes}
+    return torchvision.models.get_model(name, weights=None, **classes)
 
 
-def resolve_weights(name: str, weights: str) -> Path:
+def resolve_weights(name: str, weights: str, *, fetch: bool = True) -> Path:
     """The local file for ``weights``: the path itself if it is a file, else the hub-cache file
-    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``).
+    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``),
+    fetched there and checked on first use (``fetch=False``: :class:`NotFetched` instead).
     """
     if Path(weights).is_file():
         check_regular(weights)
@@ -197,13 +233,10 @@ def resolve_weights(name: str, weights: str) -> Path:
         raise ValueError(
             f"weights: expected a file or a torchvision weight name of {name}, got {weights!r}"
         ) from None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
-    if not path.is_file():
-        raise ValueError(
-            f"weights: {name} {weights} expected in the local torch hub cache at {path} "
-            "(nothing is downloaded; copy the file there)"
-        )
-    return path
+    remote = download.torchvision_weights(name, entry)
+    if not fetch and not remote.dest.is_file():
+        raise NotFetched(f"{remote.what} (fetched on first use into {remote.dest})")
+    return download.fetch(remote)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:

@@ -1,5 +1,6 @@
-"""Dataset loaders, read from local files only (nothing is ever downloaded); the catalogue of
-their sizes and normalisations is :mod:`smoothstab.experiments.config.datasets`.
+"""Dataset loaders, read from local files (CIFAR-10's archive is fetched into ``root`` on first
+use, :mod:`~smoothstab.experiments.models.download`); the catalogue of their sizes and
+normalisations is :mod:`smoothstab.experiments.config.datasets`.
 
 =============  ==========================================================================
 name           source and preprocessing
@@ -7,8 +8,9 @@ name           source and preprocessing
 digits         scikit-learn's 8x8 digits (shipped with it), ``[1, 8, 8]``; pixels / 16
                normalised with DIGITS mean/std; a fixed seeded split: 1297 train, 500 test
 shapes         generated 32x32 RGB images (models/shapes.py), 5000 train / 1000 test
-cifar10        the ``cifar-10-batches-py`` pickle folder; train RandomCrop(32, pad 4) +
-               flip; CIFAR mean/std
+cifar10        the ``cifar-10-batches-py`` pickle folder (fetched into ``root``, default
+               ``~/.cache/smoothstab/cifar10``, when missing); train RandomCrop(32, pad 4)
+               + flip; CIFAR mean/std
 imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
 imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's);
                imagefolder takes ``[train]`` ``image_size``, ``mean``, ``std``, ``channels``
@@ -48,6 +50,7 @@ from smoothstab.experiments.config.datasets import (
     dataset_info,
 )
 from smoothstab.experiments.io.files import write_json
+from smoothstab.experiments.models import download
 from smoothstab.experiments.models.shapes import CLASSES as SHAPE_CLASSES
 from smoothstab.experiments.models.shapes import generate_shapes
 
@@ -89,10 +92,10 @@ def load_dataset(
         count = info.train_size if train else info.test_size
         images, labels = generate_shapes(count, seed, part=0 if train else 1)
         return _tensor_dataset(images, labels, info, SHAPE_CLASSES)
+    if name == "cifar10":
+        return _cifar10(Path(root or download.cache_home() / "cifar10"), train, info, augment)
     if root is None:
         raise ValueError(f"{name}: expected root= a local folder with {_layout(name)}")
-    if name == "cifar10":
-        return _cifar10(Path(root), train, info, augment)
     return _imagefolder(Path(root), train, info, augment)
 
 
@@ -200,11 +203,11 @@ class Cifar10(Dataset):
 def _cifar10(root: Path, train: bool, info: DatasetInfo, augment: bool) -> Cifar10:
     from torchvision import transforms as T
 
-    # root may be the batches folder itself or the folder that holds it
+    # root may be the batches folder itself or the folder that holds it (fetched when missing)
     is_batches = any((root / n).exists() for n in ("test_batch", "data_batch_1"))
     folder = root if is_batches else root / "cifar-10-batches-py"
     if not folder.is_dir():
-        raise ValueError(f"cifar10: expected {CIFAR_LAYOUT} at or under {root}; not found")
+        folder = download.cifar10(root)
     steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
     return Cifar10(folder, train, T.Compose([*steps, T.Normalize(info.mean, info.std)]))
 
