@@ -142,8 +142,11 @@ def module_layout(model: nn.Module, layer: nn.Module) -> str | None:
     said = _own_layout(layer)
     if said != "keep":
         return said
-    parents = {id(child): (parent, name) for parent in model.modules()
-               for name, child in parent.named_children()}  # fmt: skip
+    parents = {
+        id(child): (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+    }
     node = layer
     while id(node) in parents:
         parent, name = parents[id(node)]

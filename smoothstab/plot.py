@@ -213,8 +213,9 @@ def map_grid(
         for j, (title, g) in enumerate(zip(titles, group, strict=True)):
             top = tops[g] if scale != "each" else limit([views[title][row]], percentile)
             ax = axes[row][first + j]
-            shown = ax.imshow(views[title][row].numpy(), cmap=cmap or CMAPS[view],
-                              **_limits(view, top))  # fmt: skip
+            shown = ax.imshow(
+                views[title][row].numpy(), cmap=cmap or CMAPS[view], **_limits(view, top)
+            )
             if colorbar and (scale == "each" or (scale != "all" and j == last_of[g])):
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         if row_titles is not None:

@@ -54,8 +54,9 @@ def image_rows(columns: Sequence[torch.Tensor | None]) -> list[list[str]]:
     cols = [None if c is None else c.detach().double().cpu().flatten() for c in columns]
     b = next(c.numel() for c in cols if c is not None)
     if b <= MAX_ROWS:
-        return [[str(i)] + ["" if c is None else number(float(c[i])) for c in cols]
-                for i in range(b)]  # fmt: skip
+        return [
+            [str(i)] + ["" if c is None else number(float(c[i])) for c in cols] for i in range(b)
+        ]
     rows = []
     for label, fn in (("mean", torch.mean), ("min", torch.min), ("max", torch.max)):
         rows.append([f"{label} of {b}"] + ["" if c is None else number(float(fn(c))) for c in cols])

@@ -218,8 +218,10 @@ def cifar_archive() -> bytes:
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for name in names:
             n = 3 if name == "test_batch" else 4
-            batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                     b"labels": list(range(n))}  # fmt: skip
+            batch = {
+                b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                b"labels": list(range(n)),
+            }
             blob = pickle.dumps(batch)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(blob)
@@ -347,8 +349,12 @@ def test_timm_pretrained_weights_come_from_the_hub_once(hub):
     torch.manual_seed(0)
     source = timm.create_model("test_resnet.r160_in1k", pretrained=False)
     weights = save(source.state_dict())
-    serve_repo(hub, "timm/test_resnet.r160_in1k", {"model.safetensors": weights},
-               lfs={"model.safetensors": weights})  # fmt: skip
+    serve_repo(
+        hub,
+        "timm/test_resnet.r160_in1k",
+        {"model.safetensors": weights},
+        lfs={"model.safetensors": weights},
+    )
     for _ in range(2):
         model = build_model("timm:test_resnet.r160_in1k", num_classes=1000, weights="pretrained")
         for a, b in zip(source.state_dict().values(), model.state_dict().values(), strict=True):

@@ -62,8 +62,11 @@ def test_cam_default_layer_honours_the_model_own_attribute():
 
 
 def test_cam_of_an_unknown_model_asks_for_layer_and_names_its_last_convolution():
-    with pytest.raises(ValueError, match=r"^layer: no default CAM layer known for conftest.ConvNet;"
-                       r" pass layer= .*last convolution 'features.2'") as e:  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^layer: no default CAM layer known for conftest.ConvNet;"
+        r" pass layer= .*last convolution 'features.2'",
+    ) as e:
         ss.grad_cam(make(ConvNet()), X, 1)
     assert "\n" not in str(e.value)
 
@@ -113,8 +116,11 @@ def test_a_convolution_with_as_many_channels_as_rows_is_channels_first():
     """Conv2d(3, 7, 4, stride=4) on 28x28 gives [2, 7, 7, 7], whose sizes fit either layout: a
     convolution's output is [B, C, h, w] whatever its sizes, and so is a ReLU after it in a
     Sequential (it keeps its input's layout). The map equals Grad-CAM computed by hand."""
-    net = make(nn.Sequential(nn.Conv2d(3, 7, 4, stride=4), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(7 * 7 * 7, 3)))  # fmt: skip
+    net = make(
+        nn.Sequential(
+            nn.Conv2d(3, 7, 4, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(7 * 7 * 7, 3)
+        )
+    )
     x = torch.randn(2, 3, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for layer in ("0", "1"):
         cam = ss.grad_cam(net, x, 1, layer=layer)
@@ -174,8 +180,15 @@ def test_a_name_close_to_nothing_gets_the_last_children():
 
 def test_from_captum_layer_gradcam_comes_at_the_input_size_and_equals_grad_cam():
     captum = pytest.importorskip("captum.attr")
-    model = make(nn.Sequential(nn.Conv2d(3, 5, 3, stride=2, padding=1), nn.ReLU(),
-                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)))  # fmt: skip
+    model = make(
+        nn.Sequential(
+            nn.Conv2d(3, 5, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(5, 3),
+        )
+    )
     target = torch.tensor([0, 2])
     up = ss.from_captum(captum.LayerGradCam, layer="1", relu_attributions=True)(model, X, target)
     assert up.shape == (2, 1, 8, 8)

@@ -179,15 +179,22 @@ def _pretrained(name: str, fetch: bool) -> Path:
     return download.timm_pretrained(name)
 
 
-def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
+def given_model(
+    cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int | None, *, fetch: bool = True
+) -> nn.Module:
     """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
     ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
-    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer. ``fetch``: as
+    for :func:`build_model`."""
     info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         seed_torch(derive_seed(cfg.train.seed, k))
         model = build_model(
-            spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
+            spec.name,
+            num_classes=classes,
+            in_channels=info.in_channels,
+            weights=spec.weights,
+            fetch=fetch,
         )
     if spec.cam_layer:
         model.cam_layer = spec.cam_layer  # what models.cam_layer reads first

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments.config.datasets import check_image_count
 from smoothstab.experiments.config.setting import Setting
+from smoothstab.experiments.models.data import test_set_size
 from smoothstab.experiments.plan.counts import (
     AttributionCost,
     SanityCost,
@@ -37,14 +39,21 @@ class Plan:
     sanity: SanityCost | None = None
 
 
-def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
+def make_plan(
+    cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0, train_timing: bool = True
+) -> Plan:
     """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
-    (``budget``: about how many seconds each measurement may take). ``sanity.layers`` are
-    checked against the model as ``run`` checks them (not for a ``python:`` factory without
-    ``timing``: counting runs none of a config's code)."""
+    (``budget``: about how many seconds each measurement may take; ``train_timing=False``: the
+    training is not timed, counted as 0 s). ``sanity.layers`` are checked against the model as
+    ``run`` checks them (not for a ``python:`` factory without ``timing``: counting runs none of
+    a config's code), and ``attribution.n_images`` against the test images of a folder here
+    (counted by name, none opened)."""
     from smoothstab.experiments.stages.sanity_stage import check_layers
 
     check_layers(cfg, run_code=timing)
+    available = test_set_size(cfg.train)
+    if available is not None:
+        check_image_count(cfg.attribution, available, cfg.train.root or cfg.train.dataset)
     files, nbytes, images = storage(cfg)
     return Plan(
         cfg.name,
@@ -54,6 +63,6 @@ def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0
         files,
         nbytes,
         images,
-        estimate_time(cfg, budget) if timing else None,
+        estimate_time(cfg, budget, train=train_timing) if timing else None,
         sanity_cost(cfg),
     )
