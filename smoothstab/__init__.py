@@ -72,7 +72,10 @@ __all__ = [
 ]
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml and --version read it
 
-LAZY = {"plot": ("smoothstab.plot", None)}
+LAZY = {
+    "plot": ("smoothstab.plot", None),
+    "load_run": ("smoothstab.experiments.rundir.frames", "load_run"),
+}
 """Public names imported on first use: name -> (module, attribute of it; ``None``: the
 module itself). The only way the package reaches outside the core (tests/test_lazy_names.py
 holds the list)."""

@@ -221,7 +221,10 @@ def test_plot_is_found_on_first_use_and_import_loads_no_matplotlib():
 
 def test_lazy_names_are_the_declared_ones():
     """The package reaches outside the core only through these names, on first use."""
-    assert ss.LAZY == {"plot": ("smoothstab.plot", None)}
+    assert ss.LAZY == {
+        "plot": ("smoothstab.plot", None),
+        "load_run": ("smoothstab.experiments.rundir.frames", "load_run"),
+    }
 
 
 def test_signed_view_is_the_channel_sum_on_a_symmetric_diverging_scale():
