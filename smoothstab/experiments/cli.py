@@ -364,6 +364,9 @@ def add_compare_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.set_defaults(func=run_compare)
 
 
+COMPARE_BUDGET = 0.1  # seconds per timed measurement of compare's plan (a few seconds in all)
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -399,11 +402,11 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.quiet:
         cfg = replace(cfg, quiet=True)
     out = args.out or Path("runs") / cfg.name
-    plan = make_plan(cfg, timing=True, budget=0.25)
+    plan = make_plan(cfg, timing=True, budget=COMPARE_BUDGET)
     print(_compare_header(cfg, images), flush=True)
     print(format_plan(plan, cfg), flush=True)
     warn_if_long(cfg, plan)
-    print(f"\nthe config: {out / 'config.toml'} (smoothstab run it to run it again)", flush=True)
+    print(f"\nto run it again: smoothstab run {out / 'config.toml'}\n", flush=True)
     run_all(cfg, check_output_dir(out), list(STAGES))
     return 0
 

@@ -75,11 +75,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+SHORT = 0.05  # seconds: quick calls are repeated until they have taken this long (at most 20)
+
+
 def _seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
-    """The fastest of ``repeats`` timed calls (the first call, a warm-up, not counted)."""
+    """The fastest of ``repeats`` timed calls or more (the first call, a warm-up, not counted):
+    a call of a few milliseconds is repeated until the calls took :data:`SHORT` seconds, up to
+    20 times, so that one preempted by another process on a busy machine does not set it."""
     fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < SHORT and len(times) < 20):
         _sync(device)
         start = time.perf_counter()
         fn()
