@@ -82,12 +82,19 @@ def default_layer(model: nn.Module) -> str:
     found = known_layer(model)
     if found is not None:
         return found
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    hint = f", e.g. its last convolution {convs[-1]!r}" if convs else ""
+    conv = last_convolution(model)
+    hint = f", e.g. its last convolution {conv!r}" if conv else ""
     raise ValueError(
         f"layer: no default CAM layer known for {model_kind(model)}; pass layer= the dotted "
         f"name of a layer with a spatial map{hint} (or set model.cam_layer = NAME)"
     )
+
+
+def last_convolution(model: nn.Module) -> str | None:
+    """The dotted name of the model's last convolution (in registration order), the usual CAM
+    layer of a CNN, or ``None``."""
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return convs[-1] if convs else None
 
 
 def resolve_path(model: nn.Module, path: str) -> str | None:

@@ -374,3 +374,26 @@ def test_the_first_try_scenario_is_one_compare_command(tmp_path):
     run = tmp_path / "runs" / "compare"
     assert (run / "report.html").is_file() and (run / "table1.csv").is_file()
     assert done.stderr.strip().splitlines()[-1] == "compare: done -> runs/compare/report.html"
+
+
+def test_compare_without_a_cam_layer_for_a_sequential_names_the_flag(user, capsys):
+    argv = [
+        "compare",
+        "net1.pt",
+        "net2.pt",
+        "--model",
+        "python:mynets:make_net",
+        "--images",
+        "imgs",
+        "--out",
+        str(user / "r"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "smoothstab compare: error: cam_layer: no Grad-CAM layer known for torch.Sequential; "
+        "name one (its last convolution is '2'): [[models.specs]] cam_layer = NAME in a config, "
+        "--cam-layer NAME for compare, a cam_layer attribute on the model, or "
+        "grad_cam(..., layer=NAME)"
+    )
+    assert not (user / "r").exists()  # refused by the plan, before the run directory

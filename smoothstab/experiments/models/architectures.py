@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from smoothstab.camlayers import known_layer, model_kind
+from smoothstab.camlayers import known_layer, last_convolution, model_kind
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.io.files import (
     check_regular,
@@ -290,9 +290,11 @@ def cam_layer(model: nn.Module | str) -> str:
             model = build_model(model, num_classes=10)
     found = known_layer(model)
     if found is None:
+        conv = last_convolution(model)
+        hint = f" (its last convolution is {conv!r})" if conv else ""
         raise ValueError(
-            f"cam_layer: no Grad-CAM layer known for {model_kind(model)}; pass the layer's "
-            "dotted name explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] "
-            "cam_layer = NAME or a cam_layer attribute on the model"
+            f"cam_layer: no Grad-CAM layer known for {model_kind(model)}; name one{hint}: "
+            "[[models.specs]] cam_layer = NAME in a config, --cam-layer NAME for compare, a "
+            "cam_layer attribute on the model, or grad_cam(..., layer=NAME)"
         )
     return found
