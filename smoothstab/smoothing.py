@@ -43,15 +43,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from smoothstab.checks import (
+    check_batch,
     check_batch_size,
     check_choice,
-    check_input,
     check_sigma,
     warn_if_training,
 )
@@ -148,6 +150,12 @@ class Smoothed(_Smoother):
         groups: an even number of interleaved groups of units whose means ``.stats`` keeps
             (:attr:`SmoothStats.groups`), for standard errors of distances that account for
             the correlation between a map's elements; 2 keeps the halves only.
+        **method_keywords: any other keyword goes to ``method`` at every call, as Captum's
+            ``NoiseTunnel`` passes them on: ``smooth(grad_cam, 0.3, 16, layer="layer4")`` is
+            ``smooth(functools.partial(grad_cam, layer="layer4"), 0.3, 16)``. A keyword the
+            method does not take is one ``TypeError`` line naming the ones it does; the
+            keywords above are this constructor's (bind a method's own ``batch_size`` with
+            ``functools.partial``).
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -166,7 +174,9 @@ class Smoothed(_Smoother):
         max_samples: int | None = None,
         min_samples: int | None = None,
         groups: int = 2,
+        **method_keywords: Any,
     ):
+        method = bind_keywords(method, method_keywords, "smooth")
         super().__init__(
             method,
             sigma,
@@ -235,7 +245,7 @@ class Smoothed(_Smoother):
             for i in noisy:
                 out[i] = self._at(*levels[i]).stats(model, x, target)
             return out
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)
         joint = self.sampler == "joint"
@@ -267,7 +277,7 @@ class Smoothed(_Smoother):
                 return exact
             ones = torch.ones(x.shape[0], dtype=torch.bool, device=exact.mean.device)
             return dataclasses.replace(exact, converged=ones)
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
         joint = self.sampler == "joint"
@@ -364,6 +374,40 @@ def smoothed_ig(
         min_samples=min_samples,
         groups=groups,
     )
+
+
+CALL_ARGUMENTS = ("model", "x", "target")  # given at each call, never bound
+
+
+def bind_keywords(method: Method, keywords: dict[str, Any], who: str) -> Method:
+    """``method`` with ``keywords`` bound (``functools.partial``), checked against its
+    signature where it has one: a keyword it does not take, or one of the call's own arguments,
+    is one ``TypeError`` line. No keywords: ``method`` itself."""
+    if not keywords or not callable(method):
+        return method  # a method that is no callable: the constructor says so
+    name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
+    given = [k for k in keywords if k in CALL_ARGUMENTS]
+    if given:
+        raise TypeError(
+            f"{who}: {given[0]}= is given at each call, method(model, x, target), not to {who}"
+        )
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to check (a builtin): bound as given
+        return functools.partial(method, **keywords)
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [
+            n
+            for n, p in params.items()
+            if n not in CALL_ARGUMENTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        unknown = [k for k in keywords if k not in takes]
+        if unknown:
+            raise TypeError(
+                f"{who}: {unknown[0]}= is neither a keyword of {who} nor of {name}, which takes "
+                f"{', '.join(takes) or 'none'}"
+            )
+    return functools.partial(method, **keywords)
 
 
 def _ig_baseline(method: Method) -> Baseline:

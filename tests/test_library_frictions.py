@@ -320,3 +320,61 @@ def test_progress_postfix_prints_integers_as_integers():
     bar = Progress(4, "attribute", stream=io.StringIO())
     bar.update(model=0, r=0.15, loss=0.5)
     assert bar.line().endswith("model=0, r=0.1500, loss=0.5000]"), bar.line()
+
+
+# --- smooth(method, ..., **keywords) -------------------------------------------------------------
+
+
+def test_smooth_passes_method_keywords_through_like_noise_tunnel():
+    """``smooth(grad_cam, ..., layer=...)`` is the smoothing of the bound method, draw for
+    draw (the same seed: the same maps)."""
+    import functools
+
+    model = make(ConvNet())
+    target = torch.tensor([0, 1])
+    given = ss.smooth(ss.grad_cam, 0.3, 8, seed=0, layer="features.2")
+    bound = ss.smooth(functools.partial(ss.grad_cam, layer="features.2"), 0.3, 8, seed=0)
+    torch.testing.assert_close(given(model, X, target), bound(model, X, target), rtol=0, atol=0)
+    other = ss.smooth(ss.grad_cam, 0.3, 8, seed=0, layer="features.3")
+    assert not torch.equal(given(model, X, target), other(model, X, target))
+    assert given.__name__ == "smoothed_grad_cam"
+    ig = ss.smooth(ss.integrated_gradients, 0.3, 8, seed=0, sampler="joint", baseline=0.5)
+    assert ig.baseline == 0.5  # the joint sampler reads the bound baseline
+    weights = ss.weight_smooth(ss.grad_cam, 0.1, 4, seed=0, layer="features.2")
+    assert weights(model, X, target).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: ss.smooth(ss.grad, 0.3, 8, layer="features.2"),
+            "smooth: layer= is neither a keyword of smooth nor of grad, which takes none",
+        ),
+        (
+            lambda: ss.smooth(ss.grad_cam, 0.3, 8, layr="features.2"),
+            "smooth: layr= is neither a keyword of smooth nor of grad_cam, which takes layer, "
+            "weighting, normalize, reshape",
+        ),
+        (
+            lambda: ss.smooth(ss.grad, 0.3, 8, target=1),
+            "smooth: target= is given at each call, method(model, x, target), not to smooth",
+        ),
+        (
+            lambda: ss.weight_smooth(ss.grad, 0.1, 4, steps=3),
+            "weight_smooth: steps= is neither a keyword of weight_smooth nor of grad, which "
+            "takes none",
+        ),
+    ],
+)
+def test_a_keyword_the_method_does_not_take_is_one_line(call, message):
+    with pytest.raises(TypeError) as e:
+        call()
+    assert str(e.value) == message
+
+
+def test_smooth_refuses_one_image_without_its_batch_dim():
+    with pytest.raises(ValueError, match=r"^x: expected a batch \[B, C, H, W\], got shape"):
+        ss.smooth(ss.grad, 0.3, 4, seed=0)(make(ConvNet()), ONE_IMAGE, 1)
+    with pytest.raises(ValueError, match=r"^x: expected a batch \[B, C, H, W\], got shape"):
+        ss.weight_smooth(ss.grad, 0.1, 4, seed=0)(make(ConvNet()), ONE_IMAGE, 1)
