@@ -338,8 +338,9 @@ def add_compare_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument(
         "--model",
         metavar="SPEC",
-        help="the architecture of weights files: python:module:factory (a module beside "
-        "the working directory), a torchvision name such as resnet50, or timm:NAME",
+        help="the architecture of weights files: python:module:factory (your module, "
+        "e.g. mynets.py in the working directory), a torchvision name such as resnet50, or "
+        "timm:NAME",
     )
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument(
@@ -359,7 +360,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     )
     p.add_argument("--cam-layer", metavar="NAME", help="the Grad-CAM layer's dotted name")
     p.add_argument("--name", default="compare", help="the run's name (default: compare)")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<name>)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: runs/<name>)")
     _common(p, run_dir=False, example="a setting, e.g. --set attribution.n_samples=32")
     p.set_defaults(func=run_compare)
 
