@@ -310,10 +310,7 @@ def run_plan(args: argparse.Namespace) -> int:
         budget = math.nan
     if not 0 < budget < math.inf:
         raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
-    from smoothstab.experiments.models.external import model_code
-
-    with model_code(cfg.models.code_dir, cfg.models.trust_remote_code):
-        plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
+    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)  # in the config's code folder
     print(format_plan(plan, cfg), flush=True)
     line = over_threshold(cfg, plan)
     if line is not None:

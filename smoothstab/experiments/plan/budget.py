@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from smoothstab.experiments.plan.make import Plan
 from smoothstab.experiments.plan.text import human_seconds
 from smoothstab.experiments.plan.timing import attribution_seconds
-from smoothstab.experiments.rundir.layout import noise_grid
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import ExperimentConfig
@@ -25,7 +24,7 @@ SHOWN = 0.05  # cuts saving less than this share of the time are not named
 def fewer_levels(cfg: ExperimentConfig, n: int = CPU_LEVELS) -> tuple[float, ...]:
     """About ``n`` of the run's noise levels spread over its grid: the smallest, the Table-1
     level, the largest, and those nearest to evenly spaced values between."""
-    grid = noise_grid(cfg.attribution)
+    grid = cfg.attribution.noise_grid()
     keep = {grid[0], grid[-1], round(float(cfg.attribution.table_r), 6)}
     for j in range(1, n):
         if len(keep) >= n:
@@ -53,7 +52,7 @@ def cuts(cfg: ExperimentConfig, plan: Plan) -> list[tuple[str, float]]:
     if "ig" in a.methods and a.ig_sampler == "nested":
         found.append(('attribution.ig_sampler="joint"', saved(ig_sampler="joint")))
     levels = fewer_levels(cfg)
-    if len(levels) < len(noise_grid(a)):
+    if len(levels) < len(a.noise_grid()):
         text = ", ".join(f"{r:g}" for r in levels)
         found.append(
             (

@@ -48,21 +48,24 @@ def make_plan(
     ``run`` checks them (not for a ``python:`` factory without ``timing``: counting runs none of
     a config's code), and ``attribution.n_images`` against the test images of a folder here
     (counted by name, none opened)."""
+    from smoothstab.experiments.models.external import model_code
     from smoothstab.experiments.stages.sanity_stage import check_layers
 
-    check_layers(cfg, run_code=timing)
     available = test_set_size(cfg.train)
     if available is not None:
         check_image_count(cfg.attribution, available, cfg.train.root or cfg.train.dataset)
-    files, nbytes, images = storage(cfg)
-    return Plan(
-        cfg.name,
-        Setting.of(cfg).n_models,
-        tuple(training_costs(cfg)),
-        tuple(attribution_costs(cfg)),
-        files,
-        nbytes,
-        images,
-        estimate_time(cfg, budget, train=train_timing) if timing else None,
-        sanity_cost(cfg),
-    )
+    # python: and hf: names are built as run_all builds them (the config's code folder)
+    with model_code(cfg.models.code_dir, cfg.models.trust_remote_code):
+        check_layers(cfg, run_code=timing)
+        files, nbytes, images = storage(cfg)
+        return Plan(
+            cfg.name,
+            Setting.of(cfg).n_models,
+            tuple(training_costs(cfg)),
+            tuple(attribution_costs(cfg)),
+            files,
+            nbytes,
+            images,
+            estimate_time(cfg, budget, train=train_timing) if timing else None,
+            sanity_cost(cfg),
+        )

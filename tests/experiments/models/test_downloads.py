@@ -292,7 +292,7 @@ def hub(server, monkeypatch, tmp_path):
 
 def tiny_vit_files() -> dict[str, bytes]:
     transformers = pytest.importorskip("transformers")
-    from conftest import TINY_HF_VIT
+    from helpers import TINY_HF_VIT
 
     torch.manual_seed(0)
     config = transformers.ViTConfig(**TINY_HF_VIT, num_labels=5)

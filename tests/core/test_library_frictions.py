@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import smoothstab as ss  # noqa: E402
-from conftest import ConvNet, make  # noqa: E402
+from helpers import ConvNet, make  # noqa: E402
 from smoothstab.layouts import module_layout  # noqa: E402
 
 X = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -64,7 +64,7 @@ def test_cam_default_layer_honours_the_model_own_attribute():
 def test_cam_of_an_unknown_model_asks_for_layer_and_names_its_last_convolution():
     with pytest.raises(
         ValueError,
-        match=r"^layer: no default CAM layer known for conftest.ConvNet;"
+        match=r"^layer: no default CAM layer known for helpers.ConvNet;"
         r" pass layer= .*last convolution 'features.2'",
     ) as e:
         ss.grad_cam(make(ConvNet()), X, 1)

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import ROOT
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config.compare import Images, compare_config, compare_table
 from smoothstab.experiments.config.parse import ConfigError
 from smoothstab.experiments.models import data
-
-ROOT = Path(__file__).resolve().parents[1]
 
 MYNETS = """\
 from torch import nn
@@ -267,8 +266,8 @@ def test_run_says_a_long_plan_before_it_starts(user, capsys, monkeypatch):
     monkeypatch.setattr(budget, "THRESHOLD_S", 0.0)
     argv = ["run", dr_config(user), "--out", str(user / "r"), "--stages", "train", "--quiet"]
     assert main(argv) == 0
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0].startswith("plan: about ") and "over 0 s" in lines[0]
+    lines = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("model: ")]
+    assert lines[0].startswith("plan: about ") and "over 0 s" in lines[0]  # before the stages
     assert main(argv) == 0  # resumed: the run directory has its config, no second plan
     assert "plan: about" not in capsys.readouterr().err
 
@@ -350,20 +349,10 @@ def test_the_first_try_scenario_is_one_compare_command(tmp_path):
     folder: ``smoothstab compare`` prints what it chose and its plan, then runs to a report."""
     user_files(tmp_path, size=32)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CI": "true"}
-    argv = [
-        sys.executable,
-        "-m",
-        "smoothstab",
-        "compare",
-        "net1.pt",
-        "net2.pt",
-        "--model",
-        "python:mynets:make_net",
-        "--images",
-        "imgs",
-        "--cam-layer",
-        "3",
-    ]
+    script = Path(sys.executable).parent / "smoothstab"  # the console script, as a user types it
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "smoothstab"]
+    argv = [*command, "compare", "net1.pt", "net2.pt", "--model", "python:mynets:make_net"]
+    argv += ["--images", "imgs", "--cam-layer", "3"]
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -373,7 +362,27 @@ def test_the_first_try_scenario_is_one_compare_command(tmp_path):
     assert "plan for compare: 2 models (DR)" in out and "  total " in out
     run = tmp_path / "runs" / "compare"
     assert (run / "report.html").is_file() and (run / "table1.csv").is_file()
-    assert done.stderr.strip().splitlines()[-1] == "compare: done -> runs/compare/report.html"
+    err = done.stderr.strip().splitlines()
+    assert err[0] == (
+        "model: python:mynets:make_net: importing mynets from the working directory "
+        f"({tmp_path / 'mynets.py'})"
+    )
+    assert err[-1] == "compare: done -> runs/compare/report.html"
+    frames = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import smoothstab as ss; r = ss.load_run('runs/compare'); "
+            "print(len(r.table1), sorted(set(r.summary()['method'])))",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert frames.stdout.strip() == "4 ['grad', 'gradcam', 'gradcampp', 'ig']"
 
 
 def test_compare_without_a_cam_layer_for_a_sequential_names_the_flag(user, capsys):
@@ -389,7 +398,7 @@ def test_compare_without_a_cam_layer_for_a_sequential_names_the_flag(user, capsy
         str(user / "r"),
     ]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after python:'s notice line
     assert err == (
         "smoothstab compare: error: cam_layer: no Grad-CAM layer known for torch.Sequential; "
         "name one (its last convolution is '2'): [[models.specs]] cam_layer = NAME in a config, "
