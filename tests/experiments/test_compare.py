@@ -406,3 +406,15 @@ def test_compare_without_a_cam_layer_for_a_sequential_names_the_flag(user, capsy
         "grad_cam(..., layer=NAME)"
     )
     assert not (user / "r").exists()  # refused by the plan, before the run directory
+
+
+def test_plan_times_a_config_with_groups_of_draws(user, capsys):
+    """The timed calls draw at least one unit per group the run keeps (the engine refuses
+    fewer): plan, and so the check before a run, times a grouped config."""
+    argv = ["plan", dr_config(user), "--set", "attribution.groups=4", "--budget", "0.05"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "  total " in capsys.readouterr().out
+    tolerance = ["attribution.tolerance=0.1", "attribution.min_samples=4", "attribution.groups=4"]
+    tolerance += ["attribution.n_samples=2", "attribution.max_samples=8"]
+    argv = ["plan", dr_config(user), *(a for t in tolerance for a in ("--set", t)), "--budget"]
+    assert main([*argv, "0.05"]) == 0, capsys.readouterr().err

@@ -213,12 +213,14 @@ def time_attribution(
     for method in a.methods:
         timing_attr = replace(a, ig_sampler="joint", antithetic=False)
         if getattr(a, "tolerance", None) is not None:  # fixed draws: rows are what is timed
-            timing_attr = replace(timing_attr, tolerance=None)
+            draws = max(a.n_samples, a.n_groups)  # a draw for each group, as the engine wants
+            timing_attr = replace(timing_attr, tolerance=None, n_samples=draws)
 
         def rows(n: int, method: str = method, attr: AttributionConfig = timing_attr) -> float:
-            """Seconds for ``n`` rows, from a call on about ``n`` rows (two draws at least)."""
+            """Seconds for ``n`` rows, from a call on about ``n`` rows (two draws at least, and
+            a draw for each of the run's groups, which the engine needs)."""
             m = max(1, min(images, n // 2))
-            k = max(2, math.ceil(n / m))
+            k = max(2, math.ceil(n / m), a.n_groups)
             x = torch.randn(m, *shape, device=device, dtype=dtype)
             y = torch.arange(m, device=device) % num_classes(cfg)
             smoothed = smoothed_method(
