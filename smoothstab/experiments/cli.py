@@ -209,7 +209,13 @@ def warn_if_long(cfg: ExperimentConfig, plan: object = None) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return  # under torchrun every rank would time the same plan
     if plan is None:
-        plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+        try:
+            plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+        except (ValueError, OSError, KeyboardInterrupt):
+            raise  # the config's problems (and Ctrl-C): said now, before anything runs
+        except Exception as e:  # noqa: BLE001 - the estimate's own failure stops no run
+            say(f"plan: no time estimate for this run ({type(e).__name__}: {one_line(e)})")
+            return
     line = over_threshold(cfg, plan)
     if line is not None:
         say(line)
