@@ -4,9 +4,12 @@ bools; numbers refuse NaN and infinities."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -151,3 +154,37 @@ def warn_if_training(model: nn.Module) -> None:
             "running statistics; call model.eval() first",
             stacklevel=3,
         )
+
+
+CALL_ARGUMENTS = ("model", "x", "target")  # given at each call, never bound
+
+
+def bind_keywords(method: Callable, keywords: dict[str, Any], who: str) -> Callable:
+    """``method`` with ``keywords`` bound (``functools.partial``), checked against its
+    signature where it has one: a keyword it does not take, or one of the call's own arguments,
+    is one ``TypeError`` line. No keywords: ``method`` itself."""
+    if not keywords or not callable(method):
+        return method  # a method that is no callable: the constructor says so
+    name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
+    given = [k for k in keywords if k in CALL_ARGUMENTS]
+    if given:
+        raise TypeError(
+            f"{who}: {given[0]}= is given at each call, method(model, x, target), not to {who}"
+        )
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to check (a builtin): bound as given
+        return functools.partial(method, **keywords)
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [
+            n
+            for n, p in params.items()
+            if n not in CALL_ARGUMENTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        unknown = [k for k in keywords if k not in takes]
+        if unknown:
+            raise TypeError(
+                f"{who}: {unknown[0]}= is neither a keyword of {who} nor of {name}, which takes "
+                f"{', '.join(takes) or 'none'}"
+            )
+    return functools.partial(method, **keywords)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +50,7 @@ import torch
 from torch import nn
 
 from smoothstab.checks import (
+    bind_keywords,
     check_batch,
     check_batch_size,
     check_choice,
@@ -374,40 +374,6 @@ def smoothed_ig(
         min_samples=min_samples,
         groups=groups,
     )
-
-
-CALL_ARGUMENTS = ("model", "x", "target")  # given at each call, never bound
-
-
-def bind_keywords(method: Method, keywords: dict[str, Any], who: str) -> Method:
-    """``method`` with ``keywords`` bound (``functools.partial``), checked against its
-    signature where it has one: a keyword it does not take, or one of the call's own arguments,
-    is one ``TypeError`` line. No keywords: ``method`` itself."""
-    if not keywords or not callable(method):
-        return method  # a method that is no callable: the constructor says so
-    name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
-    given = [k for k in keywords if k in CALL_ARGUMENTS]
-    if given:
-        raise TypeError(
-            f"{who}: {given[0]}= is given at each call, method(model, x, target), not to {who}"
-        )
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):  # no signature to check (a builtin): bound as given
-        return functools.partial(method, **keywords)
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        takes = [
-            n
-            for n, p in params.items()
-            if n not in CALL_ARGUMENTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        unknown = [k for k in keywords if k not in takes]
-        if unknown:
-            raise TypeError(
-                f"{who}: {unknown[0]}= is neither a keyword of {who} nor of {name}, which takes "
-                f"{', '.join(takes) or 'none'}"
-            )
-    return functools.partial(method, **keywords)
 
 
 def _ig_baseline(method: Method) -> Baseline:

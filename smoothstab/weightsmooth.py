@@ -49,6 +49,7 @@ from torch import nn
 from torch.func import functional_call
 
 from smoothstab.checks import (
+    bind_keywords,
     check_batch,
     check_choice,
     warn_if_training,
@@ -61,7 +62,7 @@ from smoothstab.montecarlo import (
     monte_carlo,
     rows_per_call,
 )
-from smoothstab.smoothing import _Smoother, bind_keywords
+from smoothstab.smoothing import _Smoother
 from smoothstab.stats import SmoothStats
 from smoothstab.types import Method, Seed, Target
 

@@ -6,6 +6,10 @@ Errors the user can fix -- a bad key or value, a missing or damaged file, bad da
 this machine lacks, an output path that cannot be written, a full disk -- are one line on stderr
 and exit 2; Ctrl-C is one line and exit 130 (rerun the same command to resume). Anything else is
 a bug and keeps its traceback.
+
+Long (about 600 lines) because each subcommand's parser sits beside its handler, and
+``compare``'s handler beside the paragraph it prints above its plan; what they do is elsewhere
+(the config, the plan, the pipeline).
 """
 
 from __future__ import annotations
@@ -378,7 +382,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     from smoothstab.experiments.config.compare import Images, compare_config, compare_table
     from smoothstab.experiments.config.parse import ConfigError
-    from smoothstab.experiments.models.data import describe_images
+    from smoothstab.experiments.models.images import describe_images
     from smoothstab.experiments.pipeline import STAGES, run_all
     from smoothstab.experiments.plan.make import make_plan
     from smoothstab.experiments.plan.text import format_plan

@@ -20,6 +20,7 @@ from smoothstab.experiments.cli import main
 from smoothstab.experiments.config.compare import Images, compare_config, compare_table
 from smoothstab.experiments.config.parse import ConfigError
 from smoothstab.experiments.models import data
+from smoothstab.experiments.models import images as images_set
 
 MYNETS = """\
 from torch import nn
@@ -300,10 +301,10 @@ def test_a_flat_folder_has_no_labels_and_a_class_tree_has_its_folders(tmp_path):
     tree = data.load_dataset("images", root=tmp_path / "tree", train=False, info=info)
     assert tree.targets == [0, 0, 1, 1] and tree.classes == ["cat", "dog"]
     (tmp_path / "labels.csv").write_text("file,label\n0.png,3\n1.png,7\n")
-    labelled = data.ImageFiles(tmp_path / "flat", info, tmp_path / "labels.csv")
+    labelled = images_set.ImageFiles(tmp_path / "flat", info, tmp_path / "labels.csv")
     assert labelled.targets == [3, 7]
-    assert data.describe_images(tmp_path / "flat") == (2, (20, 10), False, False)
-    assert data.describe_images(tmp_path / "tree")[3] is True
+    assert images_set.describe_images(tmp_path / "flat") == (2, (20, 10), False, False)
+    assert images_set.describe_images(tmp_path / "tree")[3] is True
 
 
 @pytest.mark.parametrize(
@@ -322,7 +323,7 @@ def test_a_bad_labels_file_is_one_line(tmp_path, text, message):
         Image.new("RGB", (8, 8)).save(tmp_path / "im" / f"{i}.png")
     (tmp_path / "l.csv").write_text(text)
     with pytest.raises(ValueError, match=r"^train\.labels: .*l\.csv " + message):
-        data.ImageFiles(tmp_path / "im", data.dataset_info("images"), tmp_path / "l.csv")
+        images_set.ImageFiles(tmp_path / "im", data.dataset_info("images"), tmp_path / "l.csv")
 
 
 def test_images_without_labels_cannot_explain_the_label(user):

@@ -14,10 +14,9 @@ cifar10        the ``cifar-10-batches-py`` pickle folder (fetched into ``root``,
 imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
 imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's);
                imagefolder takes ``[train]`` ``image_size``, ``mean``, ``std``, ``channels``
-images         test images only: ``root/<image>`` (sorted by name) or ``root/<class>/<image>``;
-               Resize(image_size) + CenterCrop(image_size) (no margin cropped); labels from
-               ``[train] labels`` (a CSV), the class folders, or none (-1); the imagefolder
-               keys as there
+images         test images only: ``root/<image>`` or ``root/<class>/<image>``, labels from
+               ``[train] labels`` (a CSV), the class folders, or none
+               (:mod:`~smoothstab.experiments.models.images`); the imagefolder keys
 =============  ==========================================================================
 
 Also here: the input range of normalised inputs, which defines the noise level
@@ -26,7 +25,7 @@ normalised input can take over all channels; see docs/conventions.md), disjoint 
 splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
 pure function of (seed, epoch, index).
 
-Long (about 480 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
+Long (about 440 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
 with a safe unpickler, ImageFolder) with its one-line errors, plus the splits, which must
 agree with each other.
 """
@@ -56,6 +55,12 @@ from smoothstab.experiments.config.datasets import (
 )
 from smoothstab.experiments.io.files import write_json
 from smoothstab.experiments.models import download
+from smoothstab.experiments.models.images import (
+    IMAGE_EXTENSIONS,
+    ImageFiles,
+    image_files,
+    load_image,
+)
 from smoothstab.experiments.models.shapes import CLASSES as SHAPE_CLASSES
 from smoothstab.experiments.models.shapes import generate_shapes
 
@@ -143,98 +148,6 @@ def _digits(train: bool, seed: int) -> ArrayDataset:
 
 def _layout(name: str) -> str:
     return {"cifar10": CIFAR_LAYOUT, "images": IMAGES_LAYOUT}.get(name, IMAGEFOLDER_LAYOUT)
-
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-def image_files(root: Path) -> tuple[list[Path], list[str]]:
-    """The images of ``root`` and the class of each (``""`` when flat): the image files at its
-    top, sorted by name; or, when there are none, those of each subfolder (a class, in sorted
-    order). One line when there is no folder or no image."""
-    if not root.is_dir():
-        raise ValueError(f"images: expected {IMAGES_LAYOUT}; {root} is not a folder")
-
-    def images(folder: Path) -> list[Path]:
-        return sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-
-    top = images(root)
-    if top:
-        return top, [""] * len(top)
-    files, classes = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found = images(folder)
-        files += found
-        classes += [folder.name] * len(found)
-    if not files:
-        raise ValueError(
-            f"images: expected {IMAGES_LAYOUT} ({', '.join(IMAGE_EXTENSIONS)}); {root} has none"
-        )
-    return files, classes
-
-
-def read_labels(path: Path, files: list[Path], root: Path) -> list[int]:
-    """Each file's label from a CSV of ``file,label`` lines (an optional header line; a file
-    named relative to ``root``); one line naming the first problem."""
-    import csv
-
-    try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"train.labels: cannot read {path} ({e})") from None
-    table: dict[str, int] = {}
-    for n, row in enumerate(rows, start=1):
-        if not row or not "".join(row).strip():
-            continue
-        cells = [c.strip() for c in row]
-        if len(cells) != 2 or not cells[1].lstrip("-").isdigit() or int(cells[1]) < 0:
-            if n == 1 and len(cells) == 2 and not cells[1].lstrip("-").isdigit():
-                continue  # a header
-            raise ValueError(
-                f"train.labels: {path} line {n}: expected file,label with a class index >= 0, "
-                f"got {','.join(cells)!r}"
-            )
-        table[Path(cells[0]).as_posix()] = int(cells[1])
-    out = []
-    for f in files:
-        name = f.relative_to(root).as_posix()
-        if name not in table:
-            raise ValueError(f"train.labels: {path} gives no label for {name}")
-        out.append(table[name])
-    return out
-
-
-class ImageFiles(Dataset):
-    """A folder of test images (:func:`image_files`) as ``(x [C, H, W] normalised, label)``:
-    resized so the shorter side is ``image_size`` and centre-cropped to a square of it; labels
-    from ``labels`` (a CSV, :func:`read_labels`), else the class folders' indices, else -1 (no
-    label). ``classes``: the class folders, or the labels' indices."""
-
-    def __init__(self, root: Path, info: DatasetInfo, labels: str | Path | None = None) -> None:
-        from torchvision import transforms as T
-
-        self.files, folders = image_files(root)
-        names = sorted(set(folders) - {""})
-        if labels is not None:
-            self.targets = read_labels(Path(labels), self.files, root)
-            self.classes = [str(i) for i in range(max(self.targets) + 1)]
-        elif names:
-            self.targets, self.classes = [names.index(c) for c in folders], names
-        else:
-            self.targets, self.classes = [-1] * len(self.files), []
-        size = info.image_size
-        self.mode = "L" if info.in_channels == 1 else "RGB"
-        self.transform = T.Compose(
-            [T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(info.mean, info.std)]
-        )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(_load_image(str(self.files[i]), self.mode)), self.targets[i]
 
 
 def test_set_size(train: Any) -> int | None:
@@ -349,7 +262,7 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
     mode = "L" if info.in_channels == 1 else "RGB"
     try:
         dataset = datasets.ImageFolder(
-            str(folder), transform=transform, loader=functools.partial(_load_image, mode=mode)
+            str(folder), transform=transform, loader=functools.partial(load_image, mode=mode)
         )
     except (FileNotFoundError, OSError) as e:
         raise ValueError(
@@ -361,19 +274,6 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
             f"found {len(dataset.classes)} (dataset=imagefolder takes any number)"
         )
     return dataset
-
-
-def _load_image(path: str, mode: str = "RGB") -> Any:
-    """torchvision's PIL loader (RGB, or ``L`` for one channel), with an unreadable image as
-    one line naming the file."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert(mode)
-    except Exception as e:  # noqa: BLE001 - not an image, truncated, a decompression bomb
-        why = type(e).__name__  # its message repeats the path
-        raise ValueError(f"{path}: not a readable image ({why}); remove or replace it") from None
 
 
 def derive_seed(*parts: int) -> int:
@@ -534,22 +434,3 @@ def test_indices(n: int, count: int, seed: int = 10007, order: str = "numpy") ->
 
 
 test_indices.__test__ = False  # not a pytest test, though its name says so
-
-
-def describe_images(root: Path) -> tuple[int, tuple[int, int] | None, bool, bool]:
-    """What a folder of images is, from the files' headers (none is decoded): ``(count, (width,
-    height) when they all share it else None, all grey, in class folders)``."""
-    from PIL import Image
-
-    files, classes = image_files(root)
-    sizes, grey = set(), True
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                sizes.add(im.size)
-                grey = grey and im.mode in ("1", "L", "I", "I;16", "F")
-        except Exception as e:  # noqa: BLE001 - not an image, truncated: one line naming it
-            raise ValueError(
-                f"{f}: not a readable image ({type(e).__name__}); remove or replace it"
-            ) from None
-    return len(files), sizes.pop() if len(sizes) == 1 else None, grey, any(classes)
