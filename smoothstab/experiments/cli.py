@@ -6,6 +6,10 @@ Errors the user can fix -- a bad key or value, a missing or damaged file, bad da
 this machine lacks, an output path that cannot be written, a full disk -- are one line on stderr
 and exit 2; Ctrl-C is one line and exit 130 (rerun the same command to resume). Anything else is
 a bug and keeps its traceback.
+
+Long (about 600 lines) because each subcommand's parser sits beside its handler, and
+``compare``'s handler beside the paragraph it prints above its plan; what they do is elsewhere
+(the config, the plan, the pipeline).
 """
 
 from __future__ import annotations
@@ -126,6 +130,12 @@ def _common(p: argparse.ArgumentParser, *, run_dir: bool, example: str = "") -> 
         p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
     p.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing: a weight or data file not in its cache is one line naming the "
+        "file to place (also SMOOTHSTAB_OFFLINE=1, or HF_HUB_OFFLINE=1)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -180,8 +190,39 @@ def run_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--stages: expected some of {', '.join(STAGES)}, got {stage!r}")
     # The name becomes a path only without --out: a plain name keeps the run inside runs/.
     out = args.out or Path("runs") / check_slug(cfg.name, "name")
+    if not (out / "config.toml").exists() and {"train", "attribute"} & set(stages):
+        warn_if_long(cfg)
     run_all(cfg, check_output_dir(out), stages)
     return 0
+
+
+PRE_RUN_BUDGET = 0.05  # seconds per timed measurement of the check before a new run (~1 s)
+
+
+def warn_if_long(cfg: ExperimentConfig, plan: object = None) -> None:
+    """Before a new run: its plan, its attribution timed briefly here (its training, which
+    its own progress bar times, is not), and one line on stderr when it is over the threshold
+    (:mod:`~smoothstab.experiments.plan.budget`). The plan builds the models as the run will,
+    so one that cannot be built fails now, not after training."""
+    import os
+
+    from smoothstab.experiments.io.progress import say
+    from smoothstab.experiments.plan.budget import over_threshold
+    from smoothstab.experiments.plan.make import make_plan
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return  # under torchrun every rank would time the same plan
+    if plan is None:
+        try:
+            plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+        except (ValueError, OSError, KeyboardInterrupt):
+            raise  # the config's problems (and Ctrl-C): said now, before anything runs
+        except Exception as e:  # noqa: BLE001 - the estimate's own failure stops no run
+            say(f"plan: no time estimate for this run ({type(e).__name__}: {one_line(e)})")
+            return
+    line = over_threshold(cfg, plan)
+    if line is not None:
+        say(line)
 
 
 def _add_stage_parser(
@@ -268,6 +309,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_plan(args: argparse.Namespace) -> int:
     from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.plan.budget import over_threshold
     from smoothstab.experiments.plan.make import make_plan
     from smoothstab.experiments.plan.text import format_plan
 
@@ -278,12 +320,127 @@ def run_plan(args: argparse.Namespace) -> int:
         budget = math.nan
     if not 0 < budget < math.inf:
         raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
-    from smoothstab.experiments.models.external import model_code
-
-    with model_code(cfg.models.code_dir, cfg.models.trust_remote_code):
-        plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
+    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)  # in the config's code folder
     print(format_plan(plan, cfg), flush=True)
+    line = over_threshold(cfg, plan)
+    if line is not None:
+        print(line, flush=True)
     return 0
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``smoothstab compare CKPT CKPT ... --model SPEC --images DIR``: checkpoints to a report."""
+    p = subparsers.add_parser(
+        "compare",
+        help="are the saliency maps of your checkpoints stable, and does smoothing help? "
+        "checkpoints and images in, a report out",
+        description="Compare the saliency maps of two or more checkpoints on a folder of "
+        "images (or a data set), unsmoothed and smoothed, and write a report: the config "
+        "own_checkpoints built from these arguments (16 noise draws, 4 noise levels, at most 16 "
+        "images), its plan printed before it starts, then the stages of `smoothstab run`. "
+        "A checkpoint is a weights file or a torchvision weight name of --model, timm:NAME "
+        "(timm's pretrained weights), hf:ORG/NAME or hf:FOLDER. A killed run resumes when rerun.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more")
+    p.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="the architecture of weights files: python:module:factory (your module, "
+        "e.g. mynets.py in the working directory), a torchvision name such as resnet50, or "
+        "timm:NAME",
+    )
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="a folder of images (DIR/<image>, or "
+        "DIR/<class>/<image> with labels from the class folders)",
+    )
+    data.add_argument("--dataset", metavar="NAME", help="a data set instead: cifar10, ...")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="the images' labels, file,label lines "
+        "(without: each image's predicted class is explained, or its class folder's)",
+    )
+    p.add_argument("--cam-layer", metavar="NAME", help="the Grad-CAM layer's dotted name")
+    p.add_argument("--name", default="compare", help="the run's name (default: compare)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: runs/<name>)")
+    _common(p, run_dir=False, example="a setting, e.g. --set attribution.n_samples=32")
+    p.set_defaults(func=run_compare)
+
+
+COMPARE_BUDGET = 0.1  # seconds per timed measurement of compare's plan (a few seconds in all)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from smoothstab.experiments.config.compare import Images, compare_config, compare_table
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.models.images import describe_images
+    from smoothstab.experiments.pipeline import STAGES, run_all
+    from smoothstab.experiments.plan.make import make_plan
+    from smoothstab.experiments.plan.text import format_plan
+
+    images = None
+    if args.images is not None:
+        if args.labels is not None and not args.labels.is_file():
+            raise ConfigError(f"--labels: expected a CSV file of file,label lines, {args.labels} "
+                              "is not a file")  # fmt: skip
+        count, size, grey, folders = describe_images(args.images)
+        labels = None if args.labels is None else str(args.labels)
+        images = Images(str(args.images), count, size, grey, folders, labels)
+    elif args.labels is not None:
+        raise ConfigError("--labels: only with --images (a data set carries its labels)")
+    table = compare_table(
+        args.checkpoints,
+        model=args.model,
+        images=images,
+        dataset=args.dataset,
+        cam_layer=args.cam_layer,
+        name=check_slug(args.name, "--name"),
+        cuda=torch.cuda.is_available(),
+    )
+    cfg = compare_config(table, args.overrides)
+    if args.quiet:
+        cfg = replace(cfg, quiet=True)
+    out = args.out or Path("runs") / cfg.name
+    plan = make_plan(cfg, timing=True, budget=COMPARE_BUDGET)
+    print(_compare_header(cfg, images), flush=True)
+    print(format_plan(plan, cfg), flush=True)
+    warn_if_long(cfg, plan)
+    print(f"\nto run it again: smoothstab run {out / 'config.toml'}\n", flush=True)
+    run_all(cfg, check_output_dir(out), list(STAGES))
+    return 0
+
+
+def _compare_header(cfg: ExperimentConfig, images: object) -> str:
+    """What ``compare`` chose, in a paragraph above its plan."""
+    a, t = cfg.attribution, cfg.train
+    models = ", ".join(s.label or s.name for s in cfg.models.specs)
+    arch = ", ".join(dict.fromkeys(s.name for s in cfg.models.specs))
+    if images is not None:
+        size = t.image_size or 224
+        data = (
+            f"{a.n_images} of the {images.count} images in {t.root}, resized to {size}x{size}, "
+            f"{'grey' if (t.channels or 3) == 1 else 'RGB'}"
+        )
+    else:
+        data = f"{a.n_images} {t.dataset} test images"
+    target = "their labels" if a.target == "label" else "each image's predicted class"
+    levels = ", ".join(f"{r:g}" for r in sorted(set(a.stability_r) | set(a.fidelity_r)))
+    return (
+        f"compare: {len(cfg.models.specs)} models ({cfg.models.setting}: {arch}): {models}\n"
+        f"  data: {data}; explained: {target}\n"
+        f"  {a.n_samples} noise draws per map at r = {levels} (Table 1 at r = {a.table_r:g}), "
+        f"IG sampler {a.ig_sampler}; change any with --set KEY=VALUE (smoothstab config "
+        "own_checkpoints lists them)\n"
+    )
 
 
 def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -313,6 +470,7 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS = [
+    add_compare_parser,
     add_config_parser,
     add_plan_parser,
     add_train_parser,
@@ -344,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _startup.interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from now
     args = build_parser().parse_args(argv)
+    if getattr(args, "offline", False):
+        from smoothstab.experiments.models.download import go_offline
+
+        go_offline()
     code = None
     try:
         code = _dispatch(args)

@@ -466,12 +466,13 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     # data
     "cifar root missing": (
         run("--set", "train.dataset=cifar10", "--set", "train.root=/nonexistent/cifar"),
-        r"cifar10: expected cifar-10-batches-py.*not found",
+        r"cifar10: not downloaded yet and downloads are off \(SMOOTHSTAB_OFFLINE=1\); place "
+        r"cifar-10-batches-py/.* in /nonexistent/cifar, or the archive",
         (),
     ),
     "cifar wrong layout": (
         cifar_run(),
-        r"cifar10: expected cifar-10-batches-py",
+        r"cifar10: not downloaded yet .* place cifar-10-batches-py/",
         (),
     ),
     "cifar pickle runs code": (
@@ -598,7 +599,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     ),
     "api image of rank 3": (
         api(lambda: ss.grad_cam(model(), X[0], layer="features.3")),
-        r"x: expected a 4-D tensor",
+        r"x: expected a batch \[B, C, H, W\], got shape \(3, 8, 8\); one image\?",
         (),
     ),
     "api target out of range": (
@@ -1054,7 +1055,182 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"layer: cannot tell the token grid of 5 tokens for input \(8, 8\)",
         (),
     ),
+    # compare, the images data set, downloads and the library's frictions (issue 35)
+    "compare without --model": (
+        lambda t: ["compare", "a.pt", "b.pt", "--images", str(image_dir(t))],
+        r"--model: a\.pt is a weights file or a torchvision weight name; give --model",
+        (),
+    ),
+    "compare one checkpoint": (
+        lambda t: ["compare", "a.pt", "--model", "small_cnn", "--images", str(image_dir(t))],
+        r"checkpoints: expected two or more to compare, got 1",
+        (),
+    ),
+    "compare labels file missing": (
+        lambda t: [
+            "compare",
+            "a",
+            "b",
+            "--model",
+            "m",
+            "--images",
+            str(image_dir(t)),
+            "--labels",
+            str(t / "none.csv"),
+        ],
+        r"--labels: expected a CSV file of file,label lines, .*none\.csv is not a file",
+        (),
+    ),
+    "compare labels with a data set": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--dataset", "shapes", "--labels", "x"],
+        r"--labels: only with --images",
+        (),
+    ),
+    "compare empty images folder": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(mkdir(t / "empty"))],
+        r"images: expected a folder of images .* has none",
+        (),
+    ),
+    "compare grey images without normalisation": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(image_dir(t, "L"))],
+        r"train\.mean: the images in .* are grey \(one channel\); give the normalisation",
+        (),
+    ),
+    "compare images that are not images": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(image_dir(t, bad=True))],
+        r"bad\.png: not a readable image",
+        (),
+    ),
+    "images data set in setting DT": (
+        run("--set", "train.dataset=images", "--set", "train.root=x"),
+        r"train\.dataset: 'images' is a folder of test images, and setting DT trains",
+        (),
+    ),
+    "labels key on another data set": (
+        run("--set", "train.labels=labels.csv"),
+        r"train\.labels: only with dataset = 'images'",
+        (),
+    ),
+    "n_images beyond the test set": (
+        plan("--set", "attribution.n_images=600"),
+        r"attribution\.n_images: 600 images asked, the digits test set has 500; set "
+        r"attribution\.n_images = 500 or fewer",
+        (),
+    ),
+    "n_images beyond a folder of images": (
+        lambda t: ["plan", images_config(t, n_images=5), "--no-timing"],
+        r"attribution\.n_images: 5 images asked, .*imgs has 3; set attribution\.n_images = 3",
+        (),
+    ),
+    "labels file without a label": (
+        lambda t: ["run", images_config(t, labels="0.png,1\n"), "--out", str(t / "o"), "--quiet"],
+        r"train\.labels: .*labels\.csv gives no label for 1\.png",
+        (),
+    ),
+    "images without labels explain the label": (
+        lambda t: ["run", images_config(t, target="label"), "--out", str(t / "o"), "--quiet"],
+        r"attribution\.target: 'label' explains each image's label, and the images of",
+        (),
+    ),
+    "torchvision weights offline": (
+        lambda t: [
+            "run",
+            given_config(t, '{name = "resnet18", weights = "IMAGENET1K_V1"}'),
+            "--out",
+            str(t / "o"),
+            "--offline",
+            "--quiet",
+            "--stages",
+            "train",
+            "attribute",
+        ],
+        r"weights: resnet18 IMAGENET1K_V1: not downloaded yet and downloads are off "
+        r"\(SMOOTHSTAB_OFFLINE=1\); place the file https://download\.pytorch\.org/.* at ",
+        (),
+    ),
+    "hf hub id offline": (
+        lambda t: [
+            "run",
+            given_config(t, '{name = "hf:someone/vit"}'),
+            "--out",
+            str(t / "o"),
+            "--quiet",
+            "--stages",
+            "train",
+            "attribute",
+        ],
+        r"model: hf:someone/vit \(no local folder someone/vit; a hub id\): not downloaded yet",
+        (),
+    ),
+    "api CAM of a model with no known layer": (
+        api(lambda: ss.grad_cam(model(), X)),
+        r"layer: no default CAM layer known for helpers\.ConvNet; pass layer=",
+        (),
+    ),
+    "api grad of one image": (
+        api(lambda: ss.grad(model(), X[0], 1)),
+        r"x: expected a batch \[B, C, H, W\], got shape \(3, 8, 8\); one image\?",
+        (),
+    ),
+    "api plot view unknown": (
+        api(lambda: __import__("smoothstab.plot").plot.map_grid({"a": X}, view="abs")),
+        r"view: expected one of magnitude, signed, got 'abs'",
+        (),
+    ),
+    "api load_run of a folder that is no run": (
+        lambda t: lambda: ss.load_run(t),
+        r"load_run: .* is not a finished run directory \(config\.toml is missing\)",
+        (),
+    ),
+    "api from_captum upsample not a bool": (
+        api(lambda: ss.from_captum(type("A", (), {"attribute": lambda self: 0}), upsample="yes")),
+        r"upsample: expected True, False or None, got 'yes'",
+        (TypeError,),
+    ),
 }
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def image_dir(tmp: Path, mode: str = "RGB", bad: bool = False, n: int = 3) -> Path:
+    """A folder of ``n`` small images of ``mode`` (and a file named ``bad.png`` that is not
+    one, when ``bad``)."""
+    from PIL import Image
+
+    folder = mkdir(tmp / "imgs")
+    for i in range(n):
+        Image.new(mode, (8, 8), 100 + i).save(folder / f"{i}.png")
+    if bad:
+        (folder / "bad.png").write_bytes(b"not an image")
+    return folder
+
+
+def given_config(tmp: Path, spec: str) -> str:
+    """A DR config of a small CNN and the model ``spec`` (an inline TOML table) on shapes."""
+    text = TINY_TOML.replace('dataset = "digits"', 'dataset = "shapes"').replace(
+        "parts = 2\npart_size = 50\n", ""
+    )
+    specs = f'[models]\nsetting = "DR"\nspecs = [{{name = "small_cnn"}}, {spec}]\n'
+    return config(tmp, text + specs, "given.toml")
+
+
+def images_config(tmp: Path, n_images: int = 2, labels: str = "", target: str = "predicted"):
+    """A DR config of two small CNNs on a folder of 3 images (with a labels file when given)."""
+    image_dir(tmp)
+    extra = f'labels = "{tmp / "labels.csv"}"\n' if labels else ""
+    if labels:
+        (tmp / "labels.csv").write_text(labels)
+    text = (
+        f'name = "imgs"\n[train]\ndataset = "images"\nroot = "{tmp / "imgs"}"\nimage_size = 8\n'
+        f'num_classes = 5\n{extra}[models]\nsetting = "DR"\n'
+        'specs = [{name = "small_cnn"}, {name = "small_cnn"}]\n'
+        f'[attribution]\nmethods = ["grad"]\nn_images = {n_images}\nn_samples = 2\n'
+        f'stability_r = [0.0]\nfidelity_r = [0.0]\ntarget = "{target}"\n[evaluation]\ntopk = 5\n'
+    )
+    return config(tmp, text, "imgs.toml")
 
 
 def small_cnn(classes: int = 10) -> dict:
@@ -1279,10 +1455,11 @@ CODE_CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"code runs only with models\.trust_remote_code = true",
         (),
     ),
-    "timm name that downloads": (
+    "timm name that downloads, offline": (
         python_run("timm:hf-hub:timm/resnet18.a1_in1k"),
-        r"model: timm:hf-hub:timm/resnet18\.a1_in1k would download its configuration from the "
-        r"Hugging Face Hub; smoothstab downloads nothing",
+        r"model: timm:hf-hub:timm/resnet18\.a1_in1k: not downloaded yet and downloads are off "
+        r"\(SMOOTHSTAB_OFFLINE=1\); download config\.json and model\.safetensors of "
+        r"timm/resnet18\.a1_in1k into the Hugging Face cache",
         (),
     ),
     # a checkpoint is data: the name it stores never chooses code
@@ -1378,7 +1555,7 @@ CASES.update(CODE_CASES)
 
 def test_the_catalogue_is_large_enough():
     cli = [k for k in CASES if not k.startswith("api ")]
-    assert len(CASES) >= 200 and len(cli) >= 134, (len(CASES), len(cli))  # docs/reliability.md
+    assert len(CASES) >= 220 and len(cli) >= 149, (len(CASES), len(cli))  # docs/reliability.md
 
 
 SLOW = {

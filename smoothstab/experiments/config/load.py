@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.datasets import check_image_count, dataset_info
 from smoothstab.experiments.config.parse import (
     ConfigError,
     apply_overrides,
@@ -53,7 +53,8 @@ def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Exp
 
 
 def config_from_table(table: dict, path: Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """:func:`load_config` of the parsed tables of the config file at ``path``."""
+    """:func:`load_config` of the parsed tables of the config file at ``path`` (or of tables a
+    command built from a preset, as ``compare`` does: ``path`` is the preset's)."""
     cfg = apply_overrides(dataclass_from_dict(ExperimentConfig, table), list(overrides))
     cfg = _with_code_dir(cfg, path)
     cfg = _fit_topk(cfg, given="topk" in table.get("evaluation", {}) or _set(overrides, "topk"))
@@ -72,7 +73,13 @@ def config_from_table(table: dict, path: Path, overrides: Sequence[str] = ()) ->
             f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
             "attribution.n_samples or set evaluation.debiased=false"
         )
-    size = dataset_info(cfg.train).image_size
+    info = dataset_info(cfg.train)
+    if info.test_size is not None:  # a folder's is counted by plan and the attribute stage
+        try:
+            check_image_count(a, info.test_size, f"the {cfg.train.dataset} test set")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    size = info.image_size
     if cfg.evaluation.topk > size * size:
         raise ConfigError(
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
@@ -121,7 +128,7 @@ def _set(overrides: Sequence[str], key: str) -> bool:
 def _fit_topk(cfg: ExperimentConfig, *, given: bool) -> ExperimentConfig:
     """An unset ``evaluation.topk`` larger than an image: a quarter of its pixels (the default
     500 is meant for CIFAR and ImageNet; digits have 64 pixels)."""
-    pixels = dataset_info(cfg.train.dataset).image_size ** 2
+    pixels = dataset_info(cfg.train).image_size ** 2
     if given or cfg.evaluation.topk <= pixels:
         return cfg
     return dataclasses.replace(

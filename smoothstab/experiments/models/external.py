@@ -11,11 +11,14 @@ What of a model name is code, and what is data:
   before transformers builds anything) and its weights, which transformers loads without
   running pickled code. A folder whose ``config.json`` asks for its own Python (``auto_map``) is
   refused unless ``models.trust_remote_code = true``; ``trust_remote_code`` is always passed.
-* ``timm:NAME`` builds an architecture of timm's registry with ``pretrained=False``.
+* ``timm:NAME`` builds an architecture of timm's registry, without weights unless its pretrained
+  file is given (``weights = "pretrained"``, fetched by ``build_model``).
 
-Nothing is downloaded: a name that would fetch (timm's ``hf-hub:``) is refused in one line
-(:func:`refuse_fetch`, the one place a download would go). The optional libraries are imported on
-use; a missing one is one line naming the extra to install.
+Downloads go through :mod:`~smoothstab.experiments.models.download` (verified, into the
+libraries' caches, refused when offline): ``timm:hf-hub:ORG/NAME`` and ``hf:ORG/NAME`` (a hub id
+that is not a local folder) are fetched with their config and weights, then read as local
+folders under the rules above. The optional libraries are imported on use; a missing one is one
+line naming the extra to install.
 
 Where a ``python:`` module is looked up, one rule for ``smoothstab`` and ``python -m smoothstab``
 (whose ``__main__`` takes the working directory off ``sys.path`` first, so both start alike):
@@ -57,6 +60,7 @@ from torch import nn
 
 from smoothstab.experiments.io.files import first_line, special_kind
 from smoothstab.experiments.io.progress import say
+from smoothstab.experiments.models import download
 
 HF_CONFIG_LIMIT = 16 << 20  # bytes: a real config.json with 21k labels is about 1 MB
 
@@ -103,26 +107,26 @@ def _extra(module: str, extra: str, name: str) -> Any:
         ) from None
 
 
-def refuse_fetch(name: str, what: str) -> None:
-    """The one place a model name that would download ends: nothing is downloaded."""
-    raise ValueError(
-        f"model: {name} would download {what}; smoothstab downloads nothing: build the "
-        "architecture by its plain name and give its weights as a local file (weights = FILE)"
-    )
-
-
 FETCHING_TIMM_SOURCES = ("hf-hub", "hf_hub")  # timm's prefixes that reach the Hugging Face Hub
 
 
-def _timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    source, sep, _ = name.partition(":")
-    if sep and source in FETCHING_TIMM_SOURCES:
-        refuse_fetch(f"timm:{name}", "its configuration from the Hugging Face Hub")
+def _timm(
+    name: str, num_classes: int | None, in_channels: int, pretrained: Path | None = None
+) -> nn.Module:
     timm = _extra("timm", "timm", f"timm:{name}")
+    options: dict[str, Any] = {"pretrained": pretrained is not None, "in_chans": in_channels}
+    if pretrained is not None:
+        options["pretrained_cfg_overlay"] = {"file": str(pretrained)}
+    if num_classes is not None:
+        options["num_classes"] = num_classes
+    source, sep, repo = name.partition(":")
+    if sep and source in FETCHING_TIMM_SOURCES:  # the hub's config and weights, as hf:ORG/NAME
+        source = f"local-dir:{download.hf_repo(repo, f'model: timm:{name}')}"
+        options["pretrained"] = True
+    else:
+        source = name
     try:
-        return timm.create_model(
-            name, pretrained=False, num_classes=num_classes, in_chans=in_channels
-        )
+        return timm.create_model(source, **options)
     except RuntimeError as e:
         if "Unknown model" not in str(e):
             raise ValueError(f"model: cannot build timm:{name} ({first_line(e)})") from None
@@ -133,12 +137,15 @@ def _timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
         raise ValueError(f"model: cannot build timm:{name} ({first_line(e)})") from None
 
 
-def hf_config(folder: str, num_classes: int, in_channels: int) -> dict:
+def hf_config(
+    folder: str, num_classes: int | None, in_channels: int, name: str | None = None
+) -> dict:
     """The ``config.json`` of the ``hf:`` folder, read and checked before anything is built: a
     regular file of at most :data:`HF_CONFIG_LIMIT` bytes holding a JSON object whose label and
-    channel counts are the data's, and no request to run the folder's own code unless
-    ``trust_remote_code``."""
-    where = f"hf:{folder}"
+    channel counts are the data's (``num_classes=None``: the model's own), and no request to
+    run the folder's own code unless ``trust_remote_code``. ``name``: the spec's, where the
+    folder is a hub model's snapshot."""
+    where = f"hf:{name or folder}"
     path = Path(folder) / "config.json"
     try:
         st = os.stat(path)
@@ -170,6 +177,8 @@ def hf_config(folder: str, num_classes: int, in_channels: int) -> dict:
         counts.append(config["num_labels"])
     labels = next((c for c in counts or [2] if c != num_classes), num_classes)
     channels = config.get("num_channels", in_channels)
+    if num_classes is None:  # the data do not say: the model's own labels
+        labels = num_classes
     if (labels, channels) != (num_classes, in_channels):
         raise ValueError(
             f"model: {where} has {_count(labels)} labels and {_count(channels)} input channels, "
@@ -188,9 +197,10 @@ def _count(value: object) -> str:
     return str(value) if isinstance(value, int) else repr(value)[:40]
 
 
-def _hf(folder: str, num_classes: int, in_channels: int) -> nn.Module:
+def _hf(folder: str, num_classes: int | None, in_channels: int) -> nn.Module:
     transformers = _extra("transformers", "hf", f"hf:{folder}")
-    hf_config(folder, num_classes, in_channels)
+    spec, folder = folder, download.hf_model_folder(folder)  # a hub id: its cached snapshot
+    hf_config(folder, num_classes, in_channels, name=spec)
     auto, bars = transformers.AutoModelForImageClassification, transformers.utils.logging
     shown = bars.is_progress_bar_enabled()
     bars.disable_progress_bar()  # a local folder: no download to watch, once per stage
@@ -202,15 +212,15 @@ def _hf(folder: str, num_classes: int, in_channels: int) -> nn.Module:
         raise
     except BaseException as e:  # noqa: BLE001 - a hostile pickle, a bad file, its own code: one line
         raise ValueError(
-            f"model: cannot load hf:{folder} ({type(e).__name__}: {first_line(e)})"
+            f"model: cannot load hf:{spec} ({type(e).__name__}: {first_line(e)})"
         ) from None
     finally:
         if shown:
             bars.enable_progress_bar()
     labels, channels = model.config.num_labels, getattr(model.config, "num_channels", in_channels)
-    if (labels, channels) != (num_classes, in_channels):
+    if (labels, channels) != (num_classes or labels, in_channels):
         raise ValueError(
-            f"model: hf:{folder} has {labels} labels and {channels} input channels, the data "
+            f"model: hf:{spec} has {labels} labels and {channels} input channels, the data "
             f"{num_classes} classes and {in_channels} channels"
         )
     return model
@@ -243,7 +253,7 @@ def _python(spec: str, num_classes: int, in_channels: int) -> nn.Module:
         params = {}
     given = {"num_classes": num_classes, "in_channels": in_channels}
     try:
-        model = factory(**{k: v for k, v in given.items() if k in params})
+        model = factory(**{k: v for k, v in given.items() if k in params and v is not None})
     except KeyboardInterrupt:
         raise
     except SystemExit as e:

@@ -354,6 +354,7 @@ def test_free_fields_are_marked_in_the_dataclasses():
         "train.eval_batch_size",
         "train.checkpoint_every",
         "train.root",
+        "train.labels",  # where the labels file is, as train.root says where the images are
         "attribution.device",
         "attribution.batch_size",
         "sanity.enabled",  # turning the check on later leaves every earlier stage's files valid
