@@ -358,6 +358,7 @@ def test_free_fields_are_marked_in_the_dataclasses():
         "attribution.batch_size",
         "sanity.enabled",  # turning the check on later leaves every earlier stage's files valid
         "sanity.labels",  # likewise: the train stage adds the twin, the sanity stage its rows
+        "evaluation.band",  # the figures' bands only: no table, verdict or advice reads it
     }
 
 
