@@ -476,24 +476,23 @@ def linearised_ratio(values_r, values_0) -> np.ndarray:
 
 
 def relative_change(
-    values_r, values_0, k: int | None = None, *, per_model: bool = False, **options
+    values_r,
+    values_0,
+    k: int | None = None,
+    *,
+    per_model: bool = False,
+    scope: str = "auto",
+    df_rule: str = "kurtosis",
+    skew_correction: bool | None = None,
 ) -> MeanEstimate:
     """``mean(values_r) / mean(values_0) - 1`` with its interval by the delta method (the
     crossed interval of :func:`linearised_ratio`'s values; a jackknife of the ratio itself
-    covered the same in simulation). ``per_model``: per-model values ``[k, m]``."""
+    covered the same in simulation). ``per_model``: per-model values ``[k, m]``; other options
+    as :func:`pair_mean`."""
     z = linearised_ratio(values_r, values_0)
     order = 1 if per_model else 2
-    kk = _models(z, order, k)
     shift = float(np.mean(values_r) / np.mean(values_0) - 1.0)
-    return _estimate(
-        z,
-        order,
-        kk,
-        options.get("scope", "auto"),
-        options.get("df_rule", "kurtosis"),
-        options.get("skew_correction"),
-        shift=shift,
-    )
+    return _estimate(z, order, _models(z, order, k), scope, df_rule, skew_correction, shift=shift)
 
 
 def sets_difference(

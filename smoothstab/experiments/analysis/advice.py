@@ -82,7 +82,8 @@ class LevelAdvice:
 class SizePlan:
     """How many models per n and images would give the relative change of the unit-map
     distance from r = 0 to ``r1`` a 95% interval of half-width ``target`` (a fraction of its
-    value at r = 0): ``k``, ``m`` and the predicted median ``halfwidth`` of the cheapest such
+    value at r = 0; ``observed``: this run's change): ``k``, ``m`` and the predicted median
+    ``halfwidth`` of the cheapest such
     design (``None``: none with up to 40 models and 1024 images), from this run's variance
     components (``source``; ``pilot_k`` models, ``pilot_m`` images) and costs in model
     evaluations (``cost_per_model``: training one model; ``cost_per_image``: attributing one
@@ -90,6 +91,7 @@ class SizePlan:
 
     r1: float
     target: float
+    observed: float
     current: float
     k: int | None
     m: int | None
@@ -326,6 +328,7 @@ def _size_plans(
             SizePlan(
                 r1=design.r1,
                 target=t,
+                observed=change.estimate,
                 current=change.halfwidth(LEVEL),
                 k=None if best is None else best[0],
                 m=None if best is None else best[1],

@@ -17,8 +17,8 @@ from smoothstab.experiments.analysis.summary import Summary
 @dataclass(frozen=True)
 class Peak:
     """Where the mean of a similarity (SSIM, top-k mIoU) peaks over the sweep: ``r``, whether
-    that is the sweep's first or last r (``at_edge``: the peak may lie beyond, so no range is
-    given), the r whose paired difference to the peak's has a 95% interval holding 0
+    that is the sweep's last r, or its first above 0 (``at_edge``: the peak may lie beyond, so
+    no range is given), the r whose paired difference to the peak's has a 95% interval holding 0
     (``near``: the data cannot tell them from the peak), and the peak's gain over r = 0
     (``None`` where the peak is at 0 or r = 0 was not measured); intervals over retraining from
     four models, else over images for these models (``scope``)."""
@@ -51,7 +51,10 @@ def best_level(summary: Summary, method: str, metric: Metric) -> Peak | None:
             gain = inference.pair_difference(v[best.index], v[0])
     near = tuple(r for r, same in zip(rs, best.indistinguishable, strict=True) if same)
     scope = next(e.scope for e in best.to_best if e is not None)
-    return Peak(rs[best.index], best.at_edge, near, gain, scope)
+    # at r = 0 the sweep cannot miss a peak below it: only a peak at its last (or a first r
+    # above 0) may lie beyond the sweep
+    edge = best.index == len(rs) - 1 or (best.index == 0 and rs[0] > 0)
+    return Peak(rs[best.index], edge, near, gain, scope)
 
 
 def size_change(

@@ -142,42 +142,43 @@ def scope_lines(found: list[Split]) -> list[str]:
         f"Intervals are 95%, over retraining (the {models_phrase(ks)} per training-set size "
         f"stand for models trained anew), the {images} and their Monte-Carlo draws: pairs "
         "share models, so they are not independent, and the interval comes from the models "
-        "(docs/estimators.md). The numbers are those of this run's models; another run (or "
-        "another CPU, whose training differs in the last bits) gives other numbers, within "
-        "these intervals."
+        "(docs/estimators.md). The numbers are those of this run's models: a rerun (or another "
+        "CPU, whose training differs in the last bits) trains other models and gets other "
+        "numbers; each interval is built to cover, 95% of the time, the value over all such "
+        "retrainings, images and draws."
     )
     if ks[0] < MIN_MODELS:
         text += f" Sizes with fewer than {MIN_MODELS} models get no verdict."
     return [text]
 
 
-def plan_sentence(a: MethodAdvice, plan: SizePlan, sizes: int) -> str:
-    """'To tell a change of +-2.0% (...) for Grad-CAM you need about 9 models and 64 images.'"""
-    at = f" at n = {a.n}" if sizes > 1 and a.n is not None else ""
-    what = f"the unit-map distance's change from r = 0 to {plan.r1:g} for {NAMES[a.method]}{at}"
-    target = (
-        f"+-{100 * plan.target:.1f}% (a 95% interval that wide; this run's: "
-        f"+-{100 * plan.current:.1f}%)"
+def plan_sentence(a: MethodAdvice, sizes: int) -> str:
+    """'Grad-CAM: to tell a 2.0% change from none (...): about 9 models and 64 test images; to
+    tell a change as large as the observed +10%, about 10 models and 48 test images.'"""
+    at = f" (n = {a.n})" if sizes > 1 and a.n is not None else ""
+    plan, *rest = a.plans
+
+    def needs(p: SizePlan) -> str:
+        if p.k is None:
+            return "out of reach with up to 40 models and 1024 test images"
+        return f"about {p.k} models and {p.m} test images"
+
+    text = (
+        f"{NAMES[a.method]}{at}: to tell a {100 * plan.target:.1f}% change from none (a 95% "
+        f"interval of +-{100 * plan.target:.1f}% on the unit-map distance's change from r = 0 to "
+        f"{plan.r1:g}, against this run's {pct(plan.observed)} +-{100 * plan.current:.1f}%): "
+        f"{needs(plan)}"
     )
-    if plan.k is None:
-        return (
-            f"To pin {what} to {target}, no design with up to 40 models and 1024 images "
-            "suffices: retrained models differ too much."
-        )
-    return (
-        f"To tell {what} to {target}, you need about {plan.k} models and {plan.m} test images "
-        f"(predicted half-width {100 * plan.halfwidth:.1f}%)."
-    )
+    for p in rest:
+        text += f"; to tell a change as large as the observed {pct(p.observed)}, {needs(p)}"
+    return text + "."
 
 
 def plan_lines(advice: Advice | None, sizes: int) -> list[str]:
     """The sample-size sentences, with how they were made."""
     if advice is None:
         return []
-    lines = []
-    for a in advice.methods:
-        for plan in a.plans:
-            lines.append(plan_sentence(a, plan, sizes))
+    lines = [plan_sentence(a, sizes) for a in advice.methods if a.plans]
     if not lines:
         return []
     first = next(a for a in advice.methods if a.plans).plans[0]
@@ -185,8 +186,9 @@ def plan_lines(advice: Advice | None, sizes: int) -> list[str]:
         f"These plans come from this run's own variance components ({first.pilot_k} models, "
         f"{first.pilot_m} images; the cheapest design, counting a model's training as "
         f"{first.cost_per_model:,.0f} and an image's attribution as {first.cost_per_image:,.0f} "
-        "model evaluations). One run's components are noisy: treat a plan as a rough guide "
-        "(`smoothstab plan --pilot RUN_DIR --target-halfwidth X` prices it)."
+        "model evaluations; the predicted median half-width). One run's components are noisy: "
+        "treat a plan as a rough guide (`smoothstab plan --pilot RUN_DIR --target-halfwidth X` "
+        "prices it)."
     )
     return lines
 

@@ -184,17 +184,21 @@ def advice_text(a: MethodAdvice, summary: Summary) -> str:
     if lv is not None and lv.change is not None:
         c = lv.change
         text += f", stability change from r = 0: {c.estimate:+.3g} [{c.lo:+.3g}, {c.hi:+.3g}]"
-    if a.best_r != a.recommended_r:
+    same = a.best_r == a.recommended_r
+    if not same:
         text += f"; the most stable r within the budget, {a.best_r:g}, cannot be told from it"
     if a.best_at_sweep_edge:
         text += "; the most stable r is the sweep's largest: the curve may keep falling beyond"
     elif a.best_at_budget_edge:
-        text += "; the most stable r sits at the fidelity budget's edge"
+        text += (
+            "; it is the most stable r within the budget" if same else "; that r"
+        ) + " and the budget's edge: the next r's fidelity error is over the budget"
     if a.knee_r is not None:
         text += f"; knee of the trade-off at r = {a.knee_r:g}"
         if a.knee_range is not None:
             lo, hi = a.knee_range
-            text += f" ({lo:g} to {hi:g} with one model left out)"
+            alone = f"{lo:g} with any one model left out" if lo == hi else None
+            text += f" ({alone or f'{lo:g} to {hi:g} with one model left out'})"
     return text + "."
 
 
@@ -275,7 +279,8 @@ def sizes_section(
             out += [
                 Paragraph(
                     f"{NAMES[m]} per n: the raw L2 stability error, the scale-free unit-map "
-                    "distance, the map norm, and the models' test accuracy."
+                    "distance, the map norm (each with its 95% interval, as above), and the "
+                    "models' test accuracy."
                 ),
                 overview_,
             ]
