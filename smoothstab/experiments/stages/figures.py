@@ -73,7 +73,7 @@ def _curve(
 
 
 BAND_LABELS = {  # the figures' y-labels say which band they draw
-    "interval": "band: 95% interval over models, images, draws",
+    "interval": "band: 95% interval over models, images, draws (< 4 models: images)",
     "t95": "band: paper's t over pairs (replication)",
     "sd": "band: paper's +-1 sd over pairs",
 }

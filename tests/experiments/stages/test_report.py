@@ -162,6 +162,18 @@ def test_the_report_shows_table1_csv_and_the_recorded_sigma(tmp_path):
     assert "| 0.1 | 0.3 |" in md and "| 0.15 | 0.45 |" in md
 
 
+def test_one_pair_is_these_two_models_on_the_first_screen(tmp_path):
+    """Two models: the report's first screen says its intervals are about these two models,
+    over images and draws only, and gives no verdict about retrained models."""
+    d = evaluated_run(tmp_path)
+    assert main(["report", str(d), "--quiet"]) == 0
+    md = (d / "report.md").read_text()
+    first = md[: md.index("## Conventions")]
+    assert "One pair of models: every interval below is about these two models" in first
+    assert "these two models only: no verdict about retrained models" in first
+    assert "| the maps agree" not in first and "recommended r" in first  # no verdict cell
+
+
 def test_the_report_refuses_a_damaged_table1_csv_in_one_line(tmp_path, capsys):
     d = evaluated_run(tmp_path)
     text = (d / "table1.csv").read_text()
