@@ -69,9 +69,11 @@ def _cells(per_unit: dict[str, dict[int, list[float]]]) -> Cells:
     if rectangular:
         values = np.array([[per_unit[u][i][0] for i in images] for u in units], dtype=np.float64)
     else:  # units that saw other images: each unit's mean, no per-image structure
-        values = np.array([[math.fsum(sum(per_unit[u].values(), [])) / sum(
-            len(v) for v in per_unit[u].values())] for u in units], dtype=np.float64)  # fmt: skip
-        images = [0]
+        means = []
+        for u in units:
+            found = [v for per_image in per_unit[u].values() for v in per_image]
+            means.append([math.fsum(found) / len(found)])
+        values, images = np.array(means, dtype=np.float64), [0]
     return Cells(tuple(units), tuple(images), values, pairs, k, complete, rectangular)
 
 

@@ -12,8 +12,6 @@ from four models per n on (fewer: the per-pair values, and no verdict).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from smoothstab.experiments.analysis.advice import Advice, MethodAdvice, SizePlan
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
@@ -21,11 +19,7 @@ from smoothstab.experiments.analysis.verdicts import Split
 from smoothstab.experiments.pages.blocks import Block, Heading, Paragraph, Table
 from smoothstab.experiments.pages.findings import fmt
 from smoothstab.experiments.pages.names import MEASURES, NAMES, models_phrase, over_phrase
-
-if TYPE_CHECKING:
-    pass
-
-MIN_MODELS = 4  # smoothstab.inference.MIN_MODELS, said in words
+from smoothstab.inference import MIN_MODELS
 
 
 def pct(x: float) -> str:

@@ -43,6 +43,7 @@ from smoothstab.experiments.rundir.bounds_record import read_bounds
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.table1_file import read_table1
 from smoothstab.experiments.rundir.train_record import TrainRecord, read_train_record
+from smoothstab.inference import MIN_MODELS
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import ExperimentConfig
@@ -172,7 +173,7 @@ def advice_text(a: MethodAdvice, summary: Summary) -> str:
         who = "these two models" if a.k == 2 else f"{a.k} models"
         return (
             f"{name}: {who}: too few for advice that holds for models trained anew (it needs "
-            f"4 or more); the most stable r within the budget is {a.best_r:g} here."
+            f"{MIN_MODELS} or more); the most stable r within the budget is {a.best_r:g} here."
         )
     if a.status == "no smoothing":
         return (
@@ -314,7 +315,7 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[di
             "with its 95% interval, "
             + (
                 f"over retraining ({k} models), the {m} test images and their Monte-Carlo draws; "
-                if k >= 4
+                if k >= MIN_MODELS
                 else f"over the {m} test images and their draws, for these {k} models only; "
             )
             + "the MC s.e. is the Monte-Carlo error alone (already inside the interval, each "
