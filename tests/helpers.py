@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -314,3 +315,54 @@ def no_arguments() -> nn.Module:
 
 def not_a_module(num_classes: int) -> str:
     return "model"
+
+
+def crossed_rows(
+    k: int,
+    m: int,
+    change: dict[float, float],
+    *,
+    model_sd: float = 0.03,
+    noise: float = 0.01,
+    fidelity: dict[float, float] | None = None,
+    seed: int = 0,
+    method: str = "grad",
+    n: int | str = "",
+    first: int = 0,
+) -> list[dict]:
+    """``metrics.csv`` rows of a designed crossed run: ``k`` models (numbered from ``first``),
+    every pair, ``m`` images, r in ``change``. Per pair (a, b) and image i the unit-map distance
+    (plain and debiased) is ``u_i (1 + change[r]) (1 + e_a + e_b) + noise``, with image levels
+    ``u_i`` around 1, model effects ``e ~ N(0, model_sd)`` and fresh noise per cell; the raw
+    distance is 10 times it and each model's map norm falls 20% by the largest r, so the raw
+    distance falls 20% more than the unit one. Per model: the fidelity error ``fidelity[r]``
+    (default ``r``) and the map norm."""
+    rng = random.Random(seed)
+    models = [first + a for a in range(k)]
+    effect = {a: rng.gauss(0, model_sd) for a in models}
+    level = [1 + rng.gauss(0, 0.1) for _ in range(m)]
+    r_max = max(change)
+    rows = []
+    for r, c in change.items():
+        base = {"setting": "DT", "n": n, "method": method, "r": r, "sigma": 3 * r, "stderr": ""}
+        shrink = 1 - 0.2 * r / r_max if r_max else 1.0
+        for a, b in itertools.combinations(models, 2):
+            for i in range(m):
+                u = level[i] * (1 + c) * (1 + effect[a] + effect[b]) + rng.gauss(0, noise)
+                for metric, value in (("unit_distance", u), ("unit_distance_debiased", u),
+                                      ("stability", 10 * u * shrink),
+                                      ("stability_debiased", 10 * u * shrink)):  # fmt: skip
+                    rows.append({**base, "metric": metric, "pair": f"{a}-{b}", "model": "",
+                                 "image": i, "value": value})  # fmt: skip
+        for a in models:
+            for i in range(m):
+                fid = (fidelity or {}).get(r, r)
+                for metric, value in (
+                    ("fidelity", fid),
+                    ("fidelity_debiased", fid),
+                    ("map_norm", 5 * shrink),
+                    ("map_norm_debiased", 5 * shrink),
+                ):
+                    rows.append({**base, "metric": metric, "pair": "", "model": str(a),
+                                 "image": i, "value": value})  # fmt: skip
+    return rows

@@ -303,6 +303,20 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="SECONDS",
         help="about how long each timed measurement may take (default 1)",
     )
+    p.add_argument(
+        "--pilot",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a finished run directory: plan how many models per size and test images give each "
+        "method's change an interval of --target-halfwidth, from its variance components, and "
+        "plan that run",
+    )
+    p.add_argument(
+        "--target-halfwidth",
+        metavar="X",
+        help="with --pilot: the 95%% interval's half-width, as a fraction of the unit-map "
+        "distance at r = 0 (default: the config's evaluation.target_halfwidth, 0.02)",
+    )
     _common(p, run_dir=False)
     p.set_defaults(func=run_plan)
 
@@ -320,6 +334,18 @@ def run_plan(args: argparse.Namespace) -> int:
         budget = math.nan
     if not 0 < budget < math.inf:
         raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
+    if args.pilot is not None:
+        from smoothstab.experiments.plan.pilot import pilot_plan
+        from smoothstab.experiments.plan.text import format_pilot
+
+        target = _target(args.target_halfwidth, cfg.evaluation.target_halfwidth)
+        pp = pilot_plan(cfg, args.pilot, target)
+        print(format_pilot(pp), "", sep="\n", flush=True)
+        if pp.config is None:
+            return 0
+        cfg = pp.config
+    elif args.target_halfwidth is not None:
+        raise ConfigError("--target-halfwidth: needs --pilot RUN_DIR, the run it plans from")
     plan = make_plan(cfg, timing=not args.no_timing, budget=budget)  # in the config's code folder
     print(format_plan(plan, cfg), flush=True)
     line = over_threshold(cfg, plan)
@@ -441,6 +467,24 @@ def _compare_header(cfg: ExperimentConfig, images: object) -> str:
         f"IG sampler {a.ig_sampler}; change any with --set KEY=VALUE (smoothstab config "
         "own_checkpoints lists them)\n"
     )
+
+
+def _target(text: str | None, default: float) -> float:
+    """``--target-halfwidth``'s value, a number in (0, 10) (the config's when not given)."""
+    if text is None:
+        return default
+    from smoothstab.experiments.config.parse import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 10:
+        raise ConfigError(
+            f"--target-halfwidth: expected a fraction of the baseline in (0, 10), e.g. 0.05, got "
+            f"{text!r}"
+        )
+    return value
 
 
 def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

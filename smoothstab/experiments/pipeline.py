@@ -116,7 +116,7 @@ def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
 def figures_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     from smoothstab.experiments.stages import figures  # matplotlib only when drawing
 
-    figures.make_figures(cfg, run, run.summary(cfg.evaluation.band), run.advice())
+    figures.make_figures(cfg, run, run.summary(), run.advice())
 
 
 def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
@@ -131,12 +131,12 @@ def bounds_stage(cfg: ExperimentConfig, run: RunDir) -> None:
     from smoothstab.experiments.stages import figures  # matplotlib only when drawing
 
     models = RunModels(cfg, run).models()
-    res = theory.bounds_run(cfg, run, models, run.summary(cfg.evaluation.band))
+    res = theory.bounds_run(cfg, run, models, run.summary())
     figures.bounds_figure(res, run.figure("bounds"))
 
 
 def report_stage(cfg: ExperimentConfig, run: RunDir) -> None:
-    report.make_report(cfg, run, run.summary(cfg.evaluation.band), run.advice())
+    report.make_report(cfg, run, run.summary())
 
 
 STAGES = {

@@ -14,7 +14,7 @@ file, a wrong value, a path that cannot be used. The promise, checked for each:
 Nothing here trains a model: run directories are made by hand (an untrained checkpoint is a
 checkpoint), so the whole table runs in a few seconds.
 
-Long because it is one table of 164 cases, each a line or two.
+Long because it is one table of 170 cases, each a line or two.
 """
 
 from __future__ import annotations
@@ -845,6 +845,41 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"--budget: expected a number of seconds > 0, got 'inf'",
         (),
     ),
+    "plan with a target half-width but no pilot": (
+        plan("--target-halfwidth", "0.05"),
+        r"--target-halfwidth: needs --pilot RUN_DIR, the run it plans from",
+        (),
+    ),
+    "plan with a word for a target half-width": (
+        lambda t: [
+            "plan",
+            config(t),
+            "--no-timing",
+            "--pilot",
+            str(fake_run(t)),
+            "--target-halfwidth",
+            "two percent",
+        ],  # fmt: skip
+        r"--target-halfwidth: expected a fraction of the baseline in \(0, 10\), e\.g\. 0\.05, "
+        r"got 'two percent'",
+        (),
+    ),
+    "plan from a pilot that was never evaluated": (
+        lambda t: ["plan", config(t), "--no-timing", "--pilot", str(fake_run(t))],
+        r"--pilot: .*run has no metrics\.csv; give a run directory whose evaluate stage ran",
+        (),
+    ),
+    "plan from a pilot for given checkpoints": (
+        lambda t: ["plan", "paper/table1_dr", "--no-timing", "--pilot", str(fake_run(t))],
+        r"--pilot: plans how many models to train per size; setting DR compares the models it "
+        r"is given \(use setting DT\)",
+        (),
+    ),
+    "a target half-width of 0": (
+        run("--set", "evaluation.target_halfwidth=0"),
+        r"target_halfwidth: expected a number in \(0, 10\), got 0",
+        (),
+    ),
     # the API: smoothing, packed levels, smoothed IG, weight noise
     "api stats_at no levels": (
         api(lambda: levels()),
@@ -1555,7 +1590,7 @@ CASES.update(CODE_CASES)
 
 def test_the_catalogue_is_large_enough():
     cli = [k for k in CASES if not k.startswith("api ")]
-    assert len(CASES) >= 220 and len(cli) >= 149, (len(CASES), len(cli))  # docs/reliability.md
+    assert len(CASES) >= 225 and len(cli) >= 154, (len(CASES), len(cli))  # docs/reliability.md
 
 
 SLOW = {

@@ -70,19 +70,19 @@ def test_quickstart_acceptance(tmp_path):
             assert rises([fid[r] for r in rs]), (method, suffix, fid)
     md = (out / "report.md").read_text()
     for name in ("Simple-Grad", "Integrated-Gradients"):
-        for n in (800, 1600):
-            for estimate in ("paper's plain estimate", "our debiased estimate"):
-                start = f"- {name} (n = {n}), {estimate}: stability"
-                line = next(line for line in md.splitlines() if line.startswith(start))
-                assert "stability error falls" in line and "fidelity error rises" in line, line
-    assert "## Stability and the training-set size" in md
+        for estimate in ("paper's plain estimate", "our debiased estimate"):
+            start = f"- {name}, {estimate}: stability"  # one training-set size: no n
+            line = next(line for line in md.splitlines() if line.startswith(start))
+            assert "stability error falls" in line and "fidelity error rises" in line, line
     # Smoothing shrinks every method's maps; by the scale-free measure Smooth-Grad's maps still
-    # come to agree more, and the report opens with that answer.
+    # come to agree more, beyond the interval over the six models (-10% [-15%, -4.8%] in the run
+    # docs/quickstart.md quotes), and the report opens with that answer.
     for method in ss.METHODS:
         norm = mean_curve(rows, method, "map_norm")
         assert norm[0.4] < 0.95 * norm[0.0], (method, norm)
     opening = md[: md.index("## Conventions")]
-    row = next(line for line in opening.splitlines() if line.startswith("| Simple-Grad | 1600 |"))
+    row = next(line for line in opening.splitlines() if line.startswith("| Simple-Grad | 800 |"))
+    assert "retraining (6 models), 24 images, draws" in row
     assert "the maps agree more" in row and row.endswith("| unit-map distance |"), row
     for name in ("config.toml", "metrics.csv", "table1.csv", "report.html", "bounds.json"):
         assert (out / name).is_file()

@@ -1,19 +1,21 @@
 """Agreement or shrinkage, in numbers: how the raw stability error of a method and training-set
 size changes from r = 0 to the largest r, split into the map norm and the scale-free unit-map
-distance, with the latter's interval deciding the verdict. The report's words for it are in
+distance, the latter's relative change with its interval (:func:`smoothstab.inference.
+relative_change`: over retraining, the images and their draws from four models on; over images
+and draws for these models below that). The report's words for it are in
 :mod:`smoothstab.experiments.pages.answer`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from smoothstab.experiments.analysis.aggregate import Band, band
+import numpy as np
+
+from smoothstab import inference
+from smoothstab.experiments.analysis.aggregate import Band
 from smoothstab.experiments.analysis.measures import Metric
-from smoothstab.experiments.analysis.summary import Summary
-
-if TYPE_CHECKING:
-    pass
+from smoothstab.experiments.analysis.summary import LEVEL, Summary
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,11 @@ class Split:
     ``r1``, split into the models' map norm (size) and the unit-map distance (direction).
 
     ``l2``, ``norm``: relative changes of the means over pairs and models; ``unit``: the
-    relative change of the unit-map distance, its mean over pairs and the interval (``how``
-    says of what: the spread over model pairs, or the Monte-Carlo error when there is one pair).
-    Since ``||a - b||^2 = (||a|| - ||b||)^2 + ||a|| ||b|| u^2``, the raw change is about the
-    product of the other two when the models' norms are alike.
+    relative change of the unit-map distance with its 95% interval (a band of width 0 where
+    there is none), ``change`` its estimate (``None``: no interval, e.g. one image),
+    ``per_pair`` each pair's own relative change; ``k`` models, ``m`` images. Since ``||a -
+    b||^2 = (||a|| - ||b||)^2 + ||a|| ||b|| u^2``, the raw change is about the product of the
+    other two when the models' norms are alike.
     """
 
     method: str
@@ -34,57 +37,68 @@ class Split:
     l2: float
     norm: float
     unit: Band
-    how: str
-    bounded: bool = True  # False: one pair and no Monte-Carlo error, so no interval
+    change: inference.MeanEstimate | None
+    per_pair: dict[str, float]
+    k: int
+    m: int
 
     @property
-    def verdict(self) -> str:
-        if not self.bounded:
-            return "no interval to tell"
-        if self.unit.hi < 0:
-            return "the maps agree more"
-        if self.unit.lo > 0:
-            return "the maps agree less"
-        return "no more or less than the interval can tell"
+    def decided(self) -> bool:
+        """The interval is over retraining (four models or more): it may carry a verdict."""
+        return self.change is not None and self.change.scope == "retraining"
+
+    @property
+    def sign(self) -> int | None:
+        """-1: the maps agree more, +1: less, 0: the interval cannot tell; ``None``: no verdict
+        (fewer than four models, or no interval)."""
+        return self.change.sign(LEVEL) if self.decided else None
 
     @property
     def shrinkage_only(self) -> bool:
-        """The raw distance falls while the maps do not measurably come to agree more."""
-        return self.l2 < 0 and self.verdict != "the maps agree more"
+        """The raw distance falls while the maps do not measurably come to agree more (with
+        four models or more: below that nothing is measurable)."""
+        return self.l2 < 0 and self.decided and self.sign != -1
 
 
-def split(
-    summary: Summary, method: str, n: int | None, debiased: bool, kind: str = "t95"
-) -> Split | None:
+def split(summary: Summary, method: str, n: int | None, debiased: bool) -> Split | None:
     """The :class:`Split` from r = 0 to the largest r of the stability sweep (``None`` when the
     run lacks a curve)."""
     unit_metric = Metric.of("unit_distance", debiased)
-    curve = summary.curve(method, unit_metric, n)
-    if len(curve) < 2 or curve[0][0] != 0:
+    rs = summary.levels(method, unit_metric, n)
+    if len(rs) < 2 or rs[0] != 0:
         return None
-    r1 = curve[-1][0]
-    at0, at1 = (summary.per_pair_or_model(method, unit_metric, r, n) for r in (0.0, r1))
-    per_pair = [at1[p] / at0[p] - 1 for p in at0 if p in at1 and at0[p] > 0]
+    r1 = rs[-1]
+    at0, at1 = (summary.cells(method, unit_metric, r, n) for r in (0.0, r1))
+    means0, means1 = at0.unit_means(), at1.unit_means()
+    per_pair = {p: means1[p] / means0[p] - 1 for p in means0 if p in means1 and means0[p] > 0}
     if not per_pair:
         return None
-    if len(per_pair) > 1:
-        unit, how = band(per_pair, kind), f"interval over {len(per_pair)} model pairs"
-    else:  # no spread over pairs to show: the Monte-Carlo error alone, when the run has it
-        se = summary.mc_stderr(method, unit_metric, r1, n)
-        half = 0.0 if se is None else 1.96 * se / curve[0][1].mean
-        unit = Band(per_pair[0], per_pair[0] - half, per_pair[0] + half)
-        how = "one model pair, " + ("no interval" if se is None else "Monte-Carlo interval only")
+    change = None
+    same = (at0.units, at0.images) == (at1.units, at1.images) and at0.rectangular
+    if same and at0.m >= 2 and np.all(np.isfinite(at0.values)) and np.all(np.isfinite(at1.values)):
+        try:
+            if at0.pairs and at0.complete:
+                change = inference.relative_change(at1.values, at0.values)
+            else:  # hand-picked pairs: each a fixed unit, over images only
+                change = inference.relative_change(
+                    at1.values, at0.values, per_model=True, scope="these models"
+                )
+        except ValueError:  # a baseline of 0
+            change = None
+    if change is None:
+        mean = float(np.mean(at1.values) / np.mean(at0.values) - 1)
+        unit = Band(mean, mean, mean)
+    else:
+        unit = Band(change.estimate, *change.interval(LEVEL))
 
-    def change(metric: Metric) -> float:
-        return (
-            summary.get(method, metric, r1, n).mean / summary.get(method, metric, 0.0, n).mean - 1
-        )
+    def rel(metric: Metric) -> float:
+        a, b = summary.get(method, metric, r1, n), summary.get(method, metric, 0.0, n)
+        return math.nan if a is None or b is None else a.mean / b.mean - 1
 
-    l2, norm = change(Metric.stability(debiased)), change(Metric.of("map_norm", debiased))
-    bounded = len(per_pair) > 1 or summary.mc_stderr(method, unit_metric, r1, n) is not None
-    return Split(method, n, r1, l2, norm, unit, how, bounded)
+    l2, norm = rel(Metric.stability(debiased)), rel(Metric.of("map_norm", debiased))
+    return Split(method, n, r1, l2, norm, unit, change, per_pair, at0.k, at0.m)
 
 
-def splits(summary: Summary, methods: list[str], debiased: bool, kind: str) -> list[Split]:
-    found = (split(summary, m, n, debiased, kind) for m in methods for n in summary.sizes)
+def splits(summary: Summary, methods: list[str], debiased: bool) -> list[Split]:
+    found = (split(summary, m, n, debiased) for m in methods for n in summary.sizes)
     return [s for s in found if s is not None]

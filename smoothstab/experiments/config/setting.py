@@ -75,6 +75,7 @@ class Setting:
     title: ClassVar[str]  # the report's line
     no_bounds: ClassVar[str] = ""  # why the bounds stage is skipped (empty: it runs)
     sgd_bounds: ClassVar[bool] = False  # Theorems 5-6: trained here by SGD on disjoint parts
+    parts_are_models: ClassVar[bool] = False  # train.parts sets the models per size (plan --pilot)
     every_pair_drawn: ClassVar[bool] = False  # map grids show every pair, not the first
     trains_twin: ClassVar[bool] = (
         False  # sanity.labels: a model can be retrained on permuted labels
@@ -199,6 +200,7 @@ class DisjointParts(Setting):
     sgd_bounds = True
     trains_twin = True
     trains = True
+    parts_are_models = True
 
     @classmethod
     def check_specs(cls, m: ModelsConfig) -> None:

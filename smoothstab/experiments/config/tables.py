@@ -506,14 +506,22 @@ class EvaluationConfig:
 
     debiased: bool = True
     """Also the split-half debiased distances (ours) beside the plain ones (the paper's)."""
-    band: Literal["t95", "sd"] = "t95"
-    """The band over model pairs or models: ``t95`` (95% Student-t interval of the mean) or
-    ``sd`` (one sample standard deviation)."""
+    band: Literal["interval", "t95", "sd"] = free("interval")
+    """The figures' bands: ``interval``, the 95% interval over retraining, the test images and
+    their Monte-Carlo draws (with fewer than four models per n, over the images for these
+    models), as every table and verdict uses; or the paper's bands over the pair (or model)
+    means, to replicate its figures: ``t95`` (Student-t with K - 1 degrees of freedom, too
+    narrow as an interval since pairs share models) or ``sd`` (one sample standard deviation).
+    No verdict depends on it."""
     topk: int = 500
     """k of top-k mIoU (left unset, at most a quarter of an image's pixels)."""
     fidelity_budget: float = 0.2
     """The fidelity error allowed for the recommended r, relative to the unsmoothed map's
     norm."""
+    target_halfwidth: float = 0.02
+    """The report's sample-size plan: how many models per n and test images would give each
+    method's relative change of the unit-map distance (r = 0 to the largest r) a 95% interval
+    of this half-width (0.02: +-2% of its value at r = 0)."""
     grid_images: int = 4
     """Images per map grid."""
     grid_pairs: tuple[str, ...] = ()
@@ -535,6 +543,10 @@ class EvaluationConfig:
                 raise ValueError(f'grid_pairs: expected pairs like "0-1", got {pair!r}')
         if not self.fidelity_budget >= 0:
             raise ValueError(f"fidelity_budget: expected a number >= 0, got {self.fidelity_budget}")
+        if not 0 < self.target_halfwidth < 10:
+            raise ValueError(
+                f"target_halfwidth: expected a number in (0, 10), got {self.target_halfwidth}"
+            )
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,17 @@ CONVENTIONS = [
     "Noise level r = sigma / (x_max - x_min) with x_max - x_min = {x_range:.4f} for this "
     "dataset's normalisation; every table gives r and the absolute sigma.",
     "Stability error (Eq. 12): per image ||Sal_A(x) - Sal_B(x)||_2 on raw maps, mean over "
-    "images, then mean and band over model pairs. Fidelity error (Eq. 13): per image "
+    "images, then mean over model pairs. Fidelity error (Eq. 13): per image "
     "||Smoothed(x) - Unsmoothed(x)||_2 for the same model, mean over images and models.",
     "Size and direction apart: the unit-map distance ||a/||a|| - b/||b|| || = sqrt(2 - 2 cos) "
     "of the raw maps (0: same direction, 1.41: unrelated, 2: opposite) does not change when a "
     "map is scaled, the map norm ||a|| is each model's own; ||a - b||^2 = (||a|| - ||b||)^2 + "
     "||a|| ||b|| u^2. Rank agreement: Spearman's rho of the |map| views. The stability measure "
     "the advice minimises: {measure}.",
-    "Bands: {band_name}.",
+    "Intervals in tables and verdicts: 95%, over retraining (from four models per training-set "
+    "size; pairs share models, so the interval comes from the models, not the pairs), the test "
+    "images and their Monte-Carlo draws (each image has its own); with fewer models, over the "
+    "images and draws for these models only. Figure bands: {band_name}.",
     "SSIM: on 2-D views (sum of |values| over channels, scaled by min and 99th percentile, "
     "clipped), scikit-image settings of Wang et al. 2004. Top-k mIoU: k = {topk} most salient "
     "pixels of the abs-sum maps, IoU = |A n B| / |A u B|, ties broken by lower pixel index.",

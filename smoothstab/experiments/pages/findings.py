@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from smoothstab.experiments.analysis.aggregate import Band
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
-from smoothstab.experiments.analysis.sweep import best_level
+from smoothstab.experiments.analysis.sweep import Peak, best_level, size_change
 from smoothstab.experiments.pages.blocks import Table
 from smoothstab.experiments.pages.names import NAMES
 
 if TYPE_CHECKING:
-    pass
+    from smoothstab.inference import MeanEstimate
 
 
 def fmt(value: Band | float | None) -> str:
@@ -67,9 +67,10 @@ def trends(summary: Summary, methods: list[str], debiased: bool) -> list[str]:
     return out
 
 
-def size_verdict(bands: list[Band]) -> str:
-    """How a metric moves from the smallest to the largest training-set size."""
-    means = [b.mean for b in bands]
+def size_verdict(change: MeanEstimate | None, means: list[float]) -> str:
+    """How a metric moves from the smallest to the largest training-set size: the direction of
+    the means, and whether the difference between the largest and smallest n is measurable
+    (:func:`~smoothstab.experiments.analysis.sweep.size_change`)."""
     steps = [b - a for a, b in itertools.pairwise(means)]
     if all(s < 0 for s in steps):
         word = "falls"
@@ -77,15 +78,19 @@ def size_verdict(bands: list[Band]) -> str:
         word = "rises"
     else:
         return "no monotone change"
-    apart = all(
-        (b.hi < a.lo) if word == "falls" else (b.lo > a.hi) for a, b in itertools.pairwise(bands)
-    )
-    return f"{word} with n" + (" (intervals apart)" if apart else " (intervals overlap)")
+    if change is None:
+        return f"{word} with n (no interval)"
+    lo, hi = change.interval()
+    d = f"{change.estimate:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    if change.scope != "retraining":
+        return f"{word} with n ({d}; images only, these models)"
+    return f"{word} with n" + (" (measurably: " if change.sign() else " (cannot tell: ") + d + ")"
 
 
 def size_table(summary: Summary, method: str, metric: Metric) -> Table | None:
     """Per r: ``metric`` at each training-set size with its interval, and whether it falls with
-    n; ``None`` when the run has one size."""
+    n (the largest n minus the smallest, with its interval); ``None`` when the run has one
+    size."""
     sizes = summary.sizes
     if len(sizes) < 2:
         return None
@@ -94,22 +99,39 @@ def size_table(summary: Summary, method: str, metric: Metric) -> Table | None:
         bands = [summary.get(method, metric, r, n) for n in sizes]
         if None in bands:
             continue
-        rows.append([f"{r:g}", *(fmt(b) for b in bands), size_verdict(bands)])
-    return Table(["r", *(f"n = {n}" for n in sizes), "with more training data"], rows)
+        change = size_change(summary, method, metric, r)
+        verdict = size_verdict(change, [b.mean for b in bands])
+        rows.append([f"{r:g}", *(fmt(b) for b in bands), verdict])
+    header = ["r", *(f"n = {n}" for n in sizes), f"n = {sizes[-1]} vs n = {sizes[0]}"]
+    return Table(header, rows)
 
 
-def best_levels(summary: Summary, methods: list[str], topk: int, kind: str) -> list[str]:
-    """Fig. 6 in words: where SSIM and top-k mIoU peak, per method."""
+def peak_sentence(name: str, peak: Peak) -> str:
+    """'SSIM is highest at r = 0.1 (0.064-0.144 cannot be told from it), +0.021 [+0.004, +0.038]
+    above r = 0'."""
+    text = f"{name} is highest at r = {peak.r:g}"
+    if peak.at_edge:
+        return text + " (at the edge of the sweep: the peak may lie beyond it, no range given)"
+    near = [r for r in peak.near if r != peak.r]
+    if near:
+        text += f" (r = {min(peak.near):g} to {max(peak.near):g} cannot be told from it)"
+    if peak.gain is not None:
+        lo, hi = peak.gain.interval()
+        word = "measurably " if peak.gain.sign() > 0 else ""
+        text += f", {word}above r = 0 by {peak.gain.estimate:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    return text
+
+
+def best_levels(summary: Summary, methods: list[str], topk: int) -> list[str]:
+    """Fig. 6 in words: where SSIM and top-k mIoU peak, per method, with the r the data cannot
+    tell from the peak (paired 95% intervals over retraining, images and draws)."""
     out = []
     for method in methods:
         parts = []
         for metric, name in ((Metric.SSIM, "SSIM"), (Metric.TOPK_IOU, f"top-{topk} mIoU")):
-            found = best_level(summary, method, metric, kind)
+            found = best_level(summary, method, metric)
             if found is not None:
-                r, peaks = found
-                parts.append(
-                    f"{name} is highest at r = {r:g} (the peak of each pair: {fmt(peaks)})"
-                )
+                parts.append(peak_sentence(name, found))
         if parts:
             out.append(f"{NAMES[method]}: " + "; ".join(parts) + ".")
     return out

@@ -1,4 +1,5 @@
-"""A plan as text, one section per stage: what ``smoothstab plan`` prints."""
+"""A plan as text, one section per stage, and a pilot's sample-size plan: what ``smoothstab plan``
+prints."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.plan.counts import SanityCost, training_config
 from smoothstab.experiments.plan.make import Plan
+from smoothstab.experiments.plan.pilot import PilotPlan
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import ExperimentConfig
@@ -151,3 +153,59 @@ def _sanity_lines(check: SanityCost | None) -> list[str]:
             "images seen"
         )
     return lines
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}%" if abs(x) < 0.0995 else f"{100 * x:+.0f}%"
+
+
+def format_pilot(pp: PilotPlan) -> str:
+    """A pilot plan as text: per method the pilot's change with its interval and the cheapest
+    design meeting the target, then the run that decides every method."""
+    first = pp.methods[0].design
+    size = "" if first.n is None else f" at n = {first.n}"
+    lines = [
+        f"sample size from the pilot {pp.pilot} ({first.components.k} models{size}, "
+        f"{first.components.m} images): each method's relative change of the unit-map distance "
+        f"from r = 0 to {first.r1:g}, for a 95% interval of +-{100 * pp.target:.1f}% (of its "
+        "value at r = 0)",
+        f"  cost: a model's training {_n(pp.cost_per_model)} and one image's attribution with one "
+        f"model {_n(pp.cost_per_image)} model evaluations (this config's counts)",
+    ]
+    rows = []
+    for p in pp.methods:
+        c = p.design.change
+        lo, hi = c.interval()
+        found = p.k is not None
+        rows.append(
+            [
+                p.design.method,
+                f"{_pct(c.estimate)} [{_pct(lo)}, {_pct(hi)}]",
+                f"+-{100 * c.halfwidth():.1f}%",
+                str(p.k) if found else ">40",
+                str(p.m) if found else "-",
+                f"+-{100 * p.halfwidth:.1f}%" if found else "-",
+                _n(p.cost) if found else "-",
+            ]
+        )
+    header = ["method", "pilot's change", "its +-", "models", "images", "predicted +-"]
+    lines += _table([*header, "evaluations"], rows)
+    if pp.config is None:
+        lines.append(
+            "  no run with up to 40 models per size and 1024 images reaches the target for every "
+            "method: the spread between retrained models dominates; aim for a wider interval"
+        )
+    else:
+        k, m = pp.config.train.parts, pp.config.attribution.n_images
+        lines.append(
+            f"  a run that decides every method: {k} models per size and {m} images "
+            f"(--set train.parts={k} --set attribution.n_images={m}); its plan follows"
+        )
+        if pp.short:
+            lines.append(f"  but the data set is too small for it: {pp.short}")
+    lines.append(
+        "  note: the predictions use the pilot's own variance components, whose model part has "
+        "k - 1 degrees of freedom: a plan from one small pilot is a rough guide (in simulation "
+        "the models planned from single six-model pilots ranged 7-28 for one target)"
+    )
+    return "\n".join(lines)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smoothstab.experiments.io.files import DamagedFile
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.table1_file import read_table1
 
@@ -39,12 +38,13 @@ class RunFrames:
     * :attr:`metrics`: ``metrics.csv``, one row per method, r, metric, model pair or model and
       image (``value``, and its Monte-Carlo ``stderr`` where the metric has one);
     * :meth:`summary`: per method, metric, r and training-set size, the mean over pairs (or
-      models) of their means over images, its band and its Monte-Carlo standard error: the
-      report's curves and sweep, one row each;
+      models) and images with its interval over models, images and draws, the paper's band
+      beside it and the Monte-Carlo standard error: the report's curves and sweep, one row
+      each;
     * :meth:`per_pair_or_model`: the means over images of each pair or model behind them;
     * :attr:`table1`: ``table1.csv``, the paper's Table 1 (with ``_lo``/``_hi`` bands);
-    * :attr:`recommendation`: the advised r per method, and :attr:`curves` the stability and
-      fidelity curves it was chosen from;
+    * :attr:`recommendation`: the advice per method and size (the recommended r, or none),
+      and :attr:`curves` the stability, its change from r = 0 and the fidelity it rests on;
     * :attr:`sanity`: ``sanity.csv`` (the sanity stage's rows; ``None`` when it did not run).
     """
 
@@ -81,16 +81,22 @@ class RunFrames:
 
         return self._memo("metrics", make)
 
-    def summary(self, band: str = "t95") -> pd.DataFrame:
-        """One row per (method, metric, r, n): ``mean`` over pairs or models, the band
-        ``lo``..``hi`` of kind ``band`` (``t95``: the 95% Student-t interval of the mean;
-        ``sd``: one standard deviation), ``mc_stderr``, ``units`` (pairs or models) and the
-        absolute ``sigma`` of r."""
+    def summary(self) -> pd.DataFrame:
+        """One row per (method, metric, r, n): the ``mean`` over pairs (or models) and images
+        and its 95% interval ``lo``..``hi`` -- over retraining, the test images and their
+        Monte-Carlo draws from four models on, over the images and draws of these models below
+        that (``interval_over`` says which; ``df`` its degrees of freedom) -- beside the paper's
+        band (``paper_lo``..``paper_hi``: Student-t over the pair or model means, a replication of
+        its figures, not an interval over retraining), ``mc_stderr``, ``units`` (pairs or
+        models), ``images`` and the absolute ``sigma`` of r: the report's curves and tables."""
 
         def make() -> pd.DataFrame:
-            s = self.run.summary(band)
+            s = self.run.summary()
             rows = []
-            for (method, metric, r, n), b in sorted(s.bands.items(), key=_order):
+            for method, metric, r, n in sorted(s.keys(), key=_order):
+                b, est = s.get(method, metric, r, n), s.estimate(method, metric, r, n)
+                paper = s.paper_band(method, metric, r, n)
+                cells = s.cells(method, metric, r, n)
                 rows.append(
                     {
                         "method": method,
@@ -101,13 +107,18 @@ class RunFrames:
                         "mean": b.mean,
                         "lo": b.lo,
                         "hi": b.hi,
-                        "mc_stderr": s.stderr.get((method, metric, r, n)),
-                        "units": len(s.by_pair_or_model.get((method, metric, r, n), {})),
+                        "interval_over": None if est is None else est.scope,
+                        "df": None if est is None else est.df,
+                        "paper_lo": paper.lo,
+                        "paper_hi": paper.hi,
+                        "mc_stderr": s.mc_stderr(method, metric, r, n),
+                        "units": len(cells.unit_means()),
+                        "images": cells.m,
                     }
                 )
             return _pandas().DataFrame(rows)
 
-        return self._memo(f"summary-{band}", make)
+        return self._memo("summary", make)
 
     def per_pair_or_model(self) -> pd.DataFrame:
         """One row per (method, metric, r, n, pair or model): its mean over images."""
@@ -116,7 +127,7 @@ class RunFrames:
             s = self.run.summary()
             rows = [
                 {"method": m, "metric": k, "r": r, "n": n, "pair_or_model": who, "mean": v}
-                for (m, k, r, n), found in sorted(s.by_pair_or_model.items(), key=_order)
+                for (m, k, r, n), found in sorted(s.by_pair_or_model.items(), key=_order_item)
                 for who, v in found.items()
             ]
             return _pandas().DataFrame(rows)
@@ -138,39 +149,70 @@ class RunFrames:
 
     @property
     def recommendation(self) -> pd.DataFrame:
-        """One row per method: the advice's numbers (``knee_r``, ``budget_r``, ...)."""
+        """One row per method and training-set size: the advice (``recommendation.json``):
+        its ``status``, the ``recommended_r`` (``None``: no smoothing recommended), the most
+        stable ``best_r`` within the fidelity budget and whether it sits at the sweep's or the
+        budget's edge, the ``knee_r`` with its range over leave-one-model-out curves, and the
+        models ``k`` and images ``m`` it rests on."""
 
         def make() -> pd.DataFrame:
-            advice = self._advice()
-            rows = [
-                {"method": m, **{k: v for k, v in a.items() if not isinstance(v, list | dict)}}
-                for m, a in advice.items()
-                if isinstance(a, dict)
-            ]
+            rows = []
+            for a in self.run.advice().methods:
+                knee = a.knee_range or (None, None)
+                rows.append(
+                    {
+                        "method": a.method,
+                        "n": a.n,
+                        "status": a.status,
+                        "recommended_r": a.recommended_r,
+                        "best_r": a.best_r,
+                        "best_at_sweep_edge": a.best_at_sweep_edge,
+                        "best_at_budget_edge": a.best_at_budget_edge,
+                        "knee_r": a.knee_r,
+                        "knee_lo": knee[0],
+                        "knee_hi": knee[1],
+                        "fidelity_budget": a.fidelity_budget,
+                        "measure": a.measure,
+                        "k": a.k,
+                        "m": a.m,
+                    }
+                )
             return _pandas().DataFrame(rows)
 
         return self._memo("recommendation", make)
 
     @property
     def curves(self) -> pd.DataFrame:
-        """One row per (method, r): the stability and fidelity values the advice used."""
+        """One row per (method, n, r): the stability the advice used with its interval, the
+        paired change from r = 0 with its interval, the fidelity error, and the advice's
+        flags (within the budget, measurably better than r = 0, not distinguishable from the
+        best)."""
 
         def make() -> pd.DataFrame:
-            rows = [
-                {"method": m, **point}
-                for m, a in self._advice().items()
-                if isinstance(a, dict)
-                for point in a.get("curve", [])
-            ]
+            rows = []
+            for a in self.run.advice().methods:
+                for lv in a.levels:
+                    stab, change = lv.stability, lv.change
+                    rows.append(
+                        {
+                            "method": a.method,
+                            "n": a.n,
+                            "r": lv.r,
+                            "stability": None if stab is None else stab.estimate,
+                            "stability_lo": None if stab is None else stab.lo,
+                            "stability_hi": None if stab is None else stab.hi,
+                            "change": None if change is None else change.estimate,
+                            "change_lo": None if change is None else change.lo,
+                            "change_hi": None if change is None else change.hi,
+                            "fidelity": lv.fidelity,
+                            "within_budget": lv.within_budget,
+                            "better": lv.better,
+                            "near_best": lv.near_best,
+                        }
+                    )
             return _pandas().DataFrame(rows)
 
         return self._memo("curves", make)
-
-    def _advice(self) -> dict:
-        advice = self.run.advice()
-        if not isinstance(advice, dict):
-            raise DamagedFile(self.run.recommendation, "expected a JSON object of methods")
-        return advice
 
     @property
     def sanity(self) -> pd.DataFrame | None:
@@ -191,9 +233,13 @@ class RunFrames:
         )
 
 
-def _order(item: tuple) -> tuple:
-    (method, metric, r, n), _ = item
+def _order(key: tuple) -> tuple:
+    method, metric, r, n = key
     return (method, metric, -1 if n is None else n, r)
+
+
+def _order_item(item: tuple) -> tuple:
+    return _order(item[0])
 
 
 def load_run(path: str | Path) -> RunFrames:

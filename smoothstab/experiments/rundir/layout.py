@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from smoothstab.experiments.analysis.advice import Advice
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.io.files import (
     DamagedFile,
@@ -34,6 +35,7 @@ from smoothstab.experiments.io.files import (
     write_json,
 )
 from smoothstab.experiments.io.files import read_json as _read_json
+from smoothstab.experiments.rundir.advice_record import read_advice
 from smoothstab.experiments.rundir.mapfile import MapFile
 from smoothstab.experiments.rundir.metrics_table import cached_rows, cached_summary
 
@@ -159,10 +161,11 @@ class RunDir:
     def rows(self) -> list[dict]:
         return [dict(row) for row in cached_rows(self.metrics)]
 
-    def summary(self, kind: str = "t95") -> Summary:
-        """``metrics.csv`` summarised with bands of ``kind``; read once per version of the file
-        in this process (the figures, bounds and report stages of one run share it)."""
-        return cached_summary(self.metrics, kind)
+    def summary(self) -> Summary:
+        """``metrics.csv`` summarised (means with their intervals); read once per version of the
+        file in this process (the figures, bounds and report stages of one run share it)."""
+        return cached_summary(self.metrics)
 
-    def advice(self) -> dict:
-        return self.read_json(self.recommendation)
+    def advice(self) -> Advice:
+        """``recommendation.json``'s record (:mod:`.advice_record`)."""
+        return read_advice(self.recommendation)

@@ -3,8 +3,8 @@
 ``metrics.csv`` (written by the evaluate stage into the run directory,
 :mod:`~smoothstab.experiments.rundir.layout`) is tidy: one row per (method, r, metric, model pair or
 model, image) with the columns :data:`COLUMNS` (metric names:
-:class:`~smoothstab.experiments.analysis.measures.Metric`); :class:`Summary` is its mean over images
-per pair/model, then a band over pairs/models. :func:`csv_text` writes such rows and
+:class:`~smoothstab.experiments.analysis.measures.Metric`); :class:`Summary` holds its per-image
+values per pair/model and their mean with its interval. :func:`csv_text` writes such rows and
 :func:`read_csv` reads them back (or another file's, with its columns); :data:`cached_rows` and
 :data:`cached_summary` parse a file once per version of it
 (:class:`~smoothstab.experiments.io.files.FileMemo`).
@@ -82,6 +82,6 @@ def read_csv(
 # metrics.csv parsed once per version of the file (io.FileMemo): 0.5-1 s for a quickstart run
 cached_rows = FileMemo(read_csv)
 """``cached_rows(path)``: :func:`read_csv` of ``path``, parsed once per version of the file."""
-cached_summary = FileMemo(lambda path, kind: Summary.from_rows(cached_rows(path), kind))
-"""``cached_summary(path, kind)``: :meth:`Summary.from_rows` of :data:`cached_rows` with bands
-of ``kind``, once per version of the file."""
+cached_summary = FileMemo(lambda path: Summary.from_rows(cached_rows(path)))
+"""``cached_summary(path)``: :meth:`Summary.from_rows` of :data:`cached_rows`, once per version of
+the file."""

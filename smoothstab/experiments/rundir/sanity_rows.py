@@ -16,7 +16,6 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from smoothstab.experiments.analysis.aggregate import Band, band
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.metrics_table import read_csv
@@ -48,12 +47,14 @@ def has_label_rows(rows: list[dict]) -> bool:
     return any(r["metric"] == str(LABELS[0]) for r in rows)
 
 
-def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band]:
-    """``{(method, metric, r): similarity to the randomised model}``, the mean over images and its
-    95% Student-t interval over images (:func:`~smoothstab.experiments.analysis.aggregate.band`): to
-    the fully random copy (the last step) in a cascade; independently, per image the mean over the
-    copies (no copy is fully random there). Each image's similarity carries its maps' Monte-Carlo
-    noise, so the interval covers that noise as well as the choice of images."""
+def per_image_similarity(
+    rows: list[dict], mode: str
+) -> dict[tuple[str, str, float], dict[int, float]]:
+    """``{(method, metric, r): {image: similarity to the randomised model}}``: to the fully random
+    copy (the last step) in a cascade; independently, per image the mean over the copies (no copy
+    is fully random there). Each image's similarity carries its maps' Monte-Carlo noise; the
+    pass rule (:func:`~smoothstab.experiments.analysis.advice.sanity_levels`) pairs it with the
+    retrained models' similarity on the same image."""
     last: dict[str, int] = defaultdict(int)  # per metric: the label check has one step
     for row in rows:
         last[row["metric"]] = max(last[row["metric"]], int(row["step"]))
@@ -65,7 +66,7 @@ def similarity(rows: list[dict], mode: str) -> dict[tuple[str, str, float], Band
             key = (row["method"], row["metric"], row["r"])
             values[key][int(row["image"])].append(row["value"])
     return {
-        key: band([math.fsum(v) / len(v) for v in per_image.values()], "t95")
+        key: {i: math.fsum(v) / len(v) for i, v in sorted(per_image.items())}
         for key, per_image in values.items()
     }
 

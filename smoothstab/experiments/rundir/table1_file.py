@@ -20,6 +20,7 @@ def table1_csv(rows: list[dict]) -> str:
     flat = []
     for row in rows:
         out = {"method": row["method"], "pair": row["pair"]}
+        out["interval_over"] = row.get("interval_over", "")
         for col in TABLE1:
             value = row[col]
             out[col] = getattr(value, "mean", value)
@@ -32,9 +33,11 @@ def table1_csv(rows: list[dict]) -> str:
 def read_table1(path: str | Path) -> list[dict]:
     """:func:`table1`'s rows from ``table1.csv`` as :func:`table1_csv` wrote them (a damaged file is
     one :class:`~smoothstab.experiments.io.files.DamagedFile` line). A file written before the bands
-    were kept gives each mean over pairs as a float, shown without its band."""
+    were kept gives each mean over pairs as a float, shown without its band; one written before
+    ``interval_over`` has it empty."""
     numbers = (*TABLE1, *TABLE1_BANDS)
-    found = read_csv(path, TABLE1_COLUMNS, TABLE1_BANDS, numbers=numbers, blank=numbers)
+    optional = (*TABLE1_BANDS, "interval_over")
+    found = read_csv(path, TABLE1_COLUMNS, optional, numbers=numbers, blank=numbers)
     rows = []
     for row in found:
         cells = {}
@@ -42,5 +45,6 @@ def read_table1(path: str | Path) -> list[dict]:
             lo, hi = row.get(f"{col}_lo"), row.get(f"{col}_hi")
             banded = row[col] is not None and lo is not None and hi is not None
             cells[col] = Band(row[col], lo, hi) if banded else row[col]
-        rows.append({"method": row["method"], "pair": row["pair"], **cells})
+        over = row.get("interval_over", "")
+        rows.append({"method": row["method"], "pair": row["pair"], **cells, "interval_over": over})
     return rows

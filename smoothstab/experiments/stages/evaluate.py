@@ -22,13 +22,14 @@ import torch
 
 from smoothstab import metrics
 from smoothstab.debias import debiased_distance
-from smoothstab.experiments.analysis.advice import recommend
+from smoothstab.experiments.analysis.advice import advise
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.sweep import table1
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.io.files import DamagedFile
 from smoothstab.experiments.io.progress import Progress, say
+from smoothstab.experiments.rundir.advice_record import write_advice
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.mapfile import MapFile
 from smoothstab.experiments.rundir.metrics_table import csv_text, read_csv
@@ -159,15 +160,18 @@ def evaluate_run(cfg: ExperimentConfig, run: RunDir, sizes: Sequence[int | None]
         run.write_text(run.metrics, csv_text(rows))
     # Summarised from the rows in hand, read or just written: floats round-trip through the
     # file exactly, so this is the summary of metrics.csv without reading it back.
-    summary = Summary.from_rows(rows, cfg.evaluation.band)
+    summary = Summary.from_rows(rows)
     r_smooth = round(float(cfg.attribution.table_r), 6)
     rows = table1(summary, cfg.attribution.methods, r_smooth, Setting.of(cfg).pair_labels())
     run.write_text(run.table1, table1_csv(rows))
-    advice = recommend(
+    e = cfg.evaluation
+    advice = advise(
         summary,
         cfg.attribution.methods,
-        debiased=cfg.evaluation.debiased,
-        budget=cfg.evaluation.fidelity_budget,
-        measure=cfg.evaluation.stability_measure,
+        debiased=e.debiased,
+        budget=e.fidelity_budget,
+        measure=e.stability_measure,
+        target=e.target_halfwidth,
+        training_passes=cfg.train.epochs * cfg.train.noise_draws,
     )
-    run.write_json(run.recommendation, advice)
+    write_advice(run.recommendation, advice)

@@ -1,12 +1,15 @@
 """The figures stage: PNGs of the paper's figures from ``metrics.csv`` and the map files.
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
-  (models) with the configured band, one curve per training-set size n (Figs 2-5): the paper's
+  (models) with the configured band (``evaluation.band``: the 95% interval over retraining,
+  images and draws, or the paper's bands to replicate its figures), one curve per training-set
+  size n (Figs 2-5): the paper's
   plain estimate dashed, our debiased one solid. The stability figure's second and third rows
   split the raw distance into direction and size: the scale-free unit-map distance and each
   model's map norm.
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
-* ``tradeoff.png``: fidelity vs stability error, one point per r, the recommended r marked.
+* ``tradeoff.png``: fidelity vs stability error, one point per r with its interval, the
+  recommended r and the knee marked (``recommendation.json``'s record).
 * ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
   drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
   so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.
@@ -43,6 +46,7 @@ from smoothstab.experiments.rundir.layout import RunDir  # noqa: E402
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from smoothstab.experiments.analysis.advice import Advice
     from smoothstab.experiments.analysis.aggregate import Band
     from smoothstab.experiments.config.tables import ExperimentConfig, TrainConfig
     from smoothstab.experiments.rundir.bounds_record import Bounds
@@ -57,10 +61,22 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def _curve(
-    summary: Summary, method: str, metric: Metric, n: int | None = None
+    summary: Summary, method: str, metric: Metric, n: int | None = None, band: str = "interval"
 ) -> tuple[list[float], list[Band]]:
-    pts = summary.curve(method, metric, n)
+    """The curve with the band ``evaluation.band`` names: ``interval`` (the 95% interval over
+    retraining, images and draws), or the paper's ``t95``/``sd`` over pair means."""
+    if band == "interval":
+        pts = summary.curve(method, metric, n)
+    else:
+        pts = summary.paper_curve(method, metric, n, band)
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+BAND_LABELS = {  # the figures' y-labels say which band they draw
+    "interval": "band: 95% interval over models, images, draws (< 4 models: images)",
+    "t95": "band: paper's t over pairs (replication)",
+    "sd": "band: paper's +-1 sd over pairs",
+}
 
 
 STABILITY_ROWS = (  # the stability figure's rows: (measure, y label)
@@ -85,21 +101,21 @@ def error_figure(
     )
     for ax_row, (measure, ylabel) in zip(axes, rows, strict=True):
         for ax, method in zip(ax_row, methods, strict=True):
-            _error_panel(ax, summary, method, measure)
+            _error_panel(ax, summary, method, measure, band)
             ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
-        ax_row[0].set_ylabel(f"{ylabel}\n(band: {band})", fontsize=8)
+        ax_row[0].set_ylabel(f"{ylabel}\n({BAND_LABELS[band]})", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("noise level r = sigma / (x_max - x_min)")
     axes[0][0].legend(fontsize=8)
     return save(fig, path)
 
 
-def _error_panel(ax, summary: Summary, method: str, measure: str) -> None:
+def _error_panel(ax, summary: Summary, method: str, measure: str, band: str) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, n in enumerate(summary.sizes):
         size = "" if n is None else f"n={n}, "
         for debiased, style in ((False, "--"), (True, "-")):
-            rs, bands = _curve(summary, method, Metric.of(measure, debiased), n)
+            rs, bands = _curve(summary, method, Metric.of(measure, debiased), n, band)
             if not rs:
                 continue
             label = size + ("debiased (ours)" if debiased else "plain (as the paper)")
@@ -110,49 +126,60 @@ def _error_panel(ax, summary: Summary, method: str, measure: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def similarity_figure(summary: Summary, methods: Sequence[str], topk: int, path: Path) -> Path:
+def similarity_figure(
+    summary: Summary, methods: Sequence[str], topk: int, path: Path, band: str = "interval"
+) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     panels = ((axes[0], Metric.SSIM, "SSIM"), (axes[1], Metric.TOPK_IOU, f"top-{topk} mIoU"))
     for ax, metric, title in panels:
         for method in methods:
-            rs, bands = _curve(summary, method, metric)
+            rs, bands = _curve(summary, method, metric, band=band)
             ax.plot(rs, [b.mean for b in bands], marker="o", ms=3, label=NAMES[method])
             ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], alpha=0.15)
-        ax.set_title(f"{title} between the models of a pair", fontsize=9)
+        ax.set_title(f"{title} between the models of a pair\n({BAND_LABELS[band]})", fontsize=8)
         ax.set_xlabel("noise level r")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return save(fig, path)
 
 
-def tradeoff_figure(advice: dict, path: Path) -> Path:
-    """Fidelity against stability error per method (own axes: their scales differ widely)."""
-    methods = [m for m, rec in advice.items() if rec["curve"]]
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.3), squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
-        rec = advice[method]
-        curve = rec["curve"]
-        s, f = [c["stability"] for c in curve], [c["fidelity"] for c in curve]
-        ax.plot(s, f, marker="o", ms=3)
-        for c in curve:
-            ax.annotate(f"{c['r']:g}", (c["stability"], c["fidelity"]), fontsize=7)
-        for key, marker, label in (("knee_r", "*", "knee"), ("budget_r", "s", "within budget")):
-            hit = [c for c in curve if c["r"] == rec[key]]
-            if hit:
-                ax.plot(
-                    hit[0]["stability"],
-                    hit[0]["fidelity"],
-                    marker,
-                    ms=12,
-                    mfc="none",
-                    color="k",
-                    label=f"{label}: r={rec[key]:g}",
-                )
-        ax.set_title(NAMES[method], fontsize=9)
-        ax.set_xlabel(f"stability: {MEASURES[rec.get('stability_measure', 'l2')]}")
+def tradeoff_figure(advice: Advice, path: Path) -> Path:
+    """Fidelity against stability error per method (own axes: their scales differ widely) at
+    the largest n, each stability point with its 95% interval; the recommended r and the knee
+    (where the advice gives them) marked, the r outside the fidelity budget hollow."""
+    found = [advice.of(m) for m in dict.fromkeys(a.method for a in advice.methods)]
+    found = [a for a in found if a is not None and any(lv.stability for lv in a.levels)]
+    if not found:
+        fig, ax = plt.subplots(figsize=(3.6, 3.3))
+        ax.text(0.5, 0.5, "no stability sweep to advise from", ha="center", va="center")
+        return save(fig, path)
+    fig, axes = plt.subplots(1, len(found), figsize=(3.6 * len(found), 3.3), squeeze=False)
+    for ax, a in zip(axes[0], found, strict=True):
+        levels = [lv for lv in a.levels if lv.stability is not None]
+        s, f = [lv.stability.estimate for lv in levels], [lv.fidelity for lv in levels]
+        err = [
+            [lv.stability.estimate - lv.stability.lo for lv in levels],
+            [lv.stability.hi - lv.stability.estimate for lv in levels],
+        ]
+        ax.errorbar(s, f, xerr=err, marker="o", ms=3, capsize=2, lw=1)
+        for lv, x, y in zip(levels, s, f, strict=True):
+            ax.annotate(f"{lv.r:g}", (x, y), fontsize=7)
+            if not lv.within_budget:
+                ax.plot(x, y, "o", ms=6, mfc="white", color="grey")
+        marks = (("recommended_r", "s", "recommended"), ("knee_r", "*", "knee"))
+        for key, marker, label in marks:
+            r = getattr(a, key)
+            hit = [(x, y) for lv, x, y in zip(levels, s, f, strict=True) if lv.r == r]
+            if hit and r is not None:
+                ax.plot(*hit[0], marker, ms=12, mfc="none", color="k", label=f"{label}: r={r:g}")
+        if a.status == "no smoothing":
+            ax.plot(s[0], f[0], "s", ms=12, mfc="none", color="k", label="no smoothing")
+        ax.set_title(NAMES[a.method], fontsize=9)
+        ax.set_xlabel(f"stability: {MEASURES[a.measure]} (95% interval)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("fidelity error (r annotated)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("fidelity error (r annotated; hollow: over budget)")
     return save(fig, path)
 
 
@@ -270,9 +297,9 @@ def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[C
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.rundir.sanity_rows import config_rows, similarity
+    from smoothstab.experiments.rundir.sanity_rows import config_rows, per_image_similarity
 
-    similar = similarity(config_rows(cfg, run), cfg.sanity.mode)
+    similar = per_image_similarity(config_rows(cfg, run), cfg.sanity.mode)
     e, jobs = cfg.evaluation, []
     for method in cfg.attribution.methods:
         levels = sanity_levels(summary, similar, method, e.stability_measure, e.debiased)
@@ -285,7 +312,9 @@ def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[C
     return jobs
 
 
-def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> list[Path]:
+def make_figures(
+    cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: Advice
+) -> list[Path]:
     """Every figure of the run into ``run.figures`` (existing ones are redrawn: cheap)."""
     a, e = cfg.attribution, cfg.evaluation
     x, labels = run.load_test_images()
@@ -294,7 +323,7 @@ def make_figures(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: d
         lambda: error_figure(
             summary, a.methods, [("fidelity", "fidelity error")], e.band, run.figure("fidelity")
         ),
-        lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk")),
+        lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk"), e.band),
         lambda: tradeoff_figure(advice, run.figure("tradeoff")),
     ]
     pairs = Setting.of(cfg).grid_pairs(summary)

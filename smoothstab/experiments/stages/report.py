@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments.analysis.advice import Advice, Interval, MethodAdvice
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
-from smoothstab.experiments.analysis.verdicts import splits
+from smoothstab.experiments.analysis.verdicts import Split, splits
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.pages import bounds_page
@@ -36,14 +37,33 @@ from smoothstab.experiments.pages.blocks import (
 )
 from smoothstab.experiments.pages.conventions import conventions
 from smoothstab.experiments.pages.findings import best_levels, fmt, size_table, trends
-from smoothstab.experiments.pages.names import MEASURES, NAMES
+from smoothstab.experiments.pages.names import BANDS, MEASURES, NAMES
+from smoothstab.experiments.rundir.advice_record import read_advice
 from smoothstab.experiments.rundir.bounds_record import read_bounds
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.table1_file import read_table1
 from smoothstab.experiments.rundir.train_record import TrainRecord, read_train_record
+from smoothstab.inference import MIN_MODELS
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import ExperimentConfig
+
+
+def table1_note(rows: list[dict], k: int, m: int) -> str:
+    """One sentence: what Table 1's intervals are over (``k`` models, ``m`` images)."""
+    over = {row["interval_over"] for row in rows if row.get("interval_over")}
+    if not over:
+        return "Table 1 gives means without intervals."
+    if over == {"retraining"}:
+        return (
+            "The mean row's brackets are 95% intervals over retraining (the "
+            f"{k} models of the largest n stand for models trained anew), the {m} test images "
+            "and their Monte-Carlo draws; a pair's row is that pair's mean over the images."
+        )
+    return (
+        "The mean row's brackets are 95% intervals over the test images and their Monte-Carlo "
+        f"draws for these {k} models only: too few models for an interval over retraining."
+    )
 
 
 def table1_block(rows: list[dict], cfg: ExperimentConfig) -> Table:
@@ -120,37 +140,67 @@ def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
     ]
 
 
-def advice_items(advice: dict, summary: Summary) -> list[str]:
+def advice_items(advice: Advice, summary: Summary) -> list[str]:
+    """The recommended noise level per method (largest n), from ``recommendation.json``'s
+    record: the r and why, the knee where the curve falls measurably, the edges."""
     items = []
-    first = next(iter(advice.values()), None)
-    if first and first["curve"]:
-        rs = [c["r"] for c in first["curve"]]
-        size = "" if first.get("n") is None else f" at n = {first['n']}"
-        measure = MEASURES[first.get("stability_measure", "l2")]
+    first = next((a for a in advice.methods if a.levels), None)
+    if first is not None:
+        rs = [lv.r for lv in first.levels]
+        size = "" if first.n is None else f" at n = {first.n}"
         items.append(
-            f"From the {first.get('estimate', 'plain')} stability ({measure}) and fidelity "
-            f"curves{size}, over the swept r = {min(rs):g} to {max(rs):g}: the knee depends on "
-            "that range (a wider sweep can move it)."
+            f"From the {'debiased' if first.debiased else 'plain'} stability "
+            f"({MEASURES[first.measure]}) and fidelity curves{size}, over the swept r = "
+            f"{min(rs):g} to {max(rs):g}, with the fidelity budget: fidelity error <= "
+            f"{first.fidelity_budget:g} x ||unsmoothed map|| (point estimates). An r is "
+            "measurably more stable than r = 0 where the 95% interval of the paired change lies "
+            "below 0; the recommended r is the smallest such r within the budget that cannot be "
+            "told from the most stable one within the budget (one standard error of their "
+            "paired difference)."
         )
-    for method, rec in advice.items():
-        knee, budget = rec["knee_r"], rec["budget_r"]
-        text = (
-            f"{NAMES[method]}: knee of the trade-off at r = {knee:g} "
-            f"(sigma = {summary.sigma(knee):.4g})"
-            if knee is not None
-            else f"{NAMES[method]}: too few noise levels for a knee"
-        )
-        text += (
-            f"; most stable r with fidelity error <= {rec['fidelity_budget']:g} x "
-            "||unsmoothed map||: "
-            + (
-                f"r = {budget:g} (sigma = {summary.sigma(budget):.4g})"
-                if budget is not None
-                else "none"
-            )
-        )
-        items.append(text)
+    for method in dict.fromkeys(a.method for a in advice.methods):
+        a = advice.of(method)
+        if a is not None:
+            items.append(advice_text(a, summary))
     return items
+
+
+def advice_text(a: MethodAdvice, summary: Summary) -> str:
+    name = NAMES[a.method]
+    if a.status == "not measured":
+        return f"{name}: no stability sweep with r = 0 and per-image values to advise from."
+    if a.status == "too few models":
+        who = "these two models" if a.k == 2 else f"{a.k} models"
+        return (
+            f"{name}: {who}: too few for advice that holds for models trained anew (it needs "
+            f"{MIN_MODELS} or more); the most stable r within the budget is {a.best_r:g} here."
+        )
+    if a.status == "no smoothing":
+        return (
+            f"{name}: no smoothing recommended: no r within the budget is measurably more "
+            "stable than r = 0."
+        )
+    text = f"{name}: r = {a.recommended_r:g} (sigma = {summary.sigma(a.recommended_r):.4g})"
+    lv = a.level(a.recommended_r)
+    if lv is not None and lv.change is not None:
+        c = lv.change
+        text += f", stability change from r = 0: {c.estimate:+.3g} [{c.lo:+.3g}, {c.hi:+.3g}]"
+    same = a.best_r == a.recommended_r
+    if not same:
+        text += f"; the most stable r within the budget, {a.best_r:g}, cannot be told from it"
+    if a.best_at_sweep_edge:
+        text += "; the most stable r is the sweep's largest: the curve may keep falling beyond"
+    elif a.best_at_budget_edge:
+        text += (
+            "; it is the most stable r within the budget" if same else "; that r"
+        ) + " and the budget's edge: the next r's fidelity error is over the budget"
+    if a.knee_r is not None:
+        text += f"; knee of the trade-off at r = {a.knee_r:g}"
+        if a.knee_range is not None:
+            lo, hi = a.knee_range
+            alone = f"{lo:g} with any one model left out" if lo == hi else None
+            text += f" ({alone or f'{lo:g} to {hi:g} with one model left out'})"
+    return text + "."
 
 
 def models_text(cfg: ExperimentConfig, trained: TrainRecord | None) -> str:
@@ -170,13 +220,13 @@ def overview(
     cfg: ExperimentConfig,
     run: RunDir,
     summary: Summary,
-    advice: dict,
+    advice: Advice,
+    found: list[Split],
     x_range: float,
     trained: TrainRecord | None,
 ) -> list[Block]:
     """Conventions, models, the recommended noise level and what the sweep shows."""
     methods, e = list(cfg.attribution.methods), cfg.evaluation
-    found = splits(summary, methods, e.debiased, e.band)
     return [
         Heading(2, "Conventions"),
         Bullets(conventions(cfg, x_range)),
@@ -193,7 +243,12 @@ def overview(
         Heading(3, "Agreement or shrinkage"),
         Bullets([split_sentence(s, len(summary.sizes)) for s in found] or ["not measured"]),
         Heading(3, "Where the models' maps agree most (Fig 6)"),
-        Bullets(best_levels(summary, methods, e.topk, e.band) or ["SSIM and top-k not measured"]),
+        Paragraph(
+            "Where a similarity peaks: the r whose paired difference to the peak has a 95% "
+            "interval holding 0 cannot be told from it (intervals over retraining, the images "
+            "and their draws from four models on; else over images for these models)."
+        ),
+        Bullets(best_levels(summary, methods, e.topk) or ["SSIM and top-k not measured"]),
     ]
 
 
@@ -207,9 +262,11 @@ def sizes_section(
         Heading(2, "Stability and the training-set size"),
         Paragraph(
             "The paper's claim: stability error falls as the models see more training data. "
-            "Per r, the paper's plain stability error at each n with its interval over model "
-            "pairs, and whether it falls with n (intervals apart: the drop exceeds the spread "
-            "over pairs)."
+            "Per r, the paper's plain stability error at each n with its 95% interval, and the "
+            "largest n's minus the smallest's with its interval: two independent sets of "
+            "models on the same test images, so the interval adds both sets' spread over "
+            "retraining to the images' (over images only, for these models, below four models "
+            "per n)."
         ),
     ]
     rs = [0.0, round(float(cfg.attribution.table_r), 6)]
@@ -223,7 +280,8 @@ def sizes_section(
             out += [
                 Paragraph(
                     f"{NAMES[m]} per n: the raw L2 stability error, the scale-free unit-map "
-                    "distance, the map norm, and the models' test accuracy."
+                    "distance, the map norm (each with its 95% interval, as above), and the "
+                    "models' test accuracy."
                 ),
                 overview_,
             ]
@@ -233,24 +291,42 @@ def sizes_section(
 def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[dict]) -> list[Block]:
     """Table 1 (its rows as ``table1.csv`` holds them), the error curves (Figs 2-6) and a table
     per method."""
+    first = summary.cells(cfg.attribution.methods[0], Metric.UNIT_DISTANCE, 0.0)
+    k, m = (0, 0) if first is None else (first.k, first.m)
+    e = cfg.evaluation
     out: list[Block] = [
         Heading(2, "Table 1: similarity of the two models' maps"),
+        Paragraph(table1_note(table1, k, m)),
         table1_block(table1, cfg),
         Heading(2, "Stability and fidelity against the noise level"),
         Figure(
             run.figure("stability"),
             "Stability error vs r, one colour per training-set size n (Figs 2-3): the paper's "
-            "plain estimate dashed, ours (debiased) solid. Below it, the same split into "
-            "direction (the scale-free unit-map distance) and size (each model's map norm).",
+            "plain estimate dashed, ours (debiased) solid, with bands: "
+            f"{BANDS[e.band]}. Below it, the same split into direction (the scale-free "
+            "unit-map distance) and size (each model's map norm).",
         ),
         Figure(run.figure("fidelity"), "Fidelity error vs r (Figs 4-5), as above."),
         Figure(run.figure("ssim_topk"), "SSIM and top-k mIoU vs r (Fig 6)."),
     ]
-    for m in cfg.attribution.methods:
+    out.append(
+        Paragraph(
+            "Per method and r: each error is the mean over model pairs (or models) and images "
+            "with its 95% interval, "
+            + (
+                f"over retraining ({k} models), the {m} test images and their Monte-Carlo draws; "
+                if k >= MIN_MODELS
+                else f"over the {m} test images and their draws, for these {k} models only; "
+            )
+            + "the MC s.e. is the Monte-Carlo error alone (already inside the interval, each "
+            "image having its own draws)."
+        )
+    )
+    for method in cfg.attribution.methods:
         for n in summary.sizes:
             at = f", n = {n}" if len(summary.sizes) > 1 else ""
-            table = sweep_block(summary, m, cfg.evaluation.debiased, n)
-            out += [Heading(3, NAMES[m] + at), table]
+            table = sweep_block(summary, method, cfg.evaluation.debiased, n)
+            out += [Heading(3, NAMES[method] + at), table]
     return out
 
 
@@ -273,10 +349,12 @@ SANITY_INTRO = (
     "seeing the same noise draws. Sensitivity is 1 - the similarity of the model's map to the "
     "{random}'s. A noise level passes where, on both SSIM and rank agreement, retrained "
     "models' maps agree more with each other than the model's map agrees with the randomised "
-    "model's by more than the 95% interval of the difference (over model pairs and over "
-    "images); it fails where the randomised model's map agrees at least that much more, and is "
-    "undecided in between. A sigma is good only where maps are both more stable across "
-    "retraining (than at the smallest r checked) and pass."
+    "model's: the gap (per image, retrained models' similarity minus the randomised one's on "
+    "the same image) has a 95% interval above 0, over the retrained models (from four; else "
+    "for these models) and the images; the randomised side is model {model}'s. It fails where "
+    "the interval lies at or below 0, and is undecided in between. A sigma is good only where "
+    "maps are both measurably more stable across retraining than at the smallest r checked "
+    "(the paired change's interval below 0) and pass."
 )
 
 
@@ -285,7 +363,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
         return []
     from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels
-    from smoothstab.experiments.rundir.sanity_rows import config_rows, similarity
+    from smoothstab.experiments.rundir.sanity_rows import config_rows, per_image_similarity
 
     rows, e = config_rows(cfg, run), cfg.evaluation
     cascade = cfg.sanity.mode == "cascading"
@@ -297,13 +375,14 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     )
     out: list[Block] = [Heading(2, "Sanity check: do the maps depend on the model?")]
     out.append(Paragraph(intro))
-    similar = similarity(rows, cfg.sanity.mode)
+    similar = per_image_similarity(rows, cfg.sanity.mode)
     labels = any(row["metric"] == "sanity_label_ssim" for row in rows)
     if labels:
         out.append(Paragraph(LABEL_INTRO.format(name=label_name(rows))))
-    header = ["r", MEASURES[e.stability_measure], "SSIM retrained", "SSIM random"]
-    header += ["rank retrained", "rank random"]
-    keys = ["stability", "ssim_retrained", "ssim_random", "rank_retrained", "rank_random"]
+    header = ["r", MEASURES[e.stability_measure], "SSIM retrained", "SSIM random", "SSIM gap"]
+    header += ["rank retrained", "rank random", "rank gap"]
+    keys = ["stability", "ssim_retrained", "ssim_random", "ssim_gap"]
+    keys += ["rank_retrained", "rank_random", "rank_gap"]
     checks = ["parameter_verdict", "label_verdict"] if labels else []
     if labels:
         header += ["SSIM permuted labels", "rank permuted labels", "parameters", "labels"]
@@ -312,7 +391,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
     for m in cfg.attribution.methods:
         levels = sanity_levels(summary, similar, m, e.stability_measure, e.debiased)
         body = [
-            [f"{lv['r']:g}", *(fmt(lv[k]) for k in keys), *(lv[c] for c in checks), lv["verdict"]]
+            [f"{lv['r']:g}", *(cell(lv[k]) for k in keys), *(lv[c] for c in checks), lv["verdict"]]
             for lv in levels
         ]
         out += [Heading(3, NAMES[m]), Table(header, body)]
@@ -322,6 +401,13 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
         caption = "Stability across retraining against sensitivity to randomisation, per r."
         out.append(Figure(run.figure(f"sanity_{m}"), caption))
     return out
+
+
+def cell(value) -> str:
+    """A table cell: a gap's interval (``+0.12 [+0.05, +0.19]``), else :func:`fmt`."""
+    if isinstance(value, Interval):
+        return f"{value.estimate:+.3g} [{value.lo:+.3g}, {value.hi:+.3g}]"
+    return fmt(value)
 
 
 LABEL_INTRO = (
@@ -401,15 +487,21 @@ def bounds_section(run: RunDir) -> list[Block]:
     return out
 
 
-def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: dict) -> None:
-    """Write ``report.md`` and ``report.html`` from the evaluated run and its figures."""
+def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
+    """Write ``report.md`` and ``report.html`` from the evaluated run (``table1.csv`` and
+    ``recommendation.json``, the evaluate stage's records) and its figures."""
     table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
+    advice = read_advice(run.recommendation)
     trained = read_train_record(run.train_metrics) if run.train_metrics.is_file() else None
     x_range = dataset_info(cfg.train).x_range
     title = f"smoothstab report: {cfg.name}"
+    e = cfg.evaluation
+    found = splits(summary, list(cfg.attribution.methods), e.debiased)
     blocks: list[Block] = [Heading(1, title)]
-    blocks += answer(cfg, summary)
-    blocks += overview(cfg, run, summary, advice, x_range, trained)
+    blocks += answer(
+        found, advice, measure=e.stability_measure, debiased=e.debiased, sizes=len(summary.sizes)
+    )
+    blocks += overview(cfg, run, summary, advice, found, x_range, trained)
     blocks += sweeps(cfg, run, summary, table1)
     blocks += cost_section(cfg, run.rows())
     blocks += sizes_section(cfg, summary, trained)

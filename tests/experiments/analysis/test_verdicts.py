@@ -1,19 +1,28 @@
 """Agreement or shrinkage in the pipeline: the new metrics.csv rows from map statistics, the
-split of the raw stability change into map norm and unit-map distance with its verdict, the
-advice's stability measure, and the config switch. Synthetic inputs: no model is trained."""
+split of the raw stability change into map norm and unit-map distance with its verdict (an
+interval over retraining from four models; fewer: per-pair values and no verdict; one pair:
+these two models, images and draws only), and the config switch. Synthetic inputs: no model is
+trained."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from helpers import crossed_rows
 from smoothstab import metrics as M
-from smoothstab.experiments.analysis import advice as sigma_advice
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.verdicts import split
 from smoothstab.experiments.config.load import load_config
-from smoothstab.experiments.pages.answer import answer_table, pct, shrinkage_lines, split_sentence
+from smoothstab.experiments.pages.answer import (
+    answer_table,
+    pct,
+    scope_lines,
+    shrinkage_lines,
+    split_sentence,
+    verdict,
+)
 from smoothstab.experiments.stages.evaluate import model_rows, pair_rows
 from smoothstab.montecarlo import monte_carlo
 
@@ -80,22 +89,8 @@ def test_model_rows_carry_the_norm_at_every_r():
 # --- the split and its verdict ---------------------------------------------------------------
 
 
-def summary_of(unit_at_end: list[float], fidelity_end: float = 1.0, n=None) -> Summary:
-    """Three pairs (or as many as values given) whose raw distance falls 20% from r = 0 to 0.4
-    and whose maps shrink 20%; the unit-map distance goes from 1 to ``unit_at_end``."""
-    rows = []
-    pairs = [f"{i}-{i + 1}" for i in range(len(unit_at_end))]
-    for r, l2, norm, fid in ((0.0, 10.0, 5.0, 0.0), (0.2, 9.0, 4.5, 0.5), (0.4, 8.0, 4.0, 1.0)):
-        for k, pair in enumerate(pairs):
-            u = 1.0 if r == 0 else (1.0 + unit_at_end[k]) / 2 if r == 0.2 else unit_at_end[k]
-            for metric, value in (("stability", l2), ("unit_distance", u)):
-                rows.append(dict(method="grad", metric=metric, r=r, n="", pair=pair, model="",
-                                 value=value, stderr=""))  # fmt: skip
-        for model in ("0", "1"):
-            for metric, value in (("map_norm", norm), ("fidelity", fid * fidelity_end)):
-                rows.append(dict(method="grad", metric=metric, r=r, n="", pair="", model=model,
-                                 value=value, stderr=""))  # fmt: skip
-    return Summary.from_rows(rows)
+def summary_of(k: int, change: float, m: int = 16, **kw) -> Summary:
+    return Summary.from_rows(crossed_rows(k, m, {0.0: 0.0, 0.2: change / 2, 0.4: change}, **kw))
 
 
 def test_percentages_keep_the_sign_of_small_changes():
@@ -109,63 +104,64 @@ def test_percentages_keep_the_sign_of_small_changes():
     ]
 
 
-def test_a_split_that_agrees_more():
-    s = split(summary_of([0.9, 0.92, 0.88]), "grad", None, debiased=False)
-    assert (s.r1, s.l2, s.norm) == (0.4, pytest.approx(-0.2), pytest.approx(-0.2))
-    assert s.unit.mean == pytest.approx(-0.1) and s.unit.hi < 0
-    assert s.verdict == "the maps agree more" and not s.shrinkage_only
+def test_six_models_that_agree_more():
+    """Six models, the unit-map distance 10% lower at r = 0.4 for every pair: the interval over
+    retraining lies below 0; the raw distance falls 28% (the maps also shrink 20%)."""
+    s = split(summary_of(6, -0.1), "grad", None, debiased=False)
+    assert (s.r1, s.k, s.m) == (0.4, 6, 16) and s.l2 == pytest.approx(-0.28, abs=0.01)
+    assert s.norm == pytest.approx(-0.2) and s.unit.mean == pytest.approx(-0.1, abs=0.01)
+    assert s.decided and s.change.scope == "retraining" and s.unit.hi < 0
+    assert s.sign == -1 and verdict(s) == "the maps agree more" and not s.shrinkage_only
     assert split_sentence(s, 1) == (
-        f"Simple-Grad: raw L2 -20% from r = 0 to 0.4: map norm -20%, unit-map distance -10% "
-        f"[{pct(s.unit.lo)}, {pct(s.unit.hi)}] (interval over 3 model pairs); "
-        "the maps agree more."
+        f"Simple-Grad: raw L2 {pct(s.l2)} from r = 0 to 0.4: map norm -20%, unit-map distance "
+        f"{pct(s.unit.mean)} [{pct(s.unit.lo)}, {pct(s.unit.hi)}] (over retraining (6 models), "
+        "16 images, draws); the maps agree more."
     )
 
 
-def test_a_split_that_is_shrinkage_only():
-    s = split(summary_of([1.03, 0.97, 1.02]), "grad", None, debiased=False)
-    assert s.unit.lo < 0 < s.unit.hi
-    assert s.verdict == "no more or less than the interval can tell" and s.shrinkage_only
+def test_six_models_whose_maps_only_shrink():
+    s = split(summary_of(6, 0.0, model_sd=0.05), "grad", None, debiased=False)
+    assert s.unit.lo < 0 < s.unit.hi and s.sign == 0
+    assert verdict(s) == "no more or less than the interval can tell" and s.shrinkage_only
     (line,) = shrinkage_lines([s])
     assert line.startswith("From r = 0 to 0.4 the raw L2 distance falls while agreement does not")
-    assert "Simple-Grad: raw L2 -20%, unit-map distance +0.7% [" in line
-    worse = split(summary_of([1.2, 1.25, 1.3]), "grad", None, debiased=False)
-    assert worse.verdict == "the maps agree less" and worse.shrinkage_only
+    worse = split(summary_of(6, 0.2), "grad", None, debiased=False)
+    assert verdict(worse) == "the maps agree less" and worse.shrinkage_only
 
 
-def test_one_pair_uses_the_monte_carlo_interval():
-    s = split(summary_of([0.9]), "grad", None, debiased=False)
-    assert s.unit.lo == s.unit.hi == pytest.approx(-0.1) and "no interval" in s.how
-    assert s.verdict == "no interval to tell" and s.shrinkage_only  # not "agree more"
-    rows = []  # the same with debiased rows, the unit distance's Monte-Carlo s.e. 0.2 at r = 0.4
-    for r, u, se in ((0.0, 1.0, 0.0), (0.4, 0.9, 0.2)):
-        base = dict(method="grad", r=r, n="", pair="0-1", model="", stderr="")
-        rows.append({**base, "metric": "unit_distance_debiased", "value": u, "stderr": se})
-        rows.append({**base, "metric": "stability_debiased", "value": 10 * u})
-        rows.append({**base, "metric": "map_norm_debiased", "value": 5.0, "pair": "", "model": "0"})
-    s = split(Summary.from_rows(rows), "grad", None, debiased=True)
-    assert s.unit.hi - s.unit.mean == pytest.approx(1.96 * 0.2 / 1.0)
-    assert "Monte-Carlo interval only" in s.how and s.norm == 0.0
-    assert s.verdict == "no more or less than the interval can tell"
+def test_three_models_give_the_pairs_and_no_verdict():
+    """Three models: the same 10% fall, but no interval over retraining: each pair's change,
+    no verdict, not even 'shrinkage only'."""
+    s = split(summary_of(3, -0.1), "grad", None, debiased=False)
+    assert s.k == 3 and not s.decided and s.sign is None and not s.shrinkage_only
+    assert s.change.scope == "these models"
+    assert verdict(s) == "3 models: too few for an interval over retraining"
+    assert set(s.per_pair) == {"0-1", "0-2", "1-2"}
+    (row,) = answer_table([s], None, "unit_distance").rows
+    assert row[5].startswith("per pair: 0-1 ") and row[6] == "-"
+    assert row[7] == "3 models: too few for an interval over retraining"
+    assert "agree more" not in " ".join(row)
+    (line,) = scope_lines([s])
+    assert line.startswith("3 models per training-set size: too few for an interval over")
 
 
-def test_the_advice_optimises_the_chosen_measure_and_the_answer_names_it():
-    """Raw L2 falls all the way to r = 0.4 while the unit-map distance is lowest at 0.2: the
-    raw measure recommends 0.4, the scale-free one 0.2, and the answer table says which."""
-    summary = summary_of([1.1, 1.1, 1.1], fidelity_end=0.1)
-    summary.bands[("grad", "unit_distance", 0.2, None)] = summary.get(
-        "grad", "unit_distance", 0.2
-    )._replace(mean=0.5)
-    raw = sigma_advice.recommend(summary, ["grad"], debiased=False, budget=1.0, measure="l2")
-    free = sigma_advice.recommend(
-        summary, ["grad"], debiased=False, budget=1.0, measure="unit_distance"
-    )
-    assert raw["grad"]["budget_r"] == 0.4 and free["grad"]["budget_r"] == 0.2
-    assert free["grad"]["stability_measure"] == "unit_distance"
-    kw = dict(debiased=False, kind="t95", budget=1.0)
-    (row,) = answer_table(summary, ["grad"], measure="unit_distance", **kw).rows
-    assert row[-3:] == ["the maps agree less", "0.2 (within budget)", "unit-map distance"]
-    (row,) = answer_table(summary, ["grad"], measure="l2", **kw).rows
-    assert row[-2:] == ["0.4 (within budget)", "raw L2 distance"]
+def test_one_pair_speaks_of_these_two_models():
+    s = split(summary_of(2, -0.1), "grad", None, debiased=False)
+    assert s.k == 2 and s.change.scope == "these models" and s.unit.hi < 0
+    assert verdict(s) == "these two models only: no verdict about retrained models"
+    (row,) = answer_table([s], None, "unit_distance").rows
+    assert row[6] == "16 images and draws; these two models"
+    (line,) = scope_lines([s])
+    assert "about these two models, over the 16 test images and their Monte-Carlo draws" in line
+    assert "agree more" not in split_sentence(s, 1)
+
+
+def test_the_answer_names_the_measure_and_the_interval():
+    s = split(summary_of(6, -0.1), "grad", None, debiased=True)
+    (row,) = answer_table([s], None, "l2").rows
+    assert row[6] == "retraining (6 models), 16 images, draws" and row[-1] == "raw L2 distance"
+    (line,) = scope_lines([s])
+    assert line.startswith("Intervals are 95%, over retraining (the 6 models per training-set")
 
 
 def test_stability_measure_config():

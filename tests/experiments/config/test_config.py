@@ -361,6 +361,7 @@ def test_free_fields_are_marked_in_the_dataclasses():
         "sanity.labels",  # likewise: the train stage adds the twin, the sanity stage its rows
         "models.code_dir",  # where a python: model's module is, like train.root for the data
         "models.trust_remote_code",  # whether an hf: folder may run its code, not what it computes
+        "evaluation.band",  # the figures' bands only: no table, verdict or advice reads it
     }
 
 

@@ -169,9 +169,9 @@ def _assert_evals(evals: torch.Tensor, counted: int, tolerance: bool) -> None:
 def test_cli_counts_only(capsys):
     assert main(["plan", "quickstart", "--no-timing", "--set", "attribution.n_samples=8"]) == 0
     out = capsys.readouterr().out
-    assert "steps/epoch" in out and "all models: 72,000 images seen" in out
-    # 6 models x 4 methods x 11 noise levels (Table 1 at the grid's r = 0.144)
-    assert "maps: 264 files" in out and "time on this machine" not in out
+    assert "steps/epoch" in out and "all models: 48,000 images seen" in out  # 6 x 800 x 10
+    # 6 models x 4 methods x 6 noise levels (Table 1 at the grid's r = 0.144)
+    assert "maps: 144 files" in out and "time on this machine" not in out
 
 
 def test_cli_bad_input_is_one_line(capsys):

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from smoothstab import bounds as sb
-from smoothstab.experiments.analysis.aggregate import Band
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.config.parse import ConfigError
@@ -45,7 +44,15 @@ def brute_gamma(b: list[float], t: int, i: int) -> float:
 def summary_of(
     values: dict[tuple[str, str, float, int | None], float], sigmas: dict[float, float]
 ) -> Summary:
-    return Summary({key: Band(v, v, v) for key, v in values.items()}, sigmas=sigmas)
+    """A summary whose every key is one value (one model, one image: no interval)."""
+    rows = [
+        {"method": method, "metric": metric, "r": r, "n": "" if n is None else n, "pair": "",
+         "model": "0", "image": 0, "value": v, "sigma": sigmas.get(r, 0.0)}
+        for (method, metric, r, n), v in values.items()
+    ]  # fmt: skip
+    summary = Summary.from_rows(rows)
+    summary.sigmas = dict(sigmas)
+    return summary
 
 
 def page(res: Bounds | None) -> str:

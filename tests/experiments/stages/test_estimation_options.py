@@ -179,7 +179,7 @@ def test_training_set_sizes(tmp_path):
     assert summary.sizes == [200, 400] and summary.default_n == 400
     md = (out / "report.md").read_text()
     section = md[md.index("## Stability and the training-set size") :]
-    assert "| r | n = 200 | n = 400 | with more training data |" in section
+    assert "| r | n = 200 | n = 400 | n = 400 vs n = 200 |" in section
     head = "| n | test accuracy | raw L2 (r=0) | unit-map distance (r=0) | norm (r=0) |"
     assert head in section
     accuracy = [m["test_accuracy"] for m in models]

@@ -4,19 +4,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from helpers import fake_run
-from smoothstab.experiments.analysis.advice import recommend
+from helpers import crossed_rows, fake_run
+from smoothstab.experiments.analysis.advice import advise
 from smoothstab.experiments.analysis.aggregate import Band
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.sweep import MEAN, table1
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.io.files import DamagedFile
+from smoothstab.experiments.rundir.advice_record import write_advice
 from smoothstab.experiments.rundir.metrics_table import csv_text
 from smoothstab.experiments.rundir.table1_file import read_table1, table1_csv
 from smoothstab.experiments.stages import report
@@ -63,13 +63,15 @@ def test_the_sweep_table_shows_the_recorded_sigma():
 
 
 def test_the_advice_shows_the_recorded_sigma():
-    advice = {
-        "grad": {"curve": [{"r": r} for r in RECORDED], "knee_r": 0.1, "budget_r": 0.4,
-                 "fidelity_budget": 0.5},
-    }  # fmt: skip
-    items = report.advice_items(advice, Summary.from_rows(rows()))
-    assert "knee of the trade-off at r = 0.1 (sigma = 0.3)" in items[1]
-    assert "r = 0.4 (sigma = 0.9)" in items[1]
+    """The recommended r with the sigma its maps were made with (0.3 at r = 0.1, as recorded,
+    not r times a data range), from the advice's record."""
+    found = crossed_rows(6, 8, {0.0: 0.0, 0.1: -0.3, 0.4: -0.3})
+    for row in found:
+        row["sigma"] = RECORDED[row["r"]]
+    summary = Summary.from_rows(found)
+    advice = advise(summary, ["grad"], debiased=True, budget=10.0, measure="unit_distance")
+    items = report.advice_items(advice, summary)
+    assert items[1].startswith("Simple-Grad: r = 0.1 (sigma = 0.3), stability change from")
 
 
 def test_a_level_without_rows_has_no_sigma():
@@ -136,8 +138,8 @@ def evaluated_run(tmp: Path) -> Path:
     found = rows({0.0: 0.0, 0.1: 0.3, 0.15: 0.45})
     (d / "metrics.csv").write_text(csv_text(found))
     summary = Summary.from_rows(found)
-    advice = recommend(summary, ["grad"], debiased=True, budget=0.5, measure="unit_distance")
-    (d / "recommendation.json").write_text(json.dumps(advice))
+    advice = advise(summary, ["grad"], debiased=True, budget=0.5, measure="unit_distance")
+    write_advice(d / "recommendation.json", advice)
     (d / "table1.csv").write_text(table1_csv(table1(summary, ["grad"], 0.15, {"0-1": "0-1"})))
     for name in FIGURES:
         (d / "figures").mkdir(exist_ok=True)
@@ -154,8 +156,22 @@ def test_the_report_shows_table1_csv_and_the_recorded_sigma(tmp_path):
     (d / "table1.csv").write_text(table1_csv(edited))
     assert main(["report", str(d), "--quiet"]) == 0
     md = (d / "report.md").read_text()
-    assert "| Simple-Grad | 0-1 | 0.55 | 0.1234 [0.1, 0.2] | 0.35 |" in md
+    # one pair: its Table 1 row is the pair's, with intervals over the images only
+    assert "| Simple-Grad | 0-1 | 0.55 [-0.08531, 1.185] | 0.1234 [0.1, 0.2] | 0.35 [" in md
+    assert "over the test images and their Monte-Carlo draws for these 2 models only" in md
     assert "| 0.1 | 0.3 |" in md and "| 0.15 | 0.45 |" in md
+
+
+def test_one_pair_is_these_two_models_on_the_first_screen(tmp_path):
+    """Two models: the report's first screen says its intervals are about these two models,
+    over images and draws only, and gives no verdict about retrained models."""
+    d = evaluated_run(tmp_path)
+    assert main(["report", str(d), "--quiet"]) == 0
+    md = (d / "report.md").read_text()
+    first = md[: md.index("## Conventions")]
+    assert "One pair of models: every interval below is about these two models" in first
+    assert "these two models only: no verdict about retrained models" in first
+    assert "| the maps agree" not in first and "recommended r" in first  # no verdict cell
 
 
 def test_the_report_refuses_a_damaged_table1_csv_in_one_line(tmp_path, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import re
 
@@ -29,6 +28,7 @@ from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.models.source import RunModels
+from smoothstab.experiments.rundir.advice_record import read_advice
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.metrics_table import COLUMNS
 
@@ -156,21 +156,21 @@ def test_table1_and_recommendation(tiny_run, tiny_rows):
             assert float(row[column]) == pytest.approx(
                 summary.get(method, metric, r).mean, rel=1e-5
             )
-    advice = json.loads((tiny_run / "recommendation.json").read_text())
-    assert set(advice) == set(ss.METHODS)
-    for method, rec in advice.items():
+    advice = read_advice(tiny_run / "recommendation.json")
+    assert {a.method for a in advice.methods} == set(ss.METHODS)
+    for a in advice.methods:
         # The advice follows the debiased curve (debiased is on) over the whole grid, stability
-        # in the scale-free unit-map distance (the default measure).
-        assert [c["r"] for c in rec["curve"]] == GRID
-        assert rec["stability_measure"] == "unit_distance"
-        points = sigma_advice.tradeoff(summary, method, debiased=True, measure="unit_distance")
-        assert rec["curve"] == [{"r": r, "stability": s, "fidelity": f} for r, s, f in points]
-        assert rec["knee_r"] == sigma_advice.knee(points)
-        assert rec["map_norm"] == pytest.approx(summary.get(method, "map_norm", 0.0).mean)
-        budget = rec["fidelity_budget"] * rec["map_norm"]
-        inside = [c for c in rec["curve"] if c["fidelity"] <= budget]
-        best = min(inside, key=lambda c: c["stability"])
-        assert rec["budget_r"] == best["r"]
+        # in the scale-free unit-map distance (the default measure); two models: no verdict.
+        assert [lv.r for lv in a.levels] == GRID and a.measure == "unit_distance" and a.debiased
+        assert (a.k, a.status, a.recommended_r, a.knee_r) == (2, "too few models", None, None)
+        points = sigma_advice.tradeoff(summary, a.method, debiased=True, measure="unit_distance")
+        for lv, point in zip(a.levels, points, strict=True):
+            assert (lv.r, lv.stability.estimate, lv.fidelity) == pytest.approx(point)
+        assert all(lv.stability.scope == "these models" for lv in a.levels)
+        assert a.map_norm == pytest.approx(summary.get(a.method, "map_norm_debiased", 0.0).mean)
+        budget = a.fidelity_budget * a.map_norm
+        assert [lv.within_budget for lv in a.levels] == [f <= budget for _, _, f in points]
+        assert a.best_r == sigma_advice.within_budget(points, a.map_norm, a.fidelity_budget)
 
 
 @pytest.mark.slow
@@ -178,18 +178,18 @@ def test_report(tiny_run):
     md = (tiny_run / "report.md").read_text()
     page = (tiny_run / "report.html").read_text()
     config = (tiny_run / "config.toml").read_text()
-    advice = json.loads((tiny_run / "recommendation.json").read_text())
     for text in (md, page):
         assert "Conventions" in text and "r = sigma / (x_max - x_min)" in text
         assert "Recommended noise level" in text
-        assert f"knee of the trade-off at r = {advice['grad']['knee_r']:g}" in text
+        assert "Simple-Grad: these two models: too few for advice" in text
         assert "Theory: bounds beside the measured errors" in text
         assert "stability error falls" in text or "stability error rises" in text
         # The answer opens the report, before the conventions: a verdict per method.
         opening = text[: text.index("Conventions")]
         assert "The answer: more alike, or only smaller?" in opening
         assert opening.count("unit-map distance") >= len(ss.METHODS)
-        assert sum(v in opening for v in ("agree more", "agree less", "interval can tell")) >= 1
+        assert "One pair of models: every interval below is about these two models" in opening
+        assert opening.count("these two models only: no verdict") == len(ss.METHODS)
         assert "Agreement or shrinkage" in text and "raw L2" in text
     # The resolved config, verbatim in Markdown and escaped in HTML.
     assert config.strip() in md

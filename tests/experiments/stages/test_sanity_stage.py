@@ -10,8 +10,13 @@ import torch
 
 import smoothstab as ss
 from helpers import TINY_SETTINGS
-from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels, sanity_verdict
-from smoothstab.experiments.analysis.aggregate import Band
+from smoothstab import inference
+from smoothstab.experiments.analysis.advice import (
+    Interval,
+    sanity_advice,
+    sanity_levels,
+    sanity_verdict,
+)
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.cli import main
@@ -23,6 +28,11 @@ from smoothstab.experiments.plan import counts as plan
 from smoothstab.experiments.rundir import sanity_rows
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.stages import sanity_stage as sanity
+
+
+def upper_end(per_image: dict[int, float]) -> float:
+    """The upper end of the 95% interval over images of a per-image similarity."""
+    return inference.model_mean([list(per_image.values())], scope="these models").interval()[1]
 
 
 def _setup(monkeypatch, methods: str):
@@ -46,10 +56,10 @@ def test_edge_control_is_identical_to_every_randomised_model_and_grad_is_not(mon
     edge = sanity.check_rows(cfg, model, x, y, "edge")
     assert edge and all(row["value"] == 1.0 for row in edge)
     grad = sanity.check_rows(cfg, model, x, y, "grad")
-    similar = sanity_rows.similarity(grad, "cascading")
+    similar = sanity_rows.per_image_similarity(grad, "cascading")
     for r in sanity.levels(cfg.attribution):
         for metric in (Metric.SANITY_SSIM, Metric.SANITY_RANK):
-            assert similar[("grad", str(metric), r)].hi < 0.5, (r, metric)
+            assert upper_end(similar[("grad", str(metric), r)]) < 0.5, (r, metric)
     assert len(grad) == len(edge)  # 2 metrics x 2 r x copies x 4 images each
 
 
@@ -81,9 +91,9 @@ def test_label_check_rows_against_the_twin(monkeypatch):
     assert len(edge) == 2 * 2 * 4 and all(row["value"] == 1.0 for row in edge)
     grad = sanity.check_rows(cfg, model, x, y, "grad", twin)
     rows = sanity.check_rows(cfg, model, x, y, "grad") + grad
-    similar = sanity_rows.similarity(rows, "cascading")
+    similar = sanity_rows.per_image_similarity(rows, "cascading")
     for r in sanity.levels(cfg.attribution):
-        assert similar[("grad", "sanity_label_rank", r)].hi < 0.5, r
+        assert upper_end(similar[("grad", "sanity_label_rank", r)]) < 0.5, r
         assert ("grad", "sanity_rank", r) in similar
 
 
@@ -119,56 +129,60 @@ def test_label_check_refused_where_it_cannot_run():
         load_config("paper/table1_dr", ["sanity.enabled=true", "sanity.labels=true"])
 
 
+def gap(estimate: float, lo: float, hi: float) -> Interval:
+    return Interval(estimate, lo, hi, (hi - lo) / 4, 10.0, "retraining", 4, 8)
+
+
 @pytest.mark.parametrize(
-    ("random", "want"),
+    ("found", "want"),
     [
-        (Band(0.60, 0.55, 0.65), "passes"),  # gap 0.20 > hypot(0.05, 0.05) = 0.0707
-        (Band(0.75, 0.70, 0.80), "undecided"),  # gap 0.05: below, but within the interval
-        (Band(0.87, 0.82, 0.92), "undecided"),  # above by 0.07 < 0.0707
-        (Band(0.95, 0.90, 1.00), "fails"),  # above by 0.15
-        (Band(0.80 - 0.1, 0.70 - 0.1, 0.90 - 0.1), "undecided"),  # gap 0.1 = half: not more
-        (Band(float("nan"), float("nan"), float("nan")), "undecided"),
+        (gap(0.20, 0.13, 0.27), "passes"),
+        (gap(0.05, -0.02, 0.12), "undecided"),  # the point estimate passes; the interval not
+        (gap(-0.07, -0.15, 0.01), "undecided"),
+        (gap(-0.15, -0.22, -0.08), "fails"),
+        (gap(0.0, 0.0, 0.0), "fails"),  # a map identical for every model: gap 0, width 0
+        (gap(float("nan"), float("nan"), float("nan")), "undecided"),
+        (None, "undecided"),
     ],
 )
-def test_verdict_needs_the_gap_to_exceed_its_interval(random, want):
-    """Retrained models agree 0.80 +- 0.05; the similarity to the randomised model is read
-    against it with both intervals: the point estimate alone would pass the first three."""
-    assert sanity_verdict(Band(0.80, 0.75, 0.85), random) == want
+def test_verdict_needs_the_gap_interval_off_zero(found, want):
+    """The gap (retrained models' similarity minus the randomised one's) passes only where its
+    interval lies above 0."""
+    assert sanity_verdict(found) == want
 
 
-def test_a_map_identical_for_every_model_fails_with_no_interval():
-    """The edge control: similarity 1 everywhere, bands of width 0, fails (not undecided)."""
-    one = Band(1.0, 1.0, 1.0)
-    assert sanity_verdict(one, one) == "fails"
-    assert sanity_verdict(None, one) == "undecided"
-
-
-def _levels(pairs: list[float], images: list[float]) -> list[dict]:
-    """:func:`sanity_levels` of one method at r = 0.1 whose retrained pairs agree ``pairs`` and
-    whose images agree ``images`` with the fully random copy, on both views."""
-    units = {("grad", "stability", 0.1, 100): {"0-1": 1.0}}
-    rows = []
+def _levels(pairs: list[float], images: list[float], spread: float = 0.02) -> list[dict]:
+    """:func:`sanity_levels` of one method at r = 0.1 whose four retrained models' pairs agree
+    ``pairs`` (per pair, varying by +-``spread`` over the images) and whose images agree
+    ``images`` with the fully random copy, on both views."""
+    rows, random = [], []
+    base = {"method": "grad", "r": 0.1, "n": 100, "model": "", "stderr": ""}
+    for i in range(len(images)):
+        rows.append({**base, "metric": "stability", "pair": "0-1", "image": i, "value": 1.0})
     for across, check in ((Metric.SSIM, "sanity_ssim"), (Metric.RANK_AGREEMENT, "sanity_rank")):
-        units[("grad", str(across), 0.1, 100)] = {f"0-{i}": v for i, v in enumerate(pairs, 1)}
+        for p, v in zip(("0-1", "0-2", "0-3", "1-2", "1-3", "2-3"), pairs, strict=True):
+            for i in range(len(images)):
+                value = v + spread * (-1) ** (i + p.count("2"))
+                rows.append({**base, "metric": str(across), "pair": p, "image": i, "value": value})
         for i, v in enumerate(images):
-            rows.append({"method": "grad", "metric": check, "r": 0.1, "step": 0, "image": i,
-                         "value": v})  # fmt: skip
-    bands = {key: Band(*[sum(u.values()) / len(u)] * 3) for key, u in units.items()}
-    summary = Summary(bands, units)
-    return sanity_levels(summary, sanity_rows.similarity(rows, "cascading"), "grad", "l2", False)
+            random.append({"method": "grad", "metric": check, "r": 0.1, "step": 0, "image": i,
+                           "value": v})  # fmt: skip
+    similar = sanity_rows.per_image_similarity(random, "cascading")
+    return sanity_levels(Summary.from_rows(rows), similar, "grad", "l2", False)
 
 
 def test_levels_pass_fail_or_stay_undecided_with_the_intervals():
-    """Over pairs 0.80, 0.82, 0.78 (t95 half-width 0.050) and four images (t95 half-width
-    0.065 for these spreads): a clear gap passes, a small one is undecided though the point
+    """Four models whose six pairs agree 0.76-0.84 with each other, against the randomised
+    model on eight images: a clear gap passes, a small one is undecided though the point
     estimate lies below, and a higher similarity fails; the advice carries the verdicts."""
-    pairs = [0.80, 0.82, 0.78]
-    clear = _levels(pairs, [0.30, 0.35, 0.25, 0.30])
+    pairs = [0.80, 0.82, 0.78, 0.84, 0.76, 0.80]
+    clear = _levels(pairs, [0.30, 0.35, 0.25, 0.30, 0.32, 0.28, 0.31, 0.29])
     assert clear[0]["verdict"] == "passes" and clear[0]["passes"]
-    close = _levels(pairs, [0.74, 0.80, 0.70, 0.76])
+    assert clear[0]["ssim_gap"].scope == "retraining" and clear[0]["ssim_gap"].lo > 0
+    close = _levels(pairs, [0.74, 0.84, 0.70, 0.80, 0.78, 0.76, 0.82, 0.72])
     assert close[0]["ssim_random"] < close[0]["ssim_retrained"]  # the old rule passed it
     assert close[0]["verdict"] == "undecided" and not close[0]["passes"]
-    high = _levels(pairs, [0.97, 0.99, 0.98, 0.98])
+    high = _levels(pairs, [0.97, 0.99, 0.98, 0.98, 0.97, 0.99, 0.98, 0.98])
     assert high[0]["verdict"] == "fails"
     advice = sanity_advice(close)
     assert advice["most_stable_verdict"] == "undecided" and advice["good_r"] is None
