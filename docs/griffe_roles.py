@@ -23,6 +23,7 @@ The source is left as it is: the rewrite happens in the build only.
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import re
 
@@ -162,8 +163,10 @@ class SphinxRoles(griffe.Extension):
 
 
 def _external(target: str) -> bool:
-    """Whether ``target`` is in an importable package other than the documented ones."""
+    """Whether ``target`` is a builtin or in an importable package other than ours."""
     first = target.partition(".")[0]
+    if hasattr(builtins, first):
+        return True
     try:
         return first != "smoothstab" and importlib.util.find_spec(first) is not None
     except (ImportError, ValueError):

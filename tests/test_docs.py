@@ -124,6 +124,45 @@ def test_site_builds_strictly_with_every_page_and_key(served_site):
     assert "SmoothStats" in (site / "api" / "index.html").read_text()
 
 
+RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):(?:<code>|`)")
+
+
+@pytest.mark.slow
+def test_the_api_page_has_links_not_roles(served_site):
+    """The docstrings' Sphinx roles are links on the API page (or plain code where the site does
+    not render the object), never raw; every public name a docstring refers to is rendered (so
+    its reference is a link); grouped parameters are one row each with their defaults."""
+    import griffe
+
+    import smoothstab
+
+    _, site = served_site
+    html = (site / "api" / "index.html").read_text()
+    assert RAW_ROLE.findall(html) == []
+    links = re.findall(r'<a class="autorefs autorefs-internal"[^>]*href="#([^"]+)"', html)
+    assert len(links) >= 150, len(links)
+    assert all(f'id="{anchor}"' in html for anchor in links)
+    plain = set(re.findall(r'<span title="(smoothstab[\w.]*)"><code>', html))
+    package = griffe.load("smoothstab", search_paths=[str(ROOT)])
+    public = set()
+    for name in [*smoothstab.__all__, *smoothstab.LAZY]:
+        try:
+            public.add(
+                package[name].final_target.path if package[name].is_alias else package[name].path
+            )
+        except (KeyError, griffe.AliasResolutionError):
+            public.add(f"{smoothstab.LAZY[name][0]}.{smoothstab.LAZY[name][1] or name}")
+    assert plain & public == set(), "public names the API page does not render"
+    for cell in ("steps, rule", "a, b", "mode, layers, init_seed"):
+        assert f"<code>{cell}</code>" not in html, cell
+    ig = html[html.index('id="smoothstab.methods.integrated_gradients"') :]
+    defaults = {}
+    for row in ig.split('<tr class="doc-section-item">')[1:7]:  # its first six parameters
+        cells = [re.sub(r"<[^>]+>|\s+", "", c) for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        defaults[cells[0]] = cells[-1]
+    assert defaults.get("steps") == "20" and defaults.get("rule") == "&#39;paper&#39;", defaults
+
+
 @pytest.mark.slow
 def test_a_broken_link_fails_the_build(tmp_path):
     """--strict is what keeps the site honest: a link to a missing page is an error."""
@@ -235,7 +274,9 @@ PAGE_CHECK = r"""(() => {
     const text = n.nodeValue, m = text.match(role);
     const next = n.nextSibling && n.nextSibling.nodeName;
     if (m && (m[1] === '`' || next === 'CODE')) found.push('raw role: ' + text.trim().slice(-60));
-    if (markdown.some(p => p.test(text))) found.push('literal Markdown: ' + text.trim().slice(0, 80));
+    if (markdown.some(p => p.test(text))) {
+      found.push('literal Markdown: ' + text.trim().slice(0, 80));
+    }
   }
   const page = document.documentElement;
   if (page.scrollWidth > page.clientWidth) {
@@ -252,7 +293,7 @@ PAGE_CHECK = r"""(() => {
 VIEWPORT = dict(width=1400, height=900, deviceScaleFactor=1, mobile=False)
 
 
-def check_page(browser: "DevTools", url: str) -> list[str]:
+def check_page(browser: DevTools, url: str) -> list[str]:
     """Opens ``url`` at 1400x900 and returns its problems: console errors, failed requests,
     broken images and what ``PAGE_CHECK`` finds."""
     browser.events.clear()
