@@ -35,6 +35,7 @@ METHODS: dict[str, Method] = {
     "gradcam": grad_cam,
     "gradcampp": grad_cam_pp,
 }
+"""The four methods by the names configs and the command line use."""
 
 __all__ = [
     "IG_RULES",

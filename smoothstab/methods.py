@@ -37,6 +37,8 @@ IG_RULES = (
     "riemann_trapezoid",
     "gausslegendre",
 )
+"""The quadrature rules of :func:`integrated_gradients` (``rule=``); :func:`ig_rule` gives their
+points and weights."""
 
 
 def output_logits(out: object, batch: int) -> torch.Tensor:

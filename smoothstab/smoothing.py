@@ -78,6 +78,8 @@ from smoothstab.stats import REDUCTIONS, SmoothStats
 from smoothstab.types import Method, Seed, Target
 
 SAMPLERS = ("noise", "joint")
+"""The samplers of :class:`Smoothed` (``sampler=``): ``"noise"`` draws noise only, ``"joint"``
+(Integrated-Gradients only) a noise draw and a point of IG's path together."""
 
 
 class _Smoother:

@@ -1,6 +1,7 @@
 """The documentation site: it builds with warnings as errors, its pages load in headless Chromium
-without a console error, a failed request or a broken image, and every Python example on the
-getting-started and how-to pages runs as written.
+without a console error, a failed request, a broken image, a raw Sphinx role, literal Markdown or
+a code line cut at its box's edge, every Python example on the getting-started and how-to pages
+runs as written, and the gallery's scripts and the notebook run.
 
 The browser is driven over the DevTools protocol (``--remote-debugging-pipe``): one Chromium
 visits every page, served over HTTP as a web server would, and reports uncaught exceptions,
@@ -29,18 +30,33 @@ import yaml
 from helpers import BROWSER, NO_BROWSER, ROOT
 
 DOCS = ROOT / "docs"
+GALLERY_SCRIPTS = sorted((DOCS / "gallery").glob("*.py"))
 OPTIONAL = {"timm", "quantus", "captum", "transformers"}  # extras: a block needing one skips
 
 
 def nav_pages(*sections: str) -> list[str]:
     """The pages of mkdocs.yml's nav under the top-level entries named ``sections`` (none: all)."""
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+
+    def pages(value) -> list[str]:  # a page, {title: page} or {title: [entries]}
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [p for v in value.values() for p in pages(v)]
+        return [p for v in value for p in pages(v)]
+
     found = []
     for entry in nav:
         ((title, value),) = entry.items()
         if title in sections or not sections:
-            found += [value] if isinstance(value, str) else [p for e in value for p in e.values()]
+            found += pages(value)
     return found
+
+
+def doc_files() -> list[str]:
+    """Every page source under docs/: the Markdown files and the notebook."""
+    files = [*DOCS.rglob("*.md"), *DOCS.glob("*.ipynb")]
+    return sorted(p.relative_to(DOCS).as_posix() for p in files)
 
 
 def resolve_snippets(text: str) -> str:
@@ -80,8 +96,7 @@ def test_python_examples_run(page, code, tmp_path, monkeypatch):
 
 
 def test_every_doc_file_is_in_the_nav():
-    pages = nav_pages()
-    assert sorted(pages) == sorted(p.name for p in DOCS.glob("*.md"))
+    assert sorted(nav_pages()) == doc_files()
 
 
 def build_site(out: Path, tree: Path = ROOT) -> subprocess.CompletedProcess:
@@ -107,6 +122,45 @@ def test_site_builds_strictly_with_every_page_and_key(served_site):
     index = (site / "index.html").read_text()
     assert "debiased_distance" in index and "runs the quickstart into runs/quickstart/" in index
     assert "SmoothStats" in (site / "api" / "index.html").read_text()
+
+
+RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):(?:<code>|`)")
+
+
+@pytest.mark.slow
+def test_the_api_page_has_links_not_roles(served_site):
+    """The docstrings' Sphinx roles are links on the API page (or plain code where the site does
+    not render the object), never raw; every public name a docstring refers to is rendered (so
+    its reference is a link); grouped parameters are one row each with their defaults."""
+    import griffe
+
+    import smoothstab
+
+    _, site = served_site
+    html = (site / "api" / "index.html").read_text()
+    assert RAW_ROLE.findall(html) == []
+    links = re.findall(r'<a class="autorefs autorefs-internal"[^>]*href="#([^"]+)"', html)
+    assert len(links) >= 150, len(links)
+    assert all(f'id="{anchor}"' in html for anchor in links)
+    plain = set(re.findall(r'<span title="(smoothstab[\w.]*)"><code>', html))
+    package = griffe.load("smoothstab", search_paths=[str(ROOT)])
+    public = set()
+    for name in [*smoothstab.__all__, *smoothstab.LAZY]:
+        try:
+            public.add(
+                package[name].final_target.path if package[name].is_alias else package[name].path
+            )
+        except (KeyError, griffe.AliasResolutionError):
+            public.add(f"{smoothstab.LAZY[name][0]}.{smoothstab.LAZY[name][1] or name}")
+    assert plain & public == set(), "public names the API page does not render"
+    for cell in ("steps, rule", "a, b", "mode, layers, init_seed"):
+        assert f"<code>{cell}</code>" not in html, cell
+    ig = html[html.index('id="smoothstab.methods.integrated_gradients"') :]
+    defaults = {}
+    for row in ig.split('<tr class="doc-section-item">')[1:7]:  # its first six parameters
+        cells = [re.sub(r"<[^>]+>|\s+", "", c) for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        defaults[cells[0]] = cells[-1]
+    assert defaults.get("steps") == "20" and defaults.get("rule") == "&#39;paper&#39;", defaults
 
 
 @pytest.mark.slow
@@ -204,6 +258,54 @@ class DevTools:
 
 IMAGES = "JSON.stringify([...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0]))"
 
+# What a reader would see wrong on a rendered page, outside code: a Sphinx role left raw (the
+# role's text before a code element, or with its backticks), literal Markdown (``**``, a
+# backtick, ``[text](link)``); and a page that scrolls sideways, or a code box whose longest line
+# runs past its edge (cut until scrolled).
+PAGE_CHECK = r"""(() => {
+  const found = [];
+  const root = document.querySelector('.md-content') || document.body;
+  const inCode = el => el.closest('code, pre, script, style, kbd, samp, svg, math');
+  const role = /:(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):(`|$)/;
+  const markdown = [/\*\*\S/, /`/, /\[[^\]\n]+\]\([^)\s]+\)/];
+  const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.parentElement || inCode(n.parentElement)) continue;
+    const text = n.nodeValue, m = text.match(role);
+    const next = n.nextSibling && n.nextSibling.nodeName;
+    if (m && (m[1] === '`' || next === 'CODE')) found.push('raw role: ' + text.trim().slice(-60));
+    if (markdown.some(p => p.test(text))) {
+      found.push('literal Markdown: ' + text.trim().slice(0, 80));
+    }
+  }
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth) {
+    found.push(`the page scrolls sideways: ${page.scrollWidth} > ${page.clientWidth} px`);
+  }
+  for (const box of document.querySelectorAll('pre')) {
+    if (box.scrollWidth > box.clientWidth + 1) {
+      const lines = box.textContent.split('\n').sort((a, b) => b.length - a.length);
+      found.push('a code line runs past its box: ' + lines[0].slice(0, 60));
+    }
+  }
+  return JSON.stringify(found);
+})()"""
+VIEWPORT = dict(width=1400, height=900, deviceScaleFactor=1, mobile=False)
+
+
+def check_page(browser: DevTools, url: str) -> list[str]:
+    """Opens ``url`` at 1400x900 and returns its problems: console errors, failed requests,
+    broken images and what ``PAGE_CHECK`` finds."""
+    browser.events.clear()
+    browser.call("Page.navigate", session=True, url=url)
+    browser.wait_for("Page.loadEventFired")
+    shown = browser.call("Runtime.evaluate", session=True, expression=IMAGES)
+    images = json.loads(shown["result"]["value"])
+    seen = browser.call("Runtime.evaluate", session=True, expression=PAGE_CHECK)
+    browser.settle(0.3)
+    broken = [f"broken image: {src}" for src, ok in images if not ok]
+    return problems(browser.events) + broken + json.loads(seen["result"]["value"])
+
 
 def problems(events: list[dict]) -> list[str]:
     """The console errors, exceptions, failed requests and HTTP errors among DevTools events."""
@@ -241,53 +343,67 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+PICTURED = [".", "smooth_any_model", "gallery", *(f"gallery/{p.stem}" for p in GALLERY_SCRIPTS)]
+PICTURED += ["notebook"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 def test_pages_load_in_headless_chromium_without_errors(served_site, tmp_path):
+    """Every page at 1400x900: no console error, failed request or broken image, no raw role or
+    literal Markdown in its text, no sideways scrolling and no code line cut at its box."""
     base, out = served_site
     pages = sorted(p.relative_to(out).parent.as_posix() for p in out.rglob("index.html"))
-    assert len(pages) == len(list(DOCS.glob("*.md")))
+    assert len(pages) == len(doc_files())
     browser = DevTools(tmp_path / "profile")
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, **VIEWPORT)
     try:
-        report = {}
+        report, images = {}, {}
         for page in pages:
-            browser.events.clear()
             url = f"{base}/{'' if page == '.' else page + '/'}"
-            browser.call("Page.navigate", session=True, url=url)
-            browser.wait_for("Page.loadEventFired")
-            shown = browser.call("Runtime.evaluate", session=True, expression=IMAGES)
-            images = json.loads(shown["result"]["value"])
+            report[page] = check_page(browser, url)
             title = browser.call("Runtime.evaluate", session=True, expression="document.title")
-            browser.settle(0.3)
-            broken = [src for src, ok in images if not ok]
-            report[page] = problems(browser.events) + [f"broken image: {s}" for s in broken]
             assert "smoothstab" in title["result"]["value"], (page, title)
+            count = "document.querySelectorAll('.md-content img').length"
+            images[page] = browser.call("Runtime.evaluate", session=True, expression=count)
     finally:
         browser.close()
     assert {p: r for p, r in report.items() if r} == {}
+    # the pages that talk about pictures show them (at least one image each)
+    shown = {p: images[p]["result"]["value"] for p in PICTURED}
+    assert all(shown.values()), shown
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 def test_the_browser_check_sees_errors(served_site, tmp_path):
-    """The check above can fail: a page with a script error, a console.error, a missing image
-    and a missing stylesheet gives one problem each."""
+    """The check above can fail: a page with a script error, a console.error, a missing image,
+    a missing stylesheet, a raw role, literal Markdown, a cut code line and a too-wide block
+    gives one problem each; the same text inside code gives none."""
     base, out = served_site
+    long = "x = 1  # " + "a long comment " * 20
     (out / "broken.html").write_text(
         '<html><head><link rel="stylesheet" href="missing.css"></head><body>'
         '<img src="missing.png"><script>console.error("boom"); undefined_name();</script>'
-        "</body></html>"
+        "<p>see :func:<code>smooth</code> and :class:`Smoothed`</p><p>a **bold** claim</p>"
+        "<p>a [link](page.md) and a `tick</p><p><code>**fine** [a](b) :func:`x`</code></p>"
+        f'<pre style="width: 300px; overflow: auto"><code>{long}</code></pre>'
+        '<div style="width: 3000px">wide</div></body></html>'
     )
     browser = DevTools(tmp_path / "profile")
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, **VIEWPORT)
     try:
-        browser.call("Page.navigate", session=True, url=f"{base}/broken.html")
-        browser.wait_for("Page.loadEventFired")
-        shown = browser.call("Runtime.evaluate", session=True, expression=IMAGES)
-        browser.settle(0.3)
-        found = problems(browser.events)
+        found = check_page(browser, f"{base}/broken.html")
     finally:
         browser.close()
     text = "\n".join(found)
     assert "uncaught" in text and "console.error: boom" in text, text
-    assert "HTTP 404" in text and "missing.css" in text and "missing.png" in text, text
-    assert json.loads(shown["result"]["value"])[0][1] is False
+    assert "HTTP 404" in text and "missing.css" in text and "broken image" in text, text
+    assert [f for f in found if f.startswith("raw role")] == [
+        "raw role: see :func:",
+        "raw role: and :class:`Smoothed`",
+    ], found
+    markdown = [f for f in found if f.startswith("literal Markdown")]
+    assert len(markdown) == 3 and "fine" not in "".join(markdown), found
+    assert "a code line runs past its box: x = 1  # a long comment" in text, text
+    assert "the page scrolls sideways" in text, text
