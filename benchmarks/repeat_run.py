@@ -7,8 +7,8 @@ settings of the test suite (``tests/helpers.py``) on ``--device`` for training a
 then prints, for each trained model, whether its weights are bitwise equal between the runs (and
 the largest relative difference of a tensor otherwise), and for ``metrics.csv`` the number of
 values that differ and the largest difference relative to the value. On a CPU both runs are
-byte-identical (``tests/experiments/test_reliability.py`` checks it); this script is for the devices the
-suite cannot reach. Results, with the command, are in ``benchmarks/RESULTS.md``.
+byte-identical (``tests/experiments/test_reliability.py`` checks it); this script is for the
+devices the suite cannot reach. Results, with the command, are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -508,6 +508,40 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class MapsConfig:
+    """Which maps the attribute stage keeps on disk. It measures every map while it is in
+    memory (every per-image number is in the metrics table), so none is needed afterwards; it
+    always keeps the mean maps the figures draw: every model's, at every r, of the
+    ``evaluation.grid_images`` figure images (the first test image of each class, then the
+    next ones), in the block files. ``plan`` says what each choice stores."""
+
+    keep: Literal["none", "means", "all"] = "none"
+    """Beyond the figure images: ``none``; ``means``, every test image's mean maps; ``all``,
+    every test image's maps with their Monte-Carlo halves, variances and groups (what measuring
+    them again needs), one file per model, method and r under ``maps/``."""
+    precision: Literal["float32", "float16"] = "float32"
+    """The float type of kept mean maps (``float16`` halves their bytes: about three
+    significant digits, plenty for a picture); ``keep = "all"`` keeps the run's own."""
+    view: Literal["map", "abs"] = "map"
+    """Kept mean maps as computed (``map``) or as their 2-D view ``sum_c |map_c|`` (``abs``,
+    what the figures draw: a third of the bytes of an RGB map); ``keep = "all"`` keeps
+    ``map``."""
+
+    def __post_init__(self) -> None:
+        check_choice(self.keep, "keep", ("none", "means", "all"))
+        check_choice(self.precision, "precision", ("float32", "float16"))
+        check_choice(self.view, "view", ("map", "abs"))
+        if self.keep == "all" and (self.precision, self.view) != ("float32", "map"):
+            key, value = ("precision", self.precision) if self.precision != "float32" else (
+                "view", self.view)  # fmt: skip
+            raise ValueError(
+                f"{key}: keep = 'all' keeps the maps with their Monte-Carlo statistics as "
+                f"computed, for measuring them again; {key} = {value!r} applies to kept mean maps "
+                "(keep = 'none' or 'means')"
+            )
+
+
+@dataclass(frozen=True)
 class SanityConfig:
     """The model-randomisation check (Adebayo et al. 2018) of the ``sanity`` stage
     (:mod:`~smoothstab.experiments.stages.sanity_stage`, docs/sanity.md): off unless ``enabled``."""
@@ -555,6 +589,7 @@ class ExperimentConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    maps: MapsConfig = field(default_factory=MapsConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
 
     def __post_init__(self) -> None:

@@ -7,10 +7,11 @@ noise draws, the Monte-Carlo sums and the saved maps stay in ``attribution.dtype
 differ from float32 ones by bf16 rounding. On the small CNN of the tests: gradient maps
 (Simple-Grad, IG) by about 12% of their norm unsmoothed and 4% smoothed (the input gradient goes
 back through every bf16 layer; averaging over draws averages the rounding out), CAMs by under 1%
-(``tests/experiments/models/test_accel.py`` states the bounds it checks). ``attribution.channels_last`` stores
-the model's 4-d weights in channels_last order, which steers convolutions to their NHWC kernels
-(faster on GPUs with tensor cores and with oneDNN on CPUs); the maps change only in the last
-bits. Neither option changes which noise is drawn or how the work is cut.
+(``tests/experiments/models/test_accel.py`` states the bounds it checks).
+``attribution.channels_last`` stores the model's 4-d weights in channels_last order, which steers
+convolutions to their NHWC kernels (faster on GPUs with tensor cores and with oneDNN on CPUs); the
+maps change only in the last bits. Neither option changes which noise is drawn or how the work is
+cut.
 """
 
 from __future__ import annotations

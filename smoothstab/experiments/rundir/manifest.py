@@ -19,7 +19,8 @@ absolute path, no ``..``, nothing a link leads out of): a manifest naming anythi
 as damaged, so that the manifest never makes a stage delete a file the run did not write. So is
 a manifest that cannot be read, or a missing one where files of a stage after ``train`` exist
 (only a standalone ``smoothstab train`` writes none). Files no stage has recorded yet (a stage
-killed before its record) are not checked.
+killed before its record) are not checked here: the attribute stage's block and map files carry
+their own record and hash, which every reader checks (:mod:`~smoothstab.experiments.rundir.seal`).
 :func:`clean` removes what killed writers leave: temporary files, and block files whose map
 was joined.
 """
@@ -50,8 +51,8 @@ VERSION = 1
 # :mod:`~smoothstab.experiments.rundir.layout`).
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "train": ("splits.json", "val_split.json", "model_*.pt", "train_metrics.json"),
-    "attribute": ("test_images.pt", "maps/model*/*/r*.pt"),
-    "evaluate": ("metrics.csv", "table1.csv", "recommendation.json"),
+    "attribute": ("test_images.pt", "blocks/*/block*.pt", "maps/model*/*/r*.pt"),
+    "evaluate": ("metrics.parquet", "table1.csv", "recommendation.json"),
     "sanity": ("sanity.csv",),
     "figures": ("figures/*.png",),
     "bounds": ("bounds.json", "bounds.md", "figures/bounds.png"),
@@ -129,7 +130,7 @@ def _sha256(path: Path) -> str:
 
 
 # Hashed once per version of the file in this process: a run's later stages do not rehash the
-# maps (0.9 GB in the quickstart) that the stages before them checked or recorded.
+# files (the kept maps, with [maps] keep = "all") that the stages before them checked or recorded.
 sha256 = FileMemo(_sha256)
 
 
