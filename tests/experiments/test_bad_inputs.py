@@ -136,15 +136,17 @@ def unwritable(tmp: Path) -> Path:
 
 
 def damaged_metrics(tmp: Path) -> Path:
-    """A run whose evaluate stage recorded metrics.csv, which was then cut mid-row."""
+    """A run whose evaluate stage recorded metrics.parquet, which was then cut short."""
     from smoothstab.experiments.rundir import manifest
+    from smoothstab.experiments.rundir.metrics_table import rows_table, write_table
 
     d = fake_run(tmp)
-    text = "setting,n,method,r,sigma,metric,pair,model,image,value,stderr\n"
-    text += "".join(f"DT,50,grad,0.0,0.0,stability,0-1,,{i},0.5,\n" for i in range(40))
-    (d / "metrics.csv").write_text(text)
+    rows = [dict(setting="DT", n="50", method="grad", r=0.0, sigma=0.0, metric="stability",
+                 pair="0-1", image=str(i), value=0.5) for i in range(40)]  # fmt: skip
+    write_table(d / "metrics.parquet", rows_table(rows))
     manifest.record(d, "evaluate")
-    (d / "metrics.csv").write_text(text[: len(text) // 2])
+    data = (d / "metrics.parquet").read_bytes()
+    (d / "metrics.parquet").write_bytes(data[: len(data) // 2])
     return d
 
 
@@ -527,7 +529,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     ),  # fmt: skip
     "stage before its inputs": (
         lambda t: ["evaluate", str(fake_run(t))],
-        r"r0\.000000\.pt does not exist; run the stages before this one",
+        r"test_images\.pt does not exist; run the stages before this one",
         (),
     ),
     "damaged config in run dir": (
@@ -550,9 +552,9 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"model_0\.pt: cannot be read",
         (),
     ),
-    "damaged metrics.csv": (
+    "damaged metrics table": (
         lambda t: ["report", str(damaged_metrics(t))],
-        r"metrics\.csv: damaged .*rerun the evaluate stage",
+        r"metrics\.parquet: damaged .*rerun the evaluate stage",
         (),
     ),
     "weights of another architecture": (

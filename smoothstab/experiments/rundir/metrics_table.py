@@ -158,6 +158,29 @@ class RowsBuilder:
         return pa.table(out)
 
 
+def rows_table(rows: Sequence[dict]):
+    """Rows as :func:`read_rows` gives them (or made by hand, as ``metrics.csv`` had them) as a
+    ``pyarrow.Table`` of the metrics table: the inverse of :func:`read_rows`."""
+    import pyarrow as pa
+
+    def cells(name: str) -> list:
+        return [row.get(name, "") for row in rows]
+
+    def number(v, kind):
+        return None if v in ("", None) else kind(v)
+
+    out = {}
+    for name in COLUMNS:
+        if name in TEXT:
+            text = [v or None for v in map(str, cells(name))]
+            out[name] = pa.array(text, pa.string()).dictionary_encode()
+        elif name in ("n", "image"):
+            out[name] = pa.array([number(v, int) for v in cells(name)], pa.int64())
+        else:
+            out[name] = pa.array([number(v, float) for v in cells(name)], pa.float64())
+    return pa.table(out)
+
+
 def write_table(path: str | Path, table) -> Path:
     """``table`` (a ``pyarrow.Table``) as Parquet (zstd), atomically."""
     import pyarrow.parquet as pq
@@ -190,25 +213,35 @@ def _read_table(path: str | Path):
 
 
 def read_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """The metrics table column by column: numbers as numpy arrays (``n``, ``stderr`` with NaN
-    where null: ``n`` as float), text as numpy arrays of ``str`` (``""`` where null)."""
+    """The metrics table column by column: numbers as numpy arrays (``n`` and ``stderr`` as
+    floats, NaN where null), text as numpy arrays of ``str`` (``""`` where null). A column of
+    another type is one :class:`~smoothstab.experiments.io.files.DamagedFile` line."""
     table = _read_table(path)
     out = {}
     for name in table.column_names:
-        column = table.column(name)
-        if name in TEXT:
-            column = column.combine_chunks()
-            if hasattr(column, "dictionary"):
-                cats = np.array([*column.dictionary.to_pylist(), ""], dtype=object)
-                codes = column.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-                out[name] = cats[codes]
-            else:
-                out[name] = np.array(column.fill_null("").to_pylist(), dtype=object)
-        elif name in ("n", "stderr"):
-            out[name] = column.cast("float64").fill_null(float("nan")).to_numpy()
-        else:
-            out[name] = column.to_numpy()
+        try:
+            out[name] = _column(table.column(name), name)
+        except Exception as e:  # noqa: BLE001 - pyarrow's ArrowInvalid, NotImplemented, ...
+            why = f"not the metrics table (its column {name}: {first_line(e)})"
+            raise DamagedFile(path, why) from None
     return out
+
+
+def _column(column, name: str) -> np.ndarray:
+    if name in TEXT:
+        column = column.combine_chunks()
+        if hasattr(column, "dictionary"):
+            cats = np.array([*column.dictionary.cast("string").to_pylist(), ""], dtype=object)
+            return cats[column.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+        return np.array(column.cast("string").fill_null("").to_pylist(), dtype=object)
+    if name == "image":
+        return column.cast("int64").to_numpy()
+    column = column.cast("float64")
+    if name in ("n", "stderr"):
+        return column.fill_null(float("nan")).to_numpy()
+    if column.null_count:
+        raise ValueError("empty cells")
+    return column.to_numpy()
 
 
 def read_rows(path: str | Path) -> list[dict]:

@@ -250,12 +250,11 @@ def run_attribution(
     if info.is_main:
         _drop_damaged(cfg, run, n_images, n_blocks)
     barrier(info)
-    todo = [(m, b) for m in attr.methods for b in range(n_blocks) if _needed(cfg, run, m, b)]
-    # Deal the blocks before looking again: other ranks write theirs meanwhile, and a rank whose
-    # list had shrunk would take a shifted share (blocks skipped, others repeated). Every rank saw
-    # the same files above (rank 0 checked them before the barrier; kept maps are joined only
-    # after the last one), so every rank deals the same ``todo``.
-    mine = [t for t in todo[info.rank :: info.world_size] if _needed(cfg, run, *t)]
+    # Every block is dealt, done or not, and each rank skips its own finished ones: a rank that
+    # looks at the files after another has written some still takes the same share (dealing only
+    # the blocks left would shift the shares: blocks skipped, others repeated).
+    blocks = [(m, b) for m in attr.methods for b in range(n_blocks)]
+    mine = [t for t in blocks[info.rank :: info.world_size] if _needed(cfg, run, *t)]
     if mine:
         models = [
             accel.prepare_model(m.to(device=device, dtype=dtype).eval(), attr) for m in models

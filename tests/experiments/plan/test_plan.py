@@ -210,7 +210,7 @@ def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
     """The model evaluations the run counts (``model_evals`` in metrics.csv, per model, image,
     method and r) and the bytes of the map files it writes are plan's, exactly."""
     from smoothstab.experiments.rundir.layout import RunDir
-    from smoothstab.experiments.rundir.metrics_table import read_csv
+    from smoothstab.experiments.rundir.metrics_table import read_rows
 
     cfg = load_config("quickstart", GROUPED)
     assert cfg.attribution.n_groups == 16
@@ -218,7 +218,7 @@ def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
     out = tmp_path / "run"
     stages = ["--stages", "train", "attribute", "evaluate"]
     assert main(["run", "quickstart", "--out", str(out), "--quiet", *_sets(GROUPED), *stages]) == 0
-    rows = [row for row in read_csv(RunDir(out).metrics) if row["metric"] == "model_evals"]
+    rows = [row for row in read_rows(RunDir(out).metrics) if row["metric"] == "model_evals"]
     costs = {(c.method, c.r): c for c in plan.attribution}
     assert {(row["method"], row["r"]) for row in rows} == set(costs)
     for row in rows:
