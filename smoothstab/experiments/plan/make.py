@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.plan.counts import (
     AttributionCost,
+    DeviceMemory,
     SanityCost,
+    Storage,
     TrainingCost,
     attribution_costs,
+    device_memory,
     sanity_cost,
     storage,
     training_costs,
@@ -30,9 +33,8 @@ class Plan:
     n_models: int
     training: tuple[TrainingCost, ...]
     attribution: tuple[AttributionCost, ...]
-    map_files: int
-    map_bytes: int
-    test_images_bytes: int
+    storage: Storage
+    memory: DeviceMemory
     timing: Timing | None
     sanity: SanityCost | None = None
 
@@ -40,15 +42,13 @@ class Plan:
 def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
     """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
     (``budget``: about how many seconds each measurement may take)."""
-    files, nbytes, images = storage(cfg)
     return Plan(
         cfg.name,
         Setting.of(cfg).n_models,
         tuple(training_costs(cfg)),
         tuple(attribution_costs(cfg)),
-        files,
-        nbytes,
-        images,
+        storage(cfg),
+        device_memory(cfg),
         estimate_time(cfg, budget) if timing else None,
         sanity_cost(cfg),
     )
