@@ -14,7 +14,7 @@ file, a wrong value, a path that cannot be used. The promise, checked for each:
 Nothing here trains a model: run directories are made by hand (an untrained checkpoint is a
 checkpoint), so the whole table runs in a few seconds.
 
-Long because it is one table of 164 cases, each a line or two.
+Long because it is one table of 168 cases, each a line or two.
 """
 
 from __future__ import annotations
@@ -148,6 +148,53 @@ def damaged_metrics(tmp: Path) -> Path:
     data = (d / "metrics.parquet").read_bytes()
     (d / "metrics.parquet").write_bytes(data[: len(data) // 2])
     return d
+
+
+def block_run(tmp: Path, damage: str) -> list[str]:
+    """``evaluate`` on a run whose attribute stage left one block file, damaged as ``damage``
+    says: a block of another method or another run put in its place, or a flipped bit."""
+    from smoothstab.experiments.models.recipe import block_identity
+    from smoothstab.experiments.rundir.blockfile import BlockFile
+
+    d = fake_run(tmp)
+    cfg = load_config(d / "config.toml")
+    x, y = torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])
+    torch.save({"x": x, "y": y, "indices": [0, 1]}, d / "test_images.pt")
+    ident = block_identity(cfg, "grad", 0, 2)
+    ident.update({"method": "ig"} if damage == "method" else {"run": "0" * 16} if damage == "run"
+                 else {})  # fmt: skip
+    ident = {k: tuple(map(tuple, v)) if k == "seeds" else tuple(v) if isinstance(v, list) else v
+             for k, v in ident.items()}  # fmt: skip
+    f = BlockFile(**ident, metric=("stability",), r=(0.0,), pair=("0-1",), model=("",),
+                  has_stderr=(False,), values=torch.full((1, 2), 0.5, dtype=torch.float64),
+                  stderr=torch.full((1, 2), float("nan"), dtype=torch.float64), figure_images=(),
+                  figure_maps=torch.zeros(2, len(ident["rs"]), 0, 1, 8, 8))  # fmt: skip
+    path = f.save(d / "blocks" / "grad" / "block00000.pt")
+    if damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[data.index(torch.tensor(0.5, dtype=torch.float64).numpy().tobytes()) + 3] ^= 0x01
+        path.write_bytes(bytes(data))
+    return ["evaluate", str(d)]
+
+
+def planted_map_block(tmp: Path) -> Callable[[], object]:
+    """Joining a kept map whose block 1 is a copy of another r's block 1."""
+    import dataclasses
+
+    from smoothstab.experiments.rundir.layout import RunDir
+    from smoothstab.experiments.rundir.mapfile import MapFile
+
+    run_dir, want = RunDir(tmp / "run"), []
+    for b, r in ((0, 0.1), (1, 0.1), (1, 0.2)):
+        stats = ss.SmoothStats.exact(torch.zeros(2, 1, 8, 8))
+        ident = dict(method="grad", model=0, r=r, sigma=r, images=(2 * b, 2 * b + 2), block=b,
+                     seeds=(b,))  # fmt: skip
+        f = dataclasses.replace(MapFile.from_stats(stats, r, r, keep=False), **ident)
+        f.save(run_dir.map(0, "grad", r, b))
+        want += [f.identity()] if r == 0.1 else []
+    planted = run_dir.map(0, "grad", 0.2, 1).read_bytes()
+    run_dir.map(0, "grad", 0.1, 1).write_bytes(planted)
+    return lambda: run_dir.join_map(0, "grad", 0.1, want)
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -556,6 +603,26 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         lambda t: ["report", str(damaged_metrics(t))],
         r"metrics\.parquet: damaged .*rerun the evaluate stage",
         (),
+    ),
+    "block file of another method": (
+        lambda t: block_run(t, "method"),
+        r"block00000\.pt: holds method = 'ig', not 'grad' .*rm .*--stages attribute",
+        (),
+    ),
+    "block file of another run": (
+        lambda t: block_run(t, "run"),
+        r"block00000\.pt: holds run = '0000000000000000', not '[0-9a-f]{16}'",
+        (),
+    ),
+    "block file with a flipped bit": (
+        lambda t: block_run(t, "flip"),
+        r"block00000\.pt: damaged \(its content does not match the SHA-256 it records\)",
+        (),
+    ),
+    "api kept map joined from a planted block": (
+        planted_map_block,
+        r"r0\.100000\.block1\.pt: holds r = 0\.2, not 0\.1",
+        (ValueError,),
     ),
     "weights of another architecture": (
         lambda t: ["run", dr_config(t, weights(t, resnet_weights())), "--out", str(t / "o")],

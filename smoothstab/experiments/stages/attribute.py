@@ -72,16 +72,19 @@ def attribute_blocks(
     keep: bool,
 ) -> list[MapFile]:
     """One model's maps of one image block at the noise levels ``rs`` (with their ``seeds``), on
-    the model's device. More than one nonzero r goes through
+    the model's device. More than one level goes through
     :meth:`~smoothstab.smoothing.Smoothed.stats_at` (rows of all the levels packed into shared
-    model calls); r = 0 always runs on its own (IG's reference quadrature may differ from the
-    smoothed one). ``keep``: the records keep the halves, variances and groups."""
+    model calls, r = 0's one row per image among them); r = 0 runs on its own for the joint IG
+    sampler (its reference quadrature is not a row of the smoothed one). ``keep``: the records
+    keep the halves, variances and groups."""
     stats: dict[float, ss.SmoothStats] = {}
     noisy = [(r * x_range, seed) for r, seed in zip(rs, seeds, strict=True) if r > 0]
-    if len(noisy) > 1:
+    exact = 0.0 in rs and noisy and not (name == "ig" and attr.ig_sampler == "joint")
+    levels = noisy + ([(0.0, None)] if exact else [])
+    if len(levels) > 1:
         smoothed = smoothed_method(name, model, attr, noisy[0][0], noisy[0][1])
-        packed = smoothed.stats_at(model, x, target, levels=noisy)
-        stats = dict(zip([r for r in rs if r > 0], packed, strict=True))
+        packed = smoothed.stats_at(model, x, target, levels=levels)
+        stats = dict(zip([r for r in rs if r > 0] + [0.0] * bool(exact), packed, strict=True))
     out = []
     for r, seed in zip(rs, seeds, strict=True):
         sigma = r * x_range

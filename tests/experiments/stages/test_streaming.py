@@ -14,6 +14,7 @@ block files it checks.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -158,16 +159,18 @@ def one_error(capsys, command: str) -> str:
 def test_planted_and_flipped_block_files_are_refused_then_measured_again(
     tiny_run, tmp_path, capsys, monkeypatch
 ):
-    """Each damage, in a copy of the tiny run without its metrics table: ``evaluate`` refuses the
-    block in one line naming it and what it holds, with the command that recomputes it; the
-    attribute stage says so, deletes it and measures that block again: the metrics table comes
-    out byte-identical."""
+    """Each damage, in a copy of the tiny run as a kill before the attribute stage's record
+    leaves it (no manifest entry, no metrics table; a recorded block is caught by its hash in the
+    manifest too): ``evaluate`` refuses the block in one line naming it and what it holds, with
+    the command that recomputes it; the attribute stage says so, deletes it and measures that
+    block again: the metrics table comes out byte-identical."""
     monkeypatch.setenv("CI", "true")
     blocks = tiny_run / "blocks"
     other = tmp_path / "other"  # a run of another config: a block of it is of another run
     copy_trained(tiny_run, other, names=TRAINED[1:])
     sets = [*TINY, "--set", "attribution.n_samples=4", "--set", 'attribution.methods=["grad"]']
     assert run("run", "--out", other, "--quiet", "--stages", "attribute", *sets) == 0
+    capsys.readouterr()
     computed, real = [], attribute.measure_block
     monkeypatch.setattr(attribute, "measure_block", lambda job, models: computed.append(
         (job.method, job.block)) or real(job, models))  # fmt: skip
@@ -187,6 +190,10 @@ def test_planted_and_flipped_block_files_are_refused_then_measured_again(
         d = tmp_path / name.replace(" ", "-")
         shutil.copytree(tiny_run, d)
         (d / "metrics.parquet").unlink()
+        recorded = json.loads((d / "manifest.json").read_text())
+        for stage in ("attribute", "evaluate", "figures", "bounds", "report"):
+            del recorded["stages"][stage]
+        (d / "manifest.json").write_text(json.dumps(recorded))
         target = d / "blocks" / rel
         if source is None:
             flip_in(target, needle)
