@@ -11,9 +11,9 @@ sizes), so a run directory may be resumed with other values of them. Stages talk
 in the run directory (:mod:`~smoothstab.experiments.rundir.layout`) and skip what exists::
 
     config.toml -> train (splits.json, model_{p}.pt, train_metrics.json)
-    -> attribute (test_images.pt, maps/...) -> evaluate (metrics.csv, table1.csv,
-    recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
-    -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
+    -> attribute (test_images.pt, blocks/..., maps/... with [maps] keep) -> evaluate
+    (metrics.parquet, table1.csv, recommendation.json) -> sanity (sanity.csv, when enabled)
+    -> figures (figures/*.png) -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
 Each key's meaning is the docstring under its field; :mod:`~smoothstab.experiments.config.keys`
 reads them back for ``smoothstab config`` and the documentation's list of keys. Long (about 670
@@ -306,8 +306,8 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Which maps to compute and how (the paper's values by default). Every map file records
-    each image's relative Monte-Carlo standard error and model evaluations.
+    """Which maps to compute and how (the paper's values by default). The metrics table records
+    each map's relative Monte-Carlo standard error and model evaluations, per image.
 
     The speed options ``amp``, ``channels_last`` and ``pack``
     (:mod:`~smoothstab.experiments.models.accel`) change the floating point of the maps, so none is
@@ -333,8 +333,8 @@ class AttributionConfig:
     max_samples: int = 1000
     """With a ``tolerance`` only: the most draws per map."""
     groups: int | None = None
-    """An even number of interleaved groups of draws whose means the map files keep (with
-    debiased distances), so that the standard errors of the distances in ``metrics.csv``
+    """An even number of interleaved groups of draws whose means each smoothed map keeps (with
+    debiased distances), so that the standard errors of the distances in the metrics table
     account for the correlation between a map's elements (``G - 1`` degrees of freedom;
     ``smooth(..., groups=G)``). Unset, :attr:`n_groups` follows
     :func:`smoothstab.montecarlo.default_groups`: 16 from 32 units (draws, or antithetic pairs,
@@ -435,7 +435,7 @@ class AttributionConfig:
 
     def noise_grid(self) -> list[float]:
         """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals
-        (each gets its own map file), sorted."""
+        (each is its own level in the block files and kept maps), sorted."""
         rs = {0.0, float(self.table_r), *map(float, self.stability_r), *map(float, self.fidelity_r)}
         return sorted(round(r, 6) for r in rs)
 
