@@ -173,8 +173,8 @@ _GROUPED = ("halves", "groups")  # [halves or groups, N, ...]: the images are th
 def stored(maps: torch.Tensor, precision: str, view: str) -> torch.Tensor:
     """Maps ``[B, C, H, W]`` as a file keeps them: in ``view`` (``abs``: ``[B, 1, H, W]``, the
     sum over channels of ``|map|``, what the figures draw) and ``precision``, contiguous."""
-    if view == "abs":
-        maps = abs_sum(maps)[:, None]
+    if view == "abs":  # abs_sum's view, for a block without figure images too (no image)
+        maps = abs_sum(maps)[:, None] if len(maps) else maps[:, :1]
     return maps.to(getattr(torch, precision)).contiguous()
 
 
