@@ -14,7 +14,7 @@ file, a wrong value, a path that cannot be used. The promise, checked for each:
 Nothing here trains a model: run directories are made by hand (an untrained checkpoint is a
 checkpoint), so the whole table runs in a few seconds.
 
-Long because it is one table of 168 cases, each a line or two.
+Long because it is one table of 169 cases, each a line or two.
 """
 
 from __future__ import annotations
@@ -175,6 +175,17 @@ def block_run(tmp: Path, damage: str) -> list[str]:
         data[data.index(torch.tensor(0.5, dtype=torch.float64).numpy().tobytes()) + 3] ^= 0x01
         path.write_bytes(bytes(data))
     return ["evaluate", str(d)]
+
+
+def earlier_run(tmp: Path) -> list[str]:
+    """``figures`` on a run directory whose manifest records ``metrics.csv`` (an earlier
+    version's layout)."""
+    d = fake_run(tmp)
+    path = d / "manifest.json"
+    data = json.loads(path.read_text())
+    data["stages"]["evaluate"] = {"metrics.csv": {"size": 1, "sha256": "0" * 64}}
+    path.write_text(json.dumps(data))
+    return ["figures", str(d)]
 
 
 def planted_map_block(tmp: Path) -> Callable[[], object]:
@@ -602,6 +613,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "damaged metrics table": (
         lambda t: ["report", str(damaged_metrics(t))],
         r"metrics\.parquet: damaged .*rerun the evaluate stage",
+        (),
+    ),
+    "run directory of an earlier version": (
+        earlier_run,
+        r"manifest\.json: written by an earlier version of smoothstab .*metrics\.csv.*NEW_DIR",
         (),
     ),
     "block file of another method": (

@@ -21,6 +21,7 @@ are :mod:`~smoothstab.experiments.rundir.metrics_table`'s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,12 @@ from smoothstab.experiments.io.files import (
 )
 from smoothstab.experiments.io.files import read_json as _read_json
 from smoothstab.experiments.rundir.mapfile import MapFile
-from smoothstab.experiments.rundir.metrics_table import cached_rows, cached_summary, read_columns
+from smoothstab.experiments.rundir.metrics_table import (
+    cached_rows,
+    cached_summary,
+    iter_rows,
+    read_columns,
+)
 
 
 class RunDir:
@@ -160,8 +166,13 @@ class RunDir:
         return _read_json(path)
 
     def rows(self) -> list[dict]:
-        """The metrics table, a dict per row (:func:`~.metrics_table.read_rows`)."""
+        """The metrics table, a dict per row (:func:`~.metrics_table.read_rows`; about a
+        kilobyte a row: for millions of rows, :meth:`iter_rows` or :meth:`columns`)."""
         return [dict(row) for row in cached_rows(self.metrics)]
+
+    def iter_rows(self) -> Iterator[dict]:
+        """The metrics table, a dict per row, one at a time (:func:`~.metrics_table.iter_rows`)."""
+        return iter_rows(self.metrics)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The metrics table column by column (:func:`~.metrics_table.read_columns`)."""

@@ -58,6 +58,8 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "bounds": ("bounds.json", "bounds.md", "figures/bounds.png"),
     "report": ("report.md", "report.html"),
 }
+# Files of an earlier layout of the run directory: a manifest naming one is of an older version.
+EARLIER: dict[str, tuple[str, ...]] = {"evaluate": ("metrics.csv",)}
 # Files a glob above matches that belong to another stage.
 NOT_OWNED: dict[str, tuple[str, ...]] = {"figures": ("figures/bounds.png",)}
 BLOCK = re.compile(r"\.block\d+(?=\.pt$)")
@@ -174,6 +176,13 @@ def _read(root: Path) -> dict:
         if not isinstance(entries, dict):
             raise _damaged(root, f"the {stage} stage lists no files")
         for rel, entry in entries.items():
+            if rel in EARLIER.get(stage, ()):
+                raise DamagedFile(
+                    path,
+                    f"written by an earlier version of smoothstab (its {stage} stage lists {rel}, "
+                    "which runs now keep as metrics.parquet, with the maps measured in memory)",
+                    NEW_RUN.format(root=root),
+                )
             if not owned(root, stage, rel):
                 why = f"the {stage} stage lists {rel!r}, which is none of its files in the run"
                 raise _damaged(root, why + " directory")
