@@ -151,9 +151,11 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
                 if kept.keep != "none":
                     _keep(job, k, f)
         del files
-    values = torch.stack([g.values.to(torch.float64) for _, g in rows]).cpu()
     nan = lambda g: torch.full_like(g.values, math.nan, dtype=torch.float64)  # noqa: E731
-    stderr = torch.stack([nan(g) if g.stderr is None else g.stderr.double() for _, g in rows])
+    values, stderr = torch.stack([  # one copy to the CPU for the block's every value and error
+        torch.stack([g.values.double() for _, g in rows]),
+        torch.stack([nan(g) if g.stderr is None else g.stderr.double() for _, g in rows]),
+    ]).cpu()  # fmt: skip
     first = ident["images"][0]
     figs = torch.stack([torch.stack([figure_maps[k, r] for r in ident["rs"]])
                         for k in range(len(models))])  # fmt: skip
@@ -172,7 +174,7 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
         model=tuple("" if g.model is None else str(g.model) for _, g in rows),
         has_stderr=tuple(g.stderr is not None for _, g in rows),
         values=values,
-        stderr=stderr.cpu(),
+        stderr=stderr,
         figure_images=tuple(first + i for i in job.figures),
         figure_maps=figs.cpu(),
         view=kept.view,
