@@ -7,8 +7,9 @@ model, image) with the columns :data:`COLUMNS` (metric names:
 (``pandas.read_parquet(path)``, ``polars.read_parquet(path)``). Parquet rather than CSV because the
 rows grow as methods x levels x (pairs + models) x metrics x images: tens of millions for the
 ImageNet preset at 1,000 images, where a CSV takes 79.4 bytes a row and pandas 7.4 s to load its
-8,976,000 rows, and this file 11.7 bytes and 0.7 s (``benchmarks/bench_table_format.py``). Text columns are dictionary-encoded,
-values float64; ``n``, ``pair``, ``model`` and ``stderr`` are null where a row has none.
+8,976,000 rows, and this file 11.7 bytes and 0.7 s (``benchmarks/bench_table_format.py``). Text
+columns are dictionary-encoded, values float64; ``n``, ``pair``, ``model`` and ``stderr`` are null
+where a row has none.
 
 :class:`RowsBuilder` assembles the table from blocks of rows and :func:`write_table` writes it;
 :func:`read_columns` reads it column by column (numpy arrays), :func:`iter_rows` and
