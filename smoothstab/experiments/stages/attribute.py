@@ -152,10 +152,11 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
                     _keep(job, k, f)
         del files
     nan = lambda g: torch.full_like(g.values, math.nan, dtype=torch.float64)  # noqa: E731
-    values, stderr = torch.stack([  # one copy to the CPU for the block's every value and error
+    both = torch.stack([  # one copy to the CPU for the block's every value and error
         torch.stack([g.values.double() for _, g in rows]),
         torch.stack([nan(g) if g.stderr is None else g.stderr.double() for _, g in rows]),
     ]).cpu()  # fmt: skip
+    values, stderr = both[0].clone(), both[1].clone()  # a storage each, as the file keeps them
     first = ident["images"][0]
     figs = torch.stack([torch.stack([figure_maps[k, r] for r in ident["rs"]])
                         for k in range(len(models))])  # fmt: skip
