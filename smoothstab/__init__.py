@@ -5,6 +5,11 @@ The core (this namespace) is pure tensor code: methods ``method(model, x, target
 the smoothing combinator and its Monte-Carlo engine, metrics, debiased distances and bounds.
 The experiment layer (``smoothstab.experiments``, the ``smoothstab`` CLI) builds data, training,
 sweeps, figures and reports on top of it; importing the core never imports it.
+
+Two names are found on first use, not imported with the package (:data:`LAZY`):
+``smoothstab.plot`` (pictures; matplotlib is loaded only when it draws) and
+``smoothstab.load_run`` (a run directory's numbers as pandas DataFrames: file reading, which
+lives in the experiment layer). ``import smoothstab`` loads neither.
 """
 
 from smoothstab import (
@@ -67,9 +72,28 @@ __all__ = [
 ]
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml and --version read it
 
+LAZY = {
+    "plot": ("smoothstab.plot", None),
+    "load_run": ("smoothstab.experiments.rundir.frames", "load_run"),
+}
+"""Public names imported on first use: name -> (module, attribute of it; ``None``: the
+module itself). The only way the package reaches outside the core (tests/test_lazy_names.py
+holds the list)."""
+
 
 def __getattr__(name: str) -> object:
-    """Renamed public names (see :mod:`smoothstab.cam`): still found, with a warning."""
+    """Renamed public names (see :mod:`smoothstab.cam`): still found, with a warning; the
+    names of :data:`LAZY`: imported now."""
     if name in _cam._RENAMED:
         return getattr(_cam, name)
+    if name in LAZY:
+        import importlib
+
+        module, attribute = LAZY[name]
+        found = importlib.import_module(module)
+        return found if attribute is None else getattr(found, attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY})

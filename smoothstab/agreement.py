@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from smoothstab import reprs
 from smoothstab.checks import check_input, check_same_shape
 from smoothstab.debias import (
     DistanceEstimate,
@@ -173,6 +174,14 @@ class Estimate:
         q = quantile(level, self.dof)
         lo, hi = self.value - q * self.stderr, self.value + q * self.stderr
         return lo.clamp(self.low, self.high), hi.clamp(self.low, self.high)
+
+    def __repr__(self) -> str:
+        """One line: the debiased value, the plain one and the 95% interval, as means and
+        ranges over the images, not the tensors."""
+        return f"Estimate({reprs.estimate_line(self, 'value')})"
+
+    def _repr_html_(self) -> str:
+        return reprs.estimate_table(self, "Estimate per image")
 
 
 def debiased_norm(a: SmoothStats | torch.Tensor) -> DistanceEstimate:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothstab.checks import check_choice, check_input, resolve_layer, warn_if_training
+from smoothstab.camlayers import default_layer
+from smoothstab.checks import check_batch, check_choice, resolve_layer, warn_if_training
 from smoothstab.layouts import Reshape, layer_tensor, to_channels_first
 from smoothstab.methods import logits, resolve_target, select
 from smoothstab.renames import module_getattr
@@ -52,7 +53,7 @@ def activations_and_grads(
             act = seen[-1]
             if not isinstance(act, torch.Tensor):
                 raise ValueError(f"layer: expected a tensor output, got {type(act).__name__}")
-            to_nchw = to_channels_first(act, tuple(x.shape[-2:]), model, reshape)
+            to_nchw = to_channels_first(act, tuple(x.shape[-2:]), model, reshape, layer)
             (g,) = torch.autograd.grad(score, act, allow_unused=True)
     finally:
         handle.remove()
@@ -108,13 +109,16 @@ def grad_cam(
     x: torch.Tensor,
     target: Target = None,
     *,
-    layer: nn.Module | str,
+    layer: nn.Module | str | None = None,
     weighting: Weighting = grad_cam_weights,
     normalize: str = "none",
     reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """A class activation map at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``.
 
+    ``layer=None``: the model's default (:func:`smoothstab.camlayers.default_layer`: its own
+    ``cam_layer`` attribute, else the known layer of torchvision, timm and Hugging Face
+    families such as ``layer4`` of a ResNet; any other model is asked for ``layer=``).
     ``weighting(A, g) -> [B, K, 1, 1]`` turns the layer's activations ``A`` and the gradients
     ``g`` of the target logit into channel weights; the default is Grad-CAM's. ``normalize``:
     ``none`` (the raw ReLU'd map) or ``minmax`` (each map to [0, 1] after upsampling,
@@ -123,8 +127,8 @@ def grad_cam(
     outputs, :mod:`smoothstab.layouts`).
     """
     check_choice(normalize, "normalize", NORMALIZATIONS)
-    check_input(x, rank=4)
-    module = resolve_layer(model, layer)
+    check_batch(x, rank=4)
+    module = resolve_layer(model, default_layer(model) if layer is None else layer)
     warn_if_training(model)
     target = resolve_target(model, x, target)
     act, g = activations_and_grads(model, x, target, module, reshape)
@@ -138,12 +142,12 @@ def grad_cam_pp(
     x: torch.Tensor,
     target: Target = None,
     *,
-    layer: nn.Module | str,
+    layer: nn.Module | str | None = None,
     normalize: str = "none",
     reshape: Reshape | None = None,
 ) -> torch.Tensor:
-    """Grad-CAM++ at ``layer`` (a module or its dotted name); ``[B, 1, H, W]``; ``normalize``
-    and ``reshape`` as in :func:`grad_cam`."""
+    """Grad-CAM++ at ``layer`` (a module or its dotted name; ``None``: the model's default);
+    ``[B, 1, H, W]``; ``layer``, ``normalize`` and ``reshape`` as in :func:`grad_cam`."""
     return grad_cam(
         model,
         x,

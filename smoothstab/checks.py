@@ -4,12 +4,17 @@ bools; numbers refuse NaN and infinities."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
+
+from smoothstab.camlayers import closest_names
 
 
 def check_input(
@@ -111,8 +116,19 @@ def check_choice(value: str, name: str, choices: Iterable[str]) -> str:
     return value
 
 
+def check_batch(x: torch.Tensor, *, name: str = "x", rank: int | None = None) -> None:
+    """A batch of inputs: :func:`check_input`, and never a 3-D tensor, which is one image
+    ``[C, H, W]`` without its batch dim far more often than a batch of sequences (the message
+    says how to add it); ``rank``: exactly that many dims."""
+    if isinstance(x, torch.Tensor) and (x.ndim == 3 or (rank is not None and x.ndim != rank)):
+        hint = f"; one image? {name}[None] adds the batch dim" if x.ndim == 3 else ""
+        raise ValueError(f"{name}: expected a batch [B, C, H, W], got shape {tuple(x.shape)}{hint}")
+    check_input(x, name=name)
+
+
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """``layer`` as given, or the submodule of ``model`` at that dotted name."""
+    """``layer`` as given, or the submodule of ``model`` at that dotted name; a name that is
+    not there is one line with the nearest names by spelling."""
     if isinstance(layer, nn.Module):
         return layer
     if not isinstance(layer, str):
@@ -120,15 +136,11 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
     try:
         return model.get_submodule(layer)
     except AttributeError:
+        near = ", ".join(repr(n) for n in closest_names(model, layer)) or "(none)"
         raise ValueError(
-            f"layer: expected a submodule name of {type(model).__name__} such as "
-            f"{_example_names(model)}, got {layer!r}"
+            f"layer: expected a submodule name of {type(model).__name__}, got {layer!r}; "
+            f"nearest names: {near}"
         ) from None
-
-
-def _example_names(model: nn.Module, n: int = 3) -> str:
-    names = [name for name, _ in model.named_children()][-n:]
-    return ", ".join(repr(name) for name in names) or "(none)"
 
 
 _MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
@@ -142,3 +154,37 @@ def warn_if_training(model: nn.Module) -> None:
             "running statistics; call model.eval() first",
             stacklevel=3,
         )
+
+
+CALL_ARGUMENTS = ("model", "x", "target")  # given at each call, never bound
+
+
+def bind_keywords(method: Callable, keywords: dict[str, Any], who: str) -> Callable:
+    """``method`` with ``keywords`` bound (``functools.partial``), checked against its
+    signature where it has one: a keyword it does not take, or one of the call's own arguments,
+    is one ``TypeError`` line. No keywords: ``method`` itself."""
+    if not keywords or not callable(method):
+        return method  # a method that is no callable: the constructor says so
+    name = getattr(getattr(method, "func", method), "__name__", type(method).__name__)
+    given = [k for k in keywords if k in CALL_ARGUMENTS]
+    if given:
+        raise TypeError(
+            f"{who}: {given[0]}= is given at each call, method(model, x, target), not to {who}"
+        )
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to check (a builtin): bound as given
+        return functools.partial(method, **keywords)
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [
+            n
+            for n, p in params.items()
+            if n not in CALL_ARGUMENTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        unknown = [k for k in keywords if k not in takes]
+        if unknown:
+            raise TypeError(
+                f"{who}: {unknown[0]}= is neither a keyword of {who} nor of {name}, which takes "
+                f"{', '.join(takes) or 'none'}"
+            )
+    return functools.partial(method, **keywords)

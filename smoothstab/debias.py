@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from smoothstab import reprs
 from smoothstab.checks import check_input, check_number, check_same_shape
 from smoothstab.stats import SmoothStats
 from smoothstab.views import work_dtype
@@ -50,6 +51,14 @@ class DistanceEstimate:
         Student's t with ``dof`` degrees of freedom (the normal one when ``dof`` is ``None``)."""
         q = quantile(level, self.dof)
         return (self.value - q * self.stderr).clamp(min=0), self.value + q * self.stderr
+
+    def __repr__(self) -> str:
+        """One line: the debiased distance, the plain one and the 95% interval, as means and
+        ranges over the images, not the tensors."""
+        return f"DistanceEstimate({reprs.estimate_line(self, 'distance')})"
+
+    def _repr_html_(self) -> str:
+        return reprs.estimate_table(self, "DistanceEstimate: ||a - b||_2 per image")
 
 
 def quantile(level: float, dof: int | None) -> float:

@@ -10,19 +10,28 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from smoothstab.checks import check_input, resolve_layer, warn_if_training
+from smoothstab.checks import check_batch, resolve_layer, warn_if_training
 from smoothstab.methods import resolve_target
 from smoothstab.types import Method, Target
 
 
-def from_captum(attribution_class: type, **kwargs: Any) -> Method:
+def from_captum(attribution_class: type, *, upsample: bool | None = None, **kwargs: Any) -> Method:
     """Wrap a Captum class, e.g. ``from_captum(LayerGradCam, layer="layer4")``, as a method.
 
     Keyword arguments that the class's constructor takes go to it (a ``layer`` may be a dotted
     name, resolved against the model); the rest go to ``.attribute``. The returned
     ``method(model, x, target)`` can be smoothed and evaluated like the built-in ones.
+
+    ``upsample``: bring a spatial attribution ``[B, C, h, w]`` smaller than the input to the
+    input's size, bilinearly (``align_corners=False``, as :func:`~smoothstab.grad_cam` does),
+    so that a layer method's map lies over its image and beside smoothstab's CAMs. ``None``
+    (the default): on for Captum's layer methods (``LayerGradCam``, ``LayerConductance``, ...,
+    the subclasses of ``LayerAttribution``), off otherwise. Other shapes (tokens) are returned
+    as Captum gives them. The input is handed to Captum already requiring gradients, so Captum
+    does not warn that it had to set it.
     """
     if not (
         inspect.isclass(attribution_class)
@@ -32,12 +41,16 @@ def from_captum(attribution_class: type, **kwargs: Any) -> Method:
             "attribution_class: expected a Captum attribution class such as "
             f"captum.attr.Saliency (a class with .attribute), got {attribution_class!r}"
         )
+    if upsample is not None and not isinstance(upsample, bool):
+        raise TypeError(f"upsample: expected True, False or None, got {upsample!r}")
+    is_layer = any(c.__name__ == "LayerAttribution" for c in attribution_class.__mro__)
+    upsample = is_layer if upsample is None else upsample
     params = inspect.signature(attribution_class.__init__).parameters
     init_kw = {k: v for k, v in kwargs.items() if k in params and k != "self"}
     attribute_kw = {k: v for k, v in kwargs.items() if k not in init_kw}
 
     def method(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)
         ctor = {
@@ -46,9 +59,12 @@ def from_captum(attribution_class: type, **kwargs: Any) -> Method:
         }
         with torch.enable_grad():
             out = attribution_class(model, **ctor).attribute(
-                x.detach(), target=target, **attribute_kw
+                x.detach().requires_grad_(True), target=target, **attribute_kw
             )
-        return out.detach()
+        out = out.detach()
+        if upsample and out.ndim == 4 and x.ndim == 4 and out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
 
     method.__name__ = f"captum_{attribution_class.__name__}"
     return method

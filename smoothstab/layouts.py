@@ -1,12 +1,19 @@
 """A CAM layer's output as channels-first activations ``[B, C, h, w]``.
 
-Grad-CAM weighs channels of a spatial map; not every architecture's layers give one:
+Grad-CAM weighs channels of a spatial map; not every architecture's layers give one. A 4-D
+output's layout is taken from what the layer is (:func:`module_layout`), and from its sizes only
+where the layer does not say:
 
-* ``[B, C, h, w]`` (CNNs) is used as is;
-* ``[B, h, w, C]`` (Swin stages, channels-last ConvNeXt blocks) is permuted. A 4-D output is
-  read as channels-last when only its middle two dims have the input's aspect ratio and fit in
-  it, is ambiguous when its last two do too, and is channels-first otherwise (PyTorch's
-  convention, also for maps larger than the input);
+* ``[B, C, h, w]`` (PyTorch's convention) for a layer of image modules: a convolution, a 2-D
+  norm or pooling, or a container of such modules and activations (a ResNet stage); a module
+  that keeps its input's layout (an activation, dropout, ``Identity``) inside an
+  ``nn.Sequential`` has the layout of the module before it. Whatever its sizes: a convolution
+  with as many channels as rows is never refused;
+* ``[B, h, w, C]`` for a ``Linear`` or ``LayerNorm`` acting on the last dim, a ``Permute`` to
+  channels-last, or where only the middle two dims have the input's aspect ratio and fit in it
+  (Swin stages, channels-last ConvNeXt blocks); a 4-D output of a layer that says nothing is
+  ambiguous when its last two dims fit too (then the error asks for ``reshape=``), and
+  channels-first otherwise (also for maps larger than the input);
 * ``[B, N, C]`` tokens (ViT, DeiT, Swin in Hugging Face) drop their leading class,
   distillation or register tokens and fold the rest into an ``h x w`` grid. The grid has the
   input's aspect ratio; the patch size (``model.patch_size``, ``model.patch_embed.patch_size``
@@ -41,21 +48,28 @@ def layer_tensor(out: object) -> object:
 
 
 def to_channels_first(
-    act: torch.Tensor, size: tuple[int, int], model: nn.Module, reshape: Reshape | None = None
+    act: torch.Tensor,
+    size: tuple[int, int],
+    model: nn.Module,
+    reshape: Reshape | None = None,
+    layer: nn.Module | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The function that takes this layer output (and its gradient, same shape) to
+    """The function that takes this output of ``layer`` (and its gradient, same shape) to
     ``[B, C, h, w]``, for an input of spatial ``size`` (H, W); a one-line ``ValueError`` when
     it cannot be told."""
     if reshape is not None:
         return reshape
     if act.ndim == 4:
+        said = module_layout(model, layer) if layer is not None else None
         first, last = _fits(act.shape[2:], size), _fits(act.shape[1:3], size)
-        if first and last:
+        if said is None and first and last:
             raise ValueError(
                 f"layer: output {tuple(act.shape)} could be [B, C, h, w] or [B, h, w, C] for "
                 f"input {size}; {ASK}"
             )
-        return (lambda t: t.permute(0, 3, 1, 2)) if last else (lambda t: t)
+        if said == "last" or (said is None and last):
+            return lambda t: t.permute(0, 3, 1, 2)
+        return lambda t: t
     if act.ndim == 3:
         prefix, h, w = token_grid(act.shape[1], size, model)
         return lambda t: t[:, prefix:].unflatten(1, (h, w)).permute(0, 3, 1, 2)
@@ -63,6 +77,88 @@ def to_channels_first(
         f"layer: expected an output [B, C, h, w], [B, h, w, C] or tokens [B, N, C], "
         f"got {tuple(act.shape)}; {ASK}"
     )
+
+
+# Modules whose 4-D output is [B, C, h, w] by what they compute; by base class, and by the
+# name of a class from another library (timm's LayerNorm2d normalises channels-first).
+_IMAGE = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.Dropout2d,
+    nn.Upsample,
+    nn.PixelShuffle,
+    nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+    nn.modules.padding._ConstantPadNd,
+)
+# Modules that keep their input's layout: elementwise maps.
+_KEEP = (nn.Identity, nn.modules.dropout._DropoutNd)
+_KEEP_NAMES = ("DropPath", "StochasticDepth")
+_NOT_ELEMENTWISE = (nn.MultiheadAttention, nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d)
+
+
+def _kind(m: nn.Module) -> str | None:
+    """``first``/``last`` for a leaf module whose output layout it computes, ``keep`` for an
+    elementwise one, ``None`` for anything else."""
+    name = type(m).__name__
+    if isinstance(m, _IMAGE) or name.endswith("2d"):
+        return "first"
+    if isinstance(m, nn.Linear) or (isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1):
+        return "last"
+    dims = getattr(m, "dims", None)
+    if name == "Permute" and list(dims or ()) in ([0, 3, 1, 2], [0, 2, 3, 1]):
+        return "first" if list(dims) == [0, 3, 1, 2] else "last"
+    if isinstance(m, _KEEP) or name in _KEEP_NAMES:
+        return "keep"
+    if type(m).__module__ == nn.modules.activation.__name__ and not isinstance(m, _NOT_ELEMENTWISE):
+        return "keep"
+    return None
+
+
+def _own_layout(module: nn.Module) -> str | None:
+    """``first``, ``last`` or ``keep`` where the module alone says; ``None`` otherwise. A
+    container says ``first`` when all its leaves are image modules or elementwise and one at
+    least is an image module."""
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    if leaves == [module]:
+        return _kind(module)
+    kinds = {_kind(m) for m in leaves}
+    if kinds <= {"first", "keep"}:
+        return "first" if "first" in kinds else "keep"
+    return None
+
+
+def module_layout(model: nn.Module, layer: nn.Module) -> str | None:
+    """What the layer says of its 4-D output: ``"first"`` ([B, C, h, w]), ``"last"``
+    ([B, h, w, C]) or ``None`` (its sizes must tell). An elementwise module takes the layout of
+    the module before it in an ``nn.Sequential`` (its input), up through nested ones."""
+    said = _own_layout(layer)
+    if said != "keep":
+        return said
+    parents = {
+        id(child): (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+    }
+    node = layer
+    while id(node) in parents:
+        parent, name = parents[id(node)]
+        if not isinstance(parent, nn.Sequential):
+            return None
+        names = [n for n, _ in parent.named_children()]
+        for before in reversed(names[: names.index(name)]):
+            said = _own_layout(parent.get_submodule(before))
+            if said != "keep":
+                return said
+        node = parent  # the Sequential's input: what came before it
+    return None
 
 
 def _fits(hw: tuple[int, int] | torch.Size, size: tuple[int, int]) -> bool:

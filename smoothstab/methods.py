@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from smoothstab.checks import (
+    check_batch,
     check_batch_size,
     check_choice,
     check_count,
@@ -122,7 +123,7 @@ def chunks(n_rows: int, batch_size: int | None) -> Iterator[torch.Tensor]:
 
 def grad(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """Simple-Grad (Eq. 4): the gradient of the target logit w.r.t. ``x``; ``[B, ...]``."""
-    check_input(x)
+    check_batch(x)
     warn_if_training(model)
     return input_grad(model, x, resolve_target(model, x, target))
 
@@ -231,7 +232,7 @@ def integrated_gradients(
     Returns:
         ``[B, ...]``, like ``x``.
     """
-    check_input(x)
+    check_batch(x)
     check_batch_size(batch_size)
     alphas, weights = ig_rule(rule, steps)
     warn_if_training(model)

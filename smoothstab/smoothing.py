@@ -44,14 +44,16 @@ import copy
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from smoothstab.checks import (
+    bind_keywords,
+    check_batch,
     check_batch_size,
     check_choice,
-    check_input,
     check_sigma,
     warn_if_training,
 )
@@ -148,6 +150,12 @@ class Smoothed(_Smoother):
         groups: an even number of interleaved groups of units whose means ``.stats`` keeps
             (:attr:`SmoothStats.groups`), for standard errors of distances that account for
             the correlation between a map's elements; 2 keeps the halves only.
+        **method_keywords: any other keyword goes to ``method`` at every call, as Captum's
+            ``NoiseTunnel`` passes them on: ``smooth(grad_cam, 0.3, 16, layer="layer4")`` is
+            ``smooth(functools.partial(grad_cam, layer="layer4"), 0.3, 16)``. A keyword the
+            method does not take is one ``TypeError`` line naming the ones it does; the
+            keywords above are this constructor's (bind a method's own ``batch_size`` with
+            ``functools.partial``).
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -166,7 +174,9 @@ class Smoothed(_Smoother):
         max_samples: int | None = None,
         min_samples: int | None = None,
         groups: int = 2,
+        **method_keywords: Any,
     ):
+        method = bind_keywords(method, method_keywords, "smooth")
         super().__init__(
             method,
             sigma,
@@ -238,7 +248,7 @@ class Smoothed(_Smoother):
             for i in noisy:
                 out[i] = self._at(*levels[i]).stats(model, x, target)
             return out
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)
         packed_levels = [levels[i] for i in noisy] + ([(0.0, None)] if packs_exact else [])
@@ -273,7 +283,7 @@ class Smoothed(_Smoother):
                 return exact
             ones = torch.ones(x.shape[0], dtype=torch.bool, device=exact.mean.device)
             return dataclasses.replace(exact, converged=ones)
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class at the clean input, fixed for all z
         joint = self.sampler == "joint"

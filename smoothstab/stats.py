@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from smoothstab import reprs
 from smoothstab.checks import check_choice
 from smoothstab.renames import warn_renamed
 
@@ -126,6 +127,40 @@ class SmoothStats:
     def reduce(self, how: str) -> torch.Tensor:
         check_choice(how, "reduce", REDUCTIONS)
         return self.mean if how == "mean" else self.mean_sq if how == "mean_sq" else self.var
+
+    def _draws(self) -> str:
+        draws = self.draws_per_image
+        low, high = int(draws.min()), int(draws.max())
+        count = f"{low}" if low == high else f"{low} to {high}"
+        unit = "" if self.draws_per_unit == 1 else " in antithetic pairs"
+        kept = f", {len(self.groups)} groups kept" if self.groups is not None else ""
+        met = ""
+        if self.converged is not None:
+            met = f", {int(self.converged.sum())} of {len(self.converged)} met the tolerance"
+        return f"{count} draws per image{unit}{kept}{met}"
+
+    def __repr__(self) -> str:
+        """One line: the images and map shape, the draws, and per image the map's norm and
+        relative standard error (means and ranges over images), not the tensors."""
+        rel = self.rel_se
+        err = "" if rel is None else f"; relative standard error {reprs.over_images(rel)}"
+        norm = self.mean.detach().flatten(1).double().norm(dim=1)
+        return (
+            f"SmoothStats({self.mean.shape[0]} images, maps {reprs.shape(self.mean[0])} "
+            f"{str(self.mean.dtype).removeprefix('torch.')}; {self._draws()}; map norm "
+            f"{reprs.over_images(norm)}{err})"
+        )
+
+    def _repr_html_(self) -> str:
+        """A table per image (map norm, relative standard error, draws) for notebooks."""
+        norm = self.mean.detach().flatten(1).double().norm(dim=1)
+        rows = reprs.image_rows([norm, self.rel_se, self.draws_per_image])
+        title = (
+            f"SmoothStats: {self.mean.shape[0]} maps {reprs.shape(self.mean[0])} "
+            f"({str(self.mean.dtype).removeprefix('torch.')})"
+        )
+        header = ["image", "map norm", "relative standard error", "draws"]
+        return reprs.table(title, header, rows, self._draws())
 
 
 def _renamed(old: str, new: str) -> None:

@@ -42,14 +42,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from smoothstab.checks import (
+    bind_keywords,
+    check_batch,
     check_choice,
-    check_input,
     warn_if_training,
 )
 from smoothstab.methods import chunks, resolve_target
@@ -150,6 +152,8 @@ class WeightSmoothed(_Smoother):
             keeps (:attr:`SmoothStats.groups`, for group-jackknife standard errors of
             distances; :func:`~smoothstab.montecarlo.default_groups` suggests a number);
             2 keeps the halves only.
+        **method_keywords: other keywords go to ``method`` at every call, as for
+            :func:`~smoothstab.smooth` (``weight_smooth(grad_cam, 0.1, 8, layer="layer4")``).
     Calling it gives the maps; ``.stats(model, x, target)`` the full :class:`SmoothStats`.
     """
 
@@ -169,7 +173,9 @@ class WeightSmoothed(_Smoother):
         max_samples: int | None = None,
         min_samples: int | None = None,
         groups: int = 2,
+        **method_keywords: Any,
     ) -> None:
+        method = bind_keywords(method, method_keywords, "weight_smooth")
         super().__init__(
             method,
             sigma,
@@ -210,7 +216,7 @@ class WeightSmoothed(_Smoother):
                 return exact
             ones = torch.ones(x.shape[0], dtype=torch.bool, device=exact.mean.device)
             return dataclasses.replace(exact, converged=ones)
-        check_input(x)
+        check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)  # the class of the clean model, fixed for all V
         params = {n: p.detach() for n, p in model.named_parameters()}

@@ -15,6 +15,11 @@ import torch
 from helpers import TINY, ConvNet, make, run
 from smoothstab.experiments.rundir.metrics_table import read_rows
 
+# Nothing in the suite downloads: every fetch (torchvision weights, timm and Hugging Face hub
+# models, CIFAR-10) is refused in one line, also in the CLI subprocesses the tests start. The
+# download tests serve their files on 127.0.0.1 and lift this for themselves.
+os.environ["SMOOTHSTAB_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+
 
 @pytest.fixture
 def convnet():

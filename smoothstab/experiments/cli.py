@@ -6,6 +6,10 @@ Errors the user can fix -- a bad key or value, a missing or damaged file, bad da
 this machine lacks, an output path that cannot be written, a full disk -- are one line on stderr
 and exit 2; Ctrl-C is one line and exit 130 (rerun the same command to resume). Anything else is
 a bug and keeps its traceback.
+
+Long (about 600 lines) because each subcommand's parser sits beside its handler, and
+``compare``'s handler beside the paragraph it prints above its plan; what they do is elsewhere
+(the config, the plan, the pipeline).
 """
 
 from __future__ import annotations
@@ -67,9 +71,43 @@ def run_train(args: argparse.Namespace) -> int:
     check_device(config.device, "device", allow_auto=True)
     out = check_no_links(check_output_dir(args.out))
     main_rank = init_distributed(device_name(config.device)).is_main  # rank 0 locks
-    with locked(out) if main_rank else nullcontext():
+    with locked(out) if main_rank else nullcontext(), _train_code(args.config):
+        checked = main_rank and _check_train_files(out)
         train_run(config, out)
+        if checked:  # what the manifest says of the train stage is the truth again
+            from smoothstab.experiments.rundir import manifest
+
+            manifest.record(out, "train")
     return 0
+
+
+def _check_train_files(out: Path) -> bool:
+    """In a run directory with a manifest, verify the train stage's recorded files before
+    ``smoothstab train`` trusts them: a damaged one is deleted (one line says so) and trained
+    again, as ``smoothstab run`` does. ``False`` where there is no manifest (nothing recorded)."""
+    from smoothstab.experiments.pipeline import STAGES
+    from smoothstab.experiments.rundir import manifest
+
+    if not (out / manifest.MANIFEST).is_file():
+        return False
+    manifest.check(out, "train", list(STAGES))
+    return True
+
+
+def _train_code(source: str | None):
+    """Where ``smoothstab train``'s ``python:`` model is looked up
+    (:func:`~smoothstab.experiments.models.external.model_code`): a whole config's
+    ``models.code_dir`` and ``models.trust_remote_code``, else the config file's folder."""
+    from smoothstab.experiments.config.load import PRESETS, config_path, load_config
+    from smoothstab.experiments.config.parse import load_toml
+    from smoothstab.experiments.models.external import model_code
+
+    path = config_path(source)
+    if set(load_toml(path)) - {"train"}:
+        models = load_config(path).models
+        return model_code(models.code_dir, models.trust_remote_code)
+    preset = path.resolve().is_relative_to(Path(str(PRESETS)).resolve())
+    return model_code(None if preset else path.resolve().parent)
 
 
 def train_config(source: str | None) -> TrainConfig:
@@ -79,9 +117,10 @@ def train_config(source: str | None) -> TrainConfig:
     from smoothstab.experiments.config.parse import dataclass_from_dict, load_toml
     from smoothstab.experiments.config.tables import TrainConfig
 
-    tables = load_toml(config_path(source))
+    path = config_path(source)
+    tables = load_toml(path)
     if set(tables) - {"train"}:
-        return config_from_table(tables).train
+        return config_from_table(tables, path).train
     return dataclass_from_dict(TrainConfig, tables.get("train", {}), where="train")
 
 
@@ -90,6 +129,12 @@ def _common(p: argparse.ArgumentParser, *, run_dir: bool, example: str = "") -> 
     if run_dir:
         p.add_argument("run_dir", type=Path, help="a run directory made by `smoothstab run`")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only final lines")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing: a weight or data file not in its cache is one line naming the "
+        "file to place (also SMOOTHSTAB_OFFLINE=1, or HF_HUB_OFFLINE=1)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -145,8 +190,39 @@ def run_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--stages: expected some of {', '.join(STAGES)}, got {stage!r}")
     # The name becomes a path only without --out: a plain name keeps the run inside runs/.
     out = args.out or Path("runs") / check_slug(cfg.name, "name")
+    if not (out / "config.toml").exists() and {"train", "attribute"} & set(stages):
+        warn_if_long(cfg)
     run_all(cfg, check_output_dir(out), stages)
     return 0
+
+
+PRE_RUN_BUDGET = 0.05  # seconds per timed measurement of the check before a new run (~1 s)
+
+
+def warn_if_long(cfg: ExperimentConfig, plan: object = None) -> None:
+    """Before a new run: its plan, its attribution timed briefly here (its training, which
+    its own progress bar times, is not), and one line on stderr when it is over the threshold
+    (:mod:`~smoothstab.experiments.plan.budget`). The plan builds the models as the run will,
+    so one that cannot be built fails now, not after training."""
+    import os
+
+    from smoothstab.experiments.io.progress import say
+    from smoothstab.experiments.plan.budget import over_threshold
+    from smoothstab.experiments.plan.make import make_plan
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return  # under torchrun every rank would time the same plan
+    if plan is None:
+        try:
+            plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+        except (ValueError, OSError, KeyboardInterrupt):
+            raise  # the config's problems (and Ctrl-C): said now, before anything runs
+        except Exception as e:  # noqa: BLE001 - the estimate's own failure stops no run
+            say(f"plan: no time estimate for this run ({type(e).__name__}: {one_line(e)})")
+            return
+    line = over_threshold(cfg, plan)
+    if line is not None:
+        say(line)
 
 
 def _add_stage_parser(
@@ -213,10 +289,16 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         description="Count a config's training steps, model evaluations of attribution, the files "
         "it stores and what one device holds, and estimate its time on this machine by timing a "
         "few real training steps and attribution chunks on random inputs (an extrapolation; no "
-        "data is read). Runs nothing.",
+        "data is read). Trains and writes nothing. The timing builds the config's models, so it "
+        "imports and calls a python: model factory (code, as in run); with --no-timing plan runs "
+        "none of a config's code.",
     )
     p.add_argument("config", nargs="?", help="an experiment TOML file or a preset name")
-    p.add_argument("--no-timing", action="store_true", help="counts only, no time estimate")
+    p.add_argument(
+        "--no-timing",
+        action="store_true",
+        help="counts only, no time estimate: builds no model, runs no python: factory",
+    )
     p.add_argument(
         "--budget",
         default="1",  # read by run_plan: a bad value is one line there, not argparse's usage
@@ -229,6 +311,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_plan(args: argparse.Namespace) -> int:
     from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.plan.budget import over_threshold
     from smoothstab.experiments.plan.make import make_plan
     from smoothstab.experiments.plan.text import format_plan
 
@@ -239,9 +322,127 @@ def run_plan(args: argparse.Namespace) -> int:
         budget = math.nan
     if not 0 < budget < math.inf:
         raise ConfigError(f"--budget: expected a number of seconds > 0, got {args.budget!r}")
-    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)
+    plan = make_plan(cfg, timing=not args.no_timing, budget=budget)  # in the config's code folder
     print(format_plan(plan, cfg), flush=True)
+    line = over_threshold(cfg, plan)
+    if line is not None:
+        print(line, flush=True)
     return 0
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``smoothstab compare CKPT CKPT ... --model SPEC --images DIR``: checkpoints to a report."""
+    p = subparsers.add_parser(
+        "compare",
+        help="are the saliency maps of your checkpoints stable, and does smoothing help? "
+        "checkpoints and images in, a report out",
+        description="Compare the saliency maps of two or more checkpoints on a folder of "
+        "images (or a data set), unsmoothed and smoothed, and write a report: the config "
+        "own_checkpoints built from these arguments (16 noise draws, 4 noise levels, at most 16 "
+        "images), its plan printed before it starts, then the stages of `smoothstab run`. "
+        "A checkpoint is a weights file or a torchvision weight name of --model, timm:NAME "
+        "(timm's pretrained weights), hf:ORG/NAME or hf:FOLDER. A killed run resumes when rerun.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more")
+    p.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="the architecture of weights files: python:module:factory (your module, "
+        "e.g. mynets.py in the working directory), a torchvision name such as resnet50, or "
+        "timm:NAME",
+    )
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="a folder of images (DIR/<image>, or "
+        "DIR/<class>/<image> with labels from the class folders)",
+    )
+    data.add_argument("--dataset", metavar="NAME", help="a data set instead: cifar10, ...")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="the images' labels, file,label lines "
+        "(without: each image's predicted class is explained, or its class folder's)",
+    )
+    p.add_argument("--cam-layer", metavar="NAME", help="the Grad-CAM layer's dotted name")
+    p.add_argument("--name", default="compare", help="the run's name (default: compare)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: runs/<name>)")
+    _common(p, run_dir=False, example="a setting, e.g. --set attribution.n_samples=32")
+    p.set_defaults(func=run_compare)
+
+
+COMPARE_BUDGET = 0.1  # seconds per timed measurement of compare's plan (a few seconds in all)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from smoothstab.experiments.config.compare import Images, compare_config, compare_table
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.models.images import describe_images
+    from smoothstab.experiments.pipeline import STAGES, run_all
+    from smoothstab.experiments.plan.make import make_plan
+    from smoothstab.experiments.plan.text import format_plan
+
+    images = None
+    if args.images is not None:
+        if args.labels is not None and not args.labels.is_file():
+            raise ConfigError(f"--labels: expected a CSV file of file,label lines, {args.labels} "
+                              "is not a file")  # fmt: skip
+        count, size, grey, folders = describe_images(args.images)
+        labels = None if args.labels is None else str(args.labels)
+        images = Images(str(args.images), count, size, grey, folders, labels)
+    elif args.labels is not None:
+        raise ConfigError("--labels: only with --images (a data set carries its labels)")
+    table = compare_table(
+        args.checkpoints,
+        model=args.model,
+        images=images,
+        dataset=args.dataset,
+        cam_layer=args.cam_layer,
+        name=check_slug(args.name, "--name"),
+        cuda=torch.cuda.is_available(),
+    )
+    cfg = compare_config(table, args.overrides)
+    if args.quiet:
+        cfg = replace(cfg, quiet=True)
+    out = args.out or Path("runs") / cfg.name
+    plan = make_plan(cfg, timing=True, budget=COMPARE_BUDGET)
+    print(_compare_header(cfg, images), flush=True)
+    print(format_plan(plan, cfg), flush=True)
+    warn_if_long(cfg, plan)
+    print(f"\nto run it again: smoothstab run {out / 'config.toml'}\n", flush=True)
+    run_all(cfg, check_output_dir(out), list(STAGES))
+    return 0
+
+
+def _compare_header(cfg: ExperimentConfig, images: object) -> str:
+    """What ``compare`` chose, in a paragraph above its plan."""
+    a, t = cfg.attribution, cfg.train
+    models = ", ".join(s.label or s.name for s in cfg.models.specs)
+    arch = ", ".join(dict.fromkeys(s.name for s in cfg.models.specs))
+    if images is not None:
+        size = t.image_size or 224
+        data = (
+            f"{a.n_images} of the {images.count} images in {t.root}, resized to {size}x{size}, "
+            f"{'grey' if (t.channels or 3) == 1 else 'RGB'}"
+        )
+    else:
+        data = f"{a.n_images} {t.dataset} test images"
+    target = "their labels" if a.target == "label" else "each image's predicted class"
+    levels = ", ".join(f"{r:g}" for r in sorted(set(a.stability_r) | set(a.fidelity_r)))
+    return (
+        f"compare: {len(cfg.models.specs)} models ({cfg.models.setting}: {arch}): {models}\n"
+        f"  data: {data}; explained: {target}\n"
+        f"  {a.n_samples} noise draws per map at r = {levels} (Table 1 at r = {a.table_r:g}), "
+        f"IG sampler {a.ig_sampler}; change any with --set KEY=VALUE (smoothstab config "
+        "own_checkpoints lists them)\n"
+    )
 
 
 def add_config_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -271,6 +472,7 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS = [
+    add_compare_parser,
     add_config_parser,
     add_plan_parser,
     add_train_parser,
@@ -302,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _startup.interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from now
     args = build_parser().parse_args(argv)
+    if getattr(args, "offline", False):
+        from smoothstab.experiments.models.download import go_offline
+
+        go_offline()
     code = None
     try:
         code = _dispatch(args)

@@ -21,6 +21,7 @@ from smoothstab.experiments.config.tables import ExperimentConfig
 from smoothstab.experiments.io.files import locked
 from smoothstab.experiments.io.progress import say
 from smoothstab.experiments.models.distributed import barrier, init_distributed
+from smoothstab.experiments.models.external import model_code
 from smoothstab.experiments.models.source import RunModels
 from smoothstab.experiments.rundir import manifest
 from smoothstab.experiments.rundir.layout import RunDir
@@ -102,15 +103,13 @@ def sanity_stage(cfg: ExperimentConfig, run: RunDir) -> None:
         return  # off: nothing written, nothing to record
     k, source, twin = sanity.sanity_model(cfg), RunModels(cfg, run), None
     if cfg.sanity.labels:  # the train stage trained it (setting DT)
-        from smoothstab.experiments.models.training import load_trained
-
         path = run.permuted_model(k, cfg.sanity.label_seed)
         if not path.is_file():
             raise ConfigError(
                 f"sanity.labels: {path.name} is missing (the permuted-label twin of model {k}); "
                 "run the train stage with sanity.labels = true first (--stages train sanity)"
             )
-        twin = load_trained(path)
+        twin = source.load(path, cfg.train.model)
     sanity.sanity_run(cfg, run, source.models()[k], source.model_sizes()[k], twin)
 
 
@@ -160,7 +159,10 @@ def run_all(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] = tuple(
     check_device(cfg.train.device, "train.device", allow_auto=True)
     check_device(cfg.attribution.device, "attribution.device")
     info = init_distributed(cfg.attribution.device)
-    with locked(run.root) if info.is_main else nullcontext():
+    code = model_code(cfg.models.code_dir, cfg.models.trust_remote_code)  # python:, hf: names
+    with locked(run.root) if info.is_main else nullcontext(), code:
+        if "sanity" in stages:  # a layer name the model lacks: now, not after attribution
+            sanity.check_layers(cfg)
         _run_stages(cfg, run, stages, info)
     if info.is_main:
         done = f"{cfg.name}: done"

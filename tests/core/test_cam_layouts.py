@@ -67,10 +67,12 @@ def test_ambiguous_layouts_ask_for_reshape():
     with pytest.raises(ValueError, match=r"1 leading tokens \+ 4x4; 8 leading .*reshape=") as e:
         token_grid(17, (32, 32), nn.Module())
     assert "\n" not in str(e.value)
-    # [B, 8, 8, 8] on an 8x8 input: channels first or last?
-    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Flatten(), nn.Linear(512, 2)).double()
+    # [B, 6, 6, 6] on a 6x6 input from a layer that does not say its layout (an Identity
+    # outside a Sequential): channels first or last? (A convolution's is never asked:
+    # tests/test_library_frictions.py.)
+    net = make(Relaid(make(ConvNet()), "nhwc"))
     with pytest.raises(ValueError, match=r"could be \[B, C, h, w\] or \[B, h, w, C\].*reshape="):
-        ss.grad_cam(net, torch.randn(2, 3, 8, 8, dtype=torch.float64), 0, layer="0")
+        ss.grad_cam(net, torch.randn(2, 3, 6, 6, dtype=torch.float64), 0, layer="view")
 
 
 def test_token_grid_uses_patch_size_and_prefix_count():

@@ -35,7 +35,7 @@ def inf_x():
 
 CASES = {
     "grad rank 1": (lambda m: ss.grad(m, torch.randn(8)), "x: expected a batch"),
-    "cam rank 3": (lambda m: CAM(m, X[0], T[:1]), "x: expected a 4-D tensor"),
+    "cam rank 3": (lambda m: CAM(m, X[0], T[:1]), r"x: expected a batch \[B, C, H, W\]"),
     "target out of range": (lambda m: ss.grad(m, X, torch.tensor([0, 5])), r"\[0, 5\), got 5"),
     "negative target": (lambda m: ss.integrated_gradients(m, X, torch.tensor([-1, 0])), "got -1"),
     "target shape": (lambda m: ss.grad(m, X, torch.tensor([0, 1, 2])), "target: expected shape"),

@@ -526,12 +526,13 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     # data
     "cifar root missing": (
         run("--set", "train.dataset=cifar10", "--set", "train.root=/nonexistent/cifar"),
-        r"cifar10: expected cifar-10-batches-py.*not found",
+        r"cifar10: not downloaded yet and downloads are off \(SMOOTHSTAB_OFFLINE=1\); place "
+        r"cifar-10-batches-py/.* in /nonexistent/cifar, or the archive",
         (),
     ),
     "cifar wrong layout": (
         cifar_run(),
-        r"cifar10: expected cifar-10-batches-py",
+        r"cifar10: not downloaded yet .* place cifar-10-batches-py/",
         (),
     ),
     "cifar pickle runs code": (
@@ -683,7 +684,7 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     ),
     "api image of rank 3": (
         api(lambda: ss.grad_cam(model(), X[0], layer="features.3")),
-        r"x: expected a 4-D tensor",
+        r"x: expected a batch \[B, C, H, W\], got shape \(3, 8, 8\); one image\?",
         (),
     ),
     "api target out of range": (
@@ -1139,7 +1140,182 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"layer: cannot tell the token grid of 5 tokens for input \(8, 8\)",
         (),
     ),
+    # compare, the images data set, downloads and the library's frictions (issue 35)
+    "compare without --model": (
+        lambda t: ["compare", "a.pt", "b.pt", "--images", str(image_dir(t))],
+        r"--model: a\.pt is a weights file or a torchvision weight name; give --model",
+        (),
+    ),
+    "compare one checkpoint": (
+        lambda t: ["compare", "a.pt", "--model", "small_cnn", "--images", str(image_dir(t))],
+        r"checkpoints: expected two or more to compare, got 1",
+        (),
+    ),
+    "compare labels file missing": (
+        lambda t: [
+            "compare",
+            "a",
+            "b",
+            "--model",
+            "m",
+            "--images",
+            str(image_dir(t)),
+            "--labels",
+            str(t / "none.csv"),
+        ],
+        r"--labels: expected a CSV file of file,label lines, .*none\.csv is not a file",
+        (),
+    ),
+    "compare labels with a data set": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--dataset", "shapes", "--labels", "x"],
+        r"--labels: only with --images",
+        (),
+    ),
+    "compare empty images folder": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(mkdir(t / "empty"))],
+        r"images: expected a folder of images .* has none",
+        (),
+    ),
+    "compare grey images without normalisation": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(image_dir(t, "L"))],
+        r"train\.mean: the images in .* are grey \(one channel\); give the normalisation",
+        (),
+    ),
+    "compare images that are not images": (
+        lambda t: ["compare", "a", "b", "--model", "m", "--images", str(image_dir(t, bad=True))],
+        r"bad\.png: not a readable image",
+        (),
+    ),
+    "images data set in setting DT": (
+        run("--set", "train.dataset=images", "--set", "train.root=x"),
+        r"train\.dataset: 'images' is a folder of test images, and setting DT trains",
+        (),
+    ),
+    "labels key on another data set": (
+        run("--set", "train.labels=labels.csv"),
+        r"train\.labels: only with dataset = 'images'",
+        (),
+    ),
+    "n_images beyond the test set": (
+        plan("--set", "attribution.n_images=600"),
+        r"attribution\.n_images: 600 images asked, the digits test set has 500; set "
+        r"attribution\.n_images = 500 or fewer",
+        (),
+    ),
+    "n_images beyond a folder of images": (
+        lambda t: ["plan", images_config(t, n_images=5), "--no-timing"],
+        r"attribution\.n_images: 5 images asked, .*imgs has 3; set attribution\.n_images = 3",
+        (),
+    ),
+    "labels file without a label": (
+        lambda t: ["run", images_config(t, labels="0.png,1\n"), "--out", str(t / "o"), "--quiet"],
+        r"train\.labels: .*labels\.csv gives no label for 1\.png",
+        (),
+    ),
+    "images without labels explain the label": (
+        lambda t: ["run", images_config(t, target="label"), "--out", str(t / "o"), "--quiet"],
+        r"attribution\.target: 'label' explains each image's label, and the images of",
+        (),
+    ),
+    "torchvision weights offline": (
+        lambda t: [
+            "run",
+            given_config(t, '{name = "resnet18", weights = "IMAGENET1K_V1"}'),
+            "--out",
+            str(t / "o"),
+            "--offline",
+            "--quiet",
+            "--stages",
+            "train",
+            "attribute",
+        ],
+        r"weights: resnet18 IMAGENET1K_V1: not downloaded yet and downloads are off "
+        r"\(SMOOTHSTAB_OFFLINE=1\); place the file https://download\.pytorch\.org/.* at ",
+        (),
+    ),
+    "hf hub id offline": (
+        lambda t: [
+            "run",
+            given_config(t, '{name = "hf:someone/vit"}'),
+            "--out",
+            str(t / "o"),
+            "--quiet",
+            "--stages",
+            "train",
+            "attribute",
+        ],
+        r"model: hf:someone/vit \(no local folder someone/vit; a hub id\): not downloaded yet",
+        (),
+    ),
+    "api CAM of a model with no known layer": (
+        api(lambda: ss.grad_cam(model(), X)),
+        r"layer: no default CAM layer known for helpers\.ConvNet; pass layer=",
+        (),
+    ),
+    "api grad of one image": (
+        api(lambda: ss.grad(model(), X[0], 1)),
+        r"x: expected a batch \[B, C, H, W\], got shape \(3, 8, 8\); one image\?",
+        (),
+    ),
+    "api plot view unknown": (
+        api(lambda: __import__("smoothstab.plot").plot.map_grid({"a": X}, view="abs")),
+        r"view: expected one of magnitude, signed, got 'abs'",
+        (),
+    ),
+    "api load_run of a folder that is no run": (
+        lambda t: lambda: ss.load_run(t),
+        r"load_run: .* is not a finished run directory \(config\.toml is missing\)",
+        (),
+    ),
+    "api from_captum upsample not a bool": (
+        api(lambda: ss.from_captum(type("A", (), {"attribute": lambda self: 0}), upsample="yes")),
+        r"upsample: expected True, False or None, got 'yes'",
+        (TypeError,),
+    ),
 }
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def image_dir(tmp: Path, mode: str = "RGB", bad: bool = False, n: int = 3) -> Path:
+    """A folder of ``n`` small images of ``mode`` (and a file named ``bad.png`` that is not
+    one, when ``bad``)."""
+    from PIL import Image
+
+    folder = mkdir(tmp / "imgs")
+    for i in range(n):
+        Image.new(mode, (8, 8), 100 + i).save(folder / f"{i}.png")
+    if bad:
+        (folder / "bad.png").write_bytes(b"not an image")
+    return folder
+
+
+def given_config(tmp: Path, spec: str) -> str:
+    """A DR config of a small CNN and the model ``spec`` (an inline TOML table) on shapes."""
+    text = TINY_TOML.replace('dataset = "digits"', 'dataset = "shapes"').replace(
+        "parts = 2\npart_size = 50\n", ""
+    )
+    specs = f'[models]\nsetting = "DR"\nspecs = [{{name = "small_cnn"}}, {spec}]\n'
+    return config(tmp, text + specs, "given.toml")
+
+
+def images_config(tmp: Path, n_images: int = 2, labels: str = "", target: str = "predicted"):
+    """A DR config of two small CNNs on a folder of 3 images (with a labels file when given)."""
+    image_dir(tmp)
+    extra = f'labels = "{tmp / "labels.csv"}"\n' if labels else ""
+    if labels:
+        (tmp / "labels.csv").write_text(labels)
+    text = (
+        f'name = "imgs"\n[train]\ndataset = "images"\nroot = "{tmp / "imgs"}"\nimage_size = 8\n'
+        f'num_classes = 5\n{extra}[models]\nsetting = "DR"\n'
+        'specs = [{name = "small_cnn"}, {name = "small_cnn"}]\n'
+        f'[attribution]\nmethods = ["grad"]\nn_images = {n_images}\nn_samples = 2\n'
+        f'stability_r = [0.0]\nfidelity_r = [0.0]\ntarget = "{target}"\n[evaluation]\ntopk = 5\n'
+    )
+    return config(tmp, text, "imgs.toml")
 
 
 def small_cnn(classes: int = 10) -> dict:
@@ -1161,9 +1337,315 @@ def load_trained(path: Path):
     return load(path)
 
 
+# --- a config's code, a run directory's data: python:/hf:/timm: names, checkpoints, FIFOs ---
+
+
+def python_run(spec: str, module: str = "", code: str = "") -> Setup:
+    """``run`` with ``train.model = spec``; ``module``: a file ``TMP/<module>.py`` of ``code``,
+    beside the config (each case its own module name: a process imports a name once)."""
+
+    def setup(t: Path) -> list[str]:
+        if module:
+            (t / f"{module}.py").write_text(code)
+        return run("--set", f"train.model={spec}")(t)
+
+    return setup
+
+
+def hf_folder(t: Path, *, weights: bytes | None = None, **config) -> Path:
+    """A tiny Hugging Face ViT folder for the digits (8x8, 1 channel, 10 labels): its
+    config.json with ``config`` changes, and ``weights`` as its pytorch_model.bin."""
+    tr = pytest.importorskip("transformers")
+    folder = t / "hfvit"
+    tiny = dict(image_size=8, patch_size=4, num_channels=1, num_labels=10, hidden_size=8)
+    tiny.update(num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    tr.ViTConfig(**tiny).to_json_file(folder.mkdir() or folder / "config.json")
+    data = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**data, **config}))
+    if weights is not None:
+        (folder / "pytorch_model.bin").write_bytes(weights)
+    return folder
+
+
+def fifo_config(folder: Path) -> Path:
+    """``folder`` with a FIFO for its config.json."""
+    (folder / "config.json").unlink()
+    os.mkfifo(folder / "config.json")
+    return folder
+
+
+def hf_run(make: Callable[[Path], Path]) -> Setup:
+    """``run`` of an ``hf:`` model in the folder ``make(TMP)`` makes."""
+    return lambda t: run("--set", f"train.model=hf:{make(t)}")(t)
+
+
+def run_with(rel: str, command: str, make: Callable[[Path], None] = os.mkfifo) -> Setup:
+    """``smoothstab COMMAND R`` (``run`` into R) on a fake run whose ``rel`` was replaced by
+    ``make(path)`` (a FIFO by default)."""
+
+    def setup(t: Path) -> list[str]:
+        from smoothstab.experiments.rundir import manifest
+
+        d = fake_run(t)
+        manifest.record(d, "train")
+        path = d / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        make(path)
+        if command == "run":
+            return ["run", str(t / "run.toml"), "--out", str(d), "--quiet"]
+        return [command, str(d)]
+
+    return setup
+
+
+def checkpoints_naming(spec: str, module: str = "", code: str = "") -> Setup:
+    """``attribute`` of a fake run whose checkpoints (and their manifest entries) name the model
+    ``spec``; ``module``: a file of ``code`` in the working directory, where a lookup would find
+    it."""
+
+    def setup(t: Path) -> list[str]:
+        from smoothstab.experiments.rundir import manifest
+
+        d = fake_run(t)
+        for path in d.glob("model_*.pt"):
+            saved = torch.load(path, weights_only=True)
+            saved["config"]["model"] = spec
+            torch.save(saved, path)
+        manifest.record(d, "train")
+        if module:
+            (t / "work" / f"{module}.py").write_text(code)
+        return ["attribute", str(d)]
+
+    return setup
+
+
+def n_cell(t: Path) -> list[str]:
+    """``report`` of a run whose recorded metrics table has ``nan`` (text) in its ``n``
+    column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from smoothstab.experiments.rundir import manifest
+
+    d = fake_run(t)
+    row = dict(setting=["DT"], n=["nan"], method=["grad"], r=[0.0], sigma=[0.0],
+               metric=["stability"], pair=["0-1"], model=[""], image=[0], value=[0.5],
+               stderr=[None])  # fmt: skip
+    pq.write_table(pa.table(row), d / "metrics.parquet")
+    manifest.record(d, "evaluate")
+    return ["report", str(d)]
+
+
+def ft_weights(make: Callable[[Path], str]) -> Setup:
+    """``run`` of setting FT from the weights ``make(TMP)`` names."""
+
+    def setup(t: Path) -> list[str]:
+        spec = f'\nweights = "{make(t)}"\n'
+        return ["run", config(t, FT_TOML + spec, "ft.toml"), "--out", str(t / "o"), "--quiet"]
+
+    return setup
+
+
+TOUCH = "from pathlib import Path\nPath(__file__).parent.parent.joinpath('pwned').touch()\n"
+CODE_CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
+    # python: names, every way a factory can fail: one line naming the spec
+    "python factory not callable": (
+        python_run("python:math:pi"),
+        r"model: python:math:pi: math\.pi is a float, expected a function",
+        (),
+    ),
+    "python factory is a module": (
+        python_run("python:os:path"),
+        r"model: python:os:path: os\.path is a module, expected a function",
+        (),
+    ),
+    "python factory takes other arguments": (
+        python_run("python:json:loads"),
+        r"model: python:json:loads raised TypeError: .*missing 1 required positional argument",
+        (),
+    ),
+    "python factory calls sys.exit": (
+        python_run("python:sys:exit"),
+        r"model: python:sys:exit exited \(SystemExit\(None\)\) instead of returning a model",
+        (),
+    ),
+    "python factory raises": (
+        python_run("python:bad33_raises:make", "bad33_raises", "def make():\n    1 / 0\n"),
+        r"model: python:bad33_raises:make raised ZeroDivisionError: division by zero",
+        (),
+    ),
+    "python factory returns no module": (
+        python_run("python:tempfile:gettempdir"),
+        r"model: python:tempfile:gettempdir returned str, not an nn\.Module",
+        (),
+    ),
+    "python module relative": (
+        python_run("python:.os:x"),
+        r"model: expected python:package\.module:factory .*got 'python:\.os:x'",
+        (),
+    ),
+    "python module of dots": (
+        python_run("python:..:x"),
+        r"model: expected python:package\.module:factory .*got 'python:\.\.:x'",
+        (),
+    ),
+    "python module nowhere": (
+        python_run("python:nowhere33:make"),
+        r"model: python:nowhere33:make: no module nowhere33 in .* \(the config's folder\), "
+        r".* \(the working directory\) or the installed packages",
+        (),
+    ),
+    "python module does not compile": (
+        python_run("python:bad33_syntax:make", "bad33_syntax", "def make(:\n"),
+        r"model: python:bad33_syntax:make: importing bad33_syntax raised SyntaxError",
+        (),
+    ),
+    "python module exits on import": (
+        python_run("python:bad33_exits:make", "bad33_exits", "raise SystemExit(3)\n"),
+        r"model: python:bad33_exits:make: importing bad33_exits exited \(SystemExit\(3\)\)",
+        (),
+    ),
+    "python module shadows an imported one": (
+        python_run("python:json:loads", "json", "def loads():\n    pass\n"),
+        r"model: python:json:loads: .*json\.py would be imported as json, but json is already "
+        r"imported from",
+        (),
+    ),
+    "api python factory raises": (
+        api(lambda: build_model("python:sys:exit", num_classes=3)),
+        r"model: python:sys:exit exited \(SystemExit\(None\)\)",
+        (),
+    ),
+    # hf: folders
+    "hf weights a hostile pickle": (
+        hf_run(lambda t: hf_folder(t, weights=pickle.dumps(Hostile(t)))),
+        r"model: cannot load hf:.*hfvit \(UnpicklingError: Weights only load failed\)",
+        (),
+    ),
+    "hf 20 million labels": (
+        hf_run(lambda t: hf_folder(t, num_labels=20_000_000, id2label=None, label2id=None)),
+        r"model: hf:.*hfvit has 20000000 labels and 1 input channels, the data 10 classes",
+        (),
+    ),
+    "hf config.json of 17 MB": (
+        hf_run(lambda t: hf_folder(t, padding="x" * (17 << 20))),
+        r"model: hf:.*config\.json is 17,8\d\d,\d\d\d bytes, more than a model's config\.json "
+        r"has \(at most 16 MiB\)",
+        (),
+    ),
+    "hf config.json a FIFO": (
+        hf_run(lambda t: fifo_config(hf_folder(t))),
+        r"model: hf:.*config\.json is a FIFO \(named pipe\), expected the folder's config\.json",
+        (),
+    ),
+    "hf folder asks to run its code": (
+        hf_run(lambda t: hf_folder(t, auto_map={"AutoModelForImageClassification": "m.Net"})),
+        r"model: hf:.*: its config\.json asks to run the folder's own Python \(auto_map\); that "
+        r"code runs only with models\.trust_remote_code = true",
+        (),
+    ),
+    "timm name that downloads, offline": (
+        python_run("timm:hf-hub:timm/resnet18.a1_in1k"),
+        r"model: timm:hf-hub:timm/resnet18\.a1_in1k: not downloaded yet and downloads are off "
+        r"\(SMOOTHSTAB_OFFLINE=1\); download config\.json and model\.safetensors of "
+        r"timm/resnet18\.a1_in1k into the Hugging Face cache",
+        (),
+    ),
+    # a checkpoint is data: the name it stores never chooses code
+    "checkpoint names code": (
+        checkpoints_naming("python:pwned33:make", "pwned33", TOUCH),
+        r"model_0\.pt: a checkpoint of the model 'python:pwned33:make', but the run's config\.toml "
+        r"names 'small_cnn'",
+        (),
+    ),
+    "checkpoint names a Hugging Face folder": (
+        checkpoints_naming("hf:/tmp"),
+        r"model_0\.pt: a checkpoint of the model 'hf:/tmp', but the run's config\.toml names",
+        (),
+    ),
+    "api checkpoint names code": (
+        lambda t: (lambda d: lambda: load_trained(d / "model_0.pt"))(
+            Path(checkpoints_naming("python:os:abort")(t)[1])
+        ),
+        r"model_0\.pt: a checkpoint of the model 'python:os:abort', which would import code",
+        (),
+    ),
+    # special files where run files belong: refused before they are opened (5 used to hang)
+    "fifo metrics table for figures": (
+        run_with("metrics.parquet", "figures"),
+        r"metrics\.parquet: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo checkpoint for attribute": (
+        run_with("model_0.pt", "attribute"),
+        r"model_0\.pt: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo checkpoint for run": (
+        run_with("model_0.pt", "run"),
+        r"model_0\.pt: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo test images for figures": (
+        run_with("test_images.pt", "figures"),
+        r"test_images\.pt: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo table1.csv for report": (
+        run_with("table1.csv", "report"),
+        r"table1\.csv: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo lock": (
+        run_with(".lock", "evaluate"),
+        r"\.lock: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    "fifo map file": (
+        run_with("maps/model0/grad/r0.000000.pt", "evaluate"),
+        r"r0\.000000\.pt: a FIFO \(named pipe\) where a run file belongs",
+        (),
+    ),
+    # the smaller ones
+    "metrics n cell nan": (
+        n_cell,
+        r"metrics\.parquet: not the metrics table \(its column n: expected integers, got string\)",
+        (),
+    ),
+    "name of 129 characters": (
+        lambda t: ["run", config(t, TINY_TOML.replace('"bad"', '"' + "a" * 129 + '"'))],
+        r"name: expected at most 128 characters .*got 129",
+        (),
+    ),
+    "FT weights that are text": (
+        ft_weights(lambda t: raw(t / "w.pt", b"not a state dict\n")),
+        r"weights: cannot load .*w\.pt as a state dict \(not a PyTorch file: it begins with "
+        r"b'not '",
+        (),
+    ),
+    "FT weights /etc/passwd": (
+        ft_weights(lambda t: "/etc/passwd"),
+        r"weights: cannot load /etc/passwd as a state dict \(not a PyTorch file",
+        (),
+    ),
+    "FT weights a directory": (
+        ft_weights(lambda t: str(t)),
+        r"weights: expected a state-dict file, .* is a directory",
+        (),
+    ),
+    "FT swag of one step": (
+        ft_run("models.proxy=swag", "models.epochs=1", "models.part_size=10"),
+        r"models\.swag_snapshots: the SWAG run takes 1 steps, too few for 2 snapshots",
+        (),
+    ),
+}
+CASES.update(CODE_CASES)
+
+
 def test_the_catalogue_is_large_enough():
     cli = [k for k in CASES if not k.startswith("api ")]
-    assert len(CASES) >= 165 and len(cli) >= 101, (len(CASES), len(cli))  # docs/reliability.md
+    assert len(CASES) >= 220 and len(cli) >= 149, (len(CASES), len(cli))  # docs/reliability.md
 
 
 SLOW = {

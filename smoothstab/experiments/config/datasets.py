@@ -61,6 +61,9 @@ CIFAR_LAYOUT = "cifar-10-batches-py/{data_batch_1..5, test_batch} (python pickle
 IMAGEFOLDER_LAYOUT = "an ImageFolder tree ROOT/{train,val}/<class>/<image>"
 
 
+IMAGES_LAYOUT = "a folder of images ROOT/<image>, or ROOT/<class>/<image>"
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a model and the noise level need to know about a dataset."""
@@ -89,10 +92,14 @@ DATASETS = {
         "imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD, 1_281_167, 50_000
     ),  # ILSVRC-2012: train and val
     "imagefolder": DatasetInfo("imagefolder", None, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    # test images only: a folder of your own (compare); classes from the model or the config
+    "images": DatasetInfo("images", None, 3, 224, IMAGENET_MEAN, IMAGENET_STD),
 }
 
+FOLDER_DATASETS = ("imagefolder", "images")  # take image_size, mean, std, channels
 
-# [train] keys that describe an imagefolder dataset (DatasetInfo field for each)
+
+# [train] keys that describe an imagefolder or images dataset (DatasetInfo field for each)
 IMAGEFOLDER_KEYS = {
     "image_size": "image_size",
     "mean": "mean",
@@ -124,3 +131,14 @@ def input_range(mean: Sequence[float], std: Sequence[float]) -> tuple[float, flo
     lo = min(-m / s for m, s in zip(mean, std, strict=True))
     hi = max((1 - m) / s for m, s in zip(mean, std, strict=True))
     return lo, hi
+
+
+def check_image_count(attr: Any, available: int, where: str) -> None:
+    """``attribution.n_images`` within the ``available`` test images of ``where``: refused in
+    one line naming the key and the size (not capped, so that a run explains the images it
+    was asked to)."""
+    if attr.n_images > available:
+        raise ValueError(
+            f"attribution.n_images: {attr.n_images} images asked, {where} has {available}; set "
+            f"attribution.n_images = {available} or fewer"
+        )

@@ -8,16 +8,25 @@ import os
 import re
 from pathlib import Path
 
-SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from smoothstab.experiments.io.files import refuse_odd
+
+SLUG_LIMIT = 128  # characters: one path component on every common file system
+SLUG = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SLUG_LIMIT - 1}}}")
 
 
 def check_slug(value: str, name: str) -> str:
     """A plain name usable as one path component: letters, digits, ``.``, ``_``, ``-``, not
-    starting with ``.`` or ``-`` (so no ``..``, no separators, no absolute paths)."""
+    starting with ``.`` or ``-`` (so no ``..``, no separators, no absolute paths), at most
+    :data:`SLUG_LIMIT` characters."""
+    if isinstance(value, str) and len(value) > SLUG_LIMIT and SLUG.fullmatch(value[:SLUG_LIMIT]):
+        raise ValueError(
+            f"{name}: expected at most {SLUG_LIMIT} characters (it names the run directory "
+            f"runs/<name>), got {len(value)}: {value[:40]!r}..."
+        )
     if not isinstance(value, str) or not SLUG.fullmatch(value):
         raise ValueError(
-            f"{name}: expected a plain name (letters, digits, '.', '_', '-'; it names the run "
-            f"directory runs/<name>), got {value!r}"
+            f"{name}: expected a plain name (letters, digits, '.', '_', '-', at most "
+            f"{SLUG_LIMIT} characters; it names the run directory runs/<name>), got {value!r}"
         )
     return value
 
@@ -82,18 +91,20 @@ def check_output_dir(path: str | Path, name: str = "--out") -> Path:
 
 
 def check_no_links(root: str | Path) -> Path:
-    """``root`` holds no symbolic link below it: every file a run writes, reads or deletes is
-    then inside ``root`` itself (``root`` may be a link: its target is the run directory)."""
+    """``root`` holds nothing below it but regular files and directories: no symbolic link, so
+    every file a run writes, reads or deletes is inside ``root`` itself (``root`` may be a
+    link: its target is the run directory), and no special file (a FIFO, a socket, a device),
+    which a read would block on or a write replace. One walk before a command; the same check
+    is made again at each read and write (:func:`~smoothstab.experiments.io.files.refuse_odd`).
+    """
     root = Path(root)
     for top, dirs, files in os.walk(root):  # does not descend into linked directories
         for name in sorted(dirs + files):
             path = Path(top) / name
-            if path.is_symlink():
-                raise ValueError(
-                    f"{path}: a symbolic link (to {os.readlink(path)}); a run writes only inside "
-                    "its run directory, replace the link with what it points to, or start a new "
-                    "run directory"
-                )
+            try:
+                refuse_odd(path, os.lstat(path))
+            except FileNotFoundError:
+                continue  # gone since the listing
     return root
 
 

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.datasets import check_image_count, dataset_info
 from smoothstab.experiments.config.parse import (
     ConfigError,
     apply_overrides,
@@ -48,12 +48,15 @@ def config_path(source: str | Path | None) -> Path:
 def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The config of a TOML file or preset name (``None``: the quickstart), with ``--set``
     overrides applied, checked across tables; the file is read once."""
-    return config_from_table(load_toml(config_path(source)), overrides)
+    path = config_path(source)
+    return config_from_table(load_toml(path), path, overrides)
 
 
-def config_from_table(table: dict, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """:func:`load_config` of a config file's parsed tables."""
+def config_from_table(table: dict, path: Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """:func:`load_config` of the parsed tables of the config file at ``path`` (or of tables a
+    command built from a preset, as ``compare`` does: ``path`` is the preset's)."""
     cfg = apply_overrides(dataclass_from_dict(ExperimentConfig, table), list(overrides))
+    cfg = _with_code_dir(cfg, path)
     cfg = _fit_topk(cfg, given="topk" in table.get("evaluation", {}) or _set(overrides, "topk"))
     # Across tables, so checked once all overrides are in (they come one at a time).
     Setting.of(cfg).check()
@@ -70,7 +73,13 @@ def config_from_table(table: dict, overrides: Sequence[str] = ()) -> ExperimentC
             f"n_samples={a.n_samples}{' in antithetic pairs' if a.antithetic else ''}; raise "
             "attribution.n_samples or set evaluation.debiased=false"
         )
-    size = dataset_info(cfg.train).image_size
+    info = dataset_info(cfg.train)
+    if info.test_size is not None:  # a folder's is counted by plan and the attribute stage
+        try:
+            check_image_count(a, info.test_size, f"the {cfg.train.dataset} test set")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    size = info.image_size
     if cfg.evaluation.topk > size * size:
         raise ConfigError(
             f"evaluation.topk: expected at most the {size * size} pixels of a {size}x{size} "
@@ -92,6 +101,26 @@ def config_from_table(table: dict, overrides: Sequence[str] = ()) -> ExperimentC
     return cfg
 
 
+def names_code(cfg: ExperimentConfig) -> bool:
+    """The config names a ``python:`` model (``train.model`` or a spec): code it imports."""
+    names = [cfg.train.model, *(spec.name for spec in cfg.models.specs)]
+    return any(name.startswith("python:") for name in names)
+
+
+def _with_code_dir(cfg: ExperimentConfig, path: Path) -> ExperimentConfig:
+    """``models.code_dir`` made absolute, relative to the config file's folder; unset, that
+    folder itself, where the config names a ``python:`` model and is a file of the user's (a
+    preset's folder is the package's: no code of the user's is there; a ``code_dir`` given to
+    a preset is relative to the working directory)."""
+    given = cfg.models.code_dir
+    preset = path.resolve().is_relative_to(Path(str(PRESETS)).resolve())
+    base = Path.cwd() if preset else path.resolve().parent  # a --set on a preset: the shell's
+    if given is None and (preset or not names_code(cfg)):
+        return cfg
+    code_dir = str(base if given is None else (base / given).resolve())
+    return dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, code_dir=code_dir))
+
+
 def _set(overrides: Sequence[str], key: str) -> bool:
     return any(o.partition("=")[0].strip() == f"evaluation.{key}" for o in overrides)
 
@@ -99,7 +128,7 @@ def _set(overrides: Sequence[str], key: str) -> bool:
 def _fit_topk(cfg: ExperimentConfig, *, given: bool) -> ExperimentConfig:
     """An unset ``evaluation.topk`` larger than an image: a quarter of its pixels (the default
     500 is meant for CIFAR and ImageNet; digits have 64 pixels)."""
-    pixels = dataset_info(cfg.train.dataset).image_size ** 2
+    pixels = dataset_info(cfg.train).image_size ** 2
     if given or cfg.evaluation.topk <= pixels:
         return cfg
     return dataclasses.replace(

@@ -79,6 +79,7 @@ class Setting:
     trains_twin: ClassVar[bool] = (
         False  # sanity.labels: a model can be retrained on permuted labels
     )
+    trains: ClassVar[bool] = False  # reads a training set (DT's models, FT's proxy runs)
 
     @staticmethod
     def of(cfg: ExperimentConfig) -> Setting:
@@ -96,6 +97,12 @@ class Setting:
             self.check_specs(self.cfg.models)
         except ValueError as e:
             raise ConfigError(f"models.{e}") from None
+        if self.trains and self.cfg.train.dataset == "images":
+            raise ConfigError(
+                f"train.dataset: 'images' is a folder of test images, and setting {self.name} "
+                "trains on a training set; use dataset = 'imagefolder' (ROOT/{train,val}/...), "
+                "or compare given models (setting DR or DA)"
+            )
         if self.cfg.sanity.labels and not self.trains_twin:
             raise ConfigError(
                 f"sanity.labels: setting {self.name} trains no model here (its models are "
@@ -120,9 +127,14 @@ class Setting:
         """Models the later stages compare."""
         return len(self.cfg.models.specs)
 
+    def model_specs(self) -> list[ModelSpec]:
+        """Each model as a spec: its architecture, given weights and CAM layer (what ``plan``
+        builds to validate and time the run's models)."""
+        return list(self.cfg.models.specs)
+
     def model_names(self) -> list[str]:
         """The architecture of each model."""
-        return [s.name for s in self.cfg.models.specs]
+        return [s.name for s in self.model_specs()]
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -186,6 +198,7 @@ class DisjointParts(Setting):
     title = "DT: same architecture trained on disjoint splits of the training set"
     sgd_bounds = True
     trains_twin = True
+    trains = True
 
     @classmethod
     def check_specs(cls, m: ModelsConfig) -> None:
@@ -205,8 +218,10 @@ class DisjointParts(Setting):
     def n_models(self) -> int:
         return self.cfg.train.parts * len(self.sizes)
 
-    def model_names(self) -> list[str]:
-        return [self.cfg.train.model] * self.n_models
+    def model_specs(self) -> list[ModelSpec]:
+        from smoothstab.experiments.config.tables import ModelSpec
+
+        return [ModelSpec(self.cfg.train.model)] * self.n_models
 
     @property
     def sizes(self) -> tuple[int | None, ...]:
@@ -252,6 +267,7 @@ class GivenArchitectures(GivenModels):
 class Replicas(Setting):
     name = "FT"
     title = "FT: replicas of one given model made by a cheap proxy for retraining"
+    trains = True
 
     @classmethod
     def check_specs(cls, m: ModelsConfig) -> None:
@@ -273,8 +289,8 @@ class Replicas(Setting):
     def n_models(self) -> int:
         return self.cfg.models.replicas
 
-    def model_names(self) -> list[str]:
-        return [self.cfg.models.specs[0].name] * self.n_models
+    def model_specs(self) -> list[ModelSpec]:
+        return [self.cfg.models.specs[0]] * self.n_models
 
     def training(self, n_train: int | None, classes: int) -> tuple[TrainConfig, int] | None:
         m = self.cfg.models

@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import smoothstab as ss
 from smoothstab.checks import check_choice, check_number
-from smoothstab.experiments.config.datasets import DATASETS, IMAGEFOLDER_KEYS, dataset_info
+from smoothstab.experiments.config.datasets import (
+    DATASETS,
+    FOLDER_DATASETS,
+    IMAGEFOLDER_KEYS,
+    dataset_info,
+)
 from smoothstab.experiments.config.guards import check_device_name, check_slug
 from smoothstab.experiments.config.parse import (
     at_least,
@@ -70,29 +75,37 @@ class TrainConfig:
 
     dataset: str = "digits"
     """The data: ``digits`` (scikit-learn's 8x8 digits), ``shapes`` (generated 32x32 shapes),
-    ``cifar10`` (the local ``cifar-10-batches-py`` pickles), ``imagenet`` or ``imagefolder`` (a
-    local ImageFolder with ``train/`` and ``val/``)."""
+    ``cifar10`` (the ``cifar-10-batches-py`` pickles, fetched on first use), ``imagenet`` or
+    ``imagefolder`` (a local ImageFolder with ``train/`` and ``val/``), or ``images`` (a folder
+    of test images only, flat or one subfolder per class, for given models: DR, DA)."""
     root: str | None = free(None)
-    """Where the data set is (CIFAR-10, ImageNet, an ImageFolder); nothing is downloaded."""
+    """Where the data set is (CIFAR-10: fetched there when missing, default
+    ``~/.cache/smoothstab/cifar10``; ImageNet, an ImageFolder, a folder of images)."""
     image_size: int | None = None
-    """``dataset = "imagefolder"`` only: the crop size of a folder of your own images
+    """``dataset = "imagefolder"`` or ``"images"`` only: the crop size of your own images
     (``None``: ImageNet's 224)."""
     mean: tuple[float, ...] | None = None
-    """``dataset = "imagefolder"`` only: the normalisation's per-channel mean (``None``:
-    ImageNet's)."""
-    std: tuple[float, ...] | None = None
-    """``dataset = "imagefolder"`` only: the normalisation's per-channel std, each > 0
+    """``dataset = "imagefolder"`` or ``"images"`` only: the normalisation's per-channel mean
     (``None``: ImageNet's)."""
+    std: tuple[float, ...] | None = None
+    """``dataset = "imagefolder"`` or ``"images"`` only: the normalisation's per-channel std,
+    each > 0 (``None``: ImageNet's)."""
     channels: int | None = None
-    """``dataset = "imagefolder"`` only: the input channels; 1 reads the images as grey
-    (``None``: RGB)."""
+    """``dataset = "imagefolder"`` or ``"images"`` only: the input channels; 1 reads the images
+    as grey (``None``: RGB)."""
+    labels: str | None = free(None)
+    """``dataset = "images"`` only: a CSV file of ``file,label`` lines (a file name under
+    ``root``, an integer class) giving the images' labels (``None``: the class subfolders'
+    indices in sorted order, or no labels: then ``attribution.target = "predicted"``)."""
     data_seed: int = 0
     """Fixes the generated images (shapes) and the train/test split (digits)."""
     model: str = "small_cnn"
     """The architecture: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
     classification model (``resnet50``, ``swin_t``, ...), ``timm:NAME``, ``hf:LOCAL_DIR`` or
     ``python:package.module:factory``
-    (:func:`~smoothstab.experiments.models.architectures.build_model`)."""
+    (:func:`~smoothstab.experiments.models.architectures.build_model`). A ``python:`` name is
+    code, imported and called like a script (looked up as ``models.code_dir`` says); nothing
+    is downloaded."""
     num_classes: int | None = None
     """Output classes of the model (``None``: from the data)."""
     epochs: int = 30
@@ -194,10 +207,15 @@ class TrainConfig:
     def _check_imagefolder(self) -> None:
         """``image_size``, ``mean``, ``std``, ``channels``: an imagefolder's, consistent."""
         given = [k for k in ("image_size", "mean", "std", "channels") if getattr(self, k)]
-        if given and self.dataset != "imagefolder":
+        if given and self.dataset not in FOLDER_DATASETS:
             raise ValueError(
-                f"{given[0]}: only with dataset = 'imagefolder' (the others fix it), "
-                f"got dataset = {self.dataset!r}"
+                f"{given[0]}: only with dataset = 'imagefolder' or 'images' (the others fix "
+                f"it), got dataset = {self.dataset!r}"
+            )
+        if self.labels is not None and self.dataset != "images":
+            raise ValueError(
+                f"labels: only with dataset = 'images' (the others carry their labels), got "
+                f"dataset = {self.dataset!r}"
             )
         at_least(self, 1, "image_size", "channels")
         info = dataset_info(self)
@@ -217,7 +235,7 @@ class TrainConfig:
         return {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if not (k in IMAGEFOLDER_KEYS and v is None)
+            if not ((k in IMAGEFOLDER_KEYS or k == "labels") and v is None)
         }
 
     @property
@@ -293,6 +311,18 @@ class ModelsConfig:
     """FT, ``swag``: scales the spread of the replicas around the snapshots' mean."""
     seed: int = 0
     """FT: seeds the replicas."""
+    code_dir: str | None = free(None)
+    """Where the modules of ``python:`` model names are looked up first (for ``train.model`` and
+    the specs alike); relative to the config file's folder. Unset: the folder of the config file
+    that names them, which ``smoothstab run`` records here, absolute, in the run directory's
+    ``config.toml`` (so a later stage command looks in the same place, never in the run
+    directory). Then the working directory (one notice line says when a module comes from
+    there) and the installed packages (docs/own_model.md). A ``python:`` name is code: it is
+    imported and called like a script."""
+    trust_remote_code: bool = free(False)
+    """Let an ``hf:`` folder run its own Python: a ``config.json`` with an ``auto_map`` is
+    refused unless this is ``true`` (passed to transformers as ``trust_remote_code``; trust
+    such a folder as a script)."""
 
     def __post_init__(self) -> None:
         check_choice(self.setting, "setting", SETTINGS)

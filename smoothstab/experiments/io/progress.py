@@ -29,6 +29,14 @@ def say(line: str, stream: TextIO | None = None) -> None:
     print(line, file=stream or sys.stderr, flush=True)
 
 
+def postfix_value(v: object) -> str:
+    """A metric as a bar shows it: an integer (an index, a count) as an integer, a float with 4
+    decimals, anything else as it prints."""
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
 LOG_EVERY = 10.0  # seconds between lines when the stream is a log or a pipe
 
 
@@ -49,11 +57,13 @@ class Progress:
         quiet: bool = False,
         stream: TextIO | None = None,
         start: int = 0,
+        unit: str = "it",
     ) -> None:
         self.total, self.label, self.done = total, label, start
+        self.unit = unit  # "B": bytes, shown scaled (kB, MB, ...)
         self.stream = stream or sys.stderr
         self.quiet = is_quiet(quiet)
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, object] = {}
         self._start, self._first = time.monotonic(), start
         self._logged = self._start
         self._bar = None
@@ -66,9 +76,11 @@ class Progress:
                 mininterval=0.1,
                 dynamic_ncols=True,
                 ascii=True,
+                unit=unit,
+                unit_scale=unit == "B",
             )
 
-    def update(self, n: int = 1, **metrics: float) -> None:
+    def update(self, n: int = 1, **metrics: object) -> None:
         self.done += n
         self.metrics.update(metrics)
         if self._bar is not None:
@@ -82,7 +94,7 @@ class Progress:
                 self.stream.flush()
 
     def _postfix(self) -> str:
-        return ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
+        return ", ".join(f"{k}={postfix_value(v)}" for k, v in self.metrics.items())
 
     def line(self) -> str:
         """The bar as one line of text (tqdm's format: steps, elapsed<left, rate, metrics)."""
@@ -95,6 +107,8 @@ class Progress:
             initial=self._first,
             ascii=True,
             ncols=100,
+            unit=self.unit,
+            unit_scale=self.unit == "B",
         )
 
     def close(self) -> None:

@@ -1,23 +1,33 @@
 """Models of the experiments: a small CNN, CIFAR-style ResNets, torchvision by name, and any
-other model as ``timm:NAME``, ``hf:LOCAL_DIR`` or ``python:package.module:factory``.
+other model as ``timm:NAME``, ``hf:LOCAL_DIR_OR_ORG/NAME`` or ``python:package.module:factory``.
 
-Weights are read from local files only, with ``torch.load(weights_only=True)`` (no code runs):
-a path to a state dict (also the paper's DataParallel checkpoints, whose keys start with
-``module.``, and dicts holding it under ``"state_dict"`` or ``"model"``), or a torchvision
-weight name such as ``IMAGENET1K_V2``, looked up in the local torch hub cache under the file
-name torchvision would download it to. :func:`cam_layer` names the Grad-CAM layer.
+Weights files are read with ``torch.load(weights_only=True)`` (no code runs): a path to a state
+dict (also the paper's DataParallel checkpoints, whose keys start with ``module.``, and dicts
+holding it under ``"state_dict"`` or ``"model"``), a torchvision weight name such as
+``IMAGENET1K_V2`` (the file in the torch hub cache, fetched there on first use and checked by
+its hash, :mod:`~smoothstab.experiments.models.download`), or ``"pretrained"`` for a ``timm:``
+model (timm's pretrained weights of that name, fetched the same way). :func:`cam_layer` names
+the Grad-CAM layer.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from smoothstab.camlayers import known_layer, last_convolution, model_kind
 from smoothstab.experiments.config.datasets import dataset_info
-from smoothstab.experiments.io.files import first_line
+from smoothstab.experiments.io.files import (
+    check_regular,
+    first_line,
+    special_kind,
+    torch_format_problem,
+)
+from smoothstab.experiments.models import download
 from smoothstab.experiments.models.data import derive_seed, seed_torch
 from smoothstab.experiments.models.external import EXTERNAL
 
@@ -107,46 +117,84 @@ class CifarResNet(nn.Module):
 
 
 def build_model(
-    name: str, *, num_classes: int, in_channels: int = 3, weights: str | None = None
+    name: str,
+    *,
+    num_classes: int | None,
+    in_channels: int = 3,
+    weights: str | None = None,
+    fetch: bool = True,
 ) -> nn.Module:
     """A model by name: ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``, any torchvision
     classification model (``resnet50``, ``swin_t``, ``convnext_tiny``, ...), or
 
-    * ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (the ``timm`` extra);
-    * ``hf:LOCAL_DIR``: a Hugging Face image classifier saved in a local folder, read with
-      ``from_pretrained(..., local_files_only=True)`` (the ``hf`` extra), weights included;
+    * ``timm:NAME``: ``timm.create_model(NAME)`` (the ``timm`` extra), without weights unless
+      ``weights = "pretrained"``; ``timm:hf-hub:ORG/NAME``: the hub's model, its weights
+      included;
+    * ``hf:LOCAL_DIR`` or ``hf:ORG/NAME``: a Hugging Face image classifier saved in a local
+      folder or on the hub, read with ``from_pretrained(..., local_files_only=True)`` (the
+      ``hf`` extra), weights included;
     * ``python:package.module:factory``: ``factory()`` returning an ``nn.Module``, given
       ``num_classes=`` and ``in_channels=`` when its signature takes them.
 
     Args:
-        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, or
-            a torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``) found in the local hub
-            cache.
+        num_classes: the outputs; ``None`` leaves them to the model (a factory's default, a
+            pretrained model's own), where the data do not say.
+        weights: ``None`` (random init; for ``hf:`` the folder's), a local state-dict file, a
+            torchvision weight name (``IMAGENET1K_V1``, ``DEFAULT``), or ``"pretrained"`` for
+            ``timm:NAME``; names are fetched into their caches on first use.
+        fetch: ``False``: weights that are not local yet are not fetched
+            (:class:`NotFetched`); what ``plan`` does.
     """
     kind, _, rest = name.partition(":") if ":" in name else ("", "", name)
-    if kind in EXTERNAL:
+    if kind == "timm" and weights == "pretrained":
+        pretrained = _pretrained(rest, fetch)
+        model = EXTERNAL["timm"](rest, num_classes, in_channels, pretrained=pretrained)
+        weights = None
+    elif kind in EXTERNAL:
         model = EXTERNAL[kind](rest, num_classes, in_channels)
-    elif name == "small_cnn":
-        model = SmallCNN(in_channels, num_classes)
-    elif name in ("resnet18_cifar", "resnet34_cifar"):
-        blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
-        model = CifarResNet(blocks, in_channels, num_classes)
+    elif name in OUR_MODELS:
+        if num_classes is None:
+            raise ValueError(
+                f"num_classes: {name} needs a number of classes; give train.num_classes"
+            )
+        if name == "small_cnn":
+            model = SmallCNN(in_channels, num_classes)
+        else:
+            blocks = (2, 2, 2, 2) if name == "resnet18_cifar" else (3, 4, 6, 3)
+            model = CifarResNet(blocks, in_channels, num_classes)
     else:
         model = _torchvision(name, num_classes, in_channels)
     if weights is not None:
-        load_weights(model, resolve_weights(name, weights))
+        load_weights(model, resolve_weights(name, weights, fetch=fetch))
     return model
 
 
-def given_model(cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int) -> nn.Module:
+class NotFetched(ValueError):
+    """Weights named but not in their cache yet, asked for with ``fetch=False``."""
+
+
+def _pretrained(name: str, fetch: bool) -> Path:
+    if not fetch:
+        raise NotFetched(f"weights: timm:{name} pretrained (fetched on first use)")
+    return download.timm_pretrained(name)
+
+
+def given_model(
+    cfg: ExperimentConfig, k: int, spec: ModelSpec, classes: int | None, *, fetch: bool = True
+) -> nn.Module:
     """The model of ``spec``, the ``k``-th given one; without weights a random init seeded by
     ``(train.seed, k)`` (the same on every stage and rank; the global generator is left alone).
-    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer."""
+    The spec's ``cam_layer``, if any, is set on the model as its Grad-CAM layer. ``fetch``: as
+    for :func:`build_model`."""
     info = dataset_info(cfg.train)
     with torch.random.fork_rng(devices=[]):
         seed_torch(derive_seed(cfg.train.seed, k))
         model = build_model(
-            spec.name, num_classes=classes, in_channels=info.in_channels, weights=spec.weights
+            spec.name,
+            num_classes=classes,
+            in_channels=info.in_channels,
+            weights=spec.weights,
+            fetch=fetch,
         )
     if spec.cam_layer:
         model.cam_layer = spec.cam_layer  # what models.cam_layer reads first
@@ -165,15 +213,21 @@ def _torchvision(name: str, num_classes: int, in_channels: int) -> nn.Module:
         )
     if in_channels != 3:
         raise ValueError(f"model: torchvision's {name} takes 3 input channels, got {in_channels}")
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    classes = {} if num_classes is None else {"num_classes": num_classes}
+    return torchvision.models.get_model(name, weights=None, **classes)
 
 
-def resolve_weights(name: str, weights: str) -> Path:
+def resolve_weights(name: str, weights: str, *, fetch: bool = True) -> Path:
     """The local file for ``weights``: the path itself if it is a file, else the hub-cache file
-    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``).
+    of torchvision's weight enum entry (``IMAGENET1K_V2`` or ``ResNet50_Weights.IMAGENET1K_V2``),
+    fetched there and checked on first use (``fetch=False``: :class:`NotFetched` instead).
     """
     if Path(weights).is_file():
+        check_regular(weights)
         return Path(weights)
+    if Path(weights).exists():  # a directory, a FIFO, a socket, a device
+        kind = "a directory" if Path(weights).is_dir() else special_kind(os.stat(weights).st_mode)
+        raise ValueError(f"weights: expected a state-dict file, {weights} is {kind or 'no file'}")
     suffix = Path(weights).suffix.lower()
     looks_like_path = any(s in weights for s in "/\\") or suffix in (".pt", ".pth", ".tar", ".ckpt")
     if looks_like_path or name in OUR_MODELS or ":" in name:
@@ -186,18 +240,19 @@ def resolve_weights(name: str, weights: str) -> Path:
         raise ValueError(
             f"weights: expected a file or a torchvision weight name of {name}, got {weights!r}"
         ) from None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
-    if not path.is_file():
-        raise ValueError(
-            f"weights: {name} {weights} expected in the local torch hub cache at {path} "
-            "(nothing is downloaded; copy the file there)"
-        )
-    return path
+    remote = download.torchvision_weights(name, entry)
+    if not fetch and not remote.dest.is_file():
+        raise NotFetched(f"{remote.what} (fetched on first use into {remote.dest})")
+    return download.fetch(remote)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` (strict), without running pickled code."""
+    check_regular(path)
     try:
+        not_torch = torch_format_problem(path)
+        if not_torch is not None:  # text, /etc/passwd: torch.load's own words say nothing
+            raise ValueError(not_torch)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt file, code in the pickle, ...: one message
         raise ValueError(f"weights: cannot load {path} as a state dict ({first_line(e)})") from None
@@ -221,90 +276,25 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-# Grad-CAM layer per architecture: "library.ClassName" -> dotted names, the first that exists
-# wins ("-1" is a module's last child). Outputs may be NCHW, NHWC or tokens (smoothstab.layouts).
-# ViTs take the last block's first norm: the class token reads nothing after its attention.
-CAM_LAYERS: dict[str, tuple[str, ...]] = {
-    "smoothstab.SmallCNN": ("features.3",),
-    "smoothstab.CifarResNet": ("layer4",),
-    "torchvision.ResNet": ("layer4",),
-    "torchvision.ConvNeXt": ("features.-1",),
-    # Swin's stages output NHWC; its own `permute` module turns the normed last stage to NCHW.
-    "torchvision.SwinTransformer": ("permute",),
-    "torchvision.VisionTransformer": ("encoder.layers.-1.ln_1",),
-    "torchvision.MaxVit": ("blocks.-1",),
-    "torchvision.DenseNet": ("features",),
-    "torchvision.VGG": ("features",),
-    "torchvision.AlexNet": ("features",),
-    "torchvision.SqueezeNet": ("features",),
-    "torchvision.EfficientNet": ("features",),
-    "torchvision.MobileNetV2": ("features",),
-    "torchvision.MobileNetV3": ("features",),
-    "torchvision.MNASNet": ("layers",),
-    "torchvision.RegNet": ("trunk_output",),
-    "torchvision.ShuffleNetV2": ("conv5",),
-    "torchvision.GoogLeNet": ("inception5b",),
-    "torchvision.Inception3": ("Mixed_7c",),
-    "timm.ResNet": ("layer4",),
-    "timm.ConvNeXt": ("stages.-1",),
-    "timm.VisionTransformer": ("blocks.-1.norm1",),
-    "timm.VisionTransformerDistilled": ("blocks.-1.norm1",),
-    "timm.SwinTransformer": ("layers.-1",),
-    "transformers.ViTForImageClassification": (
-        "vit.layers.-1.layernorm_before",
-        "vit.encoder.layer.-1.layernorm_before",
-    ),
-    "transformers.DeiTForImageClassification": (
-        "deit.layers.-1.layernorm_before",
-        "deit.encoder.layer.-1.layernorm_before",
-    ),
-    "transformers.SwinForImageClassification": ("swin.layernorm",),
-    "transformers.ConvNextForImageClassification": ("convnext.encoder.stages.-1",),
-}
-
-
-def model_kind(model: nn.Module) -> str:
-    """``library.ClassName`` of a model: ``torchvision.ResNet``, ``timm.ResNet``, ..."""
-    cls = type(model)
-    return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
-
-
 def cam_layer(model: nn.Module | str) -> str:
-    """The dotted name of the Grad-CAM layer of a model or model name: the last convolutional
-    stage (``layer4`` for ResNets, ``features.7`` for ConvNeXt-T, ``permute`` for Swin), or for
-    a ViT the last block's first norm (:data:`CAM_LAYERS`). A model may name its own: a string
-    attribute ``cam_layer`` on it wins (how a ``python:`` factory tells the pipeline)."""
+    """The dotted name of the Grad-CAM layer of a model or model name, as the core knows it
+    (:func:`smoothstab.camlayers.known_layer`: a string attribute ``cam_layer`` on the model
+    wins, how a ``python:`` factory tells the pipeline; else the architecture's entry of
+    :data:`~smoothstab.camlayers.CAM_LAYERS`, e.g. ``layer4`` for ResNets). A name is built on
+    the meta device (no memory) to ask."""
     if isinstance(model, str):
         try:
             with torch.device("meta"):  # no memory, no init cost: only the class matters
                 model = build_model(model, num_classes=10)
         except NotImplementedError:  # a builder that computes on tensors (RegNet)
             model = build_model(model, num_classes=10)
-    own = getattr(model, "cam_layer", None)
-    if isinstance(own, str):
-        return own
-    kind = model_kind(model)
-    for path in CAM_LAYERS.get(kind, ()):
-        name = _resolve_path(model, path)
-        if name is not None:
-            return name
-    raise ValueError(
-        f"cam_layer: no Grad-CAM layer known for {kind}; pass the layer's dotted name "
-        "explicitly (grad_cam(..., layer=...)); in a run, [[models.specs]] cam_layer = NAME "
-        "or a cam_layer attribute on the model"
-    )
-
-
-def _resolve_path(model: nn.Module, path: str) -> str | None:
-    """``path`` with each ``-1`` replaced by the name of that module's last child; ``None``
-    when a part does not exist."""
-    module, parts = model, []
-    for part in path.split("."):
-        children = dict(module.named_children())
-        if part == "-1":
-            part = next(reversed(children), None)
-        if part is None or part not in children:
-            return None
-        module = children[part]
-        parts.append(part)
-    return ".".join(parts)
+    found = known_layer(model)
+    if found is None:
+        conv = last_convolution(model)
+        hint = f" (its last convolution is {conv!r})" if conv else ""
+        raise ValueError(
+            f"cam_layer: no Grad-CAM layer known for {model_kind(model)}; name one{hint}: "
+            "[[models.specs]] cam_layer = NAME in a config, --cam-layer NAME for compare, a "
+            "cam_layer attribute on the model, or grad_cam(..., layer=NAME)"
+        )
+    return found

@@ -1,5 +1,6 @@
-"""Dataset loaders, read from local files only (nothing is ever downloaded); the catalogue of
-their sizes and normalisations is :mod:`smoothstab.experiments.config.datasets`.
+"""Dataset loaders, read from local files (CIFAR-10's archive is fetched into ``root`` on first
+use, :mod:`~smoothstab.experiments.models.download`); the catalogue of their sizes and
+normalisations is :mod:`smoothstab.experiments.config.datasets`.
 
 =============  ==========================================================================
 name           source and preprocessing
@@ -7,11 +8,15 @@ name           source and preprocessing
 digits         scikit-learn's 8x8 digits (shipped with it), ``[1, 8, 8]``; pixels / 16
                normalised with DIGITS mean/std; a fixed seeded split: 1297 train, 500 test
 shapes         generated 32x32 RGB images (models/shapes.py), 5000 train / 1000 test
-cifar10        the ``cifar-10-batches-py`` pickle folder; train RandomCrop(32, pad 4) +
-               flip; CIFAR mean/std
+cifar10        the ``cifar-10-batches-py`` pickle folder (fetched into ``root``, default
+               ``~/.cache/smoothstab/cifar10``, when missing); train RandomCrop(32, pad 4)
+               + flip; CIFAR mean/std
 imagenet,      an ImageFolder tree ``root/train``, ``root/val``; train RandomResizedCrop(224)
 imagefolder    + flip, test Resize(256) + CenterCrop(224); ImageNet mean/std (the paper's);
                imagefolder takes ``[train]`` ``image_size``, ``mean``, ``std``, ``channels``
+images         test images only: ``root/<image>`` or ``root/<class>/<image>``, labels from
+               ``[train] labels`` (a CSV), the class folders, or none
+               (:mod:`~smoothstab.experiments.models.images`); the imagefolder keys
 =============  ==========================================================================
 
 Also here: the input range of normalised inputs, which defines the noise level
@@ -20,7 +25,7 @@ normalised input can take over all channels; see docs/conventions.md), disjoint 
 splits, the seeded test subset, and :class:`EpochSeeded`, which makes random augmentation a
 pure function of (seed, epoch, index).
 
-Long (about 480 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
+Long (about 440 lines) because it holds every loader (digits, shapes, CIFAR-10's pickles
 with a safe unpickler, ImageFolder) with its one-line errors, plus the splits, which must
 agree with each other.
 """
@@ -44,10 +49,18 @@ from smoothstab.experiments.config.datasets import (
     DATASETS,
     DIGITS_TEST_SIZE,
     IMAGEFOLDER_LAYOUT,
+    IMAGES_LAYOUT,
     DatasetInfo,
     dataset_info,
 )
 from smoothstab.experiments.io.files import write_json
+from smoothstab.experiments.models import download
+from smoothstab.experiments.models.images import (
+    IMAGE_EXTENSIONS,
+    ImageFiles,
+    image_files,
+    load_image,
+)
 from smoothstab.experiments.models.shapes import CLASSES as SHAPE_CLASSES
 from smoothstab.experiments.models.shapes import generate_shapes
 
@@ -58,7 +71,7 @@ def num_classes(train: Any, *, read: bool = True) -> int | None:
     ``read=False``: ``None``)."""
     info = dataset_info(train)
     n = train.num_classes or info.num_classes
-    if n is None and read:
+    if n is None and read and train.dataset != "images":  # images: the model's own
         n = len(load_dataset(train.dataset, root=train.root, train=False, info=info).classes)
     return n
 
@@ -71,6 +84,7 @@ def load_dataset(
     seed: int = 0,
     augment: bool | None = None,
     info: DatasetInfo | None = None,
+    labels: str | Path | None = None,
 ) -> Dataset:
     """The train or test set of ``name`` as a Dataset of ``(x [C, H, W] normalised, label)``.
 
@@ -79,7 +93,8 @@ def load_dataset(
     ``train``): the training transforms; ``train=True, augment=False`` gives the training images
     under the test transforms (a validation split). In-memory datasets have no augmentation.
     ``info``: the dataset's description when a config sets it (:func:`dataset_info` of the
-    ``[train]`` table: an imagefolder's image size, mean, std and channels).
+    ``[train]`` table: an imagefolder's image size, mean, std and channels). ``labels``: the
+    ``images`` dataset's CSV of labels.
     """
     info = info or dataset_info(name)
     augment = train if augment is None else augment
@@ -89,10 +104,14 @@ def load_dataset(
         count = info.train_size if train else info.test_size
         images, labels = generate_shapes(count, seed, part=0 if train else 1)
         return _tensor_dataset(images, labels, info, SHAPE_CLASSES)
+    if name == "cifar10":
+        return _cifar10(Path(root or download.cache_home() / "cifar10"), train, info, augment)
     if root is None:
         raise ValueError(f"{name}: expected root= a local folder with {_layout(name)}")
-    if name == "cifar10":
-        return _cifar10(Path(root), train, info, augment)
+    if name == "images":
+        if train:
+            raise ValueError(f"images: {root} holds test images only, no training set")
+        return ImageFiles(Path(root), info, labels)
     return _imagefolder(Path(root), train, info, augment)
 
 
@@ -128,7 +147,27 @@ def _digits(train: bool, seed: int) -> ArrayDataset:
 
 
 def _layout(name: str) -> str:
-    return CIFAR_LAYOUT if name == "cifar10" else IMAGEFOLDER_LAYOUT
+    return {"cifar10": CIFAR_LAYOUT, "images": IMAGES_LAYOUT}.get(name, IMAGEFOLDER_LAYOUT)
+
+
+def test_set_size(train: Any) -> int | None:
+    """How many test images a ``[train]`` config's data set has, from its catalogue or by
+    counting the image files of its folder (no image is opened); ``None`` when its folder is
+    not here (the run will say)."""
+    info = dataset_info(train)
+    if info.test_size is not None:
+        return info.test_size
+    if train.root is None:
+        return None
+    root = Path(train.root)
+    if train.dataset == "images":
+        try:
+            return len(image_files(root)[0])
+        except ValueError:
+            return None  # no folder, no image: the loader's line says what was expected
+    val = root / "val"
+    found = sum(1 for p in val.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    return found or None
 
 
 class _NumpyOnly(pickle.Unpickler):
@@ -200,11 +239,11 @@ class Cifar10(Dataset):
 def _cifar10(root: Path, train: bool, info: DatasetInfo, augment: bool) -> Cifar10:
     from torchvision import transforms as T
 
-    # root may be the batches folder itself or the folder that holds it
+    # root may be the batches folder itself or the folder that holds it (fetched when missing)
     is_batches = any((root / n).exists() for n in ("test_batch", "data_batch_1"))
     folder = root if is_batches else root / "cifar-10-batches-py"
     if not folder.is_dir():
-        raise ValueError(f"cifar10: expected {CIFAR_LAYOUT} at or under {root}; not found")
+        folder = download.cifar10(root)
     steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
     return Cifar10(folder, train, T.Compose([*steps, T.Normalize(info.mean, info.std)]))
 
@@ -223,7 +262,7 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
     mode = "L" if info.in_channels == 1 else "RGB"
     try:
         dataset = datasets.ImageFolder(
-            str(folder), transform=transform, loader=functools.partial(_load_image, mode=mode)
+            str(folder), transform=transform, loader=functools.partial(load_image, mode=mode)
         )
     except (FileNotFoundError, OSError) as e:
         raise ValueError(
@@ -235,19 +274,6 @@ def _imagefolder(root: Path, train: bool, info: DatasetInfo, augment: bool) -> D
             f"found {len(dataset.classes)} (dataset=imagefolder takes any number)"
         )
     return dataset
-
-
-def _load_image(path: str, mode: str = "RGB") -> Any:
-    """torchvision's PIL loader (RGB, or ``L`` for one channel), with an unreadable image as
-    one line naming the file."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert(mode)
-    except Exception as e:  # noqa: BLE001 - not an image, truncated, a decompression bomb
-        why = type(e).__name__  # its message repeats the path
-        raise ValueError(f"{path}: not a readable image ({why}); remove or replace it") from None
 
 
 def derive_seed(*parts: int) -> int:

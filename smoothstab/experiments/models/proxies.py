@@ -321,6 +321,13 @@ def _swag(
     return models, cost
 
 
+def _too_few_snapshots(steps: int) -> None:
+    raise ValueError(
+        f"models.swag_snapshots: the SWAG run takes {steps} steps, too few for 2 snapshots; "
+        "raise models.epochs or models.part_size"
+    )
+
+
 def _swag_moments(
     pcfg: TrainConfig,
     run: RunDir,
@@ -353,13 +360,12 @@ def _swag_moments(
     trainer = ProxyTrainer(pcfg, part, 0, info, path, train_set, base, m.layers, collect)
     steps = trainer.steps()
     holder.update(trainer=trainer, every=max(1, steps // m.swag_snapshots))
+    if steps // holder["every"] < 2:  # known before the SGD run: refused before it, not after
+        _too_few_snapshots(steps)
     metrics = _fit_or_explain(trainer, test_set)
     c = max(holder["count"], 1)
     if holder["count"] < 2:
-        raise ValueError(
-            f"models.swag_snapshots: the SWAG run took {steps} steps, too few for 2 snapshots; "
-            "raise models.epochs or models.part_size"
-        )
+        _too_few_snapshots(steps)
     dtype = {n: p.dtype for n, p in trainer.model.named_parameters()}
     return {
         "mean": {n: (s / c).to(dtype[n]) for n, s in holder["sum"].items()},

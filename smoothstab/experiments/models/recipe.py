@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import smoothstab as ss
-from smoothstab.experiments.config.datasets import dataset_info
+from smoothstab.experiments.config.datasets import check_image_count, dataset_info
 from smoothstab.experiments.config.parse import free_keys
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.models.architectures import cam_layer
@@ -41,13 +41,25 @@ def load_test_images(cfg: ExperimentConfig, run: RunDir) -> tuple[torch.Tensor, 
     data = cfg.train
     # data_seed fixes the train/test split (digits): the same seed as training, not train.seed
     dataset = load_dataset(
-        data.dataset, root=data.root, train=False, seed=data.data_seed, info=dataset_info(data)
+        data.dataset,
+        root=data.root,
+        train=False,
+        seed=data.data_seed,
+        info=dataset_info(data),
+        labels=data.labels,
     )
     a = cfg.attribution
+    check_image_count(a, len(dataset), data.root or f"the {data.dataset} test set")
     idx = test_indices(len(dataset), a.n_images, a.image_seed, a.image_order)
     items = [dataset[i] for i in idx]
     x = torch.stack([item[0] for item in items])
     y = torch.tensor([int(item[1]) for item in items])
+    if a.target == "label" and bool((y < 0).any()):
+        raise ValueError(
+            f"attribution.target: 'label' explains each image's label, and the images of "
+            f"{data.root} have none (no train.labels file, no class folders); set "
+            "attribution.target = 'predicted' or give train.labels"
+        )
     run.save_test_images(x, y, idx)
     return x, y
 

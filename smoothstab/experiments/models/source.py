@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.models.architectures import given_model
 from smoothstab.experiments.models.data import num_classes
@@ -24,6 +25,8 @@ from smoothstab.experiments.rundir.train_record import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
     from smoothstab.experiments.config.tables import ExperimentConfig, ModelSpec, TrainConfig
@@ -66,7 +69,14 @@ class RunModels:
         return given_model(self.cfg, k, spec, num_classes(self.cfg.train))
 
     def trained(self, k: int) -> nn.Module:
-        return load_trained(self.run.model(k))
+        return self.load(self.run.model(k), self.setting.model_names()[k])
+
+    def load(self, path: Path, name: str) -> nn.Module:
+        """A checkpoint of this run, loaded as the model ``name`` the run's config gives it (with
+        the config's classes and channels; the checkpoint's own record must agree)."""
+        info = dataset_info(self.cfg.train)
+        classes = num_classes(self.cfg.train)
+        return load_trained(path, name, num_classes=classes, in_channels=info.in_channels)
 
     def train_sizes(self) -> list[int]:
         return read_train_record(self.run.train_metrics).model_sizes()

@@ -42,6 +42,7 @@ from smoothstab.experiments.models.data import (
     size_splits,
     validation_split,
 )
+from smoothstab.experiments.models.external import EXTERNAL
 from smoothstab.experiments.models.trainer import Trainer, deterministic_mode, device_name
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.train_record import TrainRecord, write_train_record
@@ -268,40 +269,88 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
     return saved
 
 
-def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
-    """The model saved in a ``model_{p}.pt`` checkpoint, in eval mode on ``device``."""
+def load_trained(
+    path: str | Path,
+    model: str | None = None,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    device: str = "cpu",
+) -> nn.Module:
+    """The model saved in a ``model_{p}.pt`` checkpoint, in eval mode on ``device``.
+
+    A checkpoint is data: the model is built from what the caller names -- a run passes what
+    its config gives: the architecture ``model``, ``num_classes`` outputs, ``in_channels`` input
+    channels -- and the checkpoint gives only the weights. Its own record of the model must say
+    the same, else it is refused in one line before anything is built or imported. Left out,
+    ``num_classes`` and ``in_channels`` are the checkpoint's; so is ``model``, but only a name
+    that runs no code of its own (a shipped or torchvision architecture): a checkpoint naming
+    ``python:``, ``hf:`` or ``timm:`` is refused unless the caller names that model."""
     saved = read_checkpoint(path, device)
-    cfg = saved["config"]
-    model = build_model(
-        cfg["model"],
-        num_classes=cfg["num_classes"],
-        in_channels=dataset_info(cfg).in_channels,
-    )
+    stored = saved["config"]
+    if model is None and stored["model"].partition(":")[0] in EXTERNAL:
+        raise DamagedFile(
+            path,
+            f"a checkpoint of the model {_shown(stored['model'])}, which would import code: "
+            "name the model it should hold (load_trained(path, model=...))",
+        )
+    model = stored["model"] if model is None else model
+    if stored["model"] != model:
+        raise DamagedFile(
+            path,
+            f"a checkpoint of the model {_shown(stored['model'])}, but the run's config.toml "
+            f"names {model!r} (a checkpoint never chooses the code that builds its model)",
+        )
+    if num_classes is not None and stored["num_classes"] != num_classes:
+        raise DamagedFile(
+            path,
+            f"a checkpoint of a model with {_shown(stored['num_classes'])} classes, but the "
+            f"run's config gives {num_classes}",
+        )
+    classes = stored["num_classes"] if num_classes is None else num_classes
+    channels = dataset_info(stored).in_channels if in_channels is None else in_channels
+    built = build_model(model, num_classes=classes, in_channels=channels)
     try:
-        model.load_state_dict(saved["state_dict"])
+        built.load_state_dict(saved["state_dict"])
     except RuntimeError:
         raise DamagedFile(
             path,
-            f"its weights do not fit its own config (model {cfg['model']}, "
-            f"{cfg['num_classes']} classes)",
+            f"its weights do not fit the model ({model}, {classes} classes, {channels} input "
+            "channels)",
         ) from None
-    return model.to(device).eval()
+    return built.to(device).eval()
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value read from a file, quoted and cut for a one-line message (no control
+    characters reach the terminal)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     """A ``model_{p}.pt`` checkpoint as :meth:`.Trainer.save` writes it; anything else -- cut
-    short, corrupt, a bare state dict, a pickle that would run code -- is one line."""
+    short, corrupt, a bare state dict, a pickle that would run code, a record whose model name
+    or class count is of the wrong type -- is one line."""
     saved = load_torch(path, "a checkpoint of smoothstab train", map_location=device)
+    config = saved.get("config") if isinstance(saved, dict) else None
     ok = (
         isinstance(saved, dict)
         and isinstance(saved.get("state_dict"), dict)
-        and isinstance(saved.get("config"), dict)
-        and {"model", "num_classes", "dataset"} <= saved["config"].keys()
+        and isinstance(config, dict)
+        and {"model", "num_classes", "dataset"} <= config.keys()
     )
     if not ok:
         raise DamagedFile(
             path,
             "not a checkpoint written by smoothstab train (a bare state dict belongs in "
             "models.specs weights of a DR/DA run)",
+        )
+    num = config["num_classes"]
+    if not isinstance(config["model"], str) or not isinstance(num, int) or isinstance(num, bool):
+        raise DamagedFile(
+            path,
+            f"not a checkpoint written by smoothstab train (its model is "
+            f"{_shown(config['model'])}, its classes {_shown(num)})",
         )
     return saved

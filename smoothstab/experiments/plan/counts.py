@@ -190,9 +190,12 @@ def sanity_cost(cfg: ExperimentConfig) -> SanityCost | None:
 
 def sanity_copies(cfg: ExperimentConfig, name: str) -> int | None:
     """The randomised copies of architecture ``name``: one per ``sanity.layers`` step, else one
-    per layer :func:`~smoothstab.randomize.randomizable_layers` finds (built without memory)."""
+    per layer :func:`~smoothstab.randomize.randomizable_layers` finds (built without memory;
+    ``None``, unknown, for a ``python:`` factory, which counting never imports or calls)."""
     if cfg.sanity.layers:
         return len(cfg.sanity.layers)
+    if name.startswith("python:"):
+        return None  # building it would import and call the factory: counts run no code
     from smoothstab.experiments.models.architectures import build_model
     from smoothstab.randomize import randomizable_layers
 
@@ -429,10 +432,15 @@ def device_memory(cfg: ExperimentConfig) -> DeviceMemory:
 
 
 def _parameter_bytes(cfg: ExperimentConfig, itemsize: int) -> int | None:
+    """The parameters' bytes of every model, each architecture built once without memory
+    (``None``, unknown, where one is a ``python:`` factory, which counting never imports or
+    calls, or cannot be built here)."""
     from smoothstab.experiments.models.architectures import build_model
 
     info, total, names = dataset_info(cfg.train), 0, Setting.of(cfg).model_names()
     for name in dict.fromkeys(names):  # each architecture built once
+        if name.startswith("python:"):
+            return None  # building it would import and call the factory: counts run no code
         try:
             with torch.device("meta"):
                 model = build_model(

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from smoothstab.experiments.config.datasets import check_image_count
 from smoothstab.experiments.config.setting import Setting
+from smoothstab.experiments.models.data import test_set_size
 from smoothstab.experiments.plan.counts import (
     AttributionCost,
     DeviceMemory,
@@ -39,16 +41,31 @@ class Plan:
     sanity: SanityCost | None = None
 
 
-def make_plan(cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0) -> Plan:
+def make_plan(
+    cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0, train_timing: bool = True
+) -> Plan:
     """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
-    (``budget``: about how many seconds each measurement may take)."""
-    return Plan(
-        cfg.name,
-        Setting.of(cfg).n_models,
-        tuple(training_costs(cfg)),
-        tuple(attribution_costs(cfg)),
-        storage(cfg),
-        device_memory(cfg),
-        estimate_time(cfg, budget) if timing else None,
-        sanity_cost(cfg),
-    )
+    (``budget``: about how many seconds each measurement may take; ``train_timing=False``: the
+    training is not timed, counted as 0 s). ``sanity.layers`` are checked against the model as
+    ``run`` checks them (not for a ``python:`` factory without ``timing``: counting runs none of
+    a config's code), and ``attribution.n_images`` against the test images of a folder here
+    (counted by name, none opened)."""
+    from smoothstab.experiments.models.external import model_code
+    from smoothstab.experiments.stages.sanity_stage import check_layers
+
+    available = test_set_size(cfg.train)
+    if available is not None:
+        check_image_count(cfg.attribution, available, cfg.train.root or cfg.train.dataset)
+    # python: and hf: names are built as run_all builds them (the config's code folder)
+    with model_code(cfg.models.code_dir, cfg.models.trust_remote_code):
+        check_layers(cfg, run_code=timing)
+        return Plan(
+            cfg.name,
+            Setting.of(cfg).n_models,
+            tuple(training_costs(cfg)),
+            tuple(attribution_costs(cfg)),
+            storage(cfg),
+            device_memory(cfg),
+            estimate_time(cfg, budget, train=train_timing) if timing else None,
+            sanity_cost(cfg),
+        )

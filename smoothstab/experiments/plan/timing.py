@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +50,7 @@ class Timing:
     evaluate_s: float
     measured_s: float  # what the measuring itself took
     sanity_s: float = 0.0  # the sanity stage, when enabled
+    model_row_s: tuple[dict[str, float], ...] = ()  # per model: per_row_s of its own
 
     @property
     def total_s(self) -> float:
@@ -74,11 +75,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+SHORT = 0.05  # seconds: quick calls are repeated until they have taken this long (at most 20)
+
+
 def _seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
-    """The fastest of ``repeats`` timed calls (the first call, a warm-up, not counted)."""
+    """The fastest of ``repeats`` timed calls or more (the first call, a warm-up, not counted):
+    a call of a few milliseconds is repeated until the calls took :data:`SHORT` seconds, up to
+    20 times, so that one preempted by another process on a busy machine does not set it."""
     fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < SHORT and len(times) < 20):
         _sync(device)
         start = time.perf_counter()
         fn()
@@ -148,14 +154,42 @@ def time_training(cfg: ExperimentConfig, budget: float) -> tuple[float, float, f
     return fixed, per, fwd, note
 
 
-def _attribution_model(cfg: ExperimentConfig, name: str, device: torch.device) -> nn.Module:
-    from smoothstab.experiments.models.architectures import build_model
+def _classes(cfg: ExperimentConfig) -> tuple[int | None, str]:
+    """The classes the run builds given models with (:func:`.data.num_classes`, read from an
+    image folder as the run reads it), or where that folder is not here, the plan's count."""
+    from smoothstab.experiments.models import data
 
-    info = dataset_info(cfg.train)
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(name, num_classes=num_classes(cfg), in_channels=info.in_channels)
+    try:
+        return data.num_classes(cfg.train), ""
+    except ValueError:
+        n = num_classes(cfg)
+        return n, f"{cfg.train.dataset}'s classes are read from a folder not here: built with {n}"
+
+
+def run_models(cfg: ExperimentConfig, device: torch.device) -> tuple[list[nn.Module], list[str]]:
+    """Each model of the run as the run builds it (:func:`.given_model`: the spec's
+    architecture, its weights where they are local files or cached, its CAM layer), on
+    ``device`` in the run's dtype, and notes; models with the same spec are built once (the
+    same object in the list). Weights that would be fetched are not: that model is built with
+    random weights and a note says so. A checkpoint that does not fit its architecture, a
+    module that cannot be imported or a CAM layer that is not there fails here as in the run."""
+    from smoothstab.experiments.models.architectures import NotFetched, given_model
+
+    classes, note = _classes(cfg)
+    notes, built = [note], {}
     dtype = getattr(torch, cfg.attribution.dtype)
-    return model.to(device=device, dtype=dtype).eval()
+    models = []
+    for k, spec in enumerate(Setting.of(cfg).model_specs()):
+        if spec not in built:
+            with torch.random.fork_rng(devices=[]):
+                try:
+                    model = given_model(cfg, k, spec, classes, fetch=False)
+                except NotFetched as e:
+                    notes.append(f"{e}: timed with random weights")
+                    model = given_model(cfg, k, replace(spec, weights=None), classes)
+            built[spec] = model.to(device=device, dtype=dtype).eval()
+        models.append(built[spec])
+    return models, notes
 
 
 def time_attribution(
@@ -179,12 +213,14 @@ def time_attribution(
     for method in a.methods:
         timing_attr = replace(a, ig_sampler="joint", antithetic=False)
         if getattr(a, "tolerance", None) is not None:  # fixed draws: rows are what is timed
-            timing_attr = replace(timing_attr, tolerance=None)
+            draws = max(a.n_samples, a.n_groups)  # a draw for each group, as the engine wants
+            timing_attr = replace(timing_attr, tolerance=None, n_samples=draws)
 
         def rows(n: int, method: str = method, attr: AttributionConfig = timing_attr) -> float:
-            """Seconds for ``n`` rows, from a call on about ``n`` rows (two draws at least)."""
+            """Seconds for ``n`` rows, from a call on about ``n`` rows (two draws at least, and
+            a draw for each of the run's groups, which the engine needs)."""
             m = max(1, min(images, n // 2))
-            k = max(2, math.ceil(n / m))
+            k = max(2, math.ceil(n / m), a.n_groups)
             x = torch.randn(m, *shape, device=device, dtype=dtype)
             y = torch.arange(m, device=device) % num_classes(cfg)
             smoothed = smoothed_method(
@@ -224,12 +260,15 @@ def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> flo
     return total
 
 
-def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
-    """Time a few training steps and attribution chunks here and extrapolate to the whole run."""
+def estimate_time(cfg: ExperimentConfig, budget: float = 1.0, *, train: bool = True) -> Timing:
+    """Time a few training steps and attribution chunks here and extrapolate to the whole run
+    (``train=False``: the training is not timed, and counts 0 s)."""
     start = time.perf_counter()
     notes = []
     train_s = eval_s = step_s = 0.0
-    costs = training_costs(cfg)
+    costs = training_costs(cfg) if train else []
+    if training_costs(cfg) and not train:
+        notes.append("training not timed")
     if costs:
         t = training_config(cfg)[0]
         fixed, per, fwd, note = time_training(replace(cfg, train=t), budget)
@@ -244,24 +283,22 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
     device, note = _device(cfg.attribution.device)
     notes.append(note)
     setting = Setting.of(cfg)
-    names = setting.model_names()
-    per_row: dict[str, dict[str, float]] = {}
-    for name in dict.fromkeys(names):
-        with torch.random.fork_rng(devices=[]):
-            model = _attribution_model(cfg, name, device)
-            per_row[name] = time_attribution(cfg, model, device, budget)
-    attribute_s = 0.0
-    counts = {}
-    for c in attribution_costs(cfg):
-        counts[c.method] = counts.get(c.method, 0) + c.total // setting.n_models
-    for name in names:
-        attribute_s += sum(per_row[name][m] * n for m, n in counts.items())
+    models, said = run_models(cfg, device)
+    notes += said
+    timed: dict[tuple[str, str], dict[str, float]] = {}  # once per architecture and CAM layer
+    keys = [(spec.name, spec.cam_layer) for spec in setting.model_specs()]
+    for key, model in zip(keys, models, strict=True):
+        if key not in timed:
+            with torch.random.fork_rng(devices=[]):
+                timed[key] = time_attribution(cfg, model, device, budget)
+    model_rows = tuple(timed[key] for key in keys)
+    attribute_s = attribution_seconds(cfg, model_rows)
     evaluate_s = time_evaluation(cfg, len(setting.pairs()), setting.n_models)
-    first = per_row[names[0]]
+    first = model_rows[0]
     check = sanity_cost(cfg)
     sanity_s = 0.0
     if check is not None and check.copies is not None:
-        rows = per_row[names[check.model]]
+        rows = model_rows[check.model]
         sanity_s = check.models_evaluated * sum(rows[m] * n for m, n in check.per_model.items())
     if check is not None and check.label_training is not None and costs:
         c = check.label_training  # the twin, trained by the train stage
@@ -278,4 +315,15 @@ def estimate_time(cfg: ExperimentConfig, budget: float = 1.0) -> Timing:
         evaluate_s,
         time.perf_counter() - start,
         sanity_s,
+        model_rows,
     )
+
+
+def attribution_seconds(cfg: ExperimentConfig, model_rows: Sequence[dict[str, float]]) -> float:
+    """The attribute stage's seconds: each model's seconds per row of each method times the
+    rows the config asks of it (:func:`.attribution_costs`)."""
+    n = Setting.of(cfg).n_models
+    counts: dict[str, int] = {}
+    for c in attribution_costs(cfg):
+        counts[c.method] = counts.get(c.method, 0) + c.total // n
+    return sum(rows[m] * count for rows in model_rows for m, count in counts.items())

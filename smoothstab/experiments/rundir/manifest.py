@@ -28,15 +28,21 @@ was joined.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from smoothstab.experiments.io.files import (
+    TMP_SUFFIX,
     DamagedFile,
     FileMemo,
+    check_inside,
+    check_regular,
     first_line,
     is_temporary,
     remove_temporaries,
@@ -79,22 +85,53 @@ def outputs(root: str | Path, stage: str) -> list[str]:
     return sorted(found - set(NOT_OWNED.get(stage, ())))
 
 
-def owned(root: Path, stage: str, rel: object) -> bool:
+def owned(root: Path, stage: str, rel: object, links: dict[str, bool | None] | None = None) -> bool:
     """``rel`` names an output file of ``stage`` inside ``root``: a relative POSIX path without
     ``..`` that one of the stage's globs matches part by part, and that stays inside ``root``
-    once links are resolved."""
+    once links are resolved (``links``: what is known of which paths below ``root`` are links,
+    shared by the calls for one manifest)."""
     if not isinstance(rel, str) or not rel or rel in NOT_OWNED.get(stage, ()):
         return False
-    path = PurePosixPath(rel)
-    if path.is_absolute() or ".." in path.parts or path.as_posix() != rel:
+    parts = rel.split("/")
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
         return False
-    if BLOCK.search(path.name) or is_temporary(Path(rel)):
-        return False
+    name = parts[-1]
+    if BLOCK.search(name) or (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return False  # a block or temporary file (io.files.is_temporary, without a Path)
     matched = any(
-        len(glob.parts) == len(path.parts) and all(map(fnmatch.fnmatchcase, path.parts, glob.parts))
-        for glob in map(PurePosixPath, OUTPUTS.get(stage, ()))
+        len(glob) == len(parts)
+        and all(p.fullmatch(part) for p, part in zip(glob, parts, strict=True))
+        for glob in _globs(stage)
     )
-    return matched and (root / rel).resolve().is_relative_to(root.resolve())
+    return matched and _inside(root, parts, {} if links is None else links)
+
+
+@functools.cache
+def _globs(stage: str) -> tuple[tuple[re.Pattern, ...], ...]:
+    """Each of the stage's globs as one compiled pattern per path part."""
+    return tuple(
+        tuple(re.compile(fnmatch.translate(part)) for part in glob.split("/"))
+        for glob in OUTPUTS.get(stage, ())
+    )
+
+
+def _inside(root: Path, parts: list[str], links: dict[str, bool | None]) -> bool:
+    """The path ``root/parts`` stays inside ``root``: resolved only when one of its parts is a
+    link (one ``lstat`` per part not seen before; nothing below a missing part is looked at)."""
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        if sub not in links:
+            try:
+                links[sub] = stat.S_ISLNK(os.lstat(os.path.join(root, sub)).st_mode)
+            except OSError:
+                links[sub] = None  # missing: nothing below it is a link
+        if links[sub] is None:
+            return True
+        if links[sub]:
+            return (root / sub).resolve().is_relative_to(root.resolve()) and (
+                (root.joinpath(*parts)).resolve().is_relative_to(root.resolve())
+            )
+    return True
 
 
 def stage_of(path: str | Path) -> tuple[Path, str] | None:
@@ -124,6 +161,7 @@ def recompute(path: str | Path) -> str:
 
 
 def _sha256(path: Path) -> str:
+    check_regular(path)  # a FIFO would block the read
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -156,6 +194,7 @@ def _read(root: Path) -> dict:
     of a stage after the first, is one :class:`~smoothstab.experiments.io.files.DamagedFile`
     line."""
     path = root / MANIFEST
+    check_regular(path)
     if not path.is_file():
         later = [rel for stage in list(OUTPUTS)[1:] for rel in outputs(root, stage)]
         if later:  # standalone `smoothstab train` writes no manifest: the first stage may lack one
@@ -165,6 +204,13 @@ def _read(root: Path) -> dict:
                 NEW_RUN.format(root=root),
             )
         return {"stages": {}}
+    data = _parsed(path)
+    return {**data, "stages": {stage: dict(entries) for stage, entries in data["stages"].items()}}
+
+
+def _parse(path: Path) -> dict:
+    """An existing manifest's content, checked (see :func:`_read`)."""
+    root = path.parent
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
@@ -172,6 +218,7 @@ def _read(root: Path) -> dict:
     stages = data.get("stages") if isinstance(data, dict) else None
     if not isinstance(stages, dict) or data.get("version") != VERSION:
         raise _damaged(root, f"not a manifest of version {VERSION}")
+    links: dict[str, bool | None] = {}
     for stage, entries in stages.items():
         if not isinstance(entries, dict):
             raise _damaged(root, f"the {stage} stage lists no files")
@@ -183,13 +230,20 @@ def _read(root: Path) -> dict:
                     "which runs now keep as metrics.parquet, with the maps measured in memory)",
                     NEW_RUN.format(root=root),
                 )
-            if not owned(root, stage, rel):
+            if not owned(root, stage, rel, links):
                 why = f"the {stage} stage lists {rel!r}, which is none of its files in the run"
                 raise _damaged(root, why + " directory")
             if not isinstance(entry, dict) or not {"size", "sha256"} <= entry.keys():
                 raise _damaged(root, f"no size and SHA-256 for {rel!r}")
     config = data.get("config")
     return {"stages": stages, **({"config": config} if isinstance(config, str) else {})}
+
+
+# Read and checked once per version of the file in this process: a command reads the manifest
+# a few times per stage (a planted one of 200,000 entries took 72 s to `report`, 0.3 s per read
+# now). A link planted below the run directory after the first read is refused by the writes'
+# and deletes' own checks (io.files).
+_parsed = FileMemo(_parse)
 
 
 def _damaged(root: Path, why: str) -> DamagedFile:
@@ -217,16 +271,19 @@ def record(root: str | Path, stage: str) -> None:
     _save(root, data)
 
 
-def damage(path: Path, entry: dict) -> str | None:
+def damage(path: str | Path, entry: dict) -> str | None:
     """Why ``path`` differs from its manifest ``entry``; ``None`` when it matches or is gone.
     Hashed (once per version of the file in this process): a change that keeps the size and
     the modification time (``torch.load`` does not check its archive's CRCs) is found too."""
-    if not path.is_file():
+    try:
+        st = os.stat(path)  # a plain stat: a planted manifest may list 200,000 files
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    size = path.stat().st_size
-    if size != entry.get("size"):
-        return f"{size} bytes, {entry.get('size')} were written"
-    if sha256(path) != entry.get("sha256"):
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if st.st_size != entry.get("size"):
+        return f"{st.st_size} bytes, {entry.get('size')} were written"
+    if sha256(Path(path)) != entry.get("sha256"):
         return "its SHA-256 differs from the one written"
     return None
 
@@ -240,10 +297,13 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
     root = Path(root)
     stages = _read(root)["stages"]
     before = list(order)[: list(order).index(stage)] if stage in order else []
-    removed = []
+    removed, base, folders = [], f"{root}{os.sep}", {"": True}
     for name in [*before, stage]:
         for rel, entry in stages.get(name, {}).items():
-            why = damage(root / rel, entry)
+            folder = rel.rpartition("/")[0]  # a missing folder: none of its files to check
+            if folder not in folders:
+                folders[folder] = os.path.isdir(base + folder)
+            why = damage(base + rel, entry) if folders[folder] else None
             if why is None:
                 continue
             if name != stage:
@@ -253,6 +313,7 @@ def check(root: str | Path, stage: str, order: Sequence[str]) -> list[str]:
                     f"rerun the {name} stage to recompute it: {rerun(root, name)}",
                 )
             say(f"{root / rel}: damaged ({why}); recomputing it")
+            check_inside(root, root / rel)  # no link made since the manifest was read
             (root / rel).unlink()
             removed.append(rel)
     return removed

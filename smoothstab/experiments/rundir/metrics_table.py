@@ -31,13 +31,20 @@ from pathlib import Path
 import numpy as np
 
 from smoothstab.experiments.analysis.summary import Summary
-from smoothstab.experiments.io.files import DamagedFile, FileMemo, atomic_write, first_line
+from smoothstab.experiments.io.files import (
+    DamagedFile,
+    FileMemo,
+    atomic_write,
+    check_regular,
+    first_line,
+)
 
 COLUMNS = (
     "setting", "n", "method", "r", "sigma", "metric", "pair", "model", "image", "value", "stderr"
 )  # fmt: skip
 OPTIONAL_COLUMNS = ("n", "stderr")  # CSV files from before they existed lack them
 NUMBERS = ("r", "sigma", "value")  # read as floats
+INTEGERS = ("n",)  # kept as text, read as ints where used: a digit string or empty
 
 
 def csv_text(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
@@ -62,6 +69,7 @@ def read_csv(
     :class:`~smoothstab.experiments.io.files.DamagedFile` line."""
     rows: list[dict] = []
     line = 1
+    check_regular(path)  # a FIFO would block the read
     try:
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
@@ -79,6 +87,10 @@ def read_csv(
             for key in numbers:
                 if key in row:  # absent: an optional column the file lacks
                     row[key] = None if key in blank and row[key] == "" else float(row[key])
+            for key in INTEGERS:
+                value = row.get(key)
+                if value and not value.isdecimal():  # read as int by the summaries
+                    raise ValueError(f"its {key} cell is {value[:20]!r}, expected an integer")
             rows.append(row)
         if not rows:
             raise ValueError("no rows")
@@ -198,6 +210,7 @@ def write_table(path: str | Path, table) -> Path:
 def _read_table(path: str | Path):
     import pyarrow.parquet as pq
 
+    check_regular(path)  # a FIFO would block the read
     try:
         with open(path, "rb") as f:  # one read: a file that changes under it is not mixed
             data = f.read()
@@ -214,6 +227,12 @@ def _read_table(path: str | Path):
     return table
 
 
+def pa_types():
+    import pyarrow.types
+
+    return pyarrow.types
+
+
 def read_columns(path: str | Path) -> dict[str, np.ndarray]:
     """The metrics table column by column: numbers as numpy arrays (``n`` and ``stderr`` as
     floats, NaN where null), text as numpy arrays of ``str`` (``""`` where null). A column of
@@ -224,7 +243,7 @@ def read_columns(path: str | Path) -> dict[str, np.ndarray]:
         try:
             out[name] = _column(table.column(name), name)
         except Exception as e:  # noqa: BLE001 - pyarrow's ArrowInvalid, NotImplemented, ...
-            why = f"not the metrics table (its column {name}: {first_line(e)})"
+            why = f"not the metrics table (its column {name}: {first_line(e, 80)})"
             raise DamagedFile(path, why) from None
     return out
 
@@ -236,6 +255,10 @@ def _column(column, name: str) -> np.ndarray:
             cats = np.array([*column.dictionary.cast("string").to_pylist(), ""], dtype=object)
             return cats[column.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
         return np.array(column.cast("string").fill_null("").to_pylist(), dtype=object)
+    if name in ("image", "n") and not (
+        pa_types().is_integer(column.type) or pa_types().is_null(column.type)
+    ):
+        raise ValueError(f"expected integers, got {column.type}")
     if name == "image":
         return column.cast("int64").to_numpy()
     column = column.cast("float64")

@@ -53,6 +53,34 @@ def sanity_model(cfg: ExperimentConfig) -> int:
     return Setting.of(cfg).first_of_largest()
 
 
+def check_layers(cfg: ExperimentConfig, *, run_code: bool = True) -> None:
+    """``sanity.layers`` name modules the check can re-initialise, checked on the checked
+    model's architecture built without memory before any stage runs (not after training and
+    attribution); a ``python:`` factory is built only with ``run_code``. A builder that needs
+    real tensors is left to the stage itself."""
+    from smoothstab.experiments.config.parse import ConfigError
+    from smoothstab.experiments.models.architectures import build_model
+    from smoothstab.experiments.models.data import num_classes
+
+    s = cfg.sanity
+    if not (s.enabled and s.layers):
+        return
+    name = Setting.of(cfg).model_names()[sanity_model(cfg)]
+    if name.startswith("python:") and not run_code:
+        return
+    info = dataset_info(cfg.train)
+    classes = num_classes(cfg.train, read=False) or 1000  # the class count moves no layer name
+    try:
+        with torch.device("meta"):
+            model = build_model(name, num_classes=classes, in_channels=info.in_channels)
+    except Exception:  # noqa: BLE001 - the stage that builds it says what is wrong
+        return
+    try:
+        ss.randomize(model, s.mode, list(s.layers), s.init_seed)
+    except ValueError as e:
+        raise ConfigError(f"sanity.{e}") from None
+
+
 def levels(attr: AttributionConfig) -> list[float]:
     """The noise levels checked: the stability sweep's, rounded as the map files' names."""
     return sorted({round(float(r), 6) for r in attr.stability_r})

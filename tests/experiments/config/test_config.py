@@ -354,10 +354,13 @@ def test_free_fields_are_marked_in_the_dataclasses():
         "train.eval_batch_size",
         "train.checkpoint_every",
         "train.root",
+        "train.labels",  # where the labels file is, as train.root says where the images are
         "attribution.device",
         "attribution.batch_size",
         "sanity.enabled",  # turning the check on later leaves every earlier stage's files valid
         "sanity.labels",  # likewise: the train stage adds the twin, the sanity stage its rows
+        "models.code_dir",  # where a python: model's module is, like train.root for the data
+        "models.trust_remote_code",  # whether an hf: folder may run its code, not what it computes
     }
 
 

@@ -58,7 +58,7 @@ BAD = {
         r"found nothing at /nowhere/vit/config.json",
         "transformers",
     ),
-    "python no module": ("python:no_such_pkg.mod:f", "cannot import no_such_pkg.mod", None),
+    "python no module": ("python:no_such_pkg.mod:f", "no module no_such_pkg in .*", None),
     "python no factory": ("python:helpers:nothing", "helpers has no nothing", None),
     "python no colon": ("python:helpers", "expected python:package.module:factory", None),
     "python not a module": ("python:helpers:not_a_module", "returned str, not an", None),
