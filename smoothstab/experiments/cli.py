@@ -214,7 +214,9 @@ def warn_if_long(cfg: ExperimentConfig, plan: object = None) -> None:
         return  # under torchrun every rank would time the same plan
     if plan is None:
         try:
-            plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+            plan = make_plan(
+                cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False, files=False
+            )
         except (ValueError, OSError, KeyboardInterrupt):
             raise  # the config's problems (and Ctrl-C): said now, before anything runs
         except Exception as e:  # noqa: BLE001 - the estimate's own failure stops no run

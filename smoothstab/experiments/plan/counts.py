@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import io
 import math
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -221,6 +219,7 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float, keep: str | Non
     code that writes them (the engine's stats of zero maps of the run's shape, with its groups and
     tolerance, through ``MapFile.from_stats``, with the record of what it is) for one and two
     images; the sizes fit ``a + b x images`` exactly up to the zip format's alignment."""
+    from smoothstab.experiments.config.tables import MapsConfig
     from smoothstab.experiments.models.recipe import map_identity
     from smoothstab.experiments.rundir.mapfile import MapFile
     from smoothstab.montecarlo import Tolerance, monte_carlo
@@ -244,9 +243,8 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float, keep: str | Non
         f = MapFile.from_stats(stats, r, 0.1 if r > 0 else 0.0, keep=debiased)
         if keep == "means":
             f = f.means_only(m.precision, m.view)
-        ident = map_identity(
-            replace(cfg, maps=replace(m, keep=keep)), 0, method, r, None, a.n_images
-        )
+        asked = replace(m, keep=keep) if keep == "means" else MapsConfig(keep="all")
+        ident = map_identity(replace(cfg, maps=asked), 0, method, r, None, a.n_images)
         ident = {k: tuple(v) if isinstance(v, list) else v for k, v in ident.items()}
         return _saved_bytes(replace(f, **ident).record())
 
@@ -373,7 +371,7 @@ def _table_bytes(cfg: ExperimentConfig, groups: dict[str, list], n_images: int) 
     17,901 bytes for the tiny test run), extrapolated linearly from 8 and 16 images beyond 16."""
     import numpy as np
 
-    from smoothstab.experiments.rundir.metrics_table import RowsBuilder, write_table
+    from smoothstab.experiments.rundir.metrics_table import RowsBuilder, parquet_bytes
 
     rs = cfg.attribution.noise_grid()
     sizes = [None] * Setting.of(cfg).n_models
@@ -389,9 +387,7 @@ def _table_bytes(cfg: ExperimentConfig, groups: dict[str, list], n_images: int) 
             builder.add(setting=cfg.models.setting, method=method, groups=heads, sizes=sizes,
                         sigmas={r: r for r in rs}, values=rng.standard_normal((len(heads), n)),
                         stderr=rng.standard_normal((len(heads), n)))  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_table(Path(tmp) / "metrics.parquet", builder.table())
-            return path.stat().st_size
+        return len(parquet_bytes(builder.table()))  # in memory: plan writes no file
 
     if n_images <= 16:
         return size(n_images)

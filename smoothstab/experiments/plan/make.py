@@ -35,21 +35,27 @@ class Plan:
     n_models: int
     training: tuple[TrainingCost, ...]
     attribution: tuple[AttributionCost, ...]
-    storage: Storage
-    memory: DeviceMemory
+    storage: Storage | None  # None: not counted (the check before a run times only)
+    memory: DeviceMemory | None
     timing: Timing | None
     sanity: SanityCost | None = None
 
 
 def make_plan(
-    cfg: ExperimentConfig, *, timing: bool = True, budget: float = 1.0, train_timing: bool = True
+    cfg: ExperimentConfig,
+    *,
+    timing: bool = True,
+    budget: float = 1.0,
+    train_timing: bool = True,
+    files: bool = True,
 ) -> Plan:
     """The counts of ``cfg`` and, with ``timing``, the time estimate for this machine
     (``budget``: about how many seconds each measurement may take; ``train_timing=False``: the
-    training is not timed, counted as 0 s). ``sanity.layers`` are checked against the model as
-    ``run`` checks them (not for a ``python:`` factory without ``timing``: counting runs none of
-    a config's code), and ``attribution.n_images`` against the test images of a folder here
-    (counted by name, none opened)."""
+    training is not timed, counted as 0 s; ``files=False``: what the run stores and what one
+    device holds are not counted, a second's work for a large config). ``sanity.layers`` are
+    checked against the model as ``run`` checks them (not for a ``python:`` factory without
+    ``timing``: counting runs none of a config's code), and ``attribution.n_images`` against the
+    test images of a folder here (counted by name, none opened)."""
     from smoothstab.experiments.models.external import model_code
     from smoothstab.experiments.stages.sanity_stage import check_layers
 
@@ -64,8 +70,8 @@ def make_plan(
             Setting.of(cfg).n_models,
             tuple(training_costs(cfg)),
             tuple(attribution_costs(cfg)),
-            storage(cfg),
-            device_memory(cfg),
+            storage(cfg) if files else None,
+            device_memory(cfg) if files else None,
             estimate_time(cfg, budget, train=train_timing) if timing else None,
             sanity_cost(cfg),
         )

@@ -101,7 +101,8 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)} (at the same draws per "
         "map, not at the same Monte-Carlo error)"
     )
-    lines += ["", *_storage_lines(plan, cfg), "", *_memory_lines(plan, cfg)]
+    if plan.storage is not None:
+        lines += ["", *_storage_lines(plan, cfg), "", *_memory_lines(plan, cfg)]
     lines += _sanity_lines(plan.sanity)
     t = plan.timing
     if t is not None:

@@ -195,16 +195,19 @@ def rows_table(rows: Sequence[dict]):
     return pa.table(out)
 
 
-def write_table(path: str | Path, table) -> Path:
-    """``table`` (a ``pyarrow.Table``) as Parquet (zstd), atomically."""
+def parquet_bytes(table) -> bytes:
+    """``table`` (a ``pyarrow.Table``) as the bytes of a Parquet file (zstd)."""
     import pyarrow.parquet as pq
 
-    def write(tmp: Path) -> None:
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        tmp.write_bytes(buffer.getbuffer())
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
 
-    return atomic_write(path, write)
+
+def write_table(path: str | Path, table) -> Path:
+    """``table`` as Parquet (:func:`parquet_bytes`), atomically."""
+    data = parquet_bytes(table)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _read_table(path: str | Path):

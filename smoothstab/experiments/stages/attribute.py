@@ -276,7 +276,7 @@ def run_attribution(
         job = _Block(cfg, run, method, b, x, y if attr.target == "label" else None, n_images,
                      [i - first for i in figures if first <= i < stop])  # fmt: skip
         measure_block(job, models).save(run.block(method, b))
-        bar.update(block=b)
+        bar.update(method=method, block=b)
     bar.close()
     barrier(info)
     if info.is_main and cfg.maps.keep != "none":
