@@ -321,7 +321,7 @@ def worker(kind: str, base: Path, out_dir: Path, samples: int, seed: int, device
 
 def ours_rows(run: RunDir) -> list[dict]:
     """Our reported numbers: the debiased L2 distances, SSIM and top-k IoU, mean over images."""
-    import csv
+    from smoothstab.experiments.rundir.metrics_table import read_rows
 
     keep = {
         "stability_debiased": "stability",
@@ -330,11 +330,10 @@ def ours_rows(run: RunDir) -> list[dict]:
         "topk_iou": "topk_iou",
     }
     groups: dict[tuple, list[float]] = {}
-    with open(run.metrics) as f:
-        for row in csv.DictReader(f):
-            if row["metric"] in keep and (row["pair"] in ("", "0-1")):
-                key = (row["method"], keep[row["metric"]], float(row["r"]))
-                groups.setdefault(key, []).append(float(row["value"]))
+    for row in read_rows(run.metrics):
+        if row["metric"] in keep and (row["pair"] in ("", "0-1")):
+            key = (row["method"], keep[row["metric"]], float(row["r"]))
+            groups.setdefault(key, []).append(float(row["value"]))
     return [
         {"method": m, "metric": k, "r": r, "value": sum(v) / len(v)}
         for (m, k, r), v in sorted(groups.items())

@@ -10,7 +10,7 @@ score them) the pipeline runs (``stages.run_all`` with config overrides; nothing
 
 1. *Truth*: ``k`` small CNNs trained from scratch on disjoint parts (setting DT), all four
    methods attributed over a trimmed r grid; the stability error per (method, r) is the mean
-   over images and model pairs of ``metrics.csv``'s plain ``stability`` rows.
+   over images and model pairs of the metrics table's plain ``stability`` rows.
 2. *Proxies*: model 0 of the truth is the one given model; each proxy (setting FT) makes ``k``
    replicas of it; the same images, methods, r grid and attribution seeds.
 3. Scores: Spearman's rank correlation between truth and proxy over the (method, r) points, and
@@ -25,7 +25,7 @@ score them) the pipeline runs (``stages.run_all`` with config overrides; nothing
 4. The same scores against a scale-free truth (Issue 21): the raw L2 error of step 3 is decided
    by the maps' sizes (the baseline shows it), so per (method, r) the unit-map distance
    ``||a/||a|| - b/||b|| ||`` between the retrained models' maps is scored against the same
-   distance between each proxy's replicas (``metrics.csv``'s ``unit_distance_debiased`` rows,
+   distance between each proxy's replicas (the metrics table's ``unit_distance_debiased`` rows,
    :func:`smoothstab.agreement.debiased_unit_distance`; the plain ``unit_distance`` where a run
    has no debiased rows). The baseline has no scale-free analogue: ``sqrt(2) x ||a|| / ||a||``
    is the constant ``sqrt(2)`` at every (method, r), so its Spearman is undefined (printed as
@@ -63,7 +63,7 @@ import numpy as np
 from smoothstab.experiments import pipeline as stages
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.rundir.layout import RunDir
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 METHODS = ("grad", "ig", "gradcam", "gradcampp")
 R_GRID = (0.0, 0.016, 0.064, 0.144, 0.256, 0.4)  # 6 of the quickstart's 11 levels (+ table_r 0.15)
@@ -137,7 +137,8 @@ def budget(data: str, proxy: str) -> list[str]:
 
 
 def run(overrides: list[str], out: Path) -> tuple[RunDir, float]:
-    cfg = load_config("quickstart", overrides)
+    # maps.keep = "means": the zero-cost baseline reads model 0's maps of every image
+    cfg = load_config("quickstart", [*overrides, "maps.keep=means"])
     out.mkdir(parents=True, exist_ok=True)  # the stages lock an existing run directory
     t0 = time.perf_counter()
     stages.run_all(cfg, out, stages=("train",))
@@ -151,7 +152,7 @@ def per_image(
 ) -> dict[tuple[str, float], np.ndarray]:
     """(method, r) -> a pair metric per test image (mean over pairs): the first of ``metrics``
     that the run has (plain ``stability`` by default)."""
-    rows = [r for r in read_csv(run.metrics) if r["pair"]]
+    rows = [r for r in read_rows(run.metrics) if r["pair"]]
     metric = next((m for m in metrics if any(r["metric"] == m for r in rows)), None)
     if metric is None:  # a run directory from before these rows: use a fresh --out
         raise SystemExit(f"{run.metrics}: no {' or '.join(metrics)} rows")

@@ -6,6 +6,8 @@
 # Runs from the repository root with the machine's own torch (no install: PYTHONPATH=.), each
 # step under its own time limit so that a slow step cannot starve the others, and writes each
 # step's log (and the JSON the benchmarks write) into OUTDIR. Steps, most important first:
+#   0. the streamed attribute + evaluate stages against a bare forward+backward of the same rows
+#      (ResNet-50, 224 px, 32 draws, 2 models; float32 and bf16): draws/s and the ratio;
 #   1. the quickstart on the GPU with the training accelerations on (bf16 autocast,
 #      channels_last, torch.compile) and bf16/channels_last attribution: every GPU code path of
 #      the pipeline, end to end, and its wall time;
@@ -40,6 +42,7 @@ step() {  # step NAME SECONDS COMMAND...
 } >"$out/machine.log" 2>&1
 cat "$out/machine.log"
 
+step stream_resnet50 300 $py benchmarks/bench_stream_gpu.py --json "$out/stream_resnet50.json"
 step quickstart_gpu 150 $py -m smoothstab run --out /tmp/gpu_qs \
     --set train.device=cuda --set attribution.device=cuda \
     --set train.amp=bf16 --set train.channels_last=true --set train.compile=true \

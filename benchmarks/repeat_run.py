@@ -3,18 +3,17 @@
     python benchmarks/repeat_run.py [--device cuda] [--work DIR]
 
 Runs ``smoothstab run`` (train, attribute, evaluate) twice into two directories with the tiny
-settings of the test suite (``tests/helpers.py``) on ``--device`` for training and attribution, then
-prints, for each trained model, whether its weights are bitwise equal between the runs (and the
-largest relative difference of a tensor otherwise), and for ``metrics.csv`` the number of values
-that differ and the largest difference relative to the value. On a CPU both runs are byte-identical
-(``tests/experiments/test_reliability.py`` checks it); this script is for the devices the suite
-cannot reach. Results, with the command, are in ``benchmarks/RESULTS.md``.
+settings of the test suite (``tests/helpers.py``) on ``--device`` for training and attribution,
+then prints, for each trained model, whether its weights are bitwise equal between the runs (and
+the largest relative difference of a tensor otherwise), and for the metrics table the number of
+values that differ and the largest difference relative to the value. On a CPU both runs are
+byte-identical (``tests/experiments/test_reliability.py`` checks it); this script is for the
+devices the suite cannot reach. Results, with the command, are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from helpers import TINY_SETTINGS  # noqa: E402
+from smoothstab.experiments.rundir.metrics_table import read_rows  # noqa: E402
 
 
 def run(out: Path, device: str) -> None:
@@ -56,8 +56,7 @@ def compare_models(a: Path, b: Path) -> None:
 
 
 def compare_metrics(a: Path, b: Path) -> None:
-    ra = list(csv.DictReader((a / "metrics.csv").open()))
-    rb = list(csv.DictReader((b / "metrics.csv").open()))
+    ra, rb = read_rows(a / "metrics.parquet"), read_rows(b / "metrics.parquet")
     assert len(ra) == len(rb), (len(ra), len(rb))
     differ, worst = 0, 0.0
     for x, y in zip(ra, rb, strict=True):
@@ -69,7 +68,7 @@ def compare_metrics(a: Path, b: Path) -> None:
                 differ += 1
                 worst = max(worst, abs(u - v) / max(abs(u), 1e-12))
     print(
-        f"metrics.csv: {len(ra)} rows; {differ} values differ; "
+        f"metrics.parquet: {len(ra)} rows; {differ} values differ; "
         f"largest relative difference {worst:.3g}"
     )
 

@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=argparse.SUPPRESS)
     parser.add_argument("--run-figures", type=Path, default=RUN_FIGURES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.run is not None and not (args.run / "metrics.csv").is_file():
-        parser.error(f"--run: {args.run} is not a finished run directory (no metrics.csv)")
+    if args.run is not None and not (args.run / "metrics.parquet").is_file():
+        parser.error(f"--run: {args.run} is not a finished run directory (no metrics.parquet)")
     for name in args.only or examples():
         if name in NEEDS_RUN and args.run is None:
             print(f"{name}: skipped (it reads a run directory: give --run)")

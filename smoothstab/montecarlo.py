@@ -545,10 +545,24 @@ def monte_carlo_packed(
     seed each, or a ``torch.Generator`` each: one generator shared by several levels (or
     ``None``, torch's global one) would hand out the draws in another order. A fixed
     ``n_samples`` only (a tolerance decides per level when to stop).
+
+    A level of sigma 0 draws nothing: its rows are the clean images, one per image, packed with
+    the others (``fn`` called with ``u = None`` for them, so not with ``uniform``), and its
+    result is exact (:meth:`SmoothStats.exact`, as a smoother gives at sigma 0); its seed is
+    not used.
     """
-    gens = [make_generator(seed, x.device) for _, seed in levels]
-    given = [g for g in gens if g is not None]
-    if len(given) < len(gens) or len({id(g) for g in given}) < len(given):
+    exact = [sigma == 0 for sigma, _ in levels]
+    if any(exact) and uniform:
+        raise ValueError(
+            "levels: a level of sigma 0 has no draws of u to pass; with uniform=True (a joint "
+            "sampler) compute the exact map on its own"
+        )
+    gens = [
+        None if e else make_generator(seed, x.device)
+        for e, (_, seed) in zip(exact, levels, strict=True)
+    ]
+    given = [g for g, e in zip(gens, exact, strict=True) if not e and g is not None]
+    if len(given) < exact.count(False) or len({id(g) for g in given}) < len(given):
         raise ValueError(
             "seed: packed noise levels need an int seed or a torch.Generator of their own each "
             "(a shared generator would hand out the draws in another order than separate calls)"
@@ -556,23 +570,35 @@ def monte_carlo_packed(
     n_units = units(n_samples, antithetic)
     per_unit, n_images = (2 if antithetic else 1), x.shape[0]
     _check_groups(groups, n_units if full else None, "drawn")
-    draws = [_Draws(x, g, uniform) for g in gens]
-    accs = [_Accumulator(n_images, n_units, per_unit, full, squares, groups) for _ in levels]
+    draws = [None if e else _Draws(x, g, uniform) for e, g in zip(exact, gens, strict=True)]
+    accs = [
+        None if e else _Accumulator(n_images, n_units, per_unit, full, squares, groups)
+        for e in exact
+    ]
+    clean: dict[int, torch.Tensor] = {}  # the exact levels' maps, by level
     strata = groups if stratify else None
-    per_level = n_units * n_images
+    spans = [n_images if e else n_units * n_images for e in exact]
+    starts = [sum(spans[:k]) for k in range(len(levels))]
     group = rows_per_call(batch_size, per_unit)
-    for rows in chunks(len(levels) * per_level, group):
+    for rows in chunks(sum(spans), group):
         parts = []
-        for k in range(int(rows[0]) // per_level, int(rows[-1]) // per_level + 1):
-            own = rows[rows // per_level == k] - k * per_level
-            sigma = levels[k][0]
-            parts.append(
-                (
-                    k,
-                    len(own),
-                    _rows(x, sigma, draws[k], own, 0, n_units, None, antithetic, strata),
+        first, last = int(rows[0]), int(rows[-1])
+        for k in range(len(levels)):
+            if starts[k] > last or starts[k] + spans[k] <= first:
+                continue
+            own = rows[(rows >= starts[k]) & (rows < starts[k] + spans[k])] - starts[k]
+            if exact[k]:
+                b = own.to(x.device)
+                parts.append((k, len(own), (x[b], b, torch.zeros_like(b), None, b, None)))
+            else:
+                sigma = levels[k][0]
+                parts.append(
+                    (
+                        k,
+                        len(own),
+                        _rows(x, sigma, draws[k], own, 0, n_units, None, antithetic, strata),
+                    )  # fmt: skip
                 )
-            )
         noisy, bb, jj, u = (
             torch.cat(col) if col[0] is not None else None
             for col in list(zip(*(p[2][:4] for p in parts), strict=True))
@@ -580,7 +606,17 @@ def monte_carlo_packed(
         maps = fn(noisy, bb, jj, u)
         start = 0
         for k, count, (*_, b, j) in parts:
+            if exact[k]:
+                piece = maps[start : start + count]
+                start += count
+                if k not in clean:
+                    clean[k] = piece.new_empty((n_images, *piece.shape[1:]))
+                clean[k][b] = piece
+                continue
             piece = maps[start : start + count * per_unit]
             start += count * per_unit
             accs[k].add(piece.reshape(per_unit, count, *maps.shape[1:]), b, j % 2, j)
-    return [acc.stats(x.dtype) for acc in accs]
+    return [
+        SmoothStats.exact(clean[k]) if exact[k] else accs[k].stats(x.dtype)
+        for k in range(len(levels))
+    ]

@@ -230,8 +230,9 @@ class Smoothed(_Smoother):
         its seed), so packing changes no draw, only how rows are grouped into calls, and
         results equal separate calls up to the floating point of differently sized batches.
         Levels need an int seed or a generator each. Sigma 0 runs the method once, shared by
-        every such level; with ``tol=`` the levels run one after another (each stops on its
-        own)."""
+        every such level; with the ``noise`` sampler its rows (one per image) are packed with the
+        others' (the joint sampler's unsmoothed map is another computation: run on its own);
+        with ``tol=`` the levels run one after another (each stops on its own)."""
         levels = list(levels)
         if not all(isinstance(level, tuple | list) and len(level) == 2 for level in levels):
             raise ValueError(f"levels: expected (sigma, seed) pairs, got {levels!r}")
@@ -240,21 +241,23 @@ class Smoothed(_Smoother):
         levels = [(check_sigma(sigma), seed) for sigma, seed in levels]
         noisy = [i for i, (sigma, _) in enumerate(levels) if sigma > 0]
         out: list[SmoothStats | None] = [None] * len(levels)
-        if len(noisy) < len(levels):
+        joint = self.sampler == "joint"
+        packs_exact = not joint and self.tolerance is None and 0 < len(noisy) < len(levels)
+        if len(noisy) < len(levels) and not packs_exact:
             exact = self._at(0.0, None).stats(model, x, target)
             out = [exact if sigma == 0 else None for sigma, _ in levels]
-        if self.tolerance is not None or len(noisy) < 2:
+        if not packs_exact and (self.tolerance is not None or len(noisy) < 2):
             for i in noisy:
                 out[i] = self._at(*levels[i]).stats(model, x, target)
             return out
         check_batch(x)
         warn_if_training(model)
         target = resolve_target(model, x, target)
-        joint = self.sampler == "joint"
+        packed_levels = [levels[i] for i in noisy] + ([(0.0, None)] if packs_exact else [])
         packed = monte_carlo_packed(
             self._row_fn(model, x, target),
             x,
-            levels=[levels[i] for i in noisy],
+            levels=packed_levels,
             n_samples=self.n_samples,
             batch_size=self.batch_size,
             antithetic=self.antithetic,
@@ -262,8 +265,11 @@ class Smoothed(_Smoother):
             stratify=joint,
             groups=self.groups,
         )
-        for i, stats in zip(noisy, packed, strict=True):
+        for i, stats in zip(noisy, packed[: len(noisy)], strict=True):
             out[i] = stats
+        if packs_exact:  # the exact rows, last: they fill the last call's room
+            pairs = zip(levels, out, strict=True)
+            out = [packed[-1] if sigma == 0 else stats for (sigma, _), stats in pairs]
         return out
 
     def _at(self, sigma: float, seed: Seed) -> Smoothed:

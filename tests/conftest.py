@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import TINY, ConvNet, make, run
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 # Nothing in the suite downloads: every fetch (torchvision weights, timm and Hugging Face hub
 # models, CIFAR-10) is refused in one line, also in the CLI subprocesses the tests start. The
@@ -85,4 +85,4 @@ def tiny_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_rows(tiny_run) -> list[dict]:
-    return read_csv(tiny_run / "metrics.csv")
+    return read_rows(tiny_run / "metrics.parquet")

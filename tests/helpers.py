@@ -25,7 +25,7 @@ from smoothstab.experiments.config.parse import to_toml
 from smoothstab.experiments.config.tables import ModelsConfig
 from smoothstab.experiments.models.architectures import build_model
 from smoothstab.experiments.rundir.layout import RunDir
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 TESTS = ROOT / "tests"
@@ -170,17 +170,35 @@ def leftovers(run_dir: Path) -> list[Path]:
 
 
 def map_path(run_dir: Path, model: int, method: str, r: float, block: int | None = None) -> Path:
+    """A kept map file (``maps.keep`` = ``means`` or ``all``), or one of its blocks."""
     return RunDir(run_dir).map(model, method, r, block)
 
 
 def load_map(run_dir: Path, model: int, method: str, r: float) -> dict:
+    """A kept map file as saved (``maps.keep`` = ``means`` or ``all``)."""
     return torch.load(map_path(run_dir, model, method, r), weights_only=True)
 
 
+def block_files(run_dir: Path, method: str) -> list[dict]:
+    """``method``'s block files as saved, in block order."""
+    paths = sorted((Path(run_dir) / "blocks" / method).glob("block*.pt"))
+    return [torch.load(p, weights_only=True) for p in paths]
+
+
+def figure_means(run_dir: Path, model: int, method: str, r: float) -> torch.Tensor:
+    """``model``'s mean maps of the figure images at ``r``, from the block files, by image: every
+    image of the tiny run (4 images, ``evaluation.grid_images`` = 4)."""
+    found = {}
+    for f in block_files(run_dir, method):
+        i = f["rs"].index(r)
+        for j, image in enumerate(f["figure_images"]):
+            found[image] = f["figure_maps"][model, i, j]
+    return torch.stack([found[i] for i in sorted(found)])
+
+
 def same_map(run_a: Path, run_b: Path, model: int, method: str, r: float) -> bool:
-    return torch.equal(
-        load_map(run_a, model, method, r)["mean"], load_map(run_b, model, method, r)["mean"]
-    )
+    """The two runs' mean maps of their figure images are equal (:func:`figure_means`)."""
+    return torch.equal(figure_means(run_a, model, method, r), figure_means(run_b, model, method, r))
 
 
 def rises(values: list[float]) -> bool:
@@ -193,7 +211,7 @@ def without_values(row: dict) -> dict:
 
 def attribute_again(tiny_run: Path, d: Path, *overrides: str, twins: bool = False) -> list[dict]:
     """Attribute and evaluate on ``tiny_run``'s trained models (or twice model 0: ``twins``)
-    with Simple-Grad and IG and extra ``--set`` overrides; the rows of metrics.csv."""
+    with Simple-Grad and IG and extra ``--set`` overrides; the rows of the metrics table."""
     copy_trained(tiny_run, d, names=TRAINED[1:])  # not the config: this is another one
     if twins:
         shutil.copy2(d / "model_0.pt", d / "model_1.pt")
@@ -201,7 +219,7 @@ def attribute_again(tiny_run: Path, d: Path, *overrides: str, twins: bool = Fals
     args += [a for o in overrides for a in ("--set", o)]
     assert run("run", "--out", d, "--quiet", "--stages", "attribute", "evaluate", *args) == 0
     assert not leftovers(d)
-    return read_csv(d / "metrics.csv")
+    return read_rows(d / "metrics.parquet")
 
 
 def values(rows: list[dict], metric: str, *, r: float | None = None, method: str | None = None):

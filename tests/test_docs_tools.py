@@ -193,7 +193,7 @@ def test_the_figures_command_refuses_a_folder_that_is_not_a_run(tmp_path):
         env=subprocess_env(),
     )
     assert done.returncode == 2, done.stderr
-    assert f"--run: {tmp_path} is not a finished run directory (no metrics.csv)" in done.stderr
+    assert f"--run: {tmp_path} is not a finished run directory (no metrics.parquet)" in done.stderr
 
 
 def test_a_runs_figures_are_copied_with_one_grid_per_method(tmp_path):

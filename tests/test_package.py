@@ -99,7 +99,7 @@ def test_the_wheel_works_installed(tmp_path):
     sets = [a for s in TINY_SETTINGS for a in ("--set", s)]
     stages = ["--stages", "train", "attribute", "evaluate"]
     sh(smoothstab, "run", "--out", "run", "--quiet", *stages, *sets, cwd=work)
-    assert (work / "run" / "metrics.csv").stat().st_size > 0
+    assert (work / "run" / "metrics.parquet").stat().st_size > 0
 
     readme = (ROOT / "README.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)

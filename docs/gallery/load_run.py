@@ -12,8 +12,8 @@ import smoothstab as ss
 
 run = ss.load_run(sys.argv[1] if len(sys.argv) > 1 else "runs/quickstart")
 
-metrics = run.metrics  # metrics.csv: one row per method, r, metric, pair or model and image
-print(f"metrics.csv: {len(metrics):,} rows; columns {list(metrics.columns)}")
+metrics = run.metrics  # metrics.parquet: one row per method, r, metric, pair or model and image
+print(f"metrics.parquet: {len(metrics):,} rows; columns {list(metrics.columns)}")
 print(f"metrics: {sorted(metrics['metric'].unique())}")
 
 # The scale-free stability curve of each method: the debiased unit-map distance between two

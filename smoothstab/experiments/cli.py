@@ -214,7 +214,9 @@ def warn_if_long(cfg: ExperimentConfig, plan: object = None) -> None:
         return  # under torchrun every rank would time the same plan
     if plan is None:
         try:
-            plan = make_plan(cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False)
+            plan = make_plan(
+                cfg, timing=True, budget=PRE_RUN_BUDGET, train_timing=False, files=False
+            )
         except (ValueError, OSError, KeyboardInterrupt):
             raise  # the config's problems (and Ctrl-C): said now, before anything runs
         except Exception as e:  # noqa: BLE001 - the estimate's own failure stops no run
@@ -252,11 +254,13 @@ def run_stage(args: argparse.Namespace) -> int:
 
 
 def add_attribute_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _add_stage_parser(subparsers, "attribute", "compute the maps of every model, method and r")
+    _add_stage_parser(
+        subparsers, "attribute", "compute and measure the maps of every model, method and r"
+    )
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _add_stage_parser(subparsers, "evaluate", "metrics.csv, table1.csv, recommendation.json")
+    _add_stage_parser(subparsers, "evaluate", "metrics.parquet, table1.csv, recommendation.json")
 
 
 def add_sanity_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -283,13 +287,13 @@ def add_plan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """``smoothstab plan [CONFIG] [--set ...] [--no-timing]``: a config's cost, before it runs."""
     p = subparsers.add_parser(
         "plan",
-        help="what a config will cost: steps, model evaluations, map files, time estimate",
-        description="Count a config's training steps, model evaluations of attribution and map "
-        "files, and estimate its time on this machine by timing a few real training steps and "
-        "attribution chunks on random inputs (an extrapolation; no data is read). Trains and "
-        "writes nothing. The timing builds the config's models, so it imports and calls a "
-        "python: model factory (code, as in run); with --no-timing plan runs none of a "
-        "config's code.",
+        help="what a config will cost: steps, model evaluations, storage, time estimate",
+        description="Count a config's training steps, model evaluations of attribution, the files "
+        "it stores and what one device holds, and estimate its time on this machine by timing a "
+        "few real training steps and attribution chunks on random inputs (an extrapolation; no "
+        "data is read). Trains and writes nothing. The timing builds the config's models, so it "
+        "imports and calls a python: model factory (code, as in run); with --no-timing plan runs "
+        "none of a config's code.",
     )
     p.add_argument("config", nargs="?", help="an experiment TOML file or a preset name")
     p.add_argument(

@@ -360,8 +360,8 @@ def test_attribution_tolerance_is_checked_at_config_load():
 
 def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
     from smoothstab.experiments.analysis.measures import Metric
+    from smoothstab.experiments.analysis.per_image import LevelMaps, cost_measures
     from smoothstab.experiments.rundir.mapfile import MapFile
-    from smoothstab.experiments.stages.evaluate import cost_rows
 
     st = ss.smoothed_ig(0.5, tol=0.2, min_samples=8, steps=3, seed=0).stats(convnet, x)
     blocks, parts = [], []
@@ -379,16 +379,19 @@ def test_map_files_keep_the_error_and_cost(convnet, x, tmp_path):
         want = torch.cat([getattr(p, name) for p in parts], dim=dim)
         torch.testing.assert_close(getattr(est, name), want, rtol=0, atol=0)
     torch.testing.assert_close(est.rel_se, joined.rel_se)
-    rows = list(cost_rows({"model": "0"}, joined))
-    assert [r["metric"] for r in rows] == [Metric.REL_SE] * 6 + [Metric.MODEL_EVALS] * 6
-    assert rows[6]["value"] == 3 * float(joined.units[0])
+    level = LevelMaps("ig", 0.1, 0.5, [est], [st.mean], [joined.rel_se], [joined.evals], [],
+                      debiased=True, topk=1)  # fmt: skip
+    rows = list(cost_measures(level))
+    assert [g.metric for g in rows] == [Metric.REL_SE, Metric.MODEL_EVALS]
+    assert torch.equal(rows[1].values, 3 * joined.units) and rows[0].model == 0
     exact = MapFile.from_stats(SmoothStats.exact(st.mean), 0.0, 0.0, keep=True, per_sample=3)
     assert exact.rel_se.eq(0).all() and exact.evals.eq(3).all()
 
 
-def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
-    """A file that kept the variance of the mean (``mean_var``, with per-image counts) loads
-    with it as the stats' ``unit_var``: the same estimate as the stats it was made from."""
+def test_map_files_of_an_earlier_version_are_refused(convnet, x, tmp_path):
+    """A map file without the record of what it holds (written by an earlier version, which
+    kept ``mean_var``) is refused in one line naming it, not read as a map of this run."""
+    from smoothstab.experiments.io.files import DamagedFile
     from smoothstab.experiments.rundir.mapfile import MapFile
 
     st = ss.smooth(ss.grad, 0.5, tol=0.2, min_samples=8, seed=0, groups=4).stats(convnet, x)
@@ -396,20 +399,18 @@ def test_map_files_of_an_earlier_version_still_load(convnet, x, tmp_path):
                mean_var=st.mean_var, rel_se=st.rel_se, evals=st.draws_per_image, units=st.units,
                converged=st.converged, groups=st.groups)  # fmt: skip
     torch.save(old, tmp_path / "old.pt")
-    est = MapFile.load(tmp_path / "old.pt").estimate()
-    for name in ("mean_var", "unit_var", "halves", "groups"):
-        torch.testing.assert_close(getattr(est, name), getattr(st, name), rtol=1e-12, atol=0)
-    assert torch.equal(est.units, st.units)
+    with pytest.raises(DamagedFile, match=r"old\.pt: not a map file of this version"):
+        MapFile.load(tmp_path / "old.pt")
 
 
 @pytest.mark.slow
 def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
-    """A tiny quickstart with ``attribution.tolerance``: metrics.csv has a relative standard
+    """A tiny quickstart with ``attribution.tolerance``: the metrics table has a relative standard
     error and a cost per model and image, the maps that met the tolerance are within it, and
     the report gives the evaluations spent per method and r."""
     from smoothstab.experiments.analysis.measures import Metric
     from smoothstab.experiments.cli import main
-    from smoothstab.experiments.rundir.metrics_table import read_csv
+    from smoothstab.experiments.rundir.metrics_table import read_rows
 
     sets = [*TINY_SETTINGS, "attribution.methods=['grad']", "attribution.tolerance=0.2"]
     sets += ["attribution.min_samples=8", "attribution.max_samples=64", "attribution.groups=4"]
@@ -418,7 +419,7 @@ def test_a_run_with_a_tolerance_reports_its_cost(tmp_path):
         main([*args, "evaluate", "figures", "report", *(a for s in sets for a in ("--set", s))])
         == 0
     )
-    rows = read_csv(tmp_path / "metrics.csv")
+    rows = read_rows(tmp_path / "metrics.parquet")
     rel = [r for r in rows if r["metric"] == Metric.REL_SE and r["r"] > 0]
     evals = [r for r in rows if r["metric"] == Metric.MODEL_EVALS and r["r"] > 0]
     assert len(rel) == len(evals) == 2 * 4 * 4  # models x images x r > 0 (table_r too)

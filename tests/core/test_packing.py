@@ -99,6 +99,32 @@ def test_packing_fills_calls_without_exceeding_batch_size(model, x):
     assert sum(sizes) == sum(alone)
 
 
+def test_the_unsmoothed_rows_share_the_calls(model, x):
+    """Sigma 0 (one row per image, no draws) is packed with the smoothed rows, last, into the
+    room of their last call: 3 + 12 rows in one call of 15 instead of calls of 3 and 12; the
+    joint sampler's unsmoothed map is IG's own quadrature, not a row of it: a call of its own.
+    The exact map is the method's, to float64's last bits."""
+    sizes: list[int] = []
+
+    def counted(m, xs, target=None):
+        sizes.append(len(xs))
+        return ss.grad(m, xs, target)
+
+    levels = [(0.0, None), (0.1, 1)]
+    got = ss.smooth(counted, 0.1, 4, batch_size=20).stats_at(model, x, None, levels=levels)
+    assert sizes == [15]
+    torch.testing.assert_close(got[0].mean, ss.grad(model, x), rtol=1e-12, atol=1e-12)
+    assert torch.equal(got[0].halves[0], got[0].mean) and got[1].n_units == 4
+    joint = ss.smoothed_ig(0.1, 4, sampler="joint", batch_size=20, seed=0)
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    try:
+        joint.stats_at(model, x, None, levels=[(0.0, None), (0.1, 1)])
+    finally:
+        model._forward_hooks.clear()
+    assert calls[-1] == 12 and 12 not in calls[:-1]  # the smoothed rows' own call, after IG's
+
+
 def test_packing_needs_a_seed_per_level(model, x):
     sm = ss.smooth(ss.grad, 0.1, 4, seed=0)
     with pytest.raises(ValueError, match="seed: packed noise levels need an int seed"):
@@ -150,6 +176,8 @@ stability_r = [0.0, 0.05, 0.1, 0.2]
 fidelity_r = [0.0, 0.1]
 [evaluation]
 topk = 5
+[maps]
+keep = "all"
 """
     maps = {}
     for pack in (False, True):
@@ -159,7 +187,7 @@ topk = 5
         run = RunDir(tmp_path / f"run{pack}")
         models = RunModels(cfg, run).models()
         blocks = attribute.run_attribution(cfg, run, models)
-        assert blocks == 2 * 4 * len(cfg.attribution.noise_grid()) * 2  # models, methods, r, blocks
+        assert blocks == 4 * 2  # methods x image blocks
         maps[pack] = {
             (k, m, r): run.load_map(k, m, r)
             for k in range(2)

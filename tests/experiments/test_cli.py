@@ -18,7 +18,7 @@ from helpers import (
     subprocess_env,
     without_values,
 )
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 
 def test_python_m_smoothstab_help():
@@ -44,7 +44,7 @@ def test_torchrun_shards_attribution(tiny_run, tiny_rows, tmp_path):
     cmd += ["--stages", "attribute", "evaluate", *TINY]
     done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = read_csv(d / "metrics.csv")
+    rows = read_rows(d / "metrics.parquet")
     assert len(rows) == len(tiny_rows)
     for a, b in zip(rows, tiny_rows, strict=True):
         assert without_values(a) == without_values(b)
@@ -59,7 +59,7 @@ def test_quickstart_acceptance(tmp_path):
     report says so. The maps shrink with r, and Smooth-Grad's agree more all the same."""
     out = tmp_path / "quickstart"
     assert run("run", "--out", out, "--quiet") == 0
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     for method in ("grad", "ig"):
         for suffix in ("", "_debiased"):
             stab = mean_curve(rows, method, "stability" + suffix)
@@ -84,5 +84,5 @@ def test_quickstart_acceptance(tmp_path):
     row = next(line for line in opening.splitlines() if line.startswith("| Simple-Grad | 800 |"))
     assert "retraining (6 models), 24 images, draws" in row
     assert "the maps agree more" in row and row.endswith("| unit-map distance |"), row
-    for name in ("config.toml", "metrics.csv", "table1.csv", "report.html", "bounds.json"):
+    for name in ("config.toml", "metrics.parquet", "table1.csv", "report.html", "bounds.json"):
         assert (out / name).is_file()

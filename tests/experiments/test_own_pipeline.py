@@ -13,7 +13,7 @@ import torch
 import smoothstab as ss
 from helpers import TINY_HF_VIT, TINY_SETTINGS, tiny_factory
 from smoothstab.experiments.cli import main
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 FACTORY = "python:helpers:tiny_factory"
 
@@ -29,7 +29,7 @@ def run_config(tmp_path: Path, toml: str, *extra: str) -> Path:
 
 
 def check_rows(out: Path, setting: str, pairs: set[str]) -> None:
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     assert {row["setting"] for row in rows} == {setting}
     assert {row["pair"] for row in rows if row["pair"]} == pairs
     assert {row["method"] for row in rows} == set(ss.METHODS)

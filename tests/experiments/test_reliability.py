@@ -23,6 +23,7 @@ fixture).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import hashlib
@@ -89,7 +90,7 @@ def run_args(out: Path) -> list[str]:
 
 
 def leftovers(run_dir: Path) -> list[Path]:
-    """Temporary files of atomic writes and block files: none may outlive a finished run."""
+    """Temporary files of atomic writes and map blocks: none may outlive a finished run."""
     return [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or ".block" in p.name]
 
 
@@ -151,11 +152,11 @@ def written(run_dir: Path, pattern: str) -> Callable[[int], bool]:
 INTERRUPTIONS = [
     ("training model 0, epoch 2", "kill", "model_0.pt"),
     ("training model 1", "int", "model_1.pt"),
-    ("attribution, first blocks", "kill", "maps/model*/*/*.block*.pt"),
-    ("attribution, a block", "full", ("r*.block*.pt", 10)),
-    ("attribution, model 1", "kill", "maps/model1/*/*.pt"),
-    ("evaluate, metrics.csv", "full", ("metrics.csv", 1)),
-    ("evaluate, table 1", "kill", "metrics.csv"),
+    ("attribution, first blocks", "kill", "blocks/*/block*.pt"),
+    ("attribution, a block", "full", ("block*.pt", 3)),
+    ("attribution, the last method", "kill", "blocks/gradcampp/*.pt"),
+    ("evaluate, the metrics table", "full", ("metrics.parquet", 1)),
+    ("evaluate, table 1", "kill", "metrics.parquet"),
     ("figures, the first", "kill", "figures/stability.png"),
     ("figures, the grids", "int", "figures/grid_grad_0-1.png"),
     ("bounds, power iteration", "kill", "figures/sigma_gradcampp.png"),
@@ -190,7 +191,7 @@ def test_interrupted_run_ends_byte_identical(reference, tmp_path):
     d = tmp_path / "run"
     landed = {"kill": 0, "int": 0, "full": 0}
     for what, how, when in INTERRUPTIONS:
-        # every file there before, except block files (joined into their map), stays intact
+        # every file there before, except map blocks (joined into their map), stays intact
         before = (
             {k: v for k, v in digests(d, TIMED).items() if ".block" not in k} if d.exists() else {}
         )
@@ -239,7 +240,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path, capsys):
 def test_a_full_disk_is_one_line_and_keeps_the_old_file(monkeypatch, tmp_path, capsys):
     """ENOSPC while a file is replaced: exit 2, one line naming the file (not its temporary),
     the old content stays, no temporary file is left."""
-    target = tmp_path / "metrics.csv"
+    target = tmp_path / "metrics.parquet"
     io.atomic_write(target, lambda tmp: tmp.write_text("old\n"))
 
     def full(tmp, path):
@@ -278,12 +279,12 @@ def disk_usage(root: Path, globs: tuple[str, ...]) -> int:
 @pytest.mark.slow
 def test_a_really_full_disk_keeps_every_earlier_file(reference, tmp_path):
     """A real full disk, not an injected error: the run goes on a tmpfs with room for training
-    and about half of the maps. It stops with exit 2 and one line; every file it wrote before is
-    intact (byte-identical to the reference run's); no temporary file is left; moved to a disk
-    with room, the run resumes to the reference's outputs."""
+    and about half of the block files. It stops with exit 2 and one line; every file it wrote
+    before is intact (byte-identical to the reference run's); no temporary file is left; moved to
+    a disk with room, the run resumes to the reference's outputs."""
     earlier = ("config.toml", "splits.json", "model_*.pt", "train_metrics.json", "test_images.pt")
-    maps = disk_usage(reference, ("maps/**/*.pt",))
-    size = disk_usage(reference, earlier) + 4 * 4096 + maps // 2
+    blocks = disk_usage(reference, ("blocks/**/*.pt",))
+    size = disk_usage(reference, earlier) + 4 * 4096 + blocks // 2
     mnt = tmp_path / "small"
     if not mount_tmpfs(mnt, size):
         pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
@@ -297,7 +298,7 @@ def test_a_really_full_disk_keeps_every_earlier_file(reference, tmp_path):
         assert not list((mnt / "run").rglob("*.tmp"))
         ours, ref = digests(mnt / "run", TIMED), digests(reference, TIMED)
         kept = [k for k in ours if ".block" not in k and not re.fullmatch(r"model_\d+\.pt", k)]
-        assert "test_images.pt" in kept and any(k.startswith("maps/") for k in ours), sorted(ours)
+        assert "test_images.pt" in kept and any(k.startswith("blocks/") for k in ours), sorted(ours)
         assert {k: ours[k] for k in kept} == {k: ref[k] for k in kept}
         moved = tmp_path / "big" / "run"
         shutil.copytree(mnt / "run", moved)
@@ -335,7 +336,7 @@ def test_manifest_finds_damaged_files(tmp_path, capsys):
     """A file cut or changed after its stage recorded it: the stage's own file is deleted (to be
     recomputed, with one line), an earlier stage's file is refused naming that stage."""
     manifest.record_config(tmp_path, 'name = "x"\n')  # as the run's first stage does
-    (tmp_path / "metrics.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "metrics.parquet").write_text("a,b\n1,2\n")
     (tmp_path / "report.md").write_text("# report\n")
     manifest.record(tmp_path, "evaluate")
     manifest.record(tmp_path, "report")
@@ -344,32 +345,32 @@ def test_manifest_finds_damaged_files(tmp_path, capsys):
     assert manifest.check(tmp_path, "report", ["evaluate", "report"]) == ["report.md"]
     assert not (tmp_path / "report.md").exists()
     assert "report.md: damaged (its SHA-256 differs" in capsys.readouterr().err
-    (tmp_path / "metrics.csv").write_text("a,b\n1,")
-    with pytest.raises(ValueError, match=r"metrics\.csv: damaged \(6 bytes, 8 were written\); "):
+    (tmp_path / "metrics.parquet").write_text("a,b\n1,")
+    with pytest.raises(ValueError, match=r"metrics\.parquet: damaged \(6 bytes, 8 were written"):
         manifest.check(tmp_path, "report", ["evaluate", "report"])
-    assert (tmp_path / "metrics.csv").exists()
+    assert (tmp_path / "metrics.parquet").exists()
 
 
 @pytest.mark.slow
-def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys):
-    """``smoothstab evaluate`` on a metrics.csv cut mid-row recomputes it (it used to rewrite
-    table1.csv from the cut file); a later stage alone refuses it; unrecorded (the evaluate
-    stage killed before its record) the cut is still found (a row without all its cells, no
-    final newline)."""
+def test_a_cut_metrics_table_is_joined_again_or_refused(reference, tmp_path, capsys):
+    """``smoothstab evaluate`` on a metrics table cut short joins it again from the block files
+    (no model evaluation; it used to rewrite table1.csv from the cut file); a later stage alone
+    refuses it; unrecorded (the evaluate stage killed before its record) the cut is still found
+    (Parquet's footer is gone)."""
     d = tmp_path / "run"
     shutil.copytree(reference, d)
-    text = (d / "metrics.csv").read_text()
-    (d / "metrics.csv").write_text(text[: len(text) // 2])
+    data = (d / "metrics.parquet").read_bytes()
+    (d / "metrics.parquet").write_bytes(data[: len(data) // 2])
     assert main(["report", str(d), "--quiet"]) == 2
-    assert "metrics.csv: damaged" in capsys.readouterr().err
+    assert "metrics.parquet: damaged" in capsys.readouterr().err
     assert main(["evaluate", str(d), "--quiet"]) == 0
-    assert (d / "metrics.csv").read_text() == text
+    assert (d / "metrics.parquet").read_bytes() == data
     recorded = json.loads((d / "manifest.json").read_text())
     del recorded["stages"]["evaluate"]
     (d / "manifest.json").write_text(json.dumps(recorded))
-    (d / "metrics.csv").write_text(text[: len(text) // 2])
+    (d / "metrics.parquet").write_bytes(data[: len(data) // 2])
     assert main(["evaluate", str(d), "--quiet"]) == 0
-    assert (d / "metrics.csv").read_text() == text
+    assert (d / "metrics.parquet").read_bytes() == data
     assert (d / "table1.csv").read_bytes() == (reference / "table1.csv").read_bytes()
 
 
@@ -378,14 +379,14 @@ def test_a_cut_metrics_csv_is_recomputed_or_refused(reference, tmp_path, capsys)
 
 @pytest.mark.slow
 def test_two_fresh_runs_are_byte_identical(reference, tmp_path):
-    """Two fresh runs of one config on CPU: metrics.csv and every other output byte-identical
+    """Two fresh runs of one config on CPU: the metrics table and every other output byte-identical
     (checkpoints: the same weights; only wall-clock seconds differ)."""
     d = tmp_path / "again"
     proc = smoothstab(*run_args(d))
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
-    assert (d / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
-    assert assert_same_outputs(reference, d) >= 60
+    assert (d / "metrics.parquet").read_bytes() == (reference / "metrics.parquet").read_bytes()
+    assert assert_same_outputs(reference, d) >= 30  # 8 block files among them
 
 
 # --- paths stay inside the run directory ---------------------------------------------------------
@@ -449,6 +450,15 @@ def rss() -> int:
     """Resident memory of this process, bytes (Linux)."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def trim() -> None:
+    """Return the allocator's free memory to the system (glibc's ``malloc_trim``), where there
+    is one."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 N_IMAGES, FIRST, TOLERANCE = 1000, 100, 8 << 20
@@ -559,8 +569,9 @@ def test_no_tensor_outlives_the_calls():
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
 def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     """The attribute stage over 1,000 generated test images (two untrained small CNNs, DR,
-    Simple-Grad at r = 0, 0.1, 0.15, blocks of 50 images): over the second model's maps, the
-    resident memory never exceeds that after its first 100 images by 8 MiB."""
+    Simple-Grad at r = 0, 0.1, 0.15, blocks of 50 images, each measured while in memory): after
+    its first 100 images, the resident memory never exceeds that by 8 MiB (what the stage holds
+    is one block's maps, whatever the number of images)."""
     from smoothstab.experiments.config.load import load_config
     from smoothstab.experiments.models.source import RunModels
     from smoothstab.experiments.rundir.layout import RunDir
@@ -577,21 +588,22 @@ def test_attribute_stage_memory_is_flat(tmp_path, monkeypatch):
     cfg = load_config(cfg_path)
     run = RunDir(tmp_path / "run")
     models = RunModels(cfg, run).models()
-    real, seen = attribute.attribute_blocks, []
+    real, seen = attribute.measure_block, []
 
     def measured(*args, **kwargs):
         out = real(*args, **kwargs)
+        gc.collect()
+        trim()  # freed blocks back to the system: RSS is what is alive, not the allocator's
         seen.append(rss())
         return out
 
-    monkeypatch.setattr(attribute, "attribute_blocks", measured)
+    monkeypatch.setattr(attribute, "measure_block", measured)
     attribute.run_attribution(cfg, run, models)
-    per_map = N_IMAGES // 50
-    assert len(seen) == 2 * len(cfg.attribution.noise_grid()) * per_map  # models x r x blocks
-    # Model 0's maps warm the allocator up (RSS rises by ~60 MiB while the first smoothed maps
-    # are made, then stays): measured over model 1's maps, 1,000 images at each r.
-    model1 = seen[len(seen) // 2 :]
-    first, top = model1[FIRST // 50 - 1], max(model1)
+    assert len(seen) == N_IMAGES // 50  # one method, 20 blocks
+    # Measured after each block, the allocator's free memory returned (RSS moves by +-30 MiB
+    # between blocks without it: freed buffers kept or not), from the block that ends at image
+    # FIRST: the first blocks warm up caches of torch itself.
+    first, top = seen[FIRST // 50 - 1], max(seen[FIRST // 50 - 1 :])
     assert top - first < TOLERANCE, f"RSS grew by {(top - first) / 2**20:.1f} MiB"
     assert not leftovers(tmp_path / "run")
 

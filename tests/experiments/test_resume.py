@@ -1,5 +1,5 @@
-"""Resume: stages skip finished work and end with the same numbers; a killed attribution, a late
-rank, a changed config and a stage run before its inputs."""
+"""Resume: stages skip finished work and end with the same numbers; a killed attribution (with and
+without kept maps), a late rank, a changed config and a stage run before its inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import smoothstab as ss
-from helpers import GRID, N_MODELS, TINY, Killed, copy_trained, leftovers, load_map, map_path, run
+from helpers import GRID, N_MODELS, TINY, TRAINED, Killed, copy_trained, leftovers, run
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.io import files as io
 from smoothstab.experiments.models.distributed import DistInfo, rank_device
@@ -20,29 +20,21 @@ from smoothstab.experiments.stages import attribute, evaluate
 
 @pytest.mark.slow
 def test_resume_after_deleting_outputs(tiny_run, tmp_path):
-    """Deleted outputs come back byte-identical; a map with one block done is completed."""
+    """Deleted outputs come back byte-identical: a deleted block file is measured again, the
+    metrics table joined again, the figures drawn again."""
     d = tmp_path / "run"
     shutil.copytree(tiny_run, d)
     models_before = {p.name: p.stat().st_mtime_ns for p in d.glob("model_*.pt")}
-    for name in ("metrics.csv", "table1.csv", "bounds.json", "report.md", "report.html"):
+    for name in ("metrics.parquet", "table1.csv", "bounds.json", "report.md", "report.html"):
         (d / name).unlink()
     shutil.rmtree(d / "figures")
-    map_path(d, 1, "ig", 0.1).unlink()
-    # A map killed after its first block of 2 images: that block's file, no final file.
-    full = load_map(d, 0, "grad", 0.2)
-    block0 = {k: v[:2] if torch.is_tensor(v) else v for k, v in full.items()}  # per image
-    block0["halves"] = full["halves"][:, :2]
-    torch.save(block0, map_path(d, 0, "grad", 0.2, block=0))
-    map_path(d, 0, "grad", 0.2).unlink()
+    block = d / "blocks" / "ig" / "block00001.pt"
+    block.unlink()
 
     assert run("run", "--out", d, "--quiet", *TINY) == 0
-    assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert block.read_bytes() == (tiny_run / "blocks" / "ig" / "block00001.pt").read_bytes()
+    assert (d / "metrics.parquet").read_bytes() == (tiny_run / "metrics.parquet").read_bytes()
     assert (d / "table1.csv").read_bytes() == (tiny_run / "table1.csv").read_bytes()
-    for k, method, r in ((1, "ig", 0.1), (0, "grad", 0.2)):
-        again, first = load_map(d, k, method, r), load_map(tiny_run, k, method, r)
-        assert again.keys() == first.keys()
-        for key in ("mean", "halves", "unit_var"):
-            assert torch.equal(again[key], first[key]), (k, method, r, key)
     assert {p.stem for p in (d / "figures").glob("*.png")} == {
         p.stem for p in (tiny_run / "figures").glob("*.png")
     }
@@ -52,30 +44,73 @@ def test_resume_after_deleting_outputs(tiny_run, tmp_path):
     assert not leftovers(d)
 
 
+METHODS = ("grad", "ig", "gradcam", "gradcampp")  # the tiny run's, in order
+BLOCKS = [(m, b) for m in METHODS for b in (0, 1)]  # the order the stage measures them in
+
+
 @pytest.mark.slow
-def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monkeypatch):
-    d = copy_trained(tiny_run, tmp_path / "run")
-    real, calls = attribute.attribute_blocks, []
+@pytest.mark.parametrize("keep", ["none", "all"])
+def test_killed_attribution_resumes_to_the_same_numbers(tiny_run, tmp_path, monkeypatch, keep):
+    """Killed as it starts its sixth image block (of 8: 4 methods x 2 blocks), the stage leaves
+    the five finished block files (with ``keep = "all"``, their map blocks too) and nothing
+    half-written; resumed, it computes only the three blocks left and ends with the numbers of
+    an uninterrupted run."""
+    d = copy_trained(tiny_run, tmp_path / "run", names=TRAINED[1:])  # its own config
+    sets = [*TINY, "--set", f"maps.keep={keep}"]
+    real, calls = attribute.measure_block, []
 
-    def dies_on_the_eighth_block(*args, **kwargs):
-        calls.append(args[1:3])
-        if len(calls) == 8:
+    def dies_in_the_sixth_block(job, models):
+        calls.append((job.method, job.block))
+        if len(calls) == 6:
             raise Killed
-        return real(*args, **kwargs)
+        return real(job, models)
 
-    monkeypatch.setattr(attribute, "attribute_blocks", dies_on_the_eighth_block)
+    monkeypatch.setattr(attribute, "measure_block", dies_in_the_sixth_block)
     with pytest.raises(Killed):
-        run("run", "--out", d, "--quiet", "--stages", "attribute", *TINY)
-    # Blocks are visited model, method, r, then block: 7 blocks of model 0's grad were saved,
-    # the last map (r = 0.2) with one of its two blocks; no map was joined.
-    assert len(list((d / "maps").rglob("*.block*.pt"))) == 7
-    assert map_path(d, 0, "grad", 0.2, block=0).is_file()
-    assert all(".block" in p.name for p in (d / "maps").rglob("*.pt"))
+        run("run", "--out", d, "--quiet", "--stages", "attribute", *sets)
+    assert calls == BLOCKS[:6]
+    assert len(list((d / "blocks").rglob("block*.pt"))) == 5
     assert not [p for p in d.rglob("*") if p.name.endswith(".tmp")]
+    if keep == "all":  # every model's at every r of the five blocks; no map joined
+        assert len(list((d / "maps").rglob("*.block*.pt"))) == 5 * N_MODELS * len(GRID)
+        assert not [p for p in (d / "maps").rglob("*.pt") if ".block" not in p.name]
 
+    calls.clear()
+    monkeypatch.setattr(attribute, "measure_block", lambda job, models: calls.append(
+        (job.method, job.block)) or real(job, models))  # fmt: skip
+    assert run("run", "--out", d, "--quiet", "--stages", "attribute", "evaluate", *sets) == 0
+    assert calls == BLOCKS[5:]
+    assert (d / "metrics.parquet").read_bytes() == (tiny_run / "metrics.parquet").read_bytes()
+    assert not leftovers(d)
+    if keep == "all":
+        assert len(list((d / "maps").rglob("r*.pt"))) == N_MODELS * len(METHODS) * len(GRID)
+
+
+@pytest.mark.slow
+def test_a_block_killed_while_writing_its_maps_is_measured_again(tiny_run, tmp_path, monkeypatch):
+    """With ``keep = "all"`` a block writes its map blocks before its block file: killed after
+    three of them, the block has no block file and is measured again whole on resuming (its map
+    blocks rewritten with the same bytes); every kept map joins as in an uninterrupted run."""
+    d = copy_trained(tiny_run, tmp_path / "run", names=TRAINED[1:])  # its own config
+    sets = [*TINY, "--set", "maps.keep=all"]
+    real, written = attribute._keep, []
+
+    def dies_at_the_third_map_of_block_1(job, k, f):
+        if job.block == 1:
+            written.append((k, f.r))
+            if len(written) == 3:
+                raise Killed
+        return real(job, k, f)
+
+    monkeypatch.setattr(attribute, "_keep", dies_at_the_third_map_of_block_1)
+    with pytest.raises(Killed):
+        run("run", "--out", d, "--quiet", "--stages", "attribute", *sets)
+    assert [p.name for p in (d / "blocks").rglob("block*.pt")] == ["block00000.pt"]
+    assert len(list((d / "maps").rglob("*.block1.pt"))) == 2
     monkeypatch.undo()
-    assert run("run", "--out", d, "--quiet", "--stages", "attribute", "evaluate", *TINY) == 0
-    assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert run("run", "--out", d, "--quiet", "--stages", "attribute", "evaluate", *sets) == 0
+    assert (d / "metrics.parquet").read_bytes() == (tiny_run / "metrics.parquet").read_bytes()
+    assert len(list((d / "maps").rglob("r*.pt"))) == N_MODELS * len(METHODS) * len(GRID)
     assert not leftovers(d)
 
 
@@ -89,10 +124,10 @@ def test_a_late_rank_does_not_change_the_share_of_work(tiny_run, tmp_path, monke
     models = RunModels(cfg, RunDir(d)).models()
     monkeypatch.setattr(attribute, "barrier", lambda info: None)
     done = [attribute.run_attribution(cfg, RunDir(d), models, DistInfo(rank, 2)) for rank in (1, 0)]
-    n_blocks = N_MODELS * len(ss.METHODS) * len(GRID) * 2
+    n_blocks = len(ss.METHODS) * 2
     assert done == [n_blocks // 2, n_blocks // 2]
     evaluate.evaluate_run(cfg, RunDir(d), RunModels(cfg, RunDir(d)).model_sizes())
-    assert (d / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert (d / "metrics.parquet").read_bytes() == (tiny_run / "metrics.parquet").read_bytes()
 
 
 def test_each_rank_works_on_its_own_gpu(monkeypatch):
@@ -132,7 +167,7 @@ def test_a_changed_config_is_refused(tiny_run, tmp_path, capsys):
     # redraw), and its numbers stay.
     free = ["--set", "attribution.batch_size=64", "--stages", "train", "attribute", "evaluate"]
     assert run("run", "--out", d, "--quiet", *TINY, *free) == 0
-    assert (d / "metrics.csv").read_bytes() == before[d / "metrics.csv"][0]
+    assert (d / "metrics.parquet").read_bytes() == before[d / "metrics.parquet"][0]
     assert "batch_size = 64" in (d / "config.toml").read_text()
 
 
@@ -140,7 +175,7 @@ def test_a_changed_config_is_refused(tiny_run, tmp_path, capsys):
 def test_a_stage_before_its_inputs_is_one_line(tiny_run, tmp_path, capsys):
     """A stage subcommand run before the stage that writes its inputs: exit 2, one line."""
     d = copy_trained(tiny_run, tmp_path / "run")
-    for stage, missing in (("evaluate", "r0.000000.pt"), ("report", "metrics.csv")):
+    for stage, missing in (("evaluate", "test_images.pt"), ("report", "metrics.parquet")):
         assert run(stage, d, "--quiet") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and missing in err[0] and "run the stages before" in err[0], err

@@ -299,7 +299,8 @@ RUN_FILES = {
     "test_images.pt": "figures",
     "maps/model0/grad/r0.000000.pt": "evaluate",
     "maps/model0/grad/r0.100000.block0.pt": "attribute",
-    "metrics.csv": "figures",
+    "blocks/grad/block00000.pt": "evaluate",
+    "metrics.parquet": "figures",
     "table1.csv": "report",
     "recommendation.json": "report",
     "sanity.csv": "report",
@@ -342,9 +343,9 @@ def test_a_socket_in_a_run_directory_is_refused(tmp_path, capsys, monkeypatch):
     d = fake_run(tmp_path)
     sock = socket.socket(socket.AF_UNIX)
     try:
-        sock.bind(str(d / "metrics.csv"))
+        sock.bind(str(d / "metrics.parquet"))
         assert main(["figures", str(d)]) == 2
-        assert "metrics.csv: a socket where a run file belongs" in one_error(capsys, "figures")
+        assert "metrics.parquet: a socket where a run file belongs" in one_error(capsys, "figures")
     finally:
         sock.close()
 

@@ -11,9 +11,9 @@ sizes), so a run directory may be resumed with other values of them. Stages talk
 in the run directory (:mod:`~smoothstab.experiments.rundir.layout`) and skip what exists::
 
     config.toml -> train (splits.json, model_{p}.pt, train_metrics.json)
-    -> attribute (test_images.pt, maps/...) -> evaluate (metrics.csv, table1.csv,
-    recommendation.json) -> sanity (sanity.csv, when enabled) -> figures (figures/*.png)
-    -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
+    -> attribute (test_images.pt, blocks/..., maps/... with [maps] keep) -> evaluate
+    (metrics.parquet, table1.csv, recommendation.json) -> sanity (sanity.csv, when enabled)
+    -> figures (figures/*.png) -> bounds (bounds.json, bounds.md) -> report (report.md, report.html)
 
 Each key's meaning is the docstring under its field; :mod:`~smoothstab.experiments.config.keys`
 reads them back for ``smoothstab config`` and the documentation's list of keys. Long (about 670
@@ -336,8 +336,8 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Which maps to compute and how (the paper's values by default). Every map file records
-    each image's relative Monte-Carlo standard error and model evaluations.
+    """Which maps to compute and how (the paper's values by default). The metrics table records
+    each map's relative Monte-Carlo standard error and model evaluations, per image.
 
     The speed options ``amp``, ``channels_last`` and ``pack``
     (:mod:`~smoothstab.experiments.models.accel`) change the floating point of the maps, so none is
@@ -363,8 +363,8 @@ class AttributionConfig:
     max_samples: int = 1000
     """With a ``tolerance`` only: the most draws per map."""
     groups: int | None = None
-    """An even number of interleaved groups of draws whose means the map files keep (with
-    debiased distances), so that the standard errors of the distances in ``metrics.csv``
+    """An even number of interleaved groups of draws whose means each smoothed map keeps (with
+    debiased distances), so that the standard errors of the distances in the metrics table
     account for the correlation between a map's elements (``G - 1`` degrees of freedom;
     ``smooth(..., groups=G)``). Unset, :attr:`n_groups` follows
     :func:`smoothstab.montecarlo.default_groups`: 16 from 32 units (draws, or antithetic pairs,
@@ -465,7 +465,7 @@ class AttributionConfig:
 
     def noise_grid(self) -> list[float]:
         """Every r a run needs: both sweeps, 0 and the Table-1 level, rounded to 6 decimals
-        (each gets its own map file), sorted."""
+        (each is its own level in the block files and kept maps), sorted."""
         rs = {0.0, float(self.table_r), *map(float, self.stability_r), *map(float, self.fidelity_r)}
         return sorted(round(r, 6) for r in rs)
 
@@ -550,6 +550,40 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class MapsConfig:
+    """Which maps the attribute stage keeps on disk. It measures every map while it is in
+    memory (every per-image number is in the metrics table), so none is needed afterwards; it
+    always keeps the mean maps the figures draw: every model's, at every r, of the
+    ``evaluation.grid_images`` figure images (the first test image of each class, then the
+    next ones), in the block files. ``plan`` says what each choice stores."""
+
+    keep: Literal["none", "means", "all"] = "none"
+    """Beyond the figure images: ``none``; ``means``, every test image's mean maps; ``all``,
+    every test image's maps with their Monte-Carlo halves, variances and groups (what measuring
+    them again needs), one file per model, method and r under ``maps/``."""
+    precision: Literal["float32", "float16"] = "float32"
+    """The float type of kept mean maps (``float16`` halves their bytes: about three
+    significant digits, plenty for a picture); ``keep = "all"`` keeps the run's own."""
+    view: Literal["map", "abs"] = "map"
+    """Kept mean maps as computed (``map``) or as their 2-D view ``sum_c |map_c|`` (``abs``,
+    what the figures draw: a third of the bytes of an RGB map); ``keep = "all"`` keeps
+    ``map``."""
+
+    def __post_init__(self) -> None:
+        check_choice(self.keep, "keep", ("none", "means", "all"))
+        check_choice(self.precision, "precision", ("float32", "float16"))
+        check_choice(self.view, "view", ("map", "abs"))
+        if self.keep == "all" and (self.precision, self.view) != ("float32", "map"):
+            key, value = ("precision", self.precision) if self.precision != "float32" else (
+                "view", self.view)  # fmt: skip
+            raise ValueError(
+                f"{key}: keep = 'all' keeps the maps with their Monte-Carlo statistics as "
+                f"computed, for measuring them again; {key} = {value!r} applies to kept mean maps "
+                "(keep = 'none' or 'means')"
+            )
+
+
+@dataclass(frozen=True)
 class SanityConfig:
     """The model-randomisation check (Adebayo et al. 2018) of the ``sanity`` stage
     (:mod:`~smoothstab.experiments.stages.sanity_stage`, docs/sanity.md): off unless ``enabled``."""
@@ -597,6 +631,7 @@ class ExperimentConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    maps: MapsConfig = field(default_factory=MapsConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
 
     def __post_init__(self) -> None:

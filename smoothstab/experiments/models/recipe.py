@@ -1,24 +1,31 @@
-"""How a run makes one map: its test images (:func:`load_test_images`), each method with the
-run's settings (:func:`smoothed_method`), what one draw costs (:func:`evals_per_sample`) and
-the noise seed of each image block (:func:`block_seed`).
+"""How a run makes one map: its test images (:func:`load_test_images`) and the few the figures
+draw (:func:`figure_images`), each method with the run's settings (:func:`smoothed_method`), what
+one draw costs (:func:`evals_per_sample`), the noise seed of each image block (:func:`block_seed`)
+and what a block file or kept map file of the run must be (:func:`block_identity`,
+:func:`map_identity`, with the run's config digest :func:`run_digest`).
 
-The attribute stage (:mod:`~smoothstab.experiments.stages.attribute`) writes the maps with these;
-the sanity stage (:mod:`~smoothstab.experiments.stages.sanity_stage`) remakes them for the
-randomised copies and the permuted-label twin with the same seeds (common random numbers), and
-``plan`` counts their cost. Stages share code through helper modules like this one, not through each
-other.
+The attribute stage (:mod:`~smoothstab.experiments.stages.attribute`) makes and measures the maps
+with these; the sanity stage (:mod:`~smoothstab.experiments.stages.sanity_stage`) remakes them for
+the randomised copies and the permuted-label twin with the same seeds (common random numbers), the
+evaluate and figures stages check the block files they read, and ``plan`` counts their cost. Stages
+share code through helper modules like this one, not through each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import TYPE_CHECKING
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 import smoothstab as ss
 from smoothstab.experiments.config.datasets import check_image_count, dataset_info
+from smoothstab.experiments.config.parse import free_keys
+from smoothstab.experiments.config.setting import Setting
 from smoothstab.experiments.models.architectures import cam_layer
 from smoothstab.experiments.models.data import derive_seed, load_dataset, test_indices
 from smoothstab.experiments.rundir.layout import RunDir
@@ -117,3 +124,80 @@ def block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: 
     if attr.common_random_numbers:
         return derive_seed(attr.seed, block)
     return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))
+
+
+def figure_images(labels: torch.Tensor, n: int) -> list[int]:
+    """The test images the figures draw (``evaluation.grid_images`` of them), whose mean maps a
+    run always keeps: up to ``n`` indices, the first image of each class first (in order), then
+    the next images in order. Image 0 is always among them."""
+    first: dict[int, int] = {}
+    for i, y in enumerate(labels.tolist()):
+        first.setdefault(y, i)
+    picks = sorted(first.values())[:n]
+    return picks + [i for i in range(len(labels)) if i not in picks][: n - len(picks)]
+
+
+def run_digest(cfg: ExperimentConfig) -> str:
+    """A digest of every key of ``cfg`` that changes a result (not the free ones): what a block
+    file records, so that a block of another run is not taken for one of this run."""
+    free = free_keys(type(cfg))
+
+    def keep(table: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in table.items():
+            name = prefix + key
+            if isinstance(value, dict):
+                out[key] = keep(value, name + ".")
+            elif name not in free:
+                out[key] = value
+        return out
+
+    text = json.dumps(keep(dataclasses.asdict(cfg)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def block_range(attr: AttributionConfig, block: int, n_images: int) -> tuple[int, int]:
+    """``(first, stop)``: the test images of image block ``block``."""
+    first = block * attr.image_batch
+    return first, min(first + attr.image_batch, n_images)
+
+
+def block_identity(cfg: ExperimentConfig, method: str, block: int, n_images: int) -> dict[str, Any]:
+    """What the block file of ``method``'s image block ``block`` must record
+    (:meth:`~smoothstab.experiments.rundir.blockfile.BlockFile.identity`), from the config."""
+    a, x_range = cfg.attribution, dataset_info(cfg.train).x_range
+    rs, models = a.noise_grid(), Setting.of(cfg).n_models
+    return {
+        "method": method,
+        "block": block,
+        "images": list(block_range(a, block, n_images)),
+        "rs": rs,
+        "sigmas": [r * x_range for r in rs],
+        "models": models,
+        "seeds": [[block_seed(a, block, k, method, r) for r in rs] for k in range(models)],
+        "run": run_digest(cfg),
+        "view": cfg.maps.view,
+        "precision": cfg.maps.precision,
+    }
+
+
+def map_identity(
+    cfg: ExperimentConfig, model: int, method: str, r: float, block: int | None, n_images: int
+) -> dict[str, Any]:
+    """What a kept map file must record (:meth:`~smoothstab.experiments.rundir.mapfile.MapFile.
+    identity`): of image block ``block``, or (``None``) the joined file of every block."""
+    a, m = cfg.attribution, cfg.maps
+    blocks = range(-(-n_images // a.image_batch)) if block is None else [block]
+    first, stop = (0, n_images) if block is None else block_range(a, block, n_images)
+    means = m.keep == "means"
+    return {
+        "method": method,
+        "model": model,
+        "r": r,
+        "sigma": r * dataset_info(cfg.train).x_range,
+        "images": [first, stop],
+        "block": block,
+        "seeds": [block_seed(a, b, model, method, r) for b in blocks],
+        "view": m.view if means else "map",
+        "precision": m.precision if means else None,
+    }

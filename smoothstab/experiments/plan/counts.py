@@ -4,9 +4,11 @@ Counts are exact from the config alone, asked of the code that does the work: tr
 images seen per model (:func:`~smoothstab.experiments.models.trainer.epoch_batches`); model
 evaluations (one forward and backward pass of one input row) of the attribute stage per method and
 noise level (:func:`~smoothstab.experiments.models.recipe.evals_per_sample`), with the nested
-smoothed-IG sampler beside the joint one; map files and their bytes (what
-:class:`~smoothstab.experiments.rundir.mapfile.MapFile` saves); the models and pairs of the setting
-(:class:`~smoothstab.experiments.config.setting.Setting`).
+smoothed-IG sampler beside the joint one; what the run stores (:func:`storage`: the block files,
+what :class:`~smoothstab.experiments.rundir.blockfile.BlockFile` saves, the kept map files, what
+:class:`~smoothstab.experiments.rundir.mapfile.MapFile` saves, and the rows of the metrics table,
+as the per-image measures make them) and what one device holds (:func:`device_memory`); the models
+and pairs of the setting (:class:`~smoothstab.experiments.config.setting.Setting`).
 :mod:`~smoothstab.experiments.plan.timing` times a few real steps and chunks on this machine and
 extrapolates by these counts; :mod:`~smoothstab.experiments.plan.text` prints a plan.
 """
@@ -14,6 +16,7 @@ extrapolates by these counts; :mod:`~smoothstab.experiments.plan.text` prints a 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -210,18 +213,22 @@ def map_shape(cfg: ExperimentConfig, method: str) -> tuple[int, ...]:
     return (channels, info.image_size, info.image_size)
 
 
-def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
-    """The size of one map file: what :class:`~smoothstab.experiments.rundir.mapfile.MapFile` saves
-    for the run's images, made by the code that writes them (the engine's stats of zero maps of the
-    run's shape, with its groups and tolerance, through ``MapFile.from_stats``) for one and two
+def map_file_bytes(cfg: ExperimentConfig, method: str, r: float, keep: str | None = None) -> int:
+    """The size of one kept map file (``keep``: ``means`` or ``all``, default ``maps.keep``): what
+    :class:`~smoothstab.experiments.rundir.mapfile.MapFile` saves for the run's images, made by the
+    code that writes them (the engine's stats of zero maps of the run's shape, with its groups and
+    tolerance, through ``MapFile.from_stats``, with the record of what it is) for one and two
     images; the sizes fit ``a + b x images`` exactly up to the zip format's alignment."""
+    from smoothstab.experiments.config.tables import MapsConfig
+    from smoothstab.experiments.models.recipe import map_identity
     from smoothstab.experiments.rundir.mapfile import MapFile
     from smoothstab.montecarlo import Tolerance, monte_carlo
     from smoothstab.stats import SmoothStats
 
-    a = cfg.attribution
+    a, m = cfg.attribution, cfg.maps
+    keep = keep or m.keep
     dtype = getattr(torch, a.dtype)
-    keep = cfg.evaluation.debiased and r > 0
+    debiased = cfg.evaluation.debiased and r > 0
 
     def size(n: int) -> int:
         zeros = torch.zeros((n, *map_shape(cfg, method)), dtype=dtype)
@@ -233,23 +240,212 @@ def map_file_bytes(cfg: ExperimentConfig, method: str, r: float) -> int:
                 draws = dict(tolerance=Tolerance(a.tolerance, a.min_samples, a.max_samples))
             stats = monte_carlo(lambda xs, b, j, u: xs, zeros, sigma=0.0, antithetic=a.antithetic,
                                 groups=a.n_groups, **draws)  # fmt: skip
-        f = MapFile.from_stats(stats, r, 0.1 if r > 0 else 0.0, keep=keep)
-        buf = io.BytesIO()
-        torch.save(f.record(), buf)
-        return buf.getbuffer().nbytes
+        f = MapFile.from_stats(stats, r, 0.1 if r > 0 else 0.0, keep=debiased)
+        if keep == "means":
+            f = f.means_only(m.precision, m.view)
+        asked = replace(m, keep=keep) if keep == "means" else MapsConfig(keep="all")
+        ident = map_identity(replace(cfg, maps=asked), 0, method, r, None, a.n_images)
+        ident = {k: tuple(v) if isinstance(v, list) else v for k, v in ident.items()}
+        return _saved_bytes(replace(f, **ident).record())
 
     one, two = size(1), size(2)
     return one + (two - one) * (a.n_images - 1)
 
 
-def storage(cfg: ExperimentConfig) -> tuple[int, int, int]:
-    """(map files, their bytes, bytes of ``test_images.pt``)."""
-    rs, models = cfg.attribution.noise_grid(), Setting.of(cfg).n_models
-    files = models * len(cfg.attribution.methods) * len(rs)
-    total = sum(models * map_file_bytes(cfg, m, r) for m in cfg.attribution.methods for r in rs)
+def _saved_bytes(record: dict) -> int:
+    buf = io.BytesIO()
+    torch.save(record, buf)
+    return buf.getbuffer().nbytes
+
+
+def level_groups(cfg: ExperimentConfig, method: str) -> list:
+    """The row groups of one method at one r (a value per image each), as the per-image measures
+    make them (:data:`~smoothstab.experiments.analysis.per_image.MEASURES`, on one zero map of
+    the run's shape per model)."""
+    from smoothstab.experiments.analysis.per_image import LevelMaps, measure
+
+    setting, e = Setting.of(cfg), cfg.evaluation
+    zero, one = torch.zeros((1, *map_shape(cfg, method))), torch.ones(1)
+    k = setting.n_models
+    pairs = setting.pairs()
+    return measure(LevelMaps(method, 0.0, 0.0, [zero] * k, [zero] * k, [one] * k, [one] * k,
+                             pairs, e.debiased, e.topk))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What a run stores: its block files (``blocks``: the rows and the figure images' mean maps
+    of every model at every r, ``figure_bytes`` of them), the kept map files of ``maps.keep``
+    (``kept``; ``alternatives``: files and bytes with each other value of it), the metrics table
+    (rows; its bytes are about: Parquet compresses what is there), ``test_images.pt``."""
+
+    block_files: int
+    block_bytes: int
+    figure_images: int
+    figure_bytes: int
+    map_files: int
+    map_bytes: int
+    alternatives: dict[str, tuple[int, int]]
+    table_rows: int
+    table_bytes: int
+    test_images_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.block_bytes + self.map_bytes + self.table_bytes + self.test_images_bytes
+
+
+def storage(cfg: ExperimentConfig) -> Storage:
+    """Every file the attribute and evaluate stages write, counted from the config: block and map
+    files made and saved in memory by the code that writes them (at one or two images, scaled:
+    exact up to the zip format's alignment, 64 bytes a file), the figure maps as raw bytes, the
+    metrics table's rows counted and its bytes extrapolated from the Parquet file of the run's
+    row groups for 8 and 16 images of random values (about: values compress as they are)."""
+    a, m = cfg.attribution, cfg.maps
+    rs, models, n = a.noise_grid(), Setting.of(cfg).n_models, a.n_images
+    n_blocks = -(-n // a.image_batch)
+    figures = min(cfg.evaluation.grid_images, n)
+    groups = {method: level_groups(cfg, method) for method in a.methods}
+    block_bytes = figure_bytes = 0
+    for method in a.methods:
+        full = _block_bytes(cfg, method, groups[method], min(a.image_batch, n))
+        last = n - (n_blocks - 1) * a.image_batch
+        block_bytes += full * (n_blocks - 1) + _block_bytes(cfg, method, groups[method], last)
+        shape = map_shape(cfg, method)
+        elements = shape[1] * shape[2] * (1 if m.view == "abs" else shape[0])
+        itemsize = torch.empty(0, dtype=getattr(torch, m.precision)).element_size()
+        figure_bytes += models * len(rs) * figures * elements * itemsize
+    kept = {}
+    for keep in ("means", "all"):
+        files, nbytes = models * len(a.methods) * len(rs), 0
+        for method in a.methods:  # every r > 0 has a file of one size (same records, shapes)
+            smoothed = [r for r in rs if r > 0]
+            nbytes += models * map_file_bytes(cfg, method, 0.0, keep)
+            nbytes += models * len(smoothed) * (map_file_bytes(cfg, method, smoothed[0], keep)
+                                                if smoothed else 0)  # fmt: skip
+        kept[keep] = (files, nbytes)
+    files, nbytes = kept.get(m.keep, (0, 0))
     info = dataset_info(cfg.train)
-    images = cfg.attribution.n_images * info.in_channels * info.image_size**2 * 4
-    return files, total, images + 8 * cfg.attribution.n_images
+    images = n * info.in_channels * info.image_size**2 * 4 + 8 * n
+    rows = n * len(rs) * sum(len(g) for g in groups.values())
+    return Storage(
+        n_blocks * len(a.methods), block_bytes + figure_bytes, figures, figure_bytes, files,
+        nbytes, {k: v for k, v in {"none": (0, 0), **kept}.items() if k != m.keep}, rows,
+        _table_bytes(cfg, groups, n), images,
+    )  # fmt: skip
+
+
+def _block_bytes(cfg: ExperimentConfig, method: str, groups: list, images: int) -> int:
+    """A block file of ``images`` images without its figure maps, as the stage saves it."""
+    from smoothstab.experiments.models.recipe import block_identity
+    from smoothstab.experiments.rundir.blockfile import BlockFile
+
+    a = cfg.attribution
+    ident = block_identity(replace(cfg, attribution=replace(a, image_batch=images)), method, 0,
+                           images)  # fmt: skip
+    every = [(r, g) for r in ident["rs"] for g in groups]
+    g = len(every)
+    shape = map_shape(cfg, method)
+    if cfg.maps.view == "abs":
+        shape = (1, *shape[1:])
+    f = BlockFile(
+        method=method, block=0, images=(0, images), rs=tuple(ident["rs"]),
+        sigmas=tuple(ident["sigmas"]), models=ident["models"],
+        seeds=tuple(map(tuple, ident["seeds"])), run=ident["run"],
+        metric=tuple(str(x.metric) for _, x in every), r=tuple(r for r, _ in every),
+        pair=tuple("" if x.pair is None else f"{x.pair[0]}-{x.pair[1]}" for _, x in every),
+        model=tuple("" if x.model is None else str(x.model) for _, x in every),
+        has_stderr=tuple(x.stderr is not None for _, x in every),
+        values=torch.zeros(g, images, dtype=torch.float64),
+        stderr=torch.zeros(g, images, dtype=torch.float64), figure_images=(),
+        figure_maps=torch.zeros(ident["models"], len(ident["rs"]), 0, *shape,
+                                dtype=getattr(torch, cfg.maps.precision)),
+        view=cfg.maps.view, precision=cfg.maps.precision,
+    )  # fmt: skip
+    return _saved_bytes(f.record())
+
+
+def _table_bytes(cfg: ExperimentConfig, groups: dict[str, list], n_images: int) -> int:
+    """About the bytes of the metrics table, from above: the Parquet file of the run's row groups
+    for its images of random normal values (which compress less than a run's: 24,012 against
+    17,901 bytes for the tiny test run), extrapolated linearly from 8 and 16 images beyond 16."""
+    import numpy as np
+
+    from smoothstab.experiments.rundir.metrics_table import RowsBuilder, parquet_bytes
+
+    rs = cfg.attribution.noise_grid()
+    sizes = [None] * Setting.of(cfg).n_models
+    rng = np.random.default_rng(0)
+
+    def size(n: int) -> int:
+        builder = RowsBuilder()
+        for method, level in groups.items():
+            every = [(r, g) for r in rs for g in level]
+            heads = [(str(g.metric), r, "" if g.pair is None else f"{g.pair[0]}-{g.pair[1]}",
+                      "" if g.model is None else str(g.model), g.stderr is not None)
+                     for r, g in every]  # fmt: skip
+            builder.add(setting=cfg.models.setting, method=method, groups=heads, sizes=sizes,
+                        sigmas={r: r for r in rs}, values=rng.standard_normal((len(heads), n)),
+                        stderr=rng.standard_normal((len(heads), n)))  # fmt: skip
+        return len(parquet_bytes(builder.table()))  # in memory: plan writes no file
+
+    if n_images <= 16:
+        return size(n_images)
+    small, big = size(8), size(16)
+    return round(small + (big - small) * (n_images - 8) / 8)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """What one device holds while the attribute stage runs (every rank holds every model):
+    the models' parameters (``None``: an architecture that cannot be built here to count
+    them), one image block's maps of every model at the levels held at once (with the halves,
+    variances and groups the distances need), and the sums of the model being drawn. The
+    activations of a model call (``batch_size`` rows) come on top."""
+
+    models: int | None
+    maps: int
+    sums: int
+    levels_at_once: int
+
+    @property
+    def total(self) -> int | None:
+        return None if self.models is None else self.models + self.maps + self.sums
+
+
+def device_memory(cfg: ExperimentConfig) -> DeviceMemory:
+    """:class:`DeviceMemory` of ``cfg``, for its largest map."""
+    a = cfg.attribution
+    setting = Setting.of(cfg)
+    itemsize = torch.empty(0, dtype=getattr(torch, a.dtype)).element_size()
+    nonzero = len([r for r in a.noise_grid() if r > 0])
+    held = max(1, nonzero if a.pack else 1)
+    elements = max(math.prod(map_shape(cfg, m)) for m in a.methods) * min(a.image_batch, a.n_images)
+    per_map = 1 + ((3 + a.n_groups) if cfg.evaluation.debiased else 0)  # mean, halves, var, groups
+    maps = setting.n_models * (held * per_map + 1) * elements * itemsize  # + the r = 0 maps
+    sums = held * (3 + a.n_groups) * elements * 8  # float64 sums of the levels being drawn
+    return DeviceMemory(_parameter_bytes(cfg, itemsize), maps, sums, held)
+
+
+def _parameter_bytes(cfg: ExperimentConfig, itemsize: int) -> int | None:
+    """The parameters' bytes of every model, each architecture built once without memory
+    (``None``, unknown, where one is a ``python:`` factory, which counting never imports or
+    calls, or cannot be built here)."""
+    from smoothstab.experiments.models.architectures import build_model
+
+    info, total, names = dataset_info(cfg.train), 0, Setting.of(cfg).model_names()
+    for name in dict.fromkeys(names):  # each architecture built once
+        if name.startswith("python:"):
+            return None  # building it would import and call the factory: counts run no code
+        try:
+            with torch.device("meta"):
+                model = build_model(
+                    name, num_classes=num_classes(cfg), in_channels=info.in_channels
+                )
+        except Exception:  # a builder that computes on tensors, or weights it must read
+            return None
+        total += names.count(name) * sum(p.numel() for p in model.parameters()) * itemsize
+    return total
 
 
 def num_classes(cfg: ExperimentConfig) -> int:

@@ -77,11 +77,12 @@ def pilot_plan(cfg: ExperimentConfig, pilot: Path, target: float) -> PilotPlan:
             f"--pilot: plans how many models to train per size; setting {setting.name} "
             "compares the models it is given (use setting DT)"
         )
-    if not (pilot / "metrics.csv").is_file():
-        raise ConfigError(
-            f"--pilot: {pilot} has no metrics.csv; give a run directory whose evaluate stage ran"
-        )
     run = RunDir(pilot)
+    if not run.metrics.is_file():
+        raise ConfigError(
+            f"--pilot: {pilot} has no {run.metrics.name}; give a run directory whose evaluate "
+            "stage ran"
+        )
     summary = run.summary()
     from smoothstab.experiments.config.load import load_config
 

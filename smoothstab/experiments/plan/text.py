@@ -103,12 +103,8 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)} (at the same draws per "
         "map, not at the same Monte-Carlo error)"
     )
-    lines += [
-        "",
-        f"maps: {plan.map_files} files, {human_bytes(plan.map_bytes)} "
-        f"(+ test_images.pt {human_bytes(plan.test_images_bytes)}; "
-        f"float {a.dtype}, halves and variances kept: {cfg.evaluation.debiased})",
-    ]
+    if plan.storage is not None:
+        lines += ["", *_storage_lines(plan, cfg), "", *_memory_lines(plan, cfg)]
     lines += _sanity_lines(plan.sanity)
     t = plan.timing
     if t is not None:
@@ -126,12 +122,61 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
         per = ", ".join(f"{m} {s * 1000:.2f} ms" for m, s in t.per_row_s.items())
         lines += [
             f"  attribute {human_seconds(t.attribute_s):>10}  (a row: {per})",
-            f"  evaluate  {human_seconds(t.evaluate_s):>10}",
+            f"  measure   {human_seconds(t.evaluate_s):>10}  (in the attribute stage, while the "
+            "maps are in memory)",
             *([f"  sanity    {human_seconds(t.sanity_s):>10}"] if plan.sanity else []),
             f"  total     {human_seconds(t.total_s):>10}  (figures, bounds, report not included; "
             f"measured in {t.measured_s:.1f} s)",
         ]
     return "\n".join(lines)
+
+
+def _storage_lines(plan: Plan, cfg: ExperimentConfig) -> list[str]:
+    s, m = plan.storage, cfg.maps
+    others = "; ".join(
+        f'"{keep}": ' + ("none" if not files else f"{files} files, {human_bytes(nbytes)}")
+        for keep, (files, nbytes) in s.alternatives.items()
+    )
+    kept = "none" if not s.map_files else f"{s.map_files} files, {human_bytes(s.map_bytes)}"
+    form = f"{m.precision}" + (", their 2-D |map| view" if m.view == "abs" else "")
+    return [
+        f"storage, {human_bytes(s.total)}:",
+        f"  block files      {s.block_files} files, {human_bytes(s.block_bytes)}: the rows, and "
+        f"the mean maps of {s.figure_images} figure images, every model at every r "
+        f"({human_bytes(s.figure_bytes)}, {form})",
+        f'  kept maps        {kept} (maps.keep = "{m.keep}"; {others})',
+        f"  metrics.parquet  {_n(s.table_rows)} rows, at most about {human_bytes(s.table_bytes)}",
+        f"  test_images.pt   {human_bytes(s.test_images_bytes)}",
+    ]
+
+
+def _memory_lines(plan: Plan, cfg: ExperimentConfig) -> list[str]:
+    """What one device holds; where the config's device is here, against its memory."""
+    mem, a = plan.memory, cfg.attribution
+    models = "unknown (not built here)" if mem.models is None else human_bytes(mem.models)
+    levels = "every r (pack)" if a.pack else "one r"
+    lines = [
+        f"device memory (each rank holds every model): models {models}; an image block's maps "
+        f"of every model at {levels} {human_bytes(mem.maps)}; sums while drawing "
+        f"{human_bytes(mem.sums)}; plus a model call's activations ({a.batch_size} rows)"
+    ]
+    have = _device_bytes(a.device)
+    if have is not None and mem.total is not None and mem.total > have:
+        lines.append(
+            f"  does not fit in {a.device}'s {human_bytes(have)}: lower attribution.image_batch "
+            "(the maps scale with it)"
+            + (" or set attribution.pack = false (one r at a time)" if a.pack else "")
+            + "; the models alone need "
+            + human_bytes(mem.models)
+        )
+    return lines
+
+
+def _device_bytes(device: str) -> int | None:
+    """The memory of ``device`` when it is a CUDA device here (``None`` otherwise)."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.device(device).index or 0).total_memory
 
 
 def _sanity_lines(check: SanityCost | None) -> list[str]:

@@ -239,8 +239,9 @@ def time_attribution(
 
 
 def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> float:
-    """Seconds of the evaluate stage: its row functions on random maps of the run's shapes."""
-    from smoothstab.experiments.stages.evaluate import model_rows, pair_rows
+    """Seconds of measuring the maps (in the attribute stage, while they are in memory): the
+    per-image measures on random maps of the run's shapes."""
+    from smoothstab.experiments.analysis.per_image import model_groups, pair_groups
     from smoothstab.stats import SmoothStats
 
     a, e = cfg.attribution, cfg.evaluation
@@ -251,8 +252,8 @@ def time_evaluation(cfg: ExperimentConfig, per_pair: int, per_model: int) -> flo
         maps = torch.randn((4, m, *map_shape(cfg, method)), generator=g)
         start = time.perf_counter()
         a_, b_ = SmoothStats.exact(maps[0]), SmoothStats.exact(maps[1])
-        list(pair_rows({}, a_, b_, debiased=e.debiased, topk=min(e.topk, 16)))
-        list(model_rows({}, SmoothStats.exact(maps[2]), maps[3], debiased=e.debiased))
+        list(pair_groups(a_, b_, debiased=e.debiased, topk=min(e.topk, 16)))
+        list(model_groups(SmoothStats.exact(maps[2]), maps[3], debiased=e.debiased))
         took = (time.perf_counter() - start) / m
         rs = len(a.noise_grid())
         total += took * a.n_images * rs * max(per_pair, per_model)

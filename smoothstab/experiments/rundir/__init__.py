@@ -1,4 +1,4 @@
 """Where a run's files live and what each holds: the directory's layout, one typed record
-per file (maps, metrics.csv, table1.csv, bounds.json, sanity.csv), and the manifest that
-hashes what each stage wrote.
+per file (block files, kept maps, metrics.parquet, table1.csv, bounds.json, sanity.csv), and the
+manifest that hashes what each stage wrote.
 """

@@ -1,7 +1,8 @@
 """A run directory's numbers as pandas DataFrames: ``smoothstab.load_run(DIR)``.
 
 Every table is read from the files the stages wrote, through the readers the report uses
-(``metrics.csv`` and its :class:`~smoothstab.experiments.analysis.summary.Summary`,
+(the metrics table, ``metrics.parquet``, and its
+:class:`~smoothstab.experiments.analysis.summary.Summary`,
 ``table1.csv``, ``recommendation.json``, ``sanity.csv``), so a DataFrame holds the numbers the
 report shows. pandas is needed here only, imported on first use (``pip install pandas``; the
 ``frames`` extra).
@@ -35,7 +36,7 @@ class RunFrames:
     """The numbers of one run directory (:func:`load_run`), each a DataFrame read when first
     asked for:
 
-    * :attr:`metrics`: ``metrics.csv``, one row per method, r, metric, model pair or model and
+    * :attr:`metrics`: ``metrics.parquet``, one row per method, r, metric, model pair or model and
       image (``value``, and its Monte-Carlo ``stderr`` where the metric has one);
     * :meth:`summary`: per method, metric, r and training-set size, the mean over pairs (or
       models) and images with its interval over models, images and draws, the paper's band
@@ -73,7 +74,7 @@ class RunFrames:
     @property
     def metrics(self) -> pd.DataFrame:
         def make() -> pd.DataFrame:
-            frame = _pandas().DataFrame(self.run.rows())
+            frame = _pandas().DataFrame(self.run.columns())  # columns: no dict per row
             for col in ("n", "stderr", "image"):
                 if col in frame:
                     frame[col] = _pandas().to_numeric(frame[col], errors="coerce")
@@ -245,5 +246,5 @@ def _order_item(item: tuple) -> tuple:
 def load_run(path: str | Path) -> RunFrames:
     """The numbers of the run directory ``path`` as pandas DataFrames (:class:`RunFrames`):
     ``run.metrics``, ``run.summary()``, ``run.table1``, ``run.recommendation``, ...; one
-    ``ValueError`` line when ``path`` is not a run directory with ``metrics.csv``."""
+    ``ValueError`` line when ``path`` is not a run directory with ``metrics.parquet``."""
     return RunFrames(path)

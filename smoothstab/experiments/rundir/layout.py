@@ -4,25 +4,28 @@ Every stage reads and writes through this module, so the layout is written down 
 
     config.toml                              the resolved config (prepare)
     splits.json, model_{p}.pt, train_metrics.json            (train)
-    test_images.pt, maps/model{k}/{method}/r{r:.6f}.pt       (attribute; rundir/mapfile.py)
-    metrics.csv, table1.csv, recommendation.json             (evaluate; rundir/metrics_table.py)
+    test_images.pt, blocks/{method}/block{b:05d}.pt          (attribute; rundir/blockfile.py)
+    maps/model{k}/{method}/r{r:.6f}.pt     (attribute, with [maps] keep; rundir/mapfile.py)
+    metrics.parquet, table1.csv, recommendation.json         (evaluate; rundir/metrics_table.py)
     sanity.csv                           (sanity, when [sanity] enabled; rundir/sanity_rows.py)
     figures/*.png                                            (figures)
     bounds.json, bounds.md, figures/bounds.png               (bounds)
     report.md, report.html                                   (report)
 
-Every file is written atomically (:mod:`~smoothstab.experiments.io.files`). A map file's record is
-:class:`~smoothstab.experiments.rundir.mapfile.MapFile`; ``metrics.csv``'s rows and their
-:class:`~smoothstab.experiments.analysis.summary.Summary` are
-:mod:`~smoothstab.experiments.rundir.metrics_table`'s.
+Every file is written atomically (:mod:`~smoothstab.experiments.io.files`). A block file's record
+is :class:`~smoothstab.experiments.rundir.blockfile.BlockFile`, a map file's
+:class:`~smoothstab.experiments.rundir.mapfile.MapFile` (both say what they are and carry their own
+hash); the metrics table's rows and their :class:`~smoothstab.experiments.analysis.summary.Summary`
+are :mod:`~smoothstab.experiments.rundir.metrics_table`'s.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
 
 from smoothstab.experiments.analysis.advice import Advice
@@ -37,10 +40,12 @@ from smoothstab.experiments.io.files import (
 from smoothstab.experiments.io.files import read_json as _read_json
 from smoothstab.experiments.rundir.advice_record import read_advice
 from smoothstab.experiments.rundir.mapfile import MapFile
-from smoothstab.experiments.rundir.metrics_table import cached_rows, cached_summary
-
-if TYPE_CHECKING:
-    pass
+from smoothstab.experiments.rundir.metrics_table import (
+    cached_rows,
+    cached_summary,
+    iter_rows,
+    read_columns,
+)
 
 
 class RunDir:
@@ -71,7 +76,7 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.csv"
+        return self.root / "metrics.parquet"
 
     @property
     def sanity_csv(self) -> Path:
@@ -119,23 +124,27 @@ class RunDir:
         return self.figures / f"{name}.png"
 
     def map(self, model: int, method: str, r: float, block: int | None = None) -> Path:
+        """A kept map file (``[maps] keep``), or one of its image blocks."""
         # Six decimals, as AttributionConfig.noise_grid rounds: each level gets its own file.
         suffix = "" if block is None else f".block{block}"
         return self.root / "maps" / f"model{model}" / method / f"r{r:.6f}{suffix}.pt"
 
-    def load_map(self, model: int, method: str, r: float) -> MapFile:
-        return MapFile.load(self.map(model, method, r))
+    def block(self, method: str, block: int) -> Path:
+        """The block file of ``method``'s image block ``block``: its rows and figure maps."""
+        return self.root / "blocks" / method / f"block{block:05d}.pt"
 
-    def join_map(self, model: int, method: str, r: float, n_blocks: int) -> None:
-        """Join a map's block files into its final file, then drop them. A single block is the
-        whole map: read once (a damaged one is refused) and renamed, not written again (the
-        same bytes: ``torch.save`` of equal content is byte-identical)."""
-        parts = [self.map(model, method, r, b) for b in range(n_blocks)]
-        if n_blocks == 1:
-            MapFile.load(parts[0])
-            os.replace(parts[0], self.map(model, method, r))
-            return
-        MapFile.join([MapFile.load(p) for p in parts]).save(self.map(model, method, r))
+    def load_map(self, model: int, method: str, r: float, expected: dict | None = None) -> MapFile:
+        return MapFile.load(self.map(model, method, r), expected)
+
+    def join_map(self, model: int, method: str, r: float, expected: list[dict]) -> None:
+        """Join a map's block files into its final file, then drop them; ``expected``: what
+        each block must be (:meth:`MapFile.identity`, one per block in order), checked before
+        anything is joined. A damaged block is one
+        :class:`~smoothstab.experiments.io.files.DamagedFile` line, and nothing is written."""
+        parts = [self.map(model, method, r, want["block"]) for want in expected]
+        MapFile.join([MapFile.load(p, want) for p, want in zip(parts, expected, strict=True)]).save(
+            self.map(model, method, r)
+        )
         for part in parts:
             part.unlink(missing_ok=True)
 
@@ -159,11 +168,21 @@ class RunDir:
         return _read_json(path)
 
     def rows(self) -> list[dict]:
+        """The metrics table, a dict per row (:func:`~.metrics_table.read_rows`; about a
+        kilobyte a row: for millions of rows, :meth:`iter_rows` or :meth:`columns`)."""
         return [dict(row) for row in cached_rows(self.metrics)]
 
+    def iter_rows(self) -> Iterator[dict]:
+        """The metrics table, a dict per row, one at a time (:func:`~.metrics_table.iter_rows`)."""
+        return iter_rows(self.metrics)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The metrics table column by column (:func:`~.metrics_table.read_columns`)."""
+        return read_columns(self.metrics)
+
     def summary(self) -> Summary:
-        """``metrics.csv`` summarised (means with their intervals); read once per version of the
-        file in this process (the figures, bounds and report stages of one run share it)."""
+        """The metrics table summarised (means with their intervals); read once per version of
+        the file in this process (the figures, bounds and report stages of one run share it)."""
         return cached_summary(self.metrics)
 
     def advice(self) -> Advice:

@@ -19,7 +19,8 @@ absolute path, no ``..``, nothing a link leads out of): a manifest naming anythi
 as damaged, so that the manifest never makes a stage delete a file the run did not write. So is
 a manifest that cannot be read, or a missing one where files of a stage after ``train`` exist
 (only a standalone ``smoothstab train`` writes none). Files no stage has recorded yet (a stage
-killed before its record) are not checked.
+killed before its record) are not checked here: the attribute stage's block and map files carry
+their own record and hash, which every reader checks (:mod:`~smoothstab.experiments.rundir.seal`).
 :func:`clean` removes what killed writers leave: temporary files, and block files whose map
 was joined.
 """
@@ -56,13 +57,15 @@ VERSION = 1
 # :mod:`~smoothstab.experiments.rundir.layout`).
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "train": ("splits.json", "val_split.json", "model_*.pt", "train_metrics.json"),
-    "attribute": ("test_images.pt", "maps/model*/*/r*.pt"),
-    "evaluate": ("metrics.csv", "table1.csv", "recommendation.json"),
+    "attribute": ("test_images.pt", "blocks/*/block*.pt", "maps/model*/*/r*.pt"),
+    "evaluate": ("metrics.parquet", "table1.csv", "recommendation.json"),
     "sanity": ("sanity.csv",),
     "figures": ("figures/*.png",),
     "bounds": ("bounds.json", "bounds.md", "figures/bounds.png"),
     "report": ("report.md", "report.html"),
 }
+# Files of an earlier layout of the run directory: a manifest naming one is of an older version.
+EARLIER: dict[str, tuple[str, ...]] = {"evaluate": ("metrics.csv",)}
 # Files a glob above matches that belong to another stage.
 NOT_OWNED: dict[str, tuple[str, ...]] = {"figures": ("figures/bounds.png",)}
 BLOCK = re.compile(r"\.block\d+(?=\.pt$)")
@@ -167,7 +170,7 @@ def _sha256(path: Path) -> str:
 
 
 # Hashed once per version of the file in this process: a run's later stages do not rehash the
-# maps (0.9 GB in the quickstart) that the stages before them checked or recorded.
+# files (the kept maps, with [maps] keep = "all") that the stages before them checked or recorded.
 sha256 = FileMemo(_sha256)
 
 
@@ -220,6 +223,13 @@ def _parse(path: Path) -> dict:
         if not isinstance(entries, dict):
             raise _damaged(root, f"the {stage} stage lists no files")
         for rel, entry in entries.items():
+            if rel in EARLIER.get(stage, ()):
+                raise DamagedFile(
+                    path,
+                    f"written by an earlier version of smoothstab (its {stage} stage lists {rel}, "
+                    "which runs now keep as metrics.parquet, with the maps measured in memory)",
+                    NEW_RUN.format(root=root),
+                )
             if not owned(root, stage, rel, links):
                 why = f"the {stage} stage lists {rel!r}, which is none of its files in the run"
                 raise _damaged(root, why + " directory")

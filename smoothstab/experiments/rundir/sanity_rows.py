@@ -1,7 +1,7 @@
 """``sanity.csv``, the sanity stage's file (:mod:`~smoothstab.experiments.stages.sanity_stage`): its
 columns, its reader and the summaries that the figures and the report read from it.
 
-Rows go to ``sanity.csv``, not ``metrics.csv``: that file is the evaluate stage's (rewritten
+Rows go to ``sanity.csv``, not the metrics table: that file is the evaluate stage's (rewritten
 whenever evaluate reruns, and recorded under it in the manifest), and these rows have a unit of
 their own, the randomised copy. Columns :data:`COLUMNS`; metrics ``sanity_ssim`` and ``sanity_rank``
 (:class:`~smoothstab.experiments.analysis.measures.Metric`); ``step`` numbers the copies in

@@ -1,4 +1,4 @@
-"""The figures stage: PNGs of the paper's figures from ``metrics.csv`` and the map files.
+"""The figures stage: PNGs of the paper's figures from the metrics table and the kept maps.
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
   (models) with the configured band (``evaluation.band``: the 95% interval over retraining,
@@ -14,6 +14,10 @@
   drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
   so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.
 * ``sigma_{method}.png``: one image's map as the noise level grows (Figs 8-9), on one scale.
+
+The maps drawn are those the attribute stage always keeps: the mean maps of the figure images
+(:func:`~smoothstab.experiments.models.recipe.figure_images`), every model at every r, in its block
+files (each checked against what the run expects before it is read); no map is computed here.
 * ``sanity_{method}.png`` (when the sanity stage ran): stability across retraining against
   sensitivity to randomisation, one point per r (docs/sanity.md).
 """
@@ -40,7 +44,12 @@ from smoothstab.experiments.config.datasets import dataset_info  # noqa: E402
 from smoothstab.experiments.config.setting import Setting  # noqa: E402
 from smoothstab.experiments.io.files import atomic_write  # noqa: E402
 from smoothstab.experiments.io.progress import Progress  # noqa: E402
+from smoothstab.experiments.models.recipe import (  # noqa: E402
+    block_identity,
+    figure_images,
+)
 from smoothstab.experiments.pages.names import MEASURES, NAMES, SMOOTHED  # noqa: E402
+from smoothstab.experiments.rundir.blockfile import BlockFile  # noqa: E402
 from smoothstab.experiments.rundir.layout import RunDir  # noqa: E402
 
 if TYPE_CHECKING:
@@ -191,18 +200,29 @@ def _inputs(x: torch.Tensor, data: TrainConfig) -> torch.Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
-def _distinct(labels: torch.Tensor, n: int) -> list[int]:
-    """Up to ``n`` image indices, one per class first (in order), then the rest in order."""
-    first = {}
-    for i, y in enumerate(labels.tolist()):
-        first.setdefault(y, i)
-    picks = sorted(first.values())[:n]
-    return picks + [i for i in range(len(labels)) if i not in picks][: n - len(picks)]
+class FigureMaps:
+    """The kept mean maps of the figure images, read from the block files that hold them (each
+    read once, checked against what the run expects)."""
+
+    def __init__(self, cfg: ExperimentConfig, run: RunDir, n_images: int) -> None:
+        self.cfg, self.run, self.n_images = cfg, run, n_images
+        self.files: dict[tuple[str, int], BlockFile] = {}
+
+    def maps(self, method: str, model: int, r: float, images: list[int]) -> torch.Tensor:
+        """Model ``model``'s maps of test images ``images`` (figure images) at ``r``."""
+        out = []
+        for i in images:
+            b = i // self.cfg.attribution.image_batch
+            if (method, b) not in self.files:
+                want = block_identity(self.cfg, method, b, self.n_images)
+                self.files[method, b] = BlockFile.load(self.run.block(method, b), want)
+            out.append(self.files[method, b].figure_map(model, r, i))
+        return torch.stack(out).float()
 
 
 def grid_figure(
     cfg: ExperimentConfig,
-    run: RunDir,
+    kept: FigureMaps,
     x: torch.Tensor,
     labels: torch.Tensor,
     method: str,
@@ -210,11 +230,11 @@ def grid_figure(
     path: Path,
 ) -> Path:
     """Rows: images; columns: input, A, B, A smoothed, B smoothed (at the Table-1 r)."""
-    images = _distinct(labels, cfg.evaluation.grid_images)
+    images = figure_images(labels, cfg.evaluation.grid_images)
     r = round(float(cfg.attribution.table_r), 6)
     cols = [(pair[0], 0.0), (pair[1], 0.0), (pair[0], r), (pair[1], r)]
     maps = {
-        f"model {k}" + (f", r={rr:g}" if rr else ""): run.load_map(k, method, rr).mean[images]
+        f"model {k}" + (f", r={rr:g}" if rr else ""): kept.maps(method, k, rr, images)
         for k, rr in cols
     }
     fig = plot.map_grid(maps, _inputs(x[images], cfg.train), image_range=(0, 1))
@@ -228,7 +248,7 @@ def grid_figure(
 
 def sigma_figure(
     cfg: ExperimentConfig,
-    run: RunDir,
+    kept: FigureMaps,
     x: torch.Tensor,
     method: str,
     path: Path,
@@ -238,7 +258,7 @@ def sigma_figure(
 ) -> Path:
     grid = cfg.attribution.noise_grid()
     picks = grid[:: max(1, len(grid) // 6)][:7]
-    maps = {f"r={r:g}": run.load_map(model, method, r).mean[[image]] for r in picks}
+    maps = {f"r={r:g}": kept.maps(method, model, r, [image]) for r in picks}
     fig = plot.map_grid(maps, _inputs(x[[image]], cfg.train), image_range=(0, 1))
     fig.suptitle(
         f"{NAMES[method]} of model {model} as the noise level grows (one colour scale)",
@@ -327,12 +347,13 @@ def make_figures(
         lambda: tradeoff_figure(advice, run.figure("tradeoff")),
     ]
     pairs = Setting.of(cfg).grid_pairs(summary)
+    kept = FigureMaps(cfg, run, len(x))
     for method in a.methods:
         for pair in pairs:
             path = run.figure(f"grid_{method}_{pair[0]}-{pair[1]}")
-            jobs.append(functools.partial(grid_figure, cfg, run, x, labels, method, pair, path))
+            jobs.append(functools.partial(grid_figure, cfg, kept, x, labels, method, pair, path))
         path = run.figure(f"sigma_{method}")
-        jobs.append(functools.partial(sigma_figure, cfg, run, x, method, path, model=pairs[0][0]))
+        jobs.append(functools.partial(sigma_figure, cfg, kept, x, method, path, model=pairs[0][0]))
     jobs += _sanity_jobs(cfg, run, summary)
     paths = []
     with Progress(len(jobs), "figures", quiet=cfg.quiet) as bar:

@@ -9,6 +9,7 @@ the page.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from smoothstab.experiments.analysis.advice import Advice, Interval, MethodAdvice
@@ -94,7 +95,7 @@ def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = N
     return Table(header, rows)
 
 
-def cost_section(cfg: ExperimentConfig, rows: list[dict]) -> list[Block]:
+def cost_section(cfg: ExperimentConfig, rows: Iterable[dict]) -> list[Block]:
     """Per method and r: draws and model evaluations spent, and the relative Monte-Carlo
     standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows."""
     a = cfg.attribution
@@ -503,7 +504,7 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     )
     blocks += overview(cfg, run, summary, advice, found, x_range, trained)
     blocks += sweeps(cfg, run, summary, table1)
-    blocks += cost_section(cfg, run.rows())
+    blocks += cost_section(cfg, run.iter_rows())  # one row at a time
     blocks += sizes_section(cfg, summary, trained)
     blocks += map_grids(cfg, run, summary)
     blocks += sanity_section(cfg, run, summary)

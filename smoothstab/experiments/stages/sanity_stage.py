@@ -7,10 +7,12 @@ through the library's :func:`smoothstab.sanity.sanity`: the model's map against 
 randomised copy (:func:`smoothstab.randomize.randomize` with ``sanity.mode``, ``layers``,
 ``init_seed``), per image, as SSIM and rank agreement. Maps are the attribute stage's own methods
 and settings (:func:`~smoothstab.experiments.models.recipe.smoothed_method`), block by block with
-the attribute stage's block seeds (:func:`~smoothstab.experiments.models.recipe.block_seed`), so
-every copy sees the same noise draws as the model (common random numbers) and, with
-``common_random_numbers`` on, the model's draws are those of its map files (not checked against
-them: packed levels, ``pack = true``, compose batches differently).
+the attribute stage's block seeds (:func:`~smoothstab.experiments.models.recipe.block_seed`, the
+seeds its block files record), so every copy sees the same noise draws as the model (common random
+numbers) and, with ``common_random_numbers`` on, the model's draws are those the attribute stage
+measured. The model's maps are computed again, not read: the attribute stage keeps no map but the
+figure images' (unless ``[maps] keep``), and recomputing them costs one model's share of the
+check (not compared with kept ones: packed levels, ``pack = true``, compose batches differently).
 
 Rows go to ``sanity.csv`` (:mod:`~smoothstab.experiments.rundir.sanity_rows`: its columns, reader
 and summaries).

@@ -1,4 +1,4 @@
-"""Agreement or shrinkage in the pipeline: the new metrics.csv rows from map statistics, the
+"""Agreement or shrinkage in the pipeline: the metrics table's rows from map statistics, the
 split of the raw stability change into map norm and unit-map distance with its verdict (an
 interval over retraining from four models; fewer: per-pair values and no verdict; one pair:
 these two models, images and draws only), and the config switch. Synthetic inputs: no model is
@@ -12,6 +12,7 @@ import torch
 from helpers import crossed_rows
 from smoothstab import metrics as M
 from smoothstab.experiments.analysis.measures import Metric
+from smoothstab.experiments.analysis.per_image import model_groups, pair_groups
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.verdicts import split
 from smoothstab.experiments.config.load import load_config
@@ -23,7 +24,6 @@ from smoothstab.experiments.pages.answer import (
     split_sentence,
     verdict,
 )
-from smoothstab.experiments.stages.evaluate import model_rows, pair_rows
 from smoothstab.montecarlo import monte_carlo
 
 F64 = torch.float64
@@ -40,50 +40,50 @@ def stats(fn, seed):
     return monte_carlo(lambda xs, *_: fn(xs), X, sigma=0.5, n_samples=8, seed=seed)
 
 
-# --- metrics.csv rows ------------------------------------------------------------------------
+# --- the metrics table's rows ----------------------------------------------------------------
 
 
-def by_metric(rows):
+def by_metric(groups):
     out = {}
-    for row in rows:
-        out.setdefault(row["metric"], []).append(row)
+    for group in groups:
+        assert str(group.metric) not in out
+        out[str(group.metric)] = group
     return out
 
 
 def test_pair_rows_carry_the_unit_distance_and_ranks():
     a, b = stats(lambda x: x, 1), stats(lambda x: x + 0.5 * x**2, 1)  # common random numbers
-    rows = by_metric(pair_rows({"pair": "0-1"}, a, b, debiased=True, topk=10))
+    rows = by_metric(pair_groups(a, b, debiased=True, topk=10, pair=(0, 1)))
     assert {"unit_distance", "unit_distance_debiased", "rank_agreement"} <= set(rows)
     assert "rank_agreement_debiased" not in rows
-    values = lambda m: torch.tensor([r["value"] for r in rows[m]], dtype=F64)  # noqa: E731
+    assert all(g.pair == (0, 1) and g.model is None for g in rows.values())
+    values = lambda m: rows[m].values  # noqa: E731
     torch.testing.assert_close(values("unit_distance"), M.unit_distance(a.mean, b.mean))
     torch.testing.assert_close(values("rank_agreement"), M.rank_agreement(a.mean, b.mean))
     est = M.debiased_unit_distance(a, b)
     torch.testing.assert_close(values("unit_distance_debiased"), est.value)
-    assert [r["stderr"] for r in rows["unit_distance_debiased"]] == est.stderr.tolist()
-    assert all(r["stderr"] == "" for r in rows["unit_distance"])
+    assert torch.equal(rows["unit_distance_debiased"].stderr, est.stderr)
+    assert rows["unit_distance"].stderr is None
     # the cosine of the rows: 1 - u^2 / 2
     torch.testing.assert_close(1 - values("unit_distance") ** 2 / 2, M.cosine(a.mean, b.mean))
-    plain = by_metric(pair_rows({}, a.mean, b.mean, debiased=False, topk=10))
+    plain = by_metric(pair_groups(a.mean, b.mean, debiased=False, topk=10))
     assert not any(m.endswith("_debiased") for m in plain)
-    assert [r["value"] for r in plain["unit_distance"]] == [
-        r["value"] for r in rows["unit_distance"]
-    ]
+    assert torch.equal(plain["unit_distance"].values, rows["unit_distance"].values)
 
 
 def test_model_rows_carry_the_norm_at_every_r():
     smoothed, unsmoothed = stats(lambda x: x**2, 2), X**2
-    rows = by_metric(model_rows({"model": "0"}, smoothed, unsmoothed, debiased=True))
+    rows = by_metric(model_groups(smoothed, unsmoothed, debiased=True, model=0))
     assert {"fidelity", "map_norm", "map_norm_debiased"} <= set(rows)
-    norm = torch.tensor([r["value"] for r in rows["map_norm"]], dtype=F64)
+    norm = rows["map_norm"].values
     torch.testing.assert_close(norm, M.map_norm(smoothed.mean))
-    debiased = torch.tensor([r["value"] for r in rows["map_norm_debiased"]], dtype=F64)
+    debiased = rows["map_norm_debiased"].values
     assert (debiased < norm).all()  # the noise inflates the plain norm
-    assert all(r["stderr"] > 0 for r in rows["map_norm_debiased"])
-    exact = by_metric(model_rows({}, unsmoothed, unsmoothed, debiased=True))
+    assert (rows["map_norm_debiased"].stderr > 0).all()
+    exact = by_metric(model_groups(unsmoothed, unsmoothed, debiased=True))
     norm_u = M.map_norm(unsmoothed).tolist()
-    assert [r["value"] for r in exact["map_norm"]] == norm_u
-    assert [r["value"] for r in exact["map_norm_debiased"]] == pytest.approx(norm_u, rel=1e-12)
+    assert exact["map_norm"].values.tolist() == norm_u
+    assert exact["map_norm_debiased"].values.tolist() == pytest.approx(norm_u, rel=1e-12)
 
 
 # --- the split and its verdict ---------------------------------------------------------------

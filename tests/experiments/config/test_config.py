@@ -418,7 +418,7 @@ def test_every_key_has_its_type_default_and_meaning():
 
     keys = {k.name: k for k in config_keys()}
     expected = set()
-    for section in ("train", "models", "attribution", "evaluation", "sanity"):
+    for section in ("train", "models", "attribution", "evaluation", "maps", "sanity"):
         table = getattr(ExperimentConfig(), section)
         expected |= {f"{section}.{f.name}" for f in dataclasses.fields(table)}
     expected |= {"name", "quiet"} | {f"{SPECS}[].{f.name}" for f in dataclasses.fields(ModelSpec)}

@@ -17,7 +17,7 @@ from smoothstab.experiments.config.tables import ModelsConfig, ModelSpec
 from smoothstab.experiments.models.architectures import build_model
 from smoothstab.experiments.models.source import RunModels
 from smoothstab.experiments.rundir.layout import RunDir
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 
 @pytest.mark.slow
@@ -29,7 +29,7 @@ def test_setting_dr_gives_the_dt_numbers_for_the_same_weights(tiny_run, tiny_row
         for k in range(2)
     ]
     out = given_models_run(tiny_run, tmp_path, "DR", specs)
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     assert {row["setting"] for row in rows} == {"DR"}
     assert [{**row, "setting": "DT", "n": "400"} for row in rows] == tiny_rows
     assert {row["n"] for row in rows} == {""}  # given checkpoints: no training-set size
@@ -55,7 +55,7 @@ def test_setting_da_three_architectures(tiny_run, tmp_path):
         torch.save(build_model(name, num_classes=n_classes).state_dict(), tmp_path / f"{name}.pt")
         specs.append(ModelSpec(name, str((tmp_path / f"{name}.pt").resolve()), label))
     out = given_models_run(tiny_run, tmp_path, "DA", specs)
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     assert {row["setting"] for row in rows} == {"DA"}
     assert {row["pair"] for row in rows if row["pair"]} == {"0-1", "0-2", "1-2"}
     # Model 0 is the tiny run's model 0: its maps are those of the DT run.

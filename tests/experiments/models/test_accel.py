@@ -78,7 +78,8 @@ def test_no_option_is_the_same_object():
 
 
 def test_the_attribute_stage_applies_the_options(tmp_path):
-    """Through the stage: the same files (dtype, shapes) as without options, maps within bounds."""
+    """Through the stage: the same kept map files (dtype, shapes) as without options, maps
+    within bounds."""
     from smoothstab.experiments.config.load import load_config
     from smoothstab.experiments.rundir.layout import RunDir
     from smoothstab.experiments.stages.attribute import run_attribution
@@ -90,6 +91,9 @@ def test_the_attribute_stage_applies_the_options(tmp_path):
         "attribution.stability_r=[0]",
         "attribution.fidelity_r=[0]",
         "attribution.table_r=0.1",
+        "maps.keep=all",
+        "train.parts=2",  # the two models below
+        "train.part_size=800",
     ]
     files = {}
     for option in ("none", "amp=bf16", "channels_last=true"):

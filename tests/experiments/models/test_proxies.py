@@ -21,7 +21,7 @@ from smoothstab.experiments.models.proxies import SWAG_MOMENTS, trained_names
 from smoothstab.experiments.models.source import RunModels
 from smoothstab.experiments.models.training import load_trained, read_checkpoint
 from smoothstab.experiments.rundir.layout import RunDir
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 BASE = 'models.specs=[{name="small_cnn"}]'
 # Small CNNs on the 8x8 digits: each proxy run takes about a second on one core.
@@ -215,15 +215,15 @@ def test_ft_run_end_to_end(tmp_path):
     args += ["models.part_size=100", 'attribution.methods=["grad", "gradcam"]']
     argv = ["run", "--out", str(out), "--quiet", *(a for o in args for a in ("--set", o))]
     assert main(argv) == 0
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     pairs = {r["pair"] for r in rows if r["pair"]}
     assert pairs == {"0-1", "0-2", "1-2"}
     assert (out / "report.html").is_file()
     assert "FT: replicas" in (out / "report.md").read_text()
-    shutil.rmtree(out / "maps")
-    (out / "metrics.csv").unlink()
+    shutil.rmtree(out / "blocks")
+    (out / "metrics.parquet").unlink()
     assert main([*argv, "--stages", "attribute", "evaluate"]) == 0  # replicas reused as saved
-    assert read_csv(out / "metrics.csv") == rows
+    assert read_rows(out / "metrics.parquet") == rows
 
 
 def fake_imagefolder(root: Path, per_class: dict[str, int]) -> None:
@@ -276,7 +276,7 @@ def test_hub_preset_on_a_fake_imagefolder(tmp_path):
     assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
     base = load_trained(out / "model_0.pt")
     assert type(base).__name__ == "ResNet"
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     methods = {r["method"] for r in rows if r["metric"] == "stability" and r["pair"] == "0-1"}
     assert methods == {"grad", "ig", "gradcam", "gradcampp"}
     given = torch.load(weights)

@@ -11,15 +11,16 @@ from smoothstab.experiments.cli import main
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.plan.counts import attribution_costs, training_costs
 from smoothstab.experiments.plan.pilot import pilot_plan, unit_costs
-from smoothstab.experiments.rundir.metrics_table import csv_text
+from smoothstab.experiments.rundir.layout import RunDir
+from smoothstab.experiments.rundir.metrics_table import rows_table, write_table
 
 
 def pilot(tmp, k: int = 6, m: int = 24, model_sd: float = 0.05):
-    """A run directory with a pilot's metrics.csv: k models of the tiny config's method, a
+    """A run directory with a pilot's metrics table: k models of the tiny config's method, a
     -10% change of the unit-map distance from r = 0 to 0.1."""
     d = fake_run(tmp)
     rows = crossed_rows(k, m, {0.0: 0.0, 0.1: -0.1}, model_sd=model_sd, noise=0.05)
-    (d / "metrics.csv").write_text(csv_text(rows))
+    write_table(RunDir(d).metrics, rows_table(rows))
     return d
 
 

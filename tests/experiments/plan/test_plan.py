@@ -129,12 +129,12 @@ def test_map_files_are_what_plan_counts(tmp_path, extra):
     counts per image (at most those with a tolerance), for the other IG estimator too."""
     from smoothstab.experiments.config.datasets import dataset_info
     from smoothstab.experiments.models.architectures import build_model
+    from smoothstab.experiments.models.recipe import map_identity
     from smoothstab.experiments.stages.attribute import attribute_blocks
 
-    cfg = tiny(*extra)
+    cfg = tiny(*extra, "maps.keep=all")
     a = cfg.attribution
-    files, _, _ = P.storage(cfg)
-    assert files == 2 * 4 * 5
+    assert P.storage(cfg).map_files == 2 * 4 * 5
     costs = {(c.method, c.r): c for c in P.attribution_costs(cfg)}
     info = dataset_info(cfg.train.dataset)
     torch.manual_seed(0)
@@ -147,6 +147,8 @@ def test_map_files_are_what_plan_counts(tmp_path, extra):
         for r, f in zip(rs, maps, strict=True):
             if r > 0:
                 assert f.groups is None if a.n_groups == 2 else f.groups.shape[0] == a.n_groups
+            ident = map_identity(cfg, 0, method, r, None, a.n_images)
+            f = replace(f, **{k: tuple(v) if isinstance(v, list) else v for k, v in ident.items()})
             written = f.save(tmp_path / f"{method}{r}.pt").stat().st_size
             assert abs(P.map_file_bytes(cfg, method, r) - written) <= 64, (method, r)
             _assert_evals(f.evals, costs[method, r].per_image, r > 0 and a.tolerance is not None)
@@ -170,8 +172,10 @@ def test_cli_counts_only(capsys):
     assert main(["plan", "quickstart", "--no-timing", "--set", "attribution.n_samples=8"]) == 0
     out = capsys.readouterr().out
     assert "steps/epoch" in out and "all models: 48,000 images seen" in out  # 6 x 800 x 10
-    # 6 models x 4 methods x 6 noise levels (Table 1 at the grid's r = 0.144)
-    assert "maps: 144 files" in out and "time on this machine" not in out
+    # 1 block of 24 images (image_batch) x 4 methods; kept maps: 6 models x 4 methods x 6 noise
+    # levels (Table 1 at the grid's r = 0.144)
+    assert "block files      4 files" in out and '"all": 144 files' in out
+    assert "metrics.parquet  81,216 rows" in out and "time on this machine" not in out
 
 
 def test_cli_bad_input_is_one_line(capsys):
@@ -207,18 +211,26 @@ GROUPED = [
 
 @pytest.mark.slow
 def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
-    """The model evaluations the run counts (``model_evals`` in metrics.csv, per model, image,
-    method and r) and the bytes of the map files it writes are plan's, exactly."""
+    """The model evaluations the run counts (``model_evals`` in the metrics table, per model,
+    image, method and r), its rows and the bytes of the kept map files it writes are plan's,
+    exactly; the block files' bytes up to the zip format's alignment (64 bytes a tensor); the
+    metrics table's bytes from above, within 1.5x (plan writes random values, which compress less
+    than real ones: 24,012 against 17,901 bytes here)."""
     from smoothstab.experiments.rundir.layout import RunDir
-    from smoothstab.experiments.rundir.metrics_table import read_csv
+    from smoothstab.experiments.rundir.metrics_table import read_rows
 
-    cfg = load_config("quickstart", GROUPED)
+    settings = [*GROUPED, "maps.keep=all"]
+    cfg = load_config("quickstart", settings)
     assert cfg.attribution.n_groups == 16
     plan = make_plan(cfg, timing=False)
     out = tmp_path / "run"
     stages = ["--stages", "train", "attribute", "evaluate"]
-    assert main(["run", "quickstart", "--out", str(out), "--quiet", *_sets(GROUPED), *stages]) == 0
-    rows = [row for row in read_csv(RunDir(out).metrics) if row["metric"] == "model_evals"]
+    assert main(["run", "quickstart", "--out", str(out), "--quiet", *_sets(settings), *stages]) == 0
+    every = read_rows(RunDir(out).metrics)
+    assert len(every) == plan.storage.table_rows
+    table = RunDir(out).metrics.stat().st_size
+    assert table <= plan.storage.table_bytes <= 1.5 * table, (table, plan.storage.table_bytes)
+    rows = [row for row in every if row["metric"] == "model_evals"]
     costs = {(c.method, c.r): c for c in plan.attribution}
     assert {(row["method"], row["r"]) for row in rows} == set(costs)
     for row in rows:
@@ -226,8 +238,12 @@ def test_plan_counts_what_a_run_evaluates_and_writes(tmp_path):
     for key, c in costs.items():
         assert sum(row["value"] for row in rows if (row["method"], row["r"]) == key) == c.total
     files = sorted((out / "maps").rglob("*.pt"))
-    assert len(files) == plan.map_files
-    assert sum(f.stat().st_size for f in files) == plan.map_bytes
+    assert len(files) == plan.storage.map_files
+    assert sum(f.stat().st_size for f in files) == plan.storage.map_bytes
+    blocks = sorted((out / "blocks").rglob("*.pt"))
+    assert len(blocks) == plan.storage.block_files == 4 * 2
+    written = sum(f.stat().st_size for f in blocks)
+    assert abs(written - plan.storage.block_bytes) <= 3 * 64 * len(blocks)
 
 
 def test_ft_counts_its_proxy_runs_and_replicas():
@@ -259,3 +275,30 @@ def test_an_empty_config_plans_with_the_defaults(tmp_path, capsys):
     assert load_config(empty).evaluation.topk == 16
     assert main(["plan", str(empty), "--no-timing", "--set", "evaluation.topk=500"]) == 2
     assert "evaluation.topk: expected at most the 64 pixels" in capsys.readouterr().err
+
+
+def test_the_paper_at_imagenet_scale_stores_under_a_gibibyte():
+    """The ImageNet preset (8 ResNet-50s, 4 methods, 17 noise levels, 32 images) keeps its block
+    files (rows and the figure maps) and everything else in under 1 GiB (its maps alone were
+    122.9 GiB when every map was written); at 1,000 test images, under 2 GiB beyond the rows.
+    Kept maps are the user's choice, and plan counts them too."""
+    cfg = load_config("paper/imagenet_resnet50")
+    s = P.storage(cfg)
+    assert s.map_files == 0 and s.total < 2**30 and s.figure_images == 4
+    assert s.alternatives["all"][1] > 100 * 2**30  # what keeping every map would take
+    big = P.storage(load_config("paper/imagenet_resnet50", ["attribution.n_images=1000"]))
+    rows = big.table_bytes + 16 * big.table_rows  # the table and the blocks' values and errors
+    assert big.total - rows < 2 * 2**30
+    assert big.table_rows == 1000 * 4 * 17 * (12 * 7 + 8 * 6)  # 12 pairs, 8 models
+
+
+def test_plan_says_when_a_device_is_too_small(monkeypatch, capsys):
+    """Where the config's device is here and what one rank holds exceeds its memory, plan says
+    so and what to do."""
+    from smoothstab.experiments.plan import text
+
+    monkeypatch.setattr(text, "_device_bytes", lambda device: 2**20)
+    assert main(["plan", "quickstart", "--no-timing", "--set", "attribution.pack=true"]) == 0
+    out = capsys.readouterr().out
+    assert "does not fit in cpu's 1.0 MiB: lower attribution.image_batch" in out
+    assert "or set attribution.pack = false (one r at a time)" in out

@@ -15,7 +15,7 @@ from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.config.parse import to_toml
 from smoothstab.experiments.rundir.advice_record import read_advice as advice_of
 from smoothstab.experiments.rundir.advice_record import write_advice
-from smoothstab.experiments.rundir.metrics_table import csv_text, read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows, rows_table, write_table
 from smoothstab.experiments.rundir.table1_file import table1_csv
 
 pd = pytest.importorskip("pandas")
@@ -58,7 +58,7 @@ def fake_run(root):
         for k in range(3)
         for i in range(3)
     ]  # fmt: skip
-    (root / "metrics.csv").write_text(csv_text(rows))
+    write_table(root / "metrics.parquet", rows_table(rows))
     cells = {
         "ssim": Band(0.5, 0.4, 0.6),
         "smoothed_ssim": 0.7,
@@ -68,7 +68,7 @@ def fake_run(root):
         "smoothed_unit_distance": 1.1,
     }
     (root / "table1.csv").write_text(table1_csv([{"method": "grad", "pair": "all", **cells}]))
-    summary = Summary.from_rows(read_csv(root / "metrics.csv"))
+    summary = Summary.from_rows(read_rows(root / "metrics.parquet"))
     advice = advise(summary, ["grad"], debiased=False, budget=0.2, measure="l2")
     write_advice(root / "recommendation.json", advice)
     return root
@@ -85,7 +85,7 @@ def test_load_run_gives_the_report_numbers_as_dataframes(tmp_path):
     summary = summary[summary["metric"] == "stability"]
     assert list(summary["r"]) == [0.0, 0.1] and set(summary["units"]) == {3}
     assert set(summary["images"]) == {3}
-    s = Summary.from_rows(read_csv(tmp_path / "run" / "metrics.csv"))
+    s = Summary.from_rows(read_rows(tmp_path / "run" / "metrics.parquet"))
     for r, at in ((0.0, 0), (0.1, 1)):
         means = [sum(v[at]) / 3 for v in VALUES.values()]
         row = summary[summary["r"] == r].iloc[0]

@@ -24,7 +24,7 @@ from smoothstab.experiments.cli import main
 from smoothstab.experiments.io import files as io
 from smoothstab.experiments.io.files import DamagedFile
 from smoothstab.experiments.rundir import manifest
-from smoothstab.experiments.rundir.metrics_table import COLUMNS, read_csv
+from smoothstab.experiments.rundir.metrics_table import COLUMNS, read_rows
 
 
 def one_error(capsys, command: str) -> str:
@@ -79,7 +79,8 @@ def test_links_inside_the_run_directory_are_refused(tmp_path, capsys, monkeypatc
     for name in ("r0.100000.pt", "r0.100000.block0.pt", "r0.200000.block0.pt"):
         (grad / name).write_bytes(b"theirs")
     (target / "stability.png").write_bytes(b"theirs")
-    links = {"maps": target, "figures": target, "maps/model0/grad": grad, "report.md": grad}
+    links = {"maps": target, "blocks": target, "figures": target, "maps/model0/grad": grad,
+             "report.md": grad}  # fmt: skip
     for rel, to in links.items():
         link = d / rel
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -202,27 +203,43 @@ def test_damage_that_keeps_size_and_time_and_a_lost_manifest_are_found(tmp_path,
         assert digests(tmp_path) == before
 
 
-def test_a_metrics_csv_that_is_no_table_is_refused(tmp_path, capsys):
-    """A metrics.csv of one line ("hello"), of another header or of a header and no row is
-    damage: figures and report refuse it with one line (figures used to crash with an
-    IndexError after evaluate wrote an empty Table 1); read_csv names the line."""
+def parquet(path: Path, columns: dict) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_a_metrics_table_that_is_no_table_is_refused(tmp_path, capsys):
+    """A metrics.parquet that is text, cut short, of other columns or of no row is damage:
+    figures and report refuse it with one line (figures used to crash with an IndexError after
+    evaluate wrote an empty Table 1); read_rows names what is wrong."""
     d = fake_run(tmp_path)
-    header = ",".join(COLUMNS)
-    row = "DT,50,grad,0.0,0.0,stability,0-1,,0,0.5,\n"
-    for text, why in (
-        ("hello\n", "line 1 (its header is not"),
-        (header.replace("value", "score") + "\n" + row, "line 1 (its header is not"),
-        (header + "\n", "line 1 (no rows)"),
-        (header + "\n" + row + row[:12], "line 3 (the last row is cut short)"),
+    row = dict(setting=["DT"], n=[50], method=["grad"], r=[0.0], sigma=[0.0],
+               metric=["stability"], pair=["0-1"], model=[None], image=[0], value=[0.5],
+               stderr=[None])  # fmt: skip
+    table = d / "metrics.parquet"
+    good = parquet(tmp_path / "good.parquet", row).read_bytes()
+    for damage, why in (
+        (lambda: table.write_text("hello\n"), "cannot be read as the metrics table"),
+        (lambda: table.write_bytes(good[: len(good) // 2]), "cannot be read as the metrics table"),
+        (lambda: parquet(table, {**row, "score": row.pop("value")}), "its columns are not"),
+        (lambda: parquet(table, {k: v[:0] for k, v in row.items()}), "(no rows)"),
+        (lambda: parquet(table, {**row, "value": ["0.5x"]}), "its column value"),
     ):
-        (d / "metrics.csv").write_text(text)
-        with pytest.raises(DamagedFile, match=re.escape(f"metrics.csv: damaged near {why}")):
-            read_csv(d / "metrics.csv")
+        damage()
+        row.setdefault("value", [0.5])
+        with pytest.raises(DamagedFile, match=re.escape(why)):
+            read_rows(table)
         for stage in ("figures", "report"):
             assert main([stage, str(d)]) == 2
-            assert f"metrics.csv: damaged near {why}" in one_error(capsys, stage)
-    (d / "metrics.csv").write_text(header + "\n" + row)
-    assert read_csv(d / "metrics.csv")[0]["value"] == 0.5
+            line = one_error(capsys, stage)
+            assert "metrics.parquet: " in line and why in line, line
+    table.write_bytes(good)
+    (first,) = read_rows(table)
+    assert first == dict(zip(COLUMNS, ["DT", "50", "grad", 0.0, 0.0, "stability", "0-1", "",
+                                       "0", 0.5, ""], strict=True))  # fmt: skip
 
 
 def follow(line: str, tmp: Path) -> None:
@@ -246,14 +263,14 @@ def unrecord(run_dir: Path, stage: str) -> None:
 @pytest.mark.slow
 def test_every_repair_advice_is_a_command_that_works(tmp_path, capsys, monkeypatch):
     """Each kind of refusal that advises a repair -- an input not made yet, a damaged recorded
-    file of an earlier stage, an unreadable unrecorded map, checkpoint or metrics.csv, an edited
-    config -- on a finished tiny run: the advised commands succeed, then the refused command
-    does. (The advice used to be ``smoothstab train R``, an argparse error.)"""
+    file of an earlier stage, an unreadable unrecorded block file, checkpoint or metrics table,
+    an edited config -- on a finished tiny run: the advised commands succeed, then the refused
+    command does. (The advice used to be ``smoothstab train R``, an argparse error.)"""
     monkeypatch.setenv("CI", "true")
     d = tmp_path / "run"
     assert main(["run", config(tmp_path), "--out", str(d), "--quiet"]) == 0
     capsys.readouterr()
-    a_map, metrics = next((d / "maps").rglob("r*.pt")), d / "metrics.csv"
+    a_block, metrics = next((d / "blocks").rglob("block*.pt")), d / "metrics.parquet"
 
     def flip(path: Path) -> None:
         data = bytearray(path.read_bytes())
@@ -266,7 +283,7 @@ def test_every_repair_advice_is_a_command_that_works(tmp_path, capsys, monkeypat
         ("report", lambda: metrics.write_text("hello\n"), "evaluate"),
         ("figures", lambda: (unrecord(d, "evaluate"), metrics.write_text("hi\n")), "evaluate"),
         ("attribute", lambda: (unrecord(d, "train"), truncate(d / "model_1.pt", 900)), "train"),
-        ("evaluate", lambda: (unrecord(d, "attribute"), truncate(a_map, 9), metrics.unlink()), "attribute"),  # noqa: E501
+        ("evaluate", lambda: (unrecord(d, "attribute"), truncate(a_block, 9), metrics.unlink()), "attribute"),  # noqa: E501
     ]  # fmt: skip
     for stage, damage, rerun in cases:
         damage()
@@ -346,9 +363,13 @@ def test_a_hash_kept_from_an_earlier_check_still_finds_damage(tmp_path, capsys, 
         manifest.check(d, "attribute", ["train", "attribute"])
 
 
-def test_a_map_of_one_block_is_renamed_into_place_with_the_joined_bytes(tmp_path):
-    """A map computed in one block is not written twice: its block file becomes the map file,
-    byte for byte what joining would write; a damaged single block is refused, not renamed."""
+def test_kept_map_blocks_are_checked_before_they_are_joined(tmp_path):
+    """A kept map's blocks are joined only once each is what the join expects (its record and
+    its own hash): a block of another r put in its place, or one with a flipped bit, is one
+    DamagedFile line and nothing is written; the good blocks join into one file that records the
+    whole range of images and every block's seed."""
+    import dataclasses
+
     import torch
 
     import smoothstab as ss
@@ -356,19 +377,33 @@ def test_a_map_of_one_block_is_renamed_into_place_with_the_joined_bytes(tmp_path
     from smoothstab.experiments.rundir.mapfile import MapFile
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
-    x = torch.randn(3, 3, 8, 8)
+    x = torch.randn(4, 3, 8, 8)
     net(x)
-    st = ss.smooth(ss.grad, 0.3, 8, seed=0, groups=4).stats(net.eval(), x)
     run = RunDir(tmp_path / "run")
-    block = run.map(0, "grad", 0.1, 0)
-    block.parent.mkdir(parents=True)
-    MapFile.from_stats(st, 0.1, 0.3, keep=True).save(block)
-    MapFile.join([MapFile.load(block)]).save(tmp_path / "joined.pt")
-    run.join_map(0, "grad", 0.1, 1)
-    assert not block.exists()
-    assert run.map(0, "grad", 0.1).read_bytes() == (tmp_path / "joined.pt").read_bytes()
-    run.map(0, "grad", 0.1).unlink()
-    block.write_bytes(b"cut sho")
-    with pytest.raises(DamagedFile):
-        run.join_map(0, "grad", 0.1, 1)
-    assert block.exists() and not run.map(0, "grad", 0.1).exists()
+    want = []
+    for b, r in ((0, 0.1), (1, 0.1), (0, 0.2)):
+        st = ss.smooth(ss.grad, 0.3 * r, 8, seed=b, groups=4).stats(
+            net.eval(), x[2 * b : 2 * b + 2]
+        )
+        ident = dict(method="grad", model=0, r=r, sigma=0.3 * r, images=(2 * b, 2 * b + 2),
+                     block=b, seeds=(b,))  # fmt: skip
+        f = dataclasses.replace(MapFile.from_stats(st, r, 0.3 * r, keep=True), **ident)
+        run.map(0, "grad", r, b).parent.mkdir(parents=True, exist_ok=True)
+        f.save(run.map(0, "grad", r, b))
+        want += [f.identity()] if r == 0.1 else []
+    good = run.map(0, "grad", 0.1, 1).read_bytes()
+    run.map(0, "grad", 0.1, 1).write_bytes(run.map(0, "grad", 0.2, 0).read_bytes())  # planted
+    with pytest.raises(DamagedFile, match=r"r0.100000.block1.pt: holds r = 0.2, not 0.1"):
+        run.join_map(0, "grad", 0.1, want)
+    flipped = bytearray(good)
+    flipped[len(flipped) // 3] ^= 0x01
+    run.map(0, "grad", 0.1, 1).write_bytes(bytes(flipped))
+    with pytest.raises(DamagedFile, match=r"block1.pt: (damaged|cannot be read)"):
+        run.join_map(0, "grad", 0.1, want)
+    assert not run.map(0, "grad", 0.1).exists()
+    run.map(0, "grad", 0.1, 1).write_bytes(good)
+    run.join_map(0, "grad", 0.1, want)
+    assert not run.map(0, "grad", 0.1, 0).exists() and not run.map(0, "grad", 0.1, 1).exists()
+    whole = dict(want[0], images=[0, 4], block=None, seeds=[0, 1])
+    joined = run.load_map(0, "grad", 0.1, whole)
+    assert joined.mean.shape == (4, 3, 8, 8) and joined.groups.shape == (4, 4, 3, 8, 8)

@@ -12,7 +12,7 @@ import pytest
 from helpers import GRID, rises, run
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.config.datasets import dataset_info
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_bounds_subcommand(tiny_run, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     x_range = dataset_info("shapes").x_range
     assert [row["r"] for row in res["rows"]] == GRID[1:]
-    summary = Summary.from_rows(read_csv(d / "metrics.csv"))
+    summary = Summary.from_rows(read_rows(d / "metrics.parquet"))
     for row in res["rows"]:
         assert row["sigma"] == pytest.approx(row["r"] * x_range, rel=1e-12)
         # Measured values are the run's (debiased, as the run asks for).

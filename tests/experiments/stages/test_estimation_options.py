@@ -16,6 +16,7 @@ from helpers import (
     N_IMAGES,
     TINY,
     attribute_again,
+    figure_means,
     load_map,
     map_path,
     run,
@@ -27,7 +28,7 @@ from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.models.source import RunModels
 from smoothstab.experiments.rundir.layout import RunDir
-from smoothstab.experiments.rundir.metrics_table import read_csv
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_common_random_numbers(tiny_run, tmp_path, crn):
 def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
     d = tmp_path / "run"
     rows = attribute_again(
-        tiny_run, d, "attribution.antithetic=true", "attribution.ig_sampler=joint"
+        tiny_run, d, "attribution.antithetic=true", "attribution.ig_sampler=joint", "maps.keep=all"
     )
     for method in ("grad", "ig"):
         smoothed = load_map(d, 0, method, 0.2)
@@ -71,10 +72,10 @@ def test_antithetic_and_joint_ig(tiny_run, tiny_rows, tmp_path):
 
 @pytest.mark.slow
 def test_without_debiasing(tiny_run, tiny_rows, tmp_path):
-    """Debiasing off: map files hold no halves and metrics.csv no debiased rows; the plain
-    numbers are those of the debiased run (the same draws, the same means)."""
+    """Debiasing off: kept map files hold no halves and the metrics table no debiased rows; the
+    plain numbers are those of the debiased run (the same draws, the same means)."""
     d = tmp_path / "run"
-    rows = attribute_again(tiny_run, d, "evaluation.debiased=false")
+    rows = attribute_again(tiny_run, d, "evaluation.debiased=false", "maps.keep=all")
     assert not any(row["metric"].endswith("_debiased") for row in rows)
     saved = load_map(d, 1, "ig", 0.4)
     assert "halves" not in saved and "unit_var" not in saved
@@ -94,7 +95,9 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
     """target = predicted explains each model's own top class; dtype = float64 computes in
     double and agrees with the float32 run where the targets agree."""
     d = tmp_path / "run"
-    rows = attribute_again(tiny_run, d, "attribution.target=predicted", "attribution.dtype=float64")
+    rows = attribute_again(
+        tiny_run, d, "attribution.target=predicted", "attribution.dtype=float64", "maps.keep=all"
+    )
     assert {row["metric"] for row in rows} >= {"stability", "fidelity", "ssim", "topk_iou"}
     saved = torch.load(d / "test_images.pt", weights_only=True)
     x, y = saved["x"], saved["y"]
@@ -106,7 +109,7 @@ def test_predicted_class_in_float64(tiny_run, tmp_path):
         assert ours.dtype == torch.float64 and load_map(d, k, "ig", 0.2)["mean"].dtype == ours.dtype
         torch.testing.assert_close(ours, ss.grad(model, x.double(), predicted))
         same = predicted == y
-        float32 = load_map(tiny_run, k, "grad", 0.0)["mean"].double()
+        float32 = figure_means(tiny_run, k, "grad", 0.0).double()
         torch.testing.assert_close(ours[same], float32[same], rtol=1e-4, atol=1e-6)
         agree += same.tolist()
     # Not vacuous: the barely trained models get some labels right and some wrong.
@@ -119,7 +122,11 @@ def test_close_noise_levels_get_their_own_maps(tiny_run, tmp_path):
     each has its own map file, so r = 0 stays unsmoothed and r = 2e-5 is smoothed."""
     d = tmp_path / "run"
     rows = attribute_again(
-        tiny_run, d, "attribution.stability_r=[0, 0.00002]", "attribution.fidelity_r=[0.1, 0.10004]"
+        tiny_run,
+        d,
+        "attribution.stability_r=[0, 0.00002]",
+        "attribution.fidelity_r=[0.1, 0.10004]",
+        "maps.keep=means",
     )
     rs = sorted({row["r"] for row in rows})
     assert rs == [0.0, 0.00002, 0.1, 0.10004, 0.15]
@@ -138,7 +145,7 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     args = ["--set", "train.dataset=digits", "--set", 'attribution.methods=["grad", "gradcam"]']
     args += ["--stages", "train", "attribute", "evaluate", "figures", "report"]
     assert run("run", "--out", out, "--quiet", *TINY, *args) == 0
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     assert {row["metric"] for row in rows} == {
         "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm",
         "rel_se", "model_evals", "map_norm_debiased", "rank_agreement", "unit_distance",
@@ -152,7 +159,7 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
 @pytest.mark.slow
 def test_training_set_sizes(tmp_path):
     """part_size as a list: parts models per size, disjoint within a size and nested across
-    sizes; only models of one size are compared; n in metrics.csv, a curve per n, and the
+    sizes; only models of one size are compared; n in the metrics table, a curve per n, and the
     report's statement of how stability changes with n."""
     out = tmp_path / "sizes"
     args = ["--set", "train.part_size=[200, 400]", "--set", 'attribution.methods=["grad"]']
@@ -163,7 +170,7 @@ def test_training_set_sizes(tmp_path):
     parts = json.loads((out / "splits.json").read_text())
     assert not set(parts[0]) & set(parts[1]) and not set(parts[2]) & set(parts[3])
     assert parts[0] == parts[2][:200] and parts[1] == parts[3][:200]  # nested across sizes
-    rows = read_csv(out / "metrics.csv")
+    rows = read_rows(out / "metrics.parquet")
     assert {row["pair"] for row in rows if row["pair"]} == {"0-1", "2-3"}
     assert {(row["pair"], row["n"]) for row in rows if row["pair"]} == {
         ("0-1", "200"),

@@ -1,5 +1,5 @@
 """Golden numbers: the tiny quickstart must keep its trained models and every number of its
-``metrics.csv``, on this CPU and on any other.
+metrics table, on this CPU and on any other.
 
 Two checks, because they drift across CPUs by very different amounts:
 
@@ -10,7 +10,7 @@ Two checks, because they drift across CPUs by very different amounts:
   distance, the recorded losses and accuracies with a tolerance of their own.
 * **Attribution and evaluation** (:func:`test_metrics_from_the_stored_models_are_unchanged`):
   both estimator variants run from the *stored* checkpoints, so no training noise reaches them,
-  and every value and standard error of ``metrics.csv`` (not only sums) is compared with the
+  and every value and standard error of the metrics table (not only sums) is compared with the
   stored one, row by row, within tolerances stated below with the drift they allow for.
 
 Every check runs twice, in a subprocess with the native kernels and with
@@ -25,7 +25,6 @@ with the worst row.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -39,6 +38,7 @@ import pytest
 import torch
 
 from helpers import ROOT, TESTS, TINY_SETTINGS
+from smoothstab.experiments.rundir.metrics_table import read_rows
 
 GOLDEN = TESTS / "golden"
 VALUES = GOLDEN / "quickstart_tiny.json"
@@ -100,12 +100,13 @@ def accepting(request) -> bool:
 
 
 def rows_of(path: Path) -> dict[str, dict[str, float]]:
-    """``metrics.csv`` as {row key: {"value": v, "stderr": s}}; the key is every other column."""
+    """The metrics table as {row key: {"value": v, "stderr": s}}; the key is every other column,
+    each cell as the earlier ``metrics.csv`` wrote it (numbers as Python's ``repr``)."""
     out = {}
-    for row in csv.DictReader(path.read_text().splitlines()):
+    for row in read_rows(path):
         key = "|".join(f"{k}={v}" for k, v in row.items() if k not in ("value", "stderr"))
         assert key not in out, f"duplicate row {key}"
-        out[key] = {c: float(row[c]) if row[c] else math.nan for c in ("value", "stderr")}
+        out[key] = {c: float(row[c]) if row[c] != "" else math.nan for c in ("value", "stderr")}
     return out
 
 
@@ -225,7 +226,7 @@ def test_training_reproduces_the_stored_models(kernels, tmp_path, request):
 
 @pytest.fixture(scope="module")
 def metric_runs(tmp_path_factory) -> dict[tuple[str, str], dict]:
-    """metrics.csv of each variant under each kernel choice, all from the stored models."""
+    """The metrics table of each variant under each kernel choice, all from the stored models."""
     assert (MODELS / "model_0.pt").is_file(), "no stored models: rerun with --accept-golden"
     base = tmp_path_factory.mktemp("golden")
     out = {}
@@ -237,7 +238,7 @@ def metric_runs(tmp_path_factory) -> dict[tuple[str, str], dict]:
                 shutil.copy2(MODELS / f, run_dir / f)
             smoothstab(choice, "run", "--out", str(run_dir), "--quiet",
                        "--stages", "attribute", "evaluate", *sets(extra))  # fmt: skip
-            out[kernels, name] = rows_of(run_dir / "metrics.csv")
+            out[kernels, name] = rows_of(run_dir / "metrics.parquet")
     return out
 
 
@@ -257,7 +258,7 @@ def test_metrics_from_the_stored_models_are_unchanged(kernels, metric_runs, requ
         was = {k: {"value": v, "stderr": e} for k, (v, e) in stored[name].items()}
         moved = compare_rows(was, now)
         assert not moved, (
-            f"{name}, {kernels} kernels: metrics.csv moved beyond rel {VALUE_RTOL} + "
+            f"{name}, {kernels} kernels: the metrics table moved beyond rel {VALUE_RTOL} + "
             f"{GROUP_ATOL} x group scale: "
             + "; ".join(moved)
             + ". If intended, rerun with --accept-golden and explain the change in the commit."

@@ -1,6 +1,6 @@
 """The report reads what the run recorded, without computing it again: each r's sigma from
-``metrics.csv``'s ``sigma`` column and Table 1 from ``table1.csv`` (checked on read as
-``metrics.csv`` is), on synthetic rows and a run directory made by hand (no training)."""
+the metrics table's ``sigma`` column and Table 1 from ``table1.csv`` (checked on read as the
+metrics table is), on synthetic rows and a run directory made by hand (no training)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from smoothstab.experiments.analysis.sweep import MEAN, table1
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.io.files import DamagedFile
 from smoothstab.experiments.rundir.advice_record import write_advice
-from smoothstab.experiments.rundir.metrics_table import csv_text
+from smoothstab.experiments.rundir.metrics_table import rows_table, write_table
 from smoothstab.experiments.rundir.table1_file import read_table1, table1_csv
 from smoothstab.experiments.stages import report
 
@@ -131,12 +131,12 @@ FIGURES = ("tradeoff", "stability", "fidelity", "ssim_topk", "grid_grad_0-1", "s
 
 
 def evaluated_run(tmp: Path) -> Path:
-    """A run as the evaluate and figures stages leave it, by hand: ``rows()`` as metrics.csv
+    """A run as the evaluate and figures stages leave it, by hand: ``rows()`` as the metrics table
     at the config's noise levels (0, 0.1 and Table 1's 0.15), recorded at sigma 3 r (the
     digits' range is 2.66), the advice, Table 1 and placeholder figures."""
     d = fake_run(tmp)
     found = rows({0.0: 0.0, 0.1: 0.3, 0.15: 0.45})
-    (d / "metrics.csv").write_text(csv_text(found))
+    write_table(d / "metrics.parquet", rows_table(found))
     summary = Summary.from_rows(found)
     advice = advise(summary, ["grad"], debiased=True, budget=0.5, measure="unit_distance")
     write_advice(d / "recommendation.json", advice)

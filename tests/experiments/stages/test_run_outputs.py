@@ -1,5 +1,5 @@
-"""What one tiny run writes: every output file, the map files, metrics.csv, Table 1, the advice and
-the report."""
+"""What one tiny run writes: every output file, the block files, the metrics table, Table 1, the
+advice and the report."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from helpers import (
     N_MODELS,
     TINY,
     TRAINED,
+    block_files,
+    figure_means,
     leftovers,
-    load_map,
-    map_path,
 )
 from smoothstab.experiments.analysis import advice as sigma_advice
 from smoothstab.experiments.analysis.summary import Summary
@@ -38,7 +38,7 @@ def test_run_writes_every_output(tiny_run):
     for name in (
         *TRAINED,
         "test_images.pt",
-        "metrics.csv",
+        "metrics.parquet",
         "table1.csv",
         "recommendation.json",
         "bounds.json",
@@ -47,10 +47,12 @@ def test_run_writes_every_output(tiny_run):
         "report.html",
     ):
         assert (tiny_run / name).is_file(), name
-    for k in range(N_MODELS):
-        for method in ss.METHODS:
-            for r in GRID:
-                assert map_path(tiny_run, k, method, r).is_file(), (k, method, r)
+    for method in ss.METHODS:  # two image blocks of two images; no map file by default
+        assert [p.name for p in sorted((tiny_run / "blocks" / method).iterdir())] == [
+            "block00000.pt",
+            "block00001.pt",
+        ]
+    assert not (tiny_run / "maps").exists()
     figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
     expected = {*FIGURES, *(f"grid_{m}_0-1" for m in ss.METHODS)}
     expected |= {f"sigma_{m}" for m in ss.METHODS}
@@ -66,31 +68,40 @@ def test_resolved_config_is_saved(tiny_run):
 
 
 @pytest.mark.slow
-def test_map_files(tiny_run):
+def test_block_files(tiny_run):
+    """Each block file says what it is (method, block, images, levels, sigmas, seeds) and holds
+    a value per image for each row group, and the figure images' mean maps: here every image
+    (4 images, grid_images = 4), every model at every r."""
     x = torch.load(tiny_run / "test_images.pt", weights_only=True)["x"]
     assert x.shape == (N_IMAGES, 3, 32, 32)
     x_range = dataset_info("shapes").x_range
     for method, channels in (("grad", 3), ("ig", 3), ("gradcam", 1), ("gradcampp", 1)):
-        unsmoothed = load_map(tiny_run, 0, method, 0.0)
-        assert unsmoothed["mean"].shape == (N_IMAGES, channels, 32, 32)
-        assert "halves" not in unsmoothed and unsmoothed["sigma"] == 0.0
-        smoothed = load_map(tiny_run, 0, method, 0.4)
-        assert smoothed["sigma"] == pytest.approx(0.4 * x_range, rel=1e-12)
-        assert smoothed["n_units"] == 6
-        # debiased distances need the two half means, joined over the blocks of 2 images
-        assert smoothed["halves"].shape == (2, N_IMAGES, channels, 32, 32)
-        assert smoothed["unit_var"].shape == (N_IMAGES, channels, 32, 32)
-        torch.testing.assert_close(smoothed["halves"].mean(0), smoothed["mean"], rtol=0, atol=1e-5)
+        for b, f in enumerate(block_files(tiny_run, method)):
+            assert (f["method"], f["block"], f["images"], f["models"]) == (
+                method,
+                b,
+                [2 * b, 2 * b + 2],
+                2,
+            )
+            assert f["rs"] == GRID and f["sigmas"] == pytest.approx([r * x_range for r in GRID])
+            assert f["values"].shape == f["stderr"].shape == (len(f["metric"]), 2)
+            assert f["values"].dtype == torch.float64 and len(f["sha256"]) == 64
+            assert f["figure_images"] == [2 * b, 2 * b + 1]
+            assert f["figure_maps"].shape == (N_MODELS, len(GRID), 2, channels, 32, 32)
+        assert not torch.equal(
+            figure_means(tiny_run, 0, method, 0.0), figure_means(tiny_run, 0, method, 0.4)
+        )
     # The unsmoothed maps are the library's, for the checkpoint's model and the saved images.
     model = RunModels(load_config(tiny_run / "config.toml"), RunDir(tiny_run)).models()[1]
     y = torch.load(tiny_run / "test_images.pt", weights_only=True)["y"]
-    torch.testing.assert_close(load_map(tiny_run, 1, "grad", 0.0)["mean"], ss.grad(model, x, y))
+    torch.testing.assert_close(figure_means(tiny_run, 1, "grad", 0.0), ss.grad(model, x, y))
 
 
 @pytest.mark.slow
-def test_metrics_csv_is_tidy(tiny_run, tiny_rows):
-    with open(tiny_run / "metrics.csv", newline="") as f:
-        header = next(csv.reader(f))
+def test_metrics_table_is_tidy(tiny_run, tiny_rows):
+    import pyarrow.parquet as pq
+
+    header = pq.read_schema(tiny_run / "metrics.parquet").names
     assert header == list(COLUMNS)
     assert {"method", "r", "sigma", "metric", "value", "pair", "model", "image", "n"} <= set(header)
     assert {row["n"] for row in tiny_rows} == {"400"}  # the models' training-set size
