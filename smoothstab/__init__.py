@@ -14,6 +14,7 @@ lives in the experiment layer). ``import smoothstab`` loads neither.
 
 from smoothstab import (
     _startup,  # noqa: F401 - first: a Ctrl-C while torch imports
+    disagreement,
     metrics,
 )
 from smoothstab import cam as _cam
@@ -66,6 +67,7 @@ __all__ = [
     "randomize",
     "sanity",
     "default_groups",
+    "disagreement",
     "smooth",
     "smoothed_ig",
     "to_quantus",

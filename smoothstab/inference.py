@@ -91,6 +91,8 @@ __all__ = [
     "pair_difference",
     "pair_index",
     "pair_mean",
+    "ratio_difference",
+    "ratio_mean",
     "recommend",
     "relative_change",
     "sample_size",
@@ -493,6 +495,56 @@ def relative_change(
     order = 1 if per_model else 2
     shift = float(np.mean(values_r) / np.mean(values_0) - 1.0)
     return _estimate(z, order, _models(z, order, k), scope, df_rule, skew_correction, shift=shift)
+
+
+def _ratio_parts(num, den, names: tuple[str, str]) -> tuple[np.ndarray, float]:
+    n, d = _same_shape(num, den, names)
+    t = float(d.mean())
+    if t == 0 or not math.isfinite(t):
+        raise ValueError(f"{names[1]}: a ratio of means needs a nonzero mean, got {t:g}")
+    ratio = float(n.mean()) / t
+    return (n - ratio * d) / t, ratio
+
+
+def ratio_mean(
+    num,
+    den,
+    k: int | None = None,
+    *,
+    per_model: bool = False,
+    scope: str = "auto",
+    df_rule: str = "kurtosis",
+) -> MeanEstimate:
+    """``mean(num) / mean(den)`` over pairs (or models, ``per_model``) and images ``[K, m]``,
+    with its interval by the delta method: the crossed interval of ``(num - R den) /
+    mean(den)``, as :func:`relative_change`. Two uses: a mean over a subset of the cells
+    (``num = values * mask``, ``den = mask``: pairs of a group, such as those whose models
+    predict the same class), and a chance-corrected score ``(mean(v) - mean(f)) / (ideal -
+    mean(f))`` (``num = v - f``, ``den = ideal - f``). Options as :func:`pair_mean`."""
+    z, ratio = _ratio_parts(num, den, ("num", "den"))
+    order = 1 if per_model else 2
+    return _estimate(z, order, _models(z, order, k), scope, df_rule, False, shift=ratio)
+
+
+def ratio_difference(
+    num_1,
+    den_1,
+    num_0,
+    den_0,
+    k: int | None = None,
+    *,
+    per_model: bool = False,
+    scope: str = "auto",
+    df_rule: str = "kurtosis",
+) -> MeanEstimate:
+    """``mean(num_1) / mean(den_1) - mean(num_0) / mean(den_0)`` on the same pairs (or models)
+    and images, with its interval (paired: the difference of the two linearised values, as
+    :func:`ratio_mean`): e.g. the change of a group's mean from r = 0 to another r."""
+    z1, r1 = _ratio_parts(num_1, den_1, ("num_1", "den_1"))
+    z0, r0 = _ratio_parts(num_0, den_0, ("num_0", "den_0"))
+    z = _same_shape(z1, z0, ("num_1", "num_0"))[0] - z0
+    order = 1 if per_model else 2
+    return _estimate(z, order, _models(z, order, k), scope, df_rule, False, shift=r1 - r0)
 
 
 def sets_difference(
