@@ -26,6 +26,14 @@ class Metric(StrEnum):
     and image: ``sanity_ssim`` and ``sanity_rank``, the SSIM and rank agreement between the model's
     map and the copy's; ``sanity_label_ssim`` and ``sanity_label_rank``, the same against the
     model's twin trained on permuted labels (``sanity.labels``).
+
+    What a similarity means (:mod:`smoothstab.disagreement`): per pair, each between-model
+    measure's chance floor ``{measure}_floor`` (``stability``, ``ssim``, ``topk_iou``,
+    ``rank_agreement``, ``unit_distance``: the same metric between model A's map of an image and
+    model B's map of another image of its block, plain); of no pair or model, ``disagreement``
+    (and ``disagreement_debiased``), the total disagreement of the models of the largest
+    training-set size; per model at r = 0, ``predicted`` (the class) and ``correct`` (1 or 0,
+    empty where the image has no label).
     """
 
     STABILITY = "stability"
@@ -41,6 +49,15 @@ class Metric(StrEnum):
     MAP_NORM_DEBIASED = "map_norm_debiased"
     REL_SE = "rel_se"
     MODEL_EVALS = "model_evals"
+    STABILITY_FLOOR = "stability_floor"
+    SSIM_FLOOR = "ssim_floor"
+    TOPK_IOU_FLOOR = "topk_iou_floor"
+    RANK_AGREEMENT_FLOOR = "rank_agreement_floor"
+    UNIT_DISTANCE_FLOOR = "unit_distance_floor"
+    DISAGREEMENT = "disagreement"
+    DISAGREEMENT_DEBIASED = "disagreement_debiased"
+    PREDICTED = "predicted"
+    CORRECT = "correct"
     SANITY_SSIM = "sanity_ssim"
     SANITY_RANK = "sanity_rank"
     SANITY_LABEL_SSIM = "sanity_label_ssim"
@@ -65,6 +82,11 @@ class Metric(StrEnum):
         """The stability measure ``evaluation.stability_measure`` names: ``l2``, the paper's raw
         distance (Eq. 12), or ``unit_distance``, the scale-free one."""
         return cls.of("stability" if name == "l2" else name, debiased)
+
+    @classmethod
+    def floor(cls, measure: Metric) -> Metric:
+        """The chance floor of a between-model measure (``ssim`` -> ``ssim_floor``)."""
+        return cls(f"{measure.value}_floor")
 
     @property
     def debiased(self) -> bool:

@@ -12,7 +12,17 @@ block (with its Monte-Carlo standard error where it has one):
 * :func:`model_measures`, per model: fidelity (Eq. 13, against the model's unsmoothed map) and the
   map's norm (at r = 0 the unsmoothed map's: the scale of a relative fidelity budget);
 * :func:`cost_measures`, per model: each map's relative Monte-Carlo standard error and the model
-  evaluations it took.
+  evaluations it took;
+* :func:`floor_measures`, per model pair: each between-model similarity's chance floor, the same
+  metric between model A's map of an image and model B's map of its partner, another image of the
+  block (:func:`~smoothstab.disagreement.derangement`; a block of one image has no partner: NaN);
+* :func:`disagreement_measures`, over the models compared together (those of the largest
+  training-set size): the total of the k maps' disagreement map
+  (:func:`~smoothstab.disagreement.disagreement_map`), plain and, when the run debiases, with the
+  Monte-Carlo noise removed by the groups (without them, only the plain total: the noise inflates
+  it);
+* :func:`prediction_measures`, per model, once (at r = 0): the class each model predicts for each
+  image and whether it is its label (NaN where the image has none).
 
 A new per-block computation is one more function ``fn(level) -> Iterable[RowGroup]`` in
 :data:`MEASURES`: it sees every model's maps of the block at one r and their unsmoothed maps, on the
@@ -26,10 +36,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 from smoothstab import metrics
+from smoothstab.disagreement import chance_floor, disagreement_map
 from smoothstab.debias import debiased_distance
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.stats import SmoothStats
@@ -61,6 +73,11 @@ class LevelMaps:
         rel_se, evals: per model, ``[B]`` each map's relative Monte-Carlo standard error (0 at
             r = 0) and the model evaluations it took.
         pairs: the model pairs compared.
+        partner: ``[B]`` each image's partner in the block for the chance floors (-1: none);
+            ``None``: no floors.
+        consensus: the models whose maps are compared all together (the disagreement map).
+        predicted: per model, ``[B]`` the class it predicts for each image (``None``: not asked).
+        labels: ``[B]`` the images' labels (-1: none).
     """
 
     method: str
@@ -73,10 +90,27 @@ class LevelMaps:
     pairs: Sequence[tuple[int, int]]
     debiased: bool
     topk: int
+    partner: torch.Tensor | None = None
+    consensus: Sequence[int] = ()
+    predicted: Sequence[torch.Tensor] | None = None
+    labels: torch.Tensor | None = None
 
     def mean(self, k: int) -> torch.Tensor:
         """Model ``k``'s (smoothed) maps ``[B, ...]``."""
         return mean_of(self.maps[k])
+
+    @cached_property
+    def ranks(self) -> list[torch.Tensor]:
+        """Every model's :func:`~smoothstab.metrics.pixel_ranks`, computed once per level."""
+        return [metrics.pixel_ranks(self.mean(k)) for k in range(len(self.maps))]
+
+    @cached_property
+    def disagreement(self):
+        """The :func:`~smoothstab.disagreement.disagreement_map` of the :attr:`consensus` models
+        (debiased when the run debiases; ``None`` with fewer than two)."""
+        if len(self.consensus) < 2:
+            return None
+        return disagreement_map([self.maps[k] for k in self.consensus], debiased=self.debiased)
 
 
 Measure = Callable[[LevelMaps], Iterable[RowGroup]]
@@ -131,7 +165,7 @@ def model_groups(
 
 def pair_measures(level: LevelMaps) -> Iterator[RowGroup]:
     """:func:`pair_groups` of every pair compared (each map's pixel ranks computed once)."""
-    ranks = [metrics.pixel_ranks(level.mean(k)) for k in range(len(level.maps))]
+    ranks = level.ranks
     for i, j in level.pairs:
         kw = dict(debiased=level.debiased, topk=level.topk, ranks=(ranks[i], ranks[j]))
         yield from pair_groups(level.maps[i], level.maps[j], **kw, pair=(i, j))
@@ -150,9 +184,74 @@ def cost_measures(level: LevelMaps) -> Iterator[RowGroup]:
         yield RowGroup(Metric.MODEL_EVALS, evals.round(), model=k)
 
 
-MEASURES: list[Measure] = [pair_measures, model_measures, cost_measures]
-"""The per-block computations, in the order of their rows: pairs, then models, then costs, as
-every model of the block at one r leaves them."""
+FLOORS = (Metric.STABILITY, Metric.SSIM, Metric.TOPK_IOU, Metric.RANK_AGREEMENT,
+          Metric.UNIT_DISTANCE)  # fmt: skip
+"""The between-model measures that get a chance floor (plain: on the mean maps)."""
+
+
+def floor_measures(level: LevelMaps) -> Iterator[RowGroup]:
+    """Each pair's chance floors (:data:`FLOORS`): model i's map of each image against model j's
+    map of the image's partner (``level.partner``). The partner's pixel ranks are the ranks
+    already computed, reindexed: no map is made or ranked again."""
+    if level.partner is None:
+        return
+    partner = level.partner.to(level.mean(0).device)
+    has = partner >= 0
+    safe = partner.clamp(min=0)
+    for i, j in level.pairs:
+        a, b = level.mean(i), level.mean(j)
+
+        def floor(fn, a=a, b=b):
+            return chance_floor(fn, a, b, partner)
+
+        yield RowGroup(Metric.floor(Metric.STABILITY), floor(metrics.l2_distance), pair=(i, j))
+        if min(a.shape[-2:]) >= metrics.SSIM_WIN:
+            yield RowGroup(Metric.floor(Metric.SSIM), floor(metrics.ssim_maps), pair=(i, j))
+        topk = floor(lambda x, y: metrics.topk_iou(x, y, k=level.topk))
+        yield RowGroup(Metric.floor(Metric.TOPK_IOU), topk, pair=(i, j))
+        rho = metrics.rank_correlation(level.ranks[i], level.ranks[j][safe])
+        rho = rho.where(has, torch.nan)
+        yield RowGroup(Metric.floor(Metric.RANK_AGREEMENT), rho, pair=(i, j))
+        unit = floor(metrics.unit_distance)
+        yield RowGroup(Metric.floor(Metric.UNIT_DISTANCE), unit, pair=(i, j))
+
+
+def disagreement_measures(level: LevelMaps) -> Iterator[RowGroup]:
+    """The total disagreement of the :attr:`~LevelMaps.consensus` models' maps of each image:
+    plain (the mean over their pairs of ``unit_distance^2 / 2``) and, when the run debiases,
+    debiased with the Monte-Carlo groups. One value per image, of no pair or model."""
+    d = level.disagreement
+    if d is None:
+        return
+    plain = (
+        d.total
+        if not d.debiased
+        else disagreement_map([level.mean(k) for k in level.consensus]).total
+    )
+    yield RowGroup(Metric.DISAGREEMENT, plain)
+    if level.debiased:  # exact maps (r = 0): the plain total, which no noise inflates
+        yield RowGroup(Metric.DISAGREEMENT_DEBIASED, d.total)
+
+
+def prediction_measures(level: LevelMaps) -> Iterator[RowGroup]:
+    """At r = 0 only, per model: the class predicted for each image and whether it is the label
+    (1 or 0; NaN where the image has no label)."""
+    if level.r != 0 or level.predicted is None:
+        return
+    for k, pred in enumerate(level.predicted):
+        yield RowGroup(Metric.PREDICTED, pred.double(), model=k)
+        labels = level.labels.to(pred.device)
+        hit = (pred == labels).double().where(labels >= 0, torch.nan)
+        yield RowGroup(Metric.CORRECT, hit, model=k)
+
+
+MEASURES: list[Measure] = [
+    pair_measures, model_measures, cost_measures, floor_measures, disagreement_measures,
+    prediction_measures,
+]  # fmt: skip
+"""The per-block computations, in the order of their rows: pairs, then models, then costs, then
+what gives the similarities their meaning (floors, disagreement, predictions), as every model of
+the block at one r leaves them."""
 
 
 def measure(level: LevelMaps, measures: Sequence[Measure] = MEASURES) -> list[RowGroup]:

@@ -126,6 +126,26 @@ def block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: 
     return derive_seed(attr.seed, block, model, attr.methods.index(method), int(round(r * 1e6)))
 
 
+FLOOR_STREAM = 0x466C6F6F72  # keeps the floors' pairing apart from the noise seeds of a block
+
+
+def floor_partner(attr: AttributionConfig, block: int, n: int) -> torch.Tensor:
+    """Each image's partner for the chance floors in image block ``block`` of ``n`` images
+    (:func:`smoothstab.disagreement.derangement`, seeded by the run's seed and the block): the
+    same for every method, model pair and r, so floors at two levels compare the same pairs of
+    images. Pairs stay within a block (the maps of one block are what is in memory): a block of
+    one image, such as a last block of one, has no partner (its floors are NaN, left out of the
+    floors' means)."""
+    return ss.disagreement.derangement(n, derive_seed(attr.seed, block, FLOOR_STREAM))
+
+
+def consensus_models(cfg: ExperimentConfig) -> list[int]:
+    """The models whose maps are compared all together (disagreement maps): those of the largest
+    training-set size (every model where there is one size)."""
+    s = Setting.of(cfg)
+    return [k for k in range(s.n_models) if s.size_index(k) == len(s.sizes) - 1]
+
+
 def figure_images(labels: torch.Tensor, n: int) -> list[int]:
     """The test images the figures draw (``evaluation.grid_images`` of them), whose mean maps a
     run always keeps: up to ``n`` indices, the first image of each class first (in order), then

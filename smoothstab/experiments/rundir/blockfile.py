@@ -51,6 +51,11 @@ class BlockFile:
         figure_images: the figure images in this block (indices among the run's test images);
             ``figure_maps`` ``[models, levels, len(figure_images), C, H, W]`` their mean maps,
             in ``view`` and ``precision`` (:func:`~smoothstab.experiments.rundir.mapfile.stored`).
+        extreme_images: the block's images whose unsmoothed maps disagree most and least across
+            the models and are least and most reliable (indices among the run's test images);
+            ``extreme_maps`` ``[levels, len(extreme_images), 2, H, W]`` at every r, the
+            ``abs_sum`` view of the mean of the models' unit maps and the disagreement map
+            (:func:`smoothstab.disagreement.disagreement_map`), in ``precision``.
     """
 
     method: str
@@ -72,6 +77,14 @@ class BlockFile:
     figure_maps: torch.Tensor
     view: str
     precision: str
+    extreme_images: tuple[int, ...]
+    extreme_maps: torch.Tensor
+
+    def extreme(self, r: float, image: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean unit map's view and the disagreement map ``[H, W]`` of one of the block's
+        :attr:`extreme_images` at ``r``."""
+        both = self.extreme_maps[self.rs.index(r), self.extreme_images.index(image)]
+        return both[0], both[1]
 
     def identity(self) -> dict[str, Any]:
         return {name: _plain(getattr(self, name)) for name in IDENTITY}

@@ -128,11 +128,14 @@ class RowsBuilder:
         stderr: np.ndarray,
     ) -> None:
         """``groups``: each row group's ``(metric, r, pair, model, has_stderr)`` (pair ``"i-j"``
-        or model ``"k"``, the other ``""``); ``values``, ``stderr``: ``[G, N]``, a value per
+        or model ``"k"``, the other ``""``; both ``""``: of the models compared all together,
+        those of the largest training-set size); ``values``, ``stderr``: ``[G, N]``, a value per
         group and image; ``sizes``: each model's training-set size; ``sigmas``: each r's."""
         g, n = values.shape
         metric, r, pair, model, has_se = (list(col) for col in zip(*groups, strict=True))
-        size = [sizes[int((p or m).split("-")[0])] for p, m in zip(pair, model, strict=True)]
+        largest = max((s for s in sizes if s is not None), default=None)
+        size = [sizes[int((p or m).split("-")[0])] if (p or m) else largest
+                for p, m in zip(pair, model, strict=True)]  # fmt: skip
         each = lambda a: np.repeat(np.asarray(a), n)  # noqa: E731 - a group's value, per image
         part = {
             "setting": each(self._codes("setting", [setting] * g)),

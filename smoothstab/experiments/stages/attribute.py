@@ -9,7 +9,11 @@ level: the Monte-Carlo halves and groups never leave the device. What it keeps o
 block file (:class:`~smoothstab.experiments.rundir.blockfile.BlockFile`,
 ``blocks/{method}/block{b:05d}.pt``): the rows of every model pair and model at every r (a value
 per image), and the mean maps of the block's figure images
-(:func:`~smoothstab.experiments.models.recipe.figure_images`). With ``[maps] keep`` it also keeps
+(:func:`~smoothstab.experiments.models.recipe.figure_images`), and for the block's extreme images
+(the one whose unsmoothed maps disagree most and least across the models, and the one least and
+most reliable, chosen at r = 0) the mean of the models' unit maps and their disagreement map at
+every r (what the disagreement and reliability figures draw; the extremes of the test set are the
+extremes of the blocks' extremes). With ``[maps] keep`` it also keeps
 map files (:class:`~smoothstab.experiments.rundir.mapfile.MapFile`: the mean maps, or everything),
 block by block, joined at the end. The evaluate stage joins the blocks' rows into the metrics table.
 
@@ -46,8 +50,10 @@ from smoothstab.experiments.models.recipe import (
     block_identity,
     block_range,
     block_seed,
+    consensus_models,
     evals_per_sample,
     figure_images,
+    floor_partner,
     load_test_images,
     map_identity,
     smoothed_method,
@@ -55,6 +61,7 @@ from smoothstab.experiments.models.recipe import (
 from smoothstab.experiments.rundir.blockfile import BlockFile
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.mapfile import MapFile, stored
+from smoothstab.views import abs_sum
 
 if TYPE_CHECKING:
     from smoothstab.experiments.config.tables import AttributionConfig, ExperimentConfig
@@ -108,6 +115,8 @@ class _Block:
     target: torch.Tensor | None
     n_images: int
     figures: list[int]  # positions in the block of its figure images
+    labels: torch.Tensor | None = None  # the block's labels (-1: none), on the device
+    predicted: list[torch.Tensor] | None = None  # per model, [B] its predicted classes
 
 
 def levels_at_once(rs: list[float], pack: bool) -> list[list[float]]:
@@ -126,7 +135,10 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
     x_range = dataset_info(cfg.train).x_range
     ident = block_identity(cfg, method, block, job.n_images)
     pairs = Setting.of(cfg).pairs()
-    rows, figure_maps = [], {}
+    consensus = consensus_models(cfg)
+    partner = floor_partner(a, block, len(job.x))
+    rows, figure_maps, extreme_maps = [], {}, {}
+    extremes: list[int] = []
     reference: list[MapFile] = []
     for levels in levels_at_once(a.noise_grid(), a.pack):
         files = [_maps(job, k, model, levels, x_range) for k, model in enumerate(models)]
@@ -144,8 +156,15 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
                 pairs,
                 e.debiased,
                 e.topk,
+                partner,
+                consensus,
+                job.predicted,
+                job.labels,
             )
             rows += [(r, group) for group in measure(level)]
+            if r == 0:
+                extremes = extreme_images(level)
+            extreme_maps[r] = _extreme_maps(level, extremes, kept.precision)
             for k, f in enumerate(at_r):
                 figure_maps[k, r] = stored(f.mean[job.figures], kept.precision, kept.view)
                 if kept.keep != "none":
@@ -180,7 +199,42 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
         figure_maps=figs.cpu(),
         view=kept.view,
         precision=kept.precision,
+        extreme_images=tuple(first + i for i in extremes),
+        extreme_maps=torch.stack([extreme_maps[r] for r in ident["rs"]]).cpu(),
     )
+
+
+def extreme_images(level: LevelMaps) -> list[int]:
+    """The block's images (positions) whose maps at this level disagree most and least across
+    the consensus models (the debiased total where the run debiases) and whose reliability (mean
+    pairwise rank agreement) is lowest and highest, each once; none with fewer than two."""
+    d = level.disagreement
+    if d is None:
+        return []
+    consensus = list(level.consensus)
+    score = ss.disagreement.reliability((), ranks=[level.ranks[k] for k in consensus])
+    picks = [d.total.argmax(), d.total.argmin(), score.argmin(), score.argmax()]
+    return list(dict.fromkeys(int(i) for i in picks))
+
+
+def _extreme_maps(level: LevelMaps, picks: list[int], precision: str) -> torch.Tensor:
+    """``[len(picks), 2, H, W]``: the mean unit map (its ``abs_sum`` view) and the disagreement
+    map (summed over channels) of the picked images."""
+    d = level.disagreement
+    if d is None or not picks:
+        return torch.zeros(len(picks), 2, 1, 1, dtype=getattr(torch, precision))
+    idx = torch.tensor(picks, device=d.total.device)
+    both = torch.stack([abs_sum(d.mean[idx]), d.pixels[idx]], dim=1)
+    return both.to(getattr(torch, precision))
+
+
+def predict(
+    models: list[nn.Module], x: torch.Tensor, attr: AttributionConfig
+) -> list[torch.Tensor]:
+    """Each model's predicted class of each image ``[B]``: one forward pass per model and image,
+    without gradients (the maps' own passes are inside the smoothing engine)."""
+    with torch.no_grad(), accel.autocast(attr.amp, x.device):
+        return [model(x).argmax(dim=1) for model in models]
 
 
 def _maps(job: _Block, k: int, model: nn.Module, levels: list[float], x_range: float):
@@ -268,13 +322,17 @@ def run_attribution(
         if device.type == "cuda":  # page-locked: the blocks' copies overlap the work
             x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
     figures = figure_images(y_all, cfg.evaluation.grid_images)
+    predicted: dict[int, list[torch.Tensor]] = {}  # per block: every method's blocks share them
     bar = Progress(len(mine), "attribute", quiet=cfg.quiet)
     for method, b in mine:
         first, stop = block_range(attr, b, n_images)
         x = x_all[first:stop].to(device=device, dtype=dtype, non_blocking=True)
         y = y_all[first:stop].to(device, non_blocking=True)
+        if b not in predicted:
+            predicted[b] = predict(models, x, attr)
         job = _Block(cfg, run, method, b, x, y if attr.target == "label" else None, n_images,
-                     [i - first for i in figures if first <= i < stop])  # fmt: skip
+                     [i - first for i in figures if first <= i < stop], y,
+                     predicted[b])  # fmt: skip
         measure_block(job, models).save(run.block(method, b))
         bar.update(method=method, block=b)
     bar.close()
