@@ -41,8 +41,8 @@ from functools import cached_property
 import torch
 
 from smoothstab import metrics
-from smoothstab.disagreement import chance_floor, disagreement_map
 from smoothstab.debias import debiased_distance
+from smoothstab.disagreement import chance_floor, disagreement_map
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.stats import SmoothStats
 
