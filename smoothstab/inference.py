@@ -79,6 +79,7 @@ __all__ = [
     "Best",
     "DesignComponents",
     "MeanEstimate",
+    "PerImage",
     "Recommendation",
     "SampleSizePlan",
     "best_level",
@@ -91,6 +92,7 @@ __all__ = [
     "pair_difference",
     "pair_index",
     "pair_mean",
+    "per_image_pair_mean",
     "ratio_difference",
     "ratio_mean",
     "recommend",
@@ -610,6 +612,40 @@ def leave_one_model_out(values, k: int | None = None, *, per_model: bool = False
     if kk < (3 if order == 2 else 2):
         raise ValueError(f"values: leaving a model out needs at least 3 models, got {kk}")
     return _parts(v, order)["loo"]
+
+
+@dataclass(frozen=True)
+class PerImage:
+    """Per image, the mean of a pair statistic over the model pairs (``mean`` ``[m]``) and its
+    interval over retraining (``lo``, ``hi``: NaN below :data:`MIN_MODELS` models, where the
+    models are these models and each pair's value is what there is); ``k`` models."""
+
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    k: int
+
+    @property
+    def over_retraining(self) -> bool:
+        return self.k >= MIN_MODELS
+
+
+def per_image_pair_mean(values, k: int | None = None, level: float = 0.95) -> PerImage:
+    """Each image's mean over the model pairs of ``values[K, m]``, with a Student-t interval
+    over retraining from the leave-one-model-out jackknife of that image's mean (``k - 1``
+    degrees of freedom; its variance ``(k-1)/k sum_a (theta_(-a) - theta_(.))^2`` counts that
+    pairs share models). From :data:`MIN_MODELS` models; below, the bounds are NaN."""
+    v = _matrix(values)
+    kk = _models(v, 2, k)
+    mean = v.mean(0)
+    nan = np.full_like(mean, np.nan)
+    if kk < MIN_MODELS:
+        return PerImage(mean, nan, nan.copy(), kk)
+    keep = 1.0 - _incidence(kk)  # [k, K]: the pairs without model a
+    loo = keep @ v / keep.sum(1, keepdims=True)  # [k, m]
+    var = (kk - 1) / kk * ((loo - loo.mean(0)) ** 2).sum(0)
+    half = float(_t_quantile(0.5 + level / 2, kk - 1.0)) * np.sqrt(var)
+    return PerImage(mean, mean - half, mean + half, kk)
 
 
 # --- variance components and sample size ------------------------------------------------------
