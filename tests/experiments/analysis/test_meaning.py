@@ -40,8 +40,8 @@ def level(r: float, k: int = 3, partner=None, debiased: bool = True, predicted=N
     if r == 0:
         maps = [rand(5, 3, 12, 12, seed=10 + j) for j in range(k)]
     else:
-        maps = [monte_carlo(lambda xs, *_, j=j: xs.square() * (1 + j) + j * xs, X, sigma=0.5, n_samples=8, seed=0,
-                            groups=4) for j in range(k)]  # fmt: skip
+        fns = [lambda xs, *_, j=j: xs.square() * (1 + j) + j * xs for j in range(k)]
+        maps = [monte_carlo(fn, X, sigma=0.5, n_samples=8, seed=0, groups=4) for fn in fns]
         maps = maps if debiased else [m.mean for m in maps]
     ref = [rand(5, 3, 12, 12, seed=10 + j) for j in range(k)]
     pairs = list(itertools.combinations(range(k), 2))
