@@ -116,7 +116,7 @@ rank agreement."""
 class Group:
     """The pair x image cells of one group (``"same prediction"``, ``"different prediction"``,
     ``"both correct"``, ``"not both correct"``): ``share`` of the cells, ``cells`` their count;
-    per measure its mean over the group's cells with its interval at ``r`` (``None``: no
+    per metric (by its name in the metrics table) its mean over the group's cells with its interval at ``r`` (``None``: no
     interval); ``change``: the change of the unit-map distance from r = 0 to ``r`` within the
     group, with its interval."""
 
@@ -216,7 +216,8 @@ def prediction_split(
             c = summary.cells(method, metric, r, n)
             if c is None or c.units != cells.units or c.images != cells.images:
                 continue
-            values[str(m)] = _masked(c.values, mask, opts)
+            if str(metric) not in values:  # the stability measure may be the unit distance
+                values[str(metric)] = _masked(c.values, mask, opts)
         w = mask.astype(np.float64)
         change = None
         if change_ok:

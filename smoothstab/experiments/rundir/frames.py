@@ -46,7 +46,11 @@ class RunFrames:
     * :attr:`table1`: ``table1.csv``, the paper's Table 1 (with ``_lo``/``_hi`` bands);
     * :attr:`recommendation`: the advice per method and size (the recommended r, or none),
       and :attr:`curves` the stability, its change from r = 0 and the fidelity it rests on;
-    * :attr:`sanity`: ``sanity.csv`` (the sanity stage's rows; ``None`` when it did not run).
+    * :attr:`sanity`: ``sanity.csv`` (the sanity stage's rows; ``None`` when it did not run);
+    * what a similarity means (:mod:`~smoothstab.experiments.analysis.meaning`): :attr:`floors`,
+      each between-model measure beside its chance floor with the chance-corrected score;
+      :attr:`prediction_split`, the same-prediction split; :attr:`reliability`, the per-image
+      reliability score.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -215,6 +219,100 @@ class RunFrames:
 
         return self._memo("curves", make)
 
+    def _meaning(self):
+        from smoothstab.experiments.analysis import meaning
+
+        return meaning, self.run.summary(), self.config.attribution.methods
+
+    def _levels(self, s, method: str) -> list[float]:
+        from smoothstab.experiments.analysis.measures import Metric
+
+        return s.levels(method, Metric.RANK_AGREEMENT)
+
+    @property
+    def floors(self) -> pd.DataFrame:
+        """One row per (method, metric, r): the mean ``observed`` value (plain) over pairs and
+        images, its chance ``floor`` (the same metric between one model's map of an image and
+        the other's map of another image of its block) and the ``corrected`` score
+        ``(observed - floor) / (ideal - floor)``, each with its 95% interval (``_lo``, ``_hi``;
+        over retraining from four models, over these models' images and draws below:
+        ``interval_over``), the ``ideal`` value and the ``images`` used."""
+
+        def make() -> pd.DataFrame:
+            meaning, s, methods = self._meaning()
+            rows = []
+            for method in methods:
+                for r in self._levels(s, method):
+                    for f in meaning.floors(s, method, r):
+                        row = {"method": method, "metric": str(f.metric), "r": r,
+                               "ideal": f.ideal, "images": f.m, "models": f.k}  # fmt: skip
+                        for name, est, point in zip(("observed", "floor", "corrected"),
+                                                    (f.observed, f.floor, f.corrected),
+                                                    f.point, strict=True):  # fmt: skip
+                            row[name] = point
+                            lo, hi = est.interval() if est is not None else (None, None)
+                            row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+                        row["interval_over"] = None if f.corrected is None else f.corrected.scope
+                        rows.append(row)
+            return _pandas().DataFrame(rows)
+
+        return self._memo("floors", make)
+
+    @property
+    def prediction_split(self) -> pd.DataFrame:
+        """One row per (method, r, group, measure): the pair x image cells split by whether both
+        models predict the same class (``same prediction``, ``different prediction``) and, where
+        every image has a label, whether both are correct: the group's ``share`` of the cells,
+        the measure's ``mean`` over them with its interval, and ``change``, the change of the
+        unit-map distance from r = 0 within the group, with its interval."""
+
+        def make() -> pd.DataFrame:
+            meaning, s, methods = self._meaning()
+            e = self.config.evaluation
+            rows = []
+            for method in methods:
+                for r in self._levels(s, method):
+                    split = meaning.prediction_split(s, method, r, e.debiased, e.stability_measure)
+                    for g in [] if split is None else split.groups:
+                        ch = g.change
+                        for measure, est in g.values.items():
+                            b = est.interval() if hasattr(est, "interval") else (None, None)
+                            rows.append({
+                                "method": method, "r": r, "group": g.name, "share": g.share,
+                                "cells": g.cells, "measure": measure,
+                                "mean": getattr(est, "estimate", est), "lo": b[0], "hi": b[1],
+                                "change": None if ch is None else ch.estimate,
+                                "change_lo": None if ch is None else ch.interval()[0],
+                                "change_hi": None if ch is None else ch.interval()[1],
+                            })  # fmt: skip
+            return _pandas().DataFrame(rows)
+
+        return self._memo("prediction_split", make)
+
+    @property
+    def reliability(self) -> pd.DataFrame:
+        """One row per (method, r, test image): its reliability ``score``, the mean over model
+        pairs of the rank agreement of their maps, with its 95% interval over retraining
+        (``lo``, ``hi``; empty below four models)."""
+
+        def make() -> pd.DataFrame:
+            meaning, s, methods = self._meaning()
+            rows = []
+            for method in methods:
+                for r in self._levels(s, method):
+                    rel = meaning.reliability(s, method, r)
+                    if rel is None:
+                        continue
+                    for i, image in enumerate(rel.images):
+                        rows.append({
+                            "method": method, "r": r, "image": image,
+                            "score": float(rel.score.mean[i]), "lo": float(rel.score.lo[i]),
+                            "hi": float(rel.score.hi[i]),
+                        })  # fmt: skip
+            return _pandas().DataFrame(rows)
+
+        return self._memo("reliability", make)
+
     @property
     def sanity(self) -> pd.DataFrame | None:
         if not self.run.sanity_csv.is_file():
@@ -230,7 +328,7 @@ class RunFrames:
         return (
             f"RunFrames({self.run.root}: {len(m)} metric rows, methods {methods}, r = "
             f"{rs[0]:g} to {rs[-1]:g}; .metrics, .summary(), .per_pair_or_model(), .table1, "
-            ".recommendation, .curves, .sanity)"
+            ".recommendation, .curves, .sanity, .floors, .prediction_split, .reliability)"
         )
 
 
