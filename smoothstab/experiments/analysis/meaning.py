@@ -116,7 +116,8 @@ rank agreement."""
 class Group:
     """The pair x image cells of one group (``"same prediction"``, ``"different prediction"``,
     ``"both correct"``, ``"not both correct"``): ``share`` of the cells, ``cells`` their count;
-    per metric (by its name in the metrics table) its mean over the group's cells with its interval at ``r`` (``None``: no
+    per metric (by its name in the metrics table) its mean over the group's cells with its
+    interval at ``r`` (``None``: no
     interval); ``change``: the change of the unit-map distance from r = 0 to ``r`` within the
     group, with its interval."""
 
