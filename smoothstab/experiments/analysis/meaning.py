@@ -105,6 +105,20 @@ def floors(summary: Summary, method: str, r: float, n: int | None = None) -> lis
     return [f for m in FLOORED if (f := floor_of(summary, method, m, r, n)) is not None]
 
 
+def shown_levels(attr, summary: Summary, advice=None) -> dict[str, list[float]]:
+    """Per method, the levels the report and figures show: r = 0 and the recommended r (the
+    Table-1 r, ``attr.table_r``, where none is recommended or it was not measured)."""
+    out = {}
+    for m in attr.methods:
+        a = None if advice is None else advice.of(m, summary.default_n)
+        r1 = a.recommended_r if a is not None and a.recommended_r else None
+        rs = summary.levels(m, Metric.RANK_AGREEMENT)
+        if r1 is None or r1 not in rs:
+            r1 = round(float(attr.table_r), 6)
+        out[m] = [r for r in dict.fromkeys([0.0, r1]) if r in rs]
+    return out
+
+
 # --- the same-prediction split -----------------------------------------------------------------
 
 SPLIT_MEASURES = ("stability", Metric.UNIT_DISTANCE, Metric.SSIM, Metric.RANK_AGREEMENT)

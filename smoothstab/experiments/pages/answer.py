@@ -91,11 +91,14 @@ def recommended_text(a: MethodAdvice | None) -> str:
     return f"{a.recommended_r:g}{edge}"
 
 
-def answer_table(found: list[Split], advice: Advice | None, measure: str) -> Table:
+def answer_table(
+    found: list[Split], advice: Advice | None, measure: str, within: dict | None = None
+) -> Table:
     """The report's opening: a row per method (and n) with the split of the raw change, the
     unit-map distance's change with its interval (with fewer than four models, each pair's
     change), what that interval is over, the verdict, and the recommended r for the
-    stability measure the advice used."""
+    stability measure the advice used; with ``within`` (``{(method, n): words}``), whether the
+    change holds within the model pairs that predict the same class."""
     rows = []
     for s in found:
         few = s.k < MIN_MODELS and s.k != 2
@@ -105,9 +108,11 @@ def answer_table(found: list[Split], advice: Advice | None, measure: str) -> Tab
         rows.append(
             [NAMES[s.method], "-" if s.n is None else str(s.n), f"{s.r1:g}", pct(s.l2)]
             + [pct(s.norm), unit, over, verdict(s), recommended_text(rec), MEASURES[measure]]
+            + ([] if within is None else [within.get((s.method, s.n), "-")])
         )
     header = ["method", "n", "r from 0 to", "raw L2", "map norm", "unit-map distance"]
     header += ["interval over", "verdict", "recommended r", "measured by"]
+    header += [] if within is None else ["same prediction"]
     return Table(header, rows)
 
 
@@ -252,6 +257,7 @@ def answer(
     measure: str,
     debiased: bool,
     sizes: int,
+    within: dict | None = None,
 ) -> list[Block]:
     """The report's opening: do the smoothed maps of different models agree more, or only
     shrink? A row per method (and n), what its interval is over, where no smoothing is
@@ -265,7 +271,7 @@ def answer(
     )
     blocks: list[Block] = [Heading(2, "The answer: more alike, or only smaller?")]
     blocks += [Paragraph(line) for line in scope_lines(found)]
-    blocks += [Paragraph(intro), answer_table(found, advice, measure)]
+    blocks += [Paragraph(intro), answer_table(found, advice, measure, within)]
     blocks += [Paragraph(line) for line in no_smoothing_lines(advice, sizes)]
     blocks += [Paragraph(line) for line in plan_lines(advice, sizes)]
     return blocks

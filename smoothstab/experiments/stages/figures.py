@@ -18,6 +18,12 @@
 The maps drawn are those the attribute stage always keeps: the mean maps of the figure images
 (:func:`~smoothstab.experiments.models.recipe.figure_images`), every model at every r, in its block
 files (each checked against what the run expects before it is read); no map is computed here.
+* ``disagreement_{method}.png``: the test images whose unsmoothed maps disagree most and least
+  across the models: input, mean unit map and disagreement map at r = 0 and the recommended r.
+* ``reliability_{method}.png``: each test image's reliability score at r = 0 against the
+  recommended r, and the least and most reliable images' mean unit maps at both.
+  Both draw the maps the block files keep of each block's extreme images (the extremes of the test
+  set are the extremes of the blocks' extremes).
 * ``sanity_{method}.png`` (when the sanity stage ran): stability across retraining against
   sensitivity to randomisation, one point per r (docs/sanity.md).
 """
@@ -38,6 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from smoothstab import plot  # noqa: E402
+from smoothstab.experiments.analysis.meaning import shown_levels  # noqa: E402
 from smoothstab.experiments.analysis.measures import Metric  # noqa: E402
 from smoothstab.experiments.analysis.summary import Summary  # noqa: E402
 from smoothstab.experiments.config.datasets import dataset_info  # noqa: E402
@@ -213,11 +220,25 @@ class FigureMaps:
         out = []
         for i in images:
             b = i // self.cfg.attribution.image_batch
-            if (method, b) not in self.files:
-                want = block_identity(self.cfg, method, b, self.n_images)
-                self.files[method, b] = BlockFile.load(self.run.block(method, b), want)
-            out.append(self.files[method, b].figure_map(model, r, i))
+            out.append(self._file(method, b).figure_map(model, r, i))
         return torch.stack(out).float()
+
+    def _file(self, method: str, b: int) -> BlockFile:
+        if (method, b) not in self.files:
+            want = block_identity(self.cfg, method, b, self.n_images)
+            self.files[method, b] = BlockFile.load(self.run.block(method, b), want)
+        return self.files[method, b]
+
+    def extreme_images(self, method: str) -> list[int]:
+        """Every block's extreme images (test-image indices)."""
+        n_blocks = -(-self.n_images // self.cfg.attribution.image_batch)
+        return [i for b in range(n_blocks) for i in self._file(method, b).extreme_images]
+
+    def extreme(self, method: str, r: float, image: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean unit map's view and the disagreement map ``[H, W]`` of an extreme image."""
+        b = image // self.cfg.attribution.image_batch
+        mean, spread = self._file(method, b).extreme(r, image)
+        return mean.float(), spread.float()
 
 
 def grid_figure(
@@ -332,6 +353,107 @@ def _sanity_jobs(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[C
     return jobs
 
 
+def _per_image(summary: Summary, method: str, metric: Metric, r: float) -> dict[int, float]:
+    """Each test image's value of a per-image measure of no pair or model (one unit), or the
+    mean over pairs (the reliability score)."""
+    cells = summary.cells(method, metric, r)
+    if cells is None or not cells.rectangular:
+        return {}
+    return dict(zip(cells.images, cells.values.mean(0).tolist(), strict=True))
+
+
+def _show(ax, image: torch.Tensor, title: str, **kw) -> None:
+    ax.imshow(image.numpy() if image.dim() == 2 else image.permute(1, 2, 0).numpy(), **kw)
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def disagreement_figure(
+    cfg: ExperimentConfig,
+    kept: FigureMaps,
+    summary: Summary,
+    x: torch.Tensor,
+    method: str,
+    levels: list[float],
+    path: Path,
+) -> Path | None:
+    """Rows: the test images whose unsmoothed maps disagree most and least (by the total at
+    r = 0, the debiased one where the run debiases); columns: the input, then per level the mean
+    unit map and the disagreement map (one colour scale per row and kind)."""
+    metric = Metric.of("disagreement", cfg.evaluation.debiased)
+    totals = _per_image(summary, method, metric, 0.0)
+    found = [i for i in kept.extreme_images(method) if i in totals]
+    if not found:
+        return None
+    picks = list(dict.fromkeys([max(found, key=totals.get), min(found, key=totals.get)]))
+    fig, axes = plt.subplots(len(picks), 1 + 2 * len(levels), squeeze=False,
+                             figsize=(1.7 * (1 + 2 * len(levels)), 1.9 * len(picks)))  # fmt: skip
+    inputs = _inputs(x[picks], cfg.train)
+    for row, i in enumerate(picks):
+        maps = [kept.extreme(method, r, i) for r in levels]
+        top_mean = max(float(m.max()) for m, _ in maps) or 1.0
+        top_spread = max(float(d.clamp(min=0).max()) for _, d in maps) or 1.0
+        word = "most" if row == 0 else "least"
+        _show(axes[row][0], inputs[row].squeeze(0) if inputs.shape[1] == 1 else inputs[row],
+              f"image {i} ({word}: {totals[i]:.2f})", cmap="gray")  # fmt: skip
+        for c, (r, (mean, spread)) in enumerate(zip(levels, maps, strict=True)):
+            _show(axes[row][1 + 2 * c], mean, f"mean map, r={r:g}", cmap="magma", vmin=0,
+                  vmax=top_mean)  # fmt: skip
+            _show(axes[row][2 + 2 * c], spread.clamp(min=0), f"disagreement, r={r:g}",
+                  cmap="viridis", vmin=0, vmax=top_spread)  # fmt: skip
+    fig.suptitle(f"{NAMES[method]}: where the models' maps disagree (total at r = 0 in brackets)",
+                 fontsize=8)  # fmt: skip
+    return save(fig, path)
+
+
+def reliability_figure(
+    cfg: ExperimentConfig,
+    kept: FigureMaps,
+    summary: Summary,
+    x: torch.Tensor,
+    method: str,
+    levels: list[float],
+    path: Path,
+) -> Path | None:
+    """Left: each test image's reliability score at r = 0 against the last of ``levels``;
+    right: the least and most reliable images (at r = 0, among the kept extremes) with the mean
+    unit map at each level."""
+    scores = {r: _per_image(summary, method, Metric.RANK_AGREEMENT, r) for r in levels}
+    if len(levels) < 2 or not scores[0.0]:
+        return None
+    r1 = levels[-1]
+    found = [i for i in kept.extreme_images(method) if i in scores[0.0]]
+    picks = list(dict.fromkeys([min(found, key=scores[0.0].get),
+                                max(found, key=scores[0.0].get)])) if found else []  # fmt: skip
+    fig = plt.figure(figsize=(3.2 + 1.7 * (1 + len(levels)), 2.0 * max(len(picks), 1.4)))
+    widths = [2.2, *[1] * (1 + len(levels))]
+    grid = fig.add_gridspec(max(len(picks), 1), 2 + len(levels), width_ratios=widths)
+    ax = fig.add_subplot(grid[:, 0])
+    images = sorted(scores[0.0])
+    a = [scores[0.0][i] for i in images]
+    b = [scores[r1].get(i, math.nan) for i in images]
+    ax.scatter(a, b, s=10)
+    lo, hi = min(a + b), max(a + b)
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("reliability at r = 0", fontsize=7)
+    ax.set_ylabel(f"reliability at r = {r1:g}", fontsize=7)
+    ax.tick_params(labelsize=6)
+    inputs = _inputs(x[picks], cfg.train) if picks else None
+    for row, i in enumerate(picks):
+        word = "least" if row == 0 else "most"
+        img = inputs[row].squeeze(0) if inputs.shape[1] == 1 else inputs[row]
+        _show(fig.add_subplot(grid[row, 1]), img, f"image {i} ({word})", cmap="gray")
+        maps = [kept.extreme(method, r, i)[0] for r in levels]
+        top = max(float(m.max()) for m in maps) or 1.0
+        for c, (r, m) in enumerate(zip(levels, maps, strict=True)):
+            title = f"r={r:g}: {scores[r].get(i, math.nan):.2f}"
+            _show(fig.add_subplot(grid[row, 2 + c]), m, title, cmap="magma", vmin=0, vmax=top)
+    fig.suptitle(f"{NAMES[method]}: reliability (mean pairwise rank agreement) per test image",
+                 fontsize=8)  # fmt: skip
+    return save(fig, path)
+
+
 def make_figures(
     cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: Advice
 ) -> list[Path]:
@@ -354,11 +476,20 @@ def make_figures(
             jobs.append(functools.partial(grid_figure, cfg, kept, x, labels, method, pair, path))
         path = run.figure(f"sigma_{method}")
         jobs.append(functools.partial(sigma_figure, cfg, kept, x, method, path, model=pairs[0][0]))
+    levels = shown_levels(a, summary, advice)
+    for method in a.methods:
+        for fn, name in (
+            (disagreement_figure, "disagreement"),
+            (reliability_figure, "reliability"),
+        ):
+            path = run.figure(f"{name}_{method}")
+            jobs.append(functools.partial(fn, cfg, kept, summary, x, method, levels[method], path))
     jobs += _sanity_jobs(cfg, run, summary)
     paths = []
     with Progress(len(jobs), "figures", quiet=cfg.quiet) as bar:
         for job in jobs:
-            paths.append(job())
+            if (path := job()) is not None:
+                paths.append(path)
             bar.update()
     return paths
 

@@ -18,7 +18,7 @@ from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.verdicts import Split, splits
 from smoothstab.experiments.config.datasets import dataset_info
 from smoothstab.experiments.config.setting import Setting
-from smoothstab.experiments.pages import bounds_page
+from smoothstab.experiments.pages import bounds_page, meaning_page
 from smoothstab.experiments.pages.answer import (
     answer,
     shrinkage_lines,
@@ -488,6 +488,49 @@ def bounds_section(run: RunDir) -> list[Block]:
     return out
 
 
+def same_prediction_verdicts(cfg: ExperimentConfig, summary: Summary, found: list[Split]):
+    """Per verdict row, whether the unit-map distance's change holds within the pairs that
+    predict the same class (``None`` where the run has no predictions)."""
+    from smoothstab.experiments.analysis import meaning
+
+    e, out = cfg.evaluation, {}
+    for s in found:
+        split = meaning.prediction_split(summary, s.method, s.r1, e.debiased, n=s.n)
+        if split is not None:
+            share = split.group("same prediction").share
+            out[s.method, s.n] = f"{split.holds_within()} ({100 * share:.0f}% of pairs x images)"
+    return out or None
+
+
+def meaning_blocks(
+    cfg: ExperimentConfig, run: RunDir, summary: Summary, advice: Advice | None
+) -> list[Block]:
+    """What a similarity means (:mod:`~smoothstab.experiments.pages.meaning_page`): chance
+    floors, the same-prediction split, where the models disagree, which images to trust."""
+    from smoothstab.experiments.analysis import meaning
+
+    e, methods = cfg.evaluation, list(cfg.attribution.methods)
+    levels = meaning.shown_levels(cfg.attribution, summary, advice)
+    k = len(meaning_page.consensus_of(summary, methods[0]))
+    blocks = meaning_page.floor_section(summary, methods, levels, k)
+    found = [meaning.prediction_split(summary, m, levels[m][-1], e.debiased, e.stability_measure)
+             for m in methods if levels[m]]  # fmt: skip
+    blocks += meaning_page.split_section([s for s in found if s is not None])
+    curves = {m: c for m in methods if (c := meaning.disagreement_curve(summary, m, e.debiased))}
+    shown = [(m, run.figure(f"disagreement_{m}")) for m in methods]
+    blocks += meaning_page.disagreement_section(
+        [(m, p) for m, p in shown if p.is_file()], curves, e.debiased
+    )
+    changes = {}
+    for m in methods:
+        if len(levels[m]) == 2 and (ch := meaning.reliability_change(summary, m, *levels[m])):
+            changes[m] = ch
+    shown = [(m, run.figure(f"reliability_{m}")) for m in methods]
+    blocks += meaning_page.reliability_section([(m, p) for m, p in shown if p.is_file()],
+                                               changes, k)  # fmt: skip
+    return blocks
+
+
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run (``table1.csv`` and
     ``recommendation.json``, the evaluate stage's records) and its figures."""
@@ -500,8 +543,9 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     found = splits(summary, list(cfg.attribution.methods), e.debiased)
     blocks: list[Block] = [Heading(1, title)]
     blocks += answer(
-        found, advice, measure=e.stability_measure, debiased=e.debiased, sizes=len(summary.sizes)
-    )
+        found, advice, measure=e.stability_measure, debiased=e.debiased, sizes=len(summary.sizes),
+        within=same_prediction_verdicts(cfg, summary, found),
+    )  # fmt: skip
     blocks += overview(cfg, run, summary, advice, found, x_range, trained)
     blocks += sweeps(cfg, run, summary, table1)
     blocks += cost_section(cfg, run.iter_rows())  # one row at a time
@@ -509,6 +553,7 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     blocks += map_grids(cfg, run, summary)
     blocks += sanity_section(cfg, run, summary)
     blocks += bounds_section(run)
+    blocks += meaning_blocks(cfg, run, summary, advice)
     blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
     run.write_text(run.report_md, render_markdown(blocks, run.root))
     run.write_text(run.report_html, render_html(blocks, title))
