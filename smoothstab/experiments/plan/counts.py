@@ -258,18 +258,29 @@ def _saved_bytes(record: dict) -> int:
     return buf.getbuffer().nbytes
 
 
-def level_groups(cfg: ExperimentConfig, method: str) -> list:
-    """The row groups of one method at one r (a value per image each), as the per-image measures
-    make them (:data:`~smoothstab.experiments.analysis.per_image.MEASURES`, on one zero map of
-    the run's shape per model)."""
+def prediction_passes(cfg: ExperimentConfig) -> int:
+    """Forward passes (no backward) of the predictions the same-prediction split needs: one per
+    model and test image, shared by the methods (under ``torchrun``, up to one per method: each
+    rank predicts the blocks it measures)."""
+    return Setting.of(cfg).n_models * cfg.attribution.n_images
+
+
+def level_groups(cfg: ExperimentConfig, method: str, r: float = 0.0) -> list:
+    """The row groups of one method at noise level ``r`` (a value per image each), as the
+    per-image measures make them (:data:`~smoothstab.experiments.analysis.per_image.MEASURES`,
+    on two zero maps of the run's shape per model: the floors need a partner image)."""
     from smoothstab.experiments.analysis.per_image import LevelMaps, measure
+    from smoothstab.experiments.models.recipe import consensus_models
 
     setting, e = Setting.of(cfg), cfg.evaluation
-    zero, one = torch.zeros((1, *map_shape(cfg, method))), torch.ones(1)
+    zero, one = torch.zeros((2, *map_shape(cfg, method))), torch.ones(2)
     k = setting.n_models
     pairs = setting.pairs()
-    return measure(LevelMaps(method, 0.0, 0.0, [zero] * k, [zero] * k, [one] * k, [one] * k,
-                             pairs, e.debiased, e.topk))  # fmt: skip
+    predicted = [torch.zeros(2, dtype=torch.long)] * k
+    return measure(LevelMaps(method, r, r, [zero] * k, [zero] * k, [one] * k, [one] * k,
+                             pairs, e.debiased, e.topk, torch.tensor([1, 0]),
+                             consensus_models(cfg), predicted,
+                             torch.zeros(2, dtype=torch.long)))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -301,11 +312,14 @@ def storage(cfg: ExperimentConfig) -> Storage:
     exact up to the zip format's alignment, 64 bytes a file), the figure maps as raw bytes, the
     metrics table's rows counted and its bytes extrapolated from the Parquet file of the run's
     row groups for 8 and 16 images of random values (about: values compress as they are)."""
+    from smoothstab.experiments.models.recipe import consensus_models
+    from smoothstab.experiments.stages.attribute import extreme_factor
+
     a, m = cfg.attribution, cfg.maps
     rs, models, n = a.noise_grid(), Setting.of(cfg).n_models, a.n_images
     n_blocks = -(-n // a.image_batch)
     figures = min(cfg.evaluation.grid_images, n)
-    groups = {method: level_groups(cfg, method) for method in a.methods}
+    groups = {method: {r: level_groups(cfg, method, r) for r in rs} for method in a.methods}
     block_bytes = figure_bytes = 0
     for method in a.methods:
         full = _block_bytes(cfg, method, groups[method], min(a.image_batch, n))
@@ -315,6 +329,10 @@ def storage(cfg: ExperimentConfig) -> Storage:
         elements = shape[1] * shape[2] * (1 if m.view == "abs" else shape[0])
         itemsize = torch.empty(0, dtype=getattr(torch, m.precision)).element_size()
         figure_bytes += models * len(rs) * figures * elements * itemsize
+        # each block's extreme images (up to 4): the mean unit map and the disagreement map
+        extremes = min(4, a.image_batch, n) * n_blocks if len(consensus_models(cfg)) > 1 else 0
+        f = extreme_factor(shape[1], shape[2])  # averaged down, float16
+        figure_bytes += len(rs) * extremes * 2 * -(-shape[1] // f) * -(-shape[2] // f) * 2
     kept = {}
     for keep in ("means", "all"):
         files, nbytes = models * len(a.methods) * len(rs), 0
@@ -327,7 +345,7 @@ def storage(cfg: ExperimentConfig) -> Storage:
     files, nbytes = kept.get(m.keep, (0, 0))
     info = dataset_info(cfg.train)
     images = n * info.in_channels * info.image_size**2 * 4 + 8 * n
-    rows = n * len(rs) * sum(len(g) for g in groups.values())
+    rows = n * sum(len(g) for per in groups.values() for g in per.values())
     return Storage(
         n_blocks * len(a.methods), block_bytes + figure_bytes, figures, figure_bytes, files,
         nbytes, {k: v for k, v in {"none": (0, 0), **kept}.items() if k != m.keep}, rows,
@@ -335,7 +353,7 @@ def storage(cfg: ExperimentConfig) -> Storage:
     )  # fmt: skip
 
 
-def _block_bytes(cfg: ExperimentConfig, method: str, groups: list, images: int) -> int:
+def _block_bytes(cfg: ExperimentConfig, method: str, groups: dict, images: int) -> int:
     """A block file of ``images`` images without its figure maps, as the stage saves it."""
     from smoothstab.experiments.models.recipe import block_identity
     from smoothstab.experiments.rundir.blockfile import BlockFile
@@ -343,7 +361,7 @@ def _block_bytes(cfg: ExperimentConfig, method: str, groups: list, images: int) 
     a = cfg.attribution
     ident = block_identity(replace(cfg, attribution=replace(a, image_batch=images)), method, 0,
                            images)  # fmt: skip
-    every = [(r, g) for r in ident["rs"] for g in groups]
+    every = [(r, g) for r in ident["rs"] for g in groups[r]]
     g = len(every)
     shape = map_shape(cfg, method)
     if cfg.maps.view == "abs":
@@ -360,7 +378,8 @@ def _block_bytes(cfg: ExperimentConfig, method: str, groups: list, images: int) 
         stderr=torch.zeros(g, images, dtype=torch.float64), figure_images=(),
         figure_maps=torch.zeros(ident["models"], len(ident["rs"]), 0, *shape,
                                 dtype=getattr(torch, cfg.maps.precision)),
-        view=cfg.maps.view, precision=cfg.maps.precision,
+        view=cfg.maps.view, precision=cfg.maps.precision, extreme_images=(),
+        extreme_maps=torch.zeros(len(ident["rs"]), 0, 2, 1, 1, dtype=torch.float16),
     )  # fmt: skip
     return _saved_bytes(f.record())
 
@@ -380,7 +399,7 @@ def _table_bytes(cfg: ExperimentConfig, groups: dict[str, list], n_images: int) 
     def size(n: int) -> int:
         builder = RowsBuilder()
         for method, level in groups.items():
-            every = [(r, g) for r in rs for g in level]
+            every = [(r, g) for r in rs for g in level[r]]
             heads = [(str(g.metric), r, "" if g.pair is None else f"{g.pair[0]}-{g.pair[1]}",
                       "" if g.model is None else str(g.model), g.stderr is not None)
                      for r, g in every]  # fmt: skip

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from smoothstab.experiments.config.setting import Setting
-from smoothstab.experiments.plan.counts import SanityCost, training_config
+from smoothstab.experiments.plan.counts import SanityCost, prediction_passes, training_config
 from smoothstab.experiments.plan.make import Plan
 from smoothstab.experiments.plan.pilot import PilotPlan
 
@@ -102,6 +102,10 @@ def format_plan(plan: Plan, cfg: ExperimentConfig) -> str:
     lines.append(
         f"  all: {_n(total)} evaluations; with {other} IG: {_n(alt)} (at the same draws per "
         "map, not at the same Monte-Carlo error)"
+    )
+    lines.append(
+        f"  predictions (the same-prediction split): {_n(prediction_passes(cfg))} forward passes "
+        "without gradients, one per model and image"
     )
     if plan.storage is not None:
         lines += ["", *_storage_lines(plan, cfg), "", *_memory_lines(plan, cfg)]

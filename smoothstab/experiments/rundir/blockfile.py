@@ -55,7 +55,8 @@ class BlockFile:
             the models and are least and most reliable (indices among the run's test images);
             ``extreme_maps`` ``[levels, len(extreme_images), 2, H, W]`` at every r, the
             ``abs_sum`` view of the mean of the models' unit maps and the disagreement map
-            (:func:`smoothstab.disagreement.disagreement_map`), in ``precision``.
+            (:func:`smoothstab.disagreement.disagreement_map`), float16, averaged down to at most
+            64 pixels a side.
     """
 
     method: str

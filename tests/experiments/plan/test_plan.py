@@ -174,8 +174,11 @@ def test_cli_counts_only(capsys):
     assert "steps/epoch" in out and "all models: 48,000 images seen" in out  # 6 x 800 x 10
     # 1 block of 24 images (image_batch) x 4 methods; kept maps: 6 models x 4 methods x 6 noise
     # levels (Table 1 at the grid's r = 0.144)
+    assert "144 forward passes without gradients" in out  # 6 models x 24 images
     assert "block files      4 files" in out and '"all": 144 files' in out
-    assert "metrics.parquet  81,216 rows" in out and "time on this machine" not in out
+    # 81,216 measures + per method 6 levels x (15 pairs x 5 floors + 2 disagreement totals)
+    # + 6 models x 2 predictions at r = 0, x 24 images x 4 methods = 45,504 meaning rows
+    assert "metrics.parquet  126,720 rows" in out and "time on this machine" not in out
 
 
 def test_cli_bad_input_is_one_line(capsys):
@@ -289,7 +292,9 @@ def test_the_paper_at_imagenet_scale_stores_under_a_gibibyte():
     big = P.storage(load_config("paper/imagenet_resnet50", ["attribution.n_images=1000"]))
     rows = big.table_bytes + 16 * big.table_rows  # the table and the blocks' values and errors
     assert big.total - rows < 2 * 2**30
-    assert big.table_rows == 1000 * 4 * 17 * (12 * 7 + 8 * 6)  # 12 pairs, 8 models
+    # 12 pairs, 8 models; per r each pair's 5 chance floors and the 2 disagreement totals of the
+    # largest size's 4 models; at r = 0 each model's prediction and correctness
+    assert big.table_rows == 1000 * 4 * (17 * (12 * 7 + 8 * 6 + 12 * 5 + 2) + 8 * 2)
 
 
 def test_plan_says_when_a_device_is_too_small(monkeypatch, capsys):
