@@ -34,7 +34,8 @@ def block(**changes) -> BlockFile:
         values=torch.tensor([[0.5, 0.25], [1.0, 0.75]], dtype=torch.float64),
         stderr=torch.tensor([[0.1, 0.2], [float("nan")] * 2], dtype=torch.float64),
         figure_images=(3,), figure_maps=torch.ones(2, 2, 1, 1, 8, 8), view="map",
-        precision="float32",
+        precision="float32", extreme_images=(2, 3),
+        extreme_maps=torch.arange(2 * 2 * 2 * 64, dtype=torch.float16).reshape(2, 2, 2, 8, 8),
     )  # fmt: skip
     return BlockFile(**{**fields, **changes})
 
@@ -45,6 +46,10 @@ def test_a_block_file_round_trips_and_checks_what_it_is(tmp_path):
     again = BlockFile.load(path, f.identity())
     assert again.groups() == f.groups() and torch.equal(again.values, f.values)
     assert torch.equal(again.figure_map(1, 0.1, 3), torch.ones(1, 8, 8))
+    mean, spread = again.extreme(0.1, 3)  # level 1, image 3 (the second extreme)
+    assert torch.equal(mean, f.extreme_maps[1, 1, 0]) and torch.equal(
+        spread, f.extreme_maps[1, 1, 1]
+    )
     with pytest.raises(DamagedFile, match=r"holds images = \[2, 4\], not \[0, 2\]"):
         BlockFile.load(path, {**f.identity(), "images": [0, 2]})
     with pytest.raises(DamagedFile, match=r"holds precision = 'float32', not 'float16'"):
