@@ -31,14 +31,17 @@ from helpers import (
     figure_means,
     run,
 )
-from smoothstab.experiments.analysis.per_image import LevelMaps, measure
+from smoothstab import metrics as ss_metrics
+from smoothstab.disagreement import chance_floor, disagreement_map
+from smoothstab.experiments.analysis.per_image import MEASURES, LevelMaps, measure
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.config.setting import Setting
-from smoothstab.experiments.models.recipe import map_identity
+from smoothstab.experiments.models.recipe import floor_partner, map_identity
 from smoothstab.experiments.models.source import RunModels
 from smoothstab.experiments.rundir.layout import RunDir
 from smoothstab.experiments.rundir.metrics_table import read_rows
 from smoothstab.experiments.stages import attribute
+from smoothstab.stats import SmoothStats
 from smoothstab.views import abs_sum
 
 METHODS = ("grad", "ig", "gradcam", "gradcampp")
@@ -62,7 +65,7 @@ def two_stage_rows(d) -> list[dict]:
             level = LevelMaps(method, r, files[r][0].sigma, [f.estimate() for f in files[r]],
                               reference, [f.rel_se for f in files[r]],
                               [f.evals for f in files[r]], pairs, e.debiased, e.topk)  # fmt: skip
-            for g in measure(level):
+            for g in measure(level, MEASURES[:3]):  # pairs, models, costs: no partner images
                 k = g.pair[0] if g.pair else g.model
                 se = [""] * n_images if g.stderr is None else [repr(v) for v in g.stderr.tolist()]
                 for i, v in enumerate(g.values.tolist()):
@@ -93,11 +96,41 @@ def test_the_streamed_rows_are_those_of_the_two_stage_path(tiny_run, kept):
     """Measured in memory, block by block, or from the kept map files, all images at once: the
     same rows, bitwise (every value and standard error); keeping maps changes no number."""
     assert (kept / "metrics.parquet").read_bytes() == (tiny_run / "metrics.parquet").read_bytes()
-    streamed, old = keyed(read_rows(kept / "metrics.parquet")), keyed(two_stage_rows(kept))
+    old = keyed(two_stage_rows(kept))
+    measured = {row["metric"] for row in old.values()}
+    streamed = keyed([r for r in read_rows(kept / "metrics.parquet") if r["metric"] in measured])
     assert len(streamed) == len(old) == 1520 and streamed.keys() == old.keys()
     moved = [k for k in old if (old[k]["value"], old[k]["stderr"]) != (
         streamed[k]["value"], streamed[k]["stderr"])]  # fmt: skip
     assert moved == []
+
+
+@pytest.mark.slow
+def test_the_streamed_floors_and_disagreement_are_those_of_the_kept_maps(kept):
+    """The floors pair each image with its partner within its block of 2 images (the other one),
+    as :func:`floor_partner` seeds it; the disagreement totals, per image, do not depend on the
+    blocks: both recomputed from the kept map files, all images at once, match the table's."""
+    cfg, d = load_config(kept / "config.toml"), RunDir(kept)
+    rows = read_rows(kept / "metrics.parquet")
+    partner = torch.cat([floor_partner(cfg.attribution, b, 2) + 2 * b for b in range(2)])
+    assert partner.tolist() == [1, 0, 3, 2]  # a block of two: each image's partner is the other
+    for method in ("grad", "gradcam"):
+        for r in (0.0, 0.4):
+            maps = [d.load_map(k, method, r, map_identity(cfg, k, method, r, None, 4)).estimate()
+                    for k in range(N_MODELS)]  # fmt: skip
+            means = [m.mean if isinstance(m, SmoothStats) else m for m in maps]
+            want = {
+                "ssim_floor": chance_floor(ss_metrics.ssim_maps, means[0], means[1], partner),
+                "unit_distance_floor": ss_metrics.unit_distance(means[0], means[1][partner]),
+                "disagreement": disagreement_map(means).total,
+                "disagreement_debiased": disagreement_map(maps).total,
+            }
+            for metric, value in want.items():
+                at = (method, r, metric)
+                got = [row["value"] for row in rows
+                       if (row["method"], row["r"], row["metric"]) == at]  # fmt: skip
+                torch.testing.assert_close(torch.tensor(got, dtype=torch.float64),
+                                           value.double().cpu(), rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 @pytest.mark.slow
