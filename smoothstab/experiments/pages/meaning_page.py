@@ -148,8 +148,19 @@ def split_section(found: list[PredictionSplit]) -> list[Block]:
     ]
 
 
+def levels_phrase(levels: list[float], recommended: bool) -> str:
+    """``r = 0 and 0.144 (the recommended r)``, or ``(the Table-1 r: none is recommended)``."""
+    if len(levels) < 2:
+        return "r = 0"
+    why = "the recommended r" if recommended else "the Table-1 r: no r is recommended"
+    return f"r = 0 and {levels[-1]:g} ({why})"
+
+
 def disagreement_section(
-    figures: list[tuple[str, Path]], curves: dict[str, list[tuple[float, float]]], debiased: bool
+    figures: list[tuple[str, Path]],
+    curves: dict[str, list[tuple[float, float]]],
+    debiased: bool,
+    levels_text=lambda m: "r = 0 and the recommended r",
 ) -> list[Block]:
     """Where the retrained models disagree: each method's mean total disagreement by r and its
     figure (the input, the mean unit map and the disagreement map at r = 0 and the recommended
@@ -175,8 +186,7 @@ def disagreement_section(
             Figure(
                 path,
                 f"{NAMES[m]}: the test images whose unsmoothed maps disagree most and least across "
-                "the models: input, mean unit map and disagreement map, at r = 0 and the "
-                "recommended r.",
+                f"the models: input, mean unit map and disagreement map, at {levels_text(m)}.",
             )
         )
     return out
@@ -199,7 +209,10 @@ def reliability_sentence(method: str, ch: ReliabilityChange) -> str:
 
 
 def reliability_section(
-    figures: list[tuple[str, Path]], changes: dict[str, ReliabilityChange], k: int
+    figures: list[tuple[str, Path]],
+    changes: dict[str, ReliabilityChange],
+    k: int,
+    levels_text=lambda m: "r = 0 and the recommended r",
 ) -> list[Block]:
     """Which images to trust: the reliability score, how it moves with r, and the figures."""
     if not changes:
@@ -221,9 +234,8 @@ def reliability_section(
         out.append(
             Figure(
                 path,
-                f"{NAMES[m]}: each test image's reliability score at r = 0 against the "
-                "recommended r, and the maps of the least and most reliable images (chosen at "
-                "r = 0) of each model.",
+                f"{NAMES[m]}: each test image's reliability score at {levels_text(m)}, and the "
+                "mean unit maps of the least and most reliable images (chosen at r = 0).",
             )
         )
     return out

@@ -518,8 +518,14 @@ def meaning_blocks(
     blocks += meaning_page.split_section([s for s in found if s is not None])
     curves = {m: c for m in methods if (c := meaning.disagreement_curve(summary, m, e.debiased))}
     shown = [(m, run.figure(f"disagreement_{m}")) for m in methods]
+
+    def said(m: str) -> str:
+        a = None if advice is None else advice.of(m, summary.default_n)
+        recommended = a is not None and bool(a.recommended_r) and a.recommended_r in levels[m]
+        return meaning_page.levels_phrase(levels[m], recommended)
+
     blocks += meaning_page.disagreement_section(
-        [(m, p) for m, p in shown if p.is_file()], curves, e.debiased
+        [(m, p) for m, p in shown if p.is_file()], curves, e.debiased, said
     )
     changes = {}
     for m in methods:
@@ -527,7 +533,7 @@ def meaning_blocks(
             changes[m] = ch
     shown = [(m, run.figure(f"reliability_{m}")) for m in methods]
     blocks += meaning_page.reliability_section([(m, p) for m, p in shown if p.is_file()],
-                                               changes, k)  # fmt: skip
+                                               changes, k, said)  # fmt: skip
     return blocks
 
 
