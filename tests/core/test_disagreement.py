@@ -199,3 +199,21 @@ def test_ratio_mean_subset_and_chance_corrected_intervals():
     assert diff.estimate == pytest.approx(est.estimate - v.mean())
     with pytest.raises(ValueError, match="den: a ratio of means needs a nonzero mean"):
         inference.ratio_mean(v, np.zeros_like(v))
+
+
+def test_the_docs_pages_library_example_runs():
+    """docs/agreement_high.md's example on maps in memory runs as written on three models'
+    maps (the page's other example needs a run directory)."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "agreement_high.md"
+    code = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)[1]
+    g = torch.Generator().manual_seed(8)
+    maps = [torch.randn(4, 3, 16, 16, generator=g).double() for _ in range(3)]
+    stats = [_stats(m, 0.1, 4, seed) for seed, m in enumerate(maps)]
+    names = dict(maps_a=maps[0], maps_b=maps[1], maps_c=maps[2], stats_a=stats[0],
+                 stats_b=stats[1], stats_c=stats[2])  # fmt: skip
+    exec(compile(code, str(page), "exec"), names)
+    assert names["trust"].shape == (4,) and names["where"].debiased
+    assert math.isfinite(float(names["score"]))
