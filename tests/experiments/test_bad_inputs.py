@@ -33,6 +33,7 @@ import torch
 
 import smoothstab as ss
 from helpers import TINY_TOML, ConvNet, config, digests, fake_run, make, truncate
+from smoothstab import inference
 from smoothstab.experiments.cli import main
 from smoothstab.experiments.config.load import load_config
 from smoothstab.experiments.config.tables import AttributionConfig
@@ -1300,6 +1301,36 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
     "api load_run of a folder that is no run": (
         lambda t: lambda: ss.load_run(t),
         r"load_run: .* is not a finished run directory \(config\.toml is missing\)",
+        (),
+    ),
+    "api derangement labels of another length": (
+        api(lambda: ss.disagreement.derangement(4, 0, labels=torch.tensor([0, 1]))),
+        r"labels: expected 4 labels \(one per image\), got 2",
+        (),
+    ),
+    "api chance floor partner of another length": (
+        api(lambda: ss.disagreement.chance_floor(ss.metrics.cosine, X, X, torch.tensor([1, 0, 1]))),
+        r"partner: expected \[2\] \(one per image\), got \[3\]",
+        (),
+    ),
+    "api disagreement of one model": (
+        api(lambda: ss.disagreement.disagreement_map([X])),
+        r"maps: a disagreement needs at least 2 models' maps, got 1",
+        (),
+    ),
+    "api disagreement of maps of other shapes": (
+        api(lambda: ss.disagreement.disagreement_map([X, X[:, :1]])),
+        r"maps\[1\]: expected the shape of maps\[0\]",
+        (),
+    ),
+    "api reliability of one model": (
+        api(lambda: ss.disagreement.reliability([X])),
+        r"maps: a reliability score needs at least 2 models' maps, got 1",
+        (),
+    ),
+    "api ratio of means over a zero mean": (
+        api(lambda: inference.ratio_mean(np.ones((3, 4)), np.zeros((3, 4)))),
+        r"den: a ratio of means needs a nonzero mean, got 0",
         (),
     ),
     "api from_captum upsample not a bool": (
