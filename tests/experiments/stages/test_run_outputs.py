@@ -56,6 +56,7 @@ def test_run_writes_every_output(tiny_run):
     figures = {p.stem for p in (tiny_run / "figures").glob("*.png")}
     expected = {*FIGURES, *(f"grid_{m}_0-1" for m in ss.METHODS)}
     expected |= {f"sigma_{m}" for m in ss.METHODS}
+    expected |= {f"{kind}_{m}" for m in ss.METHODS for kind in ("disagreement", "reliability")}
     assert figures == expected
     assert not leftovers(tiny_run)
 
@@ -122,11 +123,15 @@ def test_metrics_table_is_tidy(tiny_run, tiny_rows):
         key = (row["method"], row["r"], row["metric"])
         counts.setdefault(key, set()).add((unit, row["image"]))
     pair_metrics = {"stability", "ssim", "topk_iou", "unit_distance", "rank_agreement"}
-    pair_metrics |= {f"{m}_debiased" for m in pair_metrics}
+    pair_metrics |= {f"{m}_debiased" for m in pair_metrics} | {f"{m}_floor" for m in pair_metrics}
+    # of no pair or model: the two models' disagreement totals
+    pair_metrics |= {"disagreement", "disagreement_debiased"}
     assert {"unit_distance_debiased", "rank_agreement", "map_norm_debiased"} <= metrics
-    for (_, _, metric), units in counts.items():
+    assert {"ssim_floor", "disagreement_debiased", "predicted", "correct"} <= metrics
+    for (_, r, metric), units in counts.items():
         n_units = 1 if metric in pair_metrics else 2
         assert len(units) == n_units * N_IMAGES, metric
+        assert r == 0 or metric not in ("predicted", "correct")  # predictions once, at r = 0
     # With two models, exactly one pair.
     assert {row["pair"] for row in tiny_rows if row["pair"]} == {"0-1"}
 
