@@ -74,6 +74,7 @@ def floor_of(
     summary: Summary, method: str, metric: Metric, r: float, n: int | None = None
 ) -> Floor | None:
     """``metric`` (plain) of ``method`` at ``r`` beside its floor (``None``: not measured)."""
+    metric = Metric(metric)
     found = _paired(summary, method, metric, Metric.floor(metric), r, n)
     if found is None:
         return None

@@ -84,9 +84,9 @@ class Metric(StrEnum):
         return cls.of("stability" if name == "l2" else name, debiased)
 
     @classmethod
-    def floor(cls, measure: Metric) -> Metric:
+    def floor(cls, measure: Metric | str) -> Metric:
         """The chance floor of a between-model measure (``ssim`` -> ``ssim_floor``)."""
-        return cls(f"{measure.value}_floor")
+        return cls(f"{cls(measure).value}_floor")
 
     @property
     def debiased(self) -> bool:
