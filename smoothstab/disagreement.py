@@ -191,22 +191,26 @@ def disagreement_map(
         var = (unit - mean).square().sum(0) / (k - 1)
         return Disagreement(var, mean, var.flatten(1).sum(1), False)
     n_groups = counts.pop()
-    stacked = torch.stack([
-        (g.to(dtype) if g is not None else m.to(dtype).expand(n_groups, *m.shape))
-        for g, m in zip(groups, means, strict=True)
-    ])  # [k, G, B, ...]  # fmt: skip
-    flat = stacked.flatten(3)
-    total = flat.sum(1)
-    # ||a||^2 from cross-group products: (|sum_g a_g|^2 - sum_g |a_g|^2) / (G (G - 1))
-    cross = (total.square().sum(-1) - flat.square().sum((1, -1))) / (n_groups * (n_groups - 1))
-    norm = cross.clamp(min=0).sqrt()  # [k, B]
-    scale = torch.where(norm > 0, 1 / norm.where(norm > 0, 1), 0.0)
-    unit = stacked * scale.reshape(k, 1, -1, *[1] * (stacked.dim() - 3))
-    centred = unit - unit.mean(0)  # [k, G, B, ...], centred across models in each group
-    s = centred.sum(1)
-    var = (s.square() - centred.square().sum(1)).sum(0) / (n_groups * (n_groups - 1) * (k - 1))
-    mean = unit.mean((0, 1))
-    return Disagreement(var, mean, var.flatten(1).sum(1), True)
+    pairs_of_groups = n_groups * (n_groups - 1)
+
+    def unit_groups(g: torch.Tensor | None, m: torch.Tensor) -> torch.Tensor:
+        """``[G, B, ...]`` a model's groups over its debiased norm: ``||a||^2`` from cross-group
+        products, ``(|sum_g a_g|^2 - sum_g |a_g|^2) / (G (G - 1))``."""
+        g = g.to(dtype) if g is not None else m.to(dtype).expand(n_groups, *m.shape)
+        flat = g.flatten(2)
+        cross = (flat.sum(0).square().sum(-1) - flat.square().sum((0, -1))) / pairs_of_groups
+        norm = cross.clamp(min=0).sqrt()  # [B]
+        scale = torch.where(norm > 0, 1 / norm.where(norm > 0, 1), 0.0)
+        return g * scale.reshape(1, -1, *[1] * (g.dim() - 2))
+
+    # one model's groups at a time: memory of two models' groups, not k of them
+    centre = sum(unit_groups(g, m) for g, m in zip(groups, means, strict=True)) / k  # [G, B, ...]
+    var = torch.zeros_like(centre[0])
+    for g, m in zip(groups, means, strict=True):
+        c = unit_groups(g, m) - centre  # centred across models in each group
+        var += c.sum(0).square() - c.square().sum(0)
+    var /= pairs_of_groups * (k - 1)
+    return Disagreement(var, centre.mean(0), var.flatten(1).sum(1), True)
 
 
 def _unit(m: torch.Tensor) -> torch.Tensor:
