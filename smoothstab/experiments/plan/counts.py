@@ -426,14 +426,19 @@ class DeviceMemory:
     maps: int
     sums: int
     levels_at_once: int
+    measures: int = 0  # the disagreement map's work copies, once the level's maps are made
 
     @property
     def total(self) -> int | None:
-        return None if self.models is None else self.models + self.maps + self.sums
+        if self.models is None:
+            return None
+        return self.models + self.maps + max(self.sums, self.measures)
 
 
 def device_memory(cfg: ExperimentConfig) -> DeviceMemory:
     """:class:`DeviceMemory` of ``cfg``, for its largest map."""
+    from smoothstab.experiments.models.recipe import consensus_models
+
     a = cfg.attribution
     setting = Setting.of(cfg)
     itemsize = torch.empty(0, dtype=getattr(torch, a.dtype)).element_size()
@@ -443,7 +448,12 @@ def device_memory(cfg: ExperimentConfig) -> DeviceMemory:
     per_map = 1 + ((3 + a.n_groups) if cfg.evaluation.debiased else 0)  # mean, halves, var, groups
     maps = setting.n_models * (held * per_map + 1) * elements * itemsize  # + the r = 0 maps
     sums = held * (3 + a.n_groups) * elements * 8  # float64 sums of the levels being drawn
-    return DeviceMemory(_parameter_bytes(cfg, itemsize), maps, sums, held)
+    # disagreement_map in float64: the models' mean unit groups and one model's centred ones
+    # (debiased), or every model's unit map (plain), with the variance and mean
+    k = len(consensus_models(cfg))
+    copies = 2 * a.n_groups + 2 if cfg.evaluation.debiased else k + 2
+    measures = copies * elements * 8 if k > 1 else 0
+    return DeviceMemory(_parameter_bytes(cfg, itemsize), maps, sums, held, measures)
 
 
 def _parameter_bytes(cfg: ExperimentConfig, itemsize: int) -> int | None:

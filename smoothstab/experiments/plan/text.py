@@ -162,7 +162,8 @@ def _memory_lines(plan: Plan, cfg: ExperimentConfig) -> list[str]:
     lines = [
         f"device memory (each rank holds every model): models {models}; an image block's maps "
         f"of every model at {levels} {human_bytes(mem.maps)}; sums while drawing "
-        f"{human_bytes(mem.sums)}; plus a model call's activations ({a.batch_size} rows)"
+        f"{human_bytes(mem.sums)}, then the disagreement map's work {human_bytes(mem.measures)}; "
+        f"plus a model call's activations ({a.batch_size} rows)"
     ]
     have = _device_bytes(a.device)
     if have is not None and mem.total is not None and mem.total > have:
