@@ -65,8 +65,9 @@ def derangement(n: int, seed: int, labels: torch.Tensor | None = None) -> torch.
 
     One random cycle through the images (a uniformly drawn ``n``-cycle: image ``order[i]``'s
     partner is ``order[i + 1]``), so every image is some image's partner once. With ``labels``
-    (``[n]``) the cycle runs within each class: an image alone in its class has no partner
-    (``-1``). A single image has none either: a floor needs at least two images.
+    (``[n]``) the cycle runs within each class: an image alone in its class, or with a negative
+    label (none), has no partner (``-1``). A single image has none either: a floor needs at
+    least two images.
     """
     n = check_int(n, "n", low=0)
     gen = torch.Generator().manual_seed(int(seed))
@@ -77,7 +78,8 @@ def derangement(n: int, seed: int, labels: torch.Tensor | None = None) -> torch.
         labels = torch.as_tensor(labels).reshape(-1).cpu()
         if len(labels) != n:
             raise ValueError(f"labels: expected {n} labels (one per image), got {len(labels)}")
-        groups = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+        classes = torch.unique(labels[labels >= 0])
+        groups = [torch.nonzero(labels == c).flatten() for c in classes]
     for members in groups:
         if len(members) < 2:
             continue

@@ -217,3 +217,9 @@ def test_the_docs_pages_library_example_runs():
     exec(compile(code, str(page), "exec"), names)
     assert names["trust"].shape == (4,) and names["where"].debiased
     assert math.isfinite(float(names["score"]))
+
+
+def test_derangement_leaves_unlabelled_images_alone():
+    p = derangement(5, seed=1, labels=torch.tensor([-1, 0, -1, 0, 0]))
+    assert p[0] == -1 and p[2] == -1
+    assert sorted(p[[1, 3, 4]].tolist()) == [1, 3, 4] and all(p[i] != i for i in (1, 3, 4))

@@ -1303,6 +1303,11 @@ CASES: dict[str, tuple[Setup, str, tuple[type, ...]]] = {
         r"load_run: .* is not a finished run directory \(config\.toml is missing\)",
         (),
     ),
+    "floor pairs not a choice": (
+        plan("--set", "evaluation.floor_pairs=class"),
+        r"evaluation\.floor_pairs: expected one of 'any', 'same_class', got 'class'",
+        (),
+    ),
     "api derangement labels of another length": (
         api(lambda: ss.disagreement.derangement(4, 0, labels=torch.tensor([0, 1]))),
         r"labels: expected 4 labels \(one per image\), got 2",

@@ -534,9 +534,15 @@ class EvaluationConfig:
     scale-free ``||a/||a|| - b/||b|| ||`` (smoothing shrinks maps, so a smaller raw distance can
     mean smaller maps), or ``l2``, the paper's raw distance (Eq. 12). Figures and tables show
     both either way."""
+    floor_pairs: Literal["any", "same_class"] = "any"
+    """How the chance floors pair the test images (docs/agreement_high.md): ``any``, each image
+    with another image of its block (a seeded derangement); ``same_class``, with another image of
+    its block and label, so the floor shares the class too (an image alone in its class in its
+    block, or without a label, has no floor)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "topk", "grid_images")
+        check_choice(self.floor_pairs, "floor_pairs", ("any", "same_class"))
         for pair in self.grid_pairs:
             i, sep, j = pair.partition("-")
             if not (sep and i.isdigit() and j.isdigit() and int(i) != int(j)):

@@ -129,14 +129,18 @@ def block_seed(attr: AttributionConfig, block: int, model: int, method: str, r: 
 FLOOR_STREAM = 0x466C6F6F72  # keeps the floors' pairing apart from the noise seeds of a block
 
 
-def floor_partner(attr: AttributionConfig, block: int, n: int) -> torch.Tensor:
+def floor_partner(
+    attr: AttributionConfig, block: int, n: int, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """Each image's partner for the chance floors in image block ``block`` of ``n`` images
-    (:func:`smoothstab.disagreement.derangement`, seeded by the run's seed and the block): the
-    same for every method, model pair and r, so floors at two levels compare the same pairs of
-    images. Pairs stay within a block (the maps of one block are what is in memory): a block of
-    one image, such as a last block of one, has no partner (its floors are NaN, left out of the
-    floors' means)."""
-    return ss.disagreement.derangement(n, derive_seed(attr.seed, block, FLOOR_STREAM))
+    (:func:`smoothstab.disagreement.derangement`, seeded by the run's seed and the block; with
+    ``labels``, ``evaluation.floor_pairs = "same_class"``, within each class): the same for every
+    method, model pair and r, so floors at two levels compare the same pairs of images. Pairs
+    stay within a block (the maps of one block are what is in memory): a block of one image,
+    such as a last block of one, has no partner (its floors are NaN, left out of the floors'
+    means)."""
+    seed = derive_seed(attr.seed, block, FLOOR_STREAM)
+    return ss.disagreement.derangement(n, seed, None if labels is None else labels.cpu())
 
 
 def consensus_models(cfg: ExperimentConfig) -> list[int]:

@@ -136,7 +136,8 @@ def measure_block(job: _Block, models: list[nn.Module]) -> BlockFile:
     ident = block_identity(cfg, method, block, job.n_images)
     pairs = Setting.of(cfg).pairs()
     consensus = consensus_models(cfg)
-    partner = floor_partner(a, block, len(job.x))
+    same_class = e.floor_pairs == "same_class" and job.labels is not None
+    partner = floor_partner(a, block, len(job.x), job.labels if same_class else None)
     rows, figure_maps, extreme_maps = [], {}, {}
     extremes: list[int] = []
     reference: list[MapFile] = []

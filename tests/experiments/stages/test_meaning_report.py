@@ -16,6 +16,7 @@ from smoothstab.experiments.analysis import meaning
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.pages import meaning_page
 from smoothstab.experiments.pages.blocks import Heading, Table
+from smoothstab.experiments.rundir.layout import RunDir
 
 N_IMAGES = 4
 
@@ -129,3 +130,26 @@ def test_split_section_and_levels_phrase():
     assert table.rows[0][3] == "50% (9)"
     assert meaning_page.levels_phrase([0.0, 0.2], True) == "r = 0 and 0.2 (the recommended r)"
     assert "Table-1 r" in meaning_page.levels_phrase([0.0, 0.2], False)
+
+
+@pytest.mark.slow
+def test_same_class_floors_pair_only_images_of_one_label(tiny_run, tmp_path):
+    """``evaluation.floor_pairs = "same_class"``: 8 test images in blocks of 4, each paired only
+    with an image of its block and label; an image alone in its class in its block has no floor
+    (NaN), and the other numbers do not change."""
+    from helpers import attribute_again
+
+    eight = ("attribution.n_images=8", "attribution.image_batch=4")
+    rows = attribute_again(tiny_run, tmp_path / "run", *eight, "evaluation.floor_pairs=same_class")
+    y = RunDir(tmp_path / "run").load_test_images()[1].tolist()
+    floors = [r for r in rows if (r["method"], r["r"], r["metric"]) == ("grad", 0.0, "ssim_floor")]
+    assert len(floors) == 8
+    for row in floors:
+        i = int(row["image"])
+        block = range(4 * (i // 4), 4 * (i // 4) + 4)
+        alone = sum(y[j] == y[i] for j in block) == 1
+        assert math.isnan(row["value"]) == alone, (i, y)
+    same = attribute_again(tiny_run, tmp_path / "any", *eight)
+    key = lambda r: (r["method"], r["r"], r["metric"], r["pair"], r["model"], r["image"])  # noqa: E731
+    other = {key(r): r["value"] for r in same if not r["metric"].endswith("_floor")}
+    assert {key(r): r["value"] for r in rows if not r["metric"].endswith("_floor")} == other
