@@ -169,7 +169,8 @@ def block_run(tmp: Path, damage: str) -> list[str]:
     f = BlockFile(**ident, metric=("stability",), r=(0.0,), pair=("0-1",), model=("",),
                   has_stderr=(False,), values=torch.full((1, 2), 0.5, dtype=torch.float64),
                   stderr=torch.full((1, 2), float("nan"), dtype=torch.float64), figure_images=(),
-                  figure_maps=torch.zeros(2, len(ident["rs"]), 0, 1, 8, 8))  # fmt: skip
+                  figure_maps=torch.zeros(2, len(ident["rs"]), 0, 1, 8, 8), extreme_images=(),
+                  extreme_maps=torch.zeros(len(ident["rs"]), 0, 2, 8, 8))  # fmt: skip
     path = f.save(d / "blocks" / "grad" / "block00000.pt")
     if damage == "flip":
         data = bytearray(path.read_bytes())

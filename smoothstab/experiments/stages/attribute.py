@@ -248,9 +248,11 @@ def predict(
     models: list[nn.Module], x: torch.Tensor, attr: AttributionConfig
 ) -> list[torch.Tensor]:
     """Each model's predicted class of each image ``[B]``: one forward pass per model and image,
-    without gradients (the maps' own passes are inside the smoothing engine)."""
+    without gradients (the maps' own passes are inside the smoothing engine); the logits found
+    in the output by the methods' own rule (:func:`smoothstab.methods.logits`: a tensor, a
+    Hugging Face output, a mapping or a tuple)."""
     with torch.no_grad(), accel.autocast(attr.amp, x.device):
-        return [model(x).argmax(dim=1) for model in models]
+        return [ss.methods.logits(model, x).argmax(dim=1) for model in models]
 
 
 def _maps(job: _Block, k: int, model: nn.Module, levels: list[float], x_range: float):
