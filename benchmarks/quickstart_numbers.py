@@ -1,12 +1,15 @@
-"""The numbers docs/quickstart.md and docs/reading_stability.md quote, from one quickstart run.
+"""The numbers docs/quickstart.md, docs/reading_stability.md and docs/agreement_high.md quote,
+from one quickstart run.
 
     .venv/bin/python -m smoothstab run --out /tmp/qs          # the quickstart
     .venv/bin/python benchmarks/quickstart_numbers.py /tmp/qs
 
-The verdict table (the report's first table) is copied from ``/tmp/qs/report.md``.
+The verdict table (the report's first table) is copied from ``/tmp/qs/report.md``; the pictures
+of docs/agreement_high.md come from ``python docs/figures.py --run /tmp/qs``.
 """
 
 import json
+import math
 import sys
 
 from smoothstab.experiments.rundir.layout import RunDir
@@ -44,3 +47,38 @@ print(
     "accuracies:",
     [round(x["test_accuracy"], 3) for x in json.load(open(run.train_metrics))["models"]],
 )
+
+
+# docs/agreement_high.md: floors, the worked case, the split, reliability
+from smoothstab.experiments.analysis import meaning  # noqa: E402
+
+
+def est(e, point):
+    if e is None:
+        return f"{point:.3f}"
+    lo, hi = e.interval()
+    return f"{e.estimate:.3f} [{lo:.3f}, {hi:.3f}] ({e.scope})"
+
+
+print("agreement_high: method | measure | observed | floor | corrected [interval], r = 0")
+for m in ("grad", "gradcam", "gradcampp"):
+    for f in meaning.floors(s, m, 0.0):
+        print(m, f.metric, f"{f.point[0]:.3f}", f"{f.point[1]:.3f}", est(f.corrected, f.point[2]))
+rs = s.levels("gradcampp", "rank_agreement")
+print("agreement_high: Grad-CAM++ rank agreement by r: observed | floor | corrected")
+for r in rs:
+    f = meaning.floor_of(s, "gradcampp", "rank_agreement", r)
+    print(r, f"{f.point[0]:.3f}", f"{f.point[1]:.3f}", est(f.corrected, f.point[2]))
+r1 = advice.of("grad").recommended_r or max(rs)
+for m in ("grad", "ig", "gradcam", "gradcampp"):
+    split = meaning.prediction_split(s, m, r1, debiased=True, measure="unit_distance")
+    if split is None:
+        continue
+    same = split.group("same prediction")
+    print(f"agreement_high split {m} r={r1}: same prediction share {same.share:.2f},",
+          {k: est(v, math.nan) if hasattr(v, "interval") else v for k, v in same.values.items()},
+          "holds:", split.holds_within())  # fmt: skip
+    ch = meaning.reliability_change(s, m, 0.0, r1)
+    if ch is not None:
+        print(f"  reliability {m} 0 -> {r1}: rises on {ch.rises:.2f}, mean change",
+              est(ch.change, ch.mean_change), f"rho {ch.rank_rho:.2f}")  # fmt: skip

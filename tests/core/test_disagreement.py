@@ -223,3 +223,22 @@ def test_derangement_leaves_unlabelled_images_alone():
     p = derangement(5, seed=1, labels=torch.tensor([-1, 0, -1, 0, 0]))
     assert p[0] == -1 and p[2] == -1
     assert sorted(p[[1, 3, 4]].tolist()) == [1, 3, 4] and all(p[i] != i for i in (1, 3, 4))
+
+
+def test_ratio_mean_of_a_subset_covers_in_a_crossed_simulation():
+    """A mean over the cells of a group that depends on the models (pairs whose models are both
+    right or both wrong, each model right with its own probability): the interval over
+    retraining covers the population mean in 96% of 400 seeded crossed designs (6 models, 24
+    images; model, image and cell effects)."""
+    rng = np.random.default_rng(0)
+    k, m, reps = 6, 24, 400
+    a, b = inference.pair_index(k)
+    hits = 0
+    for _ in range(reps):
+        e, u = rng.normal(0, 0.1, k), rng.normal(0, 0.1, m)
+        correct = rng.random((k, m)) < rng.uniform(0.3, 0.9, k)[:, None]
+        v = 1 + e[a][:, None] + e[b][:, None] + u[None] + rng.normal(0, 0.05, (len(a), m))
+        mask = (correct[a] == correct[b]).astype(float)
+        lo, hi = inference.ratio_mean(v * mask, mask).interval()
+        hits += lo <= 1 <= hi
+    assert 0.92 <= hits / reps <= 0.99
