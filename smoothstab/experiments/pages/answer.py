@@ -297,8 +297,9 @@ def todo_line(a: MethodAdvice, s: Split | None, sigma: Callable[[float], float])
     if s is not None and s.decided and s.sign is not None:
         if s.sign == 0:
             plan = _plan_clause(a)
-            text += f"; agree more or only shrink? cannot tell yet ({interval_text(s)})" + (
-                f": {plan}" if plan else ""
+            text += (
+                "; agree more or only shrink? cannot tell yet "
+                f"(unit-map distance {interval_text(s)})" + (f": {plan}" if plan else "")
             )
         else:
             text += f"; {verdict(s)} (unit-map distance {interval_text(s)})"

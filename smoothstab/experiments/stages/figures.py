@@ -263,8 +263,14 @@ def answer_figure(
     metric = Metric.of("unit_distance", debiased)
     cols = 1 if len(methods) == 1 else 2
     rows = math.ceil(len(methods) / cols)
+    ncols = 2  # the legend's, below the panels
+    entries = len(summary.sizes) + 3
     fig, axes = plt.subplots(
-        rows, cols, figsize=(2.9 * cols, 1.55 * rows + 0.6), squeeze=False, layout="constrained"
+        rows,
+        cols,
+        figsize=(3.0 * cols if cols > 1 else 4.6, 1.55 * rows + 0.45 + 0.22 * -(-entries // ncols)),
+        squeeze=False,
+        layout="constrained",
     )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, method in zip(axes.flat, methods, strict=False):
@@ -274,7 +280,7 @@ def answer_figure(
             if not rs:
                 continue
             colour = colours[c % len(colours)]
-            label = "unit-map distance" + ("" if n is None else f", n = {n}")
+            label = "unit-map distance" + (f", n = {n}" if len(summary.sizes) > 1 else "")
             ax.plot(rs, [b.mean for b in bands], "-o", ms=3, color=colour, label=label)
             ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], color=colour,
                             alpha=0.15, label="95% interval" if n == last else None)  # fmt: skip
@@ -284,8 +290,7 @@ def answer_figure(
         if a is not None and a.status == "smooth" and a.recommended_r is not None:
             ax.axvline(a.recommended_r, color="k", ls="--", lw=1, label="recommended r")
         s = found.get((method, last))
-        ax.set_title(NAMES[method] + ("" if s is None else f": {short_verdict(s)}"),
-                     fontsize=FONT + 1)  # fmt: skip
+        ax.set_title(NAMES[method] + ("" if s is None else f": {short_verdict(s)}"), fontsize=FONT)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=FONT)
     for ax in axes.flat[len(methods) :]:
@@ -294,7 +299,7 @@ def answer_figure(
         ax.set_xlabel("noise level r", fontsize=FONT)
     for ax in axes[:, 0]:
         ax.set_ylabel("unit-map distance", fontsize=FONT)
-    _legend_below(fig, axes.flat, ncols=4)
+    _legend_below(fig, axes.flat, ncols=ncols)
     return save(fig, path)
 
 
@@ -366,10 +371,10 @@ def sigma_figure(
     picks = grid[:: max(1, len(grid) // 6)][:7]
     maps = {f"r={r:g}": kept.maps(method, model, r, [image]) for r in picks}
     fig = plot.map_grid(maps, _inputs(x[[image]], cfg.train), image_range=(0, 1))
+    fig.set_layout_engine("constrained")
     fig.suptitle(
         f"{NAMES[method]} of model {model} as the noise level grows (one colour scale)",
-        fontsize=9,
-        y=1.1,
+        fontsize=FONT,
     )
     return save(fig, path)
 
