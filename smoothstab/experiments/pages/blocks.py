@@ -242,6 +242,7 @@ def render_html(blocks: list[Block], title: str) -> str:
     head = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='icon' href='data:,'>"  # no icon: a self-contained page asks for no file
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
     )
     return "\n".join([head, *(_html(b, blocks) for b in blocks), "</body></html>"]) + "\n"
