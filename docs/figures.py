@@ -8,7 +8,8 @@ machine's single-thread kernels): what it prints goes to ``out/NAME.txt`` and th
 saves stay there; the pages include both. The examples that read a run directory (``load_run``)
 run only with ``--run``, on that directory; the figures its report drew (``RUN_DIR/figures``)
 are copied into ``docs/figures/run/`` for the pages that show the quickstart's results, the
-grids under one name per method (``grid_METHOD.png``), and the notebook ``docs/notebook.ipynb``
+grids under one name per method (``grid_METHOD.png``), with ``run.txt`` naming the run, the
+command, the commit and the machine (the pages include it), and the notebook ``docs/notebook.ipynb``
 is executed on that directory and saved with its outputs (nbclient, the ``docs`` extra).
 
 The committed pictures were made from the run each page names; a run on another CPU draws the
@@ -101,6 +102,36 @@ def copy_run_figures(run: Path, dest: Path) -> list[Path]:
     return copied
 
 
+def run_record(run: Path, command: str) -> str:
+    """Which run the pictures of ``docs/figures/run/`` come from, for the pages that show them:
+    the command, the run's name, models and images, the repository's commit, the machine and
+    when the run was evaluated."""
+    import platform
+
+    import torch
+
+    from smoothstab.experiments.rundir.metrics_table import read_rows
+
+    rows = read_rows(run / "metrics.parquet")
+    models = {r["model"] for r in rows if r["model"] != ""} | {
+        m for r in rows if r["pair"] for m in str(r["pair"]).split("-")
+    }
+    images = {r["image"] for r in rows}
+    name = next((line.split("=", 1)[1].strip().strip('"') for line in
+                 (run / "config.toml").read_text().splitlines() if line.startswith("name")),
+                run.name)  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    when = time.strftime("%Y-%m-%d", time.gmtime((run / "metrics.parquet").stat().st_mtime))
+    return (
+        f"made by:  {command}\n"
+        f"run:      {name} ({len(models)} models, {len(images)} test images), evaluated {when}\n"
+        f"code:     smoothstab at commit {commit or 'unknown'}, torch {torch.__version__}\n"
+        f"machine:  {platform.machine()}, {os.cpu_count()} CPU threads, {platform.system()}\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="docs/figures.py", description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="a finished run directory (runs/quickstart)")
@@ -118,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {seconds:.0f} s -> {args.out / name}.txt")
     if args.run is not None:
         copied = copy_run_figures(args.run, args.run_figures)
-        print(f"{len(copied)} figures of {args.run} -> {args.run_figures}")
+        command = f"python docs/figures.py --run {args.run}"
+        (args.run_figures / "run.txt").write_text(run_record(args.run, command))
+        print(f"{len(copied)} figures of {args.run} -> {args.run_figures} (run.txt names the run)")
         import nbformat
 
         start = time.perf_counter()

@@ -64,7 +64,7 @@ def verdict(s: Split) -> str:
 def short_verdict(s: Split) -> str:
     """The verdict in a figure's title: ``maps agree more``, ``cannot tell``, ..."""
     if s.sign is None:
-        return "no verdict: 2 models" if s.k == 2 else f"no verdict: {s.k} models"
+        return "no verdict"  # too few models: the table says why
     return {-1: "maps agree more", 1: "maps agree less"}.get(s.sign, "cannot tell")
 
 

@@ -152,6 +152,7 @@ STYLE = (
     "table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
     "text-align:right;vertical-align:top}th{background:#f3f3f3}"
     "td:first-child,th:first-child{text-align:left}"
+    "body>table:first-of-type{font-size:94%}"
     "img{max-width:100%}figure{margin:.5em 0}figcaption{font-size:90%;color:#333}"
     "pre{background:#f5f5f5;padding:1em;overflow:auto;white-space:pre-wrap}"
     "code{background:#f3f3f3;padding:0 .2em}"

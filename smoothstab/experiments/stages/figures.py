@@ -268,7 +268,7 @@ def answer_figure(
     fig, axes = plt.subplots(
         rows,
         cols,
-        figsize=(3.0 * cols if cols > 1 else 4.6, 1.55 * rows + 0.45 + 0.22 * -(-entries // ncols)),
+        figsize=(3.0 * cols if cols > 1 else 4.6, 1.3 * rows + 0.45 + 0.22 * -(-entries // ncols)),
         squeeze=False,
         layout="constrained",
     )

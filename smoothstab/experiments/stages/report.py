@@ -579,7 +579,7 @@ def first_screen(x: Inputs, title: str) -> list[Block]:
     e, picture = x.cfg.evaluation, x.run.figure("answer")
     caption = (
         "Per method: the scale-free unit-map distance between the models' maps against r, "
-        "with its 95% interval; the dashed line marks the recommended r."
+        "with its 95% interval; a dashed line marks the recommended r, where there is one."
     )
     found = answer(
         x.found,
