@@ -385,7 +385,7 @@ def curves_section(x: Inputs) -> Section:
             at = f", n = {n}" if len(summary.sizes) > 1 else ""
             table = sweep_block(summary, method, cfg.evaluation.debiased, n)
             what = f"{NAMES[method]}{at}: stability and fidelity errors per r ({len(table.rows)} r)"
-            out += [Heading(3, NAMES[method] + at), replace(table, summary=what)]
+            out.append(replace(table, summary=what))  # its summary names it: no heading
     return Section("Stability and fidelity against the noise level", out)
 
 
