@@ -343,6 +343,9 @@ def sizes_sentence(advice: Advice | None) -> str:
     )
 
 
+ANSWER = "The answer: more alike, or only smaller?"
+
+
 def answer(
     found: list[Split],
     advice: Advice | None,
@@ -368,7 +371,7 @@ def answer(
     if sentence := sizes_sentence(advice):
         todo.append(Paragraph(sentence))
     scope, *rest = scope_lines(found) or [""]
-    blocks: list[Block] = [Paragraph(scope)] if scope else []
+    blocks: list[Block] = [Paragraph(f"**{ANSWER}** {scope}".strip())]
     blocks.append(answer_table(found, advice, measure))
     blocks.append(Side([[picture], todo]) if picture is not None else Side([todo]))
     more = [Paragraph(line) for line in rest] + [Paragraph(intro)]
