@@ -77,7 +77,8 @@ class Side:
 
 @dataclass(frozen=True)
 class Section:
-    """A titled section with its anchor (``anchor``, else from the title) and TOC entry."""
+    """A titled section with its anchor (``anchor``, else the title's as GitHub makes it, so
+    report.md's contents links work there too) and contents entry."""
 
     title: str
     blocks: list[Block]

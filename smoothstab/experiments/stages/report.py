@@ -341,7 +341,6 @@ def table1_section(x: Inputs) -> Section:
             Paragraph(table1_note(x.table1, k, m)),
             replace(table1_block(x.table1, x.cfg), summary=summary),
         ],
-        anchor="table-1",
     )
 
 
