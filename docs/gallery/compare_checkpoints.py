@@ -27,7 +27,8 @@ pathlib.Path("quick_nets.py").write_text(
     "    return build_model('small_cnn', num_classes=SHAPES, in_channels=3)\n"
 )
 
-# Twelve of the run's test images as PNG files in a folder, their labels in a CSV (file,label)
+# Twelve of the run's test images (or all, if fewer) as PNG files in a folder, their labels in a
+# CSV (file,label)
 # (the run keeps them normalised with the shapes' mean and std: undone here, given back below)
 MEAN, STD = SHAPES_MEAN, SHAPES_STD
 test = torch.load(quickstart / "test_images.pt", weights_only=True)
@@ -36,7 +37,7 @@ images = pathlib.Path("compare_images")
 shutil.rmtree(images, ignore_errors=True)
 images.mkdir()
 lines = []
-for i in range(12):
+for i in range(min(12, len(x))):
     pixel = x[i] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
     pixels = pixel.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     Image.fromarray(pixels).save(images / f"{i:03d}.png")

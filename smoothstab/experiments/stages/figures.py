@@ -1,4 +1,5 @@
-"""The figures stage: PNGs of the paper's figures from the metrics table and the kept maps.
+"""The figures stage: PNGs of the paper's figures from the metrics table and the kept maps,
+legible at 100% zoom (text of :data:`FONT` points or more, legends below the panels).
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
   (models) with the configured band (``evaluation.band``: the 95% interval over retraining,
@@ -10,6 +11,9 @@
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
 * ``tradeoff.png``: fidelity vs stability error, one point per r with its interval, the
   recommended r and the knee marked (``recommendation.json``'s record).
+* ``answer.png``: the report's first picture, per method the scale-free unit-map distance
+  between the models' maps against r with its 95% interval, the level at r = 0 and the
+  recommended r, the verdict in each panel's title.
 * ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
   drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
   so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.

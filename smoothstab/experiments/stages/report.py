@@ -1,10 +1,13 @@
 """The report stage: ``report.md`` and a self-contained ``report.html`` (figures embedded).
 
-The report is a list of typed blocks (:mod:`~smoothstab.experiments.pages.blocks`), one function per
-section, rendered once to Markdown and once to HTML; the conventions paragraph, from the config
-alone, is :mod:`~smoothstab.experiments.pages.conventions`. Building it imports no plotting library.
-Long (about 410 lines) because each section's function stays beside the others it orders, one job:
-the page.
+The report is a list of typed blocks (:mod:`~smoothstab.experiments.pages.blocks`): a first
+screen that answers (:func:`first_screen`: the verdict table, the answer picture, what to do per
+method), the contents, then one :class:`~smoothstab.experiments.pages.blocks.Section` per entry
+of :data:`SECTIONS`, each a function of the run's :class:`Inputs`; the renderer gives every
+section its anchor and contents entry and collapses its tables in the HTML. The conventions,
+from the config alone, are :mod:`~smoothstab.experiments.pages.conventions`. Building it imports
+no plotting library. Long (about 610 lines) because each section's function stays beside the
+others it orders, one job: the page.
 """
 
 from __future__ import annotations
