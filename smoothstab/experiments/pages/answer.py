@@ -268,14 +268,19 @@ def shrinkage_lines(found: list[Split]) -> list[str]:
 
 def _plan_clause(a: MethodAdvice) -> str:
     """'about 10 models and 48 test images would decide it', from the advice's sample-size
-    plan for this run's observed change where there is one, else for the target change ('':
-    no plan)."""
+    plan for this run's observed change where there is one; else what the plan for the target
+    change would tell ('': no plan)."""
     if not a.plans:
         return ""
     p = a.plans[-1]
-    if p.k is None:
-        return "more than 40 models and 1024 test images would be needed"
-    return f"about {p.k} models and {p.m} test images would decide it"
+    need = (
+        "more than 40 models and 1024 test images"
+        if p.k is None
+        else f"about {p.k} models and {p.m} test images"
+    )
+    if len(a.plans) > 1:  # the observed change's plan: it would decide this run's question
+        return f"{need} would decide it"
+    return f"{need} would tell a {100 * p.target:.1f}% change from none"
 
 
 def todo_line(a: MethodAdvice, s: Split | None, sigma: Callable[[float], float]) -> str:

@@ -217,12 +217,11 @@ def test_what_to_do_when_this_run_cannot_tell():
     assert line.startswith("**Simple-Grad**: do not smooth (no r measurably more stable within ")
     assert f"cannot tell yet (unit-map distance {page.interval_text(s)})" in line
     p = a.plans[-1]
-    need = (
-        f"about {p.k} models and {p.m} test images would decide it"
-        if p.k is not None
-        else "more than 40 models and 1024 test images would be needed"
-    )
-    assert line.endswith(f": {need}.")
+    need = "more than 40 models and 1024 test images" if p.k is None else (
+        f"about {p.k} models and {p.m} test images"
+    )  # fmt: skip
+    what = "would decide it" if len(a.plans) > 1 else f"would tell a {100 * p.target:.1f}% change"
+    assert f": {need} {what}" in line and line.endswith(".")
     assert "no more or less" not in page.verdict(s) and page.verdict(s).startswith("cannot tell")
 
 
