@@ -199,11 +199,13 @@ def _collapsed(summary: str, inner: str) -> str:
     return f"<details><summary>{inline(summary)}</summary>{inner}</details>"
 
 
-def _html(block: Block, page: list[Block], collapse: bool = False) -> str:
-    """One block; ``collapse``: inside a section, tables and code are collapsed."""
+def _html(block: Block, page: list[Block], collapse: bool = False, within: str = "") -> str:
+    """One block; ``collapse``: inside a section, tables and code are collapsed; ``within``:
+    the section's anchor, which prefixes its headings' (unique on the page)."""
     match block:
         case Heading(level, text):
-            return f"<h{level} id='{slug(text)}'>{inline(text)}</h{level}>"
+            anchor = f"{within}-{slug(text)}" if within else slug(text)
+            return f"<h{level} id='{anchor}'>{inline(text)}</h{level}>"
         case Paragraph(text):
             return f"<p>{inline(text)}</p>"
         case Bullets(items):
@@ -223,13 +225,13 @@ def _html(block: Block, page: list[Block], collapse: bool = False) -> str:
             pre = f"<pre>{html.escape(text)}</pre>"
             return _collapsed(summary or "Code", pre) if collapse else pre
         case Details(summary, inner):
-            return _collapsed(summary, "".join(_html(b, page) for b in inner))
+            return _collapsed(summary, "".join(_html(b, page, within=within) for b in inner))
         case Side(columns):
-            cols = ["<div>" + "".join(_html(b, page, collapse) for b in c) + "</div>"
+            cols = ["<div>" + "".join(_html(b, page, collapse, within) for b in c) + "</div>"
                     for c in columns]  # fmt: skip
             return "<div class='side'>" + "".join(cols) + "</div>"
         case Section(title, inner):
-            body = "".join(_html(b, page, collapse=True) for b in inner)
+            body = "".join(_html(b, page, collapse=True, within=block.id) for b in inner)
             return f"<section id='{block.id}'><h2>{inline(title)}</h2>{body}</section>"
         case Contents(title):
             links = "".join(

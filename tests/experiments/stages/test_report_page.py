@@ -109,9 +109,10 @@ def test_the_first_screen_answers_and_the_rest_is_collapsed(tmp_path):
     toc = re.findall(r"<li><a href='#([^']+)'>", rest.split("</nav>")[0])
     ids = re.findall(r"<section id='([^']+)'>", rest)
     assert toc == ids and len(ids) >= 8 and len(set(ids)) == len(ids)
-    assert {"recommended-noise-level", "table-1-similarity-of-the-two-models-maps", "maps"} <= set(
-        ids
-    )
+    table1 = "table-1-similarity-of-the-two-models-maps"
+    assert {"recommended-noise-level", table1, "maps", "resolved-config"} <= set(ids)
+    every = re.findall(r" id='([^']+)'", text)
+    assert len(every) == len(set(every))  # every anchor on the page is unique
     # after the first screen every table and code block is collapsed behind a summary
     parsed = Page(rest)
     tables = [above for tag, _, above in parsed.elements if tag in ("table", "pre")]
