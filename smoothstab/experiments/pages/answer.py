@@ -327,6 +327,14 @@ def todo_lines(
     return out
 
 
+def _short_advice(a: MethodAdvice) -> str:
+    if a.status == "smooth":
+        return f"r = {a.recommended_r:g}"
+    return {"no smoothing": "no smoothing", "too few models": "no advice (too few models)"}.get(
+        a.status, "not measured"
+    )
+
+
 def sizes_sentence(advice: Advice | None) -> str:
     """Where the recommended r differs between training-set sizes: which to use ('' where it
     does not, or with one size)."""
@@ -336,7 +344,7 @@ def sizes_sentence(advice: Advice | None) -> str:
     for method in dict.fromkeys(a.method for a in advice.methods):
         per = [a for a in advice.methods if a.method == method and a.n is not None]
         if len(per) > 1 and len({recommended_text(a) for a in per}) > 1:
-            at = ", ".join(f"{recommended_text(a)} at n = {a.n}" for a in per)
+            at = ", ".join(f"{_short_advice(a)} at n = {a.n}" for a in per)
             differ.append(f"{NAMES[method]}: {at}")
     if not differ:
         return ""

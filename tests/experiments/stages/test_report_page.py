@@ -237,12 +237,14 @@ def test_what_to_do_with_too_few_models():
 def test_one_sentence_when_the_recommended_r_depends_on_the_size(same):
     changes = (-0.3, -0.3) if same else (-0.3, 0.0)
     _, advice = advice_of(6, changes, sizes=(100, 200))
-    recs = [page.recommended_text(a) for a in advice.methods]
+    recs = [
+        f"r = {a.recommended_r:g}" if a.status == "smooth" else a.status for a in advice.methods
+    ]
     sentence = page.sizes_sentence(advice)
     if len(set(recs)) == 1:
         assert sentence == ""
     else:
         assert sentence.startswith("The recommended r depends on the training-set size (")
-        assert f"{recs[0]} at n = 100, {recs[1]} at n = 200" in sentence
+        assert f"Simple-Grad: {recs[0]} at n = 100, {recs[1]} at n = 200)" in sentence
         assert "the lines above are for the largest, n = 200" in sentence
     assert same == (len(set(recs)) == 1)
