@@ -122,10 +122,10 @@ def answer_table(found: list[Split], advice: Advice | None, measure: str) -> Tab
         rec = None if advice is None else advice.of(s.method, s.n)
         rows.append(
             [NAMES[s.method], "-" if s.n is None else str(s.n), f"{s.r1:g}", pct(s.l2)]
-            + [pct(s.norm), unit, over, verdict(s), recommended_text(rec), MEASURES[measure]]
+            + [pct(s.norm), unit, over, verdict(s), recommended_text(rec)]
         )
     header = ["method", "n", "r from 0 to", "raw L2", "map norm", "unit-map distance"]
-    header += ["interval over", "verdict", "recommended r", "measured by"]
+    header += ["interval over", "verdict", f"recommended r (by {MEASURES[measure]})"]
     return Table(header, rows)
 
 

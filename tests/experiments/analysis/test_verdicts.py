@@ -158,8 +158,10 @@ def test_one_pair_speaks_of_these_two_models():
 
 def test_the_answer_names_the_measure_and_the_interval():
     s = split(summary_of(6, -0.1), "grad", None, debiased=True)
-    (row,) = answer_table([s], None, "l2").rows
-    assert row[6] == "retraining (6 models), 16 images, draws" and row[-1] == "raw L2 distance"
+    table = answer_table([s], None, "l2")
+    (row,) = table.rows
+    assert row[6] == "retraining (6 models), 16 images, draws"
+    assert table.header[-1] == "recommended r (by raw L2 distance)"  # one measure per report
     line, more = scope_lines([s])
     assert line.startswith("Intervals are 95%, over retraining (the 6 models per training-set")
     assert more.startswith("Pairs share models, so they are not independent")
