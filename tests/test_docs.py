@@ -471,14 +471,18 @@ def test_the_report_reads_in_headless_chromium(tiny_run, tmp_path):
     """The tiny run's report.html at 1400x900: its first screen holds the verdict table and a
     picture at its own size; no console error, broken image or literal Markdown, no sideways
     scrolling, every contents link to an anchor, every later table collapsed. The same report
-    with its first screen pushed down, a picture broken and a table left open fails on each."""
+    with its first screen pushed down, a picture broken, a table left open, literal Markdown
+    and a block wider than the window fails on each."""
     folder = tmp_path / "served"
     folder.mkdir()
     shutil.copy(tiny_run / "report.html", folder / "report.html")
     text = (tiny_run / "report.html").read_text()
     spoilt = text.replace("<body>", "<body><div style='height:1000px'></div>", 1)
     spoilt = spoilt.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1)
-    spoilt = spoilt.replace("</body>", "<table><tr><td>open</td></tr></table>**bold**</body>")
+    spoilt = spoilt.replace(
+        "</body>",
+        "<table><tr><td>open</td></tr></table>**bold**<div style='width:3000px'>wide</div></body>",
+    )
     (folder / "spoilt.html").write_text(spoilt)
     browser = DevTools(tmp_path / "profile")
     browser.call("Emulation.setDeviceMetricsOverride", session=True, **VIEWPORT)
@@ -496,5 +500,6 @@ def test_the_report_reads_in_headless_chromium(tiny_run, tmp_path):
         "broken image",
         "a table not collapsed: open",
         "literal Markdown: **bold**",
+        "the page scrolls sideways",
     ):
         assert problem in bad_text, bad
