@@ -300,14 +300,13 @@ def todo_line(a: MethodAdvice, s: Split | None, sigma: Callable[[float], float])
         if a.best_at_sweep_edge:
             text += " (the curve may keep falling beyond the sweep)"
     if s is not None and s.decided and s.sign is not None:
+        unit = f"(unit-map distance from r = 0 to {s.r1:g}: {interval_text(s)})"
         if s.sign == 0:
             plan = _plan_clause(a)
-            text += (
-                "; agree more or only shrink? cannot tell yet "
-                f"(unit-map distance {interval_text(s)})" + (f": {plan}" if plan else "")
-            )
+            text += f"; agree more or only shrink? cannot tell yet {unit}"
+            text += f": {plan}" if plan else ""
         else:
-            text += f"; {verdict(s)} (unit-map distance {interval_text(s)})"
+            text += f"; {verdict(s)} {unit}"
     return text + "."
 
 

@@ -103,7 +103,7 @@ def test_the_first_screen_answers_and_the_rest_is_collapsed(tmp_path):
     assert "<img src='data:image/png;base64," in first and "unit-map distance between" in first
     assert "What to do</h3>" in first
     assert "<strong>Simple-Grad</strong>: smooth with r = " in first
-    assert "the maps agree more (unit-map distance -" in first
+    assert "the maps agree more (unit-map distance from r = 0 to 0.15: -" in first
     assert "<details>" not in first.split("What to do")[0]  # the table is open
     # the contents: one entry per section, each to an anchor that exists
     toc = re.findall(r"<li><a href='#([^']+)'>", rest.split("</nav>")[0])
@@ -204,7 +204,8 @@ def test_what_to_do_when_the_maps_agree_more():
     r = advice.of("grad").recommended_r
     assert line.startswith(f"**Simple-Grad**: smooth with r = {r:g} (sigma = {3 * r:.3g})")
     assert advice.of("grad").best_at_sweep_edge == ("may keep falling beyond the sweep" in line)
-    assert "; the maps agree more (unit-map distance -" in line and "cannot" not in line
+    assert "; the maps agree more (unit-map distance from r = 0 to 0.4: -" in line
+    assert "cannot" not in line
 
 
 def test_what_to_do_when_this_run_cannot_tell():
@@ -216,7 +217,7 @@ def test_what_to_do_when_this_run_cannot_tell():
     assert s.sign == 0 and a.status == "no smoothing" and a.plans
     (line,) = page.todo_lines([s], advice, sigma)
     assert line.startswith("**Simple-Grad**: do not smooth (no r measurably more stable within ")
-    assert f"cannot tell yet (unit-map distance {page.interval_text(s)})" in line
+    assert f"cannot tell yet (unit-map distance from r = 0 to 0.4: {page.interval_text(s)})" in line
     p = a.plans[-1]
     need = "more than 40 models and 1024 test images" if p.k is None else (
         f"about {p.k} models and {p.m} test images"
