@@ -110,6 +110,21 @@ def sections(blocks: list[Block]) -> list[Section]:
     return [b for b in blocks if isinstance(b, Section)]
 
 
+def as_sections(blocks: list[Block]) -> list[Block]:
+    """A flat list of blocks with level-2 headings (as a page written before sections was)
+    as one :class:`Section` per heading, holding the blocks up to the next; sections and the
+    blocks before the first heading stay as they are."""
+    out: list[Block] = []
+    for block in blocks:
+        if isinstance(block, Heading) and block.level == 2:
+            out.append(Section(block.text, []))
+        elif out and isinstance(out[-1], Section) and not isinstance(block, Section):
+            out[-1].blocks.append(block)
+        else:
+            out.append(block)
+    return out
+
+
 def _table_markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])

@@ -40,6 +40,7 @@ from smoothstab.experiments.pages.blocks import (
     Paragraph,
     Section,
     Table,
+    as_sections,
     render_html,
     render_markdown,
 )
@@ -558,9 +559,10 @@ def config_section(x: Inputs) -> Section:
 
 
 # The report's sections after its first screen, in order: each a function of the run's inputs
-# returning a Section (None: nothing to show); a new section is one entry here, and gets its
-# contents entry, anchor and collapsed tables from the renderer.
-SECTIONS: tuple[Callable[[Inputs], Section | None], ...] = (
+# returning a Section, or blocks whose level-2 headings open sections (None: nothing to show);
+# a new section is one entry here, and gets its contents entry, anchor and collapsed tables from
+# the renderer.
+SECTIONS: tuple[Callable[[Inputs], Section | list[Block] | None], ...] = (
     recommended_section,
     sweep_findings,
     table1_section,
@@ -611,6 +613,8 @@ def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     )
     title = f"smoothstab report: {cfg.name}"
     blocks = [*first_screen(x, title), Contents()]
-    blocks += [section for make in SECTIONS if (section := make(x)) is not None]
+    for make in SECTIONS:
+        made = make(x)
+        blocks += as_sections(made) if isinstance(made, list) else [made] if made else []
     run.write_text(run.report_md, render_markdown(blocks, run.root))
     run.write_text(run.report_html, render_html(blocks, title))

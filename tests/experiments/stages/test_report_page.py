@@ -21,6 +21,7 @@ from smoothstab.experiments.cli import main
 from smoothstab.experiments.pages import answer as page
 from smoothstab.experiments.pages.blocks import (
     Details,
+    Heading,
     Paragraph,
     Section,
     Table,
@@ -154,6 +155,25 @@ def test_a_new_section_is_one_entry(tmp_path, monkeypatch):
     assert "<p><strong>Floors</strong> first.</p>" in section
     assert "<details><summary>Chance floors per r</summary><table>" in section
     assert text.index("id='resolved-config'") < text.index("id='what-a-similarity-means'")
+
+
+def test_sections_as_plain_blocks_are_split_at_their_headings(tmp_path, monkeypatch):
+    """A section function may return blocks with level-2 headings, as pages written before
+    sections do: each heading opens a section with its entry, anchor and collapsed tables."""
+    d = designed_run(tmp_path)
+
+    def older(x):
+        return [Heading(2, "Chance floors"), Table(["r"], [["0"]], "Floors per r"),
+                Heading(2, "Where models disagree"), Paragraph("maps")]  # fmt: skip
+
+    monkeypatch.setattr(report, "SECTIONS", (*report.SECTIONS, older))
+    assert main(["report", str(d), "--quiet"]) == 0
+    text = (d / "report.html").read_text()
+    for anchor in ("chance-floors", "where-models-disagree"):
+        assert f"<li><a href='#{anchor}'>" in text and f"<section id='{anchor}'>" in text
+    floors = text[text.index("<section id='chance-floors'>") :].split("</section>")[0]
+    assert "<details><summary>Floors per r</summary><table>" in floors
+    assert "## Chance floors" in (d / "report.md").read_text()
 
 
 def test_inline_markdown_is_rendered_and_escaped():
