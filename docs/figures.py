@@ -5,10 +5,11 @@
 Each example of the gallery, ``docs/gallery/NAME.py``, runs as a script with
 ``docs/gallery/out/`` as its working directory (one thread, so the numbers are those of any
 machine's single-thread kernels): what it prints goes to ``out/NAME.txt`` and the pictures it
-saves stay there; the pages include both. The examples that read a run directory (``load_run``)
+saves stay there; the pages include both. The examples that read a run directory (``NEEDS_RUN``)
 run only with ``--run``, on that directory; the figures its report drew (``RUN_DIR/figures``)
-are copied into ``docs/figures/run/`` for the pages that show the quickstart's results, the
-grids under one name per method (``grid_METHOD.png``), and the notebook ``docs/notebook.ipynb``
+the pages show (``figures/run/NAME.png`` links) are copied into ``docs/figures/run/``, the
+grids under one name per method (``grid_METHOD.png``), with ``run.txt`` naming the run, the
+command, the commit and the machine (the pages include it), and the notebook ``docs/notebook.ipynb``
 is executed on that directory and saved with its outputs (nbclient, the ``docs`` extra).
 
 The committed pictures were made from the run each page names; a run on another CPU draws the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,8 @@ ROOT = DOCS.parent
 GALLERY = DOCS / "gallery"
 OUT = GALLERY / "out"
 RUN_FIGURES = DOCS / "figures" / "run"
-NEEDS_RUN = {"load_run"}  # examples whose first argument is a run directory
+# examples whose first argument is a run directory
+NEEDS_RUN = {"load_run", "choose_sigma", "paper_figure2", "compare_checkpoints"}
 NOTEBOOK = DOCS / "notebook.ipynb"
 
 
@@ -82,9 +85,20 @@ def execute_notebook(path: Path, run: Path, timeout: int = 600):
     return notebook
 
 
-def copy_run_figures(run: Path, dest: Path) -> list[Path]:
-    """The run's report figures into ``dest``; ``grid_METHOD_I-J.png`` becomes
+def shown_run_figures() -> set[str]:
+    """The names of the run's figures the pages show (Markdown links to
+    ``figures/run/NAME.png``)."""
+    pages = [*DOCS.rglob("*.md"), NOTEBOOK]
+    link = re.compile(r"\]\((?:\.\./)*figures/run/([\w.-]+\.png)\)")  # ](figures/run/X.png)
+    return {name for page in pages for name in link.findall(page.read_text())}
+
+
+def copy_run_figures(run: Path, dest: Path, names: set[str] | None = None) -> list[Path]:
+    """The run's report figures into ``dest`` (only ``names``, when given: those the pages
+    show), each PNG re-encoded at the smallest size; ``grid_METHOD_I-J.png`` becomes
     ``grid_METHOD.png`` (the first pair's), so a page's link does not name a pair."""
+    from PIL import Image
+
     figures = run / "figures"
     if not figures.is_dir():
         sys.exit(f"docs/figures.py: --run {run}: no figures/ folder; run its stages first")
@@ -96,9 +110,45 @@ def copy_run_figures(run: Path, dest: Path) -> list[Path]:
             name = "grid_" + name.removeprefix("grid_").rsplit("_", 1)[0] + ".png"
             if (dest / name) in copied:
                 continue
-        shutil.copyfile(path, dest / name)
+        if names is not None and name not in names:
+            continue
+        try:
+            with Image.open(path) as image:
+                image.save(dest / name, optimize=True)
+        except OSError:  # not a PNG Pillow reads: copied as it is
+            shutil.copyfile(path, dest / name)
         copied.append(dest / name)
     return copied
+
+
+def run_record(run: Path, command: str) -> str:
+    """Which run the pictures of ``docs/figures/run/`` come from, for the pages that show them:
+    the command, the run's name, models and images, the repository's commit, the machine and
+    when the run was evaluated."""
+    import platform
+
+    import torch
+
+    from smoothstab.experiments.rundir.metrics_table import read_rows
+
+    rows = read_rows(run / "metrics.parquet")
+    models = {r["model"] for r in rows if r["model"] != ""} | {
+        m for r in rows if r["pair"] for m in str(r["pair"]).split("-")
+    }
+    images = {r["image"] for r in rows}
+    name = next((line.split("=", 1)[1].strip().strip('"') for line in
+                 (run / "config.toml").read_text().splitlines() if line.startswith("name")),
+                run.name)  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    when = time.strftime("%Y-%m-%d", time.gmtime((run / "metrics.parquet").stat().st_mtime))
+    return (
+        f"made by:  {command}\n"
+        f"run:      {name} ({len(models)} models, {len(images)} test images), evaluated {when}\n"
+        f"code:     smoothstab at commit {commit or 'unknown'}, torch {torch.__version__}\n"
+        f"machine:  {platform.machine()}, {os.cpu_count()} CPU threads, {platform.system()}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = run_example(name, args.out, args.run if name in NEEDS_RUN else None)
         print(f"{name}: {seconds:.0f} s -> {args.out / name}.txt")
     if args.run is not None:
-        copied = copy_run_figures(args.run, args.run_figures)
-        print(f"{len(copied)} figures of {args.run} -> {args.run_figures}")
+        copied = copy_run_figures(args.run, args.run_figures, shown_run_figures())
+        command = f"python docs/figures.py --run {args.run}"
+        (args.run_figures / "run.txt").write_text(run_record(args.run, command))
+        print(f"{len(copied)} figures of {args.run} -> {args.run_figures} (run.txt names the run)")
         import nbformat
 
         start = time.perf_counter()

@@ -219,12 +219,12 @@ def map_grid(
             if colorbar and (scale == "each" or (scale != "all" and j == last_of[g])):
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         if row_titles is not None:
-            axes[row][0].set_ylabel(row_titles[row], fontsize=8)
+            axes[row][0].set_ylabel(row_titles[row], fontsize=9)
     if colorbar and scale == "all":
         fig.colorbar(shown, ax=axes[:, first:].ravel().tolist(), fraction=0.046, pad=0.04)
     header = (["input"] if images is not None else []) + titles
     for j, title in enumerate(header):
-        axes[0][j].set_title(title, fontsize=8)
+        axes[0][j].set_title(title, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -142,7 +142,7 @@ N_IMAGES, N_MODELS = 4, 2
 TRAINED = ("config.toml", "splits.json", "model_0.pt", "model_1.pt", "train_metrics.json")
 
 
-FIGURES = ("stability", "fidelity", "ssim_topk", "tradeoff", "bounds")
+FIGURES = ("answer", "stability", "fidelity", "ssim_topk", "tradeoff", "bounds")
 
 
 def run(*args) -> int:

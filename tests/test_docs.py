@@ -11,6 +11,7 @@ requests and HTTP errors, whatever the page's own scripts do.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import http.server
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -325,17 +327,26 @@ def problems(events: list[dict]) -> list[str]:
     return found
 
 
+@contextlib.contextmanager
+def serving(folder: Path):
+    """``folder`` served over HTTP on a local port, as a web server would: its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def served_site(tmp_path_factory):
     """The site built into a temporary folder and served on a local port: its base URL."""
     out = tmp_path_factory.mktemp("docs") / "site"
     done = build_site(out)
     assert done.returncode == 0, done.stderr[-3000:]
-    handler = functools.partial(_QuietHandler, directory=str(out))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", out
-    server.shutdown()
+    with serving(out) as base:
+        yield base, out
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -407,3 +418,88 @@ def test_the_browser_check_sees_errors(served_site, tmp_path):
     assert len(markdown) == 3 and "fine" not in "".join(markdown), found
     assert "a code line runs past its box: x = 1  # a long comment" in text, text
     assert "the page scrolls sideways" in text, text
+
+
+# --- the report of a run in the browser ---------------------------------------------------------
+
+# The report's first screen (the window's height) holds the verdict table whole and a picture
+# whole, shown at (nearly) its own size; the contents link existing anchors; after the first
+# screen every table is collapsed.
+FIRST_SCREEN = r"""(() => {
+  const found = [], h = window.innerHeight;
+  const table = document.querySelector('table');
+  if (!table || !/verdict/.test(table.rows[0].textContent)) {
+    found.push('no verdict table');
+  } else {
+    const b = table.getBoundingClientRect();
+    if (b.top < 0 || b.bottom > h) {
+      found.push(`the verdict table is not on the first screen: ${b.top}-${b.bottom} px`);
+    }
+  }
+  const shown = [...document.images].filter(i => {
+    const b = i.getBoundingClientRect();
+    return i.naturalWidth > 0 && b.top >= 0 && b.bottom <= h && b.height >= 100;
+  });
+  if (!shown.length) found.push('no picture on the first screen');
+  for (const i of shown) {
+    if (i.width < 0.9 * i.naturalWidth) {
+      found.push(`the first picture is shrunk to ${i.width} of its ${i.naturalWidth} px`);
+    }
+  }
+  const links = [...document.querySelectorAll('nav.toc a')];
+  if (!links.length) found.push('no table of contents');
+  for (const a of links) {
+    if (!document.getElementById(a.hash.slice(1))) found.push('no anchor for ' + a.hash);
+  }
+  for (const t of [...document.querySelectorAll('table')].slice(1)) {
+    if (!t.closest('details')) found.push('a table not collapsed: ' + t.rows[0].textContent);
+  }
+  return JSON.stringify(found);
+})()"""
+
+
+def report_problems(browser: DevTools, url: str) -> list[str]:
+    """``check_page``'s problems and the first screen's."""
+    found = check_page(browser, url)
+    seen = browser.call("Runtime.evaluate", session=True, expression=FIRST_SCREEN)
+    return found + json.loads(seen["result"]["value"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+def test_the_report_reads_in_headless_chromium(tiny_run, tmp_path):
+    """The tiny run's report.html at 1400x900: its first screen holds the verdict table and a
+    picture at its own size; no console error, broken image or literal Markdown, no sideways
+    scrolling, every contents link to an anchor, every later table collapsed. The same report
+    with its first screen pushed down, a picture broken, a table left open, literal Markdown
+    and a block wider than the window fails on each."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    shutil.copy(tiny_run / "report.html", folder / "report.html")
+    text = (tiny_run / "report.html").read_text()
+    spoilt = text.replace("<body>", "<body><div style='height:1000px'></div>", 1)
+    spoilt = spoilt.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1)
+    spoilt = spoilt.replace(
+        "</body>",
+        "<table><tr><td>open</td></tr></table>**bold**<div style='width:3000px'>wide</div></body>",
+    )
+    (folder / "spoilt.html").write_text(spoilt)
+    browser = DevTools(tmp_path / "profile")
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, **VIEWPORT)
+    try:
+        with serving(folder) as base:
+            good = report_problems(browser, f"{base}/report.html")
+            bad = report_problems(browser, f"{base}/spoilt.html")
+    finally:
+        browser.close()
+    assert good == [], good
+    bad_text = "\n".join(bad)
+    for problem in (
+        "the verdict table is not on the first screen",
+        "no picture on the first screen",
+        "broken image",
+        "a table not collapsed: open",
+        "literal Markdown: **bold**",
+        "the page scrolls sideways",
+    ):
+        assert problem in bad_text, bad

@@ -206,6 +206,34 @@ def test_a_runs_figures_are_copied_with_one_grid_per_method(tmp_path):
     assert (tmp_path / "dest" / "grid_grad.png").read_bytes() == b"grid_grad_0-1.png"
 
 
+def test_only_the_figures_the_pages_show_are_copied(tmp_path):
+    """The pages' ``figures/run/NAME.png`` links name what is copied (the quickstart's answer,
+    stability and grid, choose-sigma's trade-off and strip); nothing else of the run is."""
+    shown = figures.shown_run_figures()
+    assert {"answer.png", "stability.png", "grid_grad.png", "tradeoff.png"} <= shown
+    run = tmp_path / "run" / "figures"
+    run.mkdir(parents=True)
+    for name in ("answer.png", "fidelity.png", "grid_grad_0-1.png", "grid_ig_0-1.png"):
+        (run / name).write_bytes(name.encode())  # not PNGs: copied as they are
+    copied = figures.copy_run_figures(tmp_path / "run", tmp_path / "dest", shown)
+    assert sorted(p.name for p in copied) == ["answer.png", "grid_grad.png"]
+    assert all((DOCS / "figures" / "run" / name).is_file() for name in shown)
+
+
+def test_the_run_record_names_the_run(tmp_path):
+    """run.txt: the command, the run's name with its models and images, the commit."""
+    from helpers import crossed_rows
+    from smoothstab.experiments.rundir.metrics_table import rows_table, write_table
+
+    (tmp_path / "config.toml").write_text('name = "quickstart"\n')
+    write_table(tmp_path / "metrics.parquet", rows_table(crossed_rows(4, 3, {0.0: 0, 0.1: 0})))
+    text = figures.run_record(tmp_path, "python docs/figures.py --run runs/quickstart")
+    lines = text.splitlines()
+    assert lines[0] == "made by:  python docs/figures.py --run runs/quickstart"
+    assert lines[1].startswith("run:      quickstart (4 models, 3 test images), evaluated 20")
+    assert lines[2].startswith("code:     smoothstab at commit ")
+
+
 # --- the examples run (slow) -----------------------------------------------------------------
 
 

@@ -12,11 +12,22 @@ from four models per n on (fewer: the per-pair values, and no verdict).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from smoothstab.experiments.analysis.advice import Advice, MethodAdvice, SizePlan
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.summary import Summary
 from smoothstab.experiments.analysis.verdicts import Split
-from smoothstab.experiments.pages.blocks import Block, Heading, Paragraph, Table
+from smoothstab.experiments.pages.blocks import (
+    Block,
+    Bullets,
+    Details,
+    Figure,
+    Heading,
+    Paragraph,
+    Side,
+    Table,
+)
 from smoothstab.experiments.pages.findings import fmt
 from smoothstab.experiments.pages.names import MEASURES, NAMES, models_phrase, over_phrase
 from smoothstab.inference import MIN_MODELS
@@ -46,8 +57,15 @@ def verdict(s: Split) -> str:
     if s.sign is None:
         return "no interval to tell"
     return {-1: "the maps agree more", 1: "the maps agree less"}.get(
-        s.sign, "no more or less than the interval can tell"
+        s.sign, "cannot tell: the interval holds 0"
     )
+
+
+def short_verdict(s: Split) -> str:
+    """The verdict in a figure's title: ``maps agree more``, ``cannot tell``, ..."""
+    if s.sign is None:
+        return "no verdict"  # too few models: the table says why
+    return {-1: "maps agree more", 1: "maps agree less"}.get(s.sign, "cannot tell")
 
 
 def per_pair_text(s: Split) -> str:
@@ -107,18 +125,19 @@ def answer_table(
         rec = None if advice is None else advice.of(s.method, s.n)
         rows.append(
             [NAMES[s.method], "-" if s.n is None else str(s.n), f"{s.r1:g}", pct(s.l2)]
-            + [pct(s.norm), unit, over, verdict(s), recommended_text(rec), MEASURES[measure]]
+            + [pct(s.norm), unit, over, verdict(s), recommended_text(rec)]
             + ([] if within is None else [within.get((s.method, s.n), "-")])
         )
     header = ["method", "n", "r from 0 to", "raw L2", "map norm", "unit-map distance"]
-    header += ["interval over", "verdict", "recommended r", "measured by"]
+    header += ["interval over", "verdict", f"recommended r (by {MEASURES[measure]})"]
     header += [] if within is None else ["same prediction"]
     return Table(header, rows)
 
 
 def scope_lines(found: list[Split]) -> list[str]:
     """What the first screen must say about the intervals: what they are over, and where too
-    few models leave no verdict."""
+    few models leave no verdict; with an interval over retraining, a second line says how it
+    is built and that a rerun differs (shown on demand)."""
     if not found:
         return []
     ks = sorted({s.k for s in found})
@@ -139,16 +158,18 @@ def scope_lines(found: list[Split]) -> list[str]:
         ]
     text = (
         f"Intervals are 95%, over retraining (the {models_phrase(ks)} per training-set size "
-        f"stand for models trained anew), the {images} and their Monte-Carlo draws: pairs "
-        "share models, so they are not independent, and the interval comes from the models "
-        "(docs/estimators.md). The numbers are those of this run's models: a rerun (or another "
-        "CPU, whose training differs in the last bits) trains other models and gets other "
-        "numbers; each interval is built to cover, 95% of the time, the value over all such "
-        "retrainings, images and draws."
+        f"stand for models trained anew), the {images} and their Monte-Carlo draws."
     )
     if ks[0] < MIN_MODELS:
         text += f" Sizes with fewer than {MIN_MODELS} models get no verdict."
-    return [text]
+    more = (
+        "Pairs share models, so they are not independent, and the interval comes from the "
+        "models (docs/estimators.md). The numbers are those of this run's models: a rerun (or "
+        "another CPU, whose training differs in the last bits) trains other models and gets "
+        "other numbers; each interval is built to cover, 95% of the time, the value over all "
+        "such retrainings, images and draws."
+    )
+    return [text, more]
 
 
 def plan_sentence(a: MethodAdvice, sizes: int) -> str:
@@ -250,6 +271,98 @@ def shrinkage_lines(found: list[Split]) -> list[str]:
     ]
 
 
+def _plan_clause(a: MethodAdvice) -> str:
+    """'about 10 models and 48 test images would decide it', from the advice's sample-size
+    plan for this run's observed change where there is one; else what the plan for the target
+    change would tell ('': no plan)."""
+    if not a.plans:
+        return ""
+    p = a.plans[-1]
+    need = (
+        "more than 40 models and 1024 test images"
+        if p.k is None
+        else f"about {p.k} models and {p.m} test images"
+    )
+    if len(a.plans) > 1:  # the observed change's plan: it would decide this run's question
+        return f"{need} would decide it"
+    return f"{need} would tell a {100 * p.target:.1f}% change from none"
+
+
+def todo_line(a: MethodAdvice, s: Split | None, sigma: Callable[[float], float]) -> str:
+    """What to do with one method, in one line: the advice's r (or no smoothing, or why there
+    is no advice) and whether the maps agree more, or, where this run cannot tell, how many
+    models and images would decide it."""
+    name = f"**{NAMES[a.method]}**"
+    if a.status == "not measured":
+        return f"{name}: not measured (no stability sweep with r = 0 to advise from)."
+    if a.status == "too few models":
+        text = f"{name}: cannot tell: {a.k} models, advice needs {MIN_MODELS} or more"
+    elif a.status == "no smoothing":
+        text = f"{name}: do not smooth (no r measurably more stable within the fidelity budget)"
+    else:
+        r = a.recommended_r
+        text = f"{name}: smooth with r = {r:g} (sigma = {sigma(r):.3g})"
+        if a.best_at_sweep_edge:
+            text += " (the curve may keep falling beyond the sweep)"
+    if s is not None and s.decided and s.sign is not None:
+        unit = f"(unit-map distance from r = 0 to {s.r1:g}: {interval_text(s)})"
+        if s.sign == 0:
+            plan = _plan_clause(a)
+            text += f"; agree more or only shrink? cannot tell yet {unit}"
+            text += f": {plan}" if plan else ""
+        else:
+            text += f"; {verdict(s)} {unit}"
+    return text + "."
+
+
+def todo_lines(
+    found: list[Split], advice: Advice | None, sigma: Callable[[float], float]
+) -> list[str]:
+    """A what-to-do line per method, at the largest training-set size."""
+    if advice is None:
+        return []
+    out = []
+    for method in dict.fromkeys(a.method for a in advice.methods):
+        a = advice.of(method)
+        if a is None:
+            continue
+        s = next((s for s in found if s.method == method and s.n == a.n), None)
+        out.append(todo_line(a, s, sigma))
+    return out
+
+
+def _short_advice(a: MethodAdvice) -> str:
+    if a.status == "smooth":
+        return f"r = {a.recommended_r:g}"
+    return {"no smoothing": "no smoothing", "too few models": "no advice (too few models)"}.get(
+        a.status, "not measured"
+    )
+
+
+def sizes_sentence(advice: Advice | None) -> str:
+    """Where the recommended r differs between training-set sizes: which to use ('' where it
+    does not, or with one size)."""
+    if advice is None:
+        return ""
+    differ = []
+    for method in dict.fromkeys(a.method for a in advice.methods):
+        per = [a for a in advice.methods if a.method == method and a.n is not None]
+        if len(per) > 1 and len({recommended_text(a) for a in per}) > 1:
+            at = ", ".join(f"{_short_advice(a)} at n = {a.n}" for a in per)
+            differ.append(f"{NAMES[method]}: {at}")
+    if not differ:
+        return ""
+    largest = max(a.n for a in advice.methods if a.n is not None)
+    return (
+        f"The recommended r depends on the training-set size ({'; '.join(differ)}): use the "
+        "one of the size nearest your own models' training set; the lines above are for the "
+        f"largest, n = {largest}, the closest guide for models trained on more data."
+    )
+
+
+ANSWER = "The answer: more alike, or only smaller?"
+
+
 def answer(
     found: list[Split],
     advice: Advice | None,
@@ -257,11 +370,14 @@ def answer(
     measure: str,
     debiased: bool,
     sizes: int,
+    sigma: Callable[[float], float],
+    picture: Figure | None = None,
     within: dict | None = None,
 ) -> list[Block]:
-    """The report's opening: do the smoothed maps of different models agree more, or only
-    shrink? A row per method (and n), what its interval is over, where no smoothing is
-    recommended, and how many models and images would decide it."""
+    """The report's first screen: do the smoothed maps of different models agree more, or only
+    shrink? What the intervals are over, a row per method (and n), the picture that shows it
+    beside what to do per method (the advice, or how many models and images would decide it),
+    and, on demand, how to read the table and the sample-size plans in full."""
     intro = (
         "Smoothing shrinks maps, so the raw L2 stability error falls with their size as well "
         "as with their agreement. Per method, its change from r = 0 to the largest r split "
@@ -269,9 +385,17 @@ def answer(
         f"({'debiased' if debiased else 'plain'} estimates); the maps agree more only where "
         "the unit-map distance's interval lies below 0."
     )
-    blocks: list[Block] = [Heading(2, "The answer: more alike, or only smaller?")]
-    blocks += [Paragraph(line) for line in scope_lines(found)]
-    blocks += [Paragraph(intro), answer_table(found, advice, measure, within)]
-    blocks += [Paragraph(line) for line in no_smoothing_lines(advice, sizes)]
-    blocks += [Paragraph(line) for line in plan_lines(advice, sizes)]
+    todo: list[Block] = [Heading(3, "What to do"), Bullets(todo_lines(found, advice, sigma))]
+    if sentence := sizes_sentence(advice):
+        todo.append(Paragraph(sentence))
+    scope, *rest = scope_lines(found) or [""]
+    blocks: list[Block] = [Paragraph(f"**{ANSWER}** {scope}".strip())]
+    blocks.append(answer_table(found, advice, measure, within))
+    blocks.append(Side([[picture], todo]) if picture is not None else Side([todo]))
+    more = [Paragraph(line) for line in rest] + [Paragraph(intro)]
+    more += [Paragraph(line) for line in no_smoothing_lines(advice, sizes)]
+    more += [Paragraph(line) for line in plan_lines(advice, sizes)]
+    blocks.append(
+        Details("How to read the table, and how many models and images would decide it", more)
+    )
     return blocks

@@ -209,6 +209,10 @@ def time_attribution(
     shape = (info.in_channels, info.image_size, info.image_size)
     images = min(a.image_batch, a.n_images)
     chunk = min(a.batch_size, a.n_samples * images)  # rows per model call in the stage
+    # the timed targets are classes the model has: the config may not say how many (a folder
+    # of images: the model's own), and more images than classes must not run past them
+    with torch.no_grad(), accel.autocast(a.amp, device):
+        classes = model(torch.zeros(1, *shape, device=device, dtype=dtype)).shape[-1]
     out = {}
     for method in a.methods:
         timing_attr = replace(a, ig_sampler="joint", antithetic=False)
@@ -222,7 +226,7 @@ def time_attribution(
             m = max(1, min(images, n // 2))
             k = max(2, math.ceil(n / m), a.n_groups)
             x = torch.randn(m, *shape, device=device, dtype=dtype)
-            y = torch.arange(m, device=device) % num_classes(cfg)
+            y = torch.arange(m, device=device) % classes
             smoothed = smoothed_method(
                 method, model, replace(attr, n_samples=k, batch_size=n), 0.1, 0
             )

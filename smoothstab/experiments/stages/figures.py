@@ -1,4 +1,5 @@
-"""The figures stage: PNGs of the paper's figures from the metrics table and the kept maps.
+"""The figures stage: PNGs of the paper's figures from the metrics table and the kept maps,
+legible at 100% zoom (text of :data:`FONT` points or more, legends below the panels).
 
 * ``stability.png`` / ``fidelity.png``: error vs noise level r per method, mean over model pairs
   (models) with the configured band (``evaluation.band``: the 95% interval over retraining,
@@ -10,6 +11,9 @@
 * ``ssim_topk.png``: SSIM and top-k mIoU between the two models of a pair vs r (Fig 6).
 * ``tradeoff.png``: fidelity vs stability error, one point per r with its interval, the
   recommended r and the knee marked (``recommendation.json``'s record).
+* ``answer.png``: the report's first picture, per method the scale-free unit-map distance
+  between the models' maps against r with its 95% interval, the level at r = 0 and the
+  recommended r, the verdict in each panel's title.
 * ``grid_{method}_{i}-{j}.png``: input, models i and j, unsmoothed and smoothed, for each pair
   drawn (Figs 7 and 10-16), the maps of an image on one colour scale (:mod:`smoothstab.plot`),
   so that a weaker or shrunken map looks fainter instead of being stretched to full contrast.
@@ -88,18 +92,32 @@ def _curve(
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-BAND_LABELS = {  # the figures' y-labels say which band they draw
-    "interval": "band: 95% interval over models, images, draws (< 4 models: images)",
-    "t95": "band: paper's t over pairs (replication)",
-    "sd": "band: paper's +-1 sd over pairs",
+BAND_LABELS = {  # the figures' titles say which band they draw
+    "interval": "bands: 95% intervals over models, images and draws (below 4 models: images)",
+    "t95": "bands: the paper's t interval over pairs (replication)",
+    "sd": "bands: the paper's +-1 sd over pairs",
 }
+
+FONT = 9  # the smallest font size of any text in a figure (legible at 100% zoom at 110 dpi)
 
 
 STABILITY_ROWS = (  # the stability figure's rows: (measure, y label)
-    ("stability", "raw L2 stability error (Eq. 12)"),
-    ("unit_distance", "unit-map distance ||a/|a| - b/|b| ||"),
-    ("map_norm", "each model's map norm ||a||"),
+    ("stability", "raw L2 stability error"),
+    ("unit_distance", "unit-map distance"),
+    ("map_norm", "map norm ||a||"),
 )
+
+
+def _legend_below(fig, axes, ncols: int = 2) -> None:
+    """One legend for the figure, below its panels (never over data), from every panel's
+    labelled artists (each label once)."""
+    found: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            found.setdefault(label, handle)
+    if found:
+        n = max(1, min(ncols, len(found)))
+        fig.legend(found.values(), found.keys(), loc="outside lower center", ncols=n, fontsize=FONT)
 
 
 def error_figure(
@@ -113,16 +131,22 @@ def error_figure(
     ``fidelity``), a column per method; per training-set size n (one colour each), the paper's
     plain curve (dashed) and our debiased one (solid), each with its band."""
     fig, axes = plt.subplots(
-        len(rows), len(methods), figsize=(3.6 * len(methods), 3.2 * len(rows)), squeeze=False
+        len(rows),
+        len(methods),
+        figsize=(3.4 * len(methods), 2.7 * len(rows) + 0.9),
+        squeeze=False,
+        layout="constrained",
     )
-    for ax_row, (measure, ylabel) in zip(axes, rows, strict=True):
+    for i, (ax_row, (measure, ylabel)) in enumerate(zip(axes, rows, strict=True)):
         for ax, method in zip(ax_row, methods, strict=True):
             _error_panel(ax, summary, method, measure, band)
-            ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=9)
-        ax_row[0].set_ylabel(f"{ylabel}\n({BAND_LABELS[band]})", fontsize=8)
+            if i == 0:
+                ax.set_title(f"{NAMES[method]} / {SMOOTHED[method]}", fontsize=FONT + 1)
+        ax_row[0].set_ylabel(ylabel)
     for ax in axes[-1]:
-        ax.set_xlabel("noise level r = sigma / (x_max - x_min)")
-    axes[0][0].legend(fontsize=8)
+        ax.set_xlabel("noise level r = sigma / (x_max - x_min)", fontsize=FONT)
+    fig.suptitle(BAND_LABELS[band], fontsize=FONT + 1)
+    _legend_below(fig, axes.flat, ncols=4)
     return save(fig, path)
 
 
@@ -145,31 +169,38 @@ def _error_panel(ax, summary: Summary, method: str, measure: str, band: str) -> 
 def similarity_figure(
     summary: Summary, methods: Sequence[str], topk: int, path: Path, band: str = "interval"
 ) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
     panels = ((axes[0], Metric.SSIM, "SSIM"), (axes[1], Metric.TOPK_IOU, f"top-{topk} mIoU"))
     for ax, metric, title in panels:
         for method in methods:
             rs, bands = _curve(summary, method, metric, band=band)
             ax.plot(rs, [b.mean for b in bands], marker="o", ms=3, label=NAMES[method])
             ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], alpha=0.15)
-        ax.set_title(f"{title} between the models of a pair\n({BAND_LABELS[band]})", fontsize=8)
+        ax.set_title(f"{title} between the models of a pair", fontsize=FONT + 1)
         ax.set_xlabel("noise level r")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig.suptitle(BAND_LABELS[band], fontsize=FONT)
+    _legend_below(fig, axes, ncols=4)
     return save(fig, path)
 
 
 def tradeoff_figure(advice: Advice, path: Path) -> Path:
     """Fidelity against stability error per method (own axes: their scales differ widely) at
     the largest n, each stability point with its 95% interval; the recommended r and the knee
-    (where the advice gives them) marked, the r outside the fidelity budget hollow."""
+    (where the advice gives them) marked and named in the panel's title, the r outside the
+    fidelity budget hollow; one legend below the panels."""
+    from matplotlib.lines import Line2D
+
     found = [advice.of(m) for m in dict.fromkeys(a.method for a in advice.methods)]
     found = [a for a in found if a is not None and any(lv.stability for lv in a.levels)]
     if not found:
         fig, ax = plt.subplots(figsize=(3.6, 3.3))
         ax.text(0.5, 0.5, "no stability sweep to advise from", ha="center", va="center")
+        ax.axis("off")
         return save(fig, path)
-    fig, axes = plt.subplots(1, len(found), figsize=(3.6 * len(found), 3.3), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(found), figsize=(3.4 * len(found), 3.9), squeeze=False, layout="constrained"
+    )
     for ax, a in zip(axes[0], found, strict=True):
         levels = [lv for lv in a.levels if lv.stability is not None]
         s, f = [lv.stability.estimate for lv in levels], [lv.fidelity for lv in levels]
@@ -177,25 +208,109 @@ def tradeoff_figure(advice: Advice, path: Path) -> Path:
             [lv.stability.estimate - lv.stability.lo for lv in levels],
             [lv.stability.hi - lv.stability.estimate for lv in levels],
         ]
-        ax.errorbar(s, f, xerr=err, marker="o", ms=3, capsize=2, lw=1)
+        ax.errorbar(s, f, xerr=err, marker="o", ms=3, capsize=2, lw=1, color="C0")
         for lv, x, y in zip(levels, s, f, strict=True):
-            ax.annotate(f"{lv.r:g}", (x, y), fontsize=7)
+            ax.annotate(f"{lv.r:g}", (x, y), xytext=(4, 3), textcoords="offset points",
+                        fontsize=FONT)  # fmt: skip
             if not lv.within_budget:
                 ax.plot(x, y, "o", ms=6, mfc="white", color="grey")
-        marks = (("recommended_r", "s", "recommended"), ("knee_r", "*", "knee"))
-        for key, marker, label in marks:
+        said = []
+        for key, marker, label in (("recommended_r", "s", "recommended"), ("knee_r", "*", "knee")):
             r = getattr(a, key)
             hit = [(x, y) for lv, x, y in zip(levels, s, f, strict=True) if lv.r == r]
-            if hit and r is not None:
-                ax.plot(*hit[0], marker, ms=12, mfc="none", color="k", label=f"{label}: r={r:g}")
+            if (
+                hit
+                and r is not None
+                and not (a.status == "no smoothing" and key == "recommended_r")
+            ):
+                ax.plot(*hit[0], marker, ms=12, mfc="none", color="k")
+                said.append(f"{label} r = {r:g}")
         if a.status == "no smoothing":
-            ax.plot(s[0], f[0], "s", ms=12, mfc="none", color="k", label="no smoothing")
-        ax.set_title(NAMES[a.method], fontsize=9)
-        ax.set_xlabel(f"stability: {MEASURES[a.measure]} (95% interval)")
+            ax.plot(s[0], f[0], "s", ms=12, mfc="none", color="k")
+            said.append("no smoothing")
+        ax.set_title(f"{NAMES[a.method]}\n{', '.join(said) or a.status}", fontsize=FONT + 1)
+        ax.set_xlabel(f"{MEASURES[a.measure]} (95% interval)", fontsize=FONT)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("fidelity error (r annotated; hollow: over budget)")
+        ax.margins(x=0.12, y=0.1)  # room for the r labels inside the panel
+    axes[0][0].set_ylabel("fidelity error")
+    keys = [
+        Line2D([], [], marker="o", ms=3, color="C0", label="one r (annotated), 95% interval"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            ms=6,
+            mfc="white",
+            color="grey",
+            label="outside the fidelity budget",
+        ),  # fmt: skip
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="s",
+            ms=10,
+            mfc="none",
+            color="k",
+            label="recommended r (at r = 0: no smoothing)",
+        ),  # fmt: skip
+        Line2D([], [], ls="", marker="*", ms=10, mfc="none", color="k", label="knee"),
+    ]
+    fig.legend(handles=keys, loc="outside lower center", ncols=4, fontsize=FONT)
+    return save(fig, path)
+
+
+def answer_figure(
+    summary: Summary, advice: Advice, methods: Sequence[str], debiased: bool, path: Path
+) -> Path:
+    """The report's first picture: per method, the scale-free unit-map distance between the
+    models' maps against r with its 95% interval, one colour per training-set size; the level
+    at r = 0 dotted, the recommended r (largest n) dashed; the verdict in the panel's title."""
+    from smoothstab.experiments.analysis.verdicts import splits
+    from smoothstab.experiments.pages.answer import short_verdict
+
+    found = {(s.method, s.n): s for s in splits(summary, list(methods), debiased)}
+    metric = Metric.of("unit_distance", debiased)
+    cols = 1 if len(methods) == 1 else 2
+    rows = math.ceil(len(methods) / cols)
+    ncols = 2  # the legend's, below the panels
+    entries = len(summary.sizes) + 3
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.0 * cols if cols > 1 else 4.6, 1.3 * rows + 0.45 + 0.22 * -(-entries // ncols)),
+        squeeze=False,
+        layout="constrained",
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, method in zip(axes.flat, methods, strict=False):
+        last = summary.sizes[-1]
+        for c, n in enumerate(summary.sizes):
+            rs, bands = _curve(summary, method, metric, n)
+            if not rs:
+                continue
+            colour = colours[c % len(colours)]
+            label = "unit-map distance" + (f", n = {n}" if len(summary.sizes) > 1 else "")
+            ax.plot(rs, [b.mean for b in bands], "-o", ms=3, color=colour, label=label)
+            ax.fill_between(rs, [b.lo for b in bands], [b.hi for b in bands], color=colour,
+                            alpha=0.15, label="95% interval" if n == last else None)  # fmt: skip
+            if n == last:
+                ax.axhline(bands[0].mean, color=colour, ls=":", lw=1, label="level at r = 0")
+        a = advice.of(method, last)
+        if a is not None and a.status == "smooth" and a.recommended_r is not None:
+            ax.axvline(a.recommended_r, color="k", ls="--", lw=1, label="recommended r")
+        s = found.get((method, last))
+        ax.set_title(NAMES[method] + ("" if s is None else f": {short_verdict(s)}"), fontsize=FONT)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=FONT)
+    for ax in axes.flat[len(methods) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("noise level r", fontsize=FONT)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("unit-map distance", fontsize=FONT)
+    _legend_below(fig, axes.flat, ncols=ncols)
     return save(fig, path)
 
 
@@ -281,10 +396,10 @@ def sigma_figure(
     picks = grid[:: max(1, len(grid) // 6)][:7]
     maps = {f"r={r:g}": kept.maps(method, model, r, [image]) for r in picks}
     fig = plot.map_grid(maps, _inputs(x[[image]], cfg.train), image_range=(0, 1))
+    fig.set_layout_engine("constrained")
     fig.suptitle(
         f"{NAMES[method]} of model {model} as the noise level grows (one colour scale)",
-        fontsize=9,
-        y=1.1,
+        fontsize=FONT,
     )
     return save(fig, path)
 
@@ -297,7 +412,7 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
     similarity to the permuted-label twin (dotted, crosses), read against the dashed line the same
     way.
     """
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    fig, ax = plt.subplots(figsize=(5.6, 5.2), layout="constrained")
     x = [lv["stability"] for lv in levels]
     for view, label, colour in (("ssim", "SSIM", "C0"), ("rank", "rank agreement", "C1")):
         y = [1 - lv[f"{view}_random"] for lv in levels]
@@ -311,7 +426,8 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
             label=f"1 - {label} between retrained models",
         )
         for lv, xi, yi in zip(levels, x, y, strict=True):
-            ax.annotate(f"{lv['r']:g}", (xi, yi), fontsize=7)
+            ax.annotate(f"{lv['r']:g}", (xi, yi), xytext=(3, 3), textcoords="offset points",
+                        fontsize=FONT)  # fmt: skip
         if levels and f"label_{view}_random" in levels[0]:  # the label check (sanity.labels)
             y = [1 - lv[f"label_{view}_random"] for lv in levels]
             ax.plot(x, y, ":x", ms=4, color=colour, label=f"1 - {label} to the permuted-label twin")
@@ -325,11 +441,12 @@ def sanity_figure(levels: list[dict], advice: dict, method: str, measure: str, p
             ls=":",
             label=f"most stable: r={most[0]['r']:g} ({verdict})",
         )
-    ax.set_xlabel(f"stability across retraining: {MEASURES[measure]} (lower: more stable)")
+    ax.set_xlabel(f"stability across retraining: {MEASURES[measure]}\n(lower: more stable)")
     ax.set_ylabel("1 - similarity (r annotated)")
-    ax.set_title(f"{NAMES[method]}: stable, and still tied to the model?", fontsize=9)
+    ax.set_title(f"{NAMES[method]}: stable, and still tied to the model?", fontsize=FONT + 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    ax.margins(x=0.1, y=0.1)
+    _legend_below(fig, [ax], ncols=1)
     return save(fig, path)
 
 
@@ -467,6 +584,7 @@ def make_figures(
         ),
         lambda: similarity_figure(summary, a.methods, e.topk, run.figure("ssim_topk"), e.band),
         lambda: tradeoff_figure(advice, run.figure("tradeoff")),
+        lambda: answer_figure(summary, advice, a.methods, e.debiased, run.figure("answer")),
     ]
     pairs = Setting.of(cfg).grid_pairs(summary)
     kept = FigureMaps(cfg, run, len(x))
@@ -503,7 +621,7 @@ def bounds_figure(res: Bounds, path: Path) -> Path:
     rows = res.rows
     r = [row.r for row in rows]
     kind = res.measured
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), layout="constrained")
     curves = [  # axes, (measured, bound) of a row, labels
         (
             axes[0],
@@ -540,7 +658,7 @@ def bounds_figure(res: Bounds, path: Path) -> Path:
     for ax, title in zip(axes, (stab_title, "fidelity"), strict=True):
         ax.set_xlabel("noise level r")
         ax.set_ylabel("log10 error (above trivial: vacuous)")
-        ax.set_title(title + (" (heuristic)" if res.heuristic else ""), fontsize=9)
+        ax.set_title(title + (" (heuristic)" if res.heuristic else ""), fontsize=FONT + 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    _legend_below(fig, axes, ncols=2)
     return save(fig, path)

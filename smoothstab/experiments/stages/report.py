@@ -1,15 +1,19 @@
 """The report stage: ``report.md`` and a self-contained ``report.html`` (figures embedded).
 
-The report is a list of typed blocks (:mod:`~smoothstab.experiments.pages.blocks`), one function per
-section, rendered once to Markdown and once to HTML; the conventions paragraph, from the config
-alone, is :mod:`~smoothstab.experiments.pages.conventions`. Building it imports no plotting library.
-Long (about 410 lines) because each section's function stays beside the others it orders, one job:
-the page.
+The report is a list of typed blocks (:mod:`~smoothstab.experiments.pages.blocks`): a first
+screen that answers (:func:`first_screen`: the verdict table, the answer picture, what to do per
+method), the contents, then one :class:`~smoothstab.experiments.pages.blocks.Section` per entry
+of :data:`SECTIONS`, each a function of the run's :class:`Inputs`; the renderer gives every
+section its anchor and contents entry and collapses its tables in the HTML. The conventions,
+from the config alone, are :mod:`~smoothstab.experiments.pages.conventions`. Building it imports
+no plotting library. Long (about 610 lines) because each section's function stays beside the
+others it orders, one job: the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from smoothstab.experiments.analysis.advice import Advice, Interval, MethodAdvice
@@ -29,10 +33,14 @@ from smoothstab.experiments.pages.blocks import (
     Block,
     Bullets,
     Code,
+    Contents,
+    Details,
     Figure,
     Heading,
     Paragraph,
+    Section,
     Table,
+    as_sections,
     render_html,
     render_markdown,
 )
@@ -95,9 +103,14 @@ def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = N
     return Table(header, rows)
 
 
-def cost_section(cfg: ExperimentConfig, rows: Iterable[dict]) -> list[Block]:
+def cost_section(x: Inputs) -> Section | None:
     """Per method and r: draws and model evaluations spent, and the relative Monte-Carlo
-    standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows."""
+    standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows
+    (read one row at a time)."""
+    return cost_blocks(x.cfg, x.run.iter_rows())
+
+
+def cost_blocks(cfg: ExperimentConfig, rows: Iterable[dict]) -> Section | None:
     a = cfg.attribution
     per: dict[tuple[str, float], dict[str, list[float]]] = {}
     for row in rows:
@@ -105,7 +118,7 @@ def cost_section(cfg: ExperimentConfig, rows: Iterable[dict]) -> list[Block]:
             per.setdefault((row["method"], row["r"]), {}).setdefault(row["metric"], [])
             per[(row["method"], row["r"])][row["metric"]].append(row["value"])
     if not per:
-        return []
+        return None
     tol = a.tolerance
     header = ["method", "r", "model evaluations", "per map (mean, min-max)", "rel. s.e. (mean)"]
     header += ["rel. s.e. (worst image)"] + ([f"maps within {tol:g}"] if tol else [])
@@ -127,18 +140,26 @@ def cost_section(cfg: ExperimentConfig, rows: Iterable[dict]) -> list[Block]:
         if tol
         else f"a fixed {a.n_samples} draws per map"
     )
-    return [
-        Heading(2, "Monte-Carlo error and cost"),
-        Paragraph(
-            f"Every smoothed map is a Monte-Carlo mean ({how}); its relative standard error "
-            "estimates its root-mean-square distance from the exact smoothed map, relative to "
-            "the exact map's norm (estimated as sqrt(||map||^2 - ||se||^2)). Model "
-            "evaluations are forward and backward passes (one per draw, one per quadrature "
-            "point for nested IG), summed over models and images; the "
-            f"unsmoothed maps (r = 0) are exact. In all: {spent} model evaluations."
-        ),
-        Table(header, body),
-    ]
+    table = Table(
+        header,
+        body,
+        f"Per method and r: model evaluations and relative Monte-Carlo "
+        f"error of the maps ({len(body)} rows)",
+    )
+    return Section(
+        "Monte-Carlo error and cost",
+        [
+            Paragraph(
+                f"Every smoothed map is a Monte-Carlo mean ({how}); its relative standard error "
+                "estimates its root-mean-square distance from the exact smoothed map, relative to "
+                "the exact map's norm (estimated as sqrt(||map||^2 - ||se||^2)). Model "
+                "evaluations are forward and backward passes (one per draw, one per quadrature "
+                "point for nested IG), summed over models and images; the "
+                f"unsmoothed maps (r = 0) are exact. In all: {spent} model evaluations."
+            ),
+            table,
+        ],
+    )
 
 
 def advice_items(advice: Advice, summary: Summary) -> list[str]:
@@ -217,50 +238,74 @@ def models_text(cfg: ExperimentConfig, trained: TrainRecord | None) -> str:
     return f"{Setting.of(cfg).title}. " + "; ".join(parts) + "."
 
 
-def overview(
-    cfg: ExperimentConfig,
-    run: RunDir,
-    summary: Summary,
-    advice: Advice,
-    found: list[Split],
-    x_range: float,
-    trained: TrainRecord | None,
-) -> list[Block]:
-    """Conventions, models, the recommended noise level and what the sweep shows."""
-    methods, e = list(cfg.attribution.methods), cfg.evaluation
-    return [
-        Heading(2, "Conventions"),
-        Bullets(conventions(cfg, x_range)),
-        Heading(2, "Setting and models"),
-        Paragraph(models_text(cfg, trained)),
-        Heading(2, "Recommended noise level"),
-        Bullets(advice_items(advice, summary) + shrinkage_lines(found)),
+@dataclass(frozen=True)
+class Inputs:
+    """What every section reads: the config, the run directory and its records."""
+
+    cfg: ExperimentConfig
+    run: RunDir
+    summary: Summary
+    advice: Advice
+    found: list[Split]
+    table1: list[dict]
+    trained: TrainRecord | None
+    x_range: float
+
+
+def recommended_section(x: Inputs) -> Section:
+    """The recommended noise level: the advice per method and the trade-off figure."""
+    blocks: list[Block] = [Bullets(advice_items(x.advice, x.summary) + shrinkage_lines(x.found))]
+    blocks.append(
         Figure(
-            run.figure("tradeoff"),
+            x.run.figure("tradeoff"),
             "Trade-off: fidelity error against stability error, one point per r.",
-        ),
-        Heading(2, "What the sweep shows"),
-        Bullets(trends(summary, methods, e.debiased)),
-        Heading(3, "Agreement or shrinkage"),
-        Bullets([split_sentence(s, len(summary.sizes)) for s in found] or ["not measured"]),
-        Heading(3, "Where the models' maps agree most (Fig 6)"),
-        Paragraph(
-            "Where a similarity peaks: the r whose paired difference to the peak has a 95% "
-            "interval holding 0 cannot be told from it (intervals over retraining, the images "
-            "and their draws from four models on; else over images for these models)."
-        ),
-        Bullets(best_levels(summary, methods, e.topk) or ["SSIM and top-k not measured"]),
-    ]
+        )
+    )
+    return Section("Recommended noise level", blocks)
 
 
-def sizes_section(
-    cfg: ExperimentConfig, summary: Summary, trained: TrainRecord | None
-) -> list[Block]:
+def sweep_findings(x: Inputs) -> Section:
+    """What the sweep shows: trends, agreement or shrinkage, where the maps agree most."""
+    methods, e, summary = list(x.cfg.attribution.methods), x.cfg.evaluation, x.summary
+    return Section(
+        "What the sweep shows",
+        [
+            Bullets(trends(summary, methods, e.debiased)),
+            Heading(3, "Agreement or shrinkage"),
+            Bullets([split_sentence(s, len(summary.sizes)) for s in x.found] or ["not measured"]),
+            Heading(3, "Where the models' maps agree most (Fig 6)"),
+            Paragraph(
+                "Where a similarity peaks: the r whose paired difference to the peak has a 95% "
+                "interval holding 0 cannot be told from it (intervals over retraining, the "
+                "images and their draws from four models on; else over images for these models)."
+            ),
+            Bullets(best_levels(summary, methods, e.topk) or ["SSIM and top-k not measured"]),
+        ],
+    )
+
+
+def models_section(x: Inputs) -> Section:
+    return Section("Setting and models", [Paragraph(models_text(x.cfg, x.trained))])
+
+
+def conventions_section(x: Inputs) -> Section:
+    return Section(
+        "Conventions",
+        [
+            Details(
+                "How maps, distances, noise levels and intervals are defined here",
+                [Bullets(conventions(x.cfg, x.x_range))],
+            )
+        ],
+    )
+
+
+def sizes_section(x: Inputs) -> Section | None:
     """Stability error against the training-set size, per method and r (when there are two)."""
+    cfg, summary, trained = x.cfg, x.summary, x.trained
     if len(summary.sizes) < 2:
-        return []
+        return None
     out: list[Block] = [
-        Heading(2, "Stability and the training-set size"),
         Paragraph(
             "The paper's claim: stability error falls as the models see more training data. "
             "Per r, the paper's plain stability error at each n with its 95% interval, and the "
@@ -275,7 +320,8 @@ def sizes_section(
     for m in cfg.attribution.methods:
         table = size_table(summary, m, Metric.STABILITY)
         if table is not None:
-            out += [Heading(3, NAMES[m]), table]
+            summary_ = f"{NAMES[m]}: the stability error per r at each n, and its change with n"
+            out += [Heading(3, NAMES[m]), replace(table, summary=summary_)]
         overview_ = size_overview(summary, m, rs, cfg.evaluation.debiased, accuracy)
         if overview_ is not None:
             out += [
@@ -284,22 +330,36 @@ def sizes_section(
                     "distance, the map norm (each with its 95% interval, as above), and the "
                     "models' test accuracy."
                 ),
-                overview_,
+                replace(overview_, summary=f"{NAMES[m]} per n: error, distance, norm, accuracy"),
             ]
-    return out
+    return Section("Stability and the training-set size", out)
 
 
-def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[dict]) -> list[Block]:
-    """Table 1 (its rows as ``table1.csv`` holds them), the error curves (Figs 2-6) and a table
-    per method."""
-    first = summary.cells(cfg.attribution.methods[0], Metric.UNIT_DISTANCE, 0.0)
-    k, m = (0, 0) if first is None else (first.k, first.m)
+def table1_section(x: Inputs) -> Section:
+    """Table 1 (its rows as ``table1.csv`` holds them)."""
+    k, m = _scope(x)
+    summary = "Per method and pair: SSIM, top-k mIoU and unit-map distance, unsmoothed and smoothed"
+    return Section(
+        "Table 1: similarity of the two models' maps",
+        [
+            Paragraph(table1_note(x.table1, k, m)),
+            replace(table1_block(x.table1, x.cfg), summary=summary),
+        ],
+    )
+
+
+def _scope(x: Inputs) -> tuple[int, int]:
+    """Models and images of the first method's unsmoothed unit-map distance."""
+    first = x.summary.cells(x.cfg.attribution.methods[0], Metric.UNIT_DISTANCE, 0.0)
+    return (0, 0) if first is None else (first.k, first.m)
+
+
+def curves_section(x: Inputs) -> Section:
+    """The error curves (Figs 2-6) and a table per method and size."""
+    cfg, run, summary = x.cfg, x.run, x.summary
+    k, m = _scope(x)
     e = cfg.evaluation
     out: list[Block] = [
-        Heading(2, "Table 1: similarity of the two models' maps"),
-        Paragraph(table1_note(table1, k, m)),
-        table1_block(table1, cfg),
-        Heading(2, "Stability and fidelity against the noise level"),
         Figure(
             run.figure("stability"),
             "Stability error vs r, one colour per training-set size n (Figs 2-3): the paper's "
@@ -327,12 +387,14 @@ def sweeps(cfg: ExperimentConfig, run: RunDir, summary: Summary, table1: list[di
         for n in summary.sizes:
             at = f", n = {n}" if len(summary.sizes) > 1 else ""
             table = sweep_block(summary, method, cfg.evaluation.debiased, n)
-            out += [Heading(3, NAMES[method] + at), table]
-    return out
+            what = f"{NAMES[method]}{at}: stability and fidelity errors per r ({len(table.rows)} r)"
+            out.append(replace(table, summary=what))  # its summary names it: no heading
+    return Section("Stability and fidelity against the noise level", out)
 
 
-def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
-    out: list[Block] = [Heading(2, "Maps")]
+def map_grids(x: Inputs) -> Section:
+    cfg, run, summary = x.cfg, x.run, x.summary
+    out: list[Block] = []
     labels = Setting.of(cfg).pair_labels()
     for m in cfg.attribution.methods:
         for i, j in Setting.of(cfg).grid_pairs(summary):
@@ -340,7 +402,7 @@ def map_grids(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Bloc
             caption = f"{NAMES[m]}: {who}, unsmoothed and smoothed (Figs 7 and 10-16)."
             out.append(Figure(run.figure(f"grid_{m}_{i}-{j}"), caption))
         out.append(Figure(run.figure(f"sigma_{m}"), f"{NAMES[m]} across noise levels (Figs 8-9)."))
-    return out
+    return Section("Maps", out)
 
 
 SANITY_INTRO = (
@@ -359,10 +421,11 @@ SANITY_INTRO = (
 )
 
 
-def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list[Block]:
+def sanity_section(x: Inputs) -> Section | None:
     """The sanity stage's table, figure and advice per method, when it ran."""
+    cfg, run, summary = x.cfg, x.run, x.summary
     if not (cfg.sanity.enabled and run.sanity_csv.is_file()):
-        return []
+        return None
     from smoothstab.experiments.analysis.advice import sanity_advice, sanity_levels
     from smoothstab.experiments.rundir.sanity_rows import config_rows, per_image_similarity
 
@@ -374,8 +437,7 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
         mode=cfg.sanity.mode,
         random="fully randomised model" if cascade else "single-layer copies (mean)",
     )
-    out: list[Block] = [Heading(2, "Sanity check: do the maps depend on the model?")]
-    out.append(Paragraph(intro))
+    out: list[Block] = [Paragraph(intro)]
     similar = per_image_similarity(rows, cfg.sanity.mode)
     labels = any(row["metric"] == "sanity_label_ssim" for row in rows)
     if labels:
@@ -395,13 +457,14 @@ def sanity_section(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> list
             [f"{lv['r']:g}", *(cell(lv[k]) for k in keys), *(lv[c] for c in checks), lv["verdict"]]
             for lv in levels
         ]
-        out += [Heading(3, NAMES[m]), Table(header, body)]
+        what = f"{NAMES[m]}: per r, retrained models' and the randomised model's similarity"
+        out += [Heading(3, NAMES[m]), Table(header, body, what)]
         out.append(Paragraph(sanity_sentence(NAMES[m], sanity_advice(levels), labels)))
         if labels:
             out.append(Paragraph(label_sentence(NAMES[m], levels)))
         caption = "Stability across retraining against sensitivity to randomisation, per r."
         out.append(Figure(run.figure(f"sanity_{m}"), caption))
-    return out
+    return Section("Sanity check: do the maps depend on the model?", out)
 
 
 def cell(value) -> str:
@@ -473,19 +536,72 @@ def sanity_sentence(name: str, advice: dict, labels: bool = False) -> str:
     return text + f" The good sigma: r = {good:g}, the most stable r that passes."
 
 
-def bounds_section(run: RunDir) -> list[Block]:
+def bounds_section(x: Inputs) -> Section | None:
     """The bounds stage's page, when it ran."""
+    run = x.run
     if not run.bounds_json.is_file():
-        return []
-    out = [Heading(2, "Theory: bounds beside the measured errors")]
-    out += bounds_page.blocks(read_bounds(run.bounds_json))
+        return None
+    out = list(bounds_page.blocks(read_bounds(run.bounds_json)))
     if run.figure("bounds").is_file():
         caption = (
             "Bounds of Theorem 6 and Proposition 7 (log scale), beside measured errors: the "
             "measured stability error is a different quantity from the one bounded."
         )
         out.append(Figure(run.figure("bounds"), caption))
-    return out
+    return Section("Theory: bounds beside the measured errors", out)
+
+
+def config_section(x: Inputs) -> Section:
+    text = x.run.config.read_text()
+    return Section(
+        "Resolved config", [Code(text, "toml", "The config this run resolved, every key (TOML)")]
+    )
+
+
+# The report's sections after its first screen, in order: each a function of the run's inputs
+# returning a Section, or blocks whose level-2 headings open sections (None: nothing to show);
+# a new section is one entry here, and gets its contents entry, anchor and collapsed tables from
+# the renderer.
+def meaning_section(x: Inputs) -> list[Block]:
+    """What a similarity means (:func:`meaning_blocks`): its level-2 headings open sections."""
+    return meaning_blocks(x.cfg, x.run, x.summary, x.advice)
+
+
+SECTIONS: tuple[Callable[[Inputs], Section | list[Block] | None], ...] = (
+    recommended_section,
+    sweep_findings,
+    table1_section,
+    curves_section,
+    map_grids,
+    sizes_section,
+    cost_section,
+    sanity_section,
+    bounds_section,
+    meaning_section,
+    models_section,
+    conventions_section,
+    config_section,
+)
+
+
+def first_screen(x: Inputs, title: str) -> list[Block]:
+    """The title, the verdict table, the picture that shows the answer and what to do."""
+    e, picture = x.cfg.evaluation, x.run.figure("answer")
+    caption = (
+        "Per method: the scale-free unit-map distance between the models' maps against r, "
+        "with its 95% interval; a dashed line marks the recommended r, where there is one."
+    )
+    found = answer(
+        x.found,
+        x.advice,
+        measure=e.stability_measure,
+        debiased=e.debiased,
+        sizes=len(x.summary.sizes),
+        sigma=x.summary.sigma,
+        picture=Figure(picture, caption) if picture.is_file() else None,
+        within=same_prediction_verdicts(x.cfg, x.summary, x.found),
+    )
+    return [Heading(1, title), *found]
 
 
 def same_prediction_verdicts(cfg: ExperimentConfig, summary: Summary, found: list[Split]):
@@ -539,27 +655,22 @@ def meaning_blocks(
 
 def make_report(cfg: ExperimentConfig, run: RunDir, summary: Summary) -> None:
     """Write ``report.md`` and ``report.html`` from the evaluated run (``table1.csv`` and
-    ``recommendation.json``, the evaluate stage's records) and its figures."""
-    table1 = read_table1(run.table1)  # the evaluate stage's, read before anything is laid out
-    advice = read_advice(run.recommendation)
-    trained = read_train_record(run.train_metrics) if run.train_metrics.is_file() else None
-    x_range = dataset_info(cfg.train).x_range
+    ``recommendation.json``, the evaluate stage's records) and its figures: the first screen,
+    the contents, then every entry of :data:`SECTIONS` that has something to show."""
+    x = Inputs(
+        cfg=cfg,
+        run=run,
+        summary=summary,
+        table1=read_table1(run.table1),  # the evaluate stage's, read before anything is laid out
+        advice=read_advice(run.recommendation),
+        trained=read_train_record(run.train_metrics) if run.train_metrics.is_file() else None,
+        x_range=dataset_info(cfg.train).x_range,
+        found=splits(summary, list(cfg.attribution.methods), cfg.evaluation.debiased),
+    )
     title = f"smoothstab report: {cfg.name}"
-    e = cfg.evaluation
-    found = splits(summary, list(cfg.attribution.methods), e.debiased)
-    blocks: list[Block] = [Heading(1, title)]
-    blocks += answer(
-        found, advice, measure=e.stability_measure, debiased=e.debiased, sizes=len(summary.sizes),
-        within=same_prediction_verdicts(cfg, summary, found),
-    )  # fmt: skip
-    blocks += overview(cfg, run, summary, advice, found, x_range, trained)
-    blocks += sweeps(cfg, run, summary, table1)
-    blocks += cost_section(cfg, run.iter_rows())  # one row at a time
-    blocks += sizes_section(cfg, summary, trained)
-    blocks += map_grids(cfg, run, summary)
-    blocks += sanity_section(cfg, run, summary)
-    blocks += bounds_section(run)
-    blocks += meaning_blocks(cfg, run, summary, advice)
-    blocks += [Heading(2, "Resolved config"), Code(run.config.read_text(), "toml")]
+    blocks = [*first_screen(x, title), Contents()]
+    for make in SECTIONS:
+        made = make(x)
+        blocks += as_sections(made) if isinstance(made, list) else [made] if made else []
     run.write_text(run.report_md, render_markdown(blocks, run.root))
     run.write_text(run.report_html, render_html(blocks, title))

@@ -122,7 +122,7 @@ def test_six_models_that_agree_more():
 def test_six_models_whose_maps_only_shrink():
     s = split(summary_of(6, 0.0, model_sd=0.05), "grad", None, debiased=False)
     assert s.unit.lo < 0 < s.unit.hi and s.sign == 0
-    assert verdict(s) == "no more or less than the interval can tell" and s.shrinkage_only
+    assert verdict(s) == "cannot tell: the interval holds 0" and s.shrinkage_only
     (line,) = shrinkage_lines([s])
     assert line.startswith("From r = 0 to 0.4 the raw L2 distance falls while agreement does not")
     worse = split(summary_of(6, 0.2), "grad", None, debiased=False)
@@ -158,10 +158,13 @@ def test_one_pair_speaks_of_these_two_models():
 
 def test_the_answer_names_the_measure_and_the_interval():
     s = split(summary_of(6, -0.1), "grad", None, debiased=True)
-    (row,) = answer_table([s], None, "l2").rows
-    assert row[6] == "retraining (6 models), 16 images, draws" and row[-1] == "raw L2 distance"
-    (line,) = scope_lines([s])
+    table = answer_table([s], None, "l2")
+    (row,) = table.rows
+    assert row[6] == "retraining (6 models), 16 images, draws"
+    assert table.header[-1] == "recommended r (by raw L2 distance)"  # one measure per report
+    line, more = scope_lines([s])
     assert line.startswith("Intervals are 95%, over retraining (the 6 models per training-set")
+    assert more.startswith("Pairs share models, so they are not independent")
 
 
 def test_stability_measure_config():

@@ -307,3 +307,27 @@ def test_plan_says_when_a_device_is_too_small(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "does not fit in cpu's 1.0 MiB: lower attribution.image_batch" in out
     assert "or set attribution.pack = false (one r at a time)" in out
+
+
+def test_timing_targets_classes_the_model_has():
+    """A folder of images says nothing of the classes (the plan counts ImageNet's 1000): the
+    timed calls' targets are the model's own classes, so a 10-class model with more images
+    than classes is timed (before: 'target: expected class indices in [0, 10), got 11', and
+    `smoothstab compare` of two such checkpoints on 12 images stopped there)."""
+    from smoothstab.experiments.config.tables import (
+        AttributionConfig,
+        ExperimentConfig,
+        TrainConfig,
+    )
+    from smoothstab.experiments.plan.timing import time_attribution
+
+    cfg = ExperimentConfig(
+        train=TrainConfig(dataset="images", image_size=16),
+        attribution=AttributionConfig(
+            methods=["grad"], n_images=12, image_batch=12, n_samples=2, stability_r=[0.1],
+            fidelity_r=[0.1], batch_size=24,
+        ),
+    )  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
+    seconds = time_attribution(cfg, model, torch.device("cpu"), budget=0.05)
+    assert set(seconds) == {"grad"} and seconds["grad"] > 0

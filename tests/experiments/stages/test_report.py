@@ -168,7 +168,7 @@ def test_one_pair_is_these_two_models_on_the_first_screen(tmp_path):
     d = evaluated_run(tmp_path)
     assert main(["report", str(d), "--quiet"]) == 0
     md = (d / "report.md").read_text()
-    first = md[: md.index("## Conventions")]
+    first = md[: md.index("**Contents**")]  # the first screen
     assert "One pair of models: every interval below is about these two models" in first
     assert "these two models only: no verdict about retrained models" in first
     assert "| the maps agree" not in first and "recommended r" in first  # no verdict cell
