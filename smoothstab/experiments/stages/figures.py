@@ -481,7 +481,7 @@ def _per_image(summary: Summary, method: str, metric: Metric, r: float) -> dict[
 
 def _show(ax, image: torch.Tensor, title: str, **kw) -> None:
     ax.imshow(image.numpy() if image.dim() == 2 else image.permute(1, 2, 0).numpy(), **kw)
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title, fontsize=FONT)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -504,8 +504,8 @@ def disagreement_figure(
     if not found:
         return None
     picks = list(dict.fromkeys([max(found, key=totals.get), min(found, key=totals.get)]))
-    fig, axes = plt.subplots(len(picks), 1 + 2 * len(levels), squeeze=False,
-                             figsize=(1.7 * (1 + 2 * len(levels)), 1.9 * len(picks)))  # fmt: skip
+    fig, axes = plt.subplots(len(picks), 1 + 2 * len(levels), squeeze=False, layout="constrained",
+                             figsize=(2.0 * (1 + 2 * len(levels)), 2.2 * len(picks)))  # fmt: skip
     inputs = _inputs(x[picks], cfg.train)
     for row, i in enumerate(picks):
         maps = [kept.extreme(method, r, i) for r in levels]
@@ -513,14 +513,14 @@ def disagreement_figure(
         top_spread = max(float(d.clamp(min=0).max()) for _, d in maps) or 1.0
         word = "most" if row == 0 else "least"
         _show(axes[row][0], inputs[row].squeeze(0) if inputs.shape[1] == 1 else inputs[row],
-              f"image {i} ({word}: {totals[i]:.2f})", cmap="gray")  # fmt: skip
+              f"image {i}: {word}\n(total {totals[i]:.2f})", cmap="gray")  # fmt: skip
         for c, (r, (mean, spread)) in enumerate(zip(levels, maps, strict=True)):
-            _show(axes[row][1 + 2 * c], mean, f"mean map, r={r:g}", cmap="magma", vmin=0,
+            _show(axes[row][1 + 2 * c], mean, f"mean map\nr = {r:g}", cmap="magma", vmin=0,
                   vmax=top_mean)  # fmt: skip
-            _show(axes[row][2 + 2 * c], spread.clamp(min=0), f"disagreement, r={r:g}",
+            _show(axes[row][2 + 2 * c], spread.clamp(min=0), f"disagreement\nr = {r:g}",
                   cmap="viridis", vmin=0, vmax=top_spread)  # fmt: skip
-    fig.suptitle(f"{NAMES[method]}: where the models' maps disagree (total at r = 0 in brackets)",
-                 fontsize=8)  # fmt: skip
+    fig.suptitle(f"{NAMES[method]}: where the models' maps disagree (total at r = 0)",
+                 fontsize=FONT + 1)  # fmt: skip
     return save(fig, path)
 
 
@@ -543,7 +543,8 @@ def reliability_figure(
     found = [i for i in kept.extreme_images(method) if i in scores[0.0]]
     picks = list(dict.fromkeys([min(found, key=scores[0.0].get),
                                 max(found, key=scores[0.0].get)])) if found else []  # fmt: skip
-    fig = plt.figure(figsize=(3.2 + 1.7 * (1 + len(levels)), 2.0 * max(len(picks), 1.4)))
+    fig = plt.figure(figsize=(3.4 + 2.0 * (1 + len(levels)), 2.3 * max(len(picks), 1.4)),
+                     layout="constrained")  # fmt: skip
     widths = [2.2, *[1] * (1 + len(levels))]
     grid = fig.add_gridspec(max(len(picks), 1), 2 + len(levels), width_ratios=widths)
     ax = fig.add_subplot(grid[:, 0])
@@ -553,21 +554,21 @@ def reliability_figure(
     ax.scatter(a, b, s=10)
     lo, hi = min(a + b), max(a + b)
     ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
-    ax.set_xlabel("reliability at r = 0", fontsize=7)
-    ax.set_ylabel(f"reliability at r = {r1:g}", fontsize=7)
-    ax.tick_params(labelsize=6)
+    ax.set_xlabel("reliability at r = 0", fontsize=FONT)
+    ax.set_ylabel(f"reliability at r = {r1:g}", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
     inputs = _inputs(x[picks], cfg.train) if picks else None
     for row, i in enumerate(picks):
         word = "least" if row == 0 else "most"
         img = inputs[row].squeeze(0) if inputs.shape[1] == 1 else inputs[row]
-        _show(fig.add_subplot(grid[row, 1]), img, f"image {i} ({word})", cmap="gray")
+        _show(fig.add_subplot(grid[row, 1]), img, f"image {i}\n({word})", cmap="gray")
         maps = [kept.extreme(method, r, i)[0] for r in levels]
         top = max(float(m.max()) for m in maps) or 1.0
         for c, (r, m) in enumerate(zip(levels, maps, strict=True)):
-            title = f"r={r:g}: {scores[r].get(i, math.nan):.2f}"
+            title = f"r = {r:g}\nscore {scores[r].get(i, math.nan):.2f}"
             _show(fig.add_subplot(grid[row, 2 + c]), m, title, cmap="magma", vmin=0, vmax=top)
     fig.suptitle(f"{NAMES[method]}: reliability (mean pairwise rank agreement) per test image",
-                 fontsize=8)  # fmt: skip
+                 fontsize=FONT + 1)  # fmt: skip
     return save(fig, path)
 
 
