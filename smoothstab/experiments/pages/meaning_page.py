@@ -137,11 +137,18 @@ def split_section(found: list[PredictionSplit]) -> list[Block]:
                 "no cells": "has no same-prediction cells to test.",
             }[holds]
         )
+    k, m = found[0].k, found[0].m
+    over = (
+        f"over retraining ({k} models), the {m} test images and their draws"
+        if k >= inference.MIN_MODELS
+        else f"over the {m} test images and their draws of these {k} models, not over retraining"
+    )
     intro = (
         "Two models that predict different classes for an image are explaining different "
         "things. Every model pair and test image, split by whether both models predict the same "
-        "class (and, where every image has a label, whether both are right); the intervals are "
-        "over the pairs and images of the group (delta method), with the pairs sharing models."
+        "class (and, where every image has a label, whether both are right); each group's mean "
+        f"is over its pairs x images, its 95% interval {over} (the delta method; pairs share "
+        "models)."
     )
     return [Heading(2, "Stability given the prediction"), Paragraph(intro), Table(header, rows)] + [
         Paragraph(line) for line in lines

@@ -153,3 +153,10 @@ def test_same_class_floors_pair_only_images_of_one_label(tiny_run, tmp_path):
     key = lambda r: (r["method"], r["r"], r["metric"], r["pair"], r["model"], r["image"])  # noqa: E731
     other = {key(r): r["value"] for r in same if not r["metric"].endswith("_floor")}
     assert {key(r): r["value"] for r in rows if not r["metric"].endswith("_floor")} == other
+
+
+def test_the_split_says_what_its_intervals_are_over():
+    """Three models: over these models' images and draws, not over retraining."""
+    split = meaning.prediction_split(designed(), "gradcam", 0.2, debiased=False)
+    intro = meaning_page.split_section([split])[1].text
+    assert "over the 6 test images and their draws of these 3 models, not over retraining" in intro
