@@ -18,7 +18,9 @@ columns = ["method", "n", "status", "recommended_r", "best_r", "knee_r", "k", "m
 print("the advice per method (the largest training-set size):")
 print(advice[columns].to_string(index=False))
 budget = advice["fidelity_budget"].iloc[0]
-print(f"\nmeasured by: {advice['measure'].iloc[0]}; fidelity budget: {budget:g} x ||unsmoothed map||")
+print(
+    f"\nmeasured by: {advice['measure'].iloc[0]}; fidelity budget: {budget:g} x ||unsmoothed map||"
+)
 
 # An r is measurably more stable than r = 0 where the 95% interval of its paired change lies
 # below 0 (`better`); the recommended r is the smallest such r within the fidelity budget that
@@ -32,7 +34,7 @@ for method, rows in curves.groupby("method", sort=False):
 
 methods = list(dict.fromkeys(curves["method"]))
 fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.2), layout="constrained")
-for ax, method in zip(axes, methods):
+for ax, method in zip(axes, methods, strict=True):
     rows = curves[curves["method"] == method]
     ax.plot(rows["r"], rows["stability"], "o-", ms=3, label="stability (unit-map distance)")
     ax.fill_between(rows["r"], rows["stability_lo"], rows["stability_hi"], alpha=0.2)

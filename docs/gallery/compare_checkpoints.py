@@ -47,12 +47,14 @@ pathlib.Path("compare_labels.csv").write_text("".join(lines))
 command = [
     sys.executable, "-m", "smoothstab", "compare",
     str(quickstart / "model_0.pt"), str(quickstart / "model_1.pt"),
-    "--model", "python:quick_nets:small_cnn", "--images", str(images), "--labels", "compare_labels.csv",
+    "--model", "python:quick_nets:small_cnn",
+    "--images", str(images), "--labels", "compare_labels.csv",
     "--set", f"train.mean={list(MEAN)}", "--set", f"train.std={list(STD)}",
     "--out", "compare_run", "--quiet",
 ]  # fmt: skip
 print("$ smoothstab compare model_0.pt model_1.pt --model python:quick_nets:small_cnn \\")
-print("      --images compare_images --labels compare_labels.csv --set train.mean=... --set train.std=...")
+print("      --images compare_images --labels compare_labels.csv \\")
+print("      --set train.mean=... --set train.std=...")
 done = subprocess.run(command, capture_output=True, text=True, cwd=".")
 said = (done.stdout + done.stderr).splitlines()
 if done.returncode != 0:

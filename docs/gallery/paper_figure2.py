@@ -30,13 +30,15 @@ for method in methods:
     for metric, label in rows:
         curve = summary[(summary["method"] == method) & (summary["metric"] == metric)]
         first, last = curve.iloc[0], curve.iloc[-1]
-        parts.append(f"{label.split(' (')[0]} {first['mean']:.4g} -> {last['mean']:.4g} "
-                     f"({100 * (last['mean'] / first['mean'] - 1):+.0f}%)")
+        parts.append(
+            f"{label.split(' (')[0]} {first['mean']:.4g} -> {last['mean']:.4g} "
+            f"({100 * (last['mean'] / first['mean'] - 1):+.0f}%)"
+        )
     print(f"  {method}: " + "; ".join(parts))
 
 fig, axes = plt.subplots(3, len(methods), figsize=(3.0 * len(methods), 7.2), layout="constrained")
 for i, (metric, label) in enumerate(rows):
-    for ax, method in zip(axes[i], methods):
+    for ax, method in zip(axes[i], methods, strict=True):
         for name, style in ((metric, "--"), (f"{metric}_debiased", "-")):
             curve = summary[(summary["method"] == method) & (summary["metric"] == name)]
             kind = "debiased" if name.endswith("_debiased") else "plain (the paper's)"
