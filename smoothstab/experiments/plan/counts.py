@@ -265,15 +265,26 @@ def prediction_passes(cfg: ExperimentConfig) -> int:
     return Setting.of(cfg).n_models * cfg.attribution.n_images
 
 
+_GROUP_SIDE = 16
+"""The side of the stand-in maps :func:`level_groups` measures, at least (SSIM needs
+:data:`smoothstab.metrics.SSIM_WIN` pixels; larger where top-k needs ``evaluation.topk``)."""
+
+
 def level_groups(cfg: ExperimentConfig, method: str, r: float = 0.0) -> list:
     """The row groups of one method at noise level ``r`` (a value per image each), as the
     per-image measures make them (:data:`~smoothstab.experiments.analysis.per_image.MEASURES`,
-    on two zero maps of the run's shape per model: the floors need a partner image)."""
+    on two zero maps per model: the floors need a partner image). Which rows a level makes does
+    not depend on the maps' size, so they are small (:data:`_GROUP_SIDE` pixels a side, or enough
+    for the top-k; at 224 px the ImageNet preset's 68 levels took about a minute, most of it
+    SSIM's convolutions)."""
     from smoothstab.experiments.analysis.per_image import LevelMaps, measure
     from smoothstab.experiments.models.recipe import consensus_models
 
     setting, e = Setting.of(cfg), cfg.evaluation
-    zero, one = torch.zeros((2, *map_shape(cfg, method))), torch.ones(2)
+    channels, *sides = map_shape(cfg, method)
+    least = max(_GROUP_SIDE, math.ceil(math.sqrt(e.topk)))
+    shape = (channels, *(min(side, least) for side in sides))
+    zero, one = torch.zeros((2, *shape)), torch.ones(2)
     k = setting.n_models
     pairs = setting.pairs()
     predicted = [torch.zeros(2, dtype=torch.long)] * k
