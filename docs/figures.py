@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in NEEDS_RUN and args.run is None:
             print(f"{name}: skipped (it reads a run directory: give --run)")
             continue
-        seconds = run_example(name, args.out, args.run if name in NEEDS_RUN else None)
+        # the examples run in their output folder: the run's path must not be relative
+        run = args.run.resolve() if name in NEEDS_RUN else None
+        seconds = run_example(name, args.out, run)
         print(f"{name}: {seconds:.0f} s -> {args.out / name}.txt")
     if args.run is not None:
         copied = copy_run_figures(args.run, args.run_figures, shown_run_figures())
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         import nbformat
 
         start = time.perf_counter()
-        nbformat.write(execute_notebook(NOTEBOOK, args.run), NOTEBOOK)
+        nbformat.write(execute_notebook(NOTEBOOK, args.run.resolve()), NOTEBOOK)
         print(f"notebook: {time.perf_counter() - start:.0f} s -> {NOTEBOOK}")
     return 0
 
