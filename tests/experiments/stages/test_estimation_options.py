@@ -140,7 +140,8 @@ def test_close_noise_levels_get_their_own_maps(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
-    """8x8 digits: no SSIM (its 11x11 window does not fit), every other metric and stage."""
+    """8x8 digits: no SSIM nor its chance floor (its 11x11 window does not fit), every other
+    metric, floor and stage."""
     out = tmp_path / "digits"
     args = ["--set", "train.dataset=digits", "--set", 'attribution.methods=["grad", "gradcam"]']
     args += ["--stages", "train", "attribute", "evaluate", "figures", "report"]
@@ -149,7 +150,8 @@ def test_digits_maps_are_smaller_than_the_ssim_window(tmp_path):
     assert {row["metric"] for row in rows} == {
         "stability", "stability_debiased", "fidelity", "fidelity_debiased", "topk_iou", "map_norm",
         "rel_se", "model_evals", "map_norm_debiased", "rank_agreement", "unit_distance",
-        "unit_distance_debiased",
+        "unit_distance_debiased", "stability_floor", "topk_iou_floor", "rank_agreement_floor",
+        "unit_distance_floor", "disagreement", "disagreement_debiased", "predicted", "correct",
     }  # fmt: skip
     with open(out / "table1.csv", newline="") as f:
         assert all(row["ssim"] == "" and row["topk_miou"] for row in csv.DictReader(f))
