@@ -21,7 +21,7 @@ are :mod:`~smoothstab.experiments.rundir.metrics_table`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +172,10 @@ class RunDir:
         kilobyte a row: for millions of rows, :meth:`iter_rows` or :meth:`columns`)."""
         return [dict(row) for row in cached_rows(self.metrics)]
 
-    def iter_rows(self) -> Iterator[dict]:
-        """The metrics table, a dict per row, one at a time (:func:`~.metrics_table.iter_rows`)."""
-        return iter_rows(self.metrics)
+    def iter_rows(self, metrics: Sequence[str] | None = None) -> Iterator[dict]:
+        """The metrics table, a dict per row, one at a time (:func:`~.metrics_table.iter_rows`;
+        ``metrics``: only these metrics' rows)."""
+        return iter_rows(self.metrics, metrics)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The metrics table column by column (:func:`~.metrics_table.read_columns`)."""

@@ -275,11 +275,15 @@ def _column(column, name: str) -> np.ndarray:
     return column.to_numpy()
 
 
-def iter_rows(path: str | Path) -> Iterator[dict]:
+def iter_rows(path: str | Path, metrics: Sequence[str] | None = None) -> Iterator[dict]:
     """The metrics table as one dict per row, made as they are asked for (the columns are read
     at once): the cells as ``metrics.csv`` had them: ``r``, ``sigma`` and ``value`` floats, the
-    rest text (``n``, ``image``, ``stderr`` too), ``""`` where empty."""
+    rest text (``n``, ``image``, ``stderr`` too), ``""`` where empty. ``metrics``: only the rows
+    of these metrics, in the table's order (chosen on the columns, before any row is made)."""
     cols = read_columns(path)
+    if metrics is not None:
+        keep = np.isin(cols["metric"], [str(m) for m in metrics])
+        cols = {name: column[keep] for name, column in cols.items()}
     cells = {name: cols[name].tolist() for name in (*TEXT, *NUMBERS)}
     if "n" in cols:
         cells["n"] = ["" if v != v else str(int(v)) for v in cols["n"].tolist()]

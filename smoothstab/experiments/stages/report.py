@@ -106,8 +106,8 @@ def sweep_block(summary: Summary, method: str, debiased: bool, n: int | None = N
 def cost_section(x: Inputs) -> Section | None:
     """Per method and r: draws and model evaluations spent, and the relative Monte-Carlo
     standard error of the maps (mean and worst image), from ``rel_se``/``model_evals`` rows
-    (read one row at a time)."""
-    return cost_blocks(x.cfg, x.run.iter_rows())
+    (only those rows are made into dicts)."""
+    return cost_blocks(x.cfg, x.run.iter_rows((Metric.REL_SE, Metric.MODEL_EVALS)))
 
 
 def cost_blocks(cfg: ExperimentConfig, rows: Iterable[dict]) -> Section | None:

@@ -407,3 +407,18 @@ def test_kept_map_blocks_are_checked_before_they_are_joined(tmp_path):
     whole = dict(want[0], images=[0, 4], block=None, seeds=[0, 1])
     joined = run.load_map(0, "grad", 0.1, whole)
     assert joined.mean.shape == (4, 3, 8, 8) and joined.groups.shape == (4, 4, 3, 8, 8)
+
+
+def test_rows_of_some_metrics_are_those_of_the_whole_table(tmp_path):
+    """``iter_rows(path, metrics)`` chooses rows on the columns: the same dicts, in the same
+    order, as filtering every row of the table."""
+    from helpers import crossed_rows
+    from smoothstab.experiments.rundir.metrics_table import iter_rows, rows_table, write_table
+
+    base = crossed_rows(4, 3, {0.0: 0.0, 0.1: -0.1}, model_sd=0.05, noise=0.05)
+    rows = [dict(row, metric=metric) for row in base for metric in ("stability", "rel_se", "ssim")]
+    path = write_table(tmp_path / "metrics.parquet", rows_table(rows))
+    every = list(iter_rows(path))
+    assert len(every) == len(rows)
+    for chosen in (["rel_se"], ["ssim", "stability"], []):
+        assert list(iter_rows(path, chosen)) == [r for r in every if r["metric"] in chosen]
