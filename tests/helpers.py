@@ -116,6 +116,11 @@ class StridedNet(nn.Module):
         return self.head(self.body(x))
 
 
+def rand(*shape, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """Standard normal values of ``shape`` from their own generator seeded with ``seed``."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
 def make(model: nn.Module, dtype=torch.float64, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     for p in model.parameters():

@@ -11,17 +11,13 @@ import torch
 from scipy import stats
 
 import smoothstab as ss
-from helpers import ConvNet, make
+from helpers import ConvNet, make, rand
 from smoothstab import SmoothStats
 from smoothstab import metrics as M
 from smoothstab.montecarlo import monte_carlo
 
 F64 = torch.float64
 SQRT2 = math.sqrt(2)
-
-
-def rand(*shape, seed=0, dtype=F64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 A, B = rand(3, 3, 8, 8, seed=1), rand(3, 3, 8, 8, seed=2)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import rand
 from smoothstab import SmoothStats, grad, smooth
 from smoothstab import metrics as M
 from smoothstab.experiments.analysis import aggregate as A
@@ -18,10 +19,6 @@ from smoothstab.montecarlo import monte_carlo
 from smoothstab.views import percentile
 
 F64 = torch.float64
-
-
-def rand(*shape, seed=0, dtype=F64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def sk_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import rand
 from smoothstab import inference, metrics
 from smoothstab.disagreement import chance_floor, disagreement_map
 from smoothstab.experiments.analysis import meaning
@@ -27,10 +28,6 @@ from smoothstab.experiments.models.recipe import floor_partner
 from smoothstab.montecarlo import monte_carlo
 
 F64 = torch.float64
-
-
-def rand(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
 X = rand(5, 3, 12, 12, seed=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import crossed_rows
+from helpers import crossed_rows, rand
 from smoothstab import metrics as M
 from smoothstab.experiments.analysis.measures import Metric
 from smoothstab.experiments.analysis.per_image import model_groups, pair_groups
@@ -25,13 +25,6 @@ from smoothstab.experiments.pages.answer import (
     verdict,
 )
 from smoothstab.montecarlo import monte_carlo
-
-F64 = torch.float64
-
-
-def rand(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
 
 X = rand(3, 3, 12, 12, seed=1)
 
